@@ -1,0 +1,566 @@
+//! The bollard-backed container runtime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerStatsResponse, HealthConfig, HealthStatusEnum, HostConfig, PortBinding,
+    RestartPolicy as BollardRestart, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::OnceCell;
+
+use crate::ports::container::{
+    COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
+    ContainerStats, ContainerSummary, DiskUsage, ExecOutput, ExecSpec, HealthStatus, LogLine, LogOptions, LogStream,
+    PrunePlan, PruneReport, PruneTarget, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
+};
+use crate::{Error, ErrorKind, Result};
+
+/// Label put on every container started by [`DockerRuntime::run_ephemeral`].
+pub const EPHEMERAL_LABEL: &str = "ops.ephemeral";
+
+/// Docker through its Engine API. The API version is negotiated on first use, so creating
+/// the adapter never fails because the engine is down.
+#[derive(Debug)]
+pub struct DockerRuntime {
+    host: String,
+    timeout: Duration,
+    docker: OnceCell<Docker>,
+}
+
+impl DockerRuntime {
+    /// An adapter for `host` (`unix:///var/run/docker.sock`, `tcp://host:2375`, or `None` for
+    /// the local socket); `timeout` bounds every engine call.
+    pub fn new(host: Option<&str>, timeout: Duration) -> Self {
+        Self { host: host.unwrap_or(DEFAULT_HOST).to_owned(), timeout, docker: OnceCell::new() }
+    }
+
+    /// Connects and negotiates the API version with the engine (20.10 speaks 1.41).
+    async fn client(&self) -> Result<&Docker> {
+        self.docker
+            .get_or_try_init(|| async {
+                let host = &self.host;
+                let docker = Docker::connect_with_host(host)
+                    .map_err(|e| Error::invalid_input(format!("docker host {host:?} cannot be used: {e}")))?
+                    .with_timeout(self.timeout);
+                tokio::time::timeout(self.timeout, docker.negotiate_version())
+                    .await
+                    .map_err(|_| Error::timeout(format!("connecting to the docker engine at {host}"), self.timeout))?
+                    .map_err(|e| map_err(e, &format!("docker engine at {host}")))
+            })
+            .await
+    }
+
+    async fn bounded<T>(&self, what: &str, fut: impl Future<Output = Result<T, bollard::errors::Error>>) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(|e| map_err(e, what)),
+            Err(_) => Err(Error::timeout(what, self.timeout)),
+        }
+    }
+}
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Translates a bollard error: the engine's status code decides the kind.
+fn map_err(e: bollard::errors::Error, what: &str) -> Error {
+    use bollard::errors::Error as B;
+    match e {
+        B::DockerResponseServerError { status_code, message } => {
+            let kind = match status_code {
+                404 => ErrorKind::NotFound,
+                409 => ErrorKind::Conflict,
+                400 => ErrorKind::InvalidInput,
+                401 | 403 => ErrorKind::Auth,
+                501 => ErrorKind::Unsupported,
+                503 => ErrorKind::Unavailable,
+                _ => ErrorKind::Internal,
+            };
+            Error::new(kind, format!("{what}: {}", message.trim()))
+        }
+        B::RequestTimeoutError => Error::new(ErrorKind::Timeout, format!("{what}: docker engine timed out")),
+        B::HyperResponseError { .. } | B::IOError { .. } | B::HyperLegacyError { .. } | B::SocketNotFoundError(_) => {
+            Error::unavailable(format!("{what}: docker engine unreachable: {e}"))
+        }
+        other => Error::internal(format!("{what}: {other}")),
+    }
+}
+
+fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
+    let s = s?;
+    // The engine reports the zero time for "never".
+    if s.starts_with("0001-") {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn secs(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: Option<i64>) -> u64 {
+    v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+}
+
+fn label_filters(filter: &ContainerFilter) -> HashMap<String, Vec<String>> {
+    let mut labels = Vec::new();
+    if let Some(p) = &filter.compose_project {
+        labels.push(format!("{COMPOSE_PROJECT_LABEL}={p}"));
+    }
+    if let Some(s) = &filter.compose_service {
+        labels.push(format!("{COMPOSE_SERVICE_LABEL}={s}"));
+    }
+    for (k, v) in &filter.labels {
+        labels.push(v.as_ref().map_or_else(|| k.clone(), |v| format!("{k}={v}")));
+    }
+    let mut filters = HashMap::new();
+    if !labels.is_empty() {
+        filters.insert("label".to_owned(), labels);
+    }
+    filters
+}
+
+/// CPU percent the way `docker stats` computes it: container CPU delta over system CPU
+/// delta, times the number of CPUs, times 100.
+#[allow(clippy::cast_precision_loss)] // nanosecond counters, ratio only
+pub(crate) fn cpu_percent(s: &ContainerStatsResponse) -> f64 {
+    let (Some(cpu), Some(pre)) = (s.cpu_stats.as_ref(), s.precpu_stats.as_ref()) else { return 0.0 };
+    let total = |c: &bollard::models::ContainerCpuStats| c.cpu_usage.as_ref().and_then(|u| u.total_usage).unwrap_or(0);
+    let cpu_delta = total(cpu).saturating_sub(total(pre));
+    let sys_delta = cpu.system_cpu_usage.unwrap_or(0).saturating_sub(pre.system_cpu_usage.unwrap_or(0));
+    let cpus = cpu.online_cpus.filter(|n| *n > 0).map(u64::from).unwrap_or_else(|| {
+        cpu.cpu_usage.as_ref().and_then(|u| u.percpu_usage.as_ref()).map_or(1, |v| v.len().max(1) as u64)
+    });
+    if sys_delta == 0 || cpu_delta == 0 {
+        return 0.0;
+    }
+    cpu_delta as f64 / sys_delta as f64 * cpus as f64 * 100.0
+}
+
+/// Memory in use the way `docker stats` shows it: usage minus inactive page cache.
+pub(crate) fn memory_usage(s: &ContainerStatsResponse) -> (u64, u64) {
+    let Some(m) = s.memory_stats.as_ref() else { return (0, 0) };
+    let usage = m.usage.unwrap_or(0);
+    let cache = m.stats.as_ref().map_or(0, |st| {
+        // cgroup v1 reports total_inactive_file, v2 inactive_file.
+        st.get("total_inactive_file").or_else(|| st.get("inactive_file")).copied().unwrap_or(0)
+    });
+    (usage.saturating_sub(cache), m.limit.unwrap_or(0))
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn ping(&self) -> Result<RuntimeInfo> {
+        let d = self.client().await?;
+        let v = self.bounded("docker version", d.version()).await?;
+        let info = self.bounded("docker info", d.info()).await?;
+        Ok(RuntimeInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: d.client_version().to_string(),
+            root_dir: info.docker_root_dir,
+        })
+    }
+
+    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerSummary>> {
+        let d = self.client().await?;
+        let opts = ListContainersOptionsBuilder::new().all(filter.all).filters(&label_filters(filter)).build();
+        let list = self.bounded("list containers", d.list_containers(Some(opts))).await?;
+        let mut out: Vec<ContainerSummary> = list
+            .into_iter()
+            .map(|c| {
+                let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+                ContainerSummary {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_owned())
+                        .unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    state: c.state.map_or(ContainerState::Unknown, |s| ContainerState::parse(s.as_ref())),
+                    status: c.status.unwrap_or_default(),
+                    compose_project: labels.get(COMPOSE_PROJECT_LABEL).cloned(),
+                    compose_service: labels.get(COMPOSE_SERVICE_LABEL).cloned(),
+                    labels,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn inspect(&self, container: &str) -> Result<ContainerDetails> {
+        let d = self.client().await?;
+        let c = self.bounded(&format!("inspect {container}"), d.inspect_container(container, None)).await?;
+        let state = c.state.unwrap_or_default();
+        let health = state.health.unwrap_or_default();
+        let config = c.config.unwrap_or_default();
+        let host = c.host_config.unwrap_or_default();
+        let labels: BTreeMap<String, String> = config.labels.unwrap_or_default().into_iter().collect();
+        Ok(ContainerDetails {
+            id: c.id.unwrap_or_default(),
+            name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
+            image: config.image.unwrap_or_default(),
+            state: state.status.map_or(ContainerState::Unknown, |s| ContainerState::parse(s.as_ref())),
+            health: match health.status {
+                Some(HealthStatusEnum::STARTING) => HealthStatus::Starting,
+                Some(HealthStatusEnum::HEALTHY) => HealthStatus::Healthy,
+                Some(HealthStatusEnum::UNHEALTHY) => HealthStatus::Unhealthy,
+                _ => HealthStatus::None,
+            },
+            health_failing_streak: u32::try_from(health.failing_streak.unwrap_or(0)).unwrap_or(0),
+            last_health_output: health
+                .log
+                .and_then(|l| l.into_iter().last())
+                .and_then(|r| r.output)
+                .map(|o| o.trim().to_owned()),
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            restart_count: u32::try_from(c.restart_count.unwrap_or(0)).unwrap_or(0),
+            restart_policy: host
+                .restart_policy
+                .and_then(|p| p.name)
+                .map(|n| n.to_string())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "no".to_owned()),
+            started_at: parse_time(state.started_at.as_deref()),
+            finished_at: parse_time(state.finished_at.as_deref()),
+            memory_limit_bytes: host.memory.and_then(|m| u64::try_from(m).ok()).filter(|m| *m > 0),
+            error: state.error.filter(|e| !e.is_empty()),
+            compose_service: labels.get(COMPOSE_SERVICE_LABEL).cloned(),
+            labels,
+        })
+    }
+
+    async fn logs(&self, container: &str, options: &LogOptions) -> Result<Vec<LogLine>> {
+        let d = self.client().await?;
+        let mut b = LogsOptionsBuilder::new().stdout(true).stderr(true).timestamps(options.timestamps);
+        let tail = options.tail.map(|t| t.to_string());
+        if let Some(t) = &tail {
+            b = b.tail(t);
+        }
+        if let Some(since) = options.since {
+            b = b.since(i32::try_from(since.timestamp()).unwrap_or(i32::MAX));
+        }
+        let what = format!("logs of {container}");
+        let collect = async {
+            let mut stream = d.logs(container, Some(b.build()));
+            let mut lines = Vec::new();
+            while let Some(item) = stream.next().await {
+                let (stream, bytes) = match item? {
+                    LogOutput::StdErr { message } => (LogStream::Stderr, message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => (LogStream::Stdout, message),
+                    LogOutput::StdIn { .. } => continue,
+                };
+                for raw in String::from_utf8_lossy(&bytes).lines() {
+                    let (timestamp, text) = match raw.split_once(' ') {
+                        Some((ts, rest)) if options.timestamps => (parse_time(Some(ts)), rest),
+                        _ => (None, raw),
+                    };
+                    lines.push(LogLine { stream, timestamp, text: text.to_owned() });
+                }
+            }
+            Ok(lines)
+        };
+        self.bounded(&what, collect).await
+    }
+
+    async fn start(&self, container: &str) -> Result<()> {
+        let d = self.client().await?;
+        let what = format!("start {container}");
+        match self.bounded(&what, d.start_container(container, None)).await {
+            // 304: already started.
+            Err(e) if e.message().contains("already started") => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn stop(&self, container: &str, timeout: Duration) -> Result<()> {
+        let d = self.client().await?;
+        let opts = StopContainerOptionsBuilder::new().t(secs(timeout)).build();
+        let fut = d.stop_container(container, Some(opts));
+        match tokio::time::timeout(self.timeout + timeout, fut).await {
+            Ok(r) => r.map_err(|e| map_err(e, &format!("stop {container}"))),
+            Err(_) => Err(Error::timeout(format!("stop {container}"), self.timeout + timeout)),
+        }
+    }
+
+    async fn restart(&self, container: &str, timeout: Duration) -> Result<()> {
+        let d = self.client().await?;
+        let opts = RestartContainerOptionsBuilder::new().t(secs(timeout)).build();
+        let fut = d.restart_container(container, Some(opts));
+        match tokio::time::timeout(self.timeout + timeout, fut).await {
+            Ok(r) => r.map_err(|e| map_err(e, &format!("restart {container}"))),
+            Err(_) => Err(Error::timeout(format!("restart {container}"), self.timeout + timeout)),
+        }
+    }
+
+    async fn exec(&self, container: &str, spec: &ExecSpec) -> Result<ExecOutput> {
+        let d = self.client().await?;
+        if spec.cmd.is_empty() {
+            return Err(Error::invalid_input("exec needs a command"));
+        }
+        let what = format!("exec in {container}");
+        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let create = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(spec.cmd.clone()),
+            env: (!env.is_empty()).then_some(env),
+            user: spec.user.clone(),
+            working_dir: spec.workdir.clone(),
+            ..Default::default()
+        };
+        let exec = self.bounded(&what, d.create_exec(container, create)).await?;
+        let run = async {
+            let started = d.start_exec(&exec.id, Some(StartExecOptions::default())).await?;
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            if let StartExecResults::Attached { mut output, .. } = started {
+                while let Some(item) = output.next().await {
+                    match item? {
+                        LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            stdout.extend_from_slice(&message);
+                        }
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+            }
+            // The exit code is set a moment after the output stream closes.
+            let mut inspect = d.inspect_exec(&exec.id).await?;
+            for _ in 0..50 {
+                if inspect.running != Some(true) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                inspect = d.inspect_exec(&exec.id).await?;
+            }
+            Ok::<_, bollard::errors::Error>(ExecOutput {
+                exit_code: inspect.exit_code.unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            })
+        };
+        let limit = spec.timeout.unwrap_or(self.timeout);
+        match tokio::time::timeout(limit, run).await {
+            Ok(r) => r.map_err(|e| map_err(e, &what)),
+            Err(_) => Err(Error::timeout(what, limit)),
+        }
+    }
+
+    async fn stats(&self, container: &str) -> Result<ContainerStats> {
+        let d = self.client().await?;
+        let what = format!("stats of {container}");
+        // `one_shot` skips the pre-sample on new engines, which leaves precpu empty; a single
+        // non-streaming sample carries both, like `docker stats --no-stream`.
+        let opts = StatsOptionsBuilder::new().stream(false).build();
+        let fut = async {
+            let mut s = d.stats(container, Some(opts));
+            s.next().await.transpose()
+        };
+        let sample = self
+            .bounded(&what, fut)
+            .await?
+            .ok_or_else(|| Error::internal(format!("{what}: the engine returned no sample")))?;
+        if sample.read.is_none() && sample.memory_stats.as_ref().and_then(|m| m.usage).is_none() {
+            return Err(Error::conflict(format!("{what}: container is not running")));
+        }
+        let (memory_usage_bytes, memory_limit_bytes) = memory_usage(&sample);
+        Ok(ContainerStats { cpu_percent: cpu_percent(&sample), memory_usage_bytes, memory_limit_bytes })
+    }
+
+    async fn run_ephemeral(&self, spec: &RunSpec) -> Result<RunningContainer> {
+        let d = self.client().await?;
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        labels.insert(EPHEMERAL_LABEL.to_owned(), "true".to_owned());
+        let port_key = spec.publish_port.map(|p| format!("{p}/tcp"));
+        let port_bindings = port_key.as_ref().map(|k| {
+            HashMap::from([(
+                k.clone(),
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_owned()), host_port: Some(String::new()) }]),
+            )])
+        });
+        let restart_policy = match spec.restart {
+            RestartPolicy::No => None,
+            RestartPolicy::Always => {
+                Some(BollardRestart { name: Some(RestartPolicyNameEnum::ALWAYS), maximum_retry_count: None })
+            }
+            RestartPolicy::OnFailure(n) => Some(BollardRestart {
+                name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(i64::from(n)),
+            }),
+        };
+        let memory = spec.memory_limit_bytes.and_then(|m| i64::try_from(m).ok());
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+            labels: Some(labels),
+            exposed_ports: port_key.as_ref().map(|k| vec![k.clone()]),
+            healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
+                test: Some(std::iter::once("CMD".to_owned()).chain(h.cmd.iter().cloned()).collect()),
+                interval: Some(nanos(h.interval)),
+                timeout: Some(nanos(h.timeout)),
+                retries: Some(i64::from(h.retries)),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                port_bindings,
+                restart_policy,
+                memory,
+                memory_swap: memory,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut opts = CreateContainerOptionsBuilder::new();
+        if let Some(name) = &spec.name {
+            opts = opts.name(name);
+        }
+        let what = format!("create container from {}", spec.image);
+        let created = self.bounded(&what, d.create_container(Some(opts.build()), body)).await?;
+        if let Err(e) = self.bounded(&what, d.start_container(&created.id, None)).await {
+            // Leave nothing behind when the start fails.
+            let _ = self.remove(&created.id, true).await;
+            return Err(e);
+        }
+        let details = self.bounded(&what, d.inspect_container(&created.id, None)).await?;
+        let host_port = port_key.as_ref().and_then(|k| {
+            details
+                .network_settings
+                .as_ref()?
+                .ports
+                .as_ref()?
+                .get(k)?
+                .as_ref()?
+                .iter()
+                .find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())
+        });
+        if spec.publish_port.is_some() && host_port.is_none() {
+            let _ = self.remove(&created.id, true).await;
+            return Err(Error::internal(format!("{what}: the engine did not publish the port")));
+        }
+        Ok(RunningContainer {
+            id: created.id,
+            name: details.name.unwrap_or_default().trim_start_matches('/').to_owned(),
+            host_port,
+        })
+    }
+
+    async fn remove(&self, container: &str, force: bool) -> Result<()> {
+        let d = self.client().await?;
+        let opts = RemoveContainerOptionsBuilder::new().force(force).v(true).build();
+        self.bounded(&format!("remove {container}"), d.remove_container(container, Some(opts))).await
+    }
+
+    async fn disk_usage(&self) -> Result<DiskUsage> {
+        let d = self.client().await?;
+        // Summed from the list endpoints, which every API version answers the same way (the
+        // shape of /system/df changed between API 1.41 and 1.52).
+        let containers = self
+            .bounded(
+                "list containers",
+                d.list_containers(Some(ListContainersOptionsBuilder::new().all(true).size(true).build())),
+            )
+            .await?;
+        let images = self
+            .bounded("list images", d.list_images(Some(ListImagesOptionsBuilder::new().all(false).build())))
+            .await?;
+        let plan = self.prune_plan().await?;
+        Ok(DiskUsage {
+            images_bytes: images.iter().map(|i| u64::try_from(i.size).unwrap_or(0)).sum(),
+            containers_bytes: containers.iter().map(|c| to_u64(c.size_rw)).sum(),
+            reclaimable_bytes: plan.total_bytes(),
+        })
+    }
+
+    async fn prune_plan(&self) -> Result<PrunePlan> {
+        let d = self.client().await?;
+        let stopped =
+            HashMap::from([("status".to_owned(), vec!["exited".to_owned(), "created".to_owned(), "dead".to_owned()])]);
+        let containers = self
+            .bounded(
+                "list stopped containers",
+                d.list_containers(Some(
+                    ListContainersOptionsBuilder::new().all(true).size(true).filters(&stopped).build(),
+                )),
+            )
+            .await?;
+        let dangling = HashMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
+        let images = self
+            .bounded(
+                "list dangling images",
+                d.list_images(Some(ListImagesOptionsBuilder::new().filters(&dangling).build())),
+            )
+            .await?;
+        let mut targets: Vec<PruneTarget> = containers
+            .into_iter()
+            .map(|c| PruneTarget::Container {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                bytes: to_u64(c.size_rw),
+            })
+            .collect();
+        targets.extend(
+            images.into_iter().map(|i| PruneTarget::Image { id: i.id, bytes: u64::try_from(i.size).unwrap_or(0) }),
+        );
+        Ok(PrunePlan { targets })
+    }
+
+    async fn prune(&self, plan: &PrunePlan) -> Result<PruneReport> {
+        let d = self.client().await?;
+        let mut report = PruneReport::default();
+        // Containers first: removing them can make their images dangling-and-unused.
+        for target in &plan.targets {
+            let result = match target {
+                PruneTarget::Container { id, .. } => {
+                    // Only a container that is still stopped: never force-remove a running one.
+                    match self.inspect(id).await {
+                        Ok(d)
+                            if matches!(
+                                d.state,
+                                ContainerState::Exited | ContainerState::Created | ContainerState::Dead
+                            ) =>
+                        {
+                            self.remove(id, false).await
+                        }
+                        Ok(d) => Err(Error::conflict(format!("container {} is {:?} now", d.name, d.state))),
+                        Err(e) => Err(e),
+                    }
+                }
+                PruneTarget::Image { id, .. } => {
+                    let opts = RemoveImageOptionsBuilder::new().force(false).build();
+                    self.bounded(&format!("remove image {id}"), d.remove_image(id, Some(opts), None)).await.map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => {
+                    report.freed_bytes += target.bytes();
+                    report.removed.push(target.clone());
+                }
+                Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
+                Err(e) => report.skipped.push((target.clone(), e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+}

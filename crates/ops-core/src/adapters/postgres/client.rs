@@ -1,0 +1,460 @@
+//! The sqlx-backed database adapter.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Row};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+use super::programs::find_client;
+use crate::adapters::tail;
+use crate::ports::database::{
+    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, PgClient, Readiness, RestoreOutcome, ServerVersion,
+    TableInfo,
+};
+use crate::ports::object_store::ByteReader;
+use crate::secret::SecretUrl;
+use crate::{Error, ErrorKind, Result};
+
+/// How to reach a database.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/dbname?sslmode=…`.
+    pub url: SecretUrl,
+    /// Time to connect, and for one admin query.
+    pub timeout: Duration,
+    /// Directories searched first for the client programs.
+    pub client_dirs: Vec<PathBuf>,
+}
+
+impl PostgresOptions {
+    /// Options with a 10 s timeout and the usual client directories.
+    pub fn new(url: SecretUrl) -> Self {
+        Self { url, timeout: Duration::from_secs(10), client_dirs: Vec::new() }
+    }
+}
+
+/// A PostgreSQL database.
+#[derive(Debug)]
+pub struct PostgresDatabase {
+    connect: PgConnectOptions,
+    pool: PgPool,
+    admin: PgPool,
+    name: String,
+    options: PostgresOptions,
+    client: OnceCell<PgClient>,
+}
+
+fn db_err(e: sqlx::Error, what: &str) -> Error {
+    let kind = match &e {
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            Some("28P01" | "28000") => ErrorKind::Auth,
+            Some("3D000" | "42P01" | "42704") => ErrorKind::NotFound,
+            Some("42P04" | "55006" | "40001" | "40P01") => ErrorKind::Conflict,
+            Some("42501") => ErrorKind::Auth,
+            Some("57P03" | "53300" | "57P01") => ErrorKind::Unavailable,
+            Some(c) if c.starts_with("42") || c.starts_with("22") => ErrorKind::InvalidInput,
+            _ => ErrorKind::Internal,
+        },
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => ErrorKind::Unavailable,
+        sqlx::Error::PoolTimedOut => ErrorKind::Timeout,
+        sqlx::Error::Configuration(_) => ErrorKind::InvalidInput,
+        sqlx::Error::RowNotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Internal,
+    };
+    // sqlx messages carry the server's text, never the connection string.
+    let detail = match &e {
+        sqlx::Error::Database(d) => d.message().to_owned(),
+        other => other.to_string(),
+    };
+    Error::new(kind, format!("{what}: {detail}"))
+}
+
+/// Quotes an identifier for SQL (`"my""db"`).
+pub(super) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Database names this adapter creates, renames or passes to client programs: plain
+/// identifiers, so a name can never be read as a connection string by `psql -d`.
+pub(super) fn check_db_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!("invalid database name {name:?}: use at most 63 letters, digits, _ or -")))
+    }
+}
+
+impl PostgresDatabase {
+    /// Prepares the adapter; connections are opened on first use.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the URL is not a PostgreSQL URL or names no database.
+    pub fn new(options: PostgresOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(options.url.expose())
+            .map_err(|_| Error::invalid_input(format!("invalid postgres url {}", options.url)))?
+            .application_name("ops")
+            .disable_statement_logging();
+        let name = connect.get_database().unwrap_or_default().to_owned();
+        if name.is_empty() {
+            return Err(Error::invalid_input(format!("postgres url {} names no database", options.url)));
+        }
+        let pool_opts = || {
+            PgPoolOptions::new()
+                .max_connections(2)
+                .min_connections(0)
+                .acquire_timeout(options.timeout)
+                .idle_timeout(Duration::from_secs(30))
+        };
+        let pool = pool_opts().connect_lazy_with(connect.clone());
+        let admin = pool_opts().connect_lazy_with(connect.clone().database("postgres"));
+        Ok(Self { connect, pool, admin, name, options, client: OnceCell::new() })
+    }
+
+    fn env_for(&self, database: &str) -> Vec<(&'static str, String)> {
+        let c = &self.connect;
+        let mut env = vec![
+            ("PGHOST", c.get_host().to_owned()),
+            ("PGPORT", c.get_port().to_string()),
+            ("PGUSER", c.get_username().to_owned()),
+            ("PGDATABASE", database.to_owned()),
+            ("PGAPPNAME", "ops".to_owned()),
+            ("PGCONNECT_TIMEOUT", self.options.timeout.as_secs().max(2).to_string()),
+        ];
+        // The password travels in the child's environment only (never argv, never a shell).
+        if let Ok(url) = url::Url::parse(self.options.url.expose()) {
+            if let Some(p) = url.password() {
+                let decoded = percent_decode(p);
+                env.push(("PGPASSWORD", decoded));
+            }
+            if let Some((_, mode)) = url.query_pairs().find(|(k, _)| k == "sslmode") {
+                env.push(("PGSSLMODE", mode.into_owned()));
+            }
+        }
+        env
+    }
+
+    fn command(&self, program: &std::path::Path, database: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear();
+        // Keep the locale/path basics; drop everything else (no inherited PG* variables).
+        cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd.env("LC_ALL", "C.UTF-8");
+        for (k, v) in self.env_for(database) {
+            cmd.env(k, v);
+        }
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    async fn scalar_i64(&self, pool: &PgPool, sql: &str, what: &str) -> Result<i64> {
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.map_err(|e| db_err(e, what))
+    }
+}
+
+pub(super) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Collects a child's stderr in the background, keeping the last 64 KiB.
+fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let Some(mut stderr) = stderr else { return String::new() };
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 64 * 1024 {
+                kept.drain(..kept.len() - 64 * 1024);
+            }
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// Classifies a failed connection attempt the way `pg_isready` does.
+fn readiness_of(e: &sqlx::Error) -> Readiness {
+    match e {
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            // Starting up, shutting down, in recovery, out of connection slots.
+            Some("57P03" | "53300" | "57P01" | "57P02") => Readiness::Rejecting { reason: d.message().to_owned() },
+            // The server answered: authentication or a missing database do not make it down.
+            _ => Readiness::Accepting,
+        },
+        sqlx::Error::PoolTimedOut => Readiness::NoResponse { reason: "timed out".to_owned() },
+        other => Readiness::NoResponse { reason: other.to_string() },
+    }
+}
+
+#[async_trait]
+impl Database for PostgresDatabase {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn readiness(&self) -> Readiness {
+        let attempt = tokio::time::timeout(self.options.timeout, self.connect.connect()).await;
+        match attempt {
+            Err(_) => Readiness::NoResponse { reason: format!("no answer within {:?}", self.options.timeout) },
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Readiness::Accepting
+            }
+            Ok(Err(e)) => readiness_of(&e),
+        }
+    }
+
+    async fn server_version(&self) -> Result<ServerVersion> {
+        let row = sqlx::query("SELECT current_setting('server_version_num')::int4, current_setting('server_version')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db_err(e, "server version"))?;
+        let num: i32 = row.get(0);
+        let num = u32::try_from(num).unwrap_or(0);
+        Ok(ServerVersion { major: num / 10_000, minor: num % 10_000, full: row.get(1) })
+    }
+
+    async fn tables(&self, exact: &[String]) -> Result<Vec<TableInfo>> {
+        let rows = sqlx::query(
+            "SELECT n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8 \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+             ORDER BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_err(e, "list tables"))?;
+        let mut tables: Vec<TableInfo> = rows
+            .iter()
+            .map(|r| {
+                let est: f64 = r.get(2);
+                let size: i64 = r.get(3);
+                TableInfo {
+                    schema: r.get(0),
+                    name: r.get(1),
+                    // reltuples is -1 for a table never vacuumed or analyzed.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    estimated_rows: (est >= 0.0).then(|| est.round() as u64),
+                    exact_rows: None,
+                    size_bytes: u64::try_from(size).unwrap_or(0),
+                }
+            })
+            .collect();
+        let all = exact.iter().any(|e| e == "*");
+        for wanted in exact.iter().filter(|e| *e != "*") {
+            let matches = |t: &TableInfo| match wanted.split_once('.') {
+                Some((s, n)) => t.schema == s && t.name == n,
+                None => t.name == *wanted,
+            };
+            if !tables.iter().any(matches) {
+                return Err(Error::not_found(format!("table {wanted} does not exist in database {}", self.name)));
+            }
+        }
+        for t in &mut tables {
+            let wanted = all
+                || exact.iter().any(|w| match w.split_once('.') {
+                    Some((s, n)) => t.schema == s && t.name == n,
+                    None => t.name == *w,
+                });
+            if wanted {
+                let sql = format!("SELECT count(*)::int8 FROM {}.{}", quote_ident(&t.schema), quote_ident(&t.name));
+                let n = self.scalar_i64(&self.pool, &sql, &format!("count rows of {}", t.qualified_name())).await?;
+                t.exact_rows = Some(u64::try_from(n).unwrap_or(0));
+            }
+        }
+        Ok(tables)
+    }
+
+    async fn extensions(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar::<_, String>("SELECT extname::text FROM pg_extension ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err(e, "list extensions"))
+    }
+
+    async fn connections(&self) -> Result<ConnectionStats> {
+        let limits = sqlx::query(
+            "SELECT current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4",
+        )
+        .fetch_one(&self.admin)
+        .await
+        .map_err(|e| db_err(e, "connection limits"))?;
+        let rows = sqlx::query(
+            "SELECT coalesce(state, 'unknown')::text, count(*)::int8 FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' GROUP BY 1",
+        )
+        .fetch_all(&self.admin)
+        .await
+        .map_err(|e| db_err(e, "connection states"))?;
+        let by_state: BTreeMap<String, u32> =
+            rows.iter().map(|r| (r.get::<String, _>(0), u32::try_from(r.get::<i64, _>(1)).unwrap_or(0))).collect();
+        Ok(ConnectionStats {
+            max_connections: u32::try_from(limits.get::<i32, _>(0)).unwrap_or(0),
+            reserved_connections: u32::try_from(limits.get::<i32, _>(1)).unwrap_or(0),
+            total: by_state.values().sum(),
+            by_state,
+        })
+    }
+
+    async fn database_exists(&self, name: &str) -> Result<bool> {
+        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&self.admin)
+            .await
+            .map_err(|e| db_err(e, "look up database"))
+    }
+
+    async fn create_database(&self, name: &str) -> Result<()> {
+        check_db_name(name)?;
+        sqlx::query(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .execute(&self.admin)
+            .await
+            .map_err(|e| db_err(e, &format!("create database {name}")))?;
+        Ok(())
+    }
+
+    async fn drop_database(&self, name: &str) -> Result<()> {
+        check_db_name(name)?;
+        sqlx::query(&format!("DROP DATABASE {}", quote_ident(name)))
+            .execute(&self.admin)
+            .await
+            .map_err(|e| db_err(e, &format!("drop database {name}")))?;
+        Ok(())
+    }
+
+    async fn rename_database(&self, from: &str, to: &str) -> Result<()> {
+        check_db_name(from)?;
+        check_db_name(to)?;
+        sqlx::query(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(from), quote_ident(to)))
+            .execute(&self.admin)
+            .await
+            .map_err(|e| db_err(e, &format!("rename database {from} to {to}")))?;
+        Ok(())
+    }
+
+    async fn terminate_connections(&self, database: &str) -> Result<u32> {
+        let n = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*)::int8 FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+        )
+        .bind(database)
+        .fetch_one(&self.admin)
+        .await
+        .map_err(|e| db_err(e, &format!("terminate connections to {database}")))?;
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+
+    async fn terminate_backend(&self, pid: i32) -> Result<bool> {
+        sqlx::query_scalar::<_, bool>("SELECT coalesce(pg_terminate_backend($1), false)")
+            .bind(pid)
+            .fetch_one(&self.admin)
+            .await
+            .map_err(|e| db_err(e, &format!("terminate backend {pid}")))
+    }
+
+    async fn client(&self) -> Result<PgClient> {
+        self.client
+            .get_or_try_init(|| async {
+                let server = self.server_version().await?;
+                find_client(server.major, &self.options.client_dirs).await
+            })
+            .await
+            .cloned()
+    }
+
+    async fn dump(&self, options: &DumpOptions) -> Result<DumpStream> {
+        let client = self.client().await?;
+        let mut cmd = self.command(&client.pg_dump, &self.name);
+        cmd.arg("--no-password");
+        cmd.arg(match options.format {
+            DumpFormat::Plain => "--format=plain",
+            DumpFormat::Custom => "--format=custom",
+        });
+        if options.no_owner {
+            cmd.arg("--no-owner");
+        }
+        if options.no_privileges {
+            cmd.arg("--no-privileges");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child =
+            cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", client.pg_dump.display())))?;
+        let stdout = child.stdout.take().ok_or_else(|| Error::internal("pg_dump has no stdout"))?;
+        let stderr = drain_stderr(child.stderr.take());
+        let completion = async move {
+            let status = child.wait().await.map_err(|e| Error::from(e).context("wait for pg_dump"))?;
+            let err_text = stderr.await.unwrap_or_default();
+            if status.success() {
+                Ok(())
+            } else {
+                Err(Error::integrity(format!("pg_dump failed ({status}): {}", tail(&err_text, 2000))))
+            }
+        };
+        Ok(DumpStream { reader: Box::pin(stdout), client, completion: Box::pin(completion) })
+    }
+
+    async fn restore(&self, database: &str, format: DumpFormat, mut input: ByteReader) -> Result<RestoreOutcome> {
+        check_db_name(database)?;
+        let client = self.client().await?;
+        let started = Instant::now();
+        let program = match format {
+            DumpFormat::Plain => &client.psql,
+            DumpFormat::Custom => &client.pg_restore,
+        };
+        let mut cmd = self.command(program, database);
+        match format {
+            DumpFormat::Plain => {
+                cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction"]);
+                cmd.arg(format!("--dbname={database}"));
+            }
+            DumpFormat::Custom => {
+                cmd.args(["--no-password", "--exit-on-error", "--single-transaction", "--no-owner"]);
+                cmd.arg(format!("--dbname={database}"));
+            }
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", program.display())))?;
+        let mut stdin = child.stdin.take().ok_or_else(|| Error::internal("restore client has no stdin"))?;
+        let stderr = drain_stderr(child.stderr.take());
+        let copied = tokio::io::copy(&mut input, &mut stdin).await;
+        drop(stdin);
+        let status = child.wait().await.map_err(|e| Error::from(e).context("wait for the restore client"))?;
+        let err_text = stderr.await.unwrap_or_default();
+        let name = program.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if !status.success() {
+            return Err(Error::integrity(format!("{name} failed ({status}): {}", tail(&err_text, 2000))));
+        }
+        let bytes = copied.map_err(|e| Error::from(e).context(format!("feeding the dump to {name}")))?;
+        Ok(RestoreOutcome { database: database.to_owned(), client, bytes, duration: started.elapsed() })
+    }
+}

@@ -1,0 +1,26 @@
+use super::client::{check_db_name, percent_decode, quote_ident};
+use super::parse_client_version;
+
+#[test]
+fn client_versions() {
+    assert_eq!(parse_client_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
+    assert_eq!(parse_client_version("psql (PostgreSQL) 16.4"), Some(16));
+    assert_eq!(parse_client_version("pg_dump (PostgreSQL) 9.6.24"), Some(9));
+    assert_eq!(parse_client_version("garbage"), None);
+}
+
+#[test]
+fn identifiers_are_quoted_and_checked() {
+    assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    assert!(check_db_name("stellar_escrow__restore_20260101T000000Z").is_ok());
+    for bad in ["", "host=evil", "a b", "-x", &"x".repeat(64)] {
+        assert!(check_db_name(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn url_passwords_are_decoded() {
+    assert_eq!(percent_decode("p%40ss%2Fw"), "p@ss/w");
+    assert_eq!(percent_decode("plain"), "plain");
+    assert_eq!(percent_decode("100%"), "100%");
+}

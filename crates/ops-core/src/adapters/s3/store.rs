@@ -1,0 +1,417 @@
+//! The S3 object store.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::ports::object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport, validate_key};
+use crate::secret::Secret;
+use crate::{Error, ErrorKind, Result};
+
+const MIB: u64 = 1024 * 1024;
+/// S3's limit on parts per upload.
+pub(crate) const MAX_PARTS: u64 = 10_000;
+/// S3's smallest allowed part (except the last).
+pub(crate) const MIN_PART: u64 = 5 * MIB;
+/// S3's largest allowed part.
+const MAX_PART: u64 = 5 * 1024 * MIB;
+
+/// How to reach a bucket.
+#[derive(Clone)]
+pub struct S3Options {
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// Custom endpoint (R2, MinIO); AWS when `None`.
+    pub endpoint: Option<String>,
+    /// Region (`us-east-1`; `auto` for R2).
+    pub region: String,
+    /// Path-style addressing.
+    pub path_style: bool,
+    /// Access key id.
+    pub access_key_id: Secret,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+    /// Part size when no size hint is given, and the floor otherwise (at least 5 MiB).
+    pub part_size: u64,
+    /// Keys per list request (at most 1000).
+    pub list_page_size: i32,
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Options {
+    /// Options with the defaults: region `us-east-1`, 16 MiB parts, 1000 keys per page.
+    pub fn new(bucket: impl Into<String>, access_key_id: Secret, secret_access_key: Secret) -> Self {
+        Self {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            path_style: false,
+            access_key_id,
+            secret_access_key,
+            part_size: 16 * MIB,
+            list_page_size: 1000,
+        }
+    }
+}
+
+/// Part size for an upload: the configured floor, or larger when the hinted size (with 50 %
+/// headroom for growth) would otherwise need more than 10,000 parts. Rounded up to a MiB.
+pub(crate) fn part_size_for(floor: u64, size_hint: Option<u64>) -> u64 {
+    let floor = floor.max(MIN_PART);
+    let needed = size_hint.map_or(0, |s| s.saturating_add(s / 2).div_ceil(MAX_PARTS - 1));
+    floor.max(needed).div_ceil(MIB).saturating_mul(MIB).min(MAX_PART)
+}
+
+/// An S3 bucket (under a prefix) as an object store.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    options: S3Options,
+}
+
+fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E>, what: &str) -> Error {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    match &e {
+        SdkError::DispatchFailure(d) => {
+            let kind = if d.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Unavailable };
+            return Error::new(kind, format!("{what}: object store unreachable"));
+        }
+        SdkError::TimeoutError(_) => return Error::new(ErrorKind::Timeout, format!("{what}: object store timed out")),
+        _ => {}
+    }
+    let code = e.code().unwrap_or_default().to_owned();
+    let message = e.message().unwrap_or_default().to_owned();
+    let kind = match (code.as_str(), status) {
+        ("NoSuchKey" | "NoSuchBucket" | "NoSuchUpload" | "NotFound", _) | (_, Some(404)) => ErrorKind::NotFound,
+        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken", _)
+        | (_, Some(401 | 403)) => ErrorKind::Auth,
+        ("SlowDown" | "ServiceUnavailable" | "InternalError", _) | (_, Some(500 | 502 | 503 | 504)) => {
+            ErrorKind::Unavailable
+        }
+        ("EntityTooLarge" | "EntityTooSmall" | "InvalidPart" | "InvalidArgument", _) | (_, Some(400)) => {
+            ErrorKind::InvalidInput
+        }
+        _ => ErrorKind::Internal,
+    };
+    let detail = match (code.is_empty(), message.is_empty()) {
+        (true, true) => status.map_or_else(|| "unexpected response".to_owned(), |s| format!("http {s}")),
+        (false, true) => code,
+        (true, false) => message,
+        (false, false) => format!("{code}: {message}"),
+    };
+    Error::new(kind, format!("{what}: {detail}"))
+}
+
+/// Reads until `buf` is full or the body ends; returns the bytes read.
+async fn fill(body: &mut ByteReader, buf: &mut Vec<u8>, limit: usize) -> Result<usize> {
+    buf.clear();
+    let mut chunk = vec![0u8; 256 * 1024];
+    while buf.len() < limit {
+        let want = (limit - buf.len()).min(chunk.len());
+        let n = body.read(&mut chunk[..want]).await.map_err(|e| Error::from(e).context("reading the object body"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(buf.len())
+}
+
+impl S3Store {
+    /// Builds a client (no request is sent).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unusable bucket or endpoint.
+    pub fn new(options: S3Options) -> Result<Self> {
+        if options.bucket.is_empty() {
+            return Err(Error::invalid_input("s3 storage needs a bucket"));
+        }
+        let http =
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        let creds = Credentials::new(
+            options.access_key_id.expose(),
+            options.secret_access_key.expose(),
+            None,
+            None,
+            "ops-config",
+        );
+        let mut conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(options.region.clone()))
+            .credentials_provider(creds)
+            .http_client(http)
+            .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+            .force_path_style(options.path_style)
+            // Checksums only where S3 requires them: R2 and older servers reject the newer
+            // default trailers. Integrity is ours: SHA-256 over every byte.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &options.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        }
+        Ok(Self { client: Client::from_conf(conf.build()), options })
+    }
+
+    fn full_key(&self, key: &str) -> Result<String> {
+        validate_key(key)?;
+        Ok(if self.options.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.options.prefix) })
+    }
+
+    fn relative<'a>(&self, full: &'a str) -> &'a str {
+        if self.options.prefix.is_empty() {
+            full
+        } else {
+            full.strip_prefix(&self.options.prefix).and_then(|k| k.strip_prefix('/')).unwrap_or(full)
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        full: &str,
+        first: Vec<u8>,
+        body: &mut ByteReader,
+        part_size: usize,
+        hasher: &mut Sha256,
+        content_type: Option<&str>,
+    ) -> Result<(u64, u32)> {
+        let what = format!("multipart upload of {full}");
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.options.bucket)
+            .key(full)
+            .set_content_type(content_type.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| sdk_err(e, &what))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(full, &upload_id, first, body, part_size, hasher).await;
+        match result {
+            Ok((size, parts)) => {
+                let completed = CompletedMultipartUpload::builder().set_parts(Some(parts.clone())).build();
+                let done = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.options.bucket)
+                    .key(full)
+                    .upload_id(&upload_id)
+                    .multipart_upload(completed)
+                    .send()
+                    .await;
+                match done {
+                    Ok(_) => Ok((size, u32::try_from(parts.len()).unwrap_or(u32::MAX))),
+                    Err(e) => {
+                        self.abort(full, &upload_id).await;
+                        Err(sdk_err(e, &what))
+                    }
+                }
+            }
+            Err(e) => {
+                self.abort(full, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(&self, full: &str, upload_id: &str) {
+        let r = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.options.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(key = full, error = %sdk_err(e, "abort multipart upload"), "could not abort a failed upload");
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        full: &str,
+        upload_id: &str,
+        first: Vec<u8>,
+        body: &mut ByteReader,
+        part_size: usize,
+        hasher: &mut Sha256,
+    ) -> Result<(u64, Vec<CompletedPart>)> {
+        let mut parts = Vec::new();
+        let mut size = 0u64;
+        let mut current = first;
+        let mut next = Vec::with_capacity(part_size);
+        loop {
+            let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+            if u64::try_from(number).unwrap_or(u64::MAX) > MAX_PARTS {
+                return Err(Error::invalid_input(format!(
+                    "{full}: object exceeds {MAX_PARTS} parts of {part_size} bytes; give a larger size hint"
+                )));
+            }
+            size += current.len() as u64;
+            let what = format!("upload part {number} of {full}");
+            let sent = self
+                .client
+                .upload_part()
+                .bucket(&self.options.bucket)
+                .key(full)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(std::mem::take(&mut current)))
+                .send()
+                .await
+                .map_err(|e| sdk_err(e, &what))?;
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build());
+            let n = fill(body, &mut next, part_size).await?;
+            if n == 0 {
+                return Ok((size, parts));
+            }
+            hasher.update(&next);
+            std::mem::swap(&mut current, &mut next);
+        }
+    }
+}
+
+fn to_utc(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    let t = t?;
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn location(&self) -> String {
+        if self.options.prefix.is_empty() {
+            format!("s3://{}", self.options.bucket)
+        } else {
+            format!("s3://{}/{}", self.options.bucket, self.options.prefix)
+        }
+    }
+
+    async fn put(&self, key: &str, mut body: ByteReader, options: &PutOptions) -> Result<PutReport> {
+        let full = self.full_key(key)?;
+        let part_size = usize::try_from(part_size_for(self.options.part_size, options.size_hint))
+            .map_err(|_| Error::invalid_input("part size does not fit in memory"))?;
+        let mut hasher = Sha256::new();
+        let mut first = Vec::with_capacity(part_size.min(64 * 1024 * 1024));
+        let n = fill(&mut body, &mut first, part_size).await?;
+        hasher.update(&first);
+        let (size, parts) = if n < part_size {
+            // Fits in one request.
+            let what = format!("upload of {full}");
+            self.client
+                .put_object()
+                .bucket(&self.options.bucket)
+                .key(&full)
+                .set_content_type(options.content_type.clone())
+                .body(ByteStream::from(first))
+                .send()
+                .await
+                .map_err(|e| sdk_err(e, &what))?;
+            (n as u64, 1)
+        } else {
+            self.put_multipart(&full, first, &mut body, part_size, &mut hasher, options.content_type.as_deref()).await?
+        };
+        Ok(PutReport { key: key.to_owned(), size, sha256: hex::encode(hasher.finalize()), parts })
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteReader> {
+        let full = self.full_key(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| sdk_err(e, &format!("download of {full}")))?;
+        Ok(Box::pin(out.body.into_async_read()))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let full = self.full_key(key)?;
+        match self.client.head_object().bucket(&self.options.bucket).key(&full).send().await {
+            Ok(h) => Ok(Some(ObjectMeta {
+                key: key.to_owned(),
+                size: h.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+                last_modified: to_utc(h.last_modified()),
+            })),
+            Err(e) => {
+                let e = sdk_err(e, &format!("head of {full}"));
+                if e.kind() == ErrorKind::NotFound { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let full_prefix = if self.options.prefix.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{}/{prefix}", self.options.prefix)
+        };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.options.bucket)
+                .prefix(&full_prefix)
+                .max_keys(self.options.list_page_size)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err(e, &format!("list of {}", self.location())))?;
+            for obj in page.contents() {
+                let Some(k) = obj.key() else { continue };
+                out.push(ObjectMeta {
+                    key: self.relative(k).to_owned(),
+                    size: obj.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    last_modified: to_utc(obj.last_modified()),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let full = self.full_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.options.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| sdk_err(e, &format!("delete of {full}")))?;
+        Ok(())
+    }
+}

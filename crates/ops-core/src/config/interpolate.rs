@@ -1,0 +1,143 @@
+//! `${VAR}` and `${VAR:-default}` in string values, applied after parsing so that a value
+//! never changes the structure of the file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{
+    CacheConfig, DatabaseConfig, DockerConfig, HttpCheckConfig, NotifyConfig, OpsConfig, ProjectConfig, ServerConfig,
+    StorageConfig, TlsCheckConfig,
+};
+use crate::secret::{Secret, SecretUrl};
+
+/// Why a `${…}` could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InterpolationError {
+    /// `${NAME}` without a default and `NAME` is not set.
+    Unset(String),
+    /// `${` without a closing `}`, or an empty or invalid name.
+    Malformed(String),
+}
+
+/// Expands `${NAME}`, `${NAME:-default}` and `$$` (a literal `$`) in `s`.
+pub(crate) fn expand(s: &str, env: &BTreeMap<String, String>) -> Result<String, InterpolationError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let Some(body_start) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = body_start.find('}') else {
+            return Err(InterpolationError::Malformed(format!("unclosed \"${{\" in {:?}", truncate(s))));
+        };
+        let body = &body_start[..end];
+        let (name, default) = match body.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (body, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(InterpolationError::Malformed(format!("invalid variable name {name:?}")));
+        }
+        match (env.get(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(InterpolationError::Unset(name.to_owned())),
+        }
+        rest = &body_start[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn truncate(s: &str) -> String {
+    // Only ever called on the raw (uninterpolated) text, which holds no secret values.
+    s.chars().take(40).collect()
+}
+
+/// Visits every interpolatable string of a config value.
+pub(crate) trait Interpolate {
+    fn each_string(
+        &mut self,
+        f: &mut dyn FnMut(&mut String) -> Result<(), InterpolationError>,
+    ) -> Result<(), InterpolationError>;
+}
+
+type Visit<'a> = &'a mut dyn FnMut(&mut String) -> Result<(), InterpolationError>;
+
+impl Interpolate for String {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        f(self)
+    }
+}
+
+impl Interpolate for Secret {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        f(self.expose_mut())
+    }
+}
+
+impl Interpolate for SecretUrl {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        f(self.expose_mut())
+    }
+}
+
+impl Interpolate for PathBuf {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        if let Some(s) = self.to_str() {
+            let mut s = s.to_owned();
+            f(&mut s)?;
+            *self = PathBuf::from(s);
+        }
+        Ok(())
+    }
+}
+
+impl<T: Interpolate> Interpolate for Option<T> {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        self.as_mut().map_or(Ok(()), |v| v.each_string(f))
+    }
+}
+
+impl<T: Interpolate> Interpolate for Vec<T> {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        self.iter_mut().try_for_each(|v| v.each_string(f))
+    }
+}
+
+impl<T: Interpolate> Interpolate for BTreeMap<String, T> {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        self.values_mut().try_for_each(|v| v.each_string(f))
+    }
+}
+
+macro_rules! interpolate_fields {
+    ($ty:ty { $($field:ident),* $(,)? }) => {
+        impl Interpolate for $ty {
+            fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+                $( self.$field.each_string(f)?; )*
+                Ok(())
+            }
+        }
+    };
+}
+
+interpolate_fields!(OpsConfig { project, docker, databases, caches, storage, notify, http, tls, server });
+interpolate_fields!(ProjectConfig { name, compose_project });
+interpolate_fields!(DockerConfig { host });
+interpolate_fields!(DatabaseConfig { url, container, key_tables, dependents });
+interpolate_fields!(CacheConfig { url, container, queues });
+interpolate_fields!(StorageConfig { url, endpoint, region, access_key_id, secret_access_key, local_dir });
+interpolate_fields!(NotifyConfig { webhooks });
+interpolate_fields!(HttpCheckConfig { name, url });
+interpolate_fields!(TlsCheckConfig { name, endpoint, file });
+interpolate_fields!(ServerConfig { listen, api_keys, admin_keys });

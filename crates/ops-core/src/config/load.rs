@@ -1,0 +1,339 @@
+//! [`resolve`]: file text + environment -> validated [`OpsConfig`], or an error that names
+//! the file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::interpolate::{Interpolate, InterpolationError, expand};
+use super::{OpsConfig, StorageConfig, StorageLocation};
+use crate::secret::{Secret, SecretUrl};
+
+/// What [`resolve`] reads: the file (if any) and a snapshot of the environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigSource<'a> {
+    /// How to name the file in errors (its path as the user gave it).
+    pub file_name: &'a str,
+    /// The file's text, or `None` when no file exists (defaults + environment only).
+    pub text: Option<&'a str>,
+    /// The environment variables to interpolate and overlay.
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// A configuration error, located as precisely as possible. Never contains a value, only
+/// names, so it cannot leak a secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigError {
+    /// The file, or `environment` for an environment variable.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The dotted key (`storage.retention-days`) or variable name.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses, interpolates, overlays the environment and validates.
+///
+/// Environment overlays, for the variables the runbooks already use: `DATABASE_URL` (the url
+/// of the only database, or of `main`), `S3_BUCKET` (`storage.url`), `RETENTION_DAYS`
+/// (`storage.retention-days`), `BACKUP_ALERT_WEBHOOK` (added to `notify.webhooks`),
+/// `API_KEYS` and `ADMIN_KEYS` (comma-separated; replace `server.*-keys`), `DOCKER_HOST`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` and `AWS_ENDPOINT_URL` (fill
+/// unset storage settings).
+///
+/// # Errors
+/// [`ConfigError`] naming the file, line and key (or the environment variable) of the first
+/// problem: a syntax error, an unknown key, a wrong type, an unset `${VAR}`, an invalid URL.
+pub fn resolve(src: ConfigSource<'_>) -> Result<OpsConfig, ConfigError> {
+    let raw = src.text.unwrap_or_default();
+    let mut cfg: OpsConfig = match src.text {
+        Some(text) => toml::from_str(text).map_err(|e| from_toml(src.file_name, text, &e))?,
+        None => OpsConfig::default(),
+    };
+    cfg.each_string(&mut |s: &mut String| {
+        if s.contains('$') {
+            *s = expand(s, src.env)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| from_interpolation(src.file_name, raw, e))?;
+    overlay_env(&mut cfg, src.env)?;
+    validate(&cfg, src.file_name, raw)?;
+    Ok(cfg)
+}
+
+fn from_toml(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map(|s| line_col(text, s.start)).unzip();
+    let msg = e.message().trim().to_owned();
+    // toml says "unknown field `x`, expected one of …": name the key and keep the hint.
+    let key = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()).map(str::to_owned);
+    let message = if key.is_some() {
+        format!("unknown key ({})", msg.split_once(", ").map_or("", |(_, hint)| hint))
+    } else {
+        msg
+    };
+    let key = key.or_else(|| line.and_then(|l| key_on_line(text, l)));
+    ConfigError { file: file.to_owned(), line, column, key, message }
+}
+
+fn from_interpolation(file: &str, raw: &str, e: InterpolationError) -> ConfigError {
+    let (needle, message) = match &e {
+        InterpolationError::Unset(name) => (
+            format!("${{{name}"),
+            format!("environment variable {name} is not set (use ${{{name}:-default}} for a default)"),
+        ),
+        InterpolationError::Malformed(m) => ("${".to_owned(), m.clone()),
+    };
+    let line = raw.lines().position(|l| l.contains(&needle)).map(|i| i + 1);
+    let key = line.and_then(|l| key_on_line(raw, l));
+    ConfigError { file: file.to_owned(), line, column: None, key, message }
+}
+
+fn env_error(var: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: "environment".into(),
+        line: None,
+        column: None,
+        key: Some(var.to_owned()),
+        message: message.into(),
+    }
+}
+
+fn split_keys(v: &str) -> Vec<Secret> {
+    v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect()
+}
+
+fn overlay_env(cfg: &mut OpsConfig, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let Some(url) = get("DATABASE_URL") {
+        let name = match cfg.databases.len() {
+            0 => "main".to_owned(),
+            1 => cfg.databases.keys().next().cloned().unwrap_or_default(),
+            _ if cfg.databases.contains_key("main") => "main".to_owned(),
+            _ => return Err(env_error("DATABASE_URL", "is ambiguous with several [databases.*] and none named main")),
+        };
+        cfg.databases.entry(name).or_default().url = SecretUrl::new(url);
+    }
+    if let Some(bucket) = get("S3_BUCKET") {
+        let url = if bucket.starts_with("s3://") { bucket.to_owned() } else { format!("s3://{bucket}") };
+        cfg.storage.get_or_insert_with(StorageConfig::default).url = url;
+    }
+    if let Some(days) = get("RETENTION_DAYS") {
+        let days: u32 = days.parse().map_err(|_| env_error("RETENTION_DAYS", "is not a whole number of days"))?;
+        if let Some(storage) = cfg.storage.as_mut() {
+            storage.retention_days = days;
+        }
+    }
+    if let Some(hook) = get("BACKUP_ALERT_WEBHOOK") {
+        let hook = SecretUrl::new(hook);
+        if !cfg.notify.webhooks.contains(&hook) {
+            cfg.notify.webhooks.push(hook);
+        }
+    }
+    if let Some(keys) = get("API_KEYS") {
+        cfg.server.api_keys = split_keys(keys);
+    }
+    if let Some(keys) = get("ADMIN_KEYS") {
+        cfg.server.admin_keys = split_keys(keys);
+    }
+    if cfg.docker.host.is_none() {
+        cfg.docker.host = get("DOCKER_HOST").map(str::to_owned);
+    }
+    if let Some(storage) = cfg.storage.as_mut() {
+        if storage.access_key_id.is_none() {
+            storage.access_key_id = get("AWS_ACCESS_KEY_ID").map(Secret::new);
+        }
+        if storage.secret_access_key.is_none() {
+            storage.secret_access_key = get("AWS_SECRET_ACCESS_KEY").map(Secret::new);
+        }
+        if storage.region.is_none() {
+            storage.region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")).map(str::to_owned);
+        }
+        if storage.endpoint.is_none() {
+            storage.endpoint = get("AWS_ENDPOINT_URL").map(str::to_owned);
+        }
+    }
+    Ok(())
+}
+
+/// Validates values that parse but cannot work. `raw` locates the key.
+fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
+    let err = |path: &[&str], message: String| {
+        let line = locate(raw, path);
+        ConfigError { file: file.to_owned(), line, column: None, key: Some(path.join(".")), message }
+    };
+    for (name, db) in &cfg.databases {
+        check_url(db.url.expose(), &["postgres", "postgresql"], true)
+            .map_err(|m| err(&["databases", name, "url"], m))?;
+    }
+    for (name, cache) in &cfg.caches {
+        check_url(cache.url.expose(), &["redis", "rediss"], true).map_err(|m| err(&["caches", name, "url"], m))?;
+    }
+    if let Some(storage) = &cfg.storage {
+        let location = storage.location().map_err(|m| err(&["storage", "url"], m))?;
+        if let Some(endpoint) = &storage.endpoint {
+            check_url(endpoint, &["http", "https"], true).map_err(|m| err(&["storage", "endpoint"], m))?;
+        }
+        if matches!(location, StorageLocation::S3 { .. }) {
+            let has = |s: &Option<Secret>| s.as_ref().is_some_and(|s| !s.is_empty());
+            if !has(&storage.access_key_id) || !has(&storage.secret_access_key) {
+                return Err(err(
+                    &["storage", "url"],
+                    "s3 storage needs credentials: set access-key-id and secret-access-key \
+                     (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                        .into(),
+                ));
+            }
+        }
+    }
+    for (i, hook) in cfg.notify.webhooks.iter().enumerate() {
+        check_url(hook.expose(), &["http", "https"], true)
+            .map_err(|m| err(&["notify", "webhooks"], format!("entry {}: {m}", i + 1)))?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, check) in cfg.http.iter().enumerate() {
+        let idx = i.to_string();
+        if check.name.is_empty() {
+            return Err(err(&["http", &idx, "name"], "every [[http]] check needs a name".into()));
+        }
+        if !seen.insert(format!("http:{}", check.name)) {
+            return Err(err(&["http", &idx, "name"], format!("duplicate check name {:?}", check.name)));
+        }
+        check_url(check.url.expose(), &["http", "https"], true).map_err(|m| err(&["http", &idx, "url"], m))?;
+    }
+    for (i, check) in cfg.tls.iter().enumerate() {
+        let idx = i.to_string();
+        if check.name.is_empty() {
+            return Err(err(&["tls", &idx, "name"], "every [[tls]] check needs a name".into()));
+        }
+        if !seen.insert(format!("tls:{}", check.name)) {
+            return Err(err(&["tls", &idx, "name"], format!("duplicate check name {:?}", check.name)));
+        }
+        match (&check.endpoint, &check.file) {
+            (Some(ep), None) => {
+                let ok = ep.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(err(
+                        &["tls", &idx, "endpoint"],
+                        "must be host:port, for example example.com:443".into(),
+                    ));
+                }
+            }
+            (None, Some(_)) => {}
+            _ => return Err(err(&["tls", &idx, "name"], "give exactly one of endpoint or file".into())),
+        }
+    }
+    if let Some(listen) = &cfg.server.listen {
+        listen
+            .parse::<SocketAddr>()
+            .map_err(|_| err(&["server", "listen"], "must be an address with a port, like 127.0.0.1:9187".into()))?;
+    }
+    Ok(())
+}
+
+fn check_url(raw: &str, schemes: &[&str], need_host: bool) -> Result<(), String> {
+    // Messages name the expected shape, never the value (it may hold a password).
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a valid url ({e})"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!("scheme must be one of {} (found {}://)", schemes.join(", "), url.scheme()));
+    }
+    if need_host && url.host_str().is_none_or(str::is_empty) {
+        return Err("url has no host".into());
+    }
+    Ok(())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |p| before.len() - p - 1) + 1;
+    (line, col)
+}
+
+/// The dotted key assigned on 1-based `line`, from its table header and key.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let mut table: Vec<String> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if let Some(h) = header(t) {
+            table = h.0;
+        }
+        if i + 1 == line {
+            let key = assigned_key(t)?;
+            let mut path = table.clone();
+            path.push(key);
+            return Some(path.join("."));
+        }
+    }
+    None
+}
+
+/// Finds the 1-based line of a key path such as `["databases", "main", "url"]` or
+/// `["http", "1", "url"]` (array tables by index); falls back to its table's header.
+fn locate(text: &str, path: &[&str]) -> Option<usize> {
+    let (table_path, key) = path.split_at(path.len().saturating_sub(1));
+    let mut counters: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut header_line = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if let Some((mut names, is_array)) = header(t) {
+            if is_array {
+                let n = counters.entry(names.clone()).or_insert(0);
+                names.push(n.to_string());
+                *n += 1;
+            }
+            current = names;
+            if current == table_path {
+                header_line = Some(i + 1);
+            }
+            continue;
+        }
+        if current == table_path && assigned_key(t).as_deref() == key.first().copied() {
+            return Some(i + 1);
+        }
+    }
+    header_line
+}
+
+fn header(t: &str) -> Option<(Vec<String>, bool)> {
+    let t = t.split('#').next()?.trim();
+    let (inner, is_array) = if let Some(r) = t.strip_prefix("[[") {
+        (r.strip_suffix("]]")?, true)
+    } else {
+        (t.strip_prefix('[')?.strip_suffix(']')?, false)
+    };
+    Some((inner.split('.').map(|p| p.trim().trim_matches('"').to_owned()).collect(), is_array))
+}
+
+fn assigned_key(t: &str) -> Option<String> {
+    if t.starts_with('#') || t.starts_with('[') {
+        return None;
+    }
+    let (k, _) = t.split_once('=')?;
+    let k = k.trim().trim_matches('"');
+    (!k.is_empty()).then(|| k.to_owned())
+}

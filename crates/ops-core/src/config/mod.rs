@@ -1,0 +1,251 @@
+//! The `ops.toml` model: what stack is operated and how to reach it.
+//!
+//! Loading is one pure function, [`resolve`]: the binaries read the file and the process
+//! environment and hand both in, so this crate never reads environment variables itself.
+//! Precedence is defaults < file < environment; binaries apply their flags last.
+
+mod interpolate;
+mod load;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{Secret, SecretUrl};
+
+pub use load::{ConfigError, ConfigSource, resolve};
+
+/// The whole configuration of one operated stack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OpsConfig {
+    /// Names the stack.
+    pub project: ProjectConfig,
+    /// How to reach the container engine.
+    pub docker: DockerConfig,
+    /// PostgreSQL databases by name (`[databases.main]`).
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// Redis instances by name (`[caches.main]`).
+    pub caches: BTreeMap<String, CacheConfig>,
+    /// Where backups go.
+    pub storage: Option<StorageConfig>,
+    /// Where notifications go.
+    pub notify: NotifyConfig,
+    /// HTTP health endpoints (`[[http]]`).
+    pub http: Vec<HttpCheckConfig>,
+    /// TLS endpoints and certificate files (`[[tls]]`).
+    pub tls: Vec<TlsCheckConfig>,
+    /// The API server.
+    pub server: ServerConfig,
+}
+
+/// `[project]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProjectConfig {
+    /// Human name of the stack, used in notifications.
+    pub name: String,
+    /// The Docker Compose project whose containers are the stack; all containers when unset.
+    pub compose_project: Option<String>,
+}
+
+/// `[docker]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DockerConfig {
+    /// Engine address (`unix:///var/run/docker.sock`, `tcp://host:2375`); the binaries fill it
+    /// from `DOCKER_HOST` when unset, and the local socket is used when both are.
+    pub host: Option<String>,
+    /// Seconds to wait for one engine API call.
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[databases.NAME]`: one PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/dbname`.
+    pub url: SecretUrl,
+    /// Its container or Compose service, if it runs in one.
+    pub container: Option<String>,
+    /// Tables whose rows are counted exactly (the rest use estimates).
+    pub key_tables: Vec<String>,
+    /// A restored database with fewer tables than this is rejected.
+    pub min_tables: u32,
+    /// Containers stopped during a restore and restarted in this order.
+    pub dependents: Vec<String>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::default(),
+            container: None,
+            key_tables: Vec::new(),
+            min_tables: 1,
+            dependents: Vec::new(),
+        }
+    }
+}
+
+/// `[caches.NAME]`: one Redis instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheConfig {
+    /// `redis://:password@host:port/db` (or `rediss://`).
+    pub url: SecretUrl,
+    /// Its container or Compose service, if it runs in one.
+    pub container: Option<String>,
+    /// Redis lists used as queues (Celery's `celery`).
+    pub queues: Vec<String>,
+}
+
+/// `[storage]`: the backup destination(s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageConfig {
+    /// `s3://bucket/prefix`, `file:///dir` or a plain directory path.
+    pub url: String,
+    /// S3 endpoint for R2, MinIO and other S3-compatible servers.
+    pub endpoint: Option<String>,
+    /// S3 region (`auto` for R2); default `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`); default true when `endpoint` is set.
+    pub path_style: Option<bool>,
+    /// S3 access key id; the binaries fill it from `AWS_ACCESS_KEY_ID` when unset.
+    pub access_key_id: Option<Secret>,
+    /// S3 secret key; the binaries fill it from `AWS_SECRET_ACCESS_KEY` when unset.
+    pub secret_access_key: Option<Secret>,
+    /// Optional second destination on the local disk.
+    pub local_dir: Option<PathBuf>,
+    /// Days to keep backups in `local-dir`.
+    pub retention_days: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: None,
+            region: None,
+            path_style: None,
+            access_key_id: None,
+            secret_access_key: None,
+            local_dir: None,
+            retention_days: 30,
+        }
+    }
+}
+
+/// Where a [`StorageConfig::url`] points, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageLocation {
+    /// An S3 bucket and a key prefix (without leading or trailing `/`).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix, possibly empty.
+        prefix: String,
+    },
+    /// A directory on the local filesystem.
+    Dir(PathBuf),
+}
+
+impl StorageConfig {
+    /// Parses [`url`](Self::url).
+    ///
+    /// # Errors
+    /// A message (without file or line) when the URL is neither `s3://bucket[/prefix]`,
+    /// `file:///path` nor a plain path.
+    pub fn location(&self) -> Result<StorageLocation, String> {
+        parse_storage_url(&self.url)
+    }
+}
+
+pub(crate) fn parse_storage_url(raw: &str) -> Result<StorageLocation, String> {
+    if let Some(rest) = raw.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err("an s3:// url needs a bucket: s3://bucket/prefix".into());
+        }
+        return Ok(StorageLocation::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() });
+    }
+    if let Some(rest) = raw.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err("a file:// url needs an absolute path: file:///var/backups".into());
+        }
+        return Ok(StorageLocation::Dir(PathBuf::from(rest)));
+    }
+    if raw.is_empty() {
+        return Err("is empty: give s3://bucket/prefix, file:///dir or a directory path".into());
+    }
+    if raw.contains("://") {
+        return Err(format!(
+            "unsupported scheme in {:?}: use s3://, file:// or a plain path",
+            raw.split("://").next().unwrap_or_default()
+        ));
+    }
+    Ok(StorageLocation::Dir(PathBuf::from(raw)))
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotifyConfig {
+    /// Webhook URLs (Slack-compatible) that receive every notification.
+    pub webhooks: Vec<SecretUrl>,
+    /// Seconds to wait for one webhook request.
+    pub timeout_secs: u64,
+    /// Retries after a failed delivery (with exponential backoff).
+    pub retries: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self { webhooks: Vec::new(), timeout_secs: 10, retries: 3 }
+    }
+}
+
+/// `[[http]]`: one HTTP health endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpCheckConfig {
+    /// Short name (`api`).
+    pub name: String,
+    /// URL to request.
+    pub url: SecretUrl,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+}
+
+/// `[[tls]]`: one TLS endpoint or certificate file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsCheckConfig {
+    /// Short name (`site`).
+    pub name: String,
+    /// `host:port` to connect to.
+    pub endpoint: Option<String>,
+    /// A PEM file or a directory of them (a certbot `live/` tree).
+    pub file: Option<PathBuf>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Address to listen on; default `127.0.0.1:9187`.
+    pub listen: Option<String>,
+    /// Keys that may read (`API_KEYS`, comma-separated, overrides).
+    pub api_keys: Vec<Secret>,
+    /// Keys that may read and act (`ADMIN_KEYS`, comma-separated, overrides).
+    pub admin_keys: Vec<Secret>,
+}
+
+/// The default listen address of `ops-server`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";

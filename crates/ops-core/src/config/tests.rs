@@ -1,0 +1,205 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+const EXAMPLE: &str = r#"
+[project]
+name = "stellar-escrow"
+compose-project = "stellar-escrow"
+
+[databases.main]
+url = "postgres://indexer:${POSTGRES_PASSWORD}@localhost:5432/stellar_escrow"
+container = "postgres"
+key-tables = ["trades", "events"]
+min-tables = 3
+dependents = ["indexer", "api"]
+
+[caches.main]
+url = "redis://:${REDIS_PASSWORD}@localhost:6379"
+queues = ["celery"]
+
+[storage]
+url = "s3://stellarescrow-backups/daily"
+endpoint = "https://account.r2.cloudflarestorage.com"
+local-dir = "/var/backups/stellarescrow"
+retention-days = 30
+access-key-id = "${R2_KEY:-AKIDEXAMPLE}"
+secret-access-key = "${R2_SECRET:-example-secret}"
+
+[notify]
+webhooks = ["${BACKUP_ALERT_WEBHOOK}"]
+
+[[http]]
+name = "api"
+url = "http://localhost:4000/health"
+
+[[http]]
+name = "indexer"
+url = "http://localhost:3000/health"
+
+[[tls]]
+name = "site"
+endpoint = "stellarescrow.app:443"
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn load(text: &str, env: &BTreeMap<String, String>) -> Result<OpsConfig, ConfigError> {
+    resolve(ConfigSource { file_name: "ops.toml", text: Some(text), env })
+}
+
+fn full_env() -> BTreeMap<String, String> {
+    env(&[
+        ("POSTGRES_PASSWORD", "pgsecret"),
+        ("REDIS_PASSWORD", "redissecret"),
+        ("BACKUP_ALERT_WEBHOOK", "https://hooks.slack.com/services/T/B/hooksecret"),
+    ])
+}
+
+#[test]
+fn example_loads_and_interpolates() {
+    let cfg = load(EXAMPLE, &full_env()).unwrap();
+    let db = &cfg.databases["main"];
+    assert_eq!(db.url.expose(), "postgres://indexer:pgsecret@localhost:5432/stellar_escrow");
+    assert_eq!(db.min_tables, 3);
+    assert_eq!(db.dependents, ["indexer", "api"]);
+    let storage = cfg.storage.as_ref().unwrap();
+    assert_eq!(
+        storage.location().unwrap(),
+        StorageLocation::S3 { bucket: "stellarescrow-backups".into(), prefix: "daily".into() }
+    );
+    assert_eq!(storage.access_key_id.as_ref().unwrap().expose(), "AKIDEXAMPLE");
+    assert_eq!(cfg.http.len(), 2);
+    assert_eq!(cfg.notify.webhooks.len(), 1);
+}
+
+#[test]
+fn json_and_debug_hide_every_secret() {
+    let cfg = load(EXAMPLE, &full_env()).unwrap();
+    let shown = format!("{}\n{cfg:?}", serde_json::to_string_pretty(&cfg).unwrap());
+    for secret in ["pgsecret", "redissecret", "hooksecret", "example-secret", "AKIDEXAMPLE"] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+    assert!(shown.contains("postgres://indexer:***@localhost:5432/stellar_escrow"));
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = EXAMPLE.replace("retention-days = 30", "retention-dayz = 30");
+    let e = load(&text, &full_env()).unwrap_err();
+    let line = text.lines().position(|l| l.contains("retention-dayz")).unwrap() + 1;
+    assert_eq!(e.file, "ops.toml");
+    assert_eq!(e.line, Some(line));
+    assert_eq!(e.key.as_deref(), Some("retention-dayz"));
+    let shown = e.to_string();
+    assert!(shown.starts_with(&format!("ops.toml:{line}:")), "{shown}");
+    assert!(shown.contains("unknown key"), "{shown}");
+    assert!(shown.contains("retention-days"), "hint lists the valid keys: {shown}");
+}
+
+#[test]
+fn wrong_type_names_line() {
+    let text = EXAMPLE.replace("min-tables = 3", "min-tables = \"three\"");
+    let e = load(&text, &full_env()).unwrap_err();
+    let line = text.lines().position(|l| l.contains("min-tables")).unwrap() + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    assert_eq!(e.key.as_deref(), Some("databases.main.min-tables"));
+}
+
+#[test]
+fn unset_variable_is_named() {
+    let e = load(EXAMPLE, &env(&[("POSTGRES_PASSWORD", "x")])).unwrap_err();
+    assert!(e.message.contains("REDIS_PASSWORD"), "{e}");
+    let line = EXAMPLE.lines().position(|l| l.contains("${REDIS_PASSWORD}")).unwrap() + 1;
+    assert_eq!(e.line, Some(line));
+    assert_eq!(e.key.as_deref(), Some("caches.main.url"));
+}
+
+#[test]
+fn defaults_and_escapes() {
+    let e = BTreeMap::new();
+    assert_eq!(interpolate::expand("a${X:-b}c", &e).unwrap(), "abc");
+    assert_eq!(interpolate::expand("$$HOME", &e).unwrap(), "$HOME");
+    assert_eq!(interpolate::expand("price $5", &e).unwrap(), "price $5");
+    assert!(interpolate::expand("${X", &e).is_err());
+    assert!(interpolate::expand("${}", &e).is_err());
+}
+
+#[test]
+fn runbook_env_vars_overlay() {
+    let cfg = resolve(ConfigSource {
+        file_name: "ops.toml",
+        text: None,
+        env: &env(&[
+            ("DATABASE_URL", "postgres://u:p@db:5432/app"),
+            ("S3_BUCKET", "s3://backups"),
+            ("RETENTION_DAYS", "7"),
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "sk"),
+            ("BACKUP_ALERT_WEBHOOK", "https://hooks.example.com/x"),
+            ("API_KEYS", "old-key, new-key,"),
+            ("ADMIN_KEYS", "admin1"),
+        ]),
+    })
+    .unwrap();
+    assert_eq!(cfg.databases["main"].url.expose(), "postgres://u:p@db:5432/app");
+    let storage = cfg.storage.unwrap();
+    assert_eq!(storage.url, "s3://backups");
+    assert_eq!(storage.retention_days, 7);
+    assert_eq!(cfg.server.api_keys.iter().map(Secret::expose).collect::<Vec<_>>(), ["old-key", "new-key"]);
+    assert_eq!(cfg.server.admin_keys.len(), 1);
+    assert_eq!(cfg.notify.webhooks.len(), 1);
+}
+
+#[test]
+fn bad_env_value_names_variable() {
+    let e = resolve(ConfigSource {
+        file_name: "ops.toml",
+        text: Some("[storage]\nurl = \"/tmp/b\"\n"),
+        env: &env(&[("RETENTION_DAYS", "thirty")]),
+    })
+    .unwrap_err();
+    assert_eq!(e.file, "environment");
+    assert_eq!(e.key.as_deref(), Some("RETENTION_DAYS"));
+}
+
+#[test]
+fn invalid_url_is_located_without_its_value() {
+    let text = "[databases.main]\nurl = \"mysql://u:topsecret@h/db\"\n";
+    let e = load(text, &BTreeMap::new()).unwrap_err();
+    assert_eq!(e.line, Some(2));
+    assert_eq!(e.key.as_deref(), Some("databases.main.url"));
+    assert!(!e.to_string().contains("topsecret"), "{e}");
+}
+
+#[test]
+fn array_table_entries_are_located_by_index() {
+    let text = "[[http]]\nname = \"a\"\nurl = \"http://x/h\"\n\n[[http]]\nname = \"b\"\nurl = \"ftp://x/h\"\n";
+    let e = load(text, &BTreeMap::new()).unwrap_err();
+    assert_eq!(e.line, Some(7), "{e}");
+    assert_eq!(e.key.as_deref(), Some("http.1.url"));
+}
+
+#[test]
+fn s3_without_credentials_is_rejected() {
+    let e = load("[storage]\nurl = \"s3://b/p\"\n", &BTreeMap::new()).unwrap_err();
+    assert!(e.message.contains("credentials"), "{e}");
+}
+
+#[test]
+fn storage_urls() {
+    assert_eq!(parse_storage_url("file:///var/b").unwrap(), StorageLocation::Dir("/var/b".into()));
+    assert_eq!(parse_storage_url("/var/b").unwrap(), StorageLocation::Dir("/var/b".into()));
+    assert_eq!(parse_storage_url("s3://b").unwrap(), StorageLocation::S3 { bucket: "b".into(), prefix: String::new() });
+    assert!(parse_storage_url("gs://b").is_err());
+    assert!(parse_storage_url("file://relative").is_err());
+}
+
+#[test]
+fn tls_needs_one_target() {
+    let e = load("[[tls]]\nname = \"x\"\n", &BTreeMap::new()).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("tls.0.name"));
+    assert_eq!(e.line, Some(2));
+}

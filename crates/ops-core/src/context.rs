@@ -1,0 +1,130 @@
+//! [`Context`]: the adapters a library call works with, wired from the configuration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Result;
+use crate::config::{OpsConfig, StorageLocation};
+use crate::ports::{Cache, ContainerRuntime, Database, Notifier, ObjectStore};
+
+/// Everything a capability needs to reach the operated stack: the config and one adapter per
+/// configured system, as trait objects so tests can swap in mocks.
+#[derive(Clone)]
+pub struct Context {
+    /// The resolved configuration.
+    pub config: Arc<OpsConfig>,
+    /// The container engine.
+    pub containers: Option<Arc<dyn ContainerRuntime>>,
+    /// Databases by config name.
+    pub databases: BTreeMap<String, Arc<dyn Database>>,
+    /// Caches by config name.
+    pub caches: BTreeMap<String, Arc<dyn Cache>>,
+    /// The primary backup destination (`storage.url`).
+    pub storage: Option<Arc<dyn ObjectStore>>,
+    /// The optional second destination (`storage.local-dir`).
+    pub local_storage: Option<Arc<dyn ObjectStore>>,
+    /// Notification destinations.
+    pub notifiers: Vec<Arc<dyn Notifier>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("containers", &self.containers.is_some())
+            .field("databases", &self.databases.keys().collect::<Vec<_>>())
+            .field("caches", &self.caches.keys().collect::<Vec<_>>())
+            .field("storage", &self.storage.as_ref().map(|s| s.location()))
+            .field("local_storage", &self.local_storage.as_ref().map(|s| s.location()))
+            .field("notifiers", &self.notifiers.iter().map(|n| n.target()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context with no adapters; fill the fields you need (tests, embedding).
+    #[must_use]
+    pub fn empty(config: OpsConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            containers: None,
+            databases: BTreeMap::new(),
+            caches: BTreeMap::new(),
+            storage: None,
+            local_storage: None,
+            notifiers: Vec::new(),
+        }
+    }
+
+    /// Wires the real adapters enabled by cargo features for everything `config` names.
+    /// Nothing connects yet: an unreachable system shows up when it is used, as a report or
+    /// an error of that call.
+    ///
+    /// # Errors
+    /// `InvalidInput` when a configured URL cannot be used by its adapter.
+    #[allow(clippy::needless_pass_by_value)] // the context keeps the config
+    pub fn from_config(config: OpsConfig) -> Result<Self> {
+        let mut ctx = Self::empty(config.clone());
+        #[cfg(feature = "docker")]
+        {
+            let timeout = Duration::from_secs(config.docker.timeout_secs.unwrap_or(30));
+            ctx.containers =
+                Some(Arc::new(crate::adapters::docker::DockerRuntime::new(config.docker.host.as_deref(), timeout)));
+        }
+        #[cfg(feature = "postgres")]
+        for (name, db) in &config.databases {
+            let opts = crate::adapters::postgres::PostgresOptions::new(db.url.clone());
+            let adapter = crate::adapters::postgres::PostgresDatabase::new(opts)
+                .map_err(|e| e.context(format!("databases.{name}")))?;
+            ctx.databases.insert(name.clone(), Arc::new(adapter));
+        }
+        #[cfg(feature = "redis")]
+        for (name, cache) in &config.caches {
+            let adapter = crate::adapters::redis::RedisCache::new(cache.url.clone(), Duration::from_secs(5))
+                .map_err(|e| e.context(format!("caches.{name}")))?;
+            ctx.caches.insert(name.clone(), Arc::new(adapter));
+        }
+        if let Some(storage) = &config.storage {
+            let location = storage.location().map_err(|m| crate::Error::invalid_input(format!("storage.url {m}")))?;
+            ctx.storage = Some(match location {
+                StorageLocation::Dir(dir) => Arc::new(crate::adapters::fs::FsStore::new(dir)),
+                #[cfg(feature = "s3")]
+                StorageLocation::S3 { bucket, prefix } => {
+                    use crate::adapters::s3::{S3Options, S3Store};
+                    let mut opts = S3Options::new(
+                        bucket,
+                        storage.access_key_id.clone().unwrap_or_default(),
+                        storage.secret_access_key.clone().unwrap_or_default(),
+                    );
+                    opts.prefix = prefix;
+                    opts.endpoint.clone_from(&storage.endpoint);
+                    if let Some(region) = &storage.region {
+                        opts.region.clone_from(region);
+                    }
+                    opts.path_style = storage.path_style.unwrap_or(storage.endpoint.is_some());
+                    Arc::new(S3Store::new(opts)?)
+                }
+                #[cfg(not(feature = "s3"))]
+                StorageLocation::S3 { .. } => {
+                    return Err(crate::Error::unsupported(
+                        "storage.url is s3:// but ops-core was built without the s3 feature",
+                    ));
+                }
+            });
+            ctx.local_storage = storage
+                .local_dir
+                .as_ref()
+                .map(|dir| Arc::new(crate::adapters::fs::FsStore::new(dir)) as Arc<dyn ObjectStore>);
+        }
+        #[cfg(feature = "webhook")]
+        for hook in &config.notify.webhooks {
+            use crate::adapters::webhook::{WebhookNotifier, WebhookOptions};
+            let mut opts = WebhookOptions::new(hook.clone());
+            opts.timeout = Duration::from_secs(config.notify.timeout_secs.max(1));
+            opts.retries = config.notify.retries;
+            ctx.notifiers.push(Arc::new(WebhookNotifier::new(opts)?));
+        }
+        Ok(ctx)
+    }
+}

@@ -1,0 +1,441 @@
+//! [`ContainerRuntime`]: the container engine (Docker).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Label Docker Compose puts on every container of a project.
+pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+/// Label Docker Compose puts on every container of a service.
+pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// The engine answering, and the API version both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    /// Engine version (`20.10.24`).
+    pub version: String,
+    /// Negotiated API version (`1.41`).
+    pub api_version: String,
+    /// Docker data root (`/var/lib/docker`), when the engine reports it.
+    pub root_dir: Option<String>,
+}
+
+/// Which containers to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerFilter {
+    /// Include stopped containers.
+    pub all: bool,
+    /// Only containers of this Compose project.
+    pub compose_project: Option<String>,
+    /// Only containers of this Compose service.
+    pub compose_service: Option<String>,
+    /// Only containers carrying all these labels (value `None` matches any value).
+    pub labels: BTreeMap<String, Option<String>>,
+}
+
+/// Coarse container state, as `docker ps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Being restarted by its restart policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Stopped.
+    Exited,
+    /// Could not be stopped or removed.
+    Dead,
+    /// A state this version does not know.
+    Unknown,
+}
+
+impl ContainerState {
+    /// Parses Docker's state string.
+    #[must_use]
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "created" => Self::Created,
+            "running" => Self::Running,
+            "paused" => Self::Paused,
+            "restarting" => Self::Restarting,
+            "removing" => Self::Removing,
+            "exited" => Self::Exited,
+            "dead" => Self::Dead,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// Healthcheck result of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The image defines no healthcheck.
+    None,
+    /// Within the start period.
+    Starting,
+    /// Last checks passed.
+    Healthy,
+    /// Retries exhausted.
+    Unhealthy,
+}
+
+/// One line of `docker ps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Image as given at creation.
+    pub image: String,
+    /// State.
+    pub state: ContainerState,
+    /// Docker's human status (`Up 3 minutes (healthy)`).
+    pub status: String,
+    /// Compose project label, if any.
+    pub compose_project: Option<String>,
+    /// Compose service label, if any.
+    pub compose_service: Option<String>,
+    /// All labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What `docker inspect` tells about a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerDetails {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Image as given at creation.
+    pub image: String,
+    /// State.
+    pub state: ContainerState,
+    /// Healthcheck status.
+    pub health: HealthStatus,
+    /// Consecutive failed healthchecks.
+    pub health_failing_streak: u32,
+    /// Output of the last healthcheck, trimmed.
+    pub last_health_output: Option<String>,
+    /// Exit code of the last run (0 while running for the first time).
+    pub exit_code: Option<i64>,
+    /// Whether the kernel OOM killer ended the last run.
+    pub oom_killed: bool,
+    /// Restarts done by the restart policy.
+    pub restart_count: u32,
+    /// Restart policy name (`no`, `always`, `unless-stopped`, `on-failure`).
+    pub restart_policy: String,
+    /// Start of the current or last run.
+    pub started_at: Option<DateTime<Utc>>,
+    /// End of the last run.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Memory limit in bytes (`None`: unlimited).
+    pub memory_limit_bytes: Option<u64>,
+    /// Engine error message for the last start, if any.
+    pub error: Option<String>,
+    /// Compose service label, if any.
+    pub compose_service: Option<String>,
+    /// All labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which logs to fetch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Only lines after this moment.
+    pub since: Option<DateTime<Utc>>,
+    /// Ask the engine for timestamps.
+    pub timestamps: bool,
+}
+
+/// Stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Its stream.
+    pub stream: LogStream,
+    /// When the engine recorded it (with `timestamps`).
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The text, without the trailing newline.
+    pub text: String,
+}
+
+/// A command to run inside a running container. Arguments are passed as an array, never
+/// through a shell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// Program and arguments.
+    pub cmd: Vec<String>,
+    /// Extra environment (`KEY=value` pairs by name).
+    pub env: BTreeMap<String, String>,
+    /// User to run as.
+    pub user: Option<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// Give up after this long (the command keeps running in the container).
+    pub timeout: Option<Duration>,
+}
+
+/// What an exec printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub exit_code: i64,
+    /// Captured standard output.
+    pub stdout: String,
+    /// Captured standard error.
+    pub stderr: String,
+}
+
+/// One-shot resource usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// CPU use in percent of one core (200 % = two cores busy), like `docker stats`.
+    pub cpu_percent: f64,
+    /// Memory in use, page cache excluded, like `docker stats`.
+    pub memory_usage_bytes: u64,
+    /// Memory limit (the host's memory when the container has none).
+    pub memory_limit_bytes: u64,
+}
+
+/// Restart policy of a container started with [`ContainerRuntime::run_ephemeral`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    No,
+    /// Always restart.
+    Always,
+    /// Restart on a non-zero exit, at most N times (0: no limit).
+    OnFailure(u32),
+}
+
+/// A healthcheck for a container started with [`ContainerRuntime::run_ephemeral`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// Command, run without a shell (`["pg_isready", "-U", "postgres"]`).
+    pub cmd: Vec<String>,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time one check may take.
+    pub timeout: Duration,
+    /// Failures before `unhealthy`.
+    pub retries: u32,
+}
+
+/// A container to start for a while (a drill database, a helper) and remove afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Image, which must exist locally or be pullable.
+    pub image: String,
+    /// Container name; the engine picks one when unset.
+    pub name: Option<String>,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// Command (the image's default when empty).
+    pub cmd: Vec<String>,
+    /// Container port to publish on a random port of 127.0.0.1 (TCP).
+    pub publish_port: Option<u16>,
+    /// Labels (every container gets `ops.ephemeral=true` too).
+    pub labels: BTreeMap<String, String>,
+    /// Memory limit in bytes (swap is limited to the same value).
+    pub memory_limit_bytes: Option<u64>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Healthcheck.
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A container started by [`ContainerRuntime::run_ephemeral`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningContainer {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// The 127.0.0.1 port the requested container port is published on.
+    pub host_port: Option<u16>,
+}
+
+/// Disk used by the engine, like the totals of `docker system df`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    /// Bytes used by images.
+    pub images_bytes: u64,
+    /// Bytes written by containers (their writable layers).
+    pub containers_bytes: u64,
+    /// Bytes a prune of stopped containers and dangling images would free.
+    pub reclaimable_bytes: u64,
+}
+
+/// What a prune would remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PruneTarget {
+    /// A stopped container.
+    Container {
+        /// Id.
+        id: String,
+        /// Name.
+        name: String,
+        /// Bytes of its writable layer.
+        bytes: u64,
+    },
+    /// A dangling (untagged, unused) image.
+    Image {
+        /// Id.
+        id: String,
+        /// Bytes.
+        bytes: u64,
+    },
+}
+
+impl PruneTarget {
+    /// Bytes this item frees.
+    #[must_use]
+    pub const fn bytes(&self) -> u64 {
+        match self {
+            Self::Container { bytes, .. } | Self::Image { bytes, .. } => *bytes,
+        }
+    }
+}
+
+/// The plan of a prune, computed without removing anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunePlan {
+    /// Items to remove.
+    pub targets: Vec<PruneTarget>,
+}
+
+impl PrunePlan {
+    /// Bytes the whole plan frees.
+    #[must_use]
+    pub fn total_bytes(&self) -> u64 {
+        self.targets.iter().map(PruneTarget::bytes).sum()
+    }
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// Items removed.
+    pub removed: Vec<PruneTarget>,
+    /// Items that could not be removed, with the reason (for example: in use again).
+    pub skipped: Vec<(PruneTarget, String)>,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+}
+
+/// A container engine.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// Checks the engine answers and reports its version.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine cannot be reached.
+    async fn ping(&self) -> Result<RuntimeInfo>;
+
+    /// Lists containers, optionally only a Compose project's or service's.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine cannot be reached.
+    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerSummary>>;
+
+    /// Inspects one container by id or name.
+    ///
+    /// # Errors
+    /// `NotFound` when no such container exists.
+    async fn inspect(&self, container: &str) -> Result<ContainerDetails>;
+
+    /// Fetches log lines.
+    ///
+    /// # Errors
+    /// `NotFound` when no such container exists.
+    async fn logs(&self, container: &str, options: &LogOptions) -> Result<Vec<LogLine>>;
+
+    /// Starts a stopped container (no-op when running).
+    ///
+    /// # Errors
+    /// `NotFound`, or `Conflict`/`Internal` when the engine refuses.
+    async fn start(&self, container: &str) -> Result<()>;
+
+    /// Stops a container, killing it after `timeout` (no-op when stopped).
+    ///
+    /// # Errors
+    /// `NotFound` when no such container exists.
+    async fn stop(&self, container: &str, timeout: Duration) -> Result<()>;
+
+    /// Restarts a container, killing it after `timeout` if it does not stop.
+    ///
+    /// # Errors
+    /// `NotFound` when no such container exists.
+    async fn restart(&self, container: &str, timeout: Duration) -> Result<()>;
+
+    /// Runs a command in a running container and collects its output.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (container not running), `Timeout`.
+    async fn exec(&self, container: &str, spec: &ExecSpec) -> Result<ExecOutput>;
+
+    /// One-shot CPU and memory statistics.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (container not running).
+    async fn stats(&self, container: &str) -> Result<ContainerStats>;
+
+    /// Creates and starts a container; the caller removes it with [`remove`](Self::remove).
+    ///
+    /// # Errors
+    /// `NotFound` (image missing), `Conflict` (name taken), `Unavailable`.
+    async fn run_ephemeral(&self, spec: &RunSpec) -> Result<RunningContainer>;
+
+    /// Removes a container (with `force`, also a running one) and its anonymous volumes.
+    ///
+    /// # Errors
+    /// `NotFound` when no such container exists.
+    async fn remove(&self, container: &str, force: bool) -> Result<()>;
+
+    /// Disk used by images, containers, volumes and build cache.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine cannot be reached.
+    async fn disk_usage(&self) -> Result<DiskUsage>;
+
+    /// What a prune would remove (stopped containers and dangling images, like
+    /// `docker system prune` without volumes), without removing anything.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine cannot be reached.
+    async fn prune_plan(&self) -> Result<PrunePlan>;
+
+    /// Removes exactly the items of `plan`, skipping those that are no longer removable.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine cannot be reached.
+    async fn prune(&self, plan: &PrunePlan) -> Result<PruneReport>;
+}

@@ -1,0 +1,24 @@
+//! Ports: the traits through which every capability reaches the outside world.
+//!
+//! Each port is small, typed and object-safe (`Arc<dyn Port>`), and no adapter library's type
+//! appears in a signature. Real adapters live in [`crate::adapters`]; mocks are generated
+//! with the `mocks` feature.
+
+pub mod cache;
+pub mod container;
+pub mod database;
+pub mod notifier;
+pub mod object_store;
+
+pub use cache::{Cache, CacheInfo, CachePing, QueueLength};
+pub use container::{
+    COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
+    ContainerStats, ContainerSummary, DiskUsage, ExecOutput, ExecSpec, HealthStatus, Healthcheck, LogLine, LogOptions,
+    LogStream, PrunePlan, PruneReport, PruneTarget, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
+};
+pub use database::{
+    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, PgClient, Readiness, RestoreOutcome, ServerVersion,
+    TableInfo,
+};
+pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};
+pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport};

@@ -1,0 +1,120 @@
+//! [`ObjectStore`]: where backups live (S3-compatible bucket or local directory).
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncRead;
+
+use crate::Result;
+
+/// A stream of bytes read with bounded memory.
+pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Options of [`ObjectStore::put`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutOptions {
+    /// Expected size, if known (for example the previous backup's), so multipart uploads can
+    /// pick a part size that keeps under 10,000 parts.
+    pub size_hint: Option<u64>,
+    /// Content type.
+    pub content_type: Option<String>,
+}
+
+/// What [`ObjectStore::put`] stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReport {
+    /// Key, relative to the store's prefix.
+    pub key: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 of the bytes stored, lowercase hex.
+    pub sha256: String,
+    /// Parts uploaded (1 for a single request or a file).
+    pub parts: u32,
+}
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// Key, relative to the store's prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// A flat namespace of immutable objects under a prefix. Keys use `/` as separator and are
+/// relative to the store's prefix. A put is all-or-nothing: a failed or interrupted put
+/// leaves no object and no partial upload behind.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Where this store points (`s3://bucket/prefix`, `file:///var/backups`), without secrets.
+    fn location(&self) -> String;
+
+    /// Streams `body` into `key` with bounded memory, replacing any object there.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`, `InvalidInput` (bad key, object too large), or the body's read
+    /// error; in every case nothing is left at `key` (nor a pending multipart upload).
+    async fn put(&self, key: &str, body: ByteReader, options: &PutOptions) -> Result<PutReport>;
+
+    /// Streams an object.
+    ///
+    /// # Errors
+    /// `NotFound`, `Unavailable`, `Auth`.
+    async fn get(&self, key: &str) -> Result<ByteReader>;
+
+    /// Metadata of an object; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// Every object whose key starts with `prefix`, sorted by key, fetched page by page.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Rejects keys that could escape the prefix or mean different things on different stores.
+///
+/// # Errors
+/// `InvalidInput` naming the problem.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if bad {
+        return Err(crate::Error::invalid_input(format!(
+            "invalid object key {key:?}: use non-empty segments separated by single slashes, without . or .."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_key;
+
+    #[test]
+    fn keys() {
+        assert!(validate_key("main/main_20260101T000000Z.sql.gz").is_ok());
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", "a\\b"] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+    }
+}

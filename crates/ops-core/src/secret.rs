@@ -1,0 +1,190 @@
+//! Values that must never be printed: [`Secret`] and [`SecretUrl`].
+//!
+//! Both print `***` (or a URL with its credentials replaced by `***`) in `Debug`, `Display`
+//! and `Serialize`, so a config dumped as JSON, a log line or a panic message cannot leak them.
+//! The only way to the plain value is [`Secret::expose`] / [`SecretUrl::expose`], which makes
+//! every use greppable.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A secret string (API key, password, token). Prints as `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The plain value. Call only where the value is handed to the system that needs it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the value is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn expose_mut(&mut self) -> &mut String {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
+}
+
+/// A URL that may carry credentials (a password in its user-info, a token in its path or
+/// query). Prints with the password, the query values of sensitive parameters and, for
+/// webhook-like URLs, the whole path replaced by `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The plain URL, credentials included.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its secrets replaced by `***`.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+
+    pub(crate) fn expose_mut(&mut self) -> &mut String {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
+}
+
+const SENSITIVE_QUERY_KEYS: &[&str] =
+    &["password", "pass", "passwd", "secret", "token", "key", "sig", "signature", "auth", "sslpassword"];
+
+/// Replaces the credentials in a URL with `***`: the password of the user-info, the values
+/// of sensitive query parameters, and the path of http(s) URLs whose path is the credential
+/// (webhooks). A string that does not parse as a URL is replaced whole.
+#[must_use]
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return if raw.is_empty() { String::new() } else { "***".to_owned() };
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                let hide = SENSITIVE_QUERY_KEYS.iter().any(|s| lower.contains(s));
+                (k.into_owned(), if hide { "***".to_owned() } else { v.into_owned() })
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    let webhook_like = matches!(url.scheme(), "http" | "https")
+        && url.path().len() > 1
+        && !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "::1" | "[::1]"));
+    if webhook_like {
+        // A webhook URL is a bearer credential: keep only where it points.
+        url.set_path("/***");
+        url.set_query(None);
+    }
+    url.to_string().replace("%2A%2A%2A", "***")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn password_in_url_is_redacted() {
+        let u = SecretUrl::new("postgres://indexer:s3cr3t@localhost:5432/db?sslmode=disable&password=x");
+        let shown = format!("{u} {u:?} {}", serde_json::to_string(&u).unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(!shown.contains("password=x"), "{shown}");
+        assert!(shown.contains("postgres://indexer:***@localhost:5432/db"), "{shown}");
+        assert!(shown.contains("sslmode=disable"), "{shown}");
+    }
+
+    #[test]
+    fn webhook_path_is_redacted() {
+        let u = SecretUrl::new("https://hooks.slack.com/services/T000/B000/XXXXSECRET");
+        assert_eq!(u.to_string(), "https://hooks.slack.com/***");
+    }
+
+    #[test]
+    fn redis_password_only() {
+        assert_eq!(redact_url("redis://:pw@localhost:6379"), "redis://:***@localhost:6379");
+    }
+
+    #[test]
+    fn unparsable_is_hidden_whole() {
+        assert_eq!(redact_url("not a url with secret"), "***");
+    }
+}
