@@ -1,1 +1,114 @@
-//! placeholder
+//! `opsctl`: parse the command line, load the configuration, call one library function,
+//! render the result (a table for people, `--json` for machines), exit with a documented code.
+//!
+//! The binary is five lines; everything is here so tests can drive [`run`] in-process with
+//! their own environment and output buffers:
+//!
+//! ```
+//! let mut out = Vec::new();
+//! let mut err = Vec::new();
+//! let code = ops_cli::run(["opsctl", "keys", "generate", "--json"], &Default::default(), &mut out, &mut err);
+//! assert_eq!(code, ops_cli::exit::OK);
+//! let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+//! assert_eq!(v["key"].as_str().unwrap().len(), 64);
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a binary crate: it renders
+
+mod commands;
+pub mod exit;
+mod render;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Operate a Docker-hosted web platform: probes, backups, TLS, performance.
+#[derive(Debug, Parser)]
+#[command(name = "opsctl", version, about, long_about = None, after_help = exit::HELP)]
+pub struct Cli {
+    /// Configuration file [default: $OPS_CONFIG, then ./ops.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage API keys for ops-server.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `opsctl config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it resolved, with secrets shown as ***.
+    Check,
+}
+
+/// `opsctl keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random API key (32 bytes, hex) for API_KEYS or ADMIN_KEYS.
+    Generate,
+}
+
+/// What a command hands back to be rendered: the exit code is decided by the command.
+pub(crate) struct Outcome {
+    pub code: u8,
+}
+
+/// Runs `opsctl` with these arguments and environment, writing to `out` and `err`; returns
+/// the exit code.
+pub fn run<I, T>(args: I, env: &BTreeMap<String, String>, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() { write!(err, "{text}") } else { write!(out, "{text}") };
+            return code;
+        }
+    };
+    let result = match &cli.command {
+        Command::Config(ConfigCommand::Check) => commands::config_check(&cli, env, out),
+        Command::Keys(KeysCommand::Generate) => commands::keys_generate(&cli, out),
+    };
+    match result {
+        Ok(outcome) => outcome.code,
+        Err(e) => {
+            let code = exit::for_kind(e.kind());
+            if cli.json {
+                let _ = writeln!(out, "{}", render::error_json(&e));
+            } else {
+                let _ = writeln!(err, "error: {e}");
+            }
+            code
+        }
+    }
+}
+
+/// The whole `main`: real arguments, environment and stdio.
+#[must_use]
+pub fn main_impl() -> u8 {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    run(std::env::args_os(), &env, &mut out, &mut err)
+}

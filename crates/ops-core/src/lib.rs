@@ -28,5 +28,5 @@ pub mod vocab;
 
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
-pub use secret::{Secret, SecretUrl};
+pub use secret::{Secret, SecretUrl, WebhookUrl};
 pub use vocab::{Finding, Severity, Status};

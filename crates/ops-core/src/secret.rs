@@ -60,9 +60,8 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// A URL that may carry credentials (a password in its user-info, a token in its path or
-/// query). Prints with the password, the query values of sensitive parameters and, for
-/// webhook-like URLs, the whole path replaced by `***`.
+/// A URL that may carry credentials (a password in its user-info, a token in its query).
+/// Prints with the password and the values of sensitive query parameters replaced by `***`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecretUrl(String);
 
@@ -116,9 +115,8 @@ impl<'de> Deserialize<'de> for SecretUrl {
 const SENSITIVE_QUERY_KEYS: &[&str] =
     &["password", "pass", "passwd", "secret", "token", "key", "sig", "signature", "auth", "sslpassword"];
 
-/// Replaces the credentials in a URL with `***`: the password of the user-info, the values
-/// of sensitive query parameters, and the path of http(s) URLs whose path is the credential
-/// (webhooks). A string that does not parse as a URL is replaced whole.
+/// Replaces the credentials in a URL with `***`: the password of the user-info and the values
+/// of sensitive query parameters. A string that does not parse as a URL is replaced whole.
 #[must_use]
 pub fn redact_url(raw: &str) -> String {
     let Ok(mut url) = url::Url::parse(raw) else {
@@ -138,15 +136,67 @@ pub fn redact_url(raw: &str) -> String {
             .collect();
         url.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    let webhook_like = matches!(url.scheme(), "http" | "https")
-        && url.path().len() > 1
-        && !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "::1" | "[::1]"));
-    if webhook_like {
-        // A webhook URL is a bearer credential: keep only where it points.
-        url.set_path("/***");
-        url.set_query(None);
-    }
     url.to_string().replace("%2A%2A%2A", "***")
+}
+
+/// A webhook URL: the whole URL is the credential (Slack's `/services/T…/B…/token`), so it
+/// prints as `scheme://host/***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    /// Wraps a webhook URL.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The plain URL.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Where it points, without the credential.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(u) => match (u.host_str(), u.port()) {
+                (Some(h), Some(p)) => format!("{}://{h}:{p}/***", u.scheme()),
+                (Some(h), None) => format!("{}://{h}/***", u.scheme()),
+                _ => "***".to_owned(),
+            },
+            Err(_) if self.0.is_empty() => String::new(),
+            Err(_) => "***".to_owned(),
+        }
+    }
+
+    pub(crate) fn expose_mut(&mut self) -> &mut String {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for WebhookUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
 }
 
 #[cfg(test)]
@@ -174,8 +224,10 @@ mod tests {
 
     #[test]
     fn webhook_path_is_redacted() {
-        let u = SecretUrl::new("https://hooks.slack.com/services/T000/B000/XXXXSECRET");
+        let u = WebhookUrl::new("https://hooks.slack.com/services/T000/B000/XXXXSECRET");
         assert_eq!(u.to_string(), "https://hooks.slack.com/***");
+        assert_eq!(WebhookUrl::new("http://127.0.0.1:8080/hook/tok").to_string(), "http://127.0.0.1:8080/***");
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"https://hooks.slack.com/***\"");
     }
 
     #[test]

@@ -1,1 +1,125 @@
-//! placeholder
+//! `ops-server`: an axum router over the same library functions `opsctl` calls, behind API
+//! keys, plus liveness, readiness and Prometheus metrics.
+//!
+//! Routes:
+//! - `GET /health/live`: the process serves requests (open).
+//! - `GET /health/ready`: the config is loaded and the server's own dependencies answer (open).
+//! - `GET /metrics`: Prometheus text (open).
+//! - `GET /api/v1/config`: the resolved config, secrets as `***` (read key).
+//! - `POST /api/v1/config/reload`: re-read the config file; a bad file is rejected and the
+//!   running config kept (admin key).
+//!
+//! Keys come from `API_KEYS` (read) and `ADMIN_KEYS` (read and act), comma-separated so old
+//! and new keys overlap during a rotation, sent as `Authorization: Bearer KEY` or
+//! `X-API-Key: KEY`, compared in constant time.
+//!
+//! [`app`] builds the router from a state, so tests drive it without a socket:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tower::ServiceExt;
+//! let state = ops_server::AppState::from_config(Default::default(), None, Default::default());
+//! let response = ops_server::app(state)
+//!     .oneshot(http::Request::get("/health/live").body(axum::body::Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(response.status(), 200);
+//! # });
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a binary crate
+
+mod auth;
+mod error;
+mod metrics;
+mod routes;
+mod state;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+pub use error::ApiError;
+pub use routes::app;
+pub use state::AppState;
+
+/// `ops-server` command line.
+#[derive(Debug, Parser)]
+#[command(name = "ops-server", version, about = "HTTP API for the ops SDK")]
+pub struct Args {
+    /// Address to listen on [default: server.listen from the config, then 127.0.0.1:9187]
+    #[arg(long, env = "OPS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Configuration file [default: $OPS_CONFIG, then ./ops.toml]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// The whole `main`: parse, load, serve until SIGTERM or Ctrl-C.
+#[must_use]
+pub fn main_impl() -> u8 {
+    let args = Args::parse();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 70;
+        }
+    };
+    match runtime.block_on(serve(args, env)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            e.downcast_ref::<ops_core::config::ConfigError>().map_or(70, |_| 3)
+        }
+    }
+}
+
+/// Loads the config, binds and serves with graceful shutdown.
+///
+/// # Errors
+/// A bad config, or an address that cannot be bound.
+pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<()> {
+    let loaded = ops_core::config::load(args.config.as_deref(), &env)?;
+    let listen: SocketAddr = match args.listen {
+        Some(a) => a,
+        None => loaded.config.server.listen.as_deref().unwrap_or(ops_core::config::DEFAULT_LISTEN).parse()?,
+    };
+    if loaded.config.server.api_keys.is_empty() && loaded.config.server.admin_keys.is_empty() {
+        tracing::warn!("no API_KEYS or ADMIN_KEYS configured: every /api/ request will be refused");
+    }
+    let state = AppState::from_config(loaded.config, args.config.clone(), env);
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, "ops-server listening");
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("ops-server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}

@@ -8,7 +8,7 @@ use super::{
     CacheConfig, DatabaseConfig, DockerConfig, HttpCheckConfig, NotifyConfig, OpsConfig, ProjectConfig, ServerConfig,
     StorageConfig, TlsCheckConfig,
 };
-use crate::secret::{Secret, SecretUrl};
+use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 /// Why a `${…}` could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,12 @@ impl Interpolate for Secret {
 }
 
 impl Interpolate for SecretUrl {
+    fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
+        f(self.expose_mut())
+    }
+}
+
+impl Interpolate for WebhookUrl {
     fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
         f(self.expose_mut())
     }

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use super::interpolate::{Interpolate, InterpolationError, expand};
 use super::{OpsConfig, StorageConfig, StorageLocation};
-use crate::secret::{Secret, SecretUrl};
+use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 /// What [`resolve`] reads: the file (if any) and a snapshot of the environment.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +56,45 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A resolved configuration and the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The file read, or `None` when none exists and defaults + environment were used.
+    pub path: Option<PathBuf>,
+    /// The configuration.
+    pub config: OpsConfig,
+}
+
+/// Finds, reads and resolves the configuration file: `explicit` (a `--config` flag) if given,
+/// else `OPS_CONFIG` from `env`, else `./ops.toml`. An explicit or `OPS_CONFIG` path must
+/// exist; a missing `./ops.toml` means defaults + environment.
+///
+/// # Errors
+/// [`ConfigError`] for an unreadable file or any error of [`resolve`].
+pub fn load(explicit: Option<&Path>, env: &BTreeMap<String, String>) -> Result<LoadedConfig, ConfigError> {
+    let (path, required) = match (explicit, env.get("OPS_CONFIG").filter(|p| !p.is_empty())) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(p)) => (PathBuf::from(p), true),
+        (None, None) => (PathBuf::from("ops.toml"), false),
+    };
+    let file_name = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+        Err(e) => {
+            return Err(ConfigError {
+                file: file_name,
+                line: None,
+                column: None,
+                key: None,
+                message: format!("cannot read: {e}"),
+            });
+        }
+    };
+    let config = resolve(ConfigSource { file_name: &file_name, text: text.as_deref(), env })?;
+    Ok(LoadedConfig { path: text.is_some().then_some(path), config })
+}
+
 /// Parses, interpolates, overlays the environment and validates.
 ///
 /// Environment overlays, for the variables the runbooks already use: `DATABASE_URL` (the url
@@ -95,7 +135,8 @@ fn from_toml(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     } else {
         msg
     };
-    let key = key.or_else(|| line.and_then(|l| key_on_line(text, l)));
+    // Prefer the dotted path of the line (`storage.retention-dayz`) over the bare field name.
+    let key = line.and_then(|l| key_on_line(text, l)).or(key);
     ConfigError { file: file.to_owned(), line, column, key, message }
 }
 
@@ -148,7 +189,7 @@ fn overlay_env(cfg: &mut OpsConfig, env: &BTreeMap<String, String>) -> Result<()
         }
     }
     if let Some(hook) = get("BACKUP_ALERT_WEBHOOK") {
-        let hook = SecretUrl::new(hook);
+        let hook = WebhookUrl::new(hook);
         if !cfg.notify.webhooks.contains(&hook) {
             cfg.notify.webhooks.push(hook);
         }

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::{Secret, SecretUrl};
+use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
-pub use load::{ConfigError, ConfigSource, resolve};
+pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
 
 /// The whole configuration of one operated stack.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -196,7 +196,7 @@ pub(crate) fn parse_storage_url(raw: &str) -> Result<StorageLocation, String> {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NotifyConfig {
     /// Webhook URLs (Slack-compatible) that receive every notification.
-    pub webhooks: Vec<SecretUrl>,
+    pub webhooks: Vec<WebhookUrl>,
     /// Seconds to wait for one webhook request.
     pub timeout_secs: u64,
     /// Retries after a failed delivery (with exponential backoff).

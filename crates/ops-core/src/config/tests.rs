@@ -46,7 +46,7 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
-fn load(text: &str, env: &BTreeMap<String, String>) -> Result<OpsConfig, ConfigError> {
+fn load_text(text: &str, env: &BTreeMap<String, String>) -> Result<OpsConfig, ConfigError> {
     resolve(ConfigSource { file_name: "ops.toml", text: Some(text), env })
 }
 
@@ -60,7 +60,7 @@ fn full_env() -> BTreeMap<String, String> {
 
 #[test]
 fn example_loads_and_interpolates() {
-    let cfg = load(EXAMPLE, &full_env()).unwrap();
+    let cfg = load_text(EXAMPLE, &full_env()).unwrap();
     let db = &cfg.databases["main"];
     assert_eq!(db.url.expose(), "postgres://indexer:pgsecret@localhost:5432/stellar_escrow");
     assert_eq!(db.min_tables, 3);
@@ -77,7 +77,7 @@ fn example_loads_and_interpolates() {
 
 #[test]
 fn json_and_debug_hide_every_secret() {
-    let cfg = load(EXAMPLE, &full_env()).unwrap();
+    let cfg = load_text(EXAMPLE, &full_env()).unwrap();
     let shown = format!("{}\n{cfg:?}", serde_json::to_string_pretty(&cfg).unwrap());
     for secret in ["pgsecret", "redissecret", "hooksecret", "example-secret", "AKIDEXAMPLE"] {
         assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
@@ -88,11 +88,11 @@ fn json_and_debug_hide_every_secret() {
 #[test]
 fn unknown_key_names_file_line_and_key() {
     let text = EXAMPLE.replace("retention-days = 30", "retention-dayz = 30");
-    let e = load(&text, &full_env()).unwrap_err();
+    let e = load_text(&text, &full_env()).unwrap_err();
     let line = text.lines().position(|l| l.contains("retention-dayz")).unwrap() + 1;
     assert_eq!(e.file, "ops.toml");
     assert_eq!(e.line, Some(line));
-    assert_eq!(e.key.as_deref(), Some("retention-dayz"));
+    assert_eq!(e.key.as_deref(), Some("storage.retention-dayz"));
     let shown = e.to_string();
     assert!(shown.starts_with(&format!("ops.toml:{line}:")), "{shown}");
     assert!(shown.contains("unknown key"), "{shown}");
@@ -102,7 +102,7 @@ fn unknown_key_names_file_line_and_key() {
 #[test]
 fn wrong_type_names_line() {
     let text = EXAMPLE.replace("min-tables = 3", "min-tables = \"three\"");
-    let e = load(&text, &full_env()).unwrap_err();
+    let e = load_text(&text, &full_env()).unwrap_err();
     let line = text.lines().position(|l| l.contains("min-tables")).unwrap() + 1;
     assert_eq!(e.line, Some(line), "{e}");
     assert_eq!(e.key.as_deref(), Some("databases.main.min-tables"));
@@ -110,7 +110,7 @@ fn wrong_type_names_line() {
 
 #[test]
 fn unset_variable_is_named() {
-    let e = load(EXAMPLE, &env(&[("POSTGRES_PASSWORD", "x")])).unwrap_err();
+    let e = load_text(EXAMPLE, &env(&[("POSTGRES_PASSWORD", "x")])).unwrap_err();
     assert!(e.message.contains("REDIS_PASSWORD"), "{e}");
     let line = EXAMPLE.lines().position(|l| l.contains("${REDIS_PASSWORD}")).unwrap() + 1;
     assert_eq!(e.line, Some(line));
@@ -168,7 +168,7 @@ fn bad_env_value_names_variable() {
 #[test]
 fn invalid_url_is_located_without_its_value() {
     let text = "[databases.main]\nurl = \"mysql://u:topsecret@h/db\"\n";
-    let e = load(text, &BTreeMap::new()).unwrap_err();
+    let e = load_text(text, &BTreeMap::new()).unwrap_err();
     assert_eq!(e.line, Some(2));
     assert_eq!(e.key.as_deref(), Some("databases.main.url"));
     assert!(!e.to_string().contains("topsecret"), "{e}");
@@ -177,14 +177,14 @@ fn invalid_url_is_located_without_its_value() {
 #[test]
 fn array_table_entries_are_located_by_index() {
     let text = "[[http]]\nname = \"a\"\nurl = \"http://x/h\"\n\n[[http]]\nname = \"b\"\nurl = \"ftp://x/h\"\n";
-    let e = load(text, &BTreeMap::new()).unwrap_err();
+    let e = load_text(text, &BTreeMap::new()).unwrap_err();
     assert_eq!(e.line, Some(7), "{e}");
     assert_eq!(e.key.as_deref(), Some("http.1.url"));
 }
 
 #[test]
 fn s3_without_credentials_is_rejected() {
-    let e = load("[storage]\nurl = \"s3://b/p\"\n", &BTreeMap::new()).unwrap_err();
+    let e = load_text("[storage]\nurl = \"s3://b/p\"\n", &BTreeMap::new()).unwrap_err();
     assert!(e.message.contains("credentials"), "{e}");
 }
 
@@ -199,7 +199,27 @@ fn storage_urls() {
 
 #[test]
 fn tls_needs_one_target() {
-    let e = load("[[tls]]\nname = \"x\"\n", &BTreeMap::new()).unwrap_err();
+    let e = load_text("[[tls]]\nname = \"x\"\n", &BTreeMap::new()).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("tls.0.name"));
     assert_eq!(e.line, Some(2));
+}
+
+#[test]
+fn explicit_path_must_exist_default_may_not() {
+    let env = BTreeMap::new();
+    let e = load(Some(std::path::Path::new("/nonexistent/ops.toml")), &env).unwrap_err();
+    assert_eq!(e.file, "/nonexistent/ops.toml");
+    assert!(e.message.contains("cannot read"), "{e}");
+    let env = BTreeMap::from([("OPS_CONFIG".to_owned(), "/nonexistent/x.toml".to_owned())]);
+    assert!(load(None, &env).is_err());
+}
+
+#[test]
+fn loads_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.toml");
+    std::fs::write(&path, "[project]\nname = \"x\"\n").unwrap();
+    let loaded = load(Some(&path), &BTreeMap::new()).unwrap();
+    assert_eq!(loaded.path.as_deref(), Some(path.as_path()));
+    assert_eq!(loaded.config.project.name, "x");
 }

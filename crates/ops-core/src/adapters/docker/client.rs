@@ -52,7 +52,12 @@ impl DockerRuntime {
             .get_or_try_init(|| async {
                 let host = &self.host;
                 let docker = Docker::connect_with_host(host)
-                    .map_err(|e| Error::invalid_input(format!("docker host {host:?} cannot be used: {e}")))?
+                    .map_err(|e| match e {
+                        bollard::errors::Error::SocketNotFoundError(_) => {
+                            Error::unavailable(format!("docker engine at {host}: no such socket (is dockerd running?)"))
+                        }
+                        e => Error::invalid_input(format!("docker host {host:?} cannot be used: {e}")),
+                    })?
                     .with_timeout(self.timeout);
                 tokio::time::timeout(self.timeout, docker.negotiate_version())
                     .await

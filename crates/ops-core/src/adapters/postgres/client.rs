@@ -64,7 +64,9 @@ fn db_err(e: sqlx::Error, what: &str) -> Error {
             _ => ErrorKind::Internal,
         },
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => ErrorKind::Unavailable,
-        sqlx::Error::PoolTimedOut => ErrorKind::Timeout,
+        // The pool retries connecting until its timeout and then hides the cause: the server
+        // is unreachable, refusing, or out of slots. All mean "unavailable" to the caller.
+        sqlx::Error::PoolTimedOut => ErrorKind::Unavailable,
         sqlx::Error::Configuration(_) => ErrorKind::InvalidInput,
         sqlx::Error::RowNotFound => ErrorKind::NotFound,
         _ => ErrorKind::Internal,
@@ -72,6 +74,7 @@ fn db_err(e: sqlx::Error, what: &str) -> Error {
     // sqlx messages carry the server's text, never the connection string.
     let detail = match &e {
         sqlx::Error::Database(d) => d.message().to_owned(),
+        sqlx::Error::PoolTimedOut => "no connection to the server within the timeout".to_owned(),
         other => other.to_string(),
     };
     Error::new(kind, format!("{what}: {detail}"))

@@ -114,6 +114,7 @@ fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E>
         ("SlowDown" | "ServiceUnavailable" | "InternalError", _) | (_, Some(500 | 502 | 503 | 504)) => {
             ErrorKind::Unavailable
         }
+        ("NotImplemented", _) | (_, Some(501)) => ErrorKind::Unsupported,
         ("EntityTooLarge" | "EntityTooSmall" | "InvalidPart" | "InvalidArgument", _) | (_, Some(400)) => {
             ErrorKind::InvalidInput
         }
@@ -176,6 +177,41 @@ impl S3Store {
             conf = conf.endpoint_url(endpoint);
         }
         Ok(Self { client: Client::from_conf(conf.build()), options })
+    }
+
+    /// Creates the bucket unless it exists (for fresh MinIO/R2 setups and tests).
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`, `Conflict` when the name is taken by another account.
+    pub async fn ensure_bucket(&self) -> Result<()> {
+        let bucket = &self.options.bucket;
+        if self.client.head_bucket().bucket(bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = sdk_err(e, &format!("create bucket {bucket}"));
+                if err.message().contains("BucketAlreadyOwnedByYou") { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    /// Keys of multipart uploads started under this store's prefix and neither completed nor
+    /// aborted. They cost storage until removed; a healthy store has none.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    pub async fn pending_uploads(&self) -> Result<Vec<String>> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.options.bucket)
+            .prefix(&self.options.prefix)
+            .send()
+            .await
+            .map_err(|e| sdk_err(e, &format!("list pending uploads of {}", self.location())))?;
+        Ok(out.uploads().iter().filter_map(|u| u.key()).map(|k| self.relative(k).to_owned()).collect())
     }
 
     fn full_key(&self, key: &str) -> Result<String> {

@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use crate::ports::notifier::{Delivery, Notification, NotificationLevel, Notifier};
-use crate::secret::SecretUrl;
+use crate::secret::WebhookUrl;
 use crate::{Error, ErrorKind, Result};
 
 /// Delivery settings.
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
     /// The webhook URL (a credential: it is never printed whole).
-    pub url: SecretUrl,
+    pub url: WebhookUrl,
     /// Time one request may take.
     pub timeout: Duration,
     /// Retries after a failed attempt.
@@ -25,7 +25,7 @@ pub struct WebhookOptions {
 
 impl WebhookOptions {
     /// 10 s timeout, 3 retries, 500 ms first backoff.
-    pub fn new(url: SecretUrl) -> Self {
+    pub fn new(url: WebhookUrl) -> Self {
         Self { url, timeout: Duration::from_secs(10), retries: 3, backoff: Duration::from_millis(500) }
     }
 }
@@ -163,6 +163,6 @@ mod tests {
 
     #[test]
     fn non_http_is_rejected() {
-        assert!(WebhookNotifier::new(WebhookOptions::new(SecretUrl::new("ftp://x/y"))).is_err());
+        assert!(WebhookNotifier::new(WebhookOptions::new(WebhookUrl::new("ftp://x/y"))).is_err());
     }
 }

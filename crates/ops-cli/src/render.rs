@@ -1,0 +1,90 @@
+//! Rendering for people (aligned text) and machines (JSON).
+
+use std::io::Write;
+
+use ops_core::config::OpsConfig;
+use ops_core::{Error, Result};
+use serde::Serialize;
+
+pub(crate) fn write_json(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::internal(format!("rendering json: {e}")))?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+pub(crate) fn error_json(e: &Error) -> String {
+    serde_json::json!({ "error": { "kind": e.kind(), "message": e.message() } }).to_string()
+}
+
+fn row(out: &mut dyn Write, label: &str, value: &str) -> Result<()> {
+    writeln!(out, "  {label:<12} {value}")?;
+    Ok(())
+}
+
+/// A summary a person can scan, then the resolved file (secrets as ***).
+pub(crate) fn config_summary(out: &mut dyn Write, file: Option<&str>, cfg: &OpsConfig) -> Result<()> {
+    match file {
+        Some(f) => writeln!(out, "config {f}: valid")?,
+        None => writeln!(out, "config: no file found, using defaults and environment: valid")?,
+    }
+    let project = match (&cfg.project.name, &cfg.project.compose_project) {
+        (n, Some(c)) if !n.is_empty() => format!("{n} (compose project {c})"),
+        (n, None) if !n.is_empty() => n.clone(),
+        (_, Some(c)) => format!("compose project {c}"),
+        _ => "(unnamed; all containers)".to_owned(),
+    };
+    row(out, "project", &project)?;
+    row(out, "docker", cfg.docker.host.as_deref().unwrap_or("unix:///var/run/docker.sock"))?;
+    for (name, db) in &cfg.databases {
+        let mut extra = Vec::new();
+        if !db.key_tables.is_empty() {
+            extra.push(format!("key tables {}", db.key_tables.join(", ")));
+        }
+        extra.push(format!("min tables {}", db.min_tables));
+        if !db.dependents.is_empty() {
+            extra.push(format!("dependents {}", db.dependents.join(" -> ")));
+        }
+        row(out, "database", &format!("{name}: {} ({})", db.url, extra.join("; ")))?;
+    }
+    for (name, c) in &cfg.caches {
+        let queues = if c.queues.is_empty() { String::new() } else { format!(" (queues {})", c.queues.join(", ")) };
+        row(out, "cache", &format!("{name}: {}{queues}", c.url))?;
+    }
+    match &cfg.storage {
+        Some(s) => {
+            let mut v = s.url.clone();
+            if let Some(e) = &s.endpoint {
+                v.push_str(&format!(" via {e}"));
+            }
+            if let Some(d) = &s.local_dir {
+                v.push_str(&format!(" + local {}", d.display()));
+            }
+            v.push_str(&format!("; retention {} days", s.retention_days));
+            row(out, "storage", &v)?;
+        }
+        None => row(out, "storage", "(none: backups disabled)")?,
+    }
+    let hooks: Vec<String> = cfg.notify.webhooks.iter().map(ToString::to_string).collect();
+    row(out, "notify", &if hooks.is_empty() { "(no webhooks)".to_owned() } else { hooks.join(", ") })?;
+    for h in &cfg.http {
+        row(out, "http", &format!("{}: {}{}", h.name, h.url, if h.critical { " (critical)" } else { "" }))?;
+    }
+    for t in &cfg.tls {
+        let target =
+            t.endpoint.clone().or_else(|| t.file.as_ref().map(|f| f.display().to_string())).unwrap_or_default();
+        row(out, "tls", &format!("{}: {target}", t.name))?;
+    }
+    row(
+        out,
+        "server",
+        &format!(
+            "listen {}; {} read key(s), {} admin key(s)",
+            cfg.server.listen.as_deref().unwrap_or(ops_core::config::DEFAULT_LISTEN),
+            cfg.server.api_keys.len(),
+            cfg.server.admin_keys.len()
+        ),
+    )?;
+    let toml = toml::to_string_pretty(cfg).map_err(|e| Error::internal(format!("rendering toml: {e}")))?;
+    writeln!(out, "\n# resolved configuration (secrets shown as ***)\n{toml}")?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! [`ApiError`]: the one error type handlers return; maps kinds to HTTP statuses and never
+//! shows internals to clients.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ops_core::ErrorKind;
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No valid key (401).
+    Unauthenticated,
+    /// A valid key without the right (403).
+    Forbidden,
+    /// An invalid configuration file on reload (422), located.
+    Config(ops_core::config::ConfigError),
+    /// A library error.
+    Core(ops_core::Error),
+}
+
+impl From<ops_core::Error> for ApiError {
+    fn from(e: ops_core::Error) -> Self {
+        Self::Core(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, message, extra) = match self {
+            Self::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated", "a valid API key is required".to_owned(), None)
+            }
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "this action needs an admin key".to_owned(), None),
+            Self::Config(e) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", e.to_string(), Some(json!(e))),
+            Self::Core(e) => {
+                let status = match e.kind() {
+                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                    ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorKind::Conflict => StatusCode::CONFLICT,
+                    ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                    ErrorKind::Auth => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    // Internals go to the log, not to the client.
+                    tracing::error!(error = %e, "internal error");
+                    "internal error; see the server log".to_owned()
+                } else {
+                    e.message().to_owned()
+                };
+                (status, e.kind().as_str(), message, None)
+            }
+        };
+        let mut body = json!({ "error": { "kind": kind, "message": message } });
+        if let Some(detail) = extra {
+            body["error"]["detail"] = detail;
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

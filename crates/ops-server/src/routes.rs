@@ -1,0 +1,107 @@
+//! The router and its thin handlers: extract, call one function, answer.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::{Access, access_for, presented_key};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The whole HTTP API over `state`.
+pub fn app(state: Arc<AppState>) -> Router {
+    let read = Router::new().route("/api/v1/config", get(get_config));
+    let admin = Router::new().route("/api/v1/config/reload", post(reload_config));
+    Router::new()
+        .merge(read.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_read)))
+        .merge(admin.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin)))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn access(state: &AppState, req: &Request) -> Access {
+    let running = state.running();
+    let server = &running.config.server;
+    access_for(presented_key(req.headers()), &server.api_keys, &server.admin_keys)
+}
+
+async fn require_read(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    match access(&state, &req) {
+        Access::None => ApiError::Unauthenticated.into_response(),
+        Access::Read | Access::Admin => next.run(req).await,
+    }
+}
+
+async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    match access(&state, &req) {
+        Access::None => ApiError::Unauthenticated.into_response(),
+        Access::Read => ApiError::Forbidden.into_response(),
+        Access::Admin => next.run(req).await,
+    }
+}
+
+async fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the config is wired and, if the stack is containerised (a compose project or
+/// docker host is configured), the container engine answers: without it nothing else works.
+async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let running = state.running();
+    let mut checks = Vec::new();
+    let mut ok = true;
+    match &running.context {
+        Ok(ctx) => {
+            checks.push(json!({ "name": "config", "status": "ok" }));
+            let wants_docker = running.config.project.compose_project.is_some() || running.config.docker.host.is_some();
+            if let (true, Some(rt)) = (wants_docker, &ctx.containers) {
+                match rt.ping().await {
+                    Ok(info) => checks.push(json!({ "name": "docker", "status": "ok", "version": info.version })),
+                    Err(e) => {
+                        ok = false;
+                        checks.push(json!({ "name": "docker", "status": "critical", "message": e.message() }));
+                    }
+                }
+            }
+        }
+        Err(message) => {
+            ok = false;
+            checks.push(json!({ "name": "config", "status": "critical", "message": message }));
+        }
+    }
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "status": if ok { "ready" } else { "not-ready" }, "checks": checks })))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut resp = state.metrics.encode().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+async fn get_config(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let running = state.running();
+    Json(json!({ "config": &*running.config }))
+}
+
+async fn reload_config(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let running = state.reload().map_err(ApiError::Config)?;
+    tracing::info!("configuration reloaded");
+    Ok(Json(json!({ "reloaded": true, "config": &*running.config })))
+}
+
+async fn not_found() -> (StatusCode, Json<Value>) {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": { "kind": "not-found", "message": "no such route" } })))
+}

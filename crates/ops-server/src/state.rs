@@ -1,0 +1,75 @@
+//! Shared state: the running configuration (swapped whole on reload) and the metrics.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use ops_core::Context;
+use ops_core::config::{ConfigError, OpsConfig, load};
+
+use crate::metrics::Metrics;
+
+/// What every handler sees.
+#[derive(Debug)]
+pub struct AppState {
+    running: RwLock<Arc<Running>>,
+    config_path: Option<PathBuf>,
+    env: BTreeMap<String, String>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+/// One loaded configuration and the adapters wired from it.
+#[derive(Debug)]
+pub struct Running {
+    /// The configuration.
+    pub config: Arc<OpsConfig>,
+    /// The adapters, or why they could not be wired.
+    pub context: Result<Context, String>,
+}
+
+impl Running {
+    fn new(config: OpsConfig) -> Self {
+        let context = Context::from_config(config.clone()).map_err(|e| e.to_string());
+        Self { config: Arc::new(config), context }
+    }
+}
+
+impl AppState {
+    /// State for a resolved config; `config_path` and `env` are what a reload re-reads.
+    #[must_use]
+    pub fn from_config(config: OpsConfig, config_path: Option<PathBuf>, env: BTreeMap<String, String>) -> Arc<Self> {
+        Arc::new(Self {
+            running: RwLock::new(Arc::new(Running::new(config))),
+            config_path,
+            env,
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn running(&self) -> Arc<Running> {
+        Arc::clone(&self.running.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Re-reads the file and environment captured at start; keeps the running config when the
+    /// new one is invalid.
+    ///
+    /// # Errors
+    /// The new file's [`ConfigError`].
+    pub fn reload(&self) -> Result<Arc<Running>, ConfigError> {
+        match load(self.config_path.as_deref(), &self.env) {
+            Ok(loaded) => {
+                let next = Arc::new(Running::new(loaded.config));
+                *self.running.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&next);
+                self.metrics.record_reload(true);
+                Ok(next)
+            }
+            Err(e) => {
+                self.metrics.record_reload(false);
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Test fixtures: the Docker preflight and the local images started with testcontainers.
+
+use std::time::Duration;
+
+use ops_core::adapters::docker::DockerRuntime;
+use ops_core::ports::ContainerRuntime;
+use testcontainers::core::{ContainerPort, IntoContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+pub const BASE_IMAGE: &str = "ops-test/base:bookworm";
+
+/// Fails the test, loudly, when Docker or the test images are missing.
+pub async fn require_docker() -> DockerRuntime {
+    let host = std::env::var("DOCKER_HOST").ok();
+    let rt = DockerRuntime::new(host.as_deref(), Duration::from_secs(30));
+    if let Err(e) = rt.ping().await {
+        panic!(
+            "integration tests need a running Docker engine and could not reach one ({e}).\n\
+             Run `cargo xtask test-env`: it installs docker.io, starts dockerd and builds the test images."
+        );
+    }
+    rt
+}
+
+async fn require_image(rt: &DockerRuntime, image: &str) {
+    let probe = ops_core::ports::RunSpec {
+        image: image.to_owned(),
+        cmd: vec!["true".to_owned()],
+        labels: [("ops.it".to_owned(), "preflight".to_owned())].into(),
+        ..Default::default()
+    };
+    match rt.run_ephemeral(&probe).await {
+        Ok(c) => {
+            let _ = rt.remove(&c.id, true).await;
+        }
+        Err(e) => panic!("test image {image} is not usable ({e}); build it with `cargo xtask test-env`"),
+    }
+}
+
+/// Publishes every exposed port on 127.0.0.1 only, on a random host port.
+fn loopback_only(ports: &'static [u16]) -> impl Fn(&mut bollard::models::HostConfig) + Send + Sync + 'static {
+    move |hc| {
+        hc.publish_all_ports = Some(false);
+        hc.port_bindings = Some(
+            ports
+                .iter()
+                .map(|p| {
+                    (
+                        format!("{p}/tcp"),
+                        Some(vec![bollard::models::PortBinding {
+                            host_ip: Some("127.0.0.1".to_owned()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )
+                })
+                .collect(),
+        );
+    }
+}
+
+fn image(name: &str, tag: &str, port: u16, wait: WaitFor) -> GenericImage {
+    GenericImage::new(name, tag).with_exposed_port(port.tcp()).with_wait_for(wait)
+}
+
+/// A running PostgreSQL 15 (superuser `postgres`, password `postgres`, database `app`).
+pub struct Postgres {
+    pub container: ContainerAsync<GenericImage>,
+    pub port: u16,
+}
+
+impl Postgres {
+    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
+        format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+}
+
+pub async fn postgres(extra_args: &[&str]) -> Postgres {
+    let rt = require_docker().await;
+    require_image(&rt, "ops-test/postgres:15").await;
+    let mut cmd = vec!["-c".to_owned(), "fsync=off".to_owned()];
+    for a in extra_args {
+        cmd.push((*a).to_owned());
+    }
+    let container = image(
+        "ops-test/postgres",
+        "15",
+        5432,
+        WaitFor::message_on_stderr("database system is ready to accept connections"),
+    )
+    .with_env_var("POSTGRES_PASSWORD", "postgres")
+    .with_env_var("POSTGRES_DB", "app")
+    .with_label("ops.it", "postgres")
+    .with_cmd(cmd)
+    .with_host_config_modifier(loopback_only(&[5432]))
+    .with_startup_timeout(Duration::from_secs(120))
+    .start()
+    .await
+    .expect("start postgres");
+    let port = container.get_host_port_ipv4(ContainerPort::Tcp(5432)).await.expect("postgres port");
+    Postgres { container, port }
+}
+
+/// A running Redis 7, with a password when given.
+pub async fn redis(password: Option<&str>) -> (ContainerAsync<GenericImage>, u16) {
+    let rt = require_docker().await;
+    require_image(&rt, "ops-test/redis:7").await;
+    let mut img = image("ops-test/redis", "7", 6379, WaitFor::message_on_stdout("Ready to accept connections"))
+        .with_label("ops.it", "redis")
+        .with_host_config_modifier(loopback_only(&[6379]))
+        .with_startup_timeout(Duration::from_secs(60));
+    if let Some(p) = password {
+        img = img.with_env_var("REDIS_PASSWORD", p);
+    }
+    let container = img.start().await.expect("start redis");
+    let port = container.get_host_port_ipv4(ContainerPort::Tcp(6379)).await.expect("redis port");
+    (container, port)
+}
+
+pub const S3_ACCESS_KEY: &str = "opsaccess";
+pub const S3_SECRET_KEY: &str = "opssecret1234";
+
+/// A running S3-compatible server (s3s-fs); returns its endpoint URL.
+pub async fn s3() -> (ContainerAsync<GenericImage>, String) {
+    let rt = require_docker().await;
+    require_image(&rt, "ops-test/s3:latest").await;
+    let container = image("ops-test/s3", "latest", 9000, WaitFor::message_on_stdout("server is running at"))
+        .with_env_var("S3_ACCESS_KEY", S3_ACCESS_KEY)
+        .with_env_var("S3_SECRET_KEY", S3_SECRET_KEY)
+        .with_label("ops.it", "s3")
+        .with_host_config_modifier(loopback_only(&[9000]))
+        .with_startup_timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .expect("start s3 server");
+    let port = container.get_host_port_ipv4(ContainerPort::Tcp(9000)).await.expect("s3 port");
+    (container, format!("http://127.0.0.1:{port}"))
+}
+
+/// Removes a container when dropped, even when the test panics.
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", "-v", &self.0])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A unique suffix for names in one test run.
+pub fn unique(prefix: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}

@@ -1,0 +1,14 @@
+//! Integration tests: every port's contract against its real adapter, and the binaries.
+//!
+//! Containers come from images built locally by `cargo xtask test-env` and are started by
+//! testcontainers on random 127.0.0.1 ports. Without a Docker engine these tests fail with a
+//! message saying how to get one; they never skip.
+
+mod cli;
+mod docker;
+mod harness;
+mod notifier;
+mod object_store;
+mod postgres;
+mod redis;
+mod server;

@@ -1,0 +1,78 @@
+//! Cache contract against a real Redis 7, with and without a password.
+
+use std::time::Duration;
+
+use ops_core::adapters::redis::RedisCache;
+use ops_core::ports::{Cache, CachePing, ContainerRuntime, ExecSpec};
+use ops_core::{ErrorKind, SecretUrl};
+
+use crate::harness::{redis, require_docker};
+
+fn cache(url: String) -> RedisCache {
+    RedisCache::new(SecretUrl::new(url), Duration::from_secs(5)).unwrap()
+}
+
+async fn redis_cli(rt: &dyn ContainerRuntime, id: &str, args: &[&str]) {
+    let mut cmd = vec!["redis-cli".to_owned()];
+    cmd.extend(args.iter().map(|s| (*s).to_owned()));
+    let out = rt.exec(id, &ExecSpec { cmd, ..Default::default() }).await.unwrap();
+    assert_eq!(out.exit_code, 0, "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn redis_cache_contract_without_password() {
+    let rt = require_docker().await;
+    let (c, port) = redis(None).await;
+    let cache = cache(format!("redis://127.0.0.1:{port}"));
+    assert!(matches!(cache.ping().await.unwrap(), CachePing::Pong { .. }));
+
+    redis_cli(&rt, c.id(), &["RPUSH", "celery", "a", "b", "c"]).await;
+    redis_cli(&rt, c.id(), &["SET", "plain", "x"]).await;
+    redis_cli(&rt, c.id(), &["GET", "plain"]).await; // a hit
+    redis_cli(&rt, c.id(), &["GET", "missing"]).await; // a miss
+    let q = cache.queue_lengths(&["celery".to_owned(), "empty".to_owned()]).await.unwrap();
+    assert_eq!(q.iter().map(|q| (q.name.as_str(), q.length)).collect::<Vec<_>>(), [("celery", 3), ("empty", 0)]);
+    let e = cache.queue_lengths(&["plain".to_owned()]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    let info = cache.info().await.unwrap();
+    assert!(info.version.starts_with("7."), "{info:?}");
+    assert_eq!(info.role, "master");
+    assert!(info.used_memory_bytes > 0);
+    assert_eq!(info.maxmemory_bytes, None);
+    assert_eq!(info.maxmemory_policy, "noeviction");
+    assert!(info.keyspace_hits >= 1 && info.keyspace_misses >= 1, "{info:?}");
+    assert!(info.connected_clients >= 1);
+
+    cache.config_set("maxmemory", "64mb").await.unwrap();
+    cache.config_set("maxmemory-policy", "allkeys-lru").await.unwrap();
+    assert_eq!(cache.config_get("maxmemory-policy").await.unwrap().as_deref(), Some("allkeys-lru"));
+    assert_eq!(cache.info().await.unwrap().maxmemory_bytes, Some(64 * 1024 * 1024));
+    assert_eq!(cache.config_get("no-such-param").await.unwrap(), None);
+    let e = cache.config_set("maxmemory-policy", "sometimes").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+#[tokio::test]
+async fn redis_passwords_noauth_and_wrongpass_are_told_apart() {
+    let _rt = require_docker().await;
+    let (_c, port) = redis(Some("s3cret-pw")).await;
+    let good = cache(format!("redis://:s3cret-pw@127.0.0.1:{port}"));
+    assert!(matches!(good.ping().await.unwrap(), CachePing::Pong { .. }));
+    assert_eq!(good.info().await.unwrap().role, "master");
+
+    assert_eq!(cache(format!("redis://127.0.0.1:{port}")).ping().await.unwrap(), CachePing::NoAuth);
+    assert_eq!(cache(format!("redis://:wrong@127.0.0.1:{port}")).ping().await.unwrap(), CachePing::WrongPass);
+    let e = cache(format!("redis://:wrong@127.0.0.1:{port}")).info().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(!e.to_string().contains("wrong@"), "no password in errors: {e}");
+}
+
+#[tokio::test]
+async fn redis_unreachable_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let e = cache(format!("redis://:pw@127.0.0.1:{port}")).ping().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+}

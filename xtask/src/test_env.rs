@@ -1,0 +1,586 @@
+//! `cargo xtask test-env`: make a Debian machine able to run every integration test.
+//!
+//! Idempotent: installs only missing packages, starts dockerd only when no engine answers, and
+//! builds only missing images (all of them with `--rebuild`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+
+/// Host packages the integration tests need (checked with dpkg-query, installed with apt-get).
+/// `postgresql-client-15` is what the `postgresql-client` metapackage pulls in on bookworm; naming
+/// it directly guarantees pg_dump/psql 15. `debian-archive-keyring` is what debootstrap verifies
+/// the mirror with (normally present; listed so a minimal host gets it too).
+const PACKAGES: &[&str] =
+    &["docker.io", "debootstrap", "postgresql-client-15", "ca-certificates", "debian-archive-keyring"];
+
+pub const BASE_IMAGE: &str = "ops-test/base:bookworm";
+pub const POSTGRES_IMAGE: &str = "ops-test/postgres:15";
+pub const REDIS_IMAGE: &str = "ops-test/redis:7";
+pub const S3_IMAGE: &str = "ops-test/s3:latest";
+
+/// Packages debootstrapped into the base image. In bookworm `postgresql-contrib-15` is only a
+/// virtual package provided by `postgresql-15` (pg_stat_statements etc. ship inside it), and
+/// debootstrap cannot resolve virtual packages, so it is not listed.
+const BASE_INCLUDE: &str = "postgresql-15,redis-server,ca-certificates,procps";
+const SUITE: &str = "bookworm";
+
+const S3S_FS_VERSION: &str = "0.14.1";
+
+const DEFAULT_SOCK: &str = "/var/run/docker.sock";
+const DOCKERD_PIDFILE: &str = "/var/run/docker.pid";
+
+const DOCKER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct Options {
+    pub rebuild: bool,
+}
+
+/// Elapsed time and outcome of each step, printed at the end.
+#[derive(Debug, Default)]
+struct Steps(Vec<(String, Duration, String)>);
+
+impl Steps {
+    fn run(&mut self, name: &str, f: impl FnOnce() -> Result<String>) -> Result<()> {
+        let start = Instant::now();
+        let note = f().with_context(|| format!("test-env step `{name}` failed"))?;
+        let elapsed = start.elapsed();
+        println!("test-env: {name}: {note} ({})", cmd::secs(elapsed));
+        self.0.push((name.to_owned(), elapsed, note));
+        Ok(())
+    }
+}
+
+struct Env {
+    root: PathBuf,
+    work: PathBuf,
+}
+
+impl Env {
+    fn log(&self, name: &str) -> Result<PathBuf> {
+        let path = self.work.join(name);
+        fs::write(&path, "").with_context(|| format!("creating {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    let total = Instant::now();
+    let root = crate::repo_root();
+    let work = root.join("target").join("test-env");
+    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let env = Env { root, work };
+    let mut steps = Steps::default();
+
+    steps.run("packages", || ensure_packages(&env))?;
+    steps.run("docker engine", || ensure_docker(&env))?;
+
+    let mut stale_ids = Vec::new();
+    let mut base_built = false;
+    steps.run(&format!("image {BASE_IMAGE}"), || {
+        ensure_image(BASE_IMAGE, opts.rebuild, &mut stale_ids, || {
+            base_built = true;
+            build_base(&env)
+        })
+    })?;
+    let rebuild_children = opts.rebuild || base_built;
+    for (image, dir) in [(POSTGRES_IMAGE, "postgres"), (REDIS_IMAGE, "redis")] {
+        steps.run(&format!("image {image}"), || {
+            ensure_image(image, rebuild_children, &mut stale_ids, || {
+                let context = env.root.join("images").join(dir);
+                docker_build(&env, image, &context, &format!("build-{dir}.log"))
+            })
+        })?;
+    }
+    let s3_needed = rebuild_children || !image_exists(S3_IMAGE);
+    let mut s3s_bin = None;
+    if s3_needed {
+        steps.run(&format!("s3s-fs {S3S_FS_VERSION} binary"), || {
+            let (bin, note) = ensure_s3s_fs(&env)?;
+            s3s_bin = Some(bin);
+            Ok(note)
+        })?;
+    }
+    steps.run(&format!("image {S3_IMAGE}"), || {
+        ensure_image(S3_IMAGE, rebuild_children, &mut stale_ids, || {
+            let bin = s3s_bin.as_deref().context("s3s-fs binary missing")?;
+            build_s3(&env, bin)
+        })
+    })?;
+    remove_stale_images(&stale_ids);
+
+    println!("test-env: images:");
+    for image in [BASE_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, S3_IMAGE] {
+        let size = cmd::capture(Command::new("docker").args(["image", "inspect", "--format", "{{.Size}}", image]))?;
+        let mb = size.trim().parse::<f64>().unwrap_or(0.0) / 1_000_000.0;
+        println!("test-env:   {image:<24} {mb:>8.1} MB");
+    }
+    println!("test-env: step times:");
+    for (name, elapsed, _) in &steps.0 {
+        println!("test-env:   {name:<32} {:>8}", cmd::secs(*elapsed));
+    }
+    println!("test-env: ready in {} (docker socket {})", cmd::secs(total.elapsed()), docker_host_display());
+    Ok(())
+}
+
+fn docker_host_display() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => h,
+        _ => format!("unix://{DEFAULT_SOCK}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// packages
+
+fn installed(pkg: &str) -> bool {
+    cmd::capture(Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", pkg]))
+        .is_ok_and(|s| s.trim() == "installed")
+}
+
+fn ensure_packages(env: &Env) -> Result<String> {
+    if !Path::new("/etc/debian_version").exists() || !cmd::exists("dpkg-query") {
+        bail!("test-env supports Debian hosts (dpkg/apt) only");
+    }
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(format!("all installed ({})", PACKAGES.join(", ")));
+    }
+    cmd::require_root(&format!("install {}", missing.join(", ")))?;
+    let log = env.log("apt.log")?;
+    println!("test-env: installing {} (apt-get update + install; log {})", missing.join(", "), log.display());
+    cmd::logged(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"), &log)?;
+    cmd::logged(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &log,
+    )?;
+    let still: Vec<&str> = missing.iter().copied().filter(|p| !installed(p)).collect();
+    if !still.is_empty() {
+        bail!("apt-get install finished but {} still not installed", still.join(", "));
+    }
+    Ok(format!("installed {}", missing.join(", ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker engine
+
+fn server_api_version() -> Result<String> {
+    let out = cmd::capture(Command::new("docker").args([
+        "version",
+        "--format",
+        "{{.Server.Version}} (API {{.Server.APIVersion}})",
+    ]))?;
+    Ok(out.trim().to_owned())
+}
+
+fn docker_info_ok() -> bool {
+    cmd::succeeds(Command::new("docker").arg("info"))
+}
+
+fn ensure_docker(env: &Env) -> Result<String> {
+    if !cmd::exists("docker") {
+        bail!("the docker CLI is not on PATH (is docker.io installed?)");
+    }
+    if let Ok(host) = std::env::var("DOCKER_HOST")
+        && !host.is_empty()
+    {
+        println!("test-env: DOCKER_HOST={host} is set; waiting for that engine (no local dockerd)");
+        if !cmd::wait_until(DOCKER_START_TIMEOUT, Duration::from_secs(1), docker_info_ok) {
+            bail!(
+                "DOCKER_HOST={host} is set but `docker info` did not succeed within {}s",
+                DOCKER_START_TIMEOUT.as_secs()
+            );
+        }
+        return Ok(format!("using DOCKER_HOST={host}: {}", server_api_version()?));
+    }
+    if docker_info_ok() {
+        return Ok(format!("already running: {}", server_api_version()?));
+    }
+    if let Some(pid) = running_dockerd_pid() {
+        println!("test-env: dockerd (pid {pid}) is running but not answering yet; waiting");
+        if !cmd::wait_until(DOCKER_START_TIMEOUT, Duration::from_secs(1), docker_info_ok) {
+            bail!(
+                "dockerd (pid {pid}) runs but `docker info` did not succeed within {}s; tail of {}:\n{}",
+                DOCKER_START_TIMEOUT.as_secs(),
+                env.work.join("dockerd.log").display(),
+                cmd::tail_file(&env.work.join("dockerd.log"), 30)
+            );
+        }
+        return Ok(format!("was starting: {}", server_api_version()?));
+    }
+    cmd::require_root("start dockerd")?;
+    if !cmd::exists("dockerd") {
+        bail!("dockerd is not on PATH (is docker.io installed?)");
+    }
+    start_dockerd(env)?;
+    Ok(format!("started dockerd: {}", server_api_version()?))
+}
+
+/// The pid in dockerd's default pid file, if that process is alive.
+fn running_dockerd_pid() -> Option<u32> {
+    let pid: u32 = fs::read_to_string(DOCKERD_PIDFILE).ok()?.trim().parse().ok()?;
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some(pid)
+}
+
+/// Spawns `program args` in its own session (via util-linux `setsid`), stdin null, output to
+/// `log`, so it outlives xtask and its terminal.
+fn spawn_detached(program: &str, args: &[&str], log: &Path) -> Result<Child> {
+    let file = fs::File::options().create(true).append(true).open(log)?;
+    let mut c = Command::new("setsid");
+    c.arg(program).args(args).stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    c.spawn().with_context(|| format!("could not start `{}`", cmd::display(&c)))
+}
+
+fn start_dockerd(env: &Env) -> Result<()> {
+    let log = env.work.join("dockerd.log");
+    println!("test-env: starting dockerd on unix://{DEFAULT_SOCK} (log {})", log.display());
+    let mut child = spawn_detached("dockerd", &[], &log)?;
+    let mut exited = None;
+    let ready = cmd::wait_until(DOCKER_START_TIMEOUT, Duration::from_millis(500), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            return true;
+        }
+        docker_info_ok()
+    });
+    if let Some(status) = exited {
+        bail!("dockerd exited ({status}) during startup; tail of {}:\n{}", log.display(), cmd::tail_file(&log, 30));
+    }
+    if !ready {
+        bail!(
+            "dockerd did not answer `docker info` within {}s; tail of {}:\n{}",
+            DOCKER_START_TIMEOUT.as_secs(),
+            log.display(),
+            cmd::tail_file(&log, 30)
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// images
+
+fn image_exists(image: &str) -> bool {
+    cmd::succeeds(Command::new("docker").args(["image", "inspect", image]))
+}
+
+fn image_id(image: &str) -> Option<String> {
+    cmd::capture(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+fn ensure_image(
+    image: &str,
+    rebuild: bool,
+    stale_ids: &mut Vec<String>,
+    build: impl FnOnce() -> Result<()>,
+) -> Result<String> {
+    let old = image_id(image);
+    if old.is_some() && !rebuild {
+        return Ok("exists, skipped".to_owned());
+    }
+    println!("test-env: building {image}");
+    build()?;
+    let new = image_id(image).with_context(|| format!("{image} missing after build"))?;
+    if let Some(old) = old
+        && old != new
+    {
+        stale_ids.push(old);
+    }
+    Ok("built".to_owned())
+}
+
+/// Removes the images a rebuild replaced (children were pushed last, so remove in reverse).
+fn remove_stale_images(ids: &[String]) {
+    for id in ids.iter().rev() {
+        // Removing an untagged child also removes its untagged parents, so check first.
+        if !image_exists(id) {
+            continue;
+        }
+        if let Err(err) = cmd::capture(Command::new("docker").args(["image", "rm", id])) {
+            println!("test-env: note: could not remove replaced image {id}: {err:#}");
+        }
+    }
+}
+
+fn docker_build(env: &Env, image: &str, context: &Path, log_name: &str) -> Result<()> {
+    let log = env.log(log_name)?;
+    // The legacy builder: works with any client/engine pair and needs no buildx plugin.
+    cmd::logged(
+        Command::new("docker").arg("build").args(["--tag", image]).arg(context).env("DOCKER_BUILDKIT", "0"),
+        &log,
+    )
+}
+
+fn build_base(env: &Env) -> Result<()> {
+    cmd::require_root("debootstrap the base image")?;
+    if !cmd::exists("debootstrap") {
+        bail!("debootstrap is not on PATH");
+    }
+    let mirror = apt_mirror()?;
+    let rootfs = env.work.join("rootfs");
+    remove_rootfs(&rootfs)?;
+    let log = env.log("debootstrap.log")?;
+    println!("test-env: debootstrap {SUITE} from {mirror} (~1.5 min; log {})", log.display());
+    let include = format!("--include={BASE_INCLUDE}");
+    let result = (|| -> Result<()> {
+        cmd::logged(
+            Command::new("debootstrap").args(["--variant=minbase", &include, SUITE]).arg(&rootfs).arg(&mirror),
+            &log,
+        )?;
+        trim_rootfs(&rootfs)?;
+        let import_log = env.log("import.log")?;
+        println!("test-env: importing rootfs as {BASE_IMAGE}");
+        cmd::pipe(
+            Command::new("tar").args(["--numeric-owner", "-C"]).arg(&rootfs).args(["-c", "."]),
+            Command::new("docker").args([
+                "import",
+                "--change",
+                "CMD [\"bash\"]",
+                "--message",
+                "ops-test base (debootstrap minbase bookworm)",
+                "-",
+                BASE_IMAGE,
+            ]),
+            &import_log,
+        )
+    })();
+    let cleanup = remove_rootfs(&rootfs);
+    result?;
+    cleanup
+}
+
+/// Drops what an image does not need: downloaded .debs, apt lists, docs, and the default `15/main`
+/// cluster the postgresql-15 postinst created (the postgres image initdb's its own data dir).
+fn trim_rootfs(rootfs: &Path) -> Result<()> {
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        let dir = rootfs.join(dir);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() && path.file_name().is_some_and(|n| n != "lock") {
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    // Documentation and message translations (~65 MB); `locale/locale.alias` (a file) stays.
+    for dir in ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"] {
+        let Ok(entries) = fs::read_dir(rootfs.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            } else if dir != "usr/share/locale" {
+                fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    for dir in ["var/lib/postgresql/15/main", "etc/postgresql/15/main"] {
+        let dir = rootfs.join(dir);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts anything debootstrap left mounted below `rootfs` (after an interrupted run), then
+/// deletes it.
+fn remove_rootfs(rootfs: &Path) -> Result<()> {
+    if !rootfs.exists() {
+        return Ok(());
+    }
+    let prefix = rootfs.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        cmd::capture(Command::new("umount").args(["--lazy", &point]))?;
+    }
+    fs::remove_dir_all(rootfs).with_context(|| format!("removing {}", rootfs.display()))
+}
+
+/// The Debian mirror apt already uses for `bookworm main` (one-line `.list` or deb822 `.sources`).
+fn apt_mirror() -> Result<String> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|ext| ext == "list" || ext == "sources"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    for file in &files {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        let found = if file.extension().is_some_and(|e| e == "sources") {
+            mirror_from_deb822(&text)
+        } else {
+            mirror_from_one_line(&text)
+        };
+        if let Some(uri) = found {
+            return Ok(uri);
+        }
+    }
+    bail!(
+        "no apt source for `{SUITE} main` found in /etc/apt/sources.list or \
+         /etc/apt/sources.list.d/*.{{list,sources}}; debootstrap needs a Debian mirror"
+    )
+}
+
+fn usable_uri(uri: &str) -> bool {
+    ["http://", "https://", "file:/"].iter().any(|s| uri.starts_with(s))
+}
+
+fn mirror_from_one_line(text: &str) -> Option<String> {
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let mut tokens = line.split_whitespace();
+        if tokens.next() != Some("deb") {
+            continue;
+        }
+        let mut rest: Vec<&str> = tokens.collect();
+        if rest.first().is_some_and(|t| t.starts_with('[')) {
+            let close = rest.iter().position(|t| t.ends_with(']'))?;
+            rest.drain(..=close);
+        }
+        if let [uri, suite, comps @ ..] = rest.as_slice()
+            && *suite == SUITE
+            && comps.contains(&"main")
+            && usable_uri(uri)
+        {
+            return Some((*uri).to_owned());
+        }
+    }
+    None
+}
+
+fn mirror_from_deb822(text: &str) -> Option<String> {
+    let mut stanza: Vec<(String, String)> = Vec::new();
+    let mut lines = text.lines().chain(std::iter::once(""));
+    loop {
+        let line = lines.next()?;
+        if line.trim().is_empty() {
+            let get = |k: &str| {
+                stanza.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str()).unwrap_or_default()
+            };
+            let words = |k: &str| get(k).split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+            let enabled = !get("Enabled").trim().eq_ignore_ascii_case("no");
+            if enabled
+                && words("Types").iter().any(|t| t == "deb")
+                && words("Suites").iter().any(|s| s == SUITE)
+                && words("Components").iter().any(|c| c == "main")
+                && let Some(uri) = words("URIs").into_iter().find(|u| usable_uri(u))
+            {
+                return Some(uri);
+            }
+            stanza.clear();
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = stanza.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            stanza.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+}
+
+fn ensure_s3s_fs(env: &Env) -> Result<(PathBuf, String)> {
+    let tools = env.work.join("tools");
+    let bin = tools.join("bin").join("s3s-fs");
+    if bin.is_file() {
+        let note = format!("exists ({})", bin.display());
+        return Ok((bin, note));
+    }
+    let log = env.log("cargo-install-s3s-fs.log")?;
+    let build_dir = env.work.join("s3s-fs-build");
+    println!("test-env: cargo install s3s-fs@{S3S_FS_VERSION} (~2 min; log {})", log.display());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    cmd::logged(
+        Command::new(cargo)
+            .args(["install", &format!("s3s-fs@{S3S_FS_VERSION}"), "--features", "binary", "--locked", "--root"])
+            .arg(&tools)
+            .arg("--target-dir")
+            .arg(&build_dir)
+            .current_dir(&env.work),
+        &log,
+    )?;
+    let _ = fs::remove_dir_all(&build_dir);
+    if !bin.is_file() {
+        bail!("cargo install succeeded but {} is missing", bin.display());
+    }
+    Ok((bin, "built".to_owned()))
+}
+
+fn build_s3(env: &Env, bin: &Path) -> Result<()> {
+    let context = env.work.join("s3-context");
+    if context.exists() {
+        fs::remove_dir_all(&context)?;
+    }
+    fs::create_dir_all(&context)?;
+    let result = (|| -> Result<()> {
+        let src = env.root.join("images").join("s3");
+        for entry in fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
+            let path = entry?.path();
+            if path.is_file() {
+                let name = path.file_name().context("file name")?;
+                fs::copy(&path, context.join(name))?;
+            }
+        }
+        fs::copy(bin, context.join("s3s-fs")).with_context(|| format!("copying {}", bin.display()))?;
+        docker_build(env, S3_IMAGE, &context, "build-s3.log")
+    })();
+    let _ = fs::remove_dir_all(&context);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_mirror_in_deb822() {
+        let text = "Types: deb\n# comment\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n";
+        assert_eq!(mirror_from_deb822(text).as_deref(), Some("http://deb.debian.org/debian"));
+        assert_eq!(
+            mirror_from_deb822("Types: deb\nURIs: http://x/\nSuites: bookworm\nComponents: main\nEnabled: no\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn finds_mirror_in_one_line() {
+        let text = "# x\ndeb-src http://a/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://m/debian bookworm main contrib\n";
+        assert_eq!(mirror_from_one_line(text).as_deref(), Some("http://m/debian"));
+        assert_eq!(mirror_from_one_line("deb http://s/debian-security bookworm-security main\n"), None);
+    }
+}
