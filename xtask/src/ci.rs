@@ -53,6 +53,9 @@ pub fn run() -> Result<()> {
             "warnings",
         ]))
     })?;
+    // Doctests first: nextest does not run them, and the test runner's summary should be
+    // the last thing CI prints before the step times.
+    step("doctests", &mut || cmd::streamed(cargo().args(["test", "--doc", "--workspace", "--all-features"])))?;
     if has_nextest() {
         step("test (nextest)", &mut || {
             cmd::streamed(cargo().args([
@@ -65,8 +68,6 @@ pub fn run() -> Result<()> {
                 "ci",
             ]))
         })?;
-        // nextest does not run doctests; the crate docs' examples are tests too.
-        step("doctests", &mut || cmd::streamed(cargo().args(["test", "--doc", "--workspace", "--all-features"])))?;
     } else {
         step("test (cargo test)", &mut || {
             cmd::streamed(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))

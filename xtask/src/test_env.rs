@@ -83,22 +83,26 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let mut stale_ids = Vec::new();
     let mut base_built = false;
+    let base_hash = context_hash(None, &format!("{SUITE} {BASE_INCLUDE}"))?;
     steps.run(&format!("image {BASE_IMAGE}"), || {
-        ensure_image(BASE_IMAGE, opts.rebuild, &mut stale_ids, || {
+        ensure_image(BASE_IMAGE, &base_hash, opts.rebuild, &mut stale_ids, || {
             base_built = true;
-            build_base(&env)
+            build_base(&env, &base_hash)
         })
     })?;
     let rebuild_children = opts.rebuild || base_built;
     for (image, dir) in [(POSTGRES_IMAGE, "postgres"), (REDIS_IMAGE, "redis")] {
+        let context = env.root.join("images").join(dir);
+        let hash = context_hash(Some(&context), &base_hash)?;
         steps.run(&format!("image {image}"), || {
-            ensure_image(image, rebuild_children, &mut stale_ids, || {
-                let context = env.root.join("images").join(dir);
-                docker_build(&env, image, &context, &format!("build-{dir}.log"))
+            ensure_image(image, &hash, rebuild_children, &mut stale_ids, || {
+                docker_build(&env, image, &context, &hash, &format!("build-{dir}.log"))
             })
         })?;
     }
-    let s3_needed = rebuild_children || !image_exists(S3_IMAGE);
+    let s3_hash =
+        context_hash(Some(&env.root.join("images").join("s3")), &format!("{base_hash} s3s-fs {S3S_FS_VERSION}"))?;
+    let s3_needed = rebuild_children || image_hash(S3_IMAGE).as_deref() != Some(s3_hash.as_str());
     let mut s3s_bin = None;
     if s3_needed {
         steps.run(&format!("s3s-fs {S3S_FS_VERSION} binary"), || {
@@ -108,9 +112,9 @@ pub fn run(opts: &Options) -> Result<()> {
         })?;
     }
     steps.run(&format!("image {S3_IMAGE}"), || {
-        ensure_image(S3_IMAGE, rebuild_children, &mut stale_ids, || {
+        ensure_image(S3_IMAGE, &s3_hash, rebuild_children, &mut stale_ids, || {
             let bin = s3s_bin.as_deref().context("s3s-fs binary missing")?;
-            build_s3(&env, bin)
+            build_s3(&env, bin, &s3_hash)
         })
     })?;
     remove_stale_images(&stale_ids);
@@ -280,15 +284,55 @@ fn image_id(image: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// Label recording what an image was built from, so a changed Dockerfile or entrypoint
+/// rebuilds it on machines that still have the old one.
+const HASH_LABEL: &str = "ops.context-hash";
+
+/// FNV-1a (64 bit) over `extra` and every file of `dir` (names and contents, sorted by name).
+fn context_hash(dir: Option<&Path>, extra: &str) -> Result<String> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(extra.as_bytes());
+    if let Some(dir) = dir {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            feed(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            feed(&fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
+        }
+    }
+    Ok(format!("{h:016x}"))
+}
+
+fn image_hash(image: &str) -> Option<String> {
+    let format = format!("{{{{index .Config.Labels \"{HASH_LABEL}\"}}}}");
+    cmd::capture(Command::new("docker").args(["image", "inspect", "--format", &format, image]))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
 fn ensure_image(
     image: &str,
+    hash: &str,
     rebuild: bool,
     stale_ids: &mut Vec<String>,
     build: impl FnOnce() -> Result<()>,
 ) -> Result<String> {
     let old = image_id(image);
     if old.is_some() && !rebuild {
-        return Ok("exists, skipped".to_owned());
+        if image_hash(image).as_deref() == Some(hash) {
+            return Ok("exists, skipped".to_owned());
+        }
+        println!("test-env: {image} was built from other files; rebuilding");
     }
     println!("test-env: building {image}");
     build()?;
@@ -314,16 +358,21 @@ fn remove_stale_images(ids: &[String]) {
     }
 }
 
-fn docker_build(env: &Env, image: &str, context: &Path, log_name: &str) -> Result<()> {
+fn docker_build(env: &Env, image: &str, context: &Path, hash: &str, log_name: &str) -> Result<()> {
     let log = env.log(log_name)?;
+    let label = format!("{HASH_LABEL}={hash}");
     // The legacy builder: works with any client/engine pair and needs no buildx plugin.
     cmd::logged(
-        Command::new("docker").arg("build").args(["--tag", image]).arg(context).env("DOCKER_BUILDKIT", "0"),
+        Command::new("docker")
+            .arg("build")
+            .args(["--tag", image, "--label", &label])
+            .arg(context)
+            .env("DOCKER_BUILDKIT", "0"),
         &log,
     )
 }
 
-fn build_base(env: &Env) -> Result<()> {
+fn build_base(env: &Env, hash: &str) -> Result<()> {
     cmd::require_root("debootstrap the base image")?;
     if !cmd::exists("debootstrap") {
         bail!("debootstrap is not on PATH");
@@ -342,12 +391,15 @@ fn build_base(env: &Env) -> Result<()> {
         trim_rootfs(&rootfs)?;
         let import_log = env.log("import.log")?;
         println!("test-env: importing rootfs as {BASE_IMAGE}");
+        let label = format!("LABEL {HASH_LABEL}={hash}");
         cmd::pipe(
             Command::new("tar").args(["--numeric-owner", "-C"]).arg(&rootfs).args(["-c", "."]),
             Command::new("docker").args([
                 "import",
                 "--change",
                 "CMD [\"bash\"]",
+                "--change",
+                &label,
                 "--message",
                 "ops-test base (debootstrap minbase bookworm)",
                 "-",
@@ -541,7 +593,7 @@ fn ensure_s3s_fs(env: &Env) -> Result<(PathBuf, String)> {
     Ok((bin, "built".to_owned()))
 }
 
-fn build_s3(env: &Env, bin: &Path) -> Result<()> {
+fn build_s3(env: &Env, bin: &Path, hash: &str) -> Result<()> {
     let context = env.work.join("s3-context");
     if context.exists() {
         fs::remove_dir_all(&context)?;
@@ -557,7 +609,7 @@ fn build_s3(env: &Env, bin: &Path) -> Result<()> {
             }
         }
         fs::copy(bin, context.join("s3s-fs")).with_context(|| format!("copying {}", bin.display()))?;
-        docker_build(env, S3_IMAGE, &context, "build-s3.log")
+        docker_build(env, S3_IMAGE, &context, hash, "build-s3.log")
     })();
     let _ = fs::remove_dir_all(&context);
     result
