@@ -9,108 +9,90 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A secret string (API key, password, token). Prints as `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
+/// Defines a string newtype whose `Debug`, `Display` and `Serialize` show only `$shown(&self)`.
+macro_rules! redacted_string {
+    ($(#[$doc:meta])* $name:ident, $shown:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Default, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a value.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The plain value. Call only where it is handed to the system that needs it.
+            #[must_use]
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+
+            /// What may be shown: the value with its secrets replaced by `***`.
+            #[must_use]
+            pub fn redacted(&self) -> String {
+                let shown: fn(&str) -> String = $shown;
+                shown(&self.0)
+            }
+
+            pub(crate) fn expose_mut(&mut self) -> &mut String {
+                &mut self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.redacted())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.redacted())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.redacted())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map(Self)
+            }
+        }
+    };
+}
+
+redacted_string!(
+    /// A secret string (API key, password, token). Prints as `***`.
+    Secret,
+    |_| "***".to_owned()
+);
 
 impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The plain value. Call only where the value is handed to the system that needs it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
     /// Whether the value is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    pub(crate) fn expose_mut(&mut self) -> &mut String {
-        &mut self.0
-    }
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+redacted_string!(
+    /// A URL that may carry credentials (a password in its user-info, a token in its query).
+    /// Prints with the password and the values of sensitive query parameters replaced by `***`.
+    SecretUrl,
+    redact_url
+);
 
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self)
-    }
-}
-
-/// A URL that may carry credentials (a password in its user-info, a token in its query).
-/// Prints with the password and the values of sensitive query parameters replaced by `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretUrl(String);
-
-impl SecretUrl {
-    /// Wraps a URL.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The plain URL, credentials included.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with its secrets replaced by `***`.
-    #[must_use]
-    pub fn redacted(&self) -> String {
-        redact_url(&self.0)
-    }
-
-    pub(crate) fn expose_mut(&mut self) -> &mut String {
-        &mut self.0
-    }
-}
-
-impl fmt::Debug for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl fmt::Display for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl Serialize for SecretUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted())
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self)
-    }
-}
+redacted_string!(
+    /// A webhook URL: the whole URL is the credential (Slack's `/services/T…/B…/token`), so it
+    /// prints as `scheme://host/***`.
+    WebhookUrl,
+    redact_webhook
+);
 
 const SENSITIVE_QUERY_KEYS: &[&str] =
     &["password", "pass", "passwd", "secret", "token", "key", "sig", "signature", "auth", "sslpassword"];
@@ -139,63 +121,16 @@ pub fn redact_url(raw: &str) -> String {
     url.to_string().replace("%2A%2A%2A", "***")
 }
 
-/// A webhook URL: the whole URL is the credential (Slack's `/services/T…/B…/token`), so it
-/// prints as `scheme://host/***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct WebhookUrl(String);
-
-impl WebhookUrl {
-    /// Wraps a webhook URL.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The plain URL.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Where it points, without the credential.
-    #[must_use]
-    pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(u) => match (u.host_str(), u.port()) {
-                (Some(h), Some(p)) => format!("{}://{h}:{p}/***", u.scheme()),
-                (Some(h), None) => format!("{}://{h}/***", u.scheme()),
-                _ => "***".to_owned(),
-            },
-            Err(_) if self.0.is_empty() => String::new(),
-            Err(_) => "***".to_owned(),
-        }
-    }
-
-    pub(crate) fn expose_mut(&mut self) -> &mut String {
-        &mut self.0
-    }
-}
-
-impl fmt::Debug for WebhookUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl fmt::Display for WebhookUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl Serialize for WebhookUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted())
-    }
-}
-
-impl<'de> Deserialize<'de> for WebhookUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self)
+/// Keeps only where a webhook points: `scheme://host[:port]/***`.
+fn redact_webhook(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}/***", u.scheme()),
+            (Some(h), None) => format!("{}://{h}/***", u.scheme()),
+            _ => "***".to_owned(),
+        },
+        Err(_) if raw.is_empty() => String::new(),
+        Err(_) => "***".to_owned(),
     }
 }
 
