@@ -1,5 +1,49 @@
-//! `ops-backup`: PostgreSQL backup, verify, retention, restore and DR drill.
+//! `ops-backup`: PostgreSQL backups that are restorable when they say they succeeded.
 //!
-//! It will stream dumps from the [`Database`](ops_core::ports::Database) port into
-//! [`ObjectStore`](ops_core::ports::ObjectStore)s with manifests and checksums. This crate is
-//! part of the workspace skeleton; its functions arrive with the backup issue.
+//! - [`backup`](backup::backup): `pg_dump` (the client matching the server's major version)
+//!   streamed through parallel gzip or zstd into every destination at once, with SHA-256
+//!   computed on the fly, every copy read back, and a [`Manifest`](manifest::Manifest)
+//!   written last. Counts in the manifest come from the same snapshot as the dump.
+//! - [`list`](catalog::list), [`verify`](verify::verify), [`prune`](retention::prune) with a
+//!   retention [`plan`](retention::plan) that is a pure function.
+//!
+//! Library functions take the [`Context`](ops_core::Context) and options and return typed
+//! reports; progress goes through an injected [`Progress`](progress::Progress). Dumps are
+//! plain SQL named `{prefix}_{YYYYMMDDTHHMMSSZ}.sql.gz`, so `gzip -t` and `gunzip | psql`
+//! keep working without this tool.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use ops_backup::retention::{plan, Action, Candidate, RetentionPolicy};
+//! use ops_backup::naming::BackupId;
+//!
+//! let at = |d| Utc.with_ymd_and_hms(2026, 1, d, 2, 0, 0).unwrap();
+//! let backups: Vec<Candidate> = (1..=10)
+//!     .map(|d| Candidate { id: BackupId::new("app", at(d)), started_at: at(d), complete: true })
+//!     .collect();
+//! let policy = RetentionPolicy { keep_daily: Some(3), ..Default::default() };
+//! let decisions = plan(&backups, &policy, at(10));
+//! assert_eq!(decisions.iter().filter(|d| d.action == Action::Keep).count(), 3);
+//! ```
+
+pub mod backup;
+pub mod catalog;
+pub mod compress;
+pub mod error;
+mod lock;
+pub mod manifest;
+pub mod naming;
+mod notify;
+mod pipeline;
+pub mod progress;
+pub mod retention;
+mod target;
+pub mod verify;
+
+pub use backup::{BackupOptions, BackupReport, backup};
+pub use catalog::{BackupEntry, list};
+pub use error::{Error, ErrorKind, Result};
+pub use notify::NotificationOutcome;
+pub use progress::{NoProgress, Progress, ProgressEvent};
+pub use retention::{PruneReport, prune};
+pub use verify::{VerifyReport, verify};

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::Result;
 use crate::config::{OpsConfig, StorageLocation};
@@ -68,7 +67,7 @@ impl Context {
         let mut ctx = Self::empty(config.clone());
         #[cfg(feature = "docker")]
         {
-            let timeout = Duration::from_secs(config.docker.timeout_secs.unwrap_or(30));
+            let timeout = std::time::Duration::from_secs(config.docker.timeout_secs.unwrap_or(30));
             ctx.containers =
                 Some(Arc::new(crate::adapters::docker::DockerRuntime::new(config.docker.host.as_deref(), timeout)));
         }
@@ -81,7 +80,7 @@ impl Context {
         }
         #[cfg(feature = "redis")]
         for (name, cache) in &config.caches {
-            let adapter = crate::adapters::redis::RedisCache::new(cache.url.clone(), Duration::from_secs(5))
+            let adapter = crate::adapters::redis::RedisCache::new(cache.url.clone(), std::time::Duration::from_secs(5))
                 .map_err(|e| e.context(format!("caches.{name}")))?;
             ctx.caches.insert(name.clone(), Arc::new(adapter));
         }
@@ -121,7 +120,7 @@ impl Context {
         for hook in &config.notify.webhooks {
             use crate::adapters::webhook::{WebhookNotifier, WebhookOptions};
             let mut opts = WebhookOptions::new(hook.clone());
-            opts.timeout = Duration::from_secs(config.notify.timeout_secs.max(1));
+            opts.timeout = std::time::Duration::from_secs(config.notify.timeout_secs.max(1));
             opts.retries = config.notify.retries;
             ctx.notifiers.push(Arc::new(WebhookNotifier::new(opts)?));
         }

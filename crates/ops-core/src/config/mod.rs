@@ -123,6 +123,12 @@ pub struct StorageConfig {
     pub local_dir: Option<PathBuf>,
     /// Days to keep backups in `local-dir`.
     pub retention_days: u32,
+    /// Keep the newest backup of each of the last N days, in every destination.
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks, in every destination.
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months, in every destination.
+    pub keep_monthly: Option<u32>,
 }
 
 impl Default for StorageConfig {
@@ -136,6 +142,9 @@ impl Default for StorageConfig {
             secret_access_key: None,
             local_dir: None,
             retention_days: 30,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
         }
     }
 }

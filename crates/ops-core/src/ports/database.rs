@@ -107,6 +107,41 @@ pub struct DumpOptions {
     pub no_owner: bool,
     /// Omit privilege commands (`--no-privileges`).
     pub no_privileges: bool,
+    /// Dump the data as of this exported snapshot (`--snapshot`), so counts taken in
+    /// [`Snapshot`] match the dump exactly.
+    pub snapshot: Option<String>,
+}
+
+/// A read-only transaction whose snapshot is exported: `pg_dump --snapshot=ID` sees exactly
+/// the same data as [`tables`](Snapshot::tables). Released when dropped.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Snapshot: Send + Sync {
+    /// The exported snapshot id, for [`DumpOptions::snapshot`].
+    fn id(&self) -> String;
+
+    /// [`Database::tables`] as of the snapshot.
+    ///
+    /// # Errors
+    /// `Unavailable`, `NotFound` when a table in `exact` does not exist.
+    async fn tables(&self, exact: &[String]) -> Result<Vec<TableInfo>>;
+}
+
+/// A session-level advisory lock, held until dropped.
+pub trait HeldLock: Send + Sync + fmt::Debug {}
+
+/// The outcome of [`Database::try_lock`].
+#[derive(Debug)]
+pub enum LockAttempt {
+    /// The lock is ours until the guard is dropped.
+    Acquired(Box<dyn HeldLock>),
+    /// Another session holds it.
+    Busy {
+        /// When the holding session connected (roughly when its operation started).
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// The holder's `application_name` and client address, when visible.
+        holder: Option<String>,
+    },
 }
 
 /// The PostgreSQL client programs chosen for a server.
@@ -236,6 +271,18 @@ pub trait Database: Send + Sync {
     /// # Errors
     /// `Unavailable`, `Auth`.
     async fn terminate_backend(&self, pid: i32) -> Result<bool>;
+
+    /// Opens a transaction with an exported snapshot (for consistent dumps and counts).
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn export_snapshot(&self) -> Result<Box<dyn Snapshot>>;
+
+    /// Tries to take the advisory lock named `name` on this server, without waiting.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn try_lock(&self, name: &str) -> Result<LockAttempt>;
 
     /// The client programs matching the server's major version.
     ///

@@ -17,8 +17,8 @@ pub use container::{
     LogStream, PrunePlan, PruneReport, PruneTarget, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
 };
 pub use database::{
-    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, PgClient, Readiness, RestoreOutcome, ServerVersion,
-    TableInfo,
+    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient, Readiness,
+    RestoreOutcome, ServerVersion, Snapshot, TableInfo,
 };
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};
 pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport};

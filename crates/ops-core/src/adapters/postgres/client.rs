@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -16,8 +16,8 @@ use tokio::sync::OnceCell;
 use super::programs::find_client;
 use crate::adapters::tail;
 use crate::ports::database::{
-    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, PgClient, Readiness, RestoreOutcome, ServerVersion,
-    TableInfo,
+    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient, Readiness,
+    RestoreOutcome, ServerVersion, Snapshot, TableInfo,
 };
 use crate::ports::object_store::ByteReader;
 use crate::secret::SecretUrl;
@@ -79,6 +79,22 @@ fn db_err(e: sqlx::Error, what: &str) -> Error {
     };
     Error::new(kind, format!("{what}: {detail}"))
 }
+
+/// libpq environment variables that must not leak into the client programs from the parent.
+const INHERITED_LIBPQ_VARS: &[&str] = &[
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGDATABASE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGOPTIONS",
+    "PGSSLMODE",
+    "PGTARGETSESSIONATTRS",
+];
 
 /// Quotes an identifier for SQL (`"my""db"`).
 pub(super) fn quote_ident(name: &str) -> String {
@@ -150,19 +166,16 @@ impl PostgresDatabase {
 
     fn command(&self, program: &std::path::Path, database: &str) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env_clear();
-        // Keep the locale/path basics; drop everything else (no inherited PG* variables).
-        cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        cmd.env("LC_ALL", "C.UTF-8");
+        // Connection settings come only from our URL: inherited libpq variables could point the
+        // client at another server or database.
+        for var in INHERITED_LIBPQ_VARS {
+            cmd.env_remove(var);
+        }
         for (k, v) in self.env_for(database) {
             cmd.env(k, v);
         }
         cmd.kill_on_drop(true);
         cmd
-    }
-
-    async fn scalar_i64(&self, pool: &PgPool, sql: &str, what: &str) -> Result<i64> {
-        sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.map_err(|e| db_err(e, what))
     }
 }
 
@@ -202,6 +215,101 @@ fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::Joi
         }
         String::from_utf8_lossy(&kept).into_owned()
     })
+}
+
+/// User tables with estimates, and exact counts for `exact`, on one connection (so a snapshot
+/// transaction sees one consistent state).
+async fn tables_on(conn: &mut PgConnection, exact: &[String], database: &str) -> Result<Vec<TableInfo>> {
+    let rows = sqlx::query(
+        "SELECT n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8 \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+           AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_err(e, "list tables"))?;
+    let mut tables: Vec<TableInfo> = rows
+        .iter()
+        .map(|r| {
+            let est: f64 = r.get(2);
+            let size: i64 = r.get(3);
+            TableInfo {
+                schema: r.get(0),
+                name: r.get(1),
+                // reltuples is -1 for a table never vacuumed or analyzed.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                estimated_rows: (est >= 0.0).then(|| est.round() as u64),
+                exact_rows: None,
+                size_bytes: u64::try_from(size).unwrap_or(0),
+            }
+        })
+        .collect();
+    let is = |t: &TableInfo, wanted: &str| match wanted.split_once('.') {
+        Some((s, n)) => t.schema == s && t.name == n,
+        None => t.name == wanted,
+    };
+    for wanted in exact.iter().filter(|e| *e != "*") {
+        if !tables.iter().any(|t| is(t, wanted)) {
+            return Err(Error::not_found(format!("table {wanted} does not exist in database {database}")));
+        }
+    }
+    let all = exact.iter().any(|e| e == "*");
+    for t in &mut tables {
+        if all || exact.iter().any(|w| is(t, w)) {
+            let sql = format!("SELECT count(*)::int8 FROM {}.{}", quote_ident(&t.schema), quote_ident(&t.name));
+            let n: i64 = sqlx::query_scalar(&sql)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| db_err(e, &format!("count rows of {}", t.qualified_name())))?;
+            t.exact_rows = Some(u64::try_from(n).unwrap_or(0));
+        }
+    }
+    Ok(tables)
+}
+
+/// An open `REPEATABLE READ` transaction with an exported snapshot.
+struct PgSnapshot {
+    conn: tokio::sync::Mutex<PgConnection>,
+    id: String,
+    database: String,
+}
+
+impl std::fmt::Debug for PgSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSnapshot").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Snapshot for PgSnapshot {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    async fn tables(&self, exact: &[String]) -> Result<Vec<TableInfo>> {
+        let mut conn = self.conn.lock().await;
+        tables_on(&mut conn, exact, &self.database).await
+    }
+}
+
+/// A session holding an advisory lock; closing the connection releases it.
+#[derive(Debug)]
+struct PgLock {
+    _conn: PgConnection,
+}
+
+impl HeldLock for PgLock {}
+
+/// A stable 64-bit key for an advisory lock name (FNV-1a), the same in every process.
+pub(super) fn lock_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
 }
 
 /// Classifies a failed connection attempt the way `pg_isready` does.
@@ -247,55 +355,8 @@ impl Database for PostgresDatabase {
     }
 
     async fn tables(&self, exact: &[String]) -> Result<Vec<TableInfo>> {
-        let rows = sqlx::query(
-            "SELECT n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8 \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
-             ORDER BY 1, 2",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_err(e, "list tables"))?;
-        let mut tables: Vec<TableInfo> = rows
-            .iter()
-            .map(|r| {
-                let est: f64 = r.get(2);
-                let size: i64 = r.get(3);
-                TableInfo {
-                    schema: r.get(0),
-                    name: r.get(1),
-                    // reltuples is -1 for a table never vacuumed or analyzed.
-                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                    estimated_rows: (est >= 0.0).then(|| est.round() as u64),
-                    exact_rows: None,
-                    size_bytes: u64::try_from(size).unwrap_or(0),
-                }
-            })
-            .collect();
-        let all = exact.iter().any(|e| e == "*");
-        for wanted in exact.iter().filter(|e| *e != "*") {
-            let matches = |t: &TableInfo| match wanted.split_once('.') {
-                Some((s, n)) => t.schema == s && t.name == n,
-                None => t.name == *wanted,
-            };
-            if !tables.iter().any(matches) {
-                return Err(Error::not_found(format!("table {wanted} does not exist in database {}", self.name)));
-            }
-        }
-        for t in &mut tables {
-            let wanted = all
-                || exact.iter().any(|w| match w.split_once('.') {
-                    Some((s, n)) => t.schema == s && t.name == n,
-                    None => t.name == *w,
-                });
-            if wanted {
-                let sql = format!("SELECT count(*)::int8 FROM {}.{}", quote_ident(&t.schema), quote_ident(&t.name));
-                let n = self.scalar_i64(&self.pool, &sql, &format!("count rows of {}", t.qualified_name())).await?;
-                t.exact_rows = Some(u64::try_from(n).unwrap_or(0));
-            }
-        }
-        Ok(tables)
+        let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, "list tables"))?;
+        tables_on(&mut conn, exact, &self.name).await
     }
 
     async fn extensions(&self) -> Result<Vec<String>> {
@@ -385,6 +446,50 @@ impl Database for PostgresDatabase {
             .map_err(|e| db_err(e, &format!("terminate backend {pid}")))
     }
 
+    async fn export_snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        let mut conn = self.connect.connect().await.map_err(|e| db_err(e, "open a snapshot"))?;
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| db_err(e, "open a snapshot"))?;
+        let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_err(e, "export a snapshot"))?;
+        Ok(Box::new(PgSnapshot { conn: tokio::sync::Mutex::new(conn), id, database: self.name.clone() }))
+    }
+
+    async fn try_lock(&self, name: &str) -> Result<LockAttempt> {
+        let key = lock_key(name);
+        let mut conn = self.connect.connect().await.map_err(|e| db_err(e, "take the advisory lock"))?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_err(e, "take the advisory lock"))?;
+        if got {
+            return Ok(LockAttempt::Acquired(Box::new(PgLock { _conn: conn })));
+        }
+        let bits = u64::from_ne_bytes(key.to_ne_bytes());
+        let holder = sqlx::query(
+            "SELECT a.backend_start, coalesce(nullif(a.application_name, ''), 'unknown') || \
+                    coalesce(' from ' || host(a.client_addr), '') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int8::oid \
+               AND l.objid = $2::int8::oid AND l.objsubid = 1 LIMIT 1",
+        )
+        .bind(i64::try_from(bits >> 32).unwrap_or(0))
+        .bind(i64::try_from(bits & 0xffff_ffff).unwrap_or(0))
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| db_err(e, "look up the lock holder"))?;
+        let _ = conn.close().await;
+        Ok(LockAttempt::Busy {
+            since: holder.as_ref().map(|r| r.get::<chrono::DateTime<chrono::Utc>, _>(0)),
+            holder: holder.as_ref().map(|r| r.get::<String, _>(1)),
+        })
+    }
+
     async fn client(&self) -> Result<PgClient> {
         self.client
             .get_or_try_init(|| async {
@@ -408,6 +513,9 @@ impl Database for PostgresDatabase {
         }
         if options.no_privileges {
             cmd.arg("--no-privileges");
+        }
+        if let Some(snapshot) = &options.snapshot {
+            cmd.arg(format!("--snapshot={snapshot}"));
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child =

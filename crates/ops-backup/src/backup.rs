@@ -1,0 +1,227 @@
+//! `backup`: one consistent, verified, manifested dump of a database into every destination.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use ops_core::Context;
+use ops_core::ports::{DumpFormat, DumpOptions, Notification, NotificationLevel, ObjectStore, PutOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::compress::Compression;
+use crate::manifest::{MANIFEST_VERSION, Manifest, TableCount};
+use crate::naming::BackupId;
+use crate::notify::{NotificationOutcome, notify_all};
+use crate::pipeline::{CompressSettings, hash_object, stream_dump};
+use crate::progress::{Progress, ProgressEvent};
+use crate::{Error, Result, lock, target};
+
+/// Options of [`backup`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackupOptions {
+    /// Config name of the database; the only one, or `main`, when unset.
+    pub database: Option<String>,
+    /// Compression.
+    pub compression: Compression,
+    /// Compression level (gzip 1–9, zstd 1–19); 3 when unset.
+    pub level: Option<u32>,
+    /// Compression threads; all available cores when unset.
+    pub threads: Option<usize>,
+    /// File name prefix; the database name when unset.
+    pub prefix: Option<String>,
+}
+
+/// One destination of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationReport {
+    /// Where (`s3://bucket/prefix`, `file:///dir`).
+    pub location: String,
+    /// Key of the dump.
+    pub key: String,
+    /// Bytes stored.
+    pub size_bytes: u64,
+    /// Multipart parts (1 for a single request or a file).
+    pub parts: u32,
+}
+
+/// What a successful backup did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupReport {
+    /// Backup id.
+    pub id: BackupId,
+    /// The manifest written beside every copy.
+    pub manifest: Manifest,
+    /// Each destination.
+    pub destinations: Vec<DestinationReport>,
+    /// Compressed over raw size.
+    pub compression_ratio: f64,
+    /// Notifications sent.
+    pub notifications: Vec<NotificationOutcome>,
+}
+
+fn threads(opts: &BackupOptions) -> usize {
+    opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)).max(1)
+}
+
+/// Dumps the database (`pg_dump`, the client matching the server's major version) through
+/// compression into every configured destination at once, reads every copy back to check its
+/// SHA-256, then writes the manifest beside each copy. Only one backup, restore or drill of a
+/// database runs at a time. Success and failure are sent to the configured webhooks.
+///
+/// # Errors
+/// `Conflict` when another operation on the database is running; `Integrity` when `pg_dump`
+/// fails or the dump is truncated or a copy reads back differently; `Unavailable` when a
+/// destination fails. After an error no destination holds a dump or manifest of this backup.
+pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
+    let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
+    let stores = target::stores(ctx)?;
+    let started_at = Utc::now();
+    let prefix = opts.prefix.clone().unwrap_or_else(|| db.name().to_owned());
+    let id = BackupId::new(&prefix, started_at);
+    let result = run(ctx, opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at).await;
+    let (title, level, mut fields) = match &result {
+        Ok(r) => (
+            format!("backup of {} succeeded", db.name()),
+            NotificationLevel::Info,
+            BTreeMap::from([
+                ("size_bytes".to_owned(), r.manifest.size_bytes.to_string()),
+                ("duration_seconds".to_owned(), format!("{:.1}", r.manifest.duration_seconds)),
+                ("tables".to_owned(), r.manifest.table_count.to_string()),
+            ]),
+        ),
+        Err(e) => (
+            format!("backup of {} FAILED", db.name()),
+            NotificationLevel::Critical,
+            BTreeMap::from([("error".to_owned(), e.to_string())]),
+        ),
+    };
+    fields.insert("database".to_owned(), db.name().to_owned());
+    fields.insert("backup_id".to_owned(), id.to_string());
+    fields.insert("destinations".to_owned(), stores.iter().map(|s| s.location()).collect::<Vec<_>>().join(", "));
+    let project = &ctx.config.project.name;
+    let text = if project.is_empty() { String::new() } else { format!("project {project}") };
+    let outcomes = notify_all(ctx, &Notification { title, text, level, fields }).await;
+    result.map(|mut r| {
+        r.notifications = outcomes;
+        r
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    ctx: &Context,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    config_name: &str,
+    key_tables: &[String],
+    db: &dyn ops_core::ports::Database,
+    stores: &[Arc<dyn ObjectStore>],
+    id: &BackupId,
+    started_at: DateTime<Utc>,
+) -> Result<BackupReport> {
+    let clock = Instant::now();
+    let _lock = lock::acquire(db, target::local_dir(ctx).as_deref(), "backup").await?;
+    let server = db.server_version().await?;
+    let extensions = db.extensions().await?;
+    // Counts and dump from one snapshot: the manifest describes exactly what was dumped.
+    let snapshot = db.export_snapshot().await?;
+    let tables = snapshot.tables(key_tables).await?;
+    let size_hint = Some(tables.iter().map(|t| t.size_bytes).sum::<u64>()).filter(|s| *s > 0);
+    progress.event(ProgressEvent::Phase { name: "dump".to_owned() });
+    let dump = db
+        .dump(&DumpOptions { format: DumpFormat::Plain, snapshot: Some(snapshot.id()), ..Default::default() })
+        .await?;
+    let pg_dump_version = dump.client.version.clone();
+    let compression = opts.compression;
+    let level = opts.level.unwrap_or_else(|| compression.default_level());
+    let settings = CompressSettings { compression, level, threads: threads(opts) };
+    let key = id.dump_key(compression);
+    let streamed = stream_dump(dump, stores, &key, settings, size_hint, progress).await?;
+    drop(snapshot);
+
+    let key_ref = &key;
+    let cleanup = |e: Error| async move {
+        for s in stores {
+            let _ = s.delete(&id.manifest_key()).await;
+            let _ = s.delete(key_ref).await;
+        }
+        Err::<BackupReport, Error>(e)
+    };
+    progress.event(ProgressEvent::Phase { name: "verify-upload".to_owned() });
+    for store in stores {
+        match hash_object(store.as_ref(), &key).await {
+            Ok((sha, size)) if sha == streamed.sha256 && size == streamed.compressed_bytes => {}
+            Ok((sha, size)) => {
+                return cleanup(Error::integrity(format!(
+                    "{} reads back {size} bytes with sha256 {sha}, expected {} bytes with {}",
+                    store.location(),
+                    streamed.compressed_bytes,
+                    streamed.sha256
+                )))
+                .await;
+            }
+            Err(e) => return cleanup(e.context(format!("reading the upload back from {}", store.location()))).await,
+        }
+    }
+
+    let finished_at = Utc::now();
+    let manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        id: id.clone(),
+        database: db.name().to_owned(),
+        database_config_name: config_name.to_owned(),
+        server_version: server.full,
+        pg_dump_version,
+        format: "plain".to_owned(),
+        compression,
+        compression_level: level,
+        dump_key: key.clone(),
+        size_bytes: streamed.compressed_bytes,
+        raw_size_bytes: streamed.raw_bytes,
+        sha256: streamed.sha256.clone(),
+        started_at,
+        finished_at,
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        table_count: tables.len(),
+        tables: tables
+            .iter()
+            .map(|t| TableCount {
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                rows: t.exact_rows.or(t.estimated_rows),
+                exact: t.exact_rows.is_some(),
+            })
+            .collect(),
+        extensions,
+    };
+    progress.event(ProgressEvent::Phase { name: "manifest".to_owned() });
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(format!("manifest json: {e}")))?;
+    for store in stores {
+        let put = store
+            .put(
+                &id.manifest_key(),
+                Box::pin(std::io::Cursor::new(json.clone())),
+                &PutOptions { size_hint: None, content_type: Some("application/json".to_owned()) },
+            )
+            .await;
+        if let Err(e) = put {
+            return cleanup(e.context(format!("writing the manifest to {}", store.location()))).await;
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let compression_ratio =
+        if streamed.raw_bytes == 0 { 0.0 } else { streamed.compressed_bytes as f64 / streamed.raw_bytes as f64 };
+    Ok(BackupReport {
+        id: id.clone(),
+        destinations: stores
+            .iter()
+            .zip(&streamed.puts)
+            .map(|(s, p)| DestinationReport { location: s.location(), key: p.key.clone(), size_bytes: p.size, parts: p.parts })
+            .collect(),
+        manifest,
+        compression_ratio,
+        notifications: Vec::new(),
+    })
+}

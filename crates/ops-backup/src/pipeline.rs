@@ -1,0 +1,265 @@
+//! The streaming core of a backup: `pg_dump` -> compression (several threads) -> SHA-256 ->
+//! every destination at once, with bounded memory and no temporary file.
+//!
+//! ```text
+//! pg_dump stdout ─(blocking thread: read, keep the tail, compress)─► chunks ─► fan-out task
+//!                                                        hash + count ─┬─► store A put
+//!                                                                      └─► store B put
+//! ```
+//! Destinations see a clean end of stream only when the dump was complete: `pg_dump` exited
+//! 0 and its output ended with the `PostgreSQL database dump complete` trailer. Otherwise
+//! every destination gets a read error, so the stores discard what they received (the
+//! filesystem store removes its temp file, the S3 store aborts its multipart upload).
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use ops_core::ports::{DumpStream, ObjectStore, PutOptions, PutReport};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::compress::{Compression, encoder};
+use crate::progress::{Progress, ProgressEvent};
+use crate::{Error, Result};
+
+/// The trailer `pg_dump` writes at the very end of a complete plain dump.
+pub(crate) const DUMP_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
+const CHUNK: usize = 1024 * 1024;
+const TAIL: usize = 4096;
+
+/// What went through the pipeline.
+#[derive(Debug, Clone)]
+pub(crate) struct Streamed {
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub sha256: String,
+    pub puts: Vec<PutReport>,
+}
+
+/// How to compress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompressSettings {
+    pub compression: Compression,
+    pub level: u32,
+    pub threads: usize,
+}
+
+/// Sends compressed output downstream in chunks of about 1 MiB.
+struct ChannelSink {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChannelSink {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "upload stopped"))
+    }
+}
+
+impl Write for ChannelSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Reads the dump, keeps its last bytes, compresses. Runs on a blocking thread.
+fn compress_blocking(
+    mut input: impl Read,
+    settings: CompressSettings,
+    sink: ChannelSink,
+    raw: &AtomicU64,
+) -> io::Result<Vec<u8>> {
+    let mut enc = encoder(settings.compression, settings.level, settings.threads, sink)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL);
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        enc.write_all(&buf[..n])?;
+        raw.fetch_add(n as u64, Ordering::Relaxed);
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > TAIL {
+            tail.drain(..tail.len() - TAIL);
+        }
+    }
+    enc.finish()?;
+    Ok(tail)
+}
+
+/// Whether the last bytes of a plain dump carry the completion trailer.
+pub(crate) fn has_trailer(tail: &[u8]) -> bool {
+    tail.windows(DUMP_TRAILER.len()).any(|w| w == DUMP_TRAILER)
+}
+
+/// Streams `dump` compressed into `key` of every store. On success every store holds the
+/// same bytes; on failure none holds anything at `key`.
+pub(crate) async fn stream_dump(
+    dump: DumpStream,
+    stores: &[Arc<dyn ObjectStore>],
+    key: &str,
+    settings: CompressSettings,
+    size_hint: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<Streamed> {
+    let DumpStream { reader, completion, .. } = dump;
+    let raw = Arc::new(AtomicU64::new(0));
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let bridge = SyncIoBridge::new(reader);
+    let producer = {
+        let raw = Arc::clone(&raw);
+        tokio::task::spawn_blocking(move || {
+            compress_blocking(bridge, settings, ChannelSink { tx, buf: Vec::with_capacity(CHUNK) }, &raw)
+        })
+    };
+
+    let options = PutOptions { size_hint, content_type: Some("application/octet-stream".to_owned()) };
+    let mut senders = Vec::with_capacity(stores.len());
+    let mut puts = Vec::with_capacity(stores.len());
+    for store in stores {
+        let (dtx, drx) = mpsc::channel::<io::Result<Bytes>>(4);
+        let stream = futures::stream::unfold(drx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let body = StreamReader::new(Box::pin(stream));
+        senders.push(dtx);
+        let options = options.clone();
+        let store = Arc::clone(store);
+        let key = key.to_owned();
+        puts.push(async move { store.put(&key, Box::pin(body), &options).await });
+    }
+
+    let fan = async {
+        let mut hasher = Sha256::new();
+        let mut compressed = 0u64;
+        let mut broken = None;
+        'chunks: while let Some(chunk) = rx.recv().await {
+            hasher.update(&chunk);
+            compressed += chunk.len() as u64;
+            for (i, d) in senders.iter().enumerate() {
+                if d.send(Ok(chunk.clone())).await.is_err() {
+                    broken = Some(i);
+                    break 'chunks;
+                }
+            }
+            progress.event(ProgressEvent::Bytes {
+                raw: raw.load(Ordering::Relaxed),
+                compressed,
+                expected: size_hint,
+            });
+        }
+        drop(rx);
+        let verdict: Result<(u64, u64, String)> = match broken {
+            Some(i) => Err(Error::unavailable(format!("upload to {} stopped", stores[i].location()))),
+            None => match producer.await {
+                Err(e) => Err(Error::internal(format!("compression thread failed: {e}"))),
+                Ok(Err(e)) => {
+                    // A read error from pg_dump's pipe, or a compression error. pg_dump's own
+                    // exit status explains more, when there is one.
+                    match completion.await {
+                        Err(dump_err) => Err(dump_err),
+                        Ok(()) => Err(Error::integrity(format!("reading the dump failed: {e}"))),
+                    }
+                }
+                Ok(Ok(tail)) => match completion.await {
+                    Err(e) => Err(e),
+                    Ok(()) if raw.load(Ordering::Relaxed) == 0 => Err(Error::integrity("pg_dump produced no output")),
+                    Ok(()) if !has_trailer(&tail) => Err(Error::integrity(
+                        "the dump is truncated: no \"PostgreSQL database dump complete\" trailer",
+                    )),
+                    Ok(()) => Ok((raw.load(Ordering::Relaxed), compressed, hex::encode(hasher.finalize()))),
+                },
+            },
+        };
+        if let Err(e) = &verdict {
+            // Make every destination fail, so none keeps a partial or truncated object.
+            for d in &senders {
+                let _ = d.send(Err(io::Error::other(e.to_string()))).await;
+            }
+        }
+        drop(senders);
+        verdict
+    };
+    let (verdict, results) = tokio::join!(fan, futures::future::join_all(puts));
+    let (raw_bytes, compressed_bytes, sha256) = match verdict {
+        Ok(v) => v,
+        Err(e) => {
+            // A destination may have finished before the failure was known: remove it.
+            for (store, r) in stores.iter().zip(&results) {
+                if r.is_ok() {
+                    let _ = store.delete(key).await;
+                }
+            }
+            return Err(e);
+        }
+    };
+    let mut reports = Vec::with_capacity(results.len());
+    let mut first_err = None;
+    for (store, r) in stores.iter().zip(results) {
+        match r {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                first_err.get_or_insert(e.context(format!("upload to {}", store.location())));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        for store in stores {
+            let _ = store.delete(key).await;
+        }
+        return Err(e);
+    }
+    for (store, r) in stores.iter().zip(&reports) {
+        if r.sha256 != sha256 || r.size != compressed_bytes {
+            return Err(Error::integrity(format!(
+                "{} stored {} bytes with sha256 {}, expected {compressed_bytes} bytes with {sha256}",
+                store.location(),
+                r.size,
+                r.sha256
+            )));
+        }
+    }
+    Ok(Streamed { raw_bytes, compressed_bytes, sha256, puts: reports })
+}
+
+/// Reads an object back and returns its SHA-256 and size.
+pub(crate) async fn hash_object(store: &dyn ObjectStore, key: &str) -> Result<(String, u64)> {
+    let reader = store.get(key).await?;
+    let mut stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::from(e).context(format!("reading {key} back from {}", store.location())))?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_trailer;
+
+    #[test]
+    fn trailer() {
+        assert!(has_trailer(b"COMMIT;\n\n--\n-- PostgreSQL database dump complete\n--\n\n"));
+        assert!(!has_trailer(b"COPY public.trades (id) FROM stdin;\n1\n2\n"));
+    }
+}
