@@ -23,7 +23,8 @@ use crate::harness::{Postgres, S3_ACCESS_KEY, S3_SECRET_KEY, postgres, require_d
 
 /// SQL run inside the container as the local superuser.
 async fn psql(rt: &DockerRuntime, pg: &Postgres, database: &str, sql: &str) -> String {
-    let cmd = ["psql", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-XAtc", sql].map(str::to_owned).to_vec();
+    let cmd =
+        ["psql", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-XAtc", sql].map(str::to_owned).to_vec();
     let out = rt.exec(pg.id(), &ExecSpec { cmd, ..Default::default() }).await.unwrap();
     assert_eq!(out.exit_code, 0, "psql failed: {}", out.stderr);
     out.stdout.trim().to_owned()
@@ -51,16 +52,13 @@ fn dataset(rows: u32) -> String {
 
 /// Row count and content checksum of every user table, plus the sequence's value.
 async fn fingerprint(rt: &DockerRuntime, pg: &Postgres, database: &str) -> Vec<String> {
-    let tables = psql(
-        rt,
-        pg,
-        database,
-        "SELECT schemaname || '.' || relname FROM pg_stat_user_tables ORDER BY 1",
-    )
-    .await;
+    let tables =
+        psql(rt, pg, database, "SELECT schemaname || '.' || relname FROM pg_stat_user_tables ORDER BY 1").await;
     let mut out = Vec::new();
     for t in tables.lines() {
-        let sql = format!("SELECT count(*) || ' ' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x");
+        let sql = format!(
+            "SELECT count(*) || ' ' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
+        );
         out.push(format!("{t} {}", psql(rt, pg, database, &sql).await));
     }
     out.push(psql(rt, pg, database, "SELECT 'seq ' || last_value FROM standalone_seq").await);
@@ -73,9 +71,12 @@ struct Receiver(Arc<Mutex<Vec<serde_json::Value>>>);
 async fn webhook() -> (Receiver, String) {
     let r = Receiver::default();
     let app = axum::Router::new()
-        .route("/hook/token", post(|State(r): State<Receiver>, Json(v): Json<serde_json::Value>| async move {
-            r.0.lock().unwrap().push(v);
-        }))
+        .route(
+            "/hook/token",
+            post(|State(r): State<Receiver>, Json(v): Json<serde_json::Value>| async move {
+                r.0.lock().unwrap().push(v);
+            }),
+        )
         .with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -148,7 +149,8 @@ async fn backup_round_trip_restores_an_identical_database() {
     assert!(m.id.as_str().starts_with("app_"));
     assert!(m.dump_key.ends_with(".sql.gz"));
     assert_eq!(m.table_count, 3);
-    let counts: BTreeMap<String, (Option<u64>, bool)> = m.tables.iter().map(|t| (t.qualified_name(), (t.rows, t.exact))).collect();
+    let counts: BTreeMap<String, (Option<u64>, bool)> =
+        m.tables.iter().map(|t| (t.qualified_name(), (t.rows, t.exact))).collect();
     assert_eq!(counts["public.trades"], (Some(3000), true));
     assert_eq!(counts["public.events"], (Some(20000), true));
     assert!(!counts["public.empty_table"].1, "estimate for non-key tables");
@@ -195,9 +197,17 @@ async fn backup_round_trip_restores_an_identical_database() {
     assert!(a.contains(&"seq 43".to_owned()), "{a:?}");
 
     // zstd too.
-    let z = backup(&s.ctx, &BackupOptions { compression: ops_backup::compress::Compression::Zstd, prefix: Some("appz".into()), ..Default::default() }, &NoProgress)
-        .await
-        .unwrap();
+    let z = backup(
+        &s.ctx,
+        &BackupOptions {
+            compression: ops_backup::compress::Compression::Zstd,
+            prefix: Some("appz".into()),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert!(z.manifest.dump_key.ends_with(".sql.zst"));
     assert!(verify(&s.ctx, z.id.as_str()).await.unwrap().ok);
 }
@@ -243,7 +253,9 @@ struct KillOnFirstBytes {
 
 impl Progress for KillOnFirstBytes {
     fn event(&self, event: ProgressEvent) {
-        if matches!(event, ProgressEvent::Bytes { compressed, .. } if compressed > 0) && !self.fired.swap(true, Ordering::SeqCst) {
+        if matches!(event, ProgressEvent::Bytes { compressed, .. } if compressed > 0)
+            && !self.fired.swap(true, Ordering::SeqCst)
+        {
             (self.kill)();
         }
     }
@@ -302,7 +314,13 @@ async fn backup_fails_loudly_when_the_s3_server_dies_mid_upload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_of_an_unreadable_table_fails_and_leaves_nothing() {
     let s = stack(100).await;
-    psql(&s.rt, &s.pg, "app", "CREATE ROLE limited LOGIN PASSWORD 'limitedpw'; GRANT SELECT ON trades, events TO limited;").await;
+    psql(
+        &s.rt,
+        &s.pg,
+        "app",
+        "CREATE ROLE limited LOGIN PASSWORD 'limitedpw'; GRANT SELECT ON trades, events TO limited;",
+    )
+    .await;
     let mut config = (*s.ctx.config).clone();
     config.databases.get_mut("main").unwrap().url = SecretUrl::new(s.pg.url("limited", "limitedpw", "app"));
     let ctx = Context::from_config(config).unwrap();

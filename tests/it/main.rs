@@ -13,3 +13,4 @@ mod object_store;
 mod postgres;
 mod redis;
 mod server;
+mod tls;

@@ -80,7 +80,8 @@ pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress
     let started_at = Utc::now();
     let prefix = opts.prefix.clone().unwrap_or_else(|| db.name().to_owned());
     let id = BackupId::new(&prefix, started_at);
-    let result = run(ctx, opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at).await;
+    let result =
+        run(ctx, opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at).await;
     let (title, level, mut fields) = match &result {
         Ok(r) => (
             format!("backup of {} succeeded", db.name()),
@@ -218,7 +219,12 @@ async fn run(
         destinations: stores
             .iter()
             .zip(&streamed.puts)
-            .map(|(s, p)| DestinationReport { location: s.location(), key: p.key.clone(), size_bytes: p.size, parts: p.parts })
+            .map(|(s, p)| DestinationReport {
+                location: s.location(),
+                key: p.key.clone(),
+                size_bytes: p.size,
+                parts: p.parts,
+            })
             .collect(),
         manifest,
         compression_ratio,

@@ -91,7 +91,13 @@ async fn list_store(store: Arc<dyn ObjectStore>) -> Result<Vec<(BackupId, Copy, 
         };
         let entry = by_id.entry(id).or_insert_with(|| {
             (
-                Copy { location: store.location(), dump_key: None, size_bytes: None, has_manifest: false, last_verification: None },
+                Copy {
+                    location: store.location(),
+                    dump_key: None,
+                    size_bytes: None,
+                    has_manifest: false,
+                    last_verification: None,
+                },
                 None,
                 false,
             )

@@ -134,7 +134,8 @@ mod tests {
     use super::*;
 
     fn round_trip(c: Compression, threads: usize) {
-        let text: Vec<u8> = (0..200_000).flat_map(|i| format!("INSERT INTO t VALUES ({i}, 'row {i}');\n").into_bytes()).collect();
+        let text: Vec<u8> =
+            (0..200_000).flat_map(|i| format!("INSERT INTO t VALUES ({i}, 'row {i}');\n").into_bytes()).collect();
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
         impl Write for Shared {

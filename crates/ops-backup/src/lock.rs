@@ -66,11 +66,7 @@ fn lock_file(dir: &Path, database: &str, operation: &str) -> Result<File> {
 }
 
 /// Takes the local lock (when a local directory is configured), then the advisory lock.
-pub(crate) async fn acquire(
-    db: &dyn Database,
-    local_dir: Option<&Path>,
-    operation: &str,
-) -> Result<OperationLock> {
+pub(crate) async fn acquire(db: &dyn Database, local_dir: Option<&Path>, operation: &str) -> Result<OperationLock> {
     let name = db.name().to_owned();
     let file = local_dir.map(|d| lock_file(d, &name, operation)).transpose()?;
     match db.try_lock(&format!("ops:{name}")).await? {

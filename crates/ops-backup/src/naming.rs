@@ -117,7 +117,10 @@ mod tests {
         assert_eq!(id.prefix(), "stellar_escrow");
         assert_eq!(id.timestamp(), Some(at));
         assert_eq!(id.dump_key(Compression::Gzip), "stellar_escrow_20261122T020005Z.sql.gz");
-        assert_eq!(classify("stellar_escrow_20261122T020005Z.sql.zst"), Some(KeyKind::Dump(id.clone(), Compression::Zstd)));
+        assert_eq!(
+            classify("stellar_escrow_20261122T020005Z.sql.zst"),
+            Some(KeyKind::Dump(id.clone(), Compression::Zstd))
+        );
         assert_eq!(classify("x/stellar_escrow_20261122T020005Z.manifest.json"), Some(KeyKind::Manifest(id)));
         assert_eq!(classify("notes.txt"), None);
         assert_eq!(BackupId::parse("db_2026"), None);

@@ -159,11 +159,7 @@ pub(crate) async fn stream_dump(
                     break 'chunks;
                 }
             }
-            progress.event(ProgressEvent::Bytes {
-                raw: raw.load(Ordering::Relaxed),
-                compressed,
-                expected: size_hint,
-            });
+            progress.event(ProgressEvent::Bytes { raw: raw.load(Ordering::Relaxed), compressed, expected: size_hint });
         }
         drop(rx);
         let verdict: Result<(u64, u64, String)> = match broken {
@@ -181,9 +177,9 @@ pub(crate) async fn stream_dump(
                 Ok(Ok(tail)) => match completion.await {
                     Err(e) => Err(e),
                     Ok(()) if raw.load(Ordering::Relaxed) == 0 => Err(Error::integrity("pg_dump produced no output")),
-                    Ok(()) if !has_trailer(&tail) => Err(Error::integrity(
-                        "the dump is truncated: no \"PostgreSQL database dump complete\" trailer",
-                    )),
+                    Ok(()) if !has_trailer(&tail) => {
+                        Err(Error::integrity("the dump is truncated: no \"PostgreSQL database dump complete\" trailer"))
+                    }
                     Ok(()) => Ok((raw.load(Ordering::Relaxed), compressed, hex::encode(hasher.finalize()))),
                 },
             },
@@ -246,7 +242,8 @@ pub(crate) async fn hash_object(store: &dyn ObjectStore, key: &str) -> Result<(S
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::from(e).context(format!("reading {key} back from {}", store.location())))?;
+        let chunk =
+            chunk.map_err(|e| Error::from(e).context(format!("reading {key} back from {}", store.location())))?;
         hasher.update(&chunk);
         size += chunk.len() as u64;
     }

@@ -27,7 +27,10 @@ pub struct RetentionPolicy {
 
 impl RetentionPolicy {
     fn is_empty(&self) -> bool {
-        self.max_age_days.is_none() && self.keep_daily.is_none() && self.keep_weekly.is_none() && self.keep_monthly.is_none()
+        self.max_age_days.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
     }
 }
 
@@ -201,7 +204,9 @@ pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<P
         if !dry_run {
             for d in decisions.iter().filter(|d| d.action == Action::Delete) {
                 let entry = all.iter().find(|b| b.id == d.id);
-                let dump_key = entry.and_then(|b| b.copies.iter().find(|c| c.location == location)).and_then(|c| c.dump_key.clone());
+                let dump_key = entry
+                    .and_then(|b| b.copies.iter().find(|c| c.location == location))
+                    .and_then(|c| c.dump_key.clone());
                 let mut keys = vec![d.id.manifest_key()];
                 keys.extend(dump_key);
                 keys.push(d.id.verify_key());

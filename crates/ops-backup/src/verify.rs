@@ -193,9 +193,8 @@ pub async fn verify(ctx: &Context, wanted: &str) -> Result<VerifyReport> {
         };
         let record = VerificationRecord { verified_at, ok: v.ok, problems: v.problems.clone() };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::internal(e.to_string()))?;
-        if let Err(e) = store
-            .put(&entry.id.verify_key(), Box::pin(std::io::Cursor::new(json)), &PutOptions::default())
-            .await
+        if let Err(e) =
+            store.put(&entry.id.verify_key(), Box::pin(std::io::Cursor::new(json)), &PutOptions::default()).await
         {
             v.problems.push(format!("could not record the verification: {e}"));
         }

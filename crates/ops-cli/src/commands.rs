@@ -3,11 +3,85 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use ops_core::config::load;
-use ops_core::{Error, Result};
+use std::io::IsTerminal;
 
+use ops_core::config::load;
+use ops_core::{Context, Error, Result};
+
+use crate::backup_render::{self, Bar};
 use crate::render::{self, write_json};
-use crate::{Cli, Outcome, exit};
+use crate::{BackupCommand, Cli, Outcome, exit};
+
+/// The context for commands that reach the stack.
+fn context(cli: &Cli, env: &BTreeMap<String, String>) -> Result<Context> {
+    let loaded = load(cli.config.as_deref(), env)?;
+    Context::from_config(loaded.config)
+}
+
+/// `opsctl backup …`.
+pub(crate) async fn backup(
+    cli: &Cli,
+    cmd: &BackupCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let ctx = context(cli, env)?;
+    match cmd {
+        BackupCommand::Run(args) => {
+            let opts = ops_backup::BackupOptions {
+                database: args.database.clone(),
+                compression: args.compression,
+                level: args.level,
+                threads: args.threads,
+                prefix: args.prefix.clone(),
+            };
+            // A progress bar only for a person watching: not in --json, not when piped.
+            let bar = (!cli.json && std::io::stderr().is_terminal()).then(Bar::new);
+            let report = match &bar {
+                Some(b) => ops_backup::backup(&ctx, &opts, b).await,
+                None => ops_backup::backup(&ctx, &opts, &ops_backup::NoProgress).await,
+            };
+            if let Some(b) = &bar {
+                b.finish();
+            }
+            let report = report?;
+            if cli.json {
+                write_json(out, &report)?
+            } else {
+                backup_render::backup_report(out, &report)?
+            }
+            Ok(Outcome { code: exit::OK })
+        }
+        BackupCommand::List => {
+            let entries = ops_backup::list(&ctx).await?;
+            if cli.json {
+                write_json(out, &entries)?
+            } else {
+                backup_render::list(out, &entries, chrono::Utc::now())?
+            }
+            Ok(Outcome { code: exit::OK })
+        }
+        BackupCommand::Verify { backup } => {
+            let report = ops_backup::verify(&ctx, backup).await?;
+            if cli.json {
+                write_json(out, &report)?
+            } else {
+                backup_render::verify(out, &report)?
+            }
+            Ok(Outcome { code: if report.ok { exit::OK } else { exit::INTEGRITY } })
+        }
+        BackupCommand::Prune { dry_run } => {
+            let report = ops_backup::prune(&ctx, *dry_run, chrono::Utc::now()).await?;
+            if cli.json {
+                write_json(out, &report)?
+            } else {
+                backup_render::prune(out, &report)?
+            }
+            let failed = report.destinations.iter().any(|d| !d.failed.is_empty());
+            Ok(Outcome { code: if failed { exit::UNAVAILABLE } else { exit::OK } })
+        }
+    }
+}
 
 /// `opsctl config check`.
 pub(crate) fn config_check(cli: &Cli, env: &BTreeMap<String, String>, out: &mut dyn Write) -> Result<Outcome> {

@@ -14,6 +14,7 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary crate: it renders
 
+mod backup_render;
 mod commands;
 pub mod exit;
 mod render;
@@ -49,6 +50,50 @@ pub enum Command {
     /// Manage API keys for ops-server.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Back up PostgreSQL, list, verify and prune backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// `opsctl backup …`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Dump a database into every configured destination, verify the copies, write the manifest.
+    Run(BackupRunArgs),
+    /// List backups of every destination, newest first.
+    List,
+    /// Re-read a backup (an id, or `latest`), check its checksum and decompress it fully.
+    Verify {
+        /// Backup id, or `latest`.
+        #[arg(default_value = "latest")]
+        backup: String,
+    },
+    /// Apply retention (`retention-days`, `keep-daily/weekly/monthly`); plan only with --dry-run.
+    Prune {
+        /// Print the plan, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `opsctl backup run` options.
+#[derive(Debug, clap::Args)]
+pub struct BackupRunArgs {
+    /// Database (config name) [default: the only one, or main]
+    #[arg(long)]
+    pub database: Option<String>,
+    /// gzip (.sql.gz) or zstd (.sql.zst)
+    #[arg(long, default_value = "gzip")]
+    pub compression: ops_backup::compress::Compression,
+    /// Compression level [default: 3]
+    #[arg(long)]
+    pub level: Option<u32>,
+    /// Compression threads [default: all cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// File name prefix [default: the database name]
+    #[arg(long)]
+    pub prefix: Option<String>,
 }
 
 /// `opsctl config …`.
@@ -89,6 +134,12 @@ where
     let result = match &cli.command {
         Command::Config(ConfigCommand::Check) => commands::config_check(&cli, env, out),
         Command::Keys(KeysCommand::Generate) => commands::keys_generate(&cli, out),
+        Command::Backup(cmd) => {
+            match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(rt) => rt.block_on(commands::backup(&cli, cmd, env, out)),
+                Err(e) => Err(ops_core::Error::internal(format!("cannot start the async runtime: {e}"))),
+            }
+        }
     };
     match result {
         Ok(outcome) => outcome.code,
@@ -108,7 +159,8 @@ where
 #[must_use]
 pub fn main_impl() -> u8 {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Unlocked handles: a held stderr lock would deadlock the progress bar's drawing thread.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     run(std::env::args_os(), &env, &mut out, &mut err)
 }

@@ -37,15 +37,19 @@ fn gfs_keeps_one_per_period() {
     let mut backups = daily(90, 2);
     backups.extend(daily(90, 14));
     let now = Utc.with_ymd_and_hms(2026, 3, 31, 15, 0, 0).unwrap();
-    let policy = RetentionPolicy { keep_daily: Some(7), keep_weekly: Some(4), keep_monthly: Some(3), ..Default::default() };
+    let policy =
+        RetentionPolicy { keep_daily: Some(7), keep_weekly: Some(4), keep_monthly: Some(3), ..Default::default() };
     let d = plan(&backups, &policy, now);
     let keep: Vec<&Decision> = d.iter().filter(|d| d.action == Action::Keep).collect();
     // 7 daily (the 14:00 ones of the last 7 days), weekly and monthly add older Sundays / month ends.
     // The newest is kept as such; with it, 7 days are covered.
     assert_eq!(keep.iter().filter(|d| d.rule.starts_with("daily") || d.rule == "newest complete backup").count(), 7);
     assert!(keep.iter().all(|d| d.started_at.format("%H").to_string() == "14"), "newest of each day");
-    let monthly: Vec<String> =
-        keep.iter().filter(|d| d.rule.starts_with("monthly")).map(|d| d.started_at.format("%m-%d").to_string()).collect();
+    let monthly: Vec<String> = keep
+        .iter()
+        .filter(|d| d.rule.starts_with("monthly"))
+        .map(|d| d.started_at.format("%m-%d").to_string())
+        .collect();
     assert_eq!(monthly, ["02-28", "01-31"], "the newest of each month not already kept");
     assert!(keep.len() <= 7 + 4 + 3);
     assert!(d.iter().filter(|d| d.action == Action::Delete).all(|d| d.rule.contains("not kept")));

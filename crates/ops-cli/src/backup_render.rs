@@ -1,0 +1,192 @@
+//! Rendering of backup reports for people, and the progress bar.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ops_backup::catalog::BackupEntry;
+use ops_backup::progress::{Progress, ProgressEvent};
+use ops_backup::retention::{Action, PruneReport};
+use ops_backup::{BackupReport, VerifyReport};
+use ops_core::Result;
+
+/// Bytes as a person reads them (1024-based).
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+/// An age like `5m`, `3h`, `2d`.
+pub(crate) fn age(from: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - from).num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// A progress bar on stderr: bytes read from `pg_dump`, rate, and ETA when the size can be
+/// estimated.
+pub(crate) struct Bar(ProgressBar);
+
+impl Bar {
+    pub(crate) fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg:<14} {bytes:>10} read, {binary_bytes_per_sec:>12} {wide_bar} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Self(bar)
+    }
+
+    pub(crate) fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Progress for Bar {
+    fn event(&self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::Phase { name } => self.0.set_message(name),
+            ProgressEvent::Bytes { raw, compressed, expected } => {
+                if let Some(total) = expected {
+                    self.0.set_length(total.max(raw));
+                }
+                self.0.set_position(raw);
+                let _ = compressed;
+            }
+            ProgressEvent::Note { message } => self.0.println(message),
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn backup_report(out: &mut dyn Write, r: &BackupReport) -> Result<()> {
+    let m = &r.manifest;
+    writeln!(out, "backup {}: ok", r.id)?;
+    writeln!(out, "  database     {} ({}), PostgreSQL {}", m.database, m.database_config_name, m.server_version)?;
+    writeln!(
+        out,
+        "  size         {} (raw {}, ratio {:.2}), {} level {}",
+        bytes(m.size_bytes),
+        bytes(m.raw_size_bytes),
+        r.compression_ratio,
+        m.compression,
+        m.compression_level
+    )?;
+    writeln!(out, "  duration     {:.1} s", m.duration_seconds)?;
+    writeln!(out, "  sha256       {}", m.sha256)?;
+    for (i, d) in r.destinations.iter().enumerate() {
+        let label = if i == 0 { "copies" } else { "" };
+        let parts = if d.parts > 1 { format!(" ({} parts)", d.parts) } else { String::new() };
+        writeln!(out, "  {label:<12} {}/{}{parts}, read back and checked", d.location, d.key)?;
+    }
+    let exact: Vec<String> =
+        m.tables.iter().filter(|t| t.exact).map(|t| format!("{} {}", t.name, t.rows.unwrap_or(0))).collect();
+    writeln!(
+        out,
+        "  tables       {} (exact: {})",
+        m.table_count,
+        if exact.is_empty() { "none".into() } else { exact.join(", ") }
+    )?;
+    for n in &r.notifications {
+        let state = if n.delivered {
+            "delivered".to_owned()
+        } else {
+            format!("NOT delivered: {}", n.error.as_deref().unwrap_or(""))
+        };
+        writeln!(out, "  notified     {} ({state})", n.target)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn list(out: &mut dyn Write, entries: &[BackupEntry], now: DateTime<Utc>) -> Result<()> {
+    if entries.is_empty() {
+        writeln!(out, "no backups")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<34} {:>5} {:>10} {:<6} {:<10} {:>6}  VERIFIED",
+        "ID", "AGE", "SIZE", "FORMAT", "STATE", "COPIES"
+    )?;
+    for e in entries {
+        let verified =
+            e.copies.iter().filter_map(|c| c.last_verification.as_ref()).max_by_key(|v| v.verified_at).map_or_else(
+                || "never".to_owned(),
+                |v| format!("{} {} ago", if v.ok { "ok" } else { "FAILED" }, age(v.verified_at, now)),
+            );
+        writeln!(
+            out,
+            "{:<34} {:>5} {:>10} {:<6} {:<10} {:>6}  {verified}",
+            e.id.as_str(),
+            age(e.started_at, now),
+            e.size_bytes().map_or_else(|| "-".to_owned(), bytes),
+            e.compression.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            if e.complete { "complete" } else { "INCOMPLETE" },
+            e.copies.len(),
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn verify(out: &mut dyn Write, r: &VerifyReport) -> Result<()> {
+    writeln!(out, "verify {}: {}", r.id, if r.ok { "ok" } else { "FAILED" })?;
+    for c in &r.copies {
+        if c.ok {
+            writeln!(
+                out,
+                "  ok      {} ({}, {} uncompressed, trailer present)",
+                c.location,
+                bytes(c.size_bytes),
+                bytes(c.raw_size_bytes)
+            )?;
+        } else {
+            writeln!(out, "  FAILED  {}", c.location)?;
+            for p in &c.problems {
+                writeln!(out, "          - {p}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn prune(out: &mut dyn Write, r: &PruneReport) -> Result<()> {
+    for d in &r.destinations {
+        let deleting = d.decisions.iter().filter(|x| x.action == Action::Delete).count();
+        let verb = if r.dry_run { "would delete" } else { "deleted" };
+        writeln!(
+            out,
+            "{}: keep {}, {verb} {}",
+            d.location,
+            d.decisions.len() - deleting,
+            if r.dry_run { deleting } else { d.deleted.len() }
+        )?;
+        for x in &d.decisions {
+            let action = match x.action {
+                Action::Keep => "keep  ",
+                Action::Delete => "DELETE",
+            };
+            writeln!(out, "  {action} {:<34} {}", x.id.as_str(), x.rule)?;
+        }
+        for (id, e) in &d.failed {
+            writeln!(out, "  FAILED to delete {id}: {e}")?;
+        }
+    }
+    if r.dry_run {
+        writeln!(out, "dry run: nothing was deleted")?;
+    }
+    Ok(())
+}
