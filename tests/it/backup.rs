@@ -22,7 +22,7 @@ use ops_core::{Context, ErrorKind, Secret, SecretUrl, WebhookUrl};
 use crate::harness::{Postgres, S3_ACCESS_KEY, S3_SECRET_KEY, postgres, require_docker, s3};
 
 /// SQL run inside the container as the local superuser.
-async fn psql(rt: &DockerRuntime, pg: &Postgres, database: &str, sql: &str) -> String {
+pub(crate) async fn psql(rt: &DockerRuntime, pg: &Postgres, database: &str, sql: &str) -> String {
     let cmd =
         ["psql", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-XAtc", sql].map(str::to_owned).to_vec();
     let out = rt.exec(pg.id(), &ExecSpec { cmd, ..Default::default() }).await.unwrap();
@@ -51,7 +51,7 @@ fn dataset(rows: u32) -> String {
 }
 
 /// Row count and content checksum of every user table, plus the sequence's value.
-async fn fingerprint(rt: &DockerRuntime, pg: &Postgres, database: &str) -> Vec<String> {
+pub(crate) async fn fingerprint(rt: &DockerRuntime, pg: &Postgres, database: &str) -> Vec<String> {
     let tables =
         psql(rt, pg, database, "SELECT schemaname || '.' || relname FROM pg_stat_user_tables ORDER BY 1").await;
     let mut out = Vec::new();
@@ -84,17 +84,17 @@ async fn webhook() -> (Receiver, String) {
     (r, format!("http://{addr}/hook/token"))
 }
 
-struct Stack {
-    rt: DockerRuntime,
-    pg: Postgres,
+pub(crate) struct Stack {
+    pub rt: DockerRuntime,
+    pub pg: Postgres,
     _s3: testcontainers::ContainerAsync<testcontainers::GenericImage>,
     s3_id: String,
-    local: tempfile::TempDir,
+    pub local: tempfile::TempDir,
     hooks: Receiver,
-    ctx: Context,
+    pub ctx: Context,
 }
 
-async fn stack(rows: u32) -> Stack {
+pub(crate) async fn stack(rows: u32) -> Stack {
     let rt = require_docker().await;
     let (pg, (s3c, endpoint)) = tokio::join!(postgres(&[]), s3());
     psql(&rt, &pg, "app", &dataset(rows)).await;

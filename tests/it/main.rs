@@ -12,5 +12,6 @@ mod notifier;
 mod object_store;
 mod postgres;
 mod redis;
+mod restore;
 mod server;
 mod tls;

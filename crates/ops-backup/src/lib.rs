@@ -28,6 +28,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod check;
 pub mod compress;
 pub mod error;
 mod lock;
@@ -36,7 +37,10 @@ pub mod naming;
 mod notify;
 mod pipeline;
 pub mod progress;
+pub mod restore;
 pub mod retention;
+pub mod source;
+pub mod stack;
 mod target;
 pub mod verify;
 
@@ -45,5 +49,6 @@ pub use catalog::{BackupEntry, list};
 pub use error::{Error, ErrorKind, Result};
 pub use notify::NotificationOutcome;
 pub use progress::{NoProgress, Progress, ProgressEvent};
+pub use restore::{RestoreOptions, RestorePlan, RestoreReport, restore};
 pub use retention::{PruneReport, prune};
 pub use verify::{VerifyReport, verify};

@@ -167,6 +167,33 @@ async fn verify_copy(store: &dyn ObjectStore, id: &BackupId) -> CopyVerification
     v
 }
 
+/// Reads a restore source through once: checksum and size against its manifest (when it has
+/// one), full decompression, and the dump trailer. Returns the problems found.
+pub(crate) async fn check_source(source: &crate::source::Source) -> Result<Vec<String>> {
+    let reader = source.open().await?;
+    let bridge = SyncIoBridge::new(reader);
+    let compression = source.compression;
+    let (sha, size, _raw, error, trailer) = tokio::task::spawn_blocking(move || read_through(bridge, compression))
+        .await
+        .map_err(|e| Error::internal(format!("verification thread failed: {e}")))?;
+    let mut problems = Vec::new();
+    if let Some(m) = &source.manifest {
+        if sha != m.sha256 {
+            problems.push(format!("sha256 mismatch: manifest {}, object {sha}", m.sha256));
+        }
+        if size != m.size_bytes {
+            problems.push(format!("size mismatch: manifest {} bytes, object {size} bytes", m.size_bytes));
+        }
+    }
+    if let Some(e) = error {
+        problems.push(format!("{compression} decompression failed: {e}"));
+    }
+    if !trailer {
+        problems.push("no \"PostgreSQL database dump complete\" trailer: the dump is truncated".to_owned());
+    }
+    Ok(problems)
+}
+
 /// Verifies every copy of `wanted` (an id or `latest`) and records the result beside each.
 ///
 /// # Errors

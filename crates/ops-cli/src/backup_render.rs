@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ops_backup::catalog::BackupEntry;
 use ops_backup::progress::{Progress, ProgressEvent};
 use ops_backup::retention::{Action, PruneReport};
-use ops_backup::{BackupReport, VerifyReport};
+use ops_backup::{BackupReport, RestorePlan, RestoreReport, VerifyReport};
 use ops_core::Result;
 
 /// Bytes as a person reads them (1024-based).
@@ -188,5 +188,57 @@ pub(crate) fn prune(out: &mut dyn Write, r: &PruneReport) -> Result<()> {
     if r.dry_run {
         writeln!(out, "dry run: nothing was deleted")?;
     }
+    Ok(())
+}
+
+pub(crate) fn restore_plan(out: &mut dyn Write, p: &RestorePlan, dry_run: bool) -> Result<()> {
+    let strategy = match p.strategy {
+        ops_backup::restore::Strategy::SafeSwap => "safe swap",
+        ops_backup::restore::Strategy::InPlace => "IN PLACE (drop and recreate)",
+    };
+    writeln!(out, "restore plan for {} ({}), {strategy}", p.database, p.database_config_name)?;
+    let backup = p.source.manifest.as_ref().map_or_else(
+        || "no manifest: only min-tables can be checked".to_owned(),
+        |m| {
+            format!(
+                "backup {} of {}, {} tables, {}",
+                m.id,
+                m.started_at.format("%Y-%m-%d %H:%M UTC"),
+                m.table_count,
+                bytes(m.size_bytes)
+            )
+        },
+    );
+    writeln!(out, "  source   {} ({backup})", p.source.location)?;
+    for (i, step) in p.steps.iter().enumerate() {
+        writeln!(out, "  {:>2}. {step}", i + 1)?;
+    }
+    if dry_run {
+        writeln!(out, "dry run: nothing was changed")?;
+    }
+    Ok(())
+}
+
+pub(crate) fn restore_report(out: &mut dyn Write, r: &RestoreReport) -> Result<()> {
+    writeln!(out, "restore of {}: {}", r.plan.database, if r.healthy { "ok" } else { "restored, but NOT healthy" })?;
+    writeln!(out, "  source       {}", r.plan.source.location)?;
+    writeln!(
+        out,
+        "  tables       {} (at least {} required), all counts match",
+        r.check.table_count, r.check.min_tables
+    )?;
+    for t in r.check.tables.iter().filter(|t| t.exact) {
+        writeln!(out, "               {} {} rows", t.table, t.found.unwrap_or(0))?;
+    }
+    if let Some(k) = &r.plan.keep_database {
+        writeln!(out, "  previous     kept as {k} (drop it when satisfied)")?;
+    }
+    if !r.restarted.is_empty() {
+        writeln!(out, "  restarted    {}", r.restarted.join(", "))?;
+    }
+    for h in &r.health {
+        writeln!(out, "  health       {} {}: {}", if h.ok { "ok    " } else { "FAILED" }, h.check, h.detail)?;
+    }
+    writeln!(out, "  duration     {:.1} s", r.duration_seconds)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use ops_core::{Context, Error, Result};
 
 use crate::backup_render::{self, Bar};
 use crate::render::{self, write_json};
-use crate::{BackupCommand, Cli, Outcome, exit};
+use crate::{BackupCommand, Cli, Outcome, RestoreArgs, exit};
 
 /// The context for commands that reach the stack.
 fn context(cli: &Cli, env: &BTreeMap<String, String>) -> Result<Context> {
@@ -117,4 +117,61 @@ pub(crate) fn keys_generate(cli: &Cli, out: &mut dyn Write) -> Result<Outcome> {
         writeln!(out, "{key}")?;
     }
     Ok(Outcome { code: exit::OK })
+}
+
+/// `opsctl restore`.
+pub(crate) async fn restore(
+    cli: &Cli,
+    args: &RestoreArgs,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome> {
+    let ctx = context(cli, env)?;
+    let opts = ops_backup::RestoreOptions {
+        database: args.database.clone(),
+        source: args.source.clone(),
+        in_place: args.in_place,
+        health_timeout_secs: args.health_timeout,
+    };
+    let plan = ops_backup::restore::plan(&ctx, &opts).await?;
+    if args.dry_run {
+        if cli.json {
+            write_json(out, &plan)?
+        } else {
+            backup_render::restore_plan(out, &plan, true)?
+        }
+        return Ok(Outcome { code: exit::OK });
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::invalid_input(
+                "refusing to restore without --yes: there is no terminal to confirm on (use --dry-run to see the plan)",
+            ));
+        }
+        backup_render::restore_plan(err, &plan, false)?;
+        write!(err, "Type the database name ({}) to proceed: ", plan.database)?;
+        err.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != plan.database {
+            writeln!(err, "aborted: nothing was changed")?;
+            return Ok(Outcome { code: exit::CONFLICT });
+        }
+    }
+    let bar = (!cli.json && std::io::stderr().is_terminal()).then(Bar::new);
+    let report = match &bar {
+        Some(b) => ops_backup::restore(&ctx, &plan, &opts, b).await,
+        None => ops_backup::restore(&ctx, &plan, &opts, &ops_backup::NoProgress).await,
+    };
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    let report = report?;
+    if cli.json {
+        write_json(out, &report)?
+    } else {
+        backup_render::restore_report(out, &report)?
+    }
+    Ok(Outcome { code: if report.healthy { exit::OK } else { exit::FINDINGS } })
 }

@@ -53,6 +53,31 @@ pub enum Command {
     /// Back up PostgreSQL, list, verify and prune backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Restore a backup: verify it, restore beside the live database, check, then swap.
+    Restore(RestoreArgs),
+}
+
+/// `opsctl restore` options.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Backup id, `latest`, a local .sql.gz/.sql.zst path, or s3://bucket/key
+    #[arg(default_value = "latest")]
+    pub source: String,
+    /// Database (config name) [default: the only one, or main]
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Drop and recreate the live database instead of the safe swap (for hosts short of disk).
+    #[arg(long)]
+    pub in_place: bool,
+    /// Seconds to wait for the dependents' health after the restart.
+    #[arg(long, default_value_t = 120)]
+    pub health_timeout: u64,
 }
 
 /// `opsctl backup …`.
@@ -134,12 +159,8 @@ where
     let result = match &cli.command {
         Command::Config(ConfigCommand::Check) => commands::config_check(&cli, env, out),
         Command::Keys(KeysCommand::Generate) => commands::keys_generate(&cli, out),
-        Command::Backup(cmd) => {
-            match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                Ok(rt) => rt.block_on(commands::backup(&cli, cmd, env, out)),
-                Err(e) => Err(ops_core::Error::internal(format!("cannot start the async runtime: {e}"))),
-            }
-        }
+        Command::Backup(cmd) => runtime().and_then(|rt| rt.block_on(commands::backup(&cli, cmd, env, out))),
+        Command::Restore(args) => runtime().and_then(|rt| rt.block_on(commands::restore(&cli, args, env, out, err))),
     };
     match result {
         Ok(outcome) => outcome.code,
@@ -153,6 +174,14 @@ where
             code
         }
     }
+}
+
+fn runtime() -> ops_core::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ops_core::Error::internal(format!("cannot start the async runtime: {e}")))
 }
 
 /// The whole `main`: real arguments, environment and stdio.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::Result;
 use crate::config::{OpsConfig, StorageLocation};
-use crate::ports::{Cache, ContainerRuntime, Database, Notifier, ObjectStore};
+use crate::ports::{Cache, ContainerRuntime, Database, HttpClient, Notifier, ObjectStore};
 
 /// Everything a capability needs to reach the operated stack: the config and one adapter per
 /// configured system, as trait objects so tests can swap in mocks.
@@ -26,6 +26,8 @@ pub struct Context {
     pub local_storage: Option<Arc<dyn ObjectStore>>,
     /// Notification destinations.
     pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// HTTP client for the stack's health endpoints.
+    pub http: Option<Arc<dyn HttpClient>>,
 }
 
 impl fmt::Debug for Context {
@@ -53,6 +55,7 @@ impl Context {
             storage: None,
             local_storage: None,
             notifiers: Vec::new(),
+            http: None,
         }
     }
 
@@ -115,6 +118,10 @@ impl Context {
                 .local_dir
                 .as_ref()
                 .map(|dir| Arc::new(crate::adapters::fs::FsStore::new(dir)) as Arc<dyn ObjectStore>);
+        }
+        #[cfg(feature = "webhook")]
+        {
+            ctx.http = Some(Arc::new(crate::adapters::webhook::ReqwestHttp::new()?));
         }
         #[cfg(feature = "webhook")]
         for hook in &config.notify.webhooks {

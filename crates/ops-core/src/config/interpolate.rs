@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    CacheConfig, DatabaseConfig, DockerConfig, HttpCheckConfig, NotifyConfig, OpsConfig, ProjectConfig, ServerConfig,
-    StorageConfig, TlsCheckConfig,
+    CacheConfig, DatabaseConfig, DockerConfig, HttpCheckConfig, NotifyConfig, OpsConfig, PostRestoreConfig,
+    ProjectConfig, ServerConfig, StorageConfig, TlsCheckConfig,
 };
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
@@ -140,7 +140,8 @@ macro_rules! interpolate_fields {
 interpolate_fields!(OpsConfig { project, docker, databases, caches, storage, notify, http, tls, server });
 interpolate_fields!(ProjectConfig { name, compose_project });
 interpolate_fields!(DockerConfig { host });
-interpolate_fields!(DatabaseConfig { url, container, key_tables, dependents });
+interpolate_fields!(DatabaseConfig { url, container, key_tables, dependents, post_restore, drill_image });
+interpolate_fields!(PostRestoreConfig { container, command });
 interpolate_fields!(CacheConfig { url, container, queues });
 interpolate_fields!(StorageConfig { url, endpoint, region, access_key_id, secret_access_key, local_dir });
 interpolate_fields!(NotifyConfig { webhooks });

@@ -77,6 +77,11 @@ pub struct DatabaseConfig {
     pub min_tables: u32,
     /// Containers stopped during a restore and restarted in this order.
     pub dependents: Vec<String>,
+    /// A command run inside a container after a restore (migrations), before the dependents
+    /// restart.
+    pub post_restore: Option<PostRestoreConfig>,
+    /// PostgreSQL image for DR drills (`postgres:{major}` when unset).
+    pub drill_image: Option<String>,
 }
 
 impl Default for DatabaseConfig {
@@ -87,8 +92,20 @@ impl Default for DatabaseConfig {
             key_tables: Vec::new(),
             min_tables: 1,
             dependents: Vec::new(),
+            post_restore: None,
+            drill_image: None,
         }
     }
+}
+
+/// `[databases.NAME.post-restore]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PostRestoreConfig {
+    /// Container (name or Compose service) to run it in.
+    pub container: String,
+    /// Program and arguments, run without a shell (`["alembic", "upgrade", "heads"]`).
+    pub command: Vec<String>,
 }
 
 /// `[caches.NAME]`: one Redis instance.

@@ -207,6 +207,12 @@ pub trait Database: Send + Sync {
     /// The database name from the URL.
     fn name(&self) -> &str;
 
+    /// An adapter for another database on the same server, with the same credentials.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid name.
+    fn with_database(&self, database: &str) -> Result<std::sync::Arc<dyn Database>>;
+
     /// Whether the server accepts connections, like `pg_isready`. Never fails: not answering
     /// is a [`Readiness`].
     async fn readiness(&self) -> Readiness;

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod container;
 pub mod database;
+pub mod http;
 pub mod notifier;
 pub mod object_store;
 
@@ -20,5 +21,6 @@ pub use database::{
     ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient, Readiness,
     RestoreOutcome, ServerVersion, Snapshot, TableInfo,
 };
+pub use http::{HttpClient, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};
 pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport};

@@ -58,7 +58,9 @@ impl DockerRuntime {
                         }
                         e => Error::invalid_input(format!("docker host {host:?} cannot be used: {e}")),
                     })?
-                    .with_timeout(self.timeout);
+                    // Our own per-call limits apply (a stop may legitimately take its grace
+                    // period plus the call's limit); bollard's must never cut in first.
+                    .with_timeout(Duration::from_secs(3600));
                 tokio::time::timeout(self.timeout, docker.negotiate_version())
                     .await
                     .map_err(|_| Error::timeout(format!("connecting to the docker engine at {host}"), self.timeout))?

@@ -332,6 +332,15 @@ impl Database for PostgresDatabase {
         &self.name
     }
 
+    fn with_database(&self, database: &str) -> Result<std::sync::Arc<dyn Database>> {
+        check_db_name(database)?;
+        let mut url = url::Url::parse(self.options.url.expose())
+            .map_err(|_| Error::invalid_input(format!("invalid postgres url {}", self.options.url)))?;
+        url.set_path(&format!("/{database}"));
+        let options = PostgresOptions { url: SecretUrl::new(url.to_string()), ..self.options.clone() };
+        Ok(std::sync::Arc::new(Self::new(options)?))
+    }
+
     async fn readiness(&self) -> Readiness {
         let attempt = tokio::time::timeout(self.options.timeout, self.connect.connect()).await;
         match attempt {

@@ -1,0 +1,334 @@
+//! `restore`: a plan first, then a safe swap that cannot destroy the live database before its
+//! replacement has been restored and verified.
+//!
+//! Safe swap: stop the dependents; restore into `{db}__restore_{ts}`; verify it against the
+//! manifest; terminate connections to the live database; rename live to
+//! `{db}__pre_restore_{ts}` and the new one to `{db}`; run the post-restore command; restart
+//! the dependents in order; wait for their health. Any failure before the rename drops the
+//! new database and restarts the dependents: the live database is untouched.
+//! `--in-place` (drop and recreate, as the runbooks do) is for hosts short of disk.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ops_core::Context;
+use ops_core::config::PostRestoreConfig;
+use ops_core::ports::{Database, DumpFormat, ExecSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::check::{RestoreCheck, check_restored};
+use crate::progress::{Progress, ProgressEvent};
+use crate::source::{self, Source};
+use crate::stack::{self, Dependent, HealthResult};
+use crate::{Error, Result, lock, target, verify};
+
+/// Options of [`plan`] and [`restore`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RestoreOptions {
+    /// Config name of the database; the only one, or `main`, when unset.
+    pub database: Option<String>,
+    /// Backup id, `latest`, a local path, or `s3://bucket/key`.
+    pub source: String,
+    /// Drop and recreate the live database instead of swapping (needs less disk).
+    pub in_place: bool,
+    /// Seconds to wait for the dependents' health after the restart.
+    pub health_timeout_secs: u64,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self { database: None, source: "latest".to_owned(), in_place: false, health_timeout_secs: 120 }
+    }
+}
+
+/// How the live database is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Restore beside, verify, then rename (the default).
+    SafeSwap,
+    /// Drop, recreate, restore (explicit `--in-place`).
+    InPlace,
+}
+
+/// What a restore will do, printable before anything happens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestorePlan {
+    /// Config name of the database.
+    pub database_config_name: String,
+    /// The live database.
+    pub database: String,
+    /// The source.
+    pub source: Source,
+    /// Strategy.
+    pub strategy: Strategy,
+    /// The database restored into (the live one for in-place).
+    pub restore_database: String,
+    /// The name the old live database keeps after a safe swap.
+    pub keep_database: Option<String>,
+    /// Containers stopped and restarted, in restart order.
+    pub dependents: Vec<Dependent>,
+    /// The post-restore command.
+    pub post_restore: Option<PostRestoreConfig>,
+    /// At least this many tables must be restored.
+    pub min_tables: u32,
+    /// The steps, in words.
+    pub steps: Vec<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// The plan that ran.
+    pub plan: RestorePlan,
+    /// The verification of the restored database.
+    pub check: RestoreCheck,
+    /// Dependents started again.
+    pub restarted: Vec<String>,
+    /// Output of the post-restore command.
+    pub post_restore_output: Option<String>,
+    /// Health after the restart.
+    pub health: Vec<HealthResult>,
+    /// Whether every health check passed.
+    pub healthy: bool,
+    /// Seconds from start to healthy.
+    pub duration_seconds: f64,
+}
+
+/// Truncates a database name so `{name}{suffix}` fits PostgreSQL's 63 bytes.
+fn derived_name(db: &str, suffix: &str) -> String {
+    let room = 63usize.saturating_sub(suffix.len());
+    let base: String = db.chars().take(room).collect();
+    format!("{base}{suffix}")
+}
+
+/// Resolves the source and the dependents, and lists what [`restore`] will do.
+///
+/// # Errors
+/// `NotFound` for an unknown source or dependent; `InvalidInput` for a bad configuration.
+pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
+    let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
+    let source = source::resolve(ctx, &opts.source).await?;
+    let dependents = stack::resolve(ctx, &db_config.dependents).await?;
+    let live = db.name().to_owned();
+    let ts = Utc::now().format("%Y%m%dT%H%M%SZ").to_string().to_lowercase();
+    let strategy = if opts.in_place { Strategy::InPlace } else { Strategy::SafeSwap };
+    let restore_database = if opts.in_place { live.clone() } else { derived_name(&live, &format!("__restore_{ts}")) };
+    let keep_database = (!opts.in_place).then(|| derived_name(&live, &format!("__pre_restore_{ts}")));
+    let running: Vec<&str> = dependents.iter().filter(|d| d.was_running).map(|d| d.name.as_str()).collect();
+    let mut steps =
+        vec![format!("verify {} (checksum, decompression, trailer) before touching anything", source.location)];
+    if !running.is_empty() {
+        steps.push(format!("stop {}", running.iter().rev().copied().collect::<Vec<_>>().join(", ")));
+    }
+    match strategy {
+        Strategy::SafeSwap => {
+            steps.push(format!("create database {restore_database} and restore into it"));
+            steps.push(format!(
+                "verify {restore_database}: at least {} tables, row counts against the manifest",
+                db_config.min_tables
+            ));
+            steps.push(format!("terminate connections to {live}"));
+            steps.push(format!("rename {live} to {}", keep_database.clone().unwrap_or_default()));
+            steps.push(format!("rename {restore_database} to {live}"));
+        }
+        Strategy::InPlace => {
+            steps.push(format!("terminate connections to {live}"));
+            steps.push(format!("DROP DATABASE {live} (in place: there is no way back after this step)"));
+            steps.push(format!("create database {live} and restore into it"));
+            steps.push(format!(
+                "verify {live}: at least {} tables, row counts against the manifest",
+                db_config.min_tables
+            ));
+        }
+    }
+    if let Some(p) = &db_config.post_restore {
+        steps.push(format!("run `{}` in {}", p.command.join(" "), p.container));
+    }
+    if !running.is_empty() {
+        steps.push(format!("start {} and wait until healthy", running.join(", ")));
+    }
+    if !ctx.config.http.is_empty() {
+        steps.push(format!(
+            "wait for the HTTP checks: {}",
+            ctx.config.http.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(RestorePlan {
+        database_config_name: config_name.to_owned(),
+        database: live,
+        source,
+        strategy,
+        restore_database,
+        keep_database,
+        dependents,
+        post_restore: db_config.post_restore.clone(),
+        min_tables: db_config.min_tables,
+        steps,
+    })
+}
+
+async fn restore_into(db: &dyn Database, name: &str, source: &Source, progress: &dyn Progress) -> Result<()> {
+    progress.event(ProgressEvent::Phase { name: "restore".to_owned() });
+    let sql = source.open_sql().await?;
+    db.restore(name, DumpFormat::Plain, sql).await.map(drop)
+}
+
+/// Terminates connections and renames, retrying when a client reconnects in between.
+async fn rename_away(db: &dyn Database, from: &str, to: &str) -> Result<()> {
+    let mut last = None;
+    for _ in 0..5 {
+        db.terminate_connections(from).await?;
+        match db.rename_database(from, to).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == crate::ErrorKind::Conflict => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::conflict(format!("{from} stays in use"))))
+}
+
+/// Runs `plan`. Refuse interactively before calling this: it stops containers.
+///
+/// # Errors
+/// `Integrity` when the source fails its checks (nothing was touched) or the restored
+/// database does not match the manifest (the live database is untouched with the safe swap);
+/// `Conflict` when another operation runs. Dependents are started again on every failure.
+pub async fn restore(
+    ctx: &Context,
+    plan: &RestorePlan,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let clock = Instant::now();
+    let (_, _, db) = target::database(ctx, Some(&plan.database_config_name))?;
+    let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "restore").await?;
+
+    progress.event(ProgressEvent::Phase { name: "verify-source".to_owned() });
+    let problems = verify::check_source(&plan.source).await?;
+    if !problems.is_empty() {
+        return Err(Error::integrity(format!(
+            "refusing to restore {}: {}; nothing was changed",
+            plan.source.location,
+            problems.join("; ")
+        )));
+    }
+
+    stack::stop(ctx, &plan.dependents).await?;
+    let outcome = match plan.strategy {
+        Strategy::SafeSwap => swap(db.as_ref(), plan, progress).await,
+        Strategy::InPlace => in_place(db.as_ref(), plan, progress).await,
+    };
+    let check = match outcome {
+        Ok(check) => check,
+        Err(e) => {
+            let restarted = stack::start(ctx, &plan.dependents).await;
+            let note = match restarted {
+                Ok(names) if names.is_empty() => String::new(),
+                Ok(names) => format!("; restarted {}", names.join(", ")),
+                Err(re) => format!("; restarting the dependents also failed: {re}"),
+            };
+            return Err(e.context(format!("restore of {} failed{note}", plan.database)));
+        }
+    };
+
+    let post_restore_output = match &plan.post_restore {
+        Some(p) => Some(run_post_restore(ctx, p).await?),
+        None => None,
+    };
+    let restarted = stack::start(ctx, &plan.dependents).await?;
+    let health = stack::wait_healthy(ctx, &plan.dependents, Duration::from_secs(opts.health_timeout_secs)).await;
+    Ok(RestoreReport {
+        plan: plan.clone(),
+        check,
+        restarted,
+        post_restore_output,
+        healthy: health.iter().all(|h| h.ok),
+        health,
+        duration_seconds: clock.elapsed().as_secs_f64(),
+    })
+}
+
+async fn swap(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<RestoreCheck> {
+    let new = &plan.restore_database;
+    db.create_database(new).await?;
+    let prepared = async {
+        restore_into(db, new, &plan.source, progress).await?;
+        progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
+        let restored = db.with_database(new)?;
+        let check = check_restored(restored.as_ref(), plan.source.manifest.as_ref(), plan.min_tables).await?;
+        drop(restored);
+        if !check.ok {
+            return Err(Error::integrity(format!("restored database does not match: {}", check.problems.join("; "))));
+        }
+        Ok(check)
+    }
+    .await;
+    let check = match prepared {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = db.terminate_connections(new).await;
+            let _ = db.drop_database(new).await;
+            return Err(e.context("the live database was not touched"));
+        }
+    };
+    progress.event(ProgressEvent::Phase { name: "swap".to_owned() });
+    let keep = plan.keep_database.as_deref().unwrap_or_default();
+    if let Err(e) = rename_away(db, &plan.database, keep).await {
+        let _ = db.terminate_connections(new).await;
+        let _ = db.drop_database(new).await;
+        return Err(e.context("the live database was not touched"));
+    }
+    if let Err(e) = rename_away(db, new, &plan.database).await {
+        // Put the old database back.
+        let back = rename_away(db, keep, &plan.database).await;
+        return Err(e.context(match back {
+            Ok(()) => "the live database was put back".to_owned(),
+            Err(b) => format!("putting the live database back from {keep} failed too: {b}"),
+        }));
+    }
+    Ok(check)
+}
+
+async fn in_place(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<RestoreCheck> {
+    let live = &plan.database;
+    db.terminate_connections(live).await?;
+    db.drop_database(live).await?;
+    db.create_database(live).await?;
+    restore_into(db, live, &plan.source, progress).await?;
+    progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
+    let restored = db.with_database(live)?;
+    let check = check_restored(restored.as_ref(), plan.source.manifest.as_ref(), plan.min_tables).await?;
+    if !check.ok {
+        return Err(Error::integrity(format!("restored database does not match: {}", check.problems.join("; "))));
+    }
+    Ok(check)
+}
+
+async fn run_post_restore(ctx: &Context, p: &PostRestoreConfig) -> Result<String> {
+    let rt = stack::runtime(ctx)?;
+    let deps = stack::resolve(ctx, std::slice::from_ref(&p.container)).await?;
+    let target = deps.first().ok_or_else(|| Error::not_found(format!("post-restore container {}", p.container)))?;
+    if !target.was_running {
+        rt.start(&target.id).await?;
+    }
+    let out = rt
+        .exec(
+            &target.id,
+            &ExecSpec { cmd: p.command.clone(), timeout: Some(Duration::from_secs(600)), ..Default::default() },
+        )
+        .await?;
+    if out.exit_code != 0 {
+        return Err(Error::integrity(format!(
+            "post-restore command `{}` exited {}: {}",
+            p.command.join(" "),
+            out.exit_code,
+            crate::check::tail(&out.stderr)
+        )));
+    }
+    Ok(out.stdout)
+}

@@ -1,0 +1,147 @@
+//! Restores against real PostgreSQL and containers: the safe swap, and the failures that must
+//! leave the live database as it was.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use ops_backup::restore::{self, RestoreOptions, Strategy};
+use ops_backup::{BackupOptions, NoProgress, backup};
+use ops_core::config::HttpCheckConfig;
+use ops_core::ports::{ContainerRuntime, ContainerState, RunSpec};
+use ops_core::{Context, ErrorKind, SecretUrl};
+
+use crate::backup::{Stack, fingerprint, psql, stack};
+use crate::harness::{BASE_IMAGE, Cleanup, unique};
+
+/// A long-running container standing in for the API that depends on the database.
+async fn dependent(s: &Stack) -> (String, Cleanup) {
+    let name = unique("opsit-api");
+    let c =
+        s.rt.run_ephemeral(&RunSpec {
+            image: BASE_IMAGE.to_owned(),
+            name: Some(name.clone()),
+            // Exits on SIGTERM like a real service (a bare `sleep` as PID 1 ignores it).
+            cmd: vec!["sh".into(), "-c".into(), "trap 'exit 0' TERM; sleep 300 & wait".into()],
+            labels: BTreeMap::from([("ops.it".to_owned(), "restore".to_owned())]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (name, Cleanup(c.id))
+}
+
+/// A health endpoint that answers 200.
+async fn health_endpoint() -> String {
+    let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/health")
+}
+
+fn with_dependent(s: &Stack, name: &str, health: Option<String>) -> Context {
+    let mut config = (*s.ctx.config).clone();
+    config.databases.get_mut("main").unwrap().dependents = vec![name.to_owned()];
+    config.databases.get_mut("main").unwrap().min_tables = 3;
+    if let Some(url) = health {
+        config.http = vec![HttpCheckConfig { name: "api".into(), url: SecretUrl::new(url), critical: true }];
+    }
+    Context::from_config(config).unwrap()
+}
+
+async fn databases(s: &Stack) -> Vec<String> {
+    psql(&s.rt, &s.pg, "postgres", "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_safe_swap_replaces_the_database_and_restarts_dependents() {
+    let s = stack(1000).await;
+    let (api, _guard) = dependent(&s).await;
+    let ctx = with_dependent(&s, &api, Some(health_endpoint().await));
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let at_backup = fingerprint(&s.rt, &s.pg, "app").await;
+    // Damage after the backup: the restore must bring the backup's state back.
+    psql(&s.rt, &s.pg, "app", "DELETE FROM trades WHERE id <= 10; DROP TABLE empty_table;").await;
+    let before = s.rt.inspect(&api).await.unwrap().started_at;
+
+    let opts = RestoreOptions { source: report.id.to_string(), health_timeout_secs: 30, ..Default::default() };
+    let plan = restore::plan(&ctx, &opts).await.unwrap();
+    assert_eq!(plan.strategy, Strategy::SafeSwap);
+    assert_eq!(plan.dependents.len(), 1);
+    assert!(plan.dependents[0].was_running);
+    assert!(plan.steps.iter().any(|s| s.starts_with("stop ")), "{:?}", plan.steps);
+    assert!(databases(&s).await.iter().all(|d| !d.contains("__restore_")), "planning changes nothing");
+
+    let done = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap();
+    assert!(done.check.ok, "{:?}", done.check);
+    assert!(done.healthy, "{:?}", done.health);
+    assert_eq!(done.restarted, [api.clone()]);
+    assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, at_backup, "the backup's state is live again");
+    let keep = plan.keep_database.clone().unwrap();
+    assert!(databases(&s).await.contains(&keep), "the previous database is kept");
+    assert_eq!(psql(&s.rt, &s.pg, &keep, "SELECT count(*) FROM trades").await, "990");
+    let after = s.rt.inspect(&api).await.unwrap();
+    assert_eq!(after.state, ContainerState::Running);
+    assert!(after.started_at > before, "the dependent was stopped and started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_failing_half_way_leaves_the_live_database_and_restarts_dependents() {
+    let s = stack(500).await;
+    let (api, _guard) = dependent(&s).await;
+    let ctx = with_dependent(&s, &api, None);
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    psql(&s.rt, &s.pg, "app", "INSERT INTO events (ledger_sequence) VALUES (-1)").await;
+    let live = fingerprint(&s.rt, &s.pg, "app").await;
+
+    // A well-formed gzip dump with a statement that fails half-way through.
+    let path = s.local.path().join(&report.manifest.dump_key);
+    let mut sql = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_string(&mut sql).unwrap();
+    let cut = sql.find("COPY public.trades").unwrap();
+    let broken_sql = format!("{}SELECT 1/0;\n{}", &sql[..cut], &sql[cut..]);
+    let broken = s.local.path().join("handmade.sql.gz");
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&broken).unwrap(), flate2::Compression::fast());
+    gz.write_all(broken_sql.as_bytes()).unwrap();
+    gz.finish().unwrap();
+
+    let opts = RestoreOptions { source: broken.display().to_string(), health_timeout_secs: 30, ..Default::default() };
+    let plan = restore::plan(&ctx, &opts).await.unwrap();
+    assert!(plan.source.manifest.is_none());
+    let e = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    assert!(e.message().contains("division by zero") && e.message().contains("not touched"), "{e}");
+    assert!(e.message().contains(&format!("restarted {api}")), "{e}");
+    assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, live, "live database untouched");
+    assert!(databases(&s).await.iter().all(|d| !d.contains("__restore_") && !d.contains("__pre_restore_")));
+    assert_eq!(s.rt.inspect(&api).await.unwrap().state, ContainerState::Running, "dependent is back up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_corrupted_backup_before_touching_anything() {
+    let s = stack(300).await;
+    let (api, _guard) = dependent(&s).await;
+    let ctx = with_dependent(&s, &api, None);
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let path = s.local.path().join(&report.manifest.dump_key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+    let started = s.rt.inspect(&api).await.unwrap().started_at;
+
+    let opts = RestoreOptions { source: report.id.to_string(), ..Default::default() };
+    let plan = restore::plan(&ctx, &opts).await.unwrap();
+    assert!(plan.source.location.starts_with("file://"), "the local copy is preferred: {}", plan.source.location);
+    let e = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity);
+    assert!(e.message().contains("refusing") && e.message().contains("sha256 mismatch"), "{e}");
+    let d = s.rt.inspect(&api).await.unwrap();
+    assert_eq!((d.state, d.started_at), (ContainerState::Running, started), "the dependent was never stopped");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
