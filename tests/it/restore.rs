@@ -80,7 +80,7 @@ async fn restore_safe_swap_replaces_the_database_and_restarts_dependents() {
     let done = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap();
     assert!(done.check.ok, "{:?}", done.check);
     assert!(done.healthy, "{:?}", done.health);
-    assert_eq!(done.restarted, [api.clone()]);
+    assert_eq!(done.restarted, std::slice::from_ref(&api));
     assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, at_backup, "the backup's state is live again");
     let keep = plan.keep_database.clone().unwrap();
     assert!(databases(&s).await.contains(&keep), "the previous database is kept");
