@@ -7,6 +7,7 @@
 mod backup;
 mod cli;
 mod docker;
+mod drill;
 mod harness;
 mod notifier;
 mod object_store;

@@ -30,6 +30,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod compress;
+pub mod drill;
 pub mod error;
 mod lock;
 pub mod manifest;
@@ -46,6 +47,7 @@ pub mod verify;
 
 pub use backup::{BackupOptions, BackupReport, backup};
 pub use catalog::{BackupEntry, list};
+pub use drill::{DrillOptions, DrillReport, dr_test};
 pub use error::{Error, ErrorKind, Result};
 pub use notify::NotificationOutcome;
 pub use progress::{NoProgress, Progress, ProgressEvent};

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ops_backup::catalog::BackupEntry;
 use ops_backup::progress::{Progress, ProgressEvent};
 use ops_backup::retention::{Action, PruneReport};
-use ops_backup::{BackupReport, RestorePlan, RestoreReport, VerifyReport};
+use ops_backup::{BackupReport, DrillReport, RestorePlan, RestoreReport, VerifyReport};
 use ops_core::Result;
 
 /// Bytes as a person reads them (1024-based).
@@ -240,5 +240,51 @@ pub(crate) fn restore_report(out: &mut dyn Write, r: &RestoreReport) -> Result<(
         writeln!(out, "  health       {} {}: {}", if h.ok { "ok    " } else { "FAILED" }, h.check, h.detail)?;
     }
     writeln!(out, "  duration     {:.1} s", r.duration_seconds)?;
+    Ok(())
+}
+
+pub(crate) fn drill(out: &mut dyn Write, r: &DrillReport) -> Result<()> {
+    writeln!(out, "dr-test: {}", if r.passed { "PASSED" } else { "FAILED" })?;
+    writeln!(
+        out,
+        "  source       {}{}",
+        r.source,
+        r.backup_id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
+    )?;
+    writeln!(out, "  server       {} (throwaway container, removed)", r.image)?;
+    #[allow(clippy::cast_precision_loss)]
+    let rto_ok = r.rto_seconds <= r.rto_target_secs as f64;
+    writeln!(
+        out,
+        "  RTO          {:.1} s to a verified copy (restore {:.1} s), target {} s: {}",
+        r.rto_seconds,
+        r.restore_seconds,
+        r.rto_target_secs,
+        if rto_ok { "ok" } else { "MISSED" }
+    )?;
+    match r.backup_age_seconds {
+        #[allow(clippy::cast_precision_loss)]
+        Some(age) => writeln!(
+            out,
+            "  RPO          newest backup {:.0} s old, target {} s: {}",
+            age,
+            r.rpo_target_secs,
+            if age <= r.rpo_target_secs as f64 { "ok" } else { "MISSED" }
+        )?,
+        None => writeln!(out, "  RPO          no complete backup")?,
+    }
+    if let Some(c) = &r.check {
+        writeln!(out, "  tables       {} restored (at least {} required)", c.table_count, c.min_tables)?;
+        writeln!(out, "    {:<40} {:>12} {:>12}", "TABLE", "EXPECTED", "FOUND")?;
+        for t in &c.tables {
+            let expected =
+                t.expected.map_or_else(|| "-".to_owned(), |e| if t.exact { e.to_string() } else { format!("~{e}") });
+            let found = t.found.map_or_else(|| "missing".to_owned(), |f| f.to_string());
+            writeln!(out, "  {} {:<40} {:>12} {:>12}", if t.ok { " " } else { "!" }, t.table, expected, found)?;
+        }
+    }
+    for p in &r.problems {
+        writeln!(out, "  problem      {p}")?;
+    }
     Ok(())
 }

@@ -10,7 +10,7 @@ use ops_core::{Context, Error, Result};
 
 use crate::backup_render::{self, Bar};
 use crate::render::{self, write_json};
-use crate::{BackupCommand, Cli, Outcome, RestoreArgs, exit};
+use crate::{BackupCommand, Cli, DrTestArgs, Outcome, RestoreArgs, exit};
 
 /// The context for commands that reach the stack.
 fn context(cli: &Cli, env: &BTreeMap<String, String>) -> Result<Context> {
@@ -174,4 +174,41 @@ pub(crate) async fn restore(
         backup_render::restore_report(out, &report)?
     }
     Ok(Outcome { code: if report.healthy { exit::OK } else { exit::FINDINGS } })
+}
+
+/// `opsctl dr-test`.
+pub(crate) async fn dr_test(
+    cli: &Cli,
+    args: &DrTestArgs,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let ctx = context(cli, env)?;
+    let opts = ops_backup::DrillOptions {
+        database: args.database.clone(),
+        source: args.source.clone(),
+        image: args.image.clone(),
+        rto_target_secs: args.rto_target,
+        rpo_target_secs: args.rpo_target,
+        timeout_secs: args.timeout,
+    };
+    // Ctrl-C ends the drill early; the library still removes its container.
+    let cancel = Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    let bar = (!cli.json && std::io::stderr().is_terminal()).then(Bar::new);
+    let report = match &bar {
+        Some(b) => ops_backup::dr_test(&ctx, &opts, b, cancel).await,
+        None => ops_backup::dr_test(&ctx, &opts, &ops_backup::NoProgress, cancel).await,
+    };
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    let report = report?;
+    if cli.json {
+        write_json(out, &report)?
+    } else {
+        backup_render::drill(out, &report)?
+    }
+    Ok(Outcome { code: if report.passed { exit::OK } else { exit::FINDINGS } })
 }

@@ -55,6 +55,31 @@ pub enum Command {
     Backup(BackupCommand),
     /// Restore a backup: verify it, restore beside the live database, check, then swap.
     Restore(RestoreArgs),
+    /// DR drill: restore a backup into a throwaway PostgreSQL container and prove it.
+    DrTest(DrTestArgs),
+}
+
+/// `opsctl dr-test` options.
+#[derive(Debug, clap::Args)]
+pub struct DrTestArgs {
+    /// Backup id, `latest`, a local path, or s3://bucket/key
+    #[arg(default_value = "latest")]
+    pub source: String,
+    /// Database (config name) [default: the only one, or main]
+    #[arg(long)]
+    pub database: Option<String>,
+    /// PostgreSQL image [default: drill-image from the config, else postgres:MAJOR]
+    #[arg(long)]
+    pub image: Option<String>,
+    /// RTO target in seconds.
+    #[arg(long, default_value_t = 7200)]
+    pub rto_target: u64,
+    /// RPO target in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub rpo_target: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
 }
 
 /// `opsctl restore` options.
@@ -161,6 +186,7 @@ where
         Command::Keys(KeysCommand::Generate) => commands::keys_generate(&cli, out),
         Command::Backup(cmd) => runtime().and_then(|rt| rt.block_on(commands::backup(&cli, cmd, env, out))),
         Command::Restore(args) => runtime().and_then(|rt| rt.block_on(commands::restore(&cli, args, env, out, err))),
+        Command::DrTest(args) => runtime().and_then(|rt| rt.block_on(commands::dr_test(&cli, args, env, out))),
     };
     match result {
         Ok(outcome) => outcome.code,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::Result;
 use crate::config::{OpsConfig, StorageLocation};
-use crate::ports::{Cache, ContainerRuntime, Database, HttpClient, Notifier, ObjectStore};
+use crate::ports::{Cache, ContainerRuntime, Database, DatabaseConnector, HttpClient, Notifier, ObjectStore};
 
 /// Everything a capability needs to reach the operated stack: the config and one adapter per
 /// configured system, as trait objects so tests can swap in mocks.
@@ -28,6 +28,8 @@ pub struct Context {
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// HTTP client for the stack's health endpoints.
     pub http: Option<Arc<dyn HttpClient>>,
+    /// Makes database adapters for servers outside the config (DR drills).
+    pub connector: Option<Arc<dyn DatabaseConnector>>,
 }
 
 impl fmt::Debug for Context {
@@ -56,6 +58,7 @@ impl Context {
             local_storage: None,
             notifiers: Vec::new(),
             http: None,
+            connector: None,
         }
     }
 
@@ -73,6 +76,10 @@ impl Context {
             let timeout = std::time::Duration::from_secs(config.docker.timeout_secs.unwrap_or(30));
             ctx.containers =
                 Some(Arc::new(crate::adapters::docker::DockerRuntime::new(config.docker.host.as_deref(), timeout)));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            ctx.connector = Some(Arc::new(crate::adapters::postgres::PostgresConnector::default()));
         }
         #[cfg(feature = "postgres")]
         for (name, db) in &config.databases {

@@ -309,3 +309,14 @@ pub trait Database: Send + Sync {
     /// `Integrity` when the client exits non-zero, with the tail of its stderr.
     async fn restore(&self, database: &str, format: DumpFormat, input: ByteReader) -> Result<RestoreOutcome>;
 }
+
+/// Makes [`Database`] adapters for servers not in the configuration (a drill's throwaway
+/// PostgreSQL).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait DatabaseConnector: Send + Sync {
+    /// An adapter for `url`; nothing connects until it is used.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unusable URL.
+    fn connect(&self, url: &crate::secret::SecretUrl) -> Result<std::sync::Arc<dyn Database>>;
+}

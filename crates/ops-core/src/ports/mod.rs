@@ -18,8 +18,8 @@ pub use container::{
     LogStream, PrunePlan, PruneReport, PruneTarget, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
 };
 pub use database::{
-    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient, Readiness,
-    RestoreOutcome, ServerVersion, Snapshot, TableInfo,
+    ConnectionStats, Database, DatabaseConnector, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient,
+    Readiness, RestoreOutcome, ServerVersion, Snapshot, TableInfo,
 };
 pub use http::{HttpClient, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};

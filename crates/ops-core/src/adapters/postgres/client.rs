@@ -41,6 +41,21 @@ impl PostgresOptions {
     }
 }
 
+/// Makes [`PostgresDatabase`]s for URLs outside the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresConnector {
+    /// Directories searched first for the client programs.
+    pub client_dirs: Vec<PathBuf>,
+}
+
+impl crate::ports::database::DatabaseConnector for PostgresConnector {
+    fn connect(&self, url: &SecretUrl) -> Result<std::sync::Arc<dyn Database>> {
+        let mut options = PostgresOptions::new(url.clone());
+        options.client_dirs.clone_from(&self.client_dirs);
+        Ok(std::sync::Arc::new(PostgresDatabase::new(options)?))
+    }
+}
+
 /// A PostgreSQL database.
 #[derive(Debug)]
 pub struct PostgresDatabase {

@@ -10,5 +10,5 @@ mod programs;
 #[cfg(test)]
 mod tests;
 
-pub use client::{PostgresDatabase, PostgresOptions};
+pub use client::{PostgresConnector, PostgresDatabase, PostgresOptions};
 pub use programs::{find_client, parse_client_version};

@@ -1,0 +1,257 @@
+//! `dr_test`: the monthly restore drill, automated. Restore a backup into a throwaway
+//! PostgreSQL container of the same major version, prove every table against the manifest,
+//! and measure the RTO (time to a verified copy) and the RPO (age of the newest backup)
+//! against the targets. The container is removed whatever happens.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ops_core::ports::{ContainerRuntime, DumpFormat, Notification, NotificationLevel, Readiness, RunSpec};
+use ops_core::{Context, SecretUrl};
+use serde::{Deserialize, Serialize};
+
+use crate::check::{RestoreCheck, check_restored};
+use crate::notify::{NotificationOutcome, notify_all};
+use crate::progress::{Progress, ProgressEvent};
+use crate::{Error, Result, catalog, lock, source, stack, target, verify};
+
+/// Options of [`dr_test`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DrillOptions {
+    /// Config name of the database; the only one, or `main`, when unset.
+    pub database: Option<String>,
+    /// Backup id, `latest`, a local path or `s3://bucket/key`.
+    pub source: String,
+    /// PostgreSQL image; `drill-image` from the config, else `postgres:{major}`.
+    pub image: Option<String>,
+    /// Recovery time objective, seconds (the runbooks: 2 h).
+    pub rto_target_secs: u64,
+    /// Recovery point objective, seconds (the runbooks: 24 h).
+    pub rpo_target_secs: u64,
+    /// Give up after this many seconds (the drill fails, the container is removed).
+    pub timeout_secs: u64,
+}
+
+impl Default for DrillOptions {
+    fn default() -> Self {
+        Self {
+            database: None,
+            source: "latest".to_owned(),
+            image: None,
+            rto_target_secs: 2 * 3600,
+            rpo_target_secs: 24 * 3600,
+            timeout_secs: 3600,
+        }
+    }
+}
+
+/// What a drill proved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// Whether the drill passed: restorable, every table matches, RTO and RPO within target.
+    pub passed: bool,
+    /// What failed, in words.
+    pub problems: Vec<String>,
+    /// The backup restored.
+    pub source: String,
+    /// Its id, when it has a manifest.
+    pub backup_id: Option<String>,
+    /// The image of the throwaway server.
+    pub image: String,
+    /// Id of the throwaway container (removed by the time the report exists).
+    pub container: Option<String>,
+    /// Table-by-table evidence (absent when the restore did not get that far).
+    pub check: Option<RestoreCheck>,
+    /// Seconds from the start of the drill to a verified copy: the measured RTO.
+    pub rto_seconds: f64,
+    /// Seconds the restore itself took.
+    pub restore_seconds: f64,
+    /// Age of the newest complete backup when the drill ran: the measured RPO.
+    pub backup_age_seconds: Option<f64>,
+    /// RTO target.
+    pub rto_target_secs: u64,
+    /// RPO target.
+    pub rpo_target_secs: u64,
+    /// When the drill started.
+    pub started_at: DateTime<Utc>,
+    /// Notifications sent.
+    pub notifications: Vec<NotificationOutcome>,
+}
+
+/// The throwaway server; [`dr_test`] removes it after the run, whatever its outcome.
+struct Throwaway {
+    id: String,
+}
+
+fn password() -> String {
+    // Not a secret worth protecting (the server lives minutes on 127.0.0.1), but unique.
+    format!("drill{:x}{:x}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or(0))
+}
+
+/// Runs a drill; `cancel` resolving (Ctrl-C) stops it early. The container is removed in
+/// every case, and the report says why a drill failed.
+///
+/// # Errors
+/// Only when the drill cannot start at all: no such database or backup, no container
+/// runtime, another operation on the database running. A drill that ran and failed is a
+/// report with `passed: false`.
+pub async fn dr_test(
+    ctx: &Context,
+    opts: &DrillOptions,
+    progress: &dyn Progress,
+    cancel: Pin<Box<dyn Future<Output = ()> + Send + '_>>,
+) -> Result<DrillReport> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let (_, db_config, db) = target::database(ctx, opts.database.as_deref())?;
+    let rt = stack::runtime(ctx)?;
+    let connector = ctx.connector.as_deref().ok_or_else(|| Error::unavailable("no database connector available"))?;
+    let src = source::resolve(ctx, &opts.source).await?;
+    let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "dr-test").await?;
+    let major = match src.manifest.as_ref().and_then(|m| m.server_version.split('.').next()?.parse::<u32>().ok()) {
+        Some(m) => m,
+        None => db.server_version().await?.major,
+    };
+    let image =
+        opts.image.clone().or_else(|| db_config.drill_image.clone()).unwrap_or_else(|| format!("postgres:{major}"));
+    let newest = catalog::list(ctx).await.ok().and_then(|all| all.into_iter().find(|b| b.complete));
+    #[allow(clippy::cast_precision_loss)]
+    let backup_age_seconds = newest.map(|b| (Utc::now() - b.started_at).num_milliseconds() as f64 / 1000.0);
+
+    let mut report = DrillReport {
+        passed: false,
+        problems: Vec::new(),
+        source: src.location.clone(),
+        backup_id: src.manifest.as_ref().map(|m| m.id.to_string()),
+        image: image.clone(),
+        container: None,
+        check: None,
+        rto_seconds: 0.0,
+        restore_seconds: 0.0,
+        backup_age_seconds,
+        rto_target_secs: opts.rto_target_secs,
+        rpo_target_secs: opts.rpo_target_secs,
+        started_at,
+        notifications: Vec::new(),
+    };
+
+    let mut container: Option<Throwaway> = None;
+    let body = run(rt, connector, &src, &image, db_config.min_tables, progress, &mut container, &mut report);
+    let limit = Duration::from_secs(opts.timeout_secs);
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(limit, body) => match r {
+            Ok(r) => r,
+            Err(_) => Err(Error::timeout("dr-test", limit)),
+        },
+        () = cancel => Err(Error::new(crate::ErrorKind::Conflict, "dr-test interrupted")),
+    };
+    if let Some(c) = container.take()
+        && let Err(e) = rt.remove(&c.id, true).await
+    {
+        report.problems.push(format!("could not remove the drill container {}: {e}", c.id));
+    }
+    if let Err(e) = outcome {
+        report.problems.push(e.to_string());
+    }
+    report.rto_seconds = clock.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    if report.check.as_ref().is_some_and(|c| c.ok) && report.rto_seconds > opts.rto_target_secs as f64 {
+        report.problems.push(format!("RTO {:.0} s over the {} s target", report.rto_seconds, opts.rto_target_secs));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    match report.backup_age_seconds {
+        Some(age) if age > opts.rpo_target_secs as f64 => {
+            report
+                .problems
+                .push(format!("newest backup is {age:.0} s old, over the {} s RPO target", opts.rpo_target_secs));
+        }
+        None => report.problems.push("no complete backup found to measure the RPO".to_owned()),
+        _ => {}
+    }
+    report.passed = report.problems.is_empty() && report.check.as_ref().is_some_and(|c| c.ok);
+
+    let mut fields = BTreeMap::from([
+        ("database".to_owned(), db.name().to_owned()),
+        ("source".to_owned(), report.source.clone()),
+        ("rto_seconds".to_owned(), format!("{:.1}", report.rto_seconds)),
+    ]);
+    if let Some(age) = report.backup_age_seconds {
+        fields.insert("backup_age_seconds".to_owned(), format!("{age:.0}"));
+    }
+    if !report.problems.is_empty() {
+        fields.insert("problems".to_owned(), report.problems.join("; "));
+    }
+    let (title, level) = if report.passed {
+        (format!("DR drill of {} passed", db.name()), NotificationLevel::Info)
+    } else {
+        (format!("DR drill of {} FAILED", db.name()), NotificationLevel::Critical)
+    };
+    report.notifications = notify_all(ctx, &Notification { title, text: String::new(), level, fields }).await;
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    rt: &dyn ContainerRuntime,
+    connector: &dyn ops_core::ports::DatabaseConnector,
+    src: &source::Source,
+    image: &str,
+    min_tables: u32,
+    progress: &dyn Progress,
+    container: &mut Option<Throwaway>,
+    report: &mut DrillReport,
+) -> Result<()> {
+    progress.event(ProgressEvent::Phase { name: "verify-source".to_owned() });
+    let problems = verify::check_source(src).await?;
+    if !problems.is_empty() {
+        report.problems.extend(problems);
+        return Ok(());
+    }
+    progress.event(ProgressEvent::Phase { name: "start-server".to_owned() });
+    let pw = password();
+    let started = rt
+        .run_ephemeral(&RunSpec {
+            image: image.to_owned(),
+            env: BTreeMap::from([
+                ("POSTGRES_PASSWORD".to_owned(), pw.clone()),
+                ("POSTGRES_DB".to_owned(), "drill".to_owned()),
+            ]),
+            publish_port: Some(5432),
+            labels: BTreeMap::from([("ops.dr-test".to_owned(), "true".to_owned())]),
+            ..Default::default()
+        })
+        .await?;
+    *container = Some(Throwaway { id: started.id.clone() });
+    report.container = Some(started.id.clone());
+    let port = started.host_port.ok_or_else(|| Error::internal("the drill server's port was not published"))?;
+    progress.event(ProgressEvent::Note { message: format!("drill server {} on 127.0.0.1:{port}", started.id) });
+    let drill = connector.connect(&SecretUrl::new(format!("postgres://postgres:{pw}@127.0.0.1:{port}/drill")))?;
+    // Ready when it accepts connections (the first start initializes the cluster).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if drill.readiness().await == Readiness::Accepting && drill.server_version().await.is_ok() {
+            break;
+        }
+        if !rt.inspect(&started.id).await.is_ok_and(|d| d.state == ops_core::ports::ContainerState::Running) {
+            return Err(Error::unavailable(format!("the drill server ({image}) stopped before accepting connections")));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::timeout("waiting for the drill server", Duration::from_secs(120)));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    progress.event(ProgressEvent::Phase { name: "restore".to_owned() });
+    let restore_clock = Instant::now();
+    let sql = src.open_sql().await?;
+    drill.restore("drill", DumpFormat::Plain, sql).await?;
+    report.restore_seconds = restore_clock.elapsed().as_secs_f64();
+    progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
+    let check = check_restored(drill.as_ref(), src.manifest.as_ref(), min_tables).await?;
+    report.problems.extend(check.problems.iter().cloned());
+    report.check = Some(check);
+    Ok(())
+}
