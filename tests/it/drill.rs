@@ -137,10 +137,10 @@ async fn drill_interrupted_cleans_up() {
     struct OnStart(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
     impl Progress for OnStart {
         fn event(&self, event: ProgressEvent) {
-            if matches!(&event, ProgressEvent::Phase { name } if name == "restore") {
-                if let Some(tx) = self.0.lock().unwrap().take() {
-                    let _ = tx.send(());
-                }
+            if matches!(&event, ProgressEvent::Phase { name } if name == "restore")
+                && let Some(tx) = self.0.lock().unwrap().take()
+            {
+                let _ = tx.send(());
             }
         }
     }
