@@ -330,3 +330,64 @@ async fn backup_of_an_unreadable_table_fails_and_leaves_nothing() {
     assert!(!e.message().contains("limitedpw"));
     assert_nothing_stored(&s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_through_the_api_as_a_job_and_metrics_survive_a_restart() {
+    use tower::ServiceExt;
+    let s = stack(300).await;
+    let mut config = (*s.ctx.config).clone();
+    config.server.admin_keys = vec![Secret::new("k-admin")];
+    config.server.api_keys = vec![Secret::new("k-read")];
+    let call =
+        |state: Arc<ops_server::AppState>, method: &str, uri: &str, key: &str, body: Option<serde_json::Value>| {
+            let req = http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+                .unwrap();
+            async move {
+                let resp = ops_server::app(state).oneshot(req).await.unwrap();
+                let status = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
+                (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or(serde_json::Value::Null))
+            }
+        };
+    let state = ops_server::AppState::from_config(config.clone(), None, BTreeMap::new());
+    let (status, _) = call(state.clone(), "POST", "/api/v1/backups", "k-read", None).await;
+    assert_eq!(status, http::StatusCode::FORBIDDEN, "a read key cannot start a backup");
+    let (status, started) = call(state.clone(), "POST", "/api/v1/backups", "k-admin", None).await;
+    assert_eq!(status, http::StatusCode::ACCEPTED, "{started}");
+    let job = started["job"].as_str().unwrap().to_owned();
+    let done = crate::harness::eventually("the backup job", Duration::from_secs(60), || {
+        let state = state.clone();
+        let job = job.clone();
+        async move {
+            let (_, j) = call(state, "GET", &format!("/api/v1/jobs/{job}"), "k-read", None).await;
+            (j["status"] != "running").then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let id = done["report"]["id"].as_str().unwrap().to_owned();
+    let (_, listed) = call(state.clone(), "GET", "/api/v1/backups", "k-read", None).await;
+    assert_eq!(listed["backups"][0]["id"], id.as_str());
+    let metrics = state.metrics.encode();
+    assert!(metrics.contains("ops_backup_success{database=\"main\"} 1"), "{metrics}");
+
+    // A fresh server (a restart) rebuilds the metrics from the manifests in storage.
+    let restarted = ops_server::AppState::from_config(config, None, BTreeMap::new());
+    assert!(!restarted.metrics.encode().contains("ops_backup_success{"), "empty before the rebuild");
+    restarted.rebuild_backup_metrics().await;
+    let metrics = restarted.metrics.encode();
+    assert!(metrics.contains("ops_backup_success{database=\"main\"} 1"), "{metrics}");
+    assert!(metrics.contains("ops_backup_size_bytes{database=\"main\"}"), "{metrics}");
+    assert!(metrics.contains("ops_backup_age_seconds{database=\"main\"}"), "{metrics}");
+
+    // A restore needs an explicit confirmation.
+    let (status, body) =
+        call(restarted.clone(), "POST", "/api/v1/restores", "k-admin", Some(serde_json::json!({ "source": id }))).await;
+    assert_eq!(status, http::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("confirm"), "{body}");
+}

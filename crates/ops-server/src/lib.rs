@@ -8,6 +8,10 @@
 //! - `GET /api/v1/config`: the resolved config, secrets as `***` (read key).
 //! - `POST /api/v1/config/reload`: re-read the config file; a bad file is rejected and the
 //!   running config kept (admin key).
+//! - `GET /api/v1/backups` (read); `POST /api/v1/backups`, `POST /api/v1/backups/{id}/verify`,
+//!   `POST /api/v1/dr-tests`, `POST /api/v1/restores` (admin; a restore needs
+//!   `"confirm": true`): long operations answer 202 with a job id.
+//! - `GET /api/v1/jobs/{id}` (read): a job's status and report.
 //!
 //! Keys come from `API_KEYS` (read) and `ADMIN_KEYS` (read and act), comma-separated so old
 //! and new keys overlap during a rotation, sent as `Authorization: Bearer KEY` or
@@ -29,7 +33,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary crate
 
 mod auth;
+mod backups;
 mod error;
+mod jobs;
 mod metrics;
 mod routes;
 mod state;
@@ -94,6 +100,11 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
         tracing::warn!("no API_KEYS or ADMIN_KEYS configured: every /api/ request will be refused");
     }
     let state = AppState::from_config(loaded.config, args.config.clone(), env);
+    // Backup metrics come from the manifests in storage, not from this process's memory.
+    tokio::spawn({
+        let state = std::sync::Arc::clone(&state);
+        async move { state.rebuild_backup_metrics().await }
+    });
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "ops-server listening");

@@ -11,13 +11,22 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::auth::{Access, access_for, presented_key};
+use crate::backups;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The whole HTTP API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
-    let read = Router::new().route("/api/v1/config", get(get_config));
-    let admin = Router::new().route("/api/v1/config/reload", post(reload_config));
+    let read = Router::new()
+        .route("/api/v1/config", get(get_config))
+        .route("/api/v1/backups", get(backups::list))
+        .route("/api/v1/jobs/{id}", get(backups::job));
+    let admin = Router::new()
+        .route("/api/v1/config/reload", post(reload_config))
+        .route("/api/v1/backups", post(backups::start_backup))
+        .route("/api/v1/backups/{id}/verify", post(backups::verify))
+        .route("/api/v1/dr-tests", post(backups::dr_test))
+        .route("/api/v1/restores", post(backups::restore));
     Router::new()
         .merge(read.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_read)))
         .merge(admin.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin)))

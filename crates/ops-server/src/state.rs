@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use ops_core::Context;
 use ops_core::config::{ConfigError, OpsConfig, load};
 
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 
 /// What every handler sees.
@@ -17,6 +18,8 @@ pub struct AppState {
     env: BTreeMap<String, String>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Long operations started through the API.
+    pub jobs: Jobs,
 }
 
 /// One loaded configuration and the adapters wired from it.
@@ -44,6 +47,7 @@ impl AppState {
             config_path,
             env,
             metrics: Metrics::new(),
+            jobs: Jobs::default(),
         })
     }
 
@@ -51,6 +55,35 @@ impl AppState {
     #[must_use]
     pub fn running(&self) -> Arc<Running> {
         Arc::clone(&self.running.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Sets the backup metrics from the manifests in storage, so a restart does not reset
+    /// them: for each database, its newest complete backup.
+    pub async fn rebuild_backup_metrics(&self) {
+        let running = self.running();
+        let Ok(ctx) = &running.context else { return };
+        if ctx.storage.is_none() && ctx.local_storage.is_none() {
+            return;
+        }
+        let entries = match ops_backup::list(ctx).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list backups to rebuild the metrics");
+                return;
+            }
+        };
+        for (name, db) in &ctx.databases {
+            let Some(newest) = entries.iter().find(|b| b.complete && b.id.prefix() == db.name()) else { continue };
+            let stores = ctx.storage.iter().chain(ctx.local_storage.iter());
+            for store in stores {
+                if let Ok(m) = ops_backup::catalog::read_manifest(store.as_ref(), &newest.id).await {
+                    #[allow(clippy::cast_precision_loss)]
+                    let finished = m.finished_at.timestamp_millis() as f64 / 1000.0;
+                    self.metrics.record_backup(name, Some((finished, m.duration_seconds, m.size_bytes)));
+                    break;
+                }
+            }
+        }
     }
 
     /// Re-reads the file and environment captured at start; keeps the running config when the

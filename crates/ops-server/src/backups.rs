@@ -1,0 +1,164 @@
+//! Backup, verify, restore and DR-drill routes: thin handlers that start the library call as
+//! a job and answer 202 with its id.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::jobs::JobStatus;
+use crate::state::AppState;
+
+fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
+    state.running().context.clone().map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))
+}
+
+fn error_value(e: &ops_core::Error) -> Value {
+    json!({ "kind": e.kind(), "message": e.message() })
+}
+
+/// Spawns `work` as a job; its `Ok` value is the report, `Err` the error.
+fn spawn_job<F>(state: &Arc<AppState>, kind: &str, work: F) -> (StatusCode, Json<Value>)
+where
+    F: Future<Output = (Result<Value, ops_core::Error>, bool)> + Send + 'static,
+{
+    let id = state.jobs.start(kind);
+    let jobs_state = Arc::clone(state);
+    let job_id = id.clone();
+    tokio::spawn(async move {
+        let (result, ok) = work.await;
+        match result {
+            Ok(report) => {
+                let status = if ok { JobStatus::Succeeded } else { JobStatus::Failed };
+                jobs_state.jobs.finish(&job_id, status, Some(report), None);
+            }
+            Err(e) => jobs_state.jobs.finish(&job_id, JobStatus::Failed, None, Some(error_value(&e))),
+        }
+    });
+    (StatusCode::ACCEPTED, Json(json!({ "job": id, "status": "running", "href": format!("/api/v1/jobs/{id}") })))
+}
+
+/// The options in a JSON body, or their defaults for an empty body.
+fn options<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let ctx = context(&state)?;
+    let entries = ops_backup::list(&ctx).await?;
+    Ok(Json(json!({ "backups": entries })))
+}
+
+pub(crate) async fn start_backup(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = context(&state)?;
+    let opts: ops_backup::BackupOptions = options(&body)?;
+    let name = opts.database.clone().or_else(|| ctx.config.databases.keys().next().cloned()).unwrap_or_default();
+    let metrics_state = Arc::clone(&state);
+    Ok(spawn_job(&state, "backup", async move {
+        let r = ops_backup::backup(&ctx, &opts, &ops_backup::NoProgress).await;
+        match &r {
+            Ok(report) => {
+                let m = &report.manifest;
+                #[allow(clippy::cast_precision_loss)]
+                let finished = m.finished_at.timestamp_millis() as f64 / 1000.0;
+                metrics_state
+                    .metrics
+                    .record_backup(&m.database_config_name, Some((finished, m.duration_seconds, m.size_bytes)));
+            }
+            Err(_) => metrics_state.metrics.record_backup(&name, None),
+        }
+        (r.map(|r| to_value(&r)), true)
+    }))
+}
+
+pub(crate) async fn verify(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = context(&state)?;
+    Ok(spawn_job(&state, "verify", async move {
+        match ops_backup::verify(&ctx, &id).await {
+            Ok(r) => (Ok(to_value(&r)), r.ok),
+            Err(e) => (Err(e), false),
+        }
+    }))
+}
+
+pub(crate) async fn dr_test(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = context(&state)?;
+    let opts: ops_backup::DrillOptions = options(&body)?;
+    let metrics_state = Arc::clone(&state);
+    Ok(spawn_job(&state, "dr-test", async move {
+        let never = Box::pin(std::future::pending::<()>());
+        match ops_backup::dr_test(&ctx, &opts, &ops_backup::NoProgress, never).await {
+            Ok(r) => {
+                let name =
+                    opts.database.clone().or_else(|| ctx.config.databases.keys().next().cloned()).unwrap_or_default();
+                metrics_state.metrics.record_drill(&name, r.passed, r.restore_seconds);
+                (Ok(to_value(&r)), r.passed)
+            }
+            Err(e) => (Err(e), false),
+        }
+    }))
+}
+
+/// `POST /api/v1/restores`: the restore options plus `"confirm": true`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct RestoreRequest {
+    #[serde(default)]
+    confirm: bool,
+    #[serde(flatten)]
+    options: ops_backup::RestoreOptions,
+}
+
+pub(crate) async fn restore(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<RestoreRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = context(&state)?;
+    let plan = ops_backup::restore::plan(&ctx, &req.options).await?;
+    if !req.confirm {
+        return Err(ApiError::Core(ops_core::Error::invalid_input(format!(
+            "a restore stops containers and replaces database {}: send \"confirm\": true (plan: {})",
+            plan.database,
+            plan.steps.join("; ")
+        ))));
+    }
+    let opts = req.options;
+    Ok(spawn_job(&state, "restore", async move {
+        match ops_backup::restore(&ctx, &plan, &opts, &ops_backup::NoProgress).await {
+            Ok(r) => {
+                let healthy = r.healthy;
+                (Ok(to_value(&r)), healthy)
+            }
+            Err(e) => (Err(e), false),
+        }
+    }))
+}
+
+pub(crate) async fn job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    state
+        .jobs
+        .get(&id)
+        .map(|j| Json(to_value(&j)))
+        .ok_or_else(|| ApiError::Core(ops_core::Error::not_found(format!("no job {id}"))))
+}
