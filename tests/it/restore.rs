@@ -145,3 +145,31 @@ async fn restore_refuses_a_corrupted_backup_before_touching_anything() {
     assert_eq!((d.state, d.started_at), (ContainerState::Running, started), "the dependent was never stopped");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_in_place_from_s3_runs_the_post_restore_command() {
+    let s = stack(400).await;
+    let (api, _guard) = dependent(&s).await;
+    let mut config = (*with_dependent(&s, &api, None).config).clone();
+    config.databases.get_mut("main").unwrap().post_restore = Some(ops_core::config::PostRestoreConfig {
+        container: api.clone(),
+        command: vec!["sh".into(), "-c".into(), "echo migrations applied".into()],
+    });
+    let ctx = Context::from_config(config).unwrap();
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let at_backup = fingerprint(&s.rt, &s.pg, "app").await;
+    psql(&s.rt, &s.pg, "app", "TRUNCATE events").await;
+
+    let source = format!("{}/{}", ctx.storage.as_ref().unwrap().location(), report.manifest.dump_key);
+    let opts = RestoreOptions { source, in_place: true, health_timeout_secs: 30, ..Default::default() };
+    let plan = restore::plan(&ctx, &opts).await.unwrap();
+    assert_eq!(plan.strategy, Strategy::InPlace);
+    assert!(plan.source.location.starts_with("s3://"), "{}", plan.source.location);
+    assert!(plan.source.manifest.is_some(), "the manifest beside the S3 object is found");
+    assert!(plan.steps.iter().any(|s| s.contains("DROP DATABASE")), "{:?}", plan.steps);
+    let done = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap();
+    assert!(done.check.ok && done.healthy, "{done:?}");
+    assert_eq!(done.post_restore_output.as_deref().map(str::trim), Some("migrations applied"));
+    assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, at_backup);
+    assert!(databases(&s).await.iter().all(|d| !d.contains("__")), "in place leaves no side databases");
+}
