@@ -261,10 +261,18 @@ impl Progress for KillOnFirstBytes {
     }
 }
 
-async fn assert_nothing_stored(s: &Stack) {
+async fn assert_nothing_stored(s: &Stack, remote_alive: bool) {
     let local = FsStore::new(s.local.path());
     let names: Vec<String> = local.list("").await.unwrap().into_iter().map(|o| o.key).collect();
-    assert!(names.iter().all(|n| !n.starts_with("app_")), "nothing of the failed backup is left locally: {names:?}");
+    let ours: Vec<&String> = names.iter().filter(|n| n.starts_with("app_")).collect();
+    assert!(
+        ours.len() == 1 && ours[0].ends_with(".failed.json"),
+        "only the failure record of the failed backup is left locally: {names:?}"
+    );
+    if remote_alive {
+        let listed = list(&s.ctx).await.unwrap();
+        assert!(listed.iter().all(|b| b.failed && !b.complete), "{listed:?}");
+    }
     let failures = s.hooks.0.lock().unwrap().clone();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0]["text"].as_str().unwrap().contains("FAILED"), "{failures:?}");
@@ -286,10 +294,13 @@ async fn backup_fails_loudly_when_pg_dump_is_killed_mid_stream() {
     assert!(progress.fired.load(Ordering::SeqCst), "the dump was still streaming");
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
     assert!(e.message().contains("pg_dump"), "{e}");
-    assert_nothing_stored(&s).await;
+    assert_nothing_stored(&s, true).await;
     let s3 = s.ctx.storage.as_ref().unwrap();
-    assert!(s3.list("").await.unwrap().is_empty());
-    assert!(list(&s.ctx).await.unwrap().is_empty());
+    let remote: Vec<String> = s3.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert!(remote.len() == 1 && remote[0].ends_with(".failed.json"), "{remote:?}");
+    let failure = &list(&s.ctx).await.unwrap()[0];
+    let record = failure.copies[0].failure.as_ref().unwrap();
+    assert!(record.error.contains("pg_dump"), "{record:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,7 +319,7 @@ async fn backup_fails_loudly_when_the_s3_server_dies_mid_upload() {
         .unwrap_err();
     assert!(progress.fired.load(Ordering::SeqCst));
     assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout), "{e}");
-    assert_nothing_stored(&s).await;
+    assert_nothing_stored(&s, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,7 +339,12 @@ async fn backup_of_an_unreadable_table_fails_and_leaves_nothing() {
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
     assert!(e.message().contains("permission denied"), "{e}");
     assert!(!e.message().contains("limitedpw"));
-    assert_nothing_stored(&s).await;
+    assert_nothing_stored(&s, true).await;
+    // ops-server, started after the failure, reports it.
+    let state = ops_server::AppState::from_config((*s.ctx.config).clone(), None, BTreeMap::new());
+    state.rebuild_backup_metrics().await;
+    let metrics = state.metrics.encode();
+    assert!(metrics.contains("ops_backup_success{database=\"main\"} 0"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

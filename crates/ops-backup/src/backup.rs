@@ -92,6 +92,12 @@ pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress
                 ("tables".to_owned(), r.manifest.table_count.to_string()),
             ]),
         ),
+        // Another backup, restore or drill holds the lock: this one did not start.
+        Err(e) if e.kind() == crate::ErrorKind::Conflict => (
+            format!("backup of {} skipped", db.name()),
+            NotificationLevel::Warning,
+            BTreeMap::from([("reason".to_owned(), e.to_string())]),
+        ),
         Err(e) => (
             format!("backup of {} FAILED", db.name()),
             NotificationLevel::Critical,
@@ -104,10 +110,29 @@ pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress
     let project = &ctx.config.project.name;
     let text = if project.is_empty() { String::new() } else { format!("project {project}") };
     let outcomes = notify_all(ctx, &Notification { title, text, level, fields }).await;
+    if let Err(e) = &result
+        && e.kind() != crate::ErrorKind::Conflict
+    {
+        record_failure(&stores, &id, db.name(), e).await;
+    }
     result.map(|mut r| {
         r.notifications = outcomes;
         r
     })
+}
+
+/// Leaves `{id}.failed.json` in every destination that takes it, so the failure is visible
+/// after this process is gone. Best effort: a destination may be why the backup failed.
+async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database: &str, e: &Error) {
+    let record =
+        crate::catalog::FailureRecord { failed_at: Utc::now(), database: database.to_owned(), error: e.to_string() };
+    let Ok(json) = serde_json::to_vec_pretty(&record) else { return };
+    for store in stores {
+        let body = Box::pin(std::io::Cursor::new(json.clone()));
+        if let Err(err) = store.put(&id.failed_key(), body, &PutOptions::default()).await {
+            tracing::warn!(location = %store.location(), error = %err, "could not record the failed backup");
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -29,6 +29,20 @@ pub struct Copy {
     pub has_manifest: bool,
     /// The last verification of this copy.
     pub last_verification: Option<VerificationRecord>,
+    /// Why the backup failed, when it did (no dump, no manifest: a record of the failure).
+    pub failure: Option<FailureRecord>,
+}
+
+/// What a failed backup leaves behind: `{id}.failed.json`, so the failure stays visible to
+/// `list`, to ops-server's metrics after a restart, and to whoever looks at the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// When it failed.
+    pub failed_at: DateTime<Utc>,
+    /// Database.
+    pub database: String,
+    /// The error.
+    pub error: String,
 }
 
 /// One backup, over all destinations.
@@ -42,6 +56,8 @@ pub struct BackupEntry {
     pub compression: Option<Compression>,
     /// Complete: some copy has both its dump and its manifest.
     pub complete: bool,
+    /// The backup failed (a failure record exists and no copy is complete).
+    pub failed: bool,
     /// The copies.
     pub copies: Vec<Copy>,
 }
@@ -83,11 +99,14 @@ pub async fn read_manifest(store: &dyn ObjectStore, id: &BackupId) -> Result<Man
 
 async fn list_store(store: Arc<dyn ObjectStore>) -> Result<Vec<(BackupId, Copy, Compression)>> {
     let objects = store.list("").await?;
-    let mut by_id: BTreeMap<BackupId, (Copy, Option<Compression>, bool)> = BTreeMap::new();
+    // Per id: the copy, its compression, and whether a verification / failure record exists.
+    let mut by_id: BTreeMap<BackupId, (Copy, Option<Compression>, bool, bool)> = BTreeMap::new();
     for o in objects {
         let Some(kind) = classify(&o.key) else { continue };
         let id = match &kind {
-            KeyKind::Dump(id, _) | KeyKind::Manifest(id) | KeyKind::Verification(id) => id.clone(),
+            KeyKind::Dump(id, _) | KeyKind::Manifest(id) | KeyKind::Verification(id) | KeyKind::Failure(id) => {
+                id.clone()
+            }
         };
         let entry = by_id.entry(id).or_insert_with(|| {
             (
@@ -97,8 +116,10 @@ async fn list_store(store: Arc<dyn ObjectStore>) -> Result<Vec<(BackupId, Copy, 
                     size_bytes: None,
                     has_manifest: false,
                     last_verification: None,
+                    failure: None,
                 },
                 None,
+                false,
                 false,
             )
         });
@@ -110,15 +131,19 @@ async fn list_store(store: Arc<dyn ObjectStore>) -> Result<Vec<(BackupId, Copy, 
             }
             KeyKind::Manifest(_) => entry.0.has_manifest = true,
             KeyKind::Verification(_) => entry.2 = true,
+            KeyKind::Failure(_) => entry.3 = true,
         }
     }
     // Verification records are small; read them a few at a time.
     let entries: Vec<_> = futures::stream::iter(by_id)
-        .map(|(id, (mut copy, c, has_verify))| {
+        .map(|(id, (mut copy, c, has_verify, has_failure))| {
             let store = Arc::clone(&store);
             async move {
                 if has_verify {
                     copy.last_verification = read_json(store.as_ref(), &id.verify_key()).await.ok();
+                }
+                if has_failure {
+                    copy.failure = read_json(store.as_ref(), &id.failed_key()).await.ok();
                 }
                 (id, copy, c.unwrap_or_default())
             }
@@ -145,12 +170,14 @@ pub async fn list(ctx: &Context) -> Result<Vec<BackupEntry>> {
                 started_at,
                 compression: None,
                 complete: false,
+                failed: false,
                 copies: Vec::new(),
             });
             if copy.dump_key.is_some() {
                 e.compression = Some(compression);
             }
             e.complete |= copy.dump_key.is_some() && copy.has_manifest;
+            e.failed = !e.complete && (e.failed || copy.failure.is_some());
             e.copies.push(copy);
         }
     }

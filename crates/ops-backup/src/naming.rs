@@ -11,6 +11,8 @@ const TS_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// Suffix of a verification record.
 pub const VERIFY_SUFFIX: &str = ".verify.json";
+/// Suffix of the record a failed backup leaves (instead of a dump).
+pub const FAILED_SUFFIX: &str = ".failed.json";
 
 /// Identifies one backup: its prefix (by default the database name) and its start time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,6 +68,12 @@ impl BackupId {
     pub fn verify_key(&self) -> String {
         format!("{}{VERIFY_SUFFIX}", self.0)
     }
+
+    /// Key of the failure record.
+    #[must_use]
+    pub fn failed_key(&self) -> String {
+        format!("{}{FAILED_SUFFIX}", self.0)
+    }
 }
 
 impl std::fmt::Display for BackupId {
@@ -83,6 +91,8 @@ pub enum KeyKind {
     Manifest(BackupId),
     /// A verification record.
     Verification(BackupId),
+    /// The record of a failed backup.
+    Failure(BackupId),
 }
 
 /// Classifies a key of a store; `None` for objects that are not ours.
@@ -94,6 +104,9 @@ pub fn classify(key: &str) -> Option<KeyKind> {
     }
     if let Some(id) = name.strip_suffix(VERIFY_SUFFIX) {
         return BackupId::parse(id).map(KeyKind::Verification);
+    }
+    if let Some(id) = name.strip_suffix(FAILED_SUFFIX) {
+        return BackupId::parse(id).map(KeyKind::Failure);
     }
     for c in [Compression::Gzip, Compression::Zstd] {
         if let Some(id) = name.strip_suffix(c.extension()) {

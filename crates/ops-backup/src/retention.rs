@@ -210,6 +210,7 @@ pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<P
                 let mut keys = vec![d.id.manifest_key()];
                 keys.extend(dump_key);
                 keys.push(d.id.verify_key());
+                keys.push(d.id.failed_key());
                 let mut error: Option<Error> = None;
                 for key in keys {
                     if let Err(e) = store.delete(&key).await {

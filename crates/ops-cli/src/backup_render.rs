@@ -135,7 +135,13 @@ pub(crate) fn list(out: &mut dyn Write, entries: &[BackupEntry], now: DateTime<U
             age(e.started_at, now),
             e.size_bytes().map_or_else(|| "-".to_owned(), bytes),
             e.compression.map_or_else(|| "-".to_owned(), |c| c.to_string()),
-            if e.complete { "complete" } else { "INCOMPLETE" },
+            if e.complete {
+                "complete"
+            } else if e.failed {
+                "FAILED"
+            } else {
+                "INCOMPLETE"
+            },
             e.copies.len(),
         )?;
     }

@@ -100,10 +100,18 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
         tracing::warn!("no API_KEYS or ADMIN_KEYS configured: every /api/ request will be refused");
     }
     let state = AppState::from_config(loaded.config, args.config.clone(), env);
-    // Backup metrics come from the manifests in storage, not from this process's memory.
+    // Backup metrics come from the manifests and failure records in storage, not from this
+    // process's memory, so they include backups run by `opsctl` from cron; refreshed every
+    // five minutes (one listing per destination).
     tokio::spawn({
         let state = std::sync::Arc::clone(&state);
-        async move { state.rebuild_backup_metrics().await }
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                every.tick().await;
+                state.rebuild_backup_metrics().await;
+            }
+        }
     });
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

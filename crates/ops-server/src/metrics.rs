@@ -107,12 +107,24 @@ impl Metrics {
         let l = Self::label(database);
         self.backup_success.get_or_create(&l).set(if success.is_some() { 1.0 } else { 0.0 });
         if let Some((finished_at, duration, size)) = success {
-            self.backed_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(database.to_owned());
-            self.backup_last_success.get_or_create(&l).set(finished_at);
-            self.backup_duration.get_or_create(&l).set(duration);
-            #[allow(clippy::cast_precision_loss)]
-            self.backup_size.get_or_create(&l).set(size as f64);
+            self.record_last_success(database, finished_at, duration, size);
         }
+    }
+
+    /// Records when the newest successful backup finished, how long it took and its size,
+    /// leaving `ops_backup_success` as it is.
+    pub fn record_last_success(&self, database: &str, finished_at: f64, duration: f64, size: u64) {
+        let l = Self::label(database);
+        self.backed_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(database.to_owned());
+        self.backup_last_success.get_or_create(&l).set(finished_at);
+        self.backup_duration.get_or_create(&l).set(duration);
+        #[allow(clippy::cast_precision_loss)]
+        self.backup_size.get_or_create(&l).set(size as f64);
+    }
+
+    /// Marks the newest backup of `database` as successful.
+    pub fn set_backup_success(&self, database: &str) {
+        self.backup_success.get_or_create(&Self::label(database)).set(1.0);
     }
 
     /// Records a drill outcome.

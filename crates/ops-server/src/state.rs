@@ -57,8 +57,9 @@ impl AppState {
         Arc::clone(&self.running.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// Sets the backup metrics from the manifests in storage, so a restart does not reset
-    /// them: for each database, its newest complete backup.
+    /// Sets the backup metrics from the manifests and failure records in storage, so they
+    /// reflect backups run by `opsctl` (cron) too, and a restart does not reset them: for each
+    /// database, its newest complete backup, and whether a failure came after it.
     pub async fn rebuild_backup_metrics(&self) {
         let running = self.running();
         let Ok(ctx) = &running.context else { return };
@@ -73,15 +74,27 @@ impl AppState {
             }
         };
         for (name, db) in &ctx.databases {
-            let Some(newest) = entries.iter().find(|b| b.complete && b.id.prefix() == db.name()) else { continue };
-            let stores = ctx.storage.iter().chain(ctx.local_storage.iter());
-            for store in stores {
-                if let Ok(m) = ops_backup::catalog::read_manifest(store.as_ref(), &newest.id).await {
-                    #[allow(clippy::cast_precision_loss)]
-                    let finished = m.finished_at.timestamp_millis() as f64 / 1000.0;
-                    self.metrics.record_backup(name, Some((finished, m.duration_seconds, m.size_bytes)));
-                    break;
+            let mine: Vec<_> = entries.iter().filter(|b| b.id.prefix() == db.name()).collect();
+            // Entries are newest first: a failure before the first complete one is newer.
+            let failed_since = mine.iter().take_while(|b| !b.complete).any(|b| b.failed);
+            let mut newest = None;
+            if let Some(entry) = mine.iter().find(|b| b.complete) {
+                for store in ctx.storage.iter().chain(ctx.local_storage.iter()) {
+                    if let Ok(m) = ops_backup::catalog::read_manifest(store.as_ref(), &entry.id).await {
+                        newest = Some(m);
+                        break;
+                    }
                 }
+            }
+            if let Some(m) = &newest {
+                #[allow(clippy::cast_precision_loss)]
+                let finished = m.finished_at.timestamp_millis() as f64 / 1000.0;
+                self.metrics.record_last_success(name, finished, m.duration_seconds, m.size_bytes);
+            }
+            if failed_since {
+                self.metrics.record_backup(name, None);
+            } else if newest.is_some() {
+                self.metrics.set_backup_success(name);
             }
         }
     }
