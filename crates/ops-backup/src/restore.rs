@@ -1,12 +1,15 @@
 //! `restore`: a plan first, then a safe swap that cannot destroy the live database before its
 //! replacement has been restored and verified.
 //!
-//! Safe swap: stop the dependents; restore into `{db}__restore_{ts}`; verify it against the
-//! manifest; terminate connections to the live database; rename live to
-//! `{db}__pre_restore_{ts}` and the new one to `{db}`; run the post-restore command; restart
-//! the dependents in order; wait for their health. Any failure before the rename drops the
-//! new database and restarts the dependents: the live database is untouched.
-//! `--in-place` (drop and recreate, as the runbooks do) is for hosts short of disk.
+//! Safe swap: restore into `{db}__restore_{ts}` while the stack keeps running, checking the
+//! source's checksum and trailer in the same pass; verify the new database against the
+//! manifest; only then stop the dependents, terminate connections to the live database,
+//! rename live to `{db}__pre_restore_{ts}` and the new one to `{db}`; run the post-restore
+//! command; restart the dependents in order; wait for their health. Any failure before the
+//! rename drops the new database: the live database and the stack are untouched, and the
+//! downtime is only the swap itself.
+//! `--in-place` (drop and recreate, as the runbooks do) is for hosts short of disk: it
+//! verifies the source in a separate pass first, then stops the dependents.
 
 use std::time::{Duration, Instant};
 
@@ -117,23 +120,31 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
     let restore_database = if opts.in_place { live.clone() } else { derived_name(&live, &format!("__restore_{ts}")) };
     let keep_database = (!opts.in_place).then(|| derived_name(&live, &format!("__pre_restore_{ts}")));
     let running: Vec<&str> = dependents.iter().filter(|d| d.was_running).map(|d| d.name.as_str()).collect();
-    let mut steps =
-        vec![format!("verify {} (checksum, decompression, trailer) before touching anything", source.location)];
-    if !running.is_empty() {
-        steps.push(format!("stop {}", running.iter().rev().copied().collect::<Vec<_>>().join(", ")));
-    }
+    let stop =
+        (!running.is_empty()).then(|| format!("stop {}", running.iter().rev().copied().collect::<Vec<_>>().join(", ")));
+    let mut steps = Vec::new();
     match strategy {
         Strategy::SafeSwap => {
-            steps.push(format!("create database {restore_database} and restore into it"));
+            steps.push(format!(
+                "create database {restore_database} and restore {} into it, checking its checksum and trailer \
+                 in the same pass (the stack keeps running)",
+                source.location
+            ));
             steps.push(format!(
                 "verify {restore_database}: at least {} tables, row counts against the manifest",
                 db_config.min_tables
             ));
+            steps.extend(stop);
             steps.push(format!("terminate connections to {live}"));
             steps.push(format!("rename {live} to {}", keep_database.clone().unwrap_or_default()));
             steps.push(format!("rename {restore_database} to {live}"));
         }
         Strategy::InPlace => {
+            steps.push(format!(
+                "verify {} (checksum, decompression, trailer) before touching anything",
+                source.location
+            ));
+            steps.extend(stop);
             steps.push(format!("terminate connections to {live}"));
             steps.push(format!("DROP DATABASE {live} (in place: there is no way back after this step)"));
             steps.push(format!("create database {live} and restore into it"));
@@ -208,31 +219,31 @@ pub async fn restore(
     let (_, _, db) = target::database(ctx, Some(&plan.database_config_name))?;
     let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "restore").await?;
 
-    progress.event(ProgressEvent::Phase { name: "verify-source".to_owned() });
-    let problems = verify::check_source(&plan.source).await?;
-    if !problems.is_empty() {
-        return Err(Error::integrity(format!(
-            "refusing to restore {}: {}; nothing was changed",
-            plan.source.location,
-            problems.join("; ")
-        )));
-    }
-
-    stack::stop(ctx, &plan.dependents).await?;
-    let outcome = match plan.strategy {
-        Strategy::SafeSwap => swap(db.as_ref(), plan, progress).await,
-        Strategy::InPlace => in_place(db.as_ref(), plan, progress).await,
-    };
-    let check = match outcome {
-        Ok(check) => check,
-        Err(e) => {
-            let restarted = stack::start(ctx, &plan.dependents).await;
-            let note = match restarted {
-                Ok(names) if names.is_empty() => String::new(),
-                Ok(names) => format!("; restarted {}", names.join(", ")),
-                Err(re) => format!("; restarting the dependents also failed: {re}"),
-            };
-            return Err(e.context(format!("restore of {} failed{note}", plan.database)));
+    let check = match plan.strategy {
+        Strategy::SafeSwap => {
+            // Everything up to the swap happens beside the live database, with the stack up.
+            let check = prepare_side(db.as_ref(), plan, progress).await?;
+            stack::stop(ctx, &plan.dependents).await?;
+            match swap_names(db.as_ref(), plan).await {
+                Ok(()) => check,
+                Err(e) => return Err(restart_after(ctx, plan, e).await),
+            }
+        }
+        Strategy::InPlace => {
+            progress.event(ProgressEvent::Phase { name: "verify-source".to_owned() });
+            let problems = verify::check_source(&plan.source).await?;
+            if !problems.is_empty() {
+                return Err(Error::integrity(format!(
+                    "refusing to restore {}: {}; nothing was changed",
+                    plan.source.location,
+                    problems.join("; ")
+                )));
+            }
+            stack::stop(ctx, &plan.dependents).await?;
+            match in_place(db.as_ref(), plan, progress).await {
+                Ok(check) => check,
+                Err(e) => return Err(restart_after(ctx, plan, e).await),
+            }
         }
     };
 
@@ -253,30 +264,63 @@ pub async fn restore(
     })
 }
 
-async fn swap(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<RestoreCheck> {
+/// Starts the dependents again after a failure and says so in the error.
+async fn restart_after(ctx: &Context, plan: &RestorePlan, e: Error) -> Error {
+    let note = match stack::start(ctx, &plan.dependents).await {
+        Ok(names) if names.is_empty() => String::new(),
+        Ok(names) => format!("; restarted {}", names.join(", ")),
+        Err(re) => format!("; restarting the dependents also failed: {re}"),
+    };
+    e.context(format!("restore of {} failed{note}", plan.database))
+}
+
+/// Creates the side database, restores into it in one pass that also checks the source, and
+/// verifies it; drops it on any failure.
+async fn prepare_side(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<RestoreCheck> {
     let new = &plan.restore_database;
     db.create_database(new).await?;
     let prepared = async {
-        restore_into(db, new, &plan.source, progress).await?;
+        progress.event(ProgressEvent::Phase { name: "restore".to_owned() });
+        let (sql, digest) = plan.source.open_sql_digest().await?;
+        let restored = db.restore(new, DumpFormat::Plain, sql).await;
+        let problems = match digest.await {
+            Ok(d) => d.problems(plan.source.manifest.as_ref(), plan.source.compression),
+            Err(_) => vec!["the source could not be read to the end".to_owned()],
+        };
+        if !problems.is_empty() {
+            return Err(Error::integrity(format!(
+                "refusing to restore {}: {}",
+                plan.source.location,
+                problems.join("; ")
+            )));
+        }
+        restored?;
         progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
-        let restored = db.with_database(new)?;
-        let check = check_restored(restored.as_ref(), plan.source.manifest.as_ref(), plan.min_tables).await?;
-        drop(restored);
+        let side = db.with_database(new)?;
+        let check = check_restored(side.as_ref(), plan.source.manifest.as_ref(), plan.min_tables).await?;
+        drop(side);
         if !check.ok {
             return Err(Error::integrity(format!("restored database does not match: {}", check.problems.join("; "))));
         }
         Ok(check)
     }
     .await;
-    let check = match prepared {
-        Ok(c) => c,
+    match prepared {
+        Ok(c) => Ok(c),
         Err(e) => {
             let _ = db.terminate_connections(new).await;
             let _ = db.drop_database(new).await;
-            return Err(e.context("the live database was not touched"));
+            Err(e.context(format!(
+                "restore of {} failed; the live database and the stack were not touched",
+                plan.database
+            )))
         }
-    };
-    progress.event(ProgressEvent::Phase { name: "swap".to_owned() });
+    }
+}
+
+/// Renames live -> kept and side -> live, putting live back if the second rename fails.
+async fn swap_names(db: &dyn Database, plan: &RestorePlan) -> Result<()> {
+    let new = &plan.restore_database;
     let keep = plan.keep_database.as_deref().unwrap_or_default();
     if let Err(e) = rename_away(db, &plan.database, keep).await {
         let _ = db.terminate_connections(new).await;
@@ -284,14 +328,13 @@ async fn swap(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) ->
         return Err(e.context("the live database was not touched"));
     }
     if let Err(e) = rename_away(db, new, &plan.database).await {
-        // Put the old database back.
         let back = rename_away(db, keep, &plan.database).await;
         return Err(e.context(match back {
             Ok(()) => "the live database was put back".to_owned(),
             Err(b) => format!("putting the live database back from {keep} failed too: {b}"),
         }));
     }
-    Ok(check)
+    Ok(())
 }
 
 async fn in_place(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<RestoreCheck> {

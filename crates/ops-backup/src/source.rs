@@ -9,13 +9,14 @@ use bytes::Bytes;
 use ops_core::Context;
 use ops_core::ports::{ByteReader, ObjectStore};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::catalog::{self, read_manifest};
-use crate::compress::{Compression, decoder};
+use crate::compress::Compression;
 use crate::manifest::Manifest;
 use crate::naming::{KeyKind, classify};
+use crate::verify::{Digest, read_through};
 use crate::{Error, Result, target};
 
 /// A resolved source.
@@ -65,41 +66,34 @@ impl Source {
 
     /// Opens the decompressed SQL, decompressing on a blocking thread.
     pub(crate) async fn open_sql(&self) -> Result<ByteReader> {
+        Ok(self.open_sql_digest().await?.0)
+    }
+
+    /// Opens the decompressed SQL and, once it has been read to the end, what the one pass
+    /// found: checksum, sizes, decompression error, trailer.
+    pub(crate) async fn open_sql_digest(&self) -> Result<(ByteReader, oneshot::Receiver<Digest>)> {
         let compressed = self.open().await?;
         let compression = self.compression;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+        let (done_tx, done_rx) = oneshot::channel();
         let bridge = SyncIoBridge::new(compressed);
         tokio::task::spawn_blocking(move || {
-            let mut d = match decoder(compression, bridge) {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                match d.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                }
+            let digest =
+                read_through(bridge, compression, |chunk| tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_ok());
+            if digest.consumer_stopped {
+                // Nobody is reading any more.
+            } else if let Some(e) = &digest.error {
+                // The SQL stream must fail, not end: a truncated input must not look complete.
+                let _ = tx.blocking_send(Err(io::Error::other(e.clone())));
+            } else if !digest.trailer {
+                let _ = tx.blocking_send(Err(io::Error::other("the dump is truncated")));
             }
+            let _ = done_tx.send(digest);
         });
         let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        Ok(Box::pin(StreamReader::new(Box::pin(stream))))
+        Ok((Box::pin(StreamReader::new(Box::pin(stream))), done_rx))
     }
 }
-
-use std::io::Read as _;
 
 fn compression_of(name: &str) -> Result<Compression> {
     if name.ends_with(".gz") {

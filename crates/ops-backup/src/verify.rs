@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use ops_core::Context;
 use ops_core::ports::{ObjectStore, PutOptions};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tokio_util::io::SyncIoBridge;
 
 use crate::catalog::{self, read_manifest};
-use crate::compress::decoder;
+use crate::compress::{Compression, decoder};
 use crate::naming::BackupId;
 use crate::pipeline::has_trailer;
 use crate::{Error, Result, target};
@@ -72,14 +72,64 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Outcome of one read-through: (sha256, compressed size, raw size, decompression error, trailer found).
-type ReadThrough = (String, u64, u64, Option<String>, bool);
+/// What one read-through of a compressed dump found.
+#[derive(Debug, Clone)]
+pub(crate) struct Digest {
+    /// SHA-256 of the compressed bytes.
+    pub sha256: String,
+    /// Compressed bytes.
+    pub size: u64,
+    /// Decompressed bytes.
+    pub raw: u64,
+    /// Why decompression stopped early.
+    pub error: Option<String>,
+    /// Whether the dump ends with its completion trailer.
+    pub trailer: bool,
+    /// The consumer stopped reading early (psql hit an error): the checksum still covers the
+    /// whole object, but the end of the dump was not seen.
+    pub consumer_stopped: bool,
+}
 
-fn read_through(reader: impl Read, compression: crate::compress::Compression) -> ReadThrough {
+impl Digest {
+    /// What is wrong, against the manifest when there is one.
+    pub(crate) fn problems(
+        &self,
+        manifest: Option<&crate::manifest::Manifest>,
+        compression: Compression,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(m) = manifest {
+            if self.sha256 != m.sha256 {
+                problems.push(format!("sha256 mismatch: manifest {}, object {}", m.sha256, self.sha256));
+            }
+            if self.size != m.size_bytes {
+                problems.push(format!("size mismatch: manifest {} bytes, object {} bytes", m.size_bytes, self.size));
+            }
+        }
+        if self.consumer_stopped {
+            return problems;
+        }
+        if let Some(e) = &self.error {
+            problems.push(format!("{compression} decompression failed: {e}"));
+        } else if let Some(m) = manifest.filter(|m| m.raw_size_bytes != self.raw) {
+            problems.push(format!("uncompressed size {} differs from the manifest's {}", self.raw, m.raw_size_bytes));
+        }
+        if !self.trailer {
+            problems.push("no \"PostgreSQL database dump complete\" trailer: the dump is truncated".to_owned());
+        }
+        problems
+    }
+}
+
+/// Reads a compressed dump once: hashes every compressed byte, decompresses, hands each
+/// decompressed chunk to `sink` (which returns `false` to stop), keeps the tail for the
+/// trailer check. Runs on a blocking thread.
+pub(crate) fn read_through(reader: impl Read, compression: Compression, mut sink: impl FnMut(&[u8]) -> bool) -> Digest {
     let mut hashing = Hashing { inner: reader, hasher: Sha256::new(), size: 0 };
     let mut raw = 0u64;
     let mut tail: Vec<u8> = Vec::new();
     let mut error = None;
+    let mut consumer_stopped = false;
     match decoder(compression, &mut hashing) {
         Ok(mut d) => {
             let mut buf = vec![0u8; 256 * 1024];
@@ -91,6 +141,10 @@ fn read_through(reader: impl Read, compression: crate::compress::Compression) ->
                         tail.extend_from_slice(&buf[..n]);
                         if tail.len() > 4096 {
                             tail.drain(..tail.len() - 4096);
+                        }
+                        if !sink(&buf[..n]) {
+                            consumer_stopped = true;
+                            break;
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -110,7 +164,14 @@ fn read_through(reader: impl Read, compression: crate::compress::Compression) ->
             break;
         }
     }
-    (hex::encode(hashing.hasher.finalize()), hashing.size, raw, error, has_trailer(&tail))
+    Digest {
+        sha256: hex::encode(hashing.hasher.finalize()),
+        size: hashing.size,
+        raw,
+        error,
+        trailer: has_trailer(&tail),
+        consumer_stopped,
+    }
 }
 
 async fn verify_copy(store: &dyn ObjectStore, id: &BackupId) -> CopyVerification {
@@ -138,31 +199,17 @@ async fn verify_copy(store: &dyn ObjectStore, id: &BackupId) -> CopyVerification
     };
     let bridge = SyncIoBridge::new(reader);
     let compression = manifest.compression;
-    let (sha, size, raw, error, trailer) =
-        match tokio::task::spawn_blocking(move || read_through(bridge, compression)).await {
-            Ok(r) => r,
-            Err(e) => {
-                v.problems.push(format!("verification thread failed: {e}"));
-                return v;
-            }
-        };
-    if sha != manifest.sha256 {
-        v.problems.push(format!("sha256 mismatch: manifest {}, object {sha}", manifest.sha256));
-    }
-    if size != manifest.size_bytes {
-        v.problems.push(format!("size mismatch: manifest {} bytes, object {size} bytes", manifest.size_bytes));
-    }
-    if let Some(e) = error {
-        v.problems.push(format!("{} decompression failed: {e}", manifest.compression));
-    } else if raw != manifest.raw_size_bytes {
-        v.problems.push(format!("uncompressed size {raw} differs from the manifest's {}", manifest.raw_size_bytes));
-    }
-    if !trailer {
-        v.problems.push("no \"PostgreSQL database dump complete\" trailer: the dump is truncated".to_owned());
-    }
-    v.sha256 = Some(sha);
-    v.size_bytes = size;
-    v.raw_size_bytes = raw;
+    let digest = match tokio::task::spawn_blocking(move || read_through(bridge, compression, |_| true)).await {
+        Ok(d) => d,
+        Err(e) => {
+            v.problems.push(format!("verification thread failed: {e}"));
+            return v;
+        }
+    };
+    v.problems = digest.problems(Some(&manifest), compression);
+    v.sha256 = Some(digest.sha256);
+    v.size_bytes = digest.size;
+    v.raw_size_bytes = digest.raw;
     v.ok = v.problems.is_empty();
     v
 }
@@ -173,25 +220,10 @@ pub(crate) async fn check_source(source: &crate::source::Source) -> Result<Vec<S
     let reader = source.open().await?;
     let bridge = SyncIoBridge::new(reader);
     let compression = source.compression;
-    let (sha, size, _raw, error, trailer) = tokio::task::spawn_blocking(move || read_through(bridge, compression))
+    let digest = tokio::task::spawn_blocking(move || read_through(bridge, compression, |_| true))
         .await
         .map_err(|e| Error::internal(format!("verification thread failed: {e}")))?;
-    let mut problems = Vec::new();
-    if let Some(m) = &source.manifest {
-        if sha != m.sha256 {
-            problems.push(format!("sha256 mismatch: manifest {}, object {sha}", m.sha256));
-        }
-        if size != m.size_bytes {
-            problems.push(format!("size mismatch: manifest {} bytes, object {size} bytes", m.size_bytes));
-        }
-    }
-    if let Some(e) = error {
-        problems.push(format!("{compression} decompression failed: {e}"));
-    }
-    if !trailer {
-        problems.push("no \"PostgreSQL database dump complete\" trailer: the dump is truncated".to_owned());
-    }
-    Ok(problems)
+    Ok(digest.problems(source.manifest.as_ref(), compression))
 }
 
 /// Verifies every copy of `wanted` (an id or `latest`) and records the result beside each.
