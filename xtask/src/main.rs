@@ -1,6 +1,7 @@
-//! `cargo xtask`: project automation (`ci`, `test-env`) built on std and anyhow only.
+//! `cargo xtask`: project automation (`ci`, `test-env`, `bench backup`) built on std and anyhow only.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod cmd;
 mod test_env;
@@ -19,6 +20,11 @@ commands:
                          answers, build the ops-test/* images (all with --rebuild)
   ci                     test-env, cargo fmt --check, cargo clippy -D warnings,
                          then cargo nextest run (or cargo test)
+  bench backup [--min-dump-mb N] [--runs N]
+                         build opsctl in release mode, time it against pg_dump,
+                         pg_dump | gzip and gunzip | psql on a generated dataset
+                         (default 600 MB, 3 runs) in throwaway containers; prints
+                         a markdown table, also written to target/bench/backup.md
 ";
 
 fn main() -> ExitCode {
@@ -53,6 +59,26 @@ fn run() -> Result<()> {
                 bail!("ci: unknown argument {other:?}\n{USAGE}");
             }
             ci::run()
+        }
+        "bench" => {
+            let Some((what, args)) = rest.split_first() else { bail!("bench: missing benchmark name\n{USAGE}") };
+            if what != "backup" {
+                bail!("bench: unknown benchmark {what:?}\n{USAGE}");
+            }
+            let mut opts = bench::Options::default();
+            let mut args = args.iter();
+            while let Some(arg) = args.next() {
+                let mut number = |name: &str| -> Result<u64> {
+                    let value = args.next().ok_or_else(|| anyhow::anyhow!("bench: {name} needs a value"))?;
+                    value.parse().map_err(|_| anyhow::anyhow!("bench: {name} {value:?} is not a number"))
+                };
+                match arg.as_str() {
+                    "--min-dump-mb" => opts.min_dump_mb = number(arg)?,
+                    "--runs" => opts.runs = usize::try_from(number(arg)?)?,
+                    other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
+                }
+            }
+            bench::backup(&opts)
         }
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
