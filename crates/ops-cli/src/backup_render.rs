@@ -35,11 +35,16 @@ pub(crate) fn age(from: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 /// A progress bar on stderr: bytes read from `pg_dump`, rate, and ETA when the size can be
-/// estimated.
-pub(crate) struct Bar(ProgressBar);
+/// estimated. Only for a person watching: none with `--json` or when stderr is not a terminal.
+pub(crate) struct Bar(Option<ProgressBar>);
 
 impl Bar {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn for_cli(cli: &crate::Cli) -> Self {
+        use std::io::IsTerminal;
+        Self((!cli.json && std::io::stderr().is_terminal()).then(Self::draw))
+    }
+
+    fn draw() -> ProgressBar {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
@@ -48,26 +53,28 @@ impl Bar {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        Self(bar)
+        bar
     }
 
     pub(crate) fn finish(&self) {
-        self.0.finish_and_clear();
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }
 
 impl Progress for Bar {
     fn event(&self, event: ProgressEvent) {
+        let Some(bar) = &self.0 else { return };
         match event {
-            ProgressEvent::Phase { name } => self.0.set_message(name),
-            ProgressEvent::Bytes { raw, compressed, expected } => {
+            ProgressEvent::Phase { name } => bar.set_message(name),
+            ProgressEvent::Bytes { raw, expected, .. } => {
                 if let Some(total) = expected {
-                    self.0.set_length(total.max(raw));
+                    bar.set_length(total.max(raw));
                 }
-                self.0.set_position(raw);
-                let _ = compressed;
+                bar.set_position(raw);
             }
-            ProgressEvent::Note { message } => self.0.println(message),
+            ProgressEvent::Note { message } => bar.println(message),
             _ => {}
         }
     }

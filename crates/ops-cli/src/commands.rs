@@ -36,14 +36,9 @@ pub(crate) async fn backup(
                 prefix: args.prefix.clone(),
             };
             // A progress bar only for a person watching: not in --json, not when piped.
-            let bar = (!cli.json && std::io::stderr().is_terminal()).then(Bar::new);
-            let report = match &bar {
-                Some(b) => ops_backup::backup(&ctx, &opts, b).await,
-                None => ops_backup::backup(&ctx, &opts, &ops_backup::NoProgress).await,
-            };
-            if let Some(b) = &bar {
-                b.finish();
-            }
+            let bar = Bar::for_cli(cli);
+            let report = ops_backup::backup(&ctx, &opts, &bar).await;
+            bar.finish();
             let report = report?;
             if cli.json {
                 write_json(out, &report)?
@@ -159,14 +154,9 @@ pub(crate) async fn restore(
             return Ok(Outcome { code: exit::CONFLICT });
         }
     }
-    let bar = (!cli.json && std::io::stderr().is_terminal()).then(Bar::new);
-    let report = match &bar {
-        Some(b) => ops_backup::restore(&ctx, &plan, &opts, b).await,
-        None => ops_backup::restore(&ctx, &plan, &opts, &ops_backup::NoProgress).await,
-    };
-    if let Some(b) = &bar {
-        b.finish();
-    }
+    let bar = Bar::for_cli(cli);
+    let report = ops_backup::restore(&ctx, &plan, &opts, &bar).await;
+    bar.finish();
     let report = report?;
     if cli.json {
         write_json(out, &report)?
@@ -196,14 +186,9 @@ pub(crate) async fn dr_test(
     let cancel = Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
     });
-    let bar = (!cli.json && std::io::stderr().is_terminal()).then(Bar::new);
-    let report = match &bar {
-        Some(b) => ops_backup::dr_test(&ctx, &opts, b, cancel).await,
-        None => ops_backup::dr_test(&ctx, &opts, &ops_backup::NoProgress, cancel).await,
-    };
-    if let Some(b) = &bar {
-        b.finish();
-    }
+    let bar = Bar::for_cli(cli);
+    let report = ops_backup::dr_test(&ctx, &opts, &bar, cancel).await;
+    bar.finish();
     let report = report?;
     if cli.json {
         write_json(out, &report)?
