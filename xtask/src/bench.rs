@@ -388,31 +388,35 @@ impl Pg {
     }
 }
 
-fn start_postgres(guard: &mut Guard) -> Result<((Pg, String), String)> {
+/// `docker run -d --rm` with this run's label; the guard removes the container whatever happens.
+fn run_labelled(guard: &mut Guard, args: &[&str]) -> Result<String> {
     let label = format!("{LABEL}={}", std::process::id());
-    let out = cmd::capture(docker().args([
-        "run",
-        "-d",
-        "--rm",
-        "--label",
-        &label,
-        "--shm-size=512m",
-        "-p",
-        "127.0.0.1::5432",
-        "-e",
-        &format!("POSTGRES_PASSWORD={PG_PASSWORD}"),
-        "-e",
-        &format!("POSTGRES_DB={PG_DB}"),
-        POSTGRES_IMAGE,
-        "-c",
-        "fsync=off",
-        "-c",
-        "shared_buffers=256MB",
-        "-c",
-        "max_wal_size=4GB",
-    ]))?;
+    let out = cmd::capture(docker().args(["run", "-d", "--rm", "--label", &label]).args(args))?;
     let id = out.trim().to_owned();
     guard.containers.push(id.clone());
+    Ok(id)
+}
+
+fn start_postgres(guard: &mut Guard) -> Result<((Pg, String), String)> {
+    let id = run_labelled(
+        guard,
+        &[
+            "--shm-size=512m",
+            "-p",
+            "127.0.0.1::5432",
+            "-e",
+            &format!("POSTGRES_PASSWORD={PG_PASSWORD}"),
+            "-e",
+            &format!("POSTGRES_DB={PG_DB}"),
+            POSTGRES_IMAGE,
+            "-c",
+            "fsync=off",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "max_wal_size=4GB",
+        ],
+    )?;
     let pg = Pg { port: host_port(&id, "5432/tcp")? };
     let ready = cmd::wait_until(Duration::from_secs(90), Duration::from_millis(250), || {
         cmd::succeeds(pg.cmd("pg_isready", PG_DB).args(["-t", "2"])) && pg.query(PG_DB, "SELECT 1").is_ok()
@@ -427,23 +431,18 @@ fn start_postgres(guard: &mut Guard) -> Result<((Pg, String), String)> {
 }
 
 fn start_s3(guard: &mut Guard) -> Result<(String, u16)> {
-    let label = format!("{LABEL}={}", std::process::id());
-    let out = cmd::capture(docker().args([
-        "run",
-        "-d",
-        "--rm",
-        "--label",
-        &label,
-        "-p",
-        "127.0.0.1::9000",
-        "-e",
-        &format!("S3_ACCESS_KEY={S3_ACCESS_KEY}"),
-        "-e",
-        &format!("S3_SECRET_KEY={S3_SECRET_KEY}"),
-        S3_IMAGE,
-    ]))?;
-    let id = out.trim().to_owned();
-    guard.containers.push(id.clone());
+    let id = run_labelled(
+        guard,
+        &[
+            "-p",
+            "127.0.0.1::9000",
+            "-e",
+            &format!("S3_ACCESS_KEY={S3_ACCESS_KEY}"),
+            "-e",
+            &format!("S3_SECRET_KEY={S3_SECRET_KEY}"),
+            S3_IMAGE,
+        ],
+    )?;
     let port = host_port(&id, "9000/tcp")?;
     let ready = cmd::wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
         cmd::capture(docker().args(["logs", &id])).is_ok_and(|l| l.contains("server is running at"))

@@ -97,7 +97,10 @@ pub async fn read_manifest(store: &dyn ObjectStore, id: &BackupId) -> Result<Man
     read_json(store, &id.manifest_key()).await
 }
 
-async fn list_store(store: Arc<dyn ObjectStore>) -> Result<Vec<(BackupId, Copy, Compression)>> {
+/// One listing of a store: per backup, its copy there, its compression, and whether a failure
+/// record exists. With `details`, the verification and failure records are read too (one
+/// small GET each); without, only the listing is used.
+async fn list_store(store: Arc<dyn ObjectStore>, details: bool) -> Result<Vec<(BackupId, Copy, Compression, bool)>> {
     let objects = store.list("").await?;
     // Per id: the copy, its compression, and whether a verification / failure record exists.
     let mut by_id: BTreeMap<BackupId, (Copy, Option<Compression>, bool, bool)> = BTreeMap::new();
@@ -134,18 +137,18 @@ async fn list_store(store: Arc<dyn ObjectStore>) -> Result<Vec<(BackupId, Copy, 
             KeyKind::Failure(_) => entry.3 = true,
         }
     }
-    // Verification records are small; read them a few at a time.
+    // The records are small; read them a few at a time, and only when they are shown.
     let entries: Vec<_> = futures::stream::iter(by_id)
         .map(|(id, (mut copy, c, has_verify, has_failure))| {
             let store = Arc::clone(&store);
             async move {
-                if has_verify {
+                if details && has_verify {
                     copy.last_verification = read_json(store.as_ref(), &id.verify_key()).await.ok();
                 }
-                if has_failure {
+                if details && has_failure {
                     copy.failure = read_json(store.as_ref(), &id.failed_key()).await.ok();
                 }
-                (id, copy, c.unwrap_or_default())
+                (id, copy, c.unwrap_or_default(), has_failure)
             }
         })
         .buffer_unordered(8)
@@ -154,16 +157,30 @@ async fn list_store(store: Arc<dyn ObjectStore>) -> Result<Vec<(BackupId, Copy, 
     Ok(entries)
 }
 
-/// Every backup of every destination, newest first.
+/// Every backup of every destination, newest first, with each copy's last verification and
+/// failure record.
 ///
 /// # Errors
 /// `InvalidInput` without storage; the store's error when a listing fails.
 pub async fn list(ctx: &Context) -> Result<Vec<BackupEntry>> {
+    merged(ctx, true).await
+}
+
+/// Like [`list`], from the listings alone: no verification or failure record is read, so it
+/// costs one listing per destination (what `find`, retention, drills and metrics need).
+///
+/// # Errors
+/// As [`list`].
+pub async fn index(ctx: &Context) -> Result<Vec<BackupEntry>> {
+    merged(ctx, false).await
+}
+
+async fn merged(ctx: &Context, details: bool) -> Result<Vec<BackupEntry>> {
     let stores = target::stores(ctx)?;
-    let listings = futures::future::join_all(stores.into_iter().map(list_store)).await;
+    let listings = futures::future::join_all(stores.into_iter().map(|s| list_store(s, details))).await;
     let mut merged: BTreeMap<BackupId, BackupEntry> = BTreeMap::new();
     for listing in listings {
-        for (id, copy, compression) in listing? {
+        for (id, copy, compression, has_failure) in listing? {
             let Some(started_at) = id.timestamp() else { continue };
             let e = merged.entry(id.clone()).or_insert_with(|| BackupEntry {
                 id,
@@ -177,7 +194,7 @@ pub async fn list(ctx: &Context) -> Result<Vec<BackupEntry>> {
                 e.compression = Some(compression);
             }
             e.complete |= copy.dump_key.is_some() && copy.has_manifest;
-            e.failed = !e.complete && (e.failed || copy.failure.is_some());
+            e.failed = !e.complete && (e.failed || has_failure);
             e.copies.push(copy);
         }
     }
@@ -191,7 +208,14 @@ pub async fn list(ctx: &Context) -> Result<Vec<BackupEntry>> {
 /// # Errors
 /// `NotFound` naming what was looked for.
 pub async fn find(ctx: &Context, wanted: &str) -> Result<BackupEntry> {
-    let all = list(ctx).await?;
+    find_in(index(ctx).await?, wanted)
+}
+
+/// [`find`] in a listing already made.
+///
+/// # Errors
+/// `NotFound` naming what was looked for.
+pub fn find_in(all: Vec<BackupEntry>, wanted: &str) -> Result<BackupEntry> {
     let found = if wanted == "latest" {
         all.into_iter().find(|b| b.complete)
     } else {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::{RestoreCheck, check_restored};
 use crate::notify::{NotificationOutcome, notify_all};
 use crate::progress::{Progress, ProgressEvent};
-use crate::{Error, Result, catalog, lock, source, stack, target, verify};
+use crate::{Error, Result, catalog, lock, source, stack, target};
 
 /// Options of [`dr_test`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +110,14 @@ pub async fn dr_test(
     let (_, db_config, db) = target::database(ctx, opts.database.as_deref())?;
     let rt = stack::runtime(ctx)?;
     let connector = ctx.connector.as_deref().ok_or_else(|| Error::unavailable("no database connector available"))?;
-    let src = source::resolve(ctx, &opts.source).await?;
+    // One listing serves both the source and the RPO (the age of the newest complete backup).
+    let listing = catalog::index(ctx).await.ok();
+    #[allow(clippy::cast_precision_loss)]
+    let backup_age_seconds = listing
+        .as_ref()
+        .and_then(|all| all.iter().find(|b| b.complete))
+        .map(|b| (Utc::now() - b.started_at).num_milliseconds() as f64 / 1000.0);
+    let src = source::resolve_with(ctx, &opts.source, listing).await?;
     let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "dr-test").await?;
     let major = match src.manifest.as_ref().and_then(|m| m.server_version.split('.').next()?.parse::<u32>().ok()) {
         Some(m) => m,
@@ -118,9 +125,6 @@ pub async fn dr_test(
     };
     let image =
         opts.image.clone().or_else(|| db_config.drill_image.clone()).unwrap_or_else(|| format!("postgres:{major}"));
-    let newest = catalog::list(ctx).await.ok().and_then(|all| all.into_iter().find(|b| b.complete));
-    #[allow(clippy::cast_precision_loss)]
-    let backup_age_seconds = newest.map(|b| (Utc::now() - b.started_at).num_milliseconds() as f64 / 1000.0);
 
     let mut report = DrillReport {
         passed: false,
@@ -205,12 +209,6 @@ async fn run(
     container: &mut Option<Throwaway>,
     report: &mut DrillReport,
 ) -> Result<()> {
-    progress.event(ProgressEvent::Phase { name: "verify-source".to_owned() });
-    let problems = verify::check_source(src).await?;
-    if !problems.is_empty() {
-        report.problems.extend(problems);
-        return Ok(());
-    }
     progress.event(ProgressEvent::Phase { name: "start-server".to_owned() });
     let pw = password();
     let started = rt
@@ -246,8 +244,19 @@ async fn run(
     }
     progress.event(ProgressEvent::Phase { name: "restore".to_owned() });
     let restore_clock = Instant::now();
-    let sql = src.open_sql().await?;
-    drill.restore("drill", DumpFormat::Plain, sql).await?;
+    // The source's checksum and trailer are checked in the same pass as the restore: the
+    // throwaway server is the only thing a bad dump can touch.
+    let (sql, digest) = src.open_sql_digest().await?;
+    let restored = drill.restore("drill", DumpFormat::Plain, sql).await;
+    let problems = match digest.await {
+        Ok(d) => d.problems(src.manifest.as_ref(), src.compression),
+        Err(_) => vec!["the source could not be read to the end".to_owned()],
+    };
+    if !problems.is_empty() {
+        report.problems.extend(problems);
+        return Ok(());
+    }
+    restored?;
     report.restore_seconds = restore_clock.elapsed().as_secs_f64();
     progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
     let check = check_restored(drill.as_ref(), src.manifest.as_ref(), min_tables).await?;

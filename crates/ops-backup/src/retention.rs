@@ -180,7 +180,7 @@ fn policies(ctx: &Context) -> (RetentionPolicy, RetentionPolicy) {
 /// # Errors
 /// `InvalidInput` without storage; the store's error when a listing fails.
 pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<PruneReport> {
-    let all = catalog::list(ctx).await?;
+    let all = catalog::index(ctx).await?;
     let (primary_policy, local_policy) = policies(ctx);
     let stores = target::stores(ctx)?;
     let mut destinations = Vec::new();

@@ -111,6 +111,15 @@ fn compression_of(name: &str) -> Result<Compression> {
 /// `NotFound` for an unknown id or missing file, `InvalidInput` for an s3 URI outside the
 /// configured storage or an unknown file type.
 pub async fn resolve(ctx: &Context, requested: &str) -> Result<Source> {
+    resolve_with(ctx, requested, None).await
+}
+
+/// [`resolve`], reusing a listing the caller already made (`catalog::index`).
+pub(crate) async fn resolve_with(
+    ctx: &Context,
+    requested: &str,
+    listing: Option<Vec<catalog::BackupEntry>>,
+) -> Result<Source> {
     if let Some(rest) = requested.strip_prefix("s3://") {
         let storage =
             ctx.storage.as_ref().ok_or_else(|| Error::invalid_input("no [storage] configured for s3:// sources"))?;
@@ -160,7 +169,11 @@ pub async fn resolve(ctx: &Context, requested: &str) -> Result<Source> {
             reader: Some(SourceReader::Path(path)),
         });
     }
-    let entry = catalog::find(ctx, requested).await?;
+    let all = match listing {
+        Some(all) => all,
+        None => catalog::index(ctx).await?,
+    };
+    let entry = catalog::find_in(all, requested)?;
     let stores = target::stores(ctx)?;
     // Prefer the local copy: it is the fastest to read.
     for store in stores.iter().rev() {

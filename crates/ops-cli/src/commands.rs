@@ -12,6 +12,16 @@ use crate::backup_render::{self, Bar};
 use crate::render::{self, write_json};
 use crate::{BackupCommand, Cli, DrTestArgs, Outcome, RestoreArgs, exit};
 
+/// Writes `value` as JSON with `--json`, else as `human` draws it for a person.
+fn emit<T: serde::Serialize>(
+    cli: &Cli,
+    out: &mut dyn Write,
+    value: &T,
+    human: impl FnOnce(&mut dyn Write, &T) -> Result<()>,
+) -> Result<()> {
+    if cli.json { write_json(out, value) } else { human(out, value) }
+}
+
 /// The context for commands that reach the stack.
 fn context(cli: &Cli, env: &BTreeMap<String, String>) -> Result<Context> {
     let loaded = load(cli.config.as_deref(), env)?;
@@ -40,38 +50,22 @@ pub(crate) async fn backup(
             let report = ops_backup::backup(&ctx, &opts, &bar).await;
             bar.finish();
             let report = report?;
-            if cli.json {
-                write_json(out, &report)?
-            } else {
-                backup_render::backup_report(out, &report)?
-            }
+            emit(cli, out, &report, backup_render::backup_report)?;
             Ok(Outcome { code: exit::OK })
         }
         BackupCommand::List => {
             let entries = ops_backup::list(&ctx).await?;
-            if cli.json {
-                write_json(out, &entries)?
-            } else {
-                backup_render::list(out, &entries, chrono::Utc::now())?
-            }
+            emit(cli, out, &entries, |out, v| backup_render::list(out, v, chrono::Utc::now()))?;
             Ok(Outcome { code: exit::OK })
         }
         BackupCommand::Verify { backup } => {
             let report = ops_backup::verify(&ctx, backup).await?;
-            if cli.json {
-                write_json(out, &report)?
-            } else {
-                backup_render::verify(out, &report)?
-            }
+            emit(cli, out, &report, backup_render::verify)?;
             Ok(Outcome { code: if report.ok { exit::OK } else { exit::INTEGRITY } })
         }
         BackupCommand::Prune { dry_run } => {
             let report = ops_backup::prune(&ctx, *dry_run, chrono::Utc::now()).await?;
-            if cli.json {
-                write_json(out, &report)?
-            } else {
-                backup_render::prune(out, &report)?
-            }
+            emit(cli, out, &report, backup_render::prune)?;
             let failed = report.destinations.iter().any(|d| !d.failed.is_empty());
             Ok(Outcome { code: if failed { exit::UNAVAILABLE } else { exit::OK } })
         }
@@ -131,11 +125,7 @@ pub(crate) async fn restore(
     };
     let plan = ops_backup::restore::plan(&ctx, &opts).await?;
     if args.dry_run {
-        if cli.json {
-            write_json(out, &plan)?
-        } else {
-            backup_render::restore_plan(out, &plan, true)?
-        }
+        emit(cli, out, &plan, |out, v| backup_render::restore_plan(out, v, true))?;
         return Ok(Outcome { code: exit::OK });
     }
     if !args.yes {
@@ -158,11 +148,7 @@ pub(crate) async fn restore(
     let report = ops_backup::restore(&ctx, &plan, &opts, &bar).await;
     bar.finish();
     let report = report?;
-    if cli.json {
-        write_json(out, &report)?
-    } else {
-        backup_render::restore_report(out, &report)?
-    }
+    emit(cli, out, &report, backup_render::restore_report)?;
     Ok(Outcome { code: if report.healthy { exit::OK } else { exit::FINDINGS } })
 }
 
@@ -190,10 +176,6 @@ pub(crate) async fn dr_test(
     let report = ops_backup::dr_test(&ctx, &opts, &bar, cancel).await;
     bar.finish();
     let report = report?;
-    if cli.json {
-        write_json(out, &report)?
-    } else {
-        backup_render::drill(out, &report)?
-    }
+    emit(cli, out, &report, backup_render::drill)?;
     Ok(Outcome { code: if report.passed { exit::OK } else { exit::FINDINGS } })
 }

@@ -66,7 +66,7 @@ impl AppState {
         if ctx.storage.is_none() && ctx.local_storage.is_none() {
             return;
         }
-        let entries = match ops_backup::list(ctx).await {
+        let entries = match ops_backup::catalog::index(ctx).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "could not list backups to rebuild the metrics");
