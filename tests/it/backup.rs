@@ -243,6 +243,12 @@ async fn backup_concurrent_second_is_refused() {
     assert_eq!(refused.kind(), ErrorKind::Conflict, "{refused}");
     assert!(refused.message().contains("already running since"), "{refused}");
     assert!(list(&s.ctx).await.unwrap().iter().all(|b| b.id == ok.id), "only the first backup exists");
+    // The next backup, in the same second or not, gets its own id and files.
+    let next = backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    assert_ne!(next.id, ok.id);
+    let again = backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    assert_ne!(again.id, next.id, "back-to-back backups never share an id");
+    assert_eq!(list(&s.ctx).await.unwrap().iter().filter(|b| b.complete).count(), 3);
 }
 
 /// Kills the process or container named by `kill` on the first bytes of compressed output.

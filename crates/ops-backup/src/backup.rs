@@ -77,9 +77,8 @@ fn threads(opts: &BackupOptions) -> usize {
 pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
     let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
     let stores = target::stores(ctx)?;
-    let started_at = Utc::now();
     let prefix = opts.prefix.clone().unwrap_or_else(|| db.name().to_owned());
-    let id = BackupId::new(&prefix, started_at);
+    let (id, started_at) = fresh_id(&stores, &prefix, opts.compression).await;
     let result =
         run(ctx, opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at).await;
     let (title, level, mut fields) = match &result {
@@ -119,6 +118,32 @@ pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress
         r.notifications = outcomes;
         r
     })
+}
+
+/// An id no destination uses yet. Ids have second precision (the runbooks' file names), so a
+/// backup started in the same second as another one, or as a failed one, waits for the next
+/// second instead of overwriting its files or records.
+/// An unreachable destination counts as free: the upload to it fails later, loudly.
+async fn fresh_id(
+    stores: &[Arc<dyn ObjectStore>],
+    prefix: &str,
+    compression: Compression,
+) -> (BackupId, DateTime<Utc>) {
+    loop {
+        let at = Utc::now();
+        let id = BackupId::new(prefix, at);
+        let mut taken = false;
+        for store in stores {
+            for key in [id.dump_key(compression), id.manifest_key(), id.failed_key()] {
+                taken |= matches!(store.head(&key).await, Ok(Some(_)));
+            }
+        }
+        if !taken {
+            return (id, at);
+        }
+        let next = 1_000 - u64::from(at.timestamp_subsec_millis()).min(999);
+        tokio::time::sleep(std::time::Duration::from_millis(next)).await;
+    }
 }
 
 /// Leaves `{id}.failed.json` in every destination that takes it, so the failure is visible
