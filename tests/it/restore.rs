@@ -45,7 +45,12 @@ fn with_dependent(s: &Stack, name: &str, health: Option<String>) -> Context {
     config.databases.get_mut("main").unwrap().dependents = vec![name.to_owned()];
     config.databases.get_mut("main").unwrap().min_tables = 3;
     if let Some(url) = health {
-        config.http = vec![HttpCheckConfig { name: "api".into(), url: SecretUrl::new(url), critical: true }];
+        config.http = vec![HttpCheckConfig {
+            name: "api".into(),
+            url: SecretUrl::new(url),
+            critical: true,
+            ..Default::default()
+        }];
     }
     Context::from_config(config).unwrap()
 }

@@ -29,4 +29,4 @@ pub mod vocab;
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
 pub use secret::{Secret, SecretUrl, WebhookUrl};
-pub use vocab::{Finding, Severity, Status};
+pub use vocab::{Finding, Runbook, Severity, Status};

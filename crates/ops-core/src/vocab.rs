@@ -1,4 +1,4 @@
-//! Shared vocabulary of every capability: [`Status`], [`Severity`], [`Finding`].
+//! Shared vocabulary of every capability: [`Status`], [`Severity`], [`Finding`], [`Runbook`].
 
 use std::fmt;
 
@@ -74,6 +74,136 @@ impl fmt::Display for Severity {
     }
 }
 
+/// The runbook that applies to a problem: what probes classify their problems by, what triage
+/// turns into a severity, and what `[triage.severity]` keys name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runbook {
+    /// The container engine does not answer.
+    DockerDown,
+    /// A container is not running (exited, dead, paused).
+    ContainerDown,
+    /// A container restarts over and over.
+    CrashLoop,
+    /// A container was killed for using more memory than it may.
+    OomKilled,
+    /// A container's own healthcheck fails.
+    ContainerUnhealthy,
+    /// An HTTP endpoint does not answer, or answers wrongly.
+    ApiDown,
+    /// Responses are slower than the latency thresholds.
+    SlowResponses,
+    /// PostgreSQL does not accept connections.
+    DatabaseDown,
+    /// PostgreSQL connections near `max_connections`.
+    ConnectionsExhausted,
+    /// Long-running queries or sessions idle in a transaction.
+    SlowQueries,
+    /// Redis does not answer or refuses our credentials.
+    CacheDown,
+    /// Redis is full and evicts nothing: writes are rejected.
+    CacheFull,
+    /// Redis hit rate low or keys evicted.
+    CacheDegraded,
+    /// A queue grows: workers are missing or slow.
+    QueueBacklog,
+    /// A filesystem is filling up.
+    DiskFull,
+    /// The host or a container is short of memory.
+    MemoryPressure,
+    /// Load over what the cores can take.
+    HighLoad,
+    /// Error lines in container logs.
+    LogErrors,
+    /// A name does not resolve, or not to the expected addresses.
+    DnsFailure,
+    /// A port does not accept connections.
+    PortClosed,
+    /// A certificate expires soon or has expired.
+    TlsExpiring,
+    /// A certificate chain does not verify or does not cover the name.
+    TlsInvalid,
+    /// Alertmanager has firing alerts.
+    AlertFiring,
+    /// An upstream provider reports an incident.
+    UpstreamIncident,
+    /// The newest backup is old, failed, or missing.
+    BackupStale,
+    /// A probe could not tell (timed out, unusable answer).
+    ProbeFailed,
+}
+
+impl Runbook {
+    /// Every runbook, in declaration order.
+    pub const ALL: [Self; 26] = [
+        Self::DockerDown,
+        Self::ContainerDown,
+        Self::CrashLoop,
+        Self::OomKilled,
+        Self::ContainerUnhealthy,
+        Self::ApiDown,
+        Self::SlowResponses,
+        Self::DatabaseDown,
+        Self::ConnectionsExhausted,
+        Self::SlowQueries,
+        Self::CacheDown,
+        Self::CacheFull,
+        Self::CacheDegraded,
+        Self::QueueBacklog,
+        Self::DiskFull,
+        Self::MemoryPressure,
+        Self::HighLoad,
+        Self::LogErrors,
+        Self::DnsFailure,
+        Self::PortClosed,
+        Self::TlsExpiring,
+        Self::TlsInvalid,
+        Self::AlertFiring,
+        Self::UpstreamIncident,
+        Self::BackupStale,
+        Self::ProbeFailed,
+    ];
+
+    /// The stable kebab-case name (`database-down`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DockerDown => "docker-down",
+            Self::ContainerDown => "container-down",
+            Self::CrashLoop => "crash-loop",
+            Self::OomKilled => "oom-killed",
+            Self::ContainerUnhealthy => "container-unhealthy",
+            Self::ApiDown => "api-down",
+            Self::SlowResponses => "slow-responses",
+            Self::DatabaseDown => "database-down",
+            Self::ConnectionsExhausted => "connections-exhausted",
+            Self::SlowQueries => "slow-queries",
+            Self::CacheDown => "cache-down",
+            Self::CacheFull => "cache-full",
+            Self::CacheDegraded => "cache-degraded",
+            Self::QueueBacklog => "queue-backlog",
+            Self::DiskFull => "disk-full",
+            Self::MemoryPressure => "memory-pressure",
+            Self::HighLoad => "high-load",
+            Self::LogErrors => "log-errors",
+            Self::DnsFailure => "dns-failure",
+            Self::PortClosed => "port-closed",
+            Self::TlsExpiring => "tls-expiring",
+            Self::TlsInvalid => "tls-invalid",
+            Self::AlertFiring => "alert-firing",
+            Self::UpstreamIncident => "upstream-incident",
+            Self::BackupStale => "backup-stale",
+            Self::ProbeFailed => "probe-failed",
+        }
+    }
+}
+
+impl fmt::Display for Runbook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One thing a check found, with the evidence a person needs to believe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
@@ -97,6 +227,13 @@ mod tests {
         let all = [Status::Ok, Status::Critical, Status::Warn, Status::Unknown];
         assert_eq!(all.iter().max(), Some(&Status::Critical));
         assert!(Status::Warn > Status::Unknown);
+    }
+
+    #[test]
+    fn runbook_names_are_the_serde_names() {
+        for rb in Runbook::ALL {
+            assert_eq!(serde_json::to_value(rb).unwrap(), serde_json::Value::String(rb.as_str().to_owned()));
+        }
     }
 
     #[test]

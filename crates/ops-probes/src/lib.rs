@@ -1,6 +1,12 @@
 //! `ops-probes`: probes, first-responder triage and performance analysis.
 //!
-//! Each probe will take a [`Context`](ops_core::Context) and return a report with a
-//! [`Status`](ops_core::Status) and evidence; a failed check is a report, never an `Err`.
-//! This crate is part of the workspace skeleton; its probes arrive with the probes and
-//! triage issue and build only on the ports of `ops-core`.
+//! Every probe returns a [`ProbeReport`]: a status, a one-line message, measured
+//! [`Observation`]s with units, and [`Problem`]s, each naming the [`Runbook`](ops_core::Runbook)
+//! that applies and carrying its first evidence. A failed check is a report, never an `Err`,
+//! and every probe has a timeout. Probes reach the outside world only through the ports of
+//! `ops-core` (and plain sockets for network checks), so they are tested against real services
+//! and mockable in unit tests.
+
+mod report;
+
+pub use report::{Observation, ProbeKind, ProbeReport, Problem, Unit};

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    CacheConfig, DatabaseConfig, DockerConfig, HttpCheckConfig, NotifyConfig, OpsConfig, PostRestoreConfig,
-    ProjectConfig, ServerConfig, StorageConfig, TlsCheckConfig,
+    AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, HttpCheckConfig, NotifyConfig,
+    OpsConfig, PostRestoreConfig, ProjectConfig, ServerConfig, StatusPageConfig, StorageConfig, TcpCheckConfig,
+    TlsCheckConfig, TlsRenewConfig,
 };
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
@@ -137,7 +138,22 @@ macro_rules! interpolate_fields {
     };
 }
 
-interpolate_fields!(OpsConfig { project, docker, databases, caches, storage, notify, http, tls, server });
+interpolate_fields!(OpsConfig {
+    project,
+    docker,
+    databases,
+    caches,
+    storage,
+    notify,
+    http,
+    tls,
+    tcp,
+    dns,
+    alertmanager,
+    status_pages,
+    tls_renew,
+    server
+});
 interpolate_fields!(ProjectConfig { name, compose_project });
 interpolate_fields!(DockerConfig { host });
 interpolate_fields!(DatabaseConfig { url, container, key_tables, dependents, post_restore, drill_image });
@@ -145,6 +161,11 @@ interpolate_fields!(PostRestoreConfig { container, command });
 interpolate_fields!(CacheConfig { url, container, queues });
 interpolate_fields!(StorageConfig { url, endpoint, region, access_key_id, secret_access_key, local_dir });
 interpolate_fields!(NotifyConfig { webhooks });
-interpolate_fields!(HttpCheckConfig { name, url });
-interpolate_fields!(TlsCheckConfig { name, endpoint, file });
+interpolate_fields!(HttpCheckConfig { name, url, expect_body, depends_on });
+interpolate_fields!(TcpCheckConfig { name, address, depends_on });
+interpolate_fields!(DnsCheckConfig { name, expect });
+interpolate_fields!(AlertmanagerConfig { url });
+interpolate_fields!(StatusPageConfig { name, url, affects });
+interpolate_fields!(TlsRenewConfig { container, command });
+interpolate_fields!(TlsCheckConfig { name, endpoint, file, server_name, depends_on });
 interpolate_fields!(ServerConfig { listen, api_keys, admin_keys });

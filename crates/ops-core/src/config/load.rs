@@ -287,10 +287,155 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             _ => return Err(err(&["tls", &idx, "name"], "give exactly one of endpoint or file".into())),
         }
     }
+    for (i, check) in cfg.http.iter().enumerate() {
+        let idx = i.to_string();
+        if let Some(expect) = &check.expect_json
+            && !expect.pointer.starts_with('/')
+        {
+            return Err(err(
+                &["http", &idx, "expect-json", "pointer"],
+                "must be a JSON pointer starting with /, like /status".into(),
+            ));
+        }
+        if check.expect_status.iter().any(|s| !(100..=599).contains(s)) {
+            return Err(err(&["http", &idx, "expect-status"], "status codes are 100-599".into()));
+        }
+    }
+    for (i, check) in cfg.tcp.iter().enumerate() {
+        let idx = i.to_string();
+        if check.name.is_empty() {
+            return Err(err(&["tcp", &idx, "name"], "every [[tcp]] check needs a name".into()));
+        }
+        if !seen.insert(format!("tcp:{}", check.name)) {
+            return Err(err(&["tcp", &idx, "name"], format!("duplicate check name {:?}", check.name)));
+        }
+        if !is_host_port(&check.address) {
+            return Err(err(&["tcp", &idx, "address"], "must be host:port, for example db:5432".into()));
+        }
+    }
+    for (i, check) in cfg.dns.iter().enumerate() {
+        let idx = i.to_string();
+        if check.name.is_empty() || check.name.contains([' ', '/', ':']) {
+            return Err(err(&["dns", &idx, "name"], "must be a host name, like example.com".into()));
+        }
+        if let Some(bad) = check.expect.iter().position(|a| a.parse::<std::net::IpAddr>().is_err()) {
+            return Err(err(&["dns", &idx, "expect"], format!("entry {} is not an IP address", bad + 1)));
+        }
+    }
+    if let Some(am) = &cfg.alertmanager {
+        check_url(am.url.expose(), &["http", "https"], true).map_err(|m| err(&["alertmanager", "url"], m))?;
+    }
+    for (i, page) in cfg.status_pages.iter().enumerate() {
+        let idx = i.to_string();
+        if page.name.is_empty() {
+            return Err(err(&["status-pages", &idx, "name"], "every [[status-pages]] entry needs a name".into()));
+        }
+        check_url(&page.url, &["http", "https"], true).map_err(|m| err(&["status-pages", &idx, "url"], m))?;
+    }
+    for (i, renew) in cfg.tls_renew.iter().enumerate() {
+        let idx = i.to_string();
+        if renew.container.is_empty() {
+            return Err(err(&["tls-renew", &idx, "container"], "names the container to run the command in".into()));
+        }
+        if renew.command.is_empty() {
+            return Err(err(&["tls-renew", &idx, "command"], "needs a program, like [\"certbot\", \"renew\"]".into()));
+        }
+    }
+    validate_thresholds(cfg).map_err(|(path, m)| err(&path, m))?;
     if let Some(listen) = &cfg.server.listen {
         listen
             .parse::<SocketAddr>()
             .map_err(|_| err(&["server", "listen"], "must be an address with a port, like 127.0.0.1:9187".into()))?;
+    }
+    Ok(())
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// Warn thresholds must come before critical ones, in the direction the metric gets worse.
+fn validate_thresholds(cfg: &OpsConfig) -> Result<(), (Vec<&'static str>, String)> {
+    let p = &cfg.probes;
+    let worse_up = |section: &'static str, warn: &'static str, crit: &'static str, w: f64, c: f64| {
+        if w > c {
+            Err((vec!["probes", section, crit], format!("must not be below {warn} ({w} > {c})")))
+        } else {
+            Ok(())
+        }
+    };
+    if p.concurrency == 0 {
+        return Err((vec!["probes", "concurrency"], "must be at least 1".into()));
+    }
+    if p.timeout_secs == 0 {
+        return Err((vec!["probes", "timeout-secs"], "must be at least 1".into()));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    {
+        worse_up(
+            "container",
+            "memory-warn-percent",
+            "memory-critical-percent",
+            p.container.memory_warn_percent,
+            p.container.memory_critical_percent,
+        )?;
+        worse_up(
+            "http",
+            "ttfb-warn-ms",
+            "ttfb-critical-ms",
+            p.http.ttfb_warn_ms as f64,
+            p.http.ttfb_critical_ms as f64,
+        )?;
+        worse_up(
+            "postgres",
+            "connections-warn-percent",
+            "connections-critical-percent",
+            p.postgres.connections_warn_percent,
+            p.postgres.connections_critical_percent,
+        )?;
+        worse_up(
+            "redis",
+            "memory-warn-percent",
+            "memory-critical-percent",
+            p.redis.memory_warn_percent,
+            p.redis.memory_critical_percent,
+        )?;
+        worse_up("queue", "warn", "critical", p.queue.warn as f64, p.queue.critical as f64)?;
+        worse_up(
+            "host",
+            "disk-warn-percent",
+            "disk-critical-percent",
+            p.host.disk_warn_percent,
+            p.host.disk_critical_percent,
+        )?;
+        worse_up(
+            "host",
+            "memory-warn-percent",
+            "memory-critical-percent",
+            p.host.memory_warn_percent,
+            p.host.memory_critical_percent,
+        )?;
+        worse_up(
+            "host",
+            "load-warn-per-core",
+            "load-critical-per-core",
+            p.host.load_warn_per_core,
+            p.host.load_critical_per_core,
+        )?;
+        worse_up("logs", "warn-count", "critical-count", p.logs.warn_count as f64, p.logs.critical_count as f64)?;
+    }
+    if p.redis.hit_rate_critical_percent > p.redis.hit_rate_warn_percent {
+        return Err((
+            vec!["probes", "redis", "hit-rate-critical-percent"],
+            "must not be above hit-rate-warn-percent (a lower hit rate is worse)".into(),
+        ));
+    }
+    if p.tls.critical_days > p.tls.warn_days {
+        return Err((vec!["probes", "tls", "critical-days"], "must not be above warn-days".into()));
+    }
+    if let Err(e) = regex::RegexBuilder::new(&p.logs.pattern).case_insensitive(true).build() {
+        let first = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+        return Err((vec!["probes", "logs", "pattern"], format!("is not a valid regular expression: {first}")));
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! environment and hand both in, so this crate never reads environment variables itself.
 //! Precedence is defaults < file < environment; binaries apply their flags last.
 
+mod checks;
 mod interpolate;
 mod load;
 #[cfg(test)]
@@ -16,6 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
+pub use checks::{
+    AlertmanagerConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig, HostThresholds,
+    HttpThresholds, LogThresholds, PostgresThresholds, ProbesConfig, QueueThresholds, RedisThresholds,
+    StatusPageConfig, TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
+};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
 
 /// The whole configuration of one operated stack.
@@ -38,6 +44,20 @@ pub struct OpsConfig {
     pub http: Vec<HttpCheckConfig>,
     /// TLS endpoints and certificate files (`[[tls]]`).
     pub tls: Vec<TlsCheckConfig>,
+    /// Ports that must accept connections (`[[tcp]]`).
+    pub tcp: Vec<TcpCheckConfig>,
+    /// Names that must resolve (`[[dns]]`).
+    pub dns: Vec<DnsCheckConfig>,
+    /// An Alertmanager whose firing alerts triage reports.
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// Upstream providers' status pages (`[[status-pages]]`).
+    pub status_pages: Vec<StatusPageConfig>,
+    /// Certificate renewal commands (`[[tls-renew]]`), in order.
+    pub tls_renew: Vec<TlsRenewConfig>,
+    /// Probe thresholds (`[probes.*]`).
+    pub probes: ProbesConfig,
+    /// Severity rules, dependencies and escalation (`[triage]`).
+    pub triage: TriageConfig,
     /// The API server.
     pub server: ServerConfig,
 }
@@ -236,7 +256,7 @@ impl Default for NotifyConfig {
 }
 
 /// `[[http]]`: one HTTP health endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HttpCheckConfig {
     /// Short name (`api`).
@@ -245,6 +265,33 @@ pub struct HttpCheckConfig {
     pub url: SecretUrl,
     /// A failure of this check is a P1.
     pub critical: bool,
+    /// Status codes that count as success; any 2xx when empty.
+    pub expect_status: Vec<u16>,
+    /// A substring the body must contain.
+    pub expect_body: Option<String>,
+    /// A condition on a field of a JSON body.
+    pub expect_json: Option<JsonExpectation>,
+    /// Follow redirects (at most 5); a redirect is reported as such when false.
+    pub follow_redirects: bool,
+    /// Seconds the request may take (default: `probes.timeout-secs`).
+    pub timeout_secs: Option<u64>,
+    /// Time to first byte over this is `warn` (default: `probes.http.ttfb-warn-ms`).
+    pub ttfb_warn_ms: Option<u64>,
+    /// Time to first byte over this is `critical` (default: `probes.http.ttfb-critical-ms`).
+    pub ttfb_critical_ms: Option<u64>,
+    /// Checks this one depends on (`postgres:main`, `container:db`, `redis:main`).
+    pub depends_on: Vec<String>,
+}
+
+/// `expect-json = { pointer = "/status", equals = "ok" }`: the JSON body's value at an RFC 6901
+/// pointer must equal a value (or just exist, without `equals`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JsonExpectation {
+    /// `/status`, `/checks/db/ok`.
+    pub pointer: String,
+    /// The value it must have.
+    pub equals: Option<serde_json::Value>,
 }
 
 /// `[[tls]]`: one TLS endpoint or certificate file.
@@ -257,8 +304,12 @@ pub struct TlsCheckConfig {
     pub endpoint: Option<String>,
     /// A PEM file or a directory of them (a certbot `live/` tree).
     pub file: Option<PathBuf>,
+    /// The name the certificate must be valid for (default: the endpoint's host).
+    pub server_name: Option<String>,
     /// A failure of this check is a P1.
     pub critical: bool,
+    /// Checks this one depends on (`container:nginx`).
+    pub depends_on: Vec<String>,
 }
 
 /// `[server]`: the HTTP API.

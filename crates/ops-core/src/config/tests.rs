@@ -223,3 +223,89 @@ fn loads_a_file() {
     assert_eq!(loaded.path.as_deref(), Some(path.as_path()));
     assert_eq!(loaded.config.project.name, "x");
 }
+
+const CHECKS: &str = r#"
+[probes]
+timeout-secs = 5
+
+[probes.http]
+ttfb-warn-ms = 300
+
+[probes.container]
+critical = ["api", "nginx"]
+
+[[http]]
+name = "api"
+url = "http://localhost:4000/health"
+critical = true
+expect-status = [200, 204]
+expect-json = { pointer = "/status", equals = "ok" }
+depends-on = ["postgres:main"]
+
+[[tcp]]
+name = "db"
+address = "localhost:5432"
+
+[[dns]]
+name = "example.com"
+expect = ["93.184.216.34"]
+
+[alertmanager]
+url = "http://localhost:9093"
+
+[[status-pages]]
+name = "stellar"
+url = "https://status.stellar.org"
+affects = ["indexer"]
+
+[[tls-renew]]
+container = "certbot"
+command = ["certbot", "renew", "--quiet"]
+
+[triage.severity]
+cache-down = "P2"
+
+[triage.escalation]
+open-minutes = { P2 = 90, P3 = 480 }
+"#;
+
+#[test]
+fn checks_and_thresholds_load_with_runbook_defaults() {
+    let cfg = load_text(CHECKS, &BTreeMap::new()).unwrap();
+    assert_eq!(cfg.probes.timeout_secs, 5);
+    assert_eq!((cfg.probes.http.ttfb_warn_ms, cfg.probes.http.ttfb_critical_ms), (300, 800));
+    assert_eq!(cfg.probes.host.disk_critical_percent, 85.0);
+    assert_eq!(cfg.probes.redis.hit_rate_critical_percent, 60.0);
+    let api = &cfg.http[0];
+    assert_eq!(api.expect_status, [200, 204]);
+    assert_eq!(api.expect_json.as_ref().unwrap().equals, Some(serde_json::json!("ok")));
+    assert_eq!(cfg.triage.severity[&crate::Runbook::CacheDown], crate::Severity::P2);
+    assert_eq!(cfg.triage.escalation.open_minutes[&crate::Severity::P3], 480);
+    assert_eq!(cfg.triage.escalation.reports, 10);
+    assert_eq!(cfg.status_pages[0].affects, ["indexer"]);
+    assert_eq!(cfg.tls_renew[0].command, ["certbot", "renew", "--quiet"]);
+}
+
+#[test]
+fn unknown_runbook_and_inverted_thresholds_are_located() {
+    let text = CHECKS.replace("cache-down = \"P2\"", "cache-dwn = \"P2\"");
+    let e = load_text(&text, &BTreeMap::new()).unwrap_err();
+    let line = text.lines().position(|l| l.contains("cache-dwn")).unwrap() + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(e.to_string().contains("cache-dwn"), "{e}");
+
+    let text = CHECKS.replace("ttfb-warn-ms = 300", "ttfb-warn-ms = 900");
+    let e = load_text(&text, &BTreeMap::new()).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("probes.http.ttfb-critical-ms"), "{e}");
+    assert!(e.message.contains("ttfb-warn-ms"), "{e}");
+
+    let text = CHECKS.replace("address = \"localhost:5432\"", "address = \"localhost\"");
+    let e = load_text(&text, &BTreeMap::new()).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("tcp.0.address"), "{e}");
+    let line = text.lines().position(|l| l.contains("address = \"localhost\"")).unwrap() + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+
+    let text = CHECKS.replace("[probes]\n", "[probes.logs]\npattern = \"error|(panic\"\n[probes]\n");
+    let e = load_text(&text, &BTreeMap::new()).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("probes.logs.pattern"), "{e}");
+}

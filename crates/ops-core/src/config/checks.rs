@@ -1,0 +1,362 @@
+//! Probe thresholds (`[probes.*]`), the extra checks (`[[tcp]]`, `[[dns]]`, `[alertmanager]`,
+//! `[[status-pages]]`, `[[tls-renew]]`) and triage rules (`[triage]`). Every threshold has the
+//! runbooks' value as its default, so an empty file probes like the runbooks do.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretUrl;
+use crate::vocab::{Runbook, Severity};
+
+/// `[probes]`: how probes run and what they call a problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProbesConfig {
+    /// Probes triage runs at the same time.
+    pub concurrency: usize,
+    /// Seconds one probe may take before it is reported `unknown` (timed out).
+    pub timeout_secs: u64,
+    /// `[probes.container]`.
+    pub container: ContainerThresholds,
+    /// `[probes.http]`.
+    pub http: HttpThresholds,
+    /// `[probes.postgres]`.
+    pub postgres: PostgresThresholds,
+    /// `[probes.redis]`.
+    pub redis: RedisThresholds,
+    /// `[probes.queue]`.
+    pub queue: QueueThresholds,
+    /// `[probes.host]`.
+    pub host: HostThresholds,
+    /// `[probes.logs]`.
+    pub logs: LogThresholds,
+    /// `[probes.tls]`.
+    pub tls: TlsThresholds,
+    /// `[probes.backup]`.
+    pub backup: BackupThresholds,
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            timeout_secs: 10,
+            container: ContainerThresholds::default(),
+            http: HttpThresholds::default(),
+            postgres: PostgresThresholds::default(),
+            redis: RedisThresholds::default(),
+            queue: QueueThresholds::default(),
+            host: HostThresholds::default(),
+            logs: LogThresholds::default(),
+            tls: TlsThresholds::default(),
+            backup: BackupThresholds::default(),
+        }
+    }
+}
+
+/// `[probes.container]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainerThresholds {
+    /// A container that restarted this many times within `restart-window-secs` is crash-looping.
+    pub restart_loop_count: u32,
+    /// The window of `restart-loop-count`, seconds.
+    pub restart_window_secs: u64,
+    /// Memory use over this share of the container's limit is `warn`, percent.
+    pub memory_warn_percent: f64,
+    /// Memory use over this share of the container's limit is `critical`, percent.
+    pub memory_critical_percent: f64,
+    /// Containers whose failure is a P1 (complete outage): names or Compose services.
+    pub critical: Vec<String>,
+    /// Containers triage ignores (one-shot jobs, the backup runner between runs).
+    pub ignore: Vec<String>,
+}
+
+impl Default for ContainerThresholds {
+    fn default() -> Self {
+        Self {
+            restart_loop_count: 3,
+            restart_window_secs: 600,
+            memory_warn_percent: 80.0,
+            memory_critical_percent: 95.0,
+            critical: Vec::new(),
+            ignore: Vec::new(),
+        }
+    }
+}
+
+/// `[probes.http]`: the runbooks' TTFB thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpThresholds {
+    /// Time to first byte over this is `warn`, milliseconds.
+    pub ttfb_warn_ms: u64,
+    /// Time to first byte over this is `critical`, milliseconds.
+    pub ttfb_critical_ms: u64,
+}
+
+impl Default for HttpThresholds {
+    fn default() -> Self {
+        Self { ttfb_warn_ms: 400, ttfb_critical_ms: 800 }
+    }
+}
+
+/// `[probes.postgres]`: the runbooks' "8 of 10 connections" rule, as shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PostgresThresholds {
+    /// Connections at or over this share of `max_connections` is `warn`, percent.
+    pub connections_warn_percent: f64,
+    /// Connections at or over this share of `max_connections` is `critical`, percent.
+    pub connections_critical_percent: f64,
+    /// A query running longer than this is reported, seconds.
+    pub long_running_secs: u64,
+    /// A session idle in a transaction longer than this is reported, seconds.
+    pub idle_in_transaction_secs: u64,
+}
+
+impl Default for PostgresThresholds {
+    fn default() -> Self {
+        Self {
+            connections_warn_percent: 80.0,
+            connections_critical_percent: 90.0,
+            long_running_secs: 300,
+            idle_in_transaction_secs: 60,
+        }
+    }
+}
+
+/// `[probes.redis]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisThresholds {
+    /// Hit rate under this is `warn`, percent.
+    pub hit_rate_warn_percent: f64,
+    /// Hit rate under this is `critical`, percent.
+    pub hit_rate_critical_percent: f64,
+    /// Memory over this share of `maxmemory` is `warn`, percent.
+    pub memory_warn_percent: f64,
+    /// Memory over this share of `maxmemory` is `critical` (with `noeviction`: writes fail), percent.
+    pub memory_critical_percent: f64,
+    /// Lookups needed before the hit rate is judged (a fresh server has none).
+    pub min_lookups: u64,
+}
+
+impl Default for RedisThresholds {
+    fn default() -> Self {
+        Self {
+            hit_rate_warn_percent: 70.0,
+            hit_rate_critical_percent: 60.0,
+            memory_warn_percent: 80.0,
+            memory_critical_percent: 95.0,
+            min_lookups: 100,
+        }
+    }
+}
+
+/// `[probes.queue]`: queue lengths (`LLEN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QueueThresholds {
+    /// A queue longer than this is `warn`.
+    pub warn: u64,
+    /// A queue longer than this is `critical`.
+    pub critical: u64,
+}
+
+impl Default for QueueThresholds {
+    fn default() -> Self {
+        Self { warn: 100, critical: 1000 }
+    }
+}
+
+/// `[probes.host]`: disks, memory and load of the machine the probes run on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostThresholds {
+    /// Disk use over this is `warn`, percent.
+    pub disk_warn_percent: f64,
+    /// Disk use over this is `critical`, percent.
+    pub disk_critical_percent: f64,
+    /// Memory use (total minus available) over this is `warn`, percent.
+    pub memory_warn_percent: f64,
+    /// Memory use over this is `critical`, percent (the runbooks: 3.2 of 4 GB).
+    pub memory_critical_percent: f64,
+    /// 5-minute load per core over this is `warn`.
+    pub load_warn_per_core: f64,
+    /// 5-minute load per core over this is `critical`.
+    pub load_critical_per_core: f64,
+    /// Mount points to check; empty means every real filesystem, plus the Docker data root.
+    pub mounts: Vec<PathBuf>,
+}
+
+impl Default for HostThresholds {
+    fn default() -> Self {
+        Self {
+            disk_warn_percent: 70.0,
+            disk_critical_percent: 85.0,
+            memory_warn_percent: 70.0,
+            memory_critical_percent: 80.0,
+            load_warn_per_core: 1.5,
+            load_critical_per_core: 3.0,
+            mounts: Vec::new(),
+        }
+    }
+}
+
+/// `[probes.logs]`: the runbooks' `docker compose logs | grep -i error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogThresholds {
+    /// How far back to read, seconds.
+    pub window_secs: u64,
+    /// Case-insensitive regular expression a problem line matches.
+    pub pattern: String,
+    /// This many matching lines is `warn` (0 turns the log probe off).
+    pub warn_count: u64,
+    /// This many matching lines is `critical`.
+    pub critical_count: u64,
+    /// Sample lines kept as evidence.
+    pub samples: usize,
+    /// Lines read per container at most.
+    pub tail: u64,
+}
+
+impl Default for LogThresholds {
+    fn default() -> Self {
+        Self {
+            window_secs: 1800,
+            pattern: "error|panic|fatal|corrupt|out of memory".to_owned(),
+            warn_count: 1,
+            critical_count: 100,
+            samples: 5,
+            tail: 5000,
+        }
+    }
+}
+
+/// `[probes.tls]`: the runbooks' certificate thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsThresholds {
+    /// Fewer days left than this is `warn`.
+    pub warn_days: u32,
+    /// Fewer days left than this, or expired, is `critical`.
+    pub critical_days: u32,
+    /// PEM file of CA certificates to trust instead of the bundled Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for TlsThresholds {
+    fn default() -> Self {
+        Self { warn_days: 30, critical_days: 14, ca_file: None }
+    }
+}
+
+/// `[probes.backup]`: the runbooks' RPO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackupThresholds {
+    /// The newest complete backup older than this is a problem, hours.
+    pub max_age_hours: u64,
+}
+
+impl Default for BackupThresholds {
+    fn default() -> Self {
+        Self { max_age_hours: 24 }
+    }
+}
+
+/// `[[tcp]]`: a port that must accept connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TcpCheckConfig {
+    /// Short name (`smtp`).
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+    /// Checks this one depends on (`postgres:main`, `container:db`).
+    pub depends_on: Vec<String>,
+}
+
+/// `[[dns]]`: a name that must resolve (to the expected addresses, when given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DnsCheckConfig {
+    /// The host name (`example.com`).
+    pub name: String,
+    /// Addresses it must resolve to (all of them); any address when empty.
+    pub expect: Vec<String>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+}
+
+/// `[alertmanager]`: an Alertmanager whose firing alerts triage reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AlertmanagerConfig {
+    /// Base URL (`http://alertmanager:9093`).
+    pub url: SecretUrl,
+}
+
+/// `[[status-pages]]`: an upstream provider's Atlassian Statuspage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StatusPageConfig {
+    /// Short name (`stellar`).
+    pub name: String,
+    /// The page's base URL (`https://status.stellar.org`); `/api/v2/status.json` is appended
+    /// unless the URL already ends in `.json`.
+    pub url: String,
+    /// Containers or services that depend on this provider: during an upstream incident triage
+    /// says not to restart them.
+    pub affects: Vec<String>,
+}
+
+/// `[[tls-renew]]`: one renewal command, run by `opsctl tls renew` in a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsRenewConfig {
+    /// Container (name or Compose service): `certbot`, then `nginx`.
+    pub container: String,
+    /// Program and arguments, run without a shell (`["certbot", "renew", "--quiet"]`).
+    pub command: Vec<String>,
+    /// Seconds to wait for it.
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[triage]`: how findings become incidents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TriageConfig {
+    /// Severity per rule (runbook name), replacing the default: `{ cache-down = "P2" }`.
+    pub severity: BTreeMap<Runbook, Severity>,
+    /// Extra dependencies, check name to the checks it needs:
+    /// `{ "container:api" = ["postgres:main"] }`.
+    pub depends_on: BTreeMap<String, Vec<String>>,
+    /// `[triage.escalation]`.
+    pub escalation: EscalationConfig,
+}
+
+/// `[triage.escalation]`: the runbooks' escalation rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EscalationConfig {
+    /// Minutes a finding of a severity may stay open before it goes up one level
+    /// (`{ P2 = 120 }`: a P2 open over 2 h is a P1).
+    pub open_minutes: BTreeMap<Severity, u64>,
+    /// More reports than this within `reports-window-minutes` goes up one level.
+    pub reports: u32,
+    /// The window of `reports`, minutes.
+    pub reports_window_minutes: u64,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        Self { open_minutes: BTreeMap::from([(Severity::P2, 120)]), reports: 10, reports_window_minutes: 5 }
+    }
+}
