@@ -51,6 +51,16 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// One level more urgent (`P2` → `P1`); `P1` stays `P1`.
+    #[must_use]
+    pub const fn escalated(self) -> Self {
+        match self {
+            Self::P1 | Self::P2 => Self::P1,
+            Self::P3 => Self::P2,
+            Self::P4 => Self::P3,
+        }
+    }
+
     /// The response time the runbooks attach to this severity.
     #[must_use]
     pub const fn response_time(self) -> &'static str {
@@ -240,5 +250,8 @@ mod tests {
     fn p1_is_most_urgent() {
         assert!(Severity::P1 < Severity::P4);
         assert_eq!(Severity::P1.response_time(), "15 minutes");
+        assert_eq!(Severity::P2.escalated(), Severity::P1);
+        assert_eq!(Severity::P1.escalated(), Severity::P1);
+        assert_eq!(Severity::P4.escalated(), Severity::P3);
     }
 }

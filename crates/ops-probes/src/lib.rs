@@ -7,6 +7,10 @@
 //! `ops-core` (and plain sockets for network checks), so they are tested against real services
 //! and mockable in unit tests.
 
+pub mod backup;
 mod report;
+pub mod tls;
+pub mod triage;
 
-pub use report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
+pub use report::{Observation, Problem, ProbeKind, ProbeReport, Unit};
+pub use triage::{Incident, TriageOptions, TriageReport, triage};

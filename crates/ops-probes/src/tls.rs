@@ -1,0 +1,147 @@
+//! TLS as a probe: [`ops_tls`] reports of endpoints and certificate files turned into
+//! [`ProbeReport`]s, each finding classified by runbook (`tls-expiring`, `tls-invalid`,
+//! `port-closed`).
+
+use std::time::{Duration, Instant};
+
+use ops_core::config::{TlsCheckConfig, TlsThresholds};
+use ops_core::{Finding, Runbook, Status};
+use ops_tls::{CheckOptions, ConnectionStage, EndpointReport, PathReport};
+
+use crate::{Observation, Problem, ProbeKind, ProbeReport, Unit};
+
+/// The `ops_tls` options of a check under the configured thresholds.
+#[must_use]
+pub fn options(thresholds: &TlsThresholds, server_name: Option<String>, timeout: Duration) -> CheckOptions {
+    CheckOptions {
+        warn_days: thresholds.warn_days,
+        critical_days: thresholds.critical_days,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        ca_file: thresholds.ca_file.clone(),
+        server_name,
+        now: None,
+    }
+}
+
+/// Checks one configured `[[tls]]` entry (endpoint or file).
+pub async fn probe(check: &TlsCheckConfig, thresholds: &TlsThresholds, timeout: Duration) -> ProbeReport {
+    let started = Instant::now();
+    let opts = options(thresholds, check.server_name.clone(), timeout);
+    let mut report = match (&check.endpoint, &check.file) {
+        (Some(endpoint), _) => match ops_tls::check_endpoint(endpoint, &opts).await {
+            Ok(r) => from_endpoint(&check.name, &r),
+            Err(e) => unusable(&check.name, endpoint, &e.to_string()),
+        },
+        (None, Some(file)) => match ops_tls::check_path(file, &opts).await {
+            Ok(r) => from_path(&check.name, &r),
+            Err(e) => unusable(&check.name, &file.display().to_string(), &e.to_string()),
+        },
+        (None, None) => unusable(&check.name, "", "neither endpoint nor file is set"),
+    };
+    report.critical = check.critical;
+    report.depends_on.clone_from(&check.depends_on);
+    report.finish(started.elapsed())
+}
+
+/// An input `ops_tls` could not use (bad target, unreadable CA file).
+fn unusable(name: &str, target: &str, why: &str) -> ProbeReport {
+    let mut report = ProbeReport::new(ProbeKind::Tls, name, target);
+    report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, why));
+    report.finish(Duration::ZERO)
+}
+
+fn runbook_of(finding: &Finding, failure_message: Option<(&str, ConnectionStage)>) -> Runbook {
+    if let Some((message, stage)) = failure_message
+        && finding.message == message
+    {
+        return match stage {
+            ConnectionStage::Resolve | ConnectionStage::Connect => Runbook::PortClosed,
+            ConnectionStage::Handshake => Runbook::TlsInvalid,
+        };
+    }
+    if finding.message.contains(" expired ") || finding.message.contains(" expires in ") {
+        Runbook::TlsExpiring
+    } else {
+        Runbook::TlsInvalid
+    }
+}
+
+/// An endpoint report as a probe report (name `tls:{name}`; duration from the check).
+#[must_use]
+pub fn from_endpoint(name: &str, r: &EndpointReport) -> ProbeReport {
+    let name = if name.is_empty() { r.target.as_str() } else { name };
+    let mut report = ProbeReport::new(ProbeKind::Tls, name, r.target.clone());
+    let failure = r.connection_failure.as_ref().map(|f| (f.message.as_str(), f.stage));
+    for f in &r.findings {
+        report.problem(Problem::new(runbook_of(f, failure), f.status, f.message.clone()));
+    }
+    if let Some(days) = r.days_left {
+        #[allow(clippy::cast_precision_loss)]
+        report.observe(Observation::new("days_left", days as f64, Unit::Days));
+    }
+    if let Some(expiry) = r.verified_earliest_expiry.or(r.presented_earliest_expiry) {
+        #[allow(clippy::cast_precision_loss)]
+        report.observe(Observation::new("earliest_expiry", expiry.timestamp() as f64, Unit::Seconds));
+    }
+    if let Some(leaf) = r.leaf() {
+        report.evidence.push(format!("subject {} issued by {}", leaf.subject, leaf.issuer));
+        report.evidence.push(format!("valid until {}", leaf.not_after.to_rfc3339()));
+    }
+    if let (Some(v), Some(c)) = (&r.tls_version, &r.cipher_suite) {
+        report.evidence.push(format!("{v} {c}"));
+    }
+    let mut report = report.finish(Duration::from_millis(r.duration_ms));
+    if report.status == Status::Ok
+        && let Some(days) = r.days_left
+    {
+        report.message = format!("certificate valid, {days} days left");
+    }
+    report
+}
+
+/// A file or directory report as a probe report.
+#[must_use]
+pub fn from_path(name: &str, r: &PathReport) -> ProbeReport {
+    let target = r.path.display().to_string();
+    let name = if name.is_empty() { target.as_str() } else { name };
+    let mut report = ProbeReport::new(ProbeKind::Tls, name, target.clone());
+    for f in r.findings.iter().chain(r.files.iter().flat_map(|f| f.findings.iter())) {
+        report.problem(Problem::new(runbook_of(f, None), f.status, f.message.clone()));
+    }
+    if let Some(days) = r.days_left {
+        #[allow(clippy::cast_precision_loss)]
+        report.observe(Observation::new("days_left", days as f64, Unit::Days));
+    }
+    if let Some(expiry) = r.earliest_expiry {
+        #[allow(clippy::cast_precision_loss)]
+        report.observe(Observation::new("earliest_expiry", expiry.timestamp() as f64, Unit::Seconds));
+    }
+    report.evidence.extend(r.files.iter().map(|f| format!("{}: {}", f.path.display(), f.status)));
+    let mut report = report.finish(Duration::from_millis(r.duration_ms));
+    if report.status == Status::Ok
+        && let Some(days) = r.days_left
+    {
+        report.message = format!("{} certificate file(s) valid, {days} days left", r.files.len());
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(message: &str) -> Finding {
+        Finding { subject: "endpoint:x:443".into(), status: Status::Critical, message: message.into(), evidence: vec![] }
+    }
+
+    #[test]
+    fn findings_are_classified_by_runbook() {
+        let refused = "connection refused by 127.0.0.1:443";
+        let failure = Some((refused, ConnectionStage::Connect));
+        assert_eq!(runbook_of(&finding(refused), failure), Runbook::PortClosed);
+        assert_eq!(runbook_of(&finding(refused), Some((refused, ConnectionStage::Handshake))), Runbook::TlsInvalid);
+        assert_eq!(runbook_of(&finding("leaf CN=x expired 3 day(s) ago, at 2030"), None), Runbook::TlsExpiring);
+        assert_eq!(runbook_of(&finding("leaf CN=x expires in 9 day(s), at 2030"), None), Runbook::TlsExpiring);
+        assert_eq!(runbook_of(&finding("hostname mismatch: x is not covered"), None), Runbook::TlsInvalid);
+    }
+}
