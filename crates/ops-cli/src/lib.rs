@@ -15,6 +15,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary crate: it renders
 
 mod backup_render;
+mod checks;
+mod checks_render;
 mod commands;
 pub mod exit;
 mod render;
@@ -57,6 +59,81 @@ pub enum Command {
     Restore(RestoreArgs),
     /// DR drill: restore a backup into a throwaway PostgreSQL container and prove it.
     DrTest(DrTestArgs),
+    /// Run every check at once and say what is broken, how bad (P1-P4) and which runbook applies.
+    ///
+    /// Exit codes follow the monitoring-plugin convention: 0 ok, 1 warning, 2 critical,
+    /// 3 unknown (also when the checks could not run).
+    Triage(TriageArgs),
+    /// Certificates of endpoints and files: check expiry, chain and hostname; renew.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// One ad-hoc check of a target, with the same verdicts and exit codes as triage.
+    #[command(subcommand)]
+    Probe(ProbeCommand),
+}
+
+/// `opsctl probe …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// A TLS endpoint (`host:port`) or a PEM file or directory.
+    Tls {
+        /// `host:port`, `host`, or a path.
+        target: String,
+        /// Name the certificate must cover (and SNI) [default: the target's host]
+        #[arg(long)]
+        server_name: Option<String>,
+        /// PEM file of CA certificates to trust instead of the Mozilla roots.
+        #[arg(long, value_name = "PATH")]
+        ca_file: Option<PathBuf>,
+        /// Seconds the check may take [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+}
+
+/// `opsctl triage` options.
+#[derive(Debug, clap::Args)]
+pub struct TriageArgs {
+    /// Run again every SECONDS until Ctrl-C (with --json: one JSON document per line).
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+    /// Seconds one probe may take [default: probes.timeout-secs, 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Do not read container logs.
+    #[arg(long)]
+    pub no_logs: bool,
+    /// Show all evidence, every healthy check, and one line per probe.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `opsctl tls …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Check certificates: host:port endpoints or PEM files/directories [default: [[tls]] in the config].
+    Check {
+        /// `host:port`, `host` (port 443), or a PEM file or directory (certbot's live/).
+        targets: Vec<String>,
+        /// Name the certificate must cover (and SNI) [default: the target's host]
+        #[arg(long)]
+        server_name: Option<String>,
+        /// PEM file of CA certificates to trust instead of the Mozilla roots.
+        #[arg(long, value_name = "PATH")]
+        ca_file: Option<PathBuf>,
+        /// Seconds for connecting and the handshake [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Run the [[tls-renew]] commands when a certificate is under probes.tls.warn-days, then check again.
+    Renew {
+        /// Run the commands even when no certificate is due.
+        #[arg(long)]
+        force: bool,
+        /// Check and print the plan; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `opsctl dr-test` options.
@@ -187,11 +264,16 @@ where
         Command::Backup(cmd) => runtime().and_then(|rt| rt.block_on(commands::backup(&cli, cmd, env, out))),
         Command::Restore(args) => runtime().and_then(|rt| rt.block_on(commands::restore(&cli, args, env, out, err))),
         Command::DrTest(args) => runtime().and_then(|rt| rt.block_on(commands::dr_test(&cli, args, env, out))),
+        Command::Triage(args) => runtime().and_then(|rt| rt.block_on(checks::triage(&cli, args, env, out))),
+        Command::Tls(cmd) => runtime().and_then(|rt| rt.block_on(checks::tls(&cli, cmd, env, out))),
+        Command::Probe(cmd) => runtime().and_then(|rt| rt.block_on(checks::probe(&cli, cmd, env, out))),
     };
+    // Checks speak the monitoring-plugin convention: a check that could not run is unknown.
+    let plugin = matches!(cli.command, Command::Triage(_) | Command::Tls(_) | Command::Probe(_));
     match result {
         Ok(outcome) => outcome.code,
         Err(e) => {
-            let code = exit::for_kind(e.kind());
+            let code = if plugin { checks::plugin::UNKNOWN } else { exit::for_kind(e.kind()) };
             if cli.json {
                 let _ = writeln!(out, "{}", render::error_json(&e));
             } else {

@@ -12,6 +12,10 @@
 //!   `POST /api/v1/dr-tests`, `POST /api/v1/restores` (admin; a restore needs
 //!   `"confirm": true`): long operations answer 202 with a job id.
 //! - `GET /api/v1/jobs/{id}` (read): a job's status and report.
+//! - `GET /api/v1/triage` (read): severity, incidents with their consequences, every probe
+//!   (a run younger than 10 s is reused; `?fresh=true` runs now).
+//! - `GET /api/v1/probes` (read): the probe reports, `?kind=http&status=critical` to filter.
+//! - `GET /api/v1/tls` (read): every `[[tls]]` target checked now, in full detail.
 //!
 //! Keys come from `API_KEYS` (read) and `ADMIN_KEYS` (read and act), comma-separated so old
 //! and new keys overlap during a rotation, sent as `Authorization: Bearer KEY` or
@@ -34,6 +38,7 @@
 
 mod auth;
 mod backups;
+mod checks;
 mod error;
 mod jobs;
 mod metrics;
@@ -110,6 +115,27 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
             loop {
                 every.tick().await;
                 state.rebuild_backup_metrics().await;
+            }
+        }
+    });
+    // Probe, triage and TLS metrics stay current without anyone calling the API: one run per
+    // `server.triage-interval-secs` (read at each run, so a reload changes it).
+    tokio::spawn({
+        let state = std::sync::Arc::clone(&state);
+        async move {
+            loop {
+                let every = state.running().config.server.triage_interval_secs.unwrap_or(60);
+                if every == 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    continue;
+                }
+                if let Err(e) = state.triage(std::time::Duration::ZERO).await {
+                    tracing::warn!(error = %e, "background triage could not run");
+                }
+                if let Err(e) = state.tls().await {
+                    tracing::warn!(error = %e, "background tls check could not run");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(every)).await;
             }
         }
     });

@@ -41,6 +41,16 @@ pub struct Metrics {
     drill_restore: DbGauge,
     /// Databases with a successful backup, whose age is refreshed at scrape time.
     backed_up: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The samples of the last triage and TLS runs, under names without the `ops_` prefix
+    /// where Prometheus users know them (`probe_success`, `probe_ssl_earliest_cert_expiry`),
+    /// rendered whole on each run so checks that left the config leave the output too.
+    checks: std::sync::Mutex<CheckSamples>,
+}
+
+#[derive(Debug, Default)]
+struct CheckSamples {
+    triage: Vec<ops_tls::MetricSample>,
+    tls: Vec<ops_tls::MetricSample>,
 }
 
 fn now_secs() -> f64 {
@@ -95,7 +105,57 @@ impl Metrics {
             drill_success,
             drill_restore,
             backed_up: std::sync::Mutex::default(),
+            checks: std::sync::Mutex::default(),
         }
+    }
+
+    /// Replaces the probe and triage samples with those of `report`.
+    pub fn record_triage(&self, report: &ops_probes::TriageReport) {
+        let mut samples = Vec::new();
+        for p in &report.probes {
+            let labels = || vec![("probe", p.name.clone()), ("kind", p.kind.as_str().to_owned())];
+            let success = matches!(p.status, ops_core::Status::Ok | ops_core::Status::Warn);
+            samples.push(sample("probe_success", labels(), if success { 1.0 } else { 0.0 }));
+            #[allow(clippy::cast_precision_loss)]
+            samples.push(sample("probe_duration_seconds", labels(), p.duration_ms as f64 / 1000.0));
+            let status = match p.status {
+                ops_core::Status::Ok => 0.0,
+                ops_core::Status::Warn => 1.0,
+                ops_core::Status::Critical => 2.0,
+                ops_core::Status::Unknown => 3.0,
+            };
+            samples.push(sample("ops_probe_status", labels(), status));
+        }
+        // 1 for P1 … 4 for P4, 0 when nothing is wrong: `ops_triage_severity > 0 and <= 2` pages.
+        let severity = report.severity.map_or(0.0, |s| match s {
+            ops_core::Severity::P1 => 1.0,
+            ops_core::Severity::P2 => 2.0,
+            ops_core::Severity::P3 => 3.0,
+            ops_core::Severity::P4 => 4.0,
+        });
+        samples.push(sample("ops_triage_severity", Vec::new(), severity));
+        for sev in ["P1", "P2", "P3", "P4"] {
+            #[allow(clippy::cast_precision_loss)]
+            let n = report.incidents.iter().filter(|i| i.severity.to_string() == sev).count() as f64;
+            samples.push(sample("ops_triage_incidents", vec![("severity", sev.to_owned())], n));
+        }
+        samples.push(sample("ops_triage_last_run_timestamp_seconds", Vec::new(), now_secs()));
+        self.checks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).triage = samples;
+    }
+
+    /// Replaces the TLS samples with those of `reports`.
+    pub fn record_tls(&self, reports: &[ops_tls::TargetReport]) {
+        let endpoints: Vec<_> = reports
+            .iter()
+            .filter_map(|r| if let ops_tls::TargetReport::Endpoint(e) = r { Some(e.clone()) } else { None })
+            .collect();
+        let paths: Vec<_> = reports
+            .iter()
+            .filter_map(|r| if let ops_tls::TargetReport::Path(p) = r { Some(p.clone()) } else { None })
+            .collect();
+        let mut samples = ops_tls::endpoint_metrics(&endpoints);
+        samples.extend(ops_tls::file_metrics(&paths));
+        self.checks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).tls = samples;
     }
 
     fn label(database: &str) -> DatabaseLabel {
@@ -161,8 +221,40 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        // The registry's text ends with `# EOF`; the check samples go before it.
+        if let Some(body) = out.strip_suffix("# EOF\n") {
+            out = body.to_owned();
+        }
+        let checks = self.checks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        render_samples(&mut out, checks.triage.iter().chain(checks.tls.iter()));
+        out.push_str("# EOF\n");
         out
     }
+}
+
+fn sample(name: &'static str, labels: Vec<(&'static str, String)>, value: f64) -> ops_tls::MetricSample {
+    ops_tls::MetricSample { name, labels, value }
+}
+
+/// OpenMetrics text of gauge samples, grouped by name (one `# TYPE` per family).
+fn render_samples<'a>(out: &mut String, samples: impl Iterator<Item = &'a ops_tls::MetricSample>) {
+    use std::fmt::Write as _;
+    let mut by_name: std::collections::BTreeMap<&str, Vec<&ops_tls::MetricSample>> = std::collections::BTreeMap::new();
+    for s in samples {
+        by_name.entry(s.name).or_default().push(s);
+    }
+    for (name, samples) in by_name {
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for s in samples {
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+            let _ = writeln!(out, "{name}{labels} {}", s.value);
+        }
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Default for Metrics {

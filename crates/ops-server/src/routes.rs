@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::auth::{Access, access_for, presented_key};
-use crate::backups;
+use crate::{backups, checks};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -20,7 +20,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     let read = Router::new()
         .route("/api/v1/config", get(get_config))
         .route("/api/v1/backups", get(backups::list))
-        .route("/api/v1/jobs/{id}", get(backups::job));
+        .route("/api/v1/jobs/{id}", get(backups::job))
+        .route("/api/v1/triage", get(checks::triage))
+        .route("/api/v1/probes", get(checks::probes))
+        .route("/api/v1/tls", get(checks::tls));
     let admin = Router::new()
         .route("/api/v1/config/reload", post(reload_config))
         .route("/api/v1/backups", post(backups::start_backup))

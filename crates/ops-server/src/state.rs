@@ -20,6 +20,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Long operations started through the API.
     pub jobs: Jobs,
+    /// The newest triage, so a burst of requests runs the checklist once.
+    last_triage: tokio::sync::Mutex<Option<(std::time::Instant, Arc<ops_probes::TriageReport>)>>,
 }
 
 /// One loaded configuration and the adapters wired from it.
@@ -48,6 +50,7 @@ impl AppState {
             env,
             metrics: Metrics::new(),
             jobs: Jobs::default(),
+            last_triage: tokio::sync::Mutex::default(),
         })
     }
 
@@ -97,6 +100,61 @@ impl AppState {
                 self.metrics.set_backup_success(name);
             }
         }
+    }
+
+    /// The newest triage when it is younger than `max_age`, else a new run (which also updates
+    /// the probe and triage metrics). Concurrent callers wait for the one run in progress.
+    ///
+    /// # Errors
+    /// The reason the running configuration could not be wired.
+    pub async fn triage(&self, max_age: std::time::Duration) -> Result<Arc<ops_probes::TriageReport>, String> {
+        let mut last = self.last_triage.lock().await;
+        if let Some((at, report)) = last.as_ref()
+            && at.elapsed() <= max_age
+        {
+            return Ok(Arc::clone(report));
+        }
+        let running = self.running();
+        let ctx = running.context.as_ref().map_err(Clone::clone)?;
+        let report = Arc::new(ops_probes::triage(ctx, &ops_probes::TriageOptions::default()).await);
+        self.metrics.record_triage(&report);
+        *last = Some((std::time::Instant::now(), Arc::clone(&report)));
+        Ok(report)
+    }
+
+    /// Checks every `[[tls]]` target and updates the TLS metrics; also returns the entries that
+    /// could not be checked at all (an unreadable CA file), by name, with why.
+    ///
+    /// # Errors
+    /// The reason the running configuration could not be wired.
+    pub async fn tls(&self) -> Result<(Vec<ops_tls::TargetReport>, Vec<(String, String)>), String> {
+        let running = self.running();
+        running.context.as_ref().map_err(Clone::clone)?;
+        let cfg = &running.config;
+        let timeout = std::time::Duration::from_secs(cfg.probes.timeout_secs.max(1));
+        let checks = cfg.tls.iter().map(|c| {
+            let opts = ops_probes::tls::options(&cfg.probes.tls, c.server_name.clone(), timeout);
+            async move {
+                match (&c.endpoint, &c.file) {
+                    (Some(e), _) => ops_tls::check_endpoint(e, &opts).await.map(ops_tls::TargetReport::Endpoint),
+                    (None, Some(f)) => ops_tls::check_path(f, &opts).await.map(ops_tls::TargetReport::Path),
+                    (None, None) => Err(ops_tls::Error::InvalidOption {
+                        option: "tls",
+                        reason: format!("[[tls]] {} needs an endpoint or a file", c.name),
+                    }),
+                }
+            }
+        });
+        let mut reports = Vec::new();
+        let mut unusable = Vec::new();
+        for (c, r) in cfg.tls.iter().zip(futures::future::join_all(checks).await) {
+            match r {
+                Ok(r) => reports.push(r),
+                Err(e) => unusable.push((c.name.clone(), e.to_string())),
+            }
+        }
+        self.metrics.record_tls(&reports);
+        Ok((reports, unusable))
     }
 
     /// Re-reads the file and environment captured at start; keeps the running config when the

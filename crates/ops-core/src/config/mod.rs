@@ -322,6 +322,9 @@ pub struct ServerConfig {
     pub api_keys: Vec<Secret>,
     /// Keys that may read and act (`ADMIN_KEYS`, comma-separated, overrides).
     pub admin_keys: Vec<Secret>,
+    /// Seconds between the background triage runs that keep `/metrics` current (default 60;
+    /// 0 turns them off and the metrics change only when `/api/v1/triage` is called).
+    pub triage_interval_secs: Option<u64>,
 }
 
 /// The default listen address of `ops-server`.

@@ -1,0 +1,256 @@
+//! `opsctl triage`, `opsctl tls …` and `opsctl probe …`: checks whose exit code follows the
+//! monitoring-plugin convention (0 ok, 1 warning, 2 critical, 3 unknown), so they drop into
+//! Nagios, Icinga, cron and CI as they are.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use ops_core::config::{OpsConfig, load};
+use ops_core::{Context, Result, Status};
+use ops_probes::TriageOptions;
+use ops_tls::{RenewCommand, RenewOptions, TargetReport};
+
+use crate::checks_render;
+use crate::render::write_json;
+use crate::{Cli, Outcome, ProbeCommand, TlsCommand, TriageArgs};
+
+/// Monitoring-plugin exit codes.
+pub(crate) mod plugin {
+    /// Everything fine.
+    pub const OK: u8 = 0;
+    /// A warning threshold is crossed.
+    pub const WARNING: u8 = 1;
+    /// Broken, or about to be.
+    pub const CRITICAL: u8 = 2;
+    /// The check could not tell (or could not run: bad config, bad arguments).
+    pub const UNKNOWN: u8 = 3;
+}
+
+/// The exit code of a status: critical before unknown before warning, as plugins do.
+pub(crate) fn code_of(statuses: impl IntoIterator<Item = Status>) -> u8 {
+    let all: Vec<Status> = statuses.into_iter().collect();
+    if all.contains(&Status::Critical) {
+        plugin::CRITICAL
+    } else if all.contains(&Status::Unknown) {
+        plugin::UNKNOWN
+    } else if all.contains(&Status::Warn) {
+        plugin::WARNING
+    } else {
+        plugin::OK
+    }
+}
+
+/// The configuration, or the defaults when no file exists: checks work without one.
+fn config(cli: &Cli, env: &BTreeMap<String, String>) -> Result<OpsConfig> {
+    Ok(load(cli.config.as_deref(), env)?.config)
+}
+
+/// `opsctl triage [--watch SECONDS]`.
+pub(crate) async fn triage(
+    cli: &Cli,
+    args: &TriageArgs,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let ctx = Context::from_config(config(cli, env)?)?;
+    let opts = TriageOptions { concurrency: None, timeout_secs: args.timeout, skip_logs: args.no_logs };
+    let Some(every) = args.watch else {
+        let report = ops_probes::triage(&ctx, &opts).await;
+        if cli.json {
+            write_json(out, &report)?;
+        } else {
+            checks_render::triage(out, &report, args.verbose)?;
+        }
+        return Ok(Outcome { code: code_of(report.probes.iter().map(|p| p.status)) });
+    };
+    // Watch: one run every N seconds until Ctrl-C; the exit code is the last run's.
+    let interval = Duration::from_secs(every.max(1));
+    let clear = !cli.json && std::io::stdout().is_terminal();
+    let mut stop = Box::pin(tokio::signal::ctrl_c());
+    loop {
+        let report = ops_probes::triage(&ctx, &opts).await;
+        let code = code_of(report.probes.iter().map(|p| p.status));
+        if cli.json {
+            // One JSON document per line, so `--watch --json | jq` streams.
+            let line = serde_json::to_string(&report)
+                .map_err(|e| ops_core::Error::internal(format!("rendering json: {e}")))?;
+            writeln!(out, "{line}")?;
+        } else {
+            if clear {
+                write!(out, "\x1b[2J\x1b[H")?;
+            }
+            checks_render::triage(out, &report, args.verbose)?;
+            writeln!(out, "\n(every {} s; Ctrl-C to stop)", interval.as_secs())?;
+        }
+        out.flush()?;
+        tokio::select! {
+            _ = &mut stop => return Ok(Outcome { code }),
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// `opsctl tls check|renew`.
+pub(crate) async fn tls(
+    cli: &Cli,
+    cmd: &TlsCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let cfg = config(cli, env)?;
+    match cmd {
+        TlsCommand::Check { targets, server_name, ca_file, timeout } => {
+            let mut thresholds = cfg.probes.tls.clone();
+            if ca_file.is_some() {
+                thresholds.ca_file.clone_from(ca_file);
+            }
+            let limit = Duration::from_secs(timeout.unwrap_or(cfg.probes.timeout_secs).max(1));
+            let reports = if targets.is_empty() {
+                if cfg.tls.is_empty() {
+                    return Err(ops_core::Error::invalid_input(
+                        "no target given and no [[tls]] entry in the configuration: \
+                         give host:port or a certificate path",
+                    ));
+                }
+                let checks = cfg.tls.iter().map(|c| {
+                    let opts = ops_probes::tls::options(&thresholds, c.server_name.clone(), limit);
+                    let target = c.endpoint.clone();
+                    let file = c.file.clone();
+                    async move { check_one(target.as_deref(), file.as_deref(), &opts).await }
+                });
+                futures::future::join_all(checks).await
+            } else {
+                let checks = targets.iter().map(|t| {
+                    let opts = ops_probes::tls::options(&thresholds, server_name.clone(), limit);
+                    async move {
+                        if Path::new(t).exists() {
+                            check_one(None, Some(Path::new(t)), &opts).await
+                        } else {
+                            check_one(Some(t), None, &opts).await
+                        }
+                    }
+                });
+                futures::future::join_all(checks).await
+            };
+            let reports: Vec<TargetReport> = reports.into_iter().collect::<Result<_>>()?;
+            if cli.json {
+                write_json(out, &reports)?;
+            } else {
+                checks_render::tls_reports(out, &reports)?;
+            }
+            Ok(Outcome { code: code_of(reports.iter().map(TargetReport::status)) })
+        }
+        TlsCommand::Renew { force, dry_run } => {
+            let opts = renew_options(&cfg, *force)?;
+            let plan = ops_tls::renew_plan(&opts).await.map_err(tls_error)?;
+            if *dry_run || !plan.run {
+                if cli.json {
+                    write_json(out, &plan)?;
+                } else {
+                    checks_render::renew_plan(out, &plan)?;
+                }
+                return Ok(Outcome { code: code_of(plan.before.iter().map(TargetReport::status)) });
+            }
+            let ctx = Context::from_config(cfg)?;
+            let rt = ctx
+                .containers
+                .as_deref()
+                .ok_or_else(|| ops_core::Error::unavailable("no container runtime to run the renewal commands"))?;
+            let report = ops_tls::apply_renew_plan(rt, plan, &opts).await.map_err(tls_error)?;
+            if cli.json {
+                write_json(out, &report)?;
+            } else {
+                checks_render::renew_report(out, &report)?;
+            }
+            Ok(Outcome { code: code_of([report.status]) })
+        }
+    }
+}
+
+/// `opsctl probe …`.
+pub(crate) async fn probe(
+    cli: &Cli,
+    cmd: &ProbeCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let cfg = config(cli, env)?;
+    let report = match cmd {
+        ProbeCommand::Tls { target, server_name, ca_file, timeout } => {
+            let mut thresholds = cfg.probes.tls.clone();
+            if ca_file.is_some() {
+                thresholds.ca_file.clone_from(ca_file);
+            }
+            let is_file = Path::new(target).exists();
+            let check = ops_core::config::TlsCheckConfig {
+                name: target.clone(),
+                endpoint: (!is_file).then(|| target.clone()),
+                file: is_file.then(|| target.into()),
+                server_name: server_name.clone(),
+                ..Default::default()
+            };
+            let limit = Duration::from_secs(timeout.unwrap_or(cfg.probes.timeout_secs).max(1));
+            ops_probes::tls::probe(&check, &thresholds, limit).await
+        }
+    };
+    if cli.json {
+        write_json(out, &report)?;
+    } else {
+        checks_render::probe(out, &report)?;
+    }
+    Ok(Outcome { code: code_of([report.status]) })
+}
+
+async fn check_one(
+    endpoint: Option<&str>,
+    file: Option<&Path>,
+    opts: &ops_tls::CheckOptions,
+) -> Result<TargetReport> {
+    match (endpoint, file) {
+        (Some(e), _) => ops_tls::check_endpoint(e, opts).await.map(TargetReport::Endpoint).map_err(tls_error),
+        (None, Some(f)) => ops_tls::check_path(f, opts).await.map(TargetReport::Path).map_err(tls_error),
+        (None, None) => Err(ops_core::Error::invalid_input("a [[tls]] entry needs an endpoint or a file")),
+    }
+}
+
+fn tls_error(e: ops_tls::Error) -> ops_core::Error {
+    ops_core::Error::new(e.kind(), e.to_string())
+}
+
+/// `[[tls]]` targets and `[[tls-renew]]` commands as renewal options.
+fn renew_options(cfg: &OpsConfig, force: bool) -> Result<RenewOptions> {
+    if cfg.tls_renew.is_empty() {
+        return Err(ops_core::Error::invalid_input(
+            "no [[tls-renew]] command in the configuration (for example container = \"certbot\", \
+             command = [\"certbot\", \"renew\"])",
+        ));
+    }
+    let timeout = Duration::from_secs(cfg.probes.timeout_secs.max(1));
+    Ok(RenewOptions {
+        endpoints: cfg.tls.iter().filter_map(|t| t.endpoint.clone()).collect(),
+        paths: cfg.tls.iter().filter_map(|t| t.file.clone()).collect(),
+        commands: cfg
+            .tls_renew
+            .iter()
+            .map(|r| RenewCommand { container: r.container.clone(), cmd: r.command.clone(), timeout_secs: r.timeout_secs })
+            .collect(),
+        force,
+        check: ops_probes::tls::options(&cfg.probes.tls, None, timeout),
+        ..RenewOptions::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_codes() {
+        assert_eq!(code_of([]), plugin::OK);
+        assert_eq!(code_of([Status::Ok, Status::Warn]), plugin::WARNING);
+        assert_eq!(code_of([Status::Warn, Status::Unknown]), plugin::UNKNOWN);
+        assert_eq!(code_of([Status::Unknown, Status::Critical, Status::Warn]), plugin::CRITICAL);
+    }
+}
