@@ -5,6 +5,7 @@
 //! message saying how to get one; they never skip.
 
 mod backup;
+mod checks;
 mod cli;
 mod docker;
 mod drill;

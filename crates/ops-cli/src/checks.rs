@@ -203,11 +203,7 @@ pub(crate) async fn probe(
     Ok(Outcome { code: code_of([report.status]) })
 }
 
-async fn check_one(
-    endpoint: Option<&str>,
-    file: Option<&Path>,
-    opts: &ops_tls::CheckOptions,
-) -> Result<TargetReport> {
+async fn check_one(endpoint: Option<&str>, file: Option<&Path>, opts: &ops_tls::CheckOptions) -> Result<TargetReport> {
     match (endpoint, file) {
         (Some(e), _) => ops_tls::check_endpoint(e, opts).await.map(TargetReport::Endpoint).map_err(tls_error),
         (None, Some(f)) => ops_tls::check_path(f, opts).await.map(TargetReport::Path).map_err(tls_error),
@@ -234,7 +230,11 @@ fn renew_options(cfg: &OpsConfig, force: bool) -> Result<RenewOptions> {
         commands: cfg
             .tls_renew
             .iter()
-            .map(|r| RenewCommand { container: r.container.clone(), cmd: r.command.clone(), timeout_secs: r.timeout_secs })
+            .map(|r| RenewCommand {
+                container: r.container.clone(),
+                cmd: r.command.clone(),
+                timeout_secs: r.timeout_secs,
+            })
             .collect(),
         force,
         check: ops_probes::tls::options(&cfg.probes.tls, None, timeout),

@@ -53,7 +53,8 @@ pub(crate) fn triage(out: &mut dyn Write, r: &TriageReport, verbose: bool) -> Re
     }
     if !r.ok.is_empty() {
         writeln!(out)?;
-        let shown: Vec<&str> = r.ok.iter().take(if verbose { usize::MAX } else { OK_SHOWN }).map(String::as_str).collect();
+        let shown: Vec<&str> =
+            r.ok.iter().take(if verbose { usize::MAX } else { OK_SHOWN }).map(String::as_str).collect();
         let more = r.ok.len() - shown.len();
         let tail = if more > 0 { format!(" (+{more} more)") } else { String::new() };
         writeln!(out, "ok: {}{tail}", shown.join(", "))?;
@@ -132,7 +133,9 @@ pub(crate) fn tls_reports(out: &mut dyn Write, reports: &[TargetReport]) -> Resu
         writeln!(out, "{:<5} {:<36} {days:>5}  {expiry:<20}  {detail}", mark(r.status()), r.label())?;
         let findings = match r {
             TargetReport::Endpoint(e) => e.findings.clone(),
-            TargetReport::Path(p) => p.findings.iter().chain(p.files.iter().flat_map(|f| f.findings.iter())).cloned().collect(),
+            TargetReport::Path(p) => {
+                p.findings.iter().chain(p.files.iter().flat_map(|f| f.findings.iter())).cloned().collect()
+            }
         };
         for f in findings {
             writeln!(out, "      {} {}", mark(f.status), f.message)?;

@@ -8,7 +8,7 @@ use ops_backup::BackupEntry;
 use ops_core::config::BackupThresholds;
 use ops_core::{Context, Runbook, Status};
 
-use crate::{Observation, Problem, ProbeKind, ProbeReport, Unit};
+use crate::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 
 /// One report per configured database (`backup:{name}`); none without storage.
 pub async fn probe(ctx: &Context, thresholds: &BackupThresholds, timeout: Duration) -> Vec<ProbeReport> {
@@ -86,11 +86,8 @@ pub fn assess(
         && newest_complete.is_none_or(|c| f.started_at > c.started_at)
     {
         let why = f.copies.iter().find_map(|c| c.failure.as_ref().map(|x| x.error.clone()));
-        let mut p = Problem::new(
-            Runbook::BackupStale,
-            Status::Critical,
-            format!("the newest backup {} failed", f.id.as_str()),
-        );
+        let mut p =
+            Problem::new(Runbook::BackupStale, Status::Critical, format!("the newest backup {} failed", f.id.as_str()));
         p.evidence.extend(why);
         r.problem(p);
     }

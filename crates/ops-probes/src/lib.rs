@@ -12,5 +12,5 @@ mod report;
 pub mod tls;
 pub mod triage;
 
-pub use report::{Observation, Problem, ProbeKind, ProbeReport, Unit};
+pub use report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 pub use triage::{Incident, TriageOptions, TriageReport, triage};

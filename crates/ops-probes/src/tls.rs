@@ -8,7 +8,7 @@ use ops_core::config::{TlsCheckConfig, TlsThresholds};
 use ops_core::{Finding, Runbook, Status};
 use ops_tls::{CheckOptions, ConnectionStage, EndpointReport, PathReport};
 
-use crate::{Observation, Problem, ProbeKind, ProbeReport, Unit};
+use crate::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 
 /// The `ops_tls` options of a check under the configured thresholds.
 #[must_use]
@@ -131,7 +131,12 @@ mod tests {
     use super::*;
 
     fn finding(message: &str) -> Finding {
-        Finding { subject: "endpoint:x:443".into(), status: Status::Critical, message: message.into(), evidence: vec![] }
+        Finding {
+            subject: "endpoint:x:443".into(),
+            status: Status::Critical,
+            message: message.into(),
+            evidence: vec![],
+        }
     }
 
     #[test]

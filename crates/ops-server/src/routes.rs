@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::auth::{Access, access_for, presented_key};
-use crate::{backups, checks};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::{backups, checks};
 
 /// The whole HTTP API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {

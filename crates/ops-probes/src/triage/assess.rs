@@ -230,9 +230,8 @@ fn ranked<'a>(r: &'a ProbeReport, overrides: &BTreeMap<Runbook, Severity>) -> Ve
 fn add_upstream_advice(reports: &[ProbeReport], cfg: &OpsConfig, incidents: &mut BTreeMap<usize, Incident>) {
     for page in &cfg.status_pages {
         let name = format!("status-page:{}", page.name);
-        let upstream_down = reports
-            .iter()
-            .any(|r| r.name == name && r.problems.iter().any(|p| p.runbook == Runbook::UpstreamIncident));
+        let upstream_down =
+            reports.iter().any(|r| r.name == name && r.problems.iter().any(|p| p.runbook == Runbook::UpstreamIncident));
         if !upstream_down || page.affects.is_empty() {
             continue;
         }

@@ -18,7 +18,12 @@ pub fn by_age(severity: Severity, opened_at: DateTime<Utc>, now: DateTime<Utc>, 
 /// The severity of a finding given the times users reported it: one level up when more than
 /// `reports` fall within the last `reports-window-minutes`.
 #[must_use]
-pub fn by_reports(severity: Severity, reports: &[DateTime<Utc>], now: DateTime<Utc>, cfg: &EscalationConfig) -> Severity {
+pub fn by_reports(
+    severity: Severity,
+    reports: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+    cfg: &EscalationConfig,
+) -> Severity {
     let since = now - minutes_of(cfg.reports_window_minutes);
     let recent = reports.iter().filter(|t| **t > since && **t <= now).count();
     if recent > usize::try_from(cfg.reports).unwrap_or(usize::MAX) { severity.escalated() } else { severity }

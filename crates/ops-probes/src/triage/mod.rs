@@ -142,7 +142,11 @@ pub fn finish(
                 ));
             }
             if incidents.len() > 1 {
-                s.push_str(&format!("; {} more incident{}", incidents.len() - 1, if incidents.len() == 2 { "" } else { "s" }));
+                s.push_str(&format!(
+                    "; {} more incident{}",
+                    incidents.len() - 1,
+                    if incidents.len() == 2 { "" } else { "s" }
+                ));
             }
             s
         }

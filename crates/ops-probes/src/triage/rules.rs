@@ -59,12 +59,7 @@ pub fn default_severity(runbook: Runbook, status: Status) -> Severity {
             }
         }
         R::CacheDown | R::ConnectionsExhausted => P3,
-        R::SlowResponses
-        | R::SlowQueries
-        | R::CacheDegraded
-        | R::QueueBacklog
-        | R::HighLoad
-        | R::LogErrors => {
+        R::SlowResponses | R::SlowQueries | R::CacheDegraded | R::QueueBacklog | R::HighLoad | R::LogErrors => {
             if critical {
                 P3
             } else {

@@ -1,0 +1,269 @@
+//! `opsctl triage`, `opsctl tls`, `opsctl probe` and the check routes of ops-server, against
+//! real TLS servers on 127.0.0.1 with certificates made in the test (real clock).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use chrono::{Datelike, Utc};
+use http::{Request, StatusCode};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+
+/// A root CA in a temp dir (`ca.pem`) and leaves for `example.com` signed by it.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_key: KeyPair,
+    ca_params: CertificateParams,
+}
+
+fn validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
+    let today = Utc::now().date_naive();
+    let base =
+        rcgen::date_time_ymd(today.year(), u8::try_from(today.month()).unwrap(), u8::try_from(today.day()).unwrap());
+    let shift = |days: i64| {
+        let d = Duration::from_secs(days.unsigned_abs() * 86_400);
+        if days >= 0 { base + d } else { base - d }
+    };
+    params.not_before = shift(from_days);
+    params.not_after = shift(to_days);
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.distinguished_name.push(DnType::CommonName, "Checks Test Root");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        validity(&mut ca_params, -30, 3650);
+        let ca = ca_params.clone().self_signed(&ca_key).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        Self { dir, ca_key, ca_params }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A leaf for example.com valid from `from` to `to` days from today.
+    fn leaf(&self, from: i64, to: i64) -> (CertificateDer<'static>, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["example.com".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "example.com");
+        validity(&mut params, from, to);
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        (params.signed_by(&key, &issuer).unwrap().der().clone(), key)
+    }
+}
+
+/// A TLS server presenting `cert`, closing each connection after the handshake.
+async fn serve(cert: CertificateDer<'static>, key: &KeyPair) -> SocketAddr {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Servers live on their own runtime, so opsctl (which starts its own) runs beside them.
+fn background() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+}
+
+fn opsctl(args: &[&str], env: &[(&str, &str)]) -> (u8, String, String) {
+    let env: BTreeMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut argv = vec!["opsctl"];
+    argv.extend_from_slice(args);
+    let code = ops_cli::run(argv, &env, &mut out, &mut err);
+    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+}
+
+fn config_with_tls(pki: &Pki, endpoints: &[(&str, SocketAddr, bool)]) -> PathBuf {
+    let mut text = format!("[probes.tls]\nca-file = {:?}\n\n", pki.ca_file().display().to_string());
+    for (name, addr, critical) in endpoints {
+        text.push_str(&format!(
+            "[[tls]]\nname = \"{name}\"\nendpoint = \"{addr}\"\nserver-name = \"example.com\"\ncritical = {critical}\n\n"
+        ));
+    }
+    let path = pki.dir.path().join("ops.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn checks_tls_cli_exit_codes_follow_the_plugin_convention() {
+    let pki = Pki::new();
+    let rt = background();
+    let (valid, expiring, expired) = rt.block_on(async {
+        let (c, k) = pki.leaf(-10, 400);
+        let valid = serve(c, &k).await;
+        let (c, k) = pki.leaf(-10, 20);
+        let expiring = serve(c, &k).await;
+        let (c, k) = pki.leaf(-100, -3);
+        let expired = serve(c, &k).await;
+        (valid, expiring, expired)
+    });
+    let ca = pki.ca_file().display().to_string();
+    let check = |addr: SocketAddr, json: bool| {
+        let addr = addr.to_string();
+        let mut args = vec!["tls", "check", addr.as_str(), "--ca-file", ca.as_str(), "--server-name", "example.com"];
+        if json {
+            args.push("--json");
+        }
+        opsctl(&args, &[])
+    };
+
+    let (code, out, err) = check(valid, false);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&valid.to_string()) && out.contains("ok"), "{out}");
+
+    let (code, out, _) = check(expiring, false);
+    assert_eq!(code, 1, "20 days left is a warning: {out}");
+    assert!(out.contains("expires in"), "{out}");
+
+    let (code, out, _) = check(expired, false);
+    assert_eq!(code, 2, "expired is critical: {out}");
+    assert!(out.contains("expired"), "{out}");
+
+    let (code, out, _) = check(expired, true);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["kind"], "endpoint");
+    assert_eq!(v[0]["status"], "critical");
+    assert!(v[0]["days_left"].as_i64().unwrap() < 0);
+
+    // Nothing to check is unknown (3), with a reason.
+    let empty = pki.dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let (code, _, err) = opsctl(&["tls", "check", "--config", empty.to_str().unwrap()], &[]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no target given"), "{err}");
+
+    // The same through `opsctl probe tls`, which names the runbook.
+    let addr = expired.to_string();
+    let (code, out, _) =
+        opsctl(&["probe", "tls", &addr, "--ca-file", &ca, "--server-name", "example.com", "--json"], &[]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["kind"], "tls");
+    assert_eq!(v["problems"][0]["runbook"], "tls-expiring");
+    drop(rt);
+}
+
+#[test]
+fn checks_triage_cli_rates_certificates_by_the_runbooks() {
+    let pki = Pki::new();
+    let rt = background();
+    let (soon, valid) = rt.block_on(async {
+        let (c, k) = pki.leaf(-60, 10);
+        let soon = serve(c, &k).await;
+        let (c, k) = pki.leaf(-10, 400);
+        (soon, serve(c, &k).await)
+    });
+    // Under 14 days is a P2 (the runbooks: TLS expired or about to be).
+    let path = config_with_tls(&pki, &[("site", soon, false), ("api", valid, false)]);
+    let path = path.to_str().unwrap();
+    let (code, out, err) = opsctl(&["triage", "--config", path, "--no-logs"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("P2  respond within 1 hour"), "{out}");
+    assert!(out.contains("tls:site") && out.contains("runbook: tls-expiring"), "{out}");
+    assert!(out.contains("ok: ") && out.contains("tls:api"), "the fine check is listed as ok: {out}");
+
+    let (code, out, _) = opsctl(&["triage", "--config", path, "--json"], &[]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["severity"], "P2");
+    assert_eq!(v["response_time"], "1 hour");
+    assert_eq!(v["incidents"][0]["check"], "tls:site");
+    assert_eq!(v["incidents"][0]["runbook"], "tls-expiring");
+    let probes: Vec<&str> = v["probes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(probes.contains(&"tls:api") && probes.contains(&"tls:site"), "{probes:?}");
+
+    // Marked critical, the same certificate is a P1.
+    let path = config_with_tls(&pki, &[("site", soon, true)]);
+    let (code, out, _) = opsctl(&["triage", "--config", path.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["severity"], "P1", "{out}");
+    drop(rt);
+}
+
+async fn call(state: &Arc<ops_server::AppState>, uri: &str, key: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::builder().uri(uri);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let resp = ops_server::app(Arc::clone(state)).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn checks_server_triage_tls_routes_and_metrics() {
+    let pki = Pki::new();
+    let (c, k) = pki.leaf(-100, -3);
+    let expired = serve(c, &k).await;
+    let (c, k) = pki.leaf(-10, 400);
+    let valid = serve(c, &k).await;
+    let path = config_with_tls(&pki, &[("site", expired, false), ("api", valid, false)]);
+    let env = BTreeMap::from([("API_KEYS".to_owned(), "read-key".to_owned())]);
+    let loaded = ops_core::config::load(Some(&path), &env).unwrap();
+    let state = ops_server::AppState::from_config(loaded.config, Some(path), env);
+
+    assert_eq!(call(&state, "/api/v1/triage", None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&state, "/api/v1/triage", Some("read-key")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["severity"], "P2");
+    assert_eq!(v["incidents"][0]["check"], "tls:site");
+
+    let (status, body) = call(&state, "/api/v1/probes?status=critical", Some("read-key")).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = v["probes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tls:site"]);
+
+    let (status, body) = call(&state, "/api/v1/tls", Some("read-key")).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["targets"].as_array().unwrap().len(), 2);
+    assert!(v["targets"].as_array().unwrap().iter().any(|t| t["status"] == "critical"));
+
+    let (_, metrics) = call(&state, "/metrics", None).await;
+    let site = format!("target=\"{expired}\"");
+    assert!(metrics.contains("probe_success{probe=\"tls:site\",kind=\"tls\"} 0"), "{metrics}");
+    assert!(metrics.contains("probe_success{probe=\"tls:api\",kind=\"tls\"} 1"), "{metrics}");
+    assert!(metrics.contains("ops_triage_severity 2"), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("probe_ssl_earliest_cert_expiry{") && l.contains(&site)),
+        "{metrics}"
+    );
+    assert!(metrics.lines().any(|l| l.starts_with("ops_tls_days_left{") && l.contains(&site)), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "one EOF, at the end");
+    assert_eq!(metrics.matches("# EOF").count(), 1);
+}
