@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_probes;
 mod ci;
 mod cmd;
 mod test_env;
@@ -25,6 +26,11 @@ commands:
                          pg_dump | gzip and gunzip | psql on a generated dataset
                          (default 600 MB, 3 runs) in throwaway containers; prints
                          a markdown table, also written to target/bench/backup.md
+  bench probes [--runs N] [--http N] [--tls N]
+                         build opsctl in release mode, start loopback HTTP (some slow)
+                         and TLS servers, time opsctl triage against the slowest single
+                         probe and opsctl tls check against an openssl s_client loop
+                         (default 200 HTTP, 50 TLS, 5 runs); target/bench/probes.md
 ";
 
 fn main() -> ExitCode {
@@ -62,6 +68,22 @@ fn run() -> Result<()> {
         }
         "bench" => {
             let Some((what, args)) = rest.split_first() else { bail!("bench: missing benchmark name\n{USAGE}") };
+            if what == "probes" {
+                let mut opts = bench_probes::Options::default();
+                let mut args = args.iter();
+                while let Some(arg) = args.next() {
+                    let value = args.next().ok_or_else(|| anyhow::anyhow!("bench: {arg} needs a value"))?;
+                    let n: usize =
+                        value.parse().map_err(|_| anyhow::anyhow!("bench: {arg} {value:?} is not a number"))?;
+                    match arg.as_str() {
+                        "--runs" => opts.runs = n.max(1),
+                        "--http" => opts.http = n.max(10),
+                        "--tls" => opts.tls = n.max(1),
+                        other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
+                    }
+                }
+                return bench_probes::probes(&opts);
+            }
             if what != "backup" {
                 bail!("bench: unknown benchmark {what:?}\n{USAGE}");
             }
