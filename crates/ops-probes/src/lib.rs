@@ -7,6 +7,13 @@
 //! `ops-core` (and plain sockets for network checks), so they are tested against real services
 //! and mockable in unit tests.
 
+pub mod alertmanager;
+pub mod dns;
+pub mod http;
+mod net;
 mod report;
+pub mod status_page;
+pub mod tcp;
 
+pub use net::NetOptions;
 pub use report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
