@@ -7,10 +7,17 @@
 //! `ops-core` (and plain sockets for network checks), so they are tested against real services
 //! and mockable in unit tests.
 
+pub mod alertmanager;
 pub mod backup;
+pub mod dns;
+pub mod http;
+mod net;
 mod report;
+pub mod status_page;
+pub mod tcp;
 pub mod tls;
 pub mod triage;
 
+pub use net::NetOptions;
 pub use report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 pub use triage::{Incident, TriageOptions, TriageReport, triage};
