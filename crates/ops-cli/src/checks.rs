@@ -177,7 +177,28 @@ pub(crate) async fn probe(
     out: &mut dyn Write,
 ) -> Result<Outcome> {
     let cfg = config(cli, env)?;
+    let limit = |t: &Option<u64>| Duration::from_secs(t.unwrap_or(cfg.probes.timeout_secs).max(1));
     let report = match cmd {
+        ProbeCommand::Http { url, expect_status, expect_body, follow_redirects, ca_file, timeout } => {
+            let mut net = ops_probes::NetOptions::from_config(&cfg.probes);
+            net.timeout = limit(timeout);
+            if ca_file.is_some() {
+                net.ca_file.clone_from(ca_file);
+            }
+            let mut check = ops_probes::http::check_for_url(url);
+            check.expect_status.clone_from(expect_status);
+            check.expect_body.clone_from(expect_body);
+            check.follow_redirects = *follow_redirects;
+            ops_probes::http::probe(&check, &cfg.probes.http, &net).await
+        }
+        ProbeCommand::Tcp { address, timeout } => {
+            ops_probes::tcp::probe_address(address, &ops_probes::NetOptions::new(limit(timeout))).await
+        }
+        ProbeCommand::Dns { name, expect, timeout } => {
+            let check =
+                ops_core::config::DnsCheckConfig { name: name.clone(), expect: expect.clone(), critical: false };
+            ops_probes::dns::probe(&check, &ops_probes::NetOptions::new(limit(timeout))).await
+        }
         ProbeCommand::Tls { target, server_name, ca_file, timeout } => {
             let mut thresholds = cfg.probes.tls.clone();
             if ca_file.is_some() {
@@ -191,8 +212,7 @@ pub(crate) async fn probe(
                 server_name: server_name.clone(),
                 ..Default::default()
             };
-            let limit = Duration::from_secs(timeout.unwrap_or(cfg.probes.timeout_secs).max(1));
-            ops_probes::tls::probe(&check, &thresholds, limit).await
+            ops_probes::tls::probe(&check, &thresholds, limit(timeout)).await
         }
     };
     if cli.json {

@@ -75,8 +75,8 @@ fn probe_line(out: &mut dyn Write, p: &ProbeReport) -> Result<()> {
 
 /// One probe report in detail (`opsctl probe …`).
 pub(crate) fn probe(out: &mut dyn Write, p: &ProbeReport) -> Result<()> {
-    writeln!(out, "{}  {}  {}  ({} ms)", mark(p.status).to_uppercase(), p.name, p.message, p.duration_ms)?;
-    writeln!(out, "  target   {}", p.target)?;
+    writeln!(out, "{}  {}  {}", mark(p.status).to_uppercase(), p.name, p.message)?;
+    writeln!(out, "  target   {}  (probe took {} ms)", p.target, p.duration_ms)?;
     for pr in &p.problems {
         writeln!(out, "  {:<5}    {}  ({})", mark(pr.status), pr.message, pr.runbook)?;
         for e in &pr.evidence {

@@ -75,6 +75,45 @@ pub enum Command {
 /// `opsctl probe …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.
 #[derive(Debug, Subcommand)]
 pub enum ProbeCommand {
+    /// GET a URL: status, body expectations, timings (DNS, connect, TLS, TTFB, total).
+    Http {
+        /// `http://…` or `https://…`.
+        url: String,
+        /// Status codes that count as success (repeatable) [default: any 2xx]
+        #[arg(long, value_name = "CODE")]
+        expect_status: Vec<u16>,
+        /// A substring the body must contain.
+        #[arg(long, value_name = "TEXT")]
+        expect_body: Option<String>,
+        /// Follow up to 5 redirects.
+        #[arg(long, short = 'L')]
+        follow_redirects: bool,
+        /// PEM file of CA certificates to trust instead of the Mozilla roots.
+        #[arg(long, value_name = "PATH")]
+        ca_file: Option<PathBuf>,
+        /// Seconds the request may take [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Whether `host:port` accepts TCP connections.
+    Tcp {
+        /// `host:port`.
+        address: String,
+        /// Seconds to wait [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Resolve a name with the system resolver, optionally against expected addresses.
+    Dns {
+        /// Host name.
+        name: String,
+        /// An address the name must resolve to (repeatable).
+        #[arg(long, value_name = "IP")]
+        expect: Vec<String>,
+        /// Seconds to wait [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
     /// A TLS endpoint (`host:port`) or a PEM file or directory.
     Tls {
         /// `host:port`, `host`, or a path.

@@ -82,8 +82,56 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
     let timeout = Duration::from_secs(opts.timeout_secs.unwrap_or(cfg.probes.timeout_secs).max(1));
     // A job that has its own inner timeout gets a little more, so its own report wins.
     let outer = timeout + Duration::from_secs(2);
+    let net = crate::NetOptions { timeout, ..crate::NetOptions::from_config(&cfg.probes) };
+    let net = &net;
     let mut jobs: Vec<Job<'_>> = Vec::new();
 
+    for check in &cfg.http {
+        let limit = check.timeout_secs.map_or(outer, |s| Duration::from_secs(s) + Duration::from_secs(2));
+        jobs.push(bounded(
+            ProbeKind::Http,
+            &check.name,
+            check.url.redacted(),
+            limit,
+            crate::http::probe(check, &cfg.probes.http, net).map(|r| vec![r]),
+        ));
+    }
+    for check in &cfg.tcp {
+        jobs.push(bounded(
+            ProbeKind::Tcp,
+            &check.name,
+            check.address.clone(),
+            outer,
+            crate::tcp::probe(check, net).map(|r| vec![r]),
+        ));
+    }
+    for check in &cfg.dns {
+        jobs.push(bounded(
+            ProbeKind::Dns,
+            &check.name,
+            check.name.clone(),
+            outer,
+            crate::dns::probe(check, net).map(|r| vec![r]),
+        ));
+    }
+    if let Some(am) = &cfg.alertmanager {
+        jobs.push(bounded(
+            ProbeKind::Alertmanager,
+            "",
+            am.url.redacted(),
+            outer,
+            crate::alertmanager::probe(am, net).map(|r| vec![r]),
+        ));
+    }
+    for page in &cfg.status_pages {
+        jobs.push(bounded(
+            ProbeKind::StatusPage,
+            &page.name,
+            page.url.clone(),
+            outer,
+            crate::status_page::probe(page, net).map(|r| vec![r]),
+        ));
+    }
     for check in &cfg.tls {
         let target = check.endpoint.clone().or_else(|| check.file.as_ref().map(|f| f.display().to_string()));
         jobs.push(bounded(
