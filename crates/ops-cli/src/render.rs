@@ -72,7 +72,24 @@ pub(crate) fn config_summary(out: &mut dyn Write, file: Option<&str>, cfg: &OpsC
     for t in &cfg.tls {
         let target =
             t.endpoint.clone().or_else(|| t.file.as_ref().map(|f| f.display().to_string())).unwrap_or_default();
-        row(out, "tls", &format!("{}: {target}", t.name))?;
+        row(out, "tls", &format!("{}: {target}{}", t.name, if t.critical { " (critical)" } else { "" }))?;
+    }
+    for t in &cfg.tcp {
+        row(out, "tcp", &format!("{}: {}{}", t.name, t.address, if t.critical { " (critical)" } else { "" }))?;
+    }
+    for d in &cfg.dns {
+        let expect = if d.expect.is_empty() { String::new() } else { format!(" -> {}", d.expect.join(", ")) };
+        row(out, "dns", &format!("{}{expect}", d.name))?;
+    }
+    if let Some(am) = &cfg.alertmanager {
+        row(out, "alertmanager", &am.url.to_string())?;
+    }
+    for p in &cfg.status_pages {
+        let affects = if p.affects.is_empty() { String::new() } else { format!(" (affects {})", p.affects.join(", ")) };
+        row(out, "status page", &format!("{}: {}{affects}", p.name, p.url))?;
+    }
+    for r in &cfg.tls_renew {
+        row(out, "tls renew", &format!("in {}: {}", r.container, r.command.join(" ")))?;
     }
     row(
         out,
