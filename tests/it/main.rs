@@ -12,6 +12,7 @@ mod harness;
 mod notifier;
 mod object_store;
 mod postgres;
+mod probes_local;
 mod redis;
 mod restore;
 mod server;

@@ -20,7 +20,7 @@ use ops_core::ports::{
 use ops_core::{Runbook, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{evidence_line, human_bytes, human_duration, percent, within};
+use crate::support::{evidence_line, fold_repeats, human_bytes, human_duration, percent, plural, within};
 
 /// Label in which Compose records a service's `depends_on`
 /// (`db:service_healthy:false,redis:service_started:false`).
@@ -182,7 +182,9 @@ async fn probe_one(
         report.problem(problem);
     }
     report.observe(Observation::new("restarts", f64::from(d.restart_count), Unit::Count));
-    if d.state == ContainerState::Running {
+    // A sample of a container between two crashes says nothing.
+    let looping = report.problems.iter().any(|p| p.runbook == Runbook::CrashLoop);
+    if d.state == ContainerState::Running && !looping {
         if let Some(up) = age(d.started_at, now) {
             report.observe(Observation::new("uptime", up.as_secs_f64(), Unit::Seconds));
         }
@@ -202,12 +204,16 @@ async fn probe_one(
     if broken {
         let options = LogOptions { tail: Some(LOG_LINES), ..Default::default() };
         if let Ok(lines) = rt.logs(&c.id, &options).await {
-            report.evidence.extend(lines.iter().map(|l| evidence_line(&l.text)));
+            report.evidence.extend(fold_repeats(lines.iter().map(|l| evidence_line(&l.text))));
         }
     }
-    if report.problems.is_empty() {
-        report.message = healthy_message(&d, now);
-    }
+    report.message = match report.problems.iter().map(|p| p.status).max() {
+        // The first of the worst problems: `assess` lists what happened before why.
+        Some(worst) => {
+            report.problems.iter().find(|p| p.status == worst).map(|p| p.message.clone()).unwrap_or_default()
+        }
+        None => healthy_message(&d, now),
+    };
     report
 }
 
@@ -255,8 +261,8 @@ pub fn assess(d: &ContainerDetails, now: DateTime<Utc>, t: &ContainerThresholds)
             Runbook::CrashLoop,
             Status::Critical,
             format!(
-                "restarting: {} restarts so far, last exit code {code}{} (restart policy {})",
-                d.restart_count,
+                "restarting: {} so far, last exit code {code}{} (restart policy {})",
+                plural(d.restart_count, "restart", "restarts"),
                 exit_meaning(code, d.oom_killed),
                 d.restart_policy
             ),
@@ -270,8 +276,8 @@ pub fn assess(d: &ContainerDetails, now: DateTime<Utc>, t: &ContainerThresholds)
             Runbook::CrashLoop,
             Status::Critical,
             format!(
-                "restarted {} times, last start{} (within {}; restart policy {})",
-                d.restart_count,
+                "restarted {}, last start{} (within {}; restart policy {})",
+                plural(d.restart_count, "time", "times"),
                 ago(d.started_at),
                 human_duration(window),
                 d.restart_policy
@@ -305,7 +311,7 @@ pub fn assess(d: &ContainerDetails, now: DateTime<Utc>, t: &ContainerThresholds)
             Problem::new(
                 Runbook::ContainerUnhealthy,
                 Status::Critical,
-                format!("healthcheck failing ({} times in a row)", d.health_failing_streak),
+                format!("healthcheck failing ({} in a row)", plural(d.health_failing_streak, "time", "times")),
             )
             .with_evidence(
                 output

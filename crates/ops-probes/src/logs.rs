@@ -15,7 +15,7 @@ use regex::{Regex, RegexBuilder};
 
 use crate::container::{aliases, display_names};
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{evidence_line, human_duration, within};
+use crate::support::{evidence_line, human_duration, plural, within};
 
 /// Containers whose logs are read at the same time.
 const PARALLEL: usize = 8;
@@ -77,8 +77,8 @@ async fn probe_one(
             observations.into_iter().for_each(|o| report.observe(o));
             problem.into_iter().for_each(|p| report.problem(p));
             if report.problems.is_empty() {
-                report.message =
-                    format!("no line matches in the last {} ({} lines)", human_duration(window), lines.len());
+                let read = plural(u64::try_from(lines.len()).unwrap_or(u64::MAX), "line", "lines");
+                report.message = format!("no line matches in the last {} ({read} read)", human_duration(window));
             }
         }
         Err(e) => {
@@ -119,7 +119,8 @@ pub fn assess(lines: &[LogLine], pattern: &Regex, t: &LogThresholds) -> (Vec<Obs
     samples.reverse();
     let capped = u64::try_from(lines.len()).unwrap_or(u64::MAX) >= t.tail;
     let message = format!(
-        "{count} log lines match /{}/ in the last {}{}",
+        "{} /{}/ in the last {}{}",
+        plural(count, "log line matches", "log lines match"),
         t.pattern,
         human_duration(Duration::from_secs(t.window_secs)),
         if capped { format!(" (only the last {} lines were read)", t.tail) } else { String::new() }

@@ -9,7 +9,7 @@ use ops_core::ports::{ConnectionStats, Database, Readiness, Session};
 use ops_core::{ErrorKind, Runbook, SecretUrl, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{human_duration, percent, within};
+use crate::support::{human_duration, percent, plural, within};
 
 /// Sessions listed as evidence of one problem at most.
 const SESSIONS_SHOWN: usize = 5;
@@ -174,8 +174,8 @@ pub fn sessions_report(sessions: &[Session], t: &PostgresThresholds) -> (Vec<Obs
                 Runbook::SlowQueries,
                 Status::Warn,
                 format!(
-                    "{} queries running longer than {} (longest {}); end one with SELECT pg_terminate_backend(pid)",
-                    long.len(),
+                    "{} running longer than {} (longest {}); end one with SELECT pg_terminate_backend(pid)",
+                    plural(long.len() as u64, "query", "queries"),
                     human_duration(long_limit),
                     human_duration(first.query_age.unwrap_or_default())
                 ),
@@ -189,8 +189,8 @@ pub fn sessions_report(sessions: &[Session], t: &PostgresThresholds) -> (Vec<Obs
                 Runbook::SlowQueries,
                 Status::Warn,
                 format!(
-                    "{} sessions idle in a transaction for over {} (longest {}): they hold locks and block vacuum",
-                    idle.len(),
+                    "{} idle in a transaction for over {} (longest {}): they hold locks and block vacuum",
+                    plural(idle.len() as u64, "session", "sessions"),
                     human_duration(idle_limit),
                     human_duration(first.state_age.unwrap_or_default())
                 ),

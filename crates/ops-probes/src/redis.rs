@@ -9,7 +9,7 @@ use ops_core::ports::{Cache, CacheInfo, CachePing, QueueLength};
 use ops_core::{Runbook, SecretUrl, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{human_bytes, human_duration, within};
+use crate::support::{human_bytes, human_duration, plural, within};
 
 /// Probes cache `name` (the report is `redis:{name}`, its target `url` redacted) within
 /// `timeout`:
@@ -105,7 +105,8 @@ pub fn assess(info: &CacheInfo, t: &RedisThresholds) -> (Vec<Observation>, Vec<P
                 format!("{usage} with maxmemory-policy noeviction: writes will be rejected"),
             );
             if rejected > 0 {
-                p = p.with_evidence([format!("{rejected} commands already rejected with OOM (errorstat_OOM)")]);
+                let commands = plural(rejected, "command", "commands");
+                p = p.with_evidence([format!("{commands} already rejected with OOM (errorstat_OOM)")]);
             }
             problems
                 .push(p.with_evidence(["fix: raise maxmemory, or CONFIG SET maxmemory-policy allkeys-lru".to_owned()]));
@@ -217,7 +218,11 @@ pub fn backlog(lengths: &[QueueLength], t: &QueueThresholds) -> (Vec<Observation
         problems.push(Problem::new(
             Runbook::QueueBacklog,
             status,
-            format!("queue {} holds {} tasks (over {limit}): workers are missing or slow", q.name, q.length),
+            format!(
+                "queue {} holds {} (over {limit}): workers are missing or slow",
+                q.name,
+                plural(q.length, "task", "tasks")
+            ),
         ));
     }
     (observations, problems)

@@ -63,6 +63,25 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// `1 query`, `3 queries`.
+pub(crate) fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Consecutive identical lines folded into one: `fatal: no DATABASE_URL (4 times)`, as a
+/// crash-looping container prints the same lines on every start.
+pub(crate) fn fold_repeats(lines: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for line in lines {
+        match out.last_mut() {
+            Some((last, n)) if *last == line => *n += 1,
+            _ => out.push((line, 1)),
+        }
+    }
+    out.into_iter().map(|(line, n)| if n == 1 { line } else { format!("{line} ({n} times)") }).collect()
+}
+
 /// `part` over `whole` in percent; 0 when `whole` is 0.
 #[allow(clippy::cast_precision_loss)] // counters and sizes far below 2^52 in practice
 pub(crate) fn percent(part: u64, whole: u64) -> f64 {
@@ -115,6 +134,16 @@ mod tests {
         }
         assert_eq!(human_duration(Duration::from_secs(3 * 86_400 + 4 * 3600 + 9)), "3 d 4 h");
         assert_eq!(human_duration(Duration::from_secs(2 * 86_400)), "2 d");
+    }
+
+    #[test]
+    fn repeats_fold_and_counts_agree() {
+        let lines = ["a", "b", "b", "b", "a"].map(str::to_owned);
+        assert_eq!(fold_repeats(lines), ["a", "b (3 times)", "a"]);
+        assert_eq!(
+            (plural(1u32, "query", "queries"), plural(2u32, "query", "queries")),
+            ("1 query".into(), "2 queries".into())
+        );
     }
 
     #[test]

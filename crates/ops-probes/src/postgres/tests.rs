@@ -74,14 +74,14 @@ fn long_queries_and_idle_transactions_are_slow_queries() {
     assert_eq!(value("oldest_transaction"), Some(845.0));
     assert_eq!(problems.len(), 2);
     assert!(problems.iter().all(|p| (p.runbook, p.status) == (Runbook::SlowQueries, Status::Warn)));
-    assert!(problems[0].message.starts_with("1 queries running longer than 5 min (longest 12 min)"));
+    assert!(problems[0].message.starts_with("1 query running longer than 5 min (longest 12 min)"));
     assert_eq!(
         problems[0].evidence,
         [
             "pid 11 app@shop active for 12 min, waiting on Lock:transactionid: UPDATE trades SET status = '***' WHERE id = 7"
         ]
     );
-    assert!(problems[1].message.starts_with("1 sessions idle in a transaction for over 1 min (longest 14 min)"));
+    assert!(problems[1].message.starts_with("1 session idle in a transaction for over 1 min (longest 14 min)"));
     assert_eq!(
         problems[1].evidence,
         [

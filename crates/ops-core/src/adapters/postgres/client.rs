@@ -417,17 +417,20 @@ impl Database for PostgresDatabase {
     }
 
     async fn connections(&self) -> Result<ConnectionStats> {
+        // One connection for both queries: back to back on the pool, the second could open
+        // another connection while the first is still being returned, and count it.
+        let mut conn = self.admin.acquire().await.map_err(|e| db_err(e, "connection limits"))?;
         let limits = sqlx::query(
             "SELECT current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4",
         )
-        .fetch_one(&self.admin)
+        .fetch_one(&mut *conn)
         .await
         .map_err(|e| db_err(e, "connection limits"))?;
         let rows = sqlx::query(
             "SELECT coalesce(state, 'unknown')::text, count(*)::int8 FROM pg_stat_activity \
              WHERE backend_type = 'client backend' GROUP BY 1",
         )
-        .fetch_all(&self.admin)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| db_err(e, "connection states"))?;
         let by_state: BTreeMap<String, u32> =
