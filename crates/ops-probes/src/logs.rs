@@ -91,7 +91,7 @@ async fn probe_one(
 /// Counts the lines matching `pattern`; `log-errors` at `t.warn_count` / `t.critical_count`
 /// matches, with the last `t.samples` distinct matching lines, oldest first, as evidence.
 #[must_use]
-pub fn assess(lines: &[LogLine], pattern: &Regex, t: &LogThresholds) -> (Vec<Observation>, Option<Problem>) {
+pub(crate) fn assess(lines: &[LogLine], pattern: &Regex, t: &LogThresholds) -> (Vec<Observation>, Option<Problem>) {
     let matching: Vec<&LogLine> = lines.iter().filter(|l| pattern.is_match(&l.text)).collect();
     let count = u64::try_from(matching.len()).unwrap_or(u64::MAX);
     #[allow(clippy::cast_precision_loss)]
