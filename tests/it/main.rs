@@ -13,6 +13,7 @@ mod harness;
 mod notifier;
 mod object_store;
 mod postgres;
+mod probes_local;
 mod probes_net;
 mod redis;
 mod restore;

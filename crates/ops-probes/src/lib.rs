@@ -6,14 +6,26 @@
 //! and every probe has a timeout. Probes reach the outside world only through the ports of
 //! `ops-core` (and plain sockets for network checks), so they are tested against real services
 //! and mockable in unit tests.
+//!
+//! Local probes: [`container`] (the engine and every container of a Compose project),
+//! [`postgres`], [`redis`] (the cache and its queues), [`host`] (disks, memory, load) and
+//! [`logs`] (error lines in recent container logs). Network probes: [`http`] (timed phases),
+//! [`tcp`], [`dns`], [`alertmanager`], [`status_page`]. [`tls`] wraps `ops-tls`, [`backup`]
+//! checks the age of the newest backup, and [`triage`] runs them all and rates the result.
 
 pub mod alertmanager;
 pub mod backup;
+pub mod container;
 pub mod dns;
+pub mod host;
 pub mod http;
+pub mod logs;
 mod net;
+pub mod postgres;
+pub mod redis;
 mod report;
 pub mod status_page;
+mod support;
 pub mod tcp;
 pub mod tls;
 pub mod triage;

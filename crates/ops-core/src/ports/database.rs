@@ -87,6 +87,47 @@ pub struct ConnectionStats {
     pub by_state: BTreeMap<String, u32>,
 }
 
+/// One client session of the server, as `pg_stat_activity` shows it. Never carries a password:
+/// the query is truncated and the literals after `PASSWORD` (and `password=` in connection
+/// strings, and URL credentials) are replaced by `***`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Backend process id (for `pg_terminate_backend`).
+    pub pid: i32,
+    /// Role name, when visible.
+    pub user: Option<String>,
+    /// Database name, when visible.
+    pub database: Option<String>,
+    /// `application_name`, when set.
+    pub application: Option<String>,
+    /// Client address (`None` over the Unix socket or when not visible).
+    pub client_addr: Option<String>,
+    /// `active`, `idle`, `idle in transaction`, `idle in transaction (aborted)`, or `unknown`
+    /// when the session belongs to a role whose details we may not see.
+    pub state: String,
+    /// Time since the current (or last) query started.
+    pub query_age: Option<Duration>,
+    /// Time since the open transaction started (`None` outside a transaction).
+    pub transaction_age: Option<Duration>,
+    /// Time in the current state (how long it has been idle in its transaction).
+    pub state_age: Option<Duration>,
+    /// What it waits for (`Lock:transactionid`), if anything.
+    pub wait_event: Option<String>,
+    /// The current or last query, truncated to [`Session::QUERY_CHARS`] characters and redacted.
+    pub query: String,
+}
+
+impl Session {
+    /// Characters of the query kept.
+    pub const QUERY_CHARS: usize = 200;
+
+    /// Whether the session is inside a transaction and waiting for its client.
+    #[must_use]
+    pub fn is_idle_in_transaction(&self) -> bool {
+        self.state.starts_with("idle in transaction")
+    }
+}
+
 /// Dump format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -241,6 +282,13 @@ pub trait Database: Send + Sync {
     /// # Errors
     /// `Unavailable`, `Auth`.
     async fn connections(&self) -> Result<ConnectionStats>;
+
+    /// Client sessions of the whole server except this one, oldest transaction first, like
+    /// the runbooks' `SELECT pid, now() - query_start, query FROM pg_stat_activity`.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn activity(&self) -> Result<Vec<Session>>;
 
     /// Whether a database of that name exists on the server.
     ///

@@ -19,7 +19,7 @@ pub use container::{
 };
 pub use database::{
     ConnectionStats, Database, DatabaseConnector, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient,
-    Readiness, RestoreOutcome, ServerVersion, Snapshot, TableInfo,
+    Readiness, RestoreOutcome, ServerVersion, Session, Snapshot, TableInfo,
 };
 pub use http::{HttpClient, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};

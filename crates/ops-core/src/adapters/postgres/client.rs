@@ -17,7 +17,7 @@ use super::programs::find_client;
 use crate::adapters::tail;
 use crate::ports::database::{
     ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient, Readiness,
-    RestoreOutcome, ServerVersion, Snapshot, TableInfo,
+    RestoreOutcome, ServerVersion, Session, Snapshot, TableInfo,
 };
 use crate::ports::object_store::ByteReader;
 use crate::secret::SecretUrl;
@@ -114,6 +114,32 @@ const INHERITED_LIBPQ_VARS: &[&str] = &[
 /// Quotes an identifier for SQL (`"my""db"`).
 pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A query as shown in [`Session::query`]: passwords replaced by `***` (the literal after
+/// `PASSWORD`, `password=` values of connection strings, URL credentials), whitespace runs
+/// folded into one space, at most `max` characters.
+pub(super) fn redact_query(query: &str, max: usize) -> String {
+    static RULES: std::sync::LazyLock<[(regex::Regex, &str); 3]> = std::sync::LazyLock::new(|| {
+        let re = |p: &str| regex::Regex::new(p).expect("valid redaction pattern");
+        [
+            // CREATE ROLE x PASSWORD 'secret', ALTER USER x WITH ENCRYPTED PASSWORD 'secret'; the
+            // closing quote may have been cut off.
+            (re(r"(?i)(\bpassword\b\s*=?\s*)'(?:[^']|'')*'?"), "${1}'***'"),
+            // dblink('host=db password=secret'), unquoted values in connection strings.
+            (re(r"(?i)(\bpassword\s*=\s*)[^\s']+"), "${1}***"),
+            // postgres://user:secret@host
+            (re(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/\s@']*:)[^@\s']+@"), "${1}***@"),
+        ]
+    });
+    let mut text = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (pattern, replacement) in RULES.iter() {
+        text = pattern.replace_all(&text, *replacement).into_owned();
+    }
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// Database names this adapter creates, renames or passes to client programs: plain
@@ -391,17 +417,20 @@ impl Database for PostgresDatabase {
     }
 
     async fn connections(&self) -> Result<ConnectionStats> {
+        // One connection for both queries: back to back on the pool, the second could open
+        // another connection while the first is still being returned, and count it.
+        let mut conn = self.admin.acquire().await.map_err(|e| db_err(e, "connection limits"))?;
         let limits = sqlx::query(
             "SELECT current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4",
         )
-        .fetch_one(&self.admin)
+        .fetch_one(&mut *conn)
         .await
         .map_err(|e| db_err(e, "connection limits"))?;
         let rows = sqlx::query(
             "SELECT coalesce(state, 'unknown')::text, count(*)::int8 FROM pg_stat_activity \
              WHERE backend_type = 'client backend' GROUP BY 1",
         )
-        .fetch_all(&self.admin)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| db_err(e, "connection states"))?;
         let by_state: BTreeMap<String, u32> =
@@ -412,6 +441,43 @@ impl Database for PostgresDatabase {
             total: by_state.values().sum(),
             by_state,
         })
+    }
+
+    async fn activity(&self) -> Result<Vec<Session>> {
+        let rows = sqlx::query(
+            "SELECT pid, usename::text, datname::text, nullif(application_name, ''), host(client_addr), \
+                    coalesce(state, 'unknown')::text, \
+                    extract(epoch FROM now() - query_start)::float8, \
+                    extract(epoch FROM now() - xact_start)::float8, \
+                    extract(epoch FROM now() - state_change)::float8, \
+                    wait_event_type || ':' || wait_event, left(query, 1000) \
+             FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+             ORDER BY coalesce(xact_start, query_start) NULLS LAST, pid",
+        )
+        .fetch_all(&self.admin)
+        .await
+        .map_err(|e| db_err(e, "session activity"))?;
+        let age = |secs: Option<f64>| secs.filter(|s| s.is_finite()).map(|s| Duration::from_secs_f64(s.max(0.0)));
+        Ok(rows
+            .iter()
+            .map(|r| Session {
+                pid: r.get(0),
+                user: r.get(1),
+                database: r.get(2),
+                application: r.get(3),
+                client_addr: r.get(4),
+                state: r.get(5),
+                query_age: age(r.get(6)),
+                transaction_age: age(r.get(7)),
+                state_age: age(r.get(8)),
+                wait_event: r.get(9),
+                query: redact_query(
+                    r.get::<Option<String>, _>(10).as_deref().unwrap_or_default(),
+                    Session::QUERY_CHARS,
+                ),
+            })
+            .collect())
     }
 
     async fn database_exists(&self, name: &str) -> Result<bool> {

@@ -24,3 +24,31 @@ fn url_passwords_are_decoded() {
     assert_eq!(percent_decode("plain"), "plain");
     assert_eq!(percent_decode("100%"), "100%");
 }
+
+#[test]
+fn session_queries_never_show_passwords() {
+    use super::client::redact_query;
+    let cases = [
+        ("ALTER ROLE app WITH PASSWORD 'hunter2'", "ALTER ROLE app WITH PASSWORD '***'"),
+        (
+            "create user x encrypted password 'it''s\n secret' valid until 'infinity'",
+            "create user x encrypted password '***' valid until 'infinity'",
+        ),
+        ("ALTER ROLE app PASSWORD 'cut-off-by-lef", "ALTER ROLE app PASSWORD '***'"),
+        (
+            "SELECT dblink_connect('host=db user=u password=hunter2 dbname=x')",
+            "SELECT dblink_connect('host=db user=u password=*** dbname=x')",
+        ),
+        (
+            "SELECT dblink('postgres://u:hunter2@db/x', 'SELECT 1')",
+            "SELECT dblink('postgres://u:***@db/x', 'SELECT 1')",
+        ),
+        ("SELECT   *\n  FROM trades\tWHERE status = 'open'", "SELECT * FROM trades WHERE status = 'open'"),
+    ];
+    for (query, shown) in cases {
+        assert_eq!(redact_query(query, 200), shown);
+        assert!(!redact_query(query, 200).contains("hunter2"));
+    }
+    assert_eq!(redact_query("SELECT ééé", 8), "SELECT é…");
+    assert_eq!(redact_query("SELECT 1", 8), "SELECT 1");
+}
