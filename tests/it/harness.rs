@@ -80,6 +80,11 @@ impl Postgres {
 }
 
 pub async fn postgres(extra_args: &[&str]) -> Postgres {
+    postgres_labelled(extra_args, &[]).await
+}
+
+/// [`postgres`] with extra container labels (a Compose project and service, for triage).
+pub async fn postgres_labelled(extra_args: &[&str], labels: &[(&str, &str)]) -> Postgres {
     let rt = require_docker().await;
     require_image(&rt, "ops-test/postgres:15").await;
     let mut cmd = vec!["-c".to_owned(), "fsync=off".to_owned()];
@@ -95,6 +100,7 @@ pub async fn postgres(extra_args: &[&str]) -> Postgres {
     .with_env_var("POSTGRES_PASSWORD", "postgres")
     .with_env_var("POSTGRES_DB", "app")
     .with_label("ops.it", "postgres")
+    .with_labels(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
     .with_cmd(cmd)
     .with_host_config_modifier(loopback_only(&[5432]))
     .with_startup_timeout(Duration::from_secs(120))

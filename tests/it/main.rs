@@ -19,3 +19,4 @@ mod redis;
 mod restore;
 mod server;
 mod tls;
+mod triage;

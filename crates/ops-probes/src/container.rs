@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ops_core::config::ContainerThresholds;
 use ops_core::ports::{
     COMPOSE_PROJECT_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState, ContainerSummary,
@@ -129,14 +129,15 @@ pub async fn probe_all(
         }
     };
     if containers.is_empty() {
-        listing.problem(match project {
-            Some(p) => Problem::new(
+        match project {
+            Some(p) => listing.problem(Problem::new(
                 Runbook::ContainerDown,
                 Status::Critical,
                 format!("no container of Compose project {p} exists (is the stack up? docker compose up -d)"),
-            ),
-            None => Problem::new(Runbook::ProbeFailed, Status::Unknown, "no container of any Compose project exists"),
-        });
+            )),
+            // Nothing was expected: a host without Compose containers is not a problem.
+            None => listing.message = "no Compose container on this host".to_owned(),
+        }
         return vec![listing.finish(started.elapsed())];
     }
     probe_containers(rt, &containers, t, timeout).await
@@ -151,17 +152,21 @@ pub async fn probe_containers(
     timeout: Duration,
 ) -> Vec<ProbeReport> {
     let names = display_names(containers);
-    futures::stream::iter(containers.iter().enumerate())
+    // The futures are built first and boxed: a stream mapping over a closure that returns a
+    // borrowing future is not `Send` for every lifetime (rust-lang/rust#102211), and triage
+    // boxes this future.
+    let probes: Vec<futures::future::BoxFuture<'_, ProbeReport>> = containers
+        .iter()
+        .enumerate()
         .map(|(i, c)| {
             let mut base = ProbeReport::new(ProbeKind::Container, &names[i], c.name.clone());
             base.aliases = aliases(c, &names[i], ProbeKind::Container);
             base.depends_on = depends_on(c, containers, &names);
             base.critical = listed(&t.critical, c);
-            within(base, timeout, move |report| probe_one(rt, c, report, t))
+            within(base, timeout, move |report| probe_one(rt, c, report, t)).boxed()
         })
-        .buffered(PARALLEL)
-        .collect()
-        .await
+        .collect();
+    futures::stream::iter(probes).buffered(PARALLEL).collect().await
 }
 
 async fn probe_one(
@@ -232,7 +237,13 @@ pub fn assess(d: &ContainerDetails, now: DateTime<Utc>, t: &ContainerThresholds)
         ContainerState::Exited => {
             // A job that finished by itself and is not meant to restart is not an outage, but
             // it cannot be told from a stopped service: say so, softly.
-            let finished_job = code == 0 && matches!(d.restart_policy.as_str(), "no" | "");
+            // A container listed as critical or as a service is never a finished job.
+            let named =
+                |list: &[String]| list.iter().any(|n| *n == d.name || d.compose_service.as_deref() == Some(n.as_str()));
+            let finished_job = code == 0
+                && matches!(d.restart_policy.as_str(), "no" | "")
+                && !named(&t.critical)
+                && !named(&t.services);
             let message = format!("exited with code {code}{}{}", exit_meaning(code, d.oom_killed), ago(d.finished_at));
             problems.push(with_error(if finished_job {
                 Problem::new(

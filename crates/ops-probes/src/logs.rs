@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ops_core::config::LogThresholds;
 use ops_core::ports::{ContainerRuntime, ContainerSummary, LogLine, LogOptions};
 use ops_core::{Runbook, Status};
@@ -48,16 +48,18 @@ pub async fn probe_all(
     };
     let names = display_names(containers);
     let pattern = &pattern;
-    futures::stream::iter(containers.iter().zip(names))
+    // Built first and boxed, so the stream is `Send` for triage (rust-lang/rust#102211).
+    let probes: Vec<futures::future::BoxFuture<'_, ProbeReport>> = containers
+        .iter()
+        .zip(names)
         .map(|(c, name)| {
             let mut base = ProbeReport::new(ProbeKind::Logs, &name, c.name.clone());
             base.aliases = aliases(c, &name, ProbeKind::Logs);
             base.depends_on = vec![format!("{}:{name}", ProbeKind::Container)];
-            within(base, timeout, move |report| probe_one(rt, c, report, pattern, t))
+            within(base, timeout, move |report| probe_one(rt, c, report, pattern, t)).boxed()
         })
-        .buffered(PARALLEL)
-        .collect()
-        .await
+        .collect();
+    futures::stream::iter(probes).buffered(PARALLEL).collect().await
 }
 
 async fn probe_one(

@@ -72,6 +72,9 @@ pub struct ContainerThresholds {
     pub critical: Vec<String>,
     /// Containers triage ignores (one-shot jobs, the backup runner between runs).
     pub ignore: Vec<String>,
+    /// Containers that are services: stopped with exit code 0 and no restart policy, they are
+    /// down, not a finished job. The containers of `databases` and `caches` always are.
+    pub services: Vec<String>,
 }
 
 impl Default for ContainerThresholds {
@@ -83,6 +86,7 @@ impl Default for ContainerThresholds {
             memory_critical_percent: 95.0,
             critical: Vec::new(),
             ignore: Vec::new(),
+            services: Vec::new(),
         }
     }
 }

@@ -82,6 +82,10 @@ fn a_finished_job_is_only_a_warning() {
         kinds(&assess(&d, now(), &ContainerThresholds::default())),
         [(Runbook::ContainerDown, Status::Critical)]
     );
+    // So does it for a container known to be a service (a database's), restart policy or not.
+    d.restart_policy = "no".to_owned();
+    let services = ContainerThresholds { services: vec![d.name.clone()], ..ContainerThresholds::default() };
+    assert_eq!(kinds(&assess(&d, now(), &services)), [(Runbook::ContainerDown, Status::Critical)]);
 }
 
 #[test]
@@ -260,7 +264,10 @@ async fn all_projects_means_every_compose_container() {
         Ok(Vec::new())
     });
     let reports = probe_all(&rt, None, &ContainerThresholds::default(), Duration::from_secs(1)).await;
-    assert_eq!((reports.len(), reports[0].status), (1, Status::Unknown));
+    // No project configured and no Compose container on the host: nothing was expected, so
+    // nothing is wrong.
+    assert_eq!((reports.len(), reports[0].status), (1, Status::Ok));
+    assert_eq!(reports[0].message, "no Compose container on this host");
 }
 
 #[tokio::test]

@@ -86,6 +86,31 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
     let net = &net;
     let mut jobs: Vec<Job<'_>> = Vec::new();
 
+    // The engine first: its data root is a disk the host probe checks, and without it there
+    // are no containers to list. Containers and their logs share one listing.
+    jobs.push(engine_host_containers(ctx, opts, timeout).boxed());
+    for (name, db) in &ctx.databases {
+        let url = cfg.databases.get(name).map(|d| d.url.clone()).unwrap_or_default();
+        jobs.push(
+            async move { vec![crate::postgres::probe(name, &url, db.as_ref(), &cfg.probes.postgres, timeout).await] }
+                .boxed(),
+        );
+    }
+    for (name, cache) in &ctx.caches {
+        let Some(c) = cfg.caches.get(name) else { continue };
+        jobs.push(
+            async move {
+                let probe = crate::redis::probe(name, &c.url, cache.as_ref(), &cfg.probes.redis, timeout);
+                if c.queues.is_empty() {
+                    return vec![probe.await];
+                }
+                let queues = crate::redis::queues(name, &c.url, cache.as_ref(), &c.queues, &cfg.probes.queue, timeout);
+                let (a, b) = futures::join!(probe, queues);
+                vec![a, b]
+            }
+            .boxed(),
+        );
+    }
     for check in &cfg.http {
         let limit = check.timeout_secs.map_or(outer, |s| Duration::from_secs(s) + Duration::from_secs(2));
         jobs.push(bounded(
@@ -151,13 +176,47 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
             crate::backup::probe(ctx, &cfg.probes.backup, timeout),
         ));
     }
-    let _ = opts.skip_logs;
 
     let concurrency = opts.concurrency.unwrap_or(cfg.probes.concurrency).max(1);
     let mut probes: Vec<ProbeReport> =
         futures::stream::iter(jobs).buffer_unordered(concurrency).flat_map(futures::stream::iter).collect().await;
     probes.sort_by(|a, b| a.name.cmp(&b.name));
     finish(probes, cfg, started_at, clock.elapsed())
+}
+
+/// The engine first: its data root is a disk the host probe checks, and without it there are
+/// no containers to list. Containers and their logs share one listing.
+async fn engine_host_containers(ctx: &Context, opts: &TriageOptions, timeout: Duration) -> Vec<ProbeReport> {
+    let cfg = &ctx.config;
+    let Some(rt) = ctx.containers.as_deref() else {
+        return vec![crate::host::probe(&cfg.probes.host, None, timeout).await];
+    };
+    let (engine, info) = crate::container::engine(rt, timeout).await;
+    let root = info.as_ref().and_then(|i| i.root_dir.as_ref()).map(std::path::PathBuf::from);
+    let host = crate::host::probe(&cfg.probes.host, root.as_deref(), timeout).await;
+    if info.is_none() {
+        return vec![engine, host];
+    }
+    let project = cfg.project.compose_project.as_deref();
+    // The containers of configured databases and caches are services whatever their restart
+    // policy: stopped, they are down.
+    let mut t = cfg.probes.container.clone();
+    t.services.extend(cfg.databases.values().filter_map(|d| d.container.clone()));
+    t.services.extend(cfg.caches.values().filter_map(|c| c.container.clone()));
+    let t = &t;
+    let listed = tokio::time::timeout(timeout, crate::container::discover(rt, project, t)).await;
+    let mut out = vec![engine, host];
+    match listed {
+        Ok(Ok(list)) if !list.is_empty() => {
+            out.extend(crate::container::probe_containers(rt, &list, t, timeout).await);
+            if !opts.skip_logs {
+                out.extend(crate::logs::probe_all(rt, &list, &cfg.probes.logs, timeout).await);
+            }
+        }
+        // Nothing listed, or the listing failed: probe_all says which, as its report.
+        _ => out.extend(crate::container::probe_all(rt, project, t, timeout).await),
+    }
+    out
 }
 
 /// Assesses finished probe reports into a [`TriageReport`].
