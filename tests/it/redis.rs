@@ -76,3 +76,38 @@ async fn redis_unreachable_is_unavailable() {
     let e = cache(format!("redis://:pw@127.0.0.1:{port}")).ping().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 }
+
+/// `opsctl probe redis` as a person runs it: the verdict, WRONGPASS named, no password shown,
+/// monitoring-plugin exit codes; a config name instead of a URL.
+#[test]
+fn redis_cli_probe_names_wrongpass_and_follows_the_plugin_codes() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (container, port) = rt.block_on(redis(Some("s3cret-pass")));
+    let opsctl = |args: &[&str]| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut argv = vec!["opsctl"];
+        argv.extend_from_slice(args);
+        let code = ops_cli::run(argv, &Default::default(), &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap())
+    };
+    let good = format!("redis://:s3cret-pass@127.0.0.1:{port}");
+    let (code, out) = opsctl(&["probe", "redis", &good]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("OK  redis:127.0.0.1:"), "{out}");
+
+    let wrong = format!("redis://:not-the-pass@127.0.0.1:{port}");
+    let (code, out) = opsctl(&["probe", "redis", &wrong, "--json"]);
+    assert_eq!(code, 2, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["problems"][0]["runbook"], "cache-down");
+    assert!(v["message"].as_str().unwrap().contains("WRONGPASS"), "{out}");
+    assert!(!out.contains("not-the-pass") && !out.contains("s3cret-pass"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ops.toml");
+    std::fs::write(&config, format!("[caches.main]\nurl = \"redis://127.0.0.1:{port}\"\n")).unwrap();
+    let (code, out) = opsctl(&["probe", "redis", "main", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "no password: {out}");
+    assert!(out.contains("NOAUTH"), "{out}");
+    rt.block_on(container.rm()).unwrap();
+}

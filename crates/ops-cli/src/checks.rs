@@ -191,6 +191,27 @@ pub(crate) async fn probe(
             check.follow_redirects = *follow_redirects;
             ops_probes::http::probe(&check, &cfg.probes.http, &net).await
         }
+        ProbeCommand::Postgres { target, timeout } => {
+            // A config name keeps the URL (and its password) out of the shell history.
+            let (name, url) = match cfg.databases.get(target) {
+                Some(db) => (target.clone(), db.url.clone()),
+                None => (String::new(), ops_core::SecretUrl::new(target.clone())),
+            };
+            let db = ops_core::adapters::postgres::PostgresDatabase::new(
+                ops_core::adapters::postgres::PostgresOptions::new(url.clone()),
+            )?;
+            let name = if name.is_empty() { host_of(&url) } else { name };
+            ops_probes::postgres::probe(&name, &url, &db, &cfg.probes.postgres, limit(timeout)).await
+        }
+        ProbeCommand::Redis { target, timeout } => {
+            let (name, url) = match cfg.caches.get(target) {
+                Some(c) => (target.clone(), c.url.clone()),
+                None => (String::new(), ops_core::SecretUrl::new(target.clone())),
+            };
+            let cache = ops_core::adapters::redis::RedisCache::new(url.clone(), limit(timeout))?;
+            let name = if name.is_empty() { host_of(&url) } else { name };
+            ops_probes::redis::probe(&name, &url, &cache, &cfg.probes.redis, limit(timeout)).await
+        }
         ProbeCommand::Tcp { address, timeout } => {
             ops_probes::tcp::probe_address(address, &ops_probes::NetOptions::new(limit(timeout))).await
         }
@@ -221,6 +242,14 @@ pub(crate) async fn probe(
         checks_render::probe(out, &report)?;
     }
     Ok(Outcome { code: code_of([report.status]) })
+}
+
+/// `host:port` of a URL, to name an ad-hoc probe without its credentials.
+fn host_of(url: &ops_core::SecretUrl) -> String {
+    url::Url::parse(url.expose())
+        .ok()
+        .and_then(|u| u.host_str().map(|h| u.port().map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))))
+        .unwrap_or_else(|| "target".to_owned())
 }
 
 async fn check_one(endpoint: Option<&str>, file: Option<&Path>, opts: &ops_tls::CheckOptions) -> Result<TargetReport> {

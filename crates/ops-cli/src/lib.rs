@@ -103,6 +103,23 @@ pub enum ProbeCommand {
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
     },
+    /// PostgreSQL: readiness like pg_isready, connections against max_connections, slow and
+    /// idle-in-transaction sessions.
+    Postgres {
+        /// `postgres://user:password@host:port/db` (or a `databases` name from the config).
+        target: String,
+        /// Seconds to wait [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Redis: PING with the password (NOAUTH/WRONGPASS named), memory, eviction policy, hit rate.
+    Redis {
+        /// `redis://:password@host:port` (or a `caches` name from the config).
+        target: String,
+        /// Seconds to wait [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
     /// Resolve a name with the system resolver, optionally against expected addresses.
     Dns {
         /// Host name.
