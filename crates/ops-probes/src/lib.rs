@@ -21,6 +21,7 @@ pub mod host;
 pub mod http;
 pub mod logs;
 mod net;
+pub mod perf;
 pub mod postgres;
 pub mod redis;
 mod report;

@@ -364,3 +364,158 @@ impl Default for EscalationConfig {
         Self { open_minutes: BTreeMap::from([(Severity::P2, 120)]), reports: 10, reports_window_minutes: 5 }
     }
 }
+
+/// `[perf]`: performance analysis (`opsctl perf analyze`) and guarded remediation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PerfConfig {
+    /// Directory keeping the previous snapshot of cumulative statistics, so reports cover the
+    /// window since the last run; no deltas when unset.
+    pub state_dir: Option<PathBuf>,
+    /// JSON-lines file every applied action is appended to.
+    pub audit_log: PathBuf,
+    /// Rows shown per list (slowest queries, largest keys).
+    pub top: usize,
+    /// `[perf.postgres]`.
+    pub postgres: PerfPostgresThresholds,
+    /// `[perf.redis]`.
+    pub redis: PerfRedisThresholds,
+    /// `[perf.containers]`.
+    pub containers: PerfContainerThresholds,
+    /// `[perf.http]`.
+    pub http: PerfHttpConfig,
+}
+
+impl Default for PerfConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: None,
+            audit_log: PathBuf::from("/var/lib/ops/audit.jsonl"),
+            top: 10,
+            postgres: PerfPostgresThresholds::default(),
+            redis: PerfRedisThresholds::default(),
+            containers: PerfContainerThresholds::default(),
+            http: PerfHttpConfig::default(),
+        }
+    }
+}
+
+/// `[perf.postgres]`: the runbooks' query thresholds and the usual DBA rules of thumb.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PerfPostgresThresholds {
+    /// Mean execution time over this is `warn`, milliseconds (runbooks: 20).
+    pub slow_mean_warn_ms: f64,
+    /// Mean execution time over this is `critical`, milliseconds (runbooks: 50).
+    pub slow_mean_critical_ms: f64,
+    /// Queries with fewer calls are not judged.
+    pub slow_min_calls: u64,
+    /// Tables with more rows whose index-scan share is under this are index candidates, percent.
+    pub index_scan_warn_percent: f64,
+    /// ...only tables with at least this many rows.
+    pub index_min_rows: u64,
+    /// Unused non-unique indexes at least this large are reported, bytes.
+    pub unused_index_min_bytes: u64,
+    /// Dead tuples over this share of live + dead is `warn`, percent.
+    pub dead_tuples_warn_percent: f64,
+    /// Dead tuples over this share is `critical`, percent.
+    pub dead_tuples_critical_percent: f64,
+    /// ...only tables with at least this many dead tuples.
+    pub dead_tuples_min: u64,
+    /// Transaction ID age over this is `warn`.
+    pub wraparound_warn_age: u64,
+    /// Transaction ID age over this is `critical`.
+    pub wraparound_critical_age: u64,
+    /// A sequence over this share of its type's range is `warn`, percent.
+    pub sequence_warn_percent: f64,
+    /// A sequence over this share is `critical`, percent.
+    pub sequence_critical_percent: f64,
+    /// Buffer cache hit ratio under this is `warn`, percent.
+    pub cache_hit_warn_percent: f64,
+    /// Buffer cache hit ratio under this is `critical`, percent.
+    pub cache_hit_critical_percent: f64,
+    /// Idle connections older than this are reported (and what `kill-idle` defaults to), seconds.
+    pub idle_connection_secs: u64,
+}
+
+impl Default for PerfPostgresThresholds {
+    fn default() -> Self {
+        Self {
+            slow_mean_warn_ms: 20.0,
+            slow_mean_critical_ms: 50.0,
+            slow_min_calls: 10,
+            index_scan_warn_percent: 95.0,
+            index_min_rows: 10_000,
+            unused_index_min_bytes: 1 << 20,
+            dead_tuples_warn_percent: 10.0,
+            dead_tuples_critical_percent: 30.0,
+            dead_tuples_min: 1_000,
+            wraparound_warn_age: 500_000_000,
+            wraparound_critical_age: 1_000_000_000,
+            sequence_warn_percent: 75.0,
+            sequence_critical_percent: 90.0,
+            cache_hit_warn_percent: 99.0,
+            cache_hit_critical_percent: 95.0,
+            idle_connection_secs: 600,
+        }
+    }
+}
+
+/// `[perf.redis]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PerfRedisThresholds {
+    /// Keys sampled (SCAN) to find the largest.
+    pub sample_keys: u64,
+    /// A key at least this large is reported, bytes.
+    pub big_key_bytes: u64,
+}
+
+impl Default for PerfRedisThresholds {
+    fn default() -> Self {
+        Self { sample_keys: 1000, big_key_bytes: 10 << 20 }
+    }
+}
+
+/// `[perf.containers]`: CPU and memory per container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PerfContainerThresholds {
+    /// CPU over this is `warn`, percent of one core.
+    pub cpu_warn_percent: f64,
+    /// CPU over this is `critical`, percent of one core.
+    pub cpu_critical_percent: f64,
+    /// Per container or Compose service: memory thresholds in MB (runbooks: `indexer` warn
+    /// 200, critical 400).
+    pub services: BTreeMap<String, ServiceMemoryThresholds>,
+}
+
+impl Default for PerfContainerThresholds {
+    fn default() -> Self {
+        Self { cpu_warn_percent: 80.0, cpu_critical_percent: 95.0, services: BTreeMap::new() }
+    }
+}
+
+/// `[perf.containers.services.NAME]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServiceMemoryThresholds {
+    /// Memory over this is `warn`, MB.
+    pub memory_warn_mb: Option<u64>,
+    /// Memory over this is `critical`, MB.
+    pub memory_critical_mb: Option<u64>,
+}
+
+/// `[perf.http]`: latency sampling of the `[[http]]` endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PerfHttpConfig {
+    /// Requests per endpoint.
+    pub samples: usize,
+}
+
+impl Default for PerfHttpConfig {
+    fn default() -> Self {
+        Self { samples: 10 }
+    }
+}

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use super::{
     AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, HttpCheckConfig, NotifyConfig,
-    OpsConfig, PostRestoreConfig, ProjectConfig, ServerConfig, StatusPageConfig, StorageConfig, TcpCheckConfig,
-    TlsCheckConfig, TlsRenewConfig,
+    OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig, ServerConfig, StatusPageConfig, StorageConfig,
+    TcpCheckConfig, TlsCheckConfig, TlsRenewConfig,
 };
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
@@ -152,8 +152,10 @@ interpolate_fields!(OpsConfig {
     alertmanager,
     status_pages,
     tls_renew,
+    perf,
     server
 });
+interpolate_fields!(PerfConfig { state_dir, audit_log });
 interpolate_fields!(ProjectConfig { name, compose_project });
 interpolate_fields!(DockerConfig { host });
 interpolate_fields!(DatabaseConfig { url, container, key_tables, dependents, post_restore, drill_image });

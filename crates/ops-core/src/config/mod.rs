@@ -19,7 +19,8 @@ use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 pub use checks::{
     AlertmanagerConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig, HostThresholds,
-    HttpThresholds, LogThresholds, PostgresThresholds, ProbesConfig, QueueThresholds, RedisThresholds,
+    HttpThresholds, LogThresholds, PerfConfig, PerfContainerThresholds, PerfHttpConfig, PerfPostgresThresholds,
+    PerfRedisThresholds, PostgresThresholds, ProbesConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds,
     StatusPageConfig, TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
 };
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
@@ -58,6 +59,8 @@ pub struct OpsConfig {
     pub probes: ProbesConfig,
     /// Severity rules, dependencies and escalation (`[triage]`).
     pub triage: TriageConfig,
+    /// Performance analysis and remediation (`[perf]`).
+    pub perf: PerfConfig,
     /// The API server.
     pub server: ServerConfig,
 }

@@ -1,0 +1,189 @@
+//! Guarded remediation: every action is planned first (exactly what it would touch) and applied
+//! only when asked; every applied step is appended to the audit log.
+
+use std::collections::BTreeMap;
+
+use ops_core::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// What to do. Serialized with an `action` tag, the body of `POST /api/v1/actions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", rename_all_fields = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Terminate one backend (`pg_terminate_backend`).
+    Terminate {
+        /// Config name of the database (default: the only one, or `main`).
+        #[serde(default)]
+        database: Option<String>,
+        /// The backend's pid.
+        pid: i32,
+    },
+    /// Terminate client connections idle longer than a limit; never replication, `pg_dump`,
+    /// autovacuum or this tool's own session.
+    KillIdle {
+        /// Config name of the database.
+        #[serde(default)]
+        database: Option<String>,
+        /// Idle for at least this many seconds.
+        older_than_secs: u64,
+    },
+    /// Cancel queries running longer than a limit (`pg_cancel_backend`).
+    CancelSlow {
+        /// Config name of the database.
+        #[serde(default)]
+        database: Option<String>,
+        /// Running for at least this many seconds.
+        longer_than_secs: u64,
+    },
+    /// `VACUUM` (with `ANALYZE`) a database or the given tables.
+    Vacuum {
+        /// Config name of the database.
+        #[serde(default)]
+        database: Option<String>,
+        /// Also `ANALYZE`.
+        #[serde(default)]
+        analyze: bool,
+        /// Tables (`schema.table` or `table`); every table when empty.
+        #[serde(default)]
+        tables: Vec<String>,
+    },
+    /// Redis `CONFIG SET maxmemory-policy`.
+    RedisSetPolicy {
+        /// Config name of the cache (default: the only one, or `main`).
+        #[serde(default)]
+        cache: Option<String>,
+        /// `allkeys-lru`, `noeviction`, ….
+        policy: String,
+    },
+    /// Restart a container, and then, in order, the containers that depend on it.
+    Restart {
+        /// Container name or Compose service.
+        service: String,
+        /// Also restart its dependents (Compose `depends_on`), after it.
+        #[serde(default)]
+        with_dependents: bool,
+    },
+}
+
+impl Action {
+    /// The stable name (`kill-idle`).
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Terminate { .. } => "terminate",
+            Self::KillIdle { .. } => "kill-idle",
+            Self::CancelSlow { .. } => "cancel-slow",
+            Self::Vacuum { .. } => "vacuum",
+            Self::RedisSetPolicy { .. } => "redis-set-policy",
+            Self::Restart { .. } => "restart",
+        }
+    }
+}
+
+/// One thing an action would touch, with what a person needs to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// `backend:4242`, `table:public.orders`, `redis:main`, `container:api`.
+    pub id: String,
+    /// The facts: user, application, state, age and query of a backend; size of a table;
+    /// current policy; container state.
+    pub details: BTreeMap<String, String>,
+}
+
+/// What an action would do; nothing has run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionPlan {
+    /// The action asked for.
+    pub action: Action,
+    /// Exactly what would be touched, in order. Empty: nothing to do.
+    pub targets: Vec<Target>,
+    /// One line: `terminate 2 idle connections older than 10 min on main`.
+    pub summary: String,
+    /// What was left out on purpose (replication, `pg_dump`, our own session) and other notes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What applying one target did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The target's id.
+    pub target: String,
+    /// Whether it was done.
+    pub ok: bool,
+    /// `ok`, `skipped: …` (the target changed since the plan) or the error.
+    pub result: String,
+    /// State before.
+    pub before: serde_json::Value,
+    /// State after.
+    pub after: serde_json::Value,
+}
+
+/// The result of [`apply`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionReport {
+    /// The plan that was applied.
+    pub plan: ActionPlan,
+    /// One outcome per target, in order.
+    pub outcomes: Vec<Outcome>,
+    /// Where the audit entries went.
+    pub audit_log: std::path::PathBuf,
+}
+
+impl ActionReport {
+    /// Every target done.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.outcomes.iter().all(|o| o.ok)
+    }
+}
+
+/// The database of an action: the named one, or the only one, or `main`.
+///
+/// # Errors
+/// `NotFound` for an unknown name, `InvalidInput` when none or several are configured.
+pub fn database<'c>(
+    ctx: &'c Context,
+    name: Option<&str>,
+) -> Result<(String, &'c std::sync::Arc<dyn ops_core::ports::Database>)> {
+    pick(&ctx.databases, name, "database", "databases")
+}
+
+/// The cache of an action: the named one, or the only one, or `main`.
+///
+/// # Errors
+/// As [`database`].
+pub fn cache<'c>(
+    ctx: &'c Context,
+    name: Option<&str>,
+) -> Result<(String, &'c std::sync::Arc<dyn ops_core::ports::Cache>)> {
+    pick(&ctx.caches, name, "cache", "caches")
+}
+
+fn pick<'c, T>(map: &'c BTreeMap<String, T>, name: Option<&str>, what: &str, table: &str) -> Result<(String, &'c T)> {
+    let found = match name {
+        Some(n) => map.get_key_value(n),
+        None if map.len() == 1 => map.iter().next(),
+        None => map.get_key_value("main"),
+    };
+    found.map(|(k, v)| (k.clone(), v)).ok_or_else(|| match name {
+        Some(n) => Error::not_found(format!("no {what} named {n:?} in [{table}]")),
+        None if map.is_empty() => Error::invalid_input(format!("no {what} configured in [{table}]")),
+        None => Error::invalid_input(format!("several {table}: name one (--{what} NAME)")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_read_as_the_api_sends_them() {
+        let a: Action = serde_json::from_str(r#"{"action": "kill-idle", "older-than-secs": 600}"#).unwrap();
+        assert_eq!(a, Action::KillIdle { database: None, older_than_secs: 600 });
+        let a: Action = serde_json::from_str(r#"{"action": "restart", "service": "api"}"#).unwrap();
+        assert_eq!(a, Action::Restart { service: "api".into(), with_dependents: false });
+        assert!(serde_json::from_str::<Action>(r#"{"action": "drop-database"}"#).is_err());
+        assert!(serde_json::from_str::<Action>(r#"{"action": "terminate", "pid": 1, "force": true}"#).is_err());
+    }
+}

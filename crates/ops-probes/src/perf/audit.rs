@@ -1,0 +1,120 @@
+//! The audit log: every applied action appended as one JSON line (time UTC, actor, action,
+//! target, before, after, result), fsynced, so later tools can build incident timelines.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use ops_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// One applied action on one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When it was applied.
+    pub time: DateTime<Utc>,
+    /// Who asked (`opsctl:root@host`, `api:<key id>`).
+    pub actor: String,
+    /// The action (`terminate`, `kill-idle`, `vacuum`, `redis-set-policy`, `restart`).
+    pub action: String,
+    /// What it touched (`backend:4242`, `table:public.orders`, `redis:main`, `container:api`).
+    pub target: String,
+    /// State before (the session, the policy, the container state).
+    pub before: serde_json::Value,
+    /// State after.
+    pub after: serde_json::Value,
+    /// `ok`, or what went wrong.
+    pub result: String,
+}
+
+/// An append-only JSON-lines file.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Opens (creating the file and its directory) and checks it can be appended to, so an
+    /// action is refused before it runs when its record could not be kept.
+    ///
+    /// # Errors
+    /// `Unavailable` when the file cannot be created or written.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::unavailable(format!("audit log directory {} cannot be created: {e}", dir.display()))
+            })?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::unavailable(format!("audit log {} cannot be opened: {e}", path.display())))?;
+        Ok(Self { path: path.to_owned() })
+    }
+
+    /// Where it is.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one entry and syncs it to disk.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    pub fn append(&self, entry: &AuditEntry) -> Result<()> {
+        let mut line = serde_json::to_string(entry).map_err(|e| Error::internal(format!("audit entry: {e}")))?;
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::unavailable(format!("audit log {}: {e}", self.path.display())))?;
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::unavailable(format!("audit log {}: {e}", self.path.display())))
+    }
+
+    /// Every entry, oldest first (lines that do not parse are skipped).
+    ///
+    /// # Errors
+    /// `Unavailable` when the file cannot be read.
+    pub fn read(&self) -> Result<Vec<AuditEntry>> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| Error::unavailable(format!("audit log {}: {e}", self.path.display())))?;
+        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("sub/audit.jsonl")).unwrap();
+        let entry = AuditEntry {
+            time: Utc::now(),
+            actor: "test".into(),
+            action: "terminate".into(),
+            target: "backend:42".into(),
+            before: serde_json::json!({ "state": "idle" }),
+            after: serde_json::json!(null),
+            result: "ok".into(),
+        };
+        log.append(&entry).unwrap();
+        log.append(&entry).unwrap();
+        assert_eq!(log.read().unwrap(), vec![entry.clone(), entry]);
+        assert_eq!(std::fs::read_to_string(log.path()).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn an_unwritable_log_is_refused_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        // A path under a regular file cannot be created.
+        assert!(AuditLog::open(&file.join("audit.jsonl")).is_err());
+    }
+}
