@@ -102,6 +102,30 @@ pub struct QueueLength {
     pub length: u64,
 }
 
+/// The size of one key, as `MEMORY USAGE key SAMPLES 0` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySize {
+    /// The key (bytes that are not UTF-8 shown as `\xNN`).
+    pub key: String,
+    /// `TYPE` (`string`, `list`, `hash`, `set`, `zset`, `stream`).
+    pub key_type: String,
+    /// Bytes the key and its value take, every element counted.
+    pub bytes: u64,
+}
+
+/// The largest keys of a bounded sample of the keyspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySample {
+    /// The largest keys sampled, largest first.
+    pub largest: Vec<KeySize>,
+    /// Distinct keys whose size was measured.
+    pub sampled: u64,
+    /// Whether the scan went through the whole keyspace (every key was measured).
+    pub complete: bool,
+    /// Round trips sent (SCAN calls and pipelines).
+    pub round_trips: u32,
+}
+
 /// A Redis server.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -135,6 +159,15 @@ pub trait Cache: Send + Sync {
     /// # Errors
     /// `InvalidInput` for an unknown key or bad value, `Unsupported` when CONFIG is disabled.
     async fn config_set(&self, key: &str, value: &str) -> Result<()>;
+
+    /// The `top` largest of at most `max_keys` keys of the selected database: `SCAN` (never
+    /// `KEYS *`), then `MEMORY USAGE key SAMPLES 0` in bounded pipelines, then `TYPE` of the
+    /// `top` kept. `MEMORY USAGE` and `SCAN` leave `keyspace_hits`/`misses` alone; each `TYPE`
+    /// counts as one lookup.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`, `Unsupported` when `MEMORY` or `SCAN` is disabled or denied.
+    async fn sample_key_sizes(&self, max_keys: u64, top: usize) -> Result<KeySample>;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod http;
 pub mod notifier;
 pub mod object_store;
 
-pub use cache::{Cache, CacheInfo, CachePing, QueueLength};
+pub use cache::{Cache, CacheInfo, CachePing, KeySample, KeySize, QueueLength};
 pub use container::{
     COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
     ContainerStats, ContainerSummary, DiskUsage, ExecOutput, ExecSpec, HealthStatus, Healthcheck, LogLine, LogOptions,

@@ -3,7 +3,12 @@
 
 pub mod actions;
 pub mod audit;
+pub mod containers;
+pub mod host;
+pub mod http;
+pub mod redis;
 mod report;
+pub mod stack_actions;
 pub mod state;
 
 pub use actions::{Action, ActionPlan, ActionReport, Outcome, Target};

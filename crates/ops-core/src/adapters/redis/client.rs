@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
-use crate::ports::cache::{Cache, CacheInfo, CachePing, QueueLength};
+use crate::ports::cache::{Cache, CacheInfo, CachePing, KeySample, KeySize, QueueLength};
 use crate::secret::SecretUrl;
 use crate::{Error, ErrorKind, Result};
 
@@ -140,9 +140,122 @@ impl Cache for RedisCache {
             })?;
         Ok(())
     }
+
+    async fn sample_key_sizes(&self, max_keys: u64, top: usize) -> Result<KeySample> {
+        self.sample(max_keys, top).await
+    }
 }
 
 /// CONFIG renamed or disabled (a common hardening) is `Unsupported`, not a bug.
 fn config_err(e: Error) -> Error {
     if e.message().contains("unknown command") { Error::new(ErrorKind::Unsupported, e.message().to_owned()) } else { e }
+}
+
+/// Keys asked for per `SCAN` call at most (a hint: Redis may return a few more or fewer).
+const SCAN_COUNT: u64 = 500;
+/// Keys measured per pipeline: one round trip without a reply buffer that grows unbounded.
+const PIPELINE_KEYS: usize = 100;
+
+/// A key fit to be shown: bytes that are not UTF-8 as `\xNN`.
+fn shown_key(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len());
+    for chunk in key.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// `SCAN` until `max_keys` distinct keys are collected or the cursor comes back to 0. Empty
+/// pages (a keyspace of mostly expired keys) are bounded too: at most four calls per page
+/// that would be needed.
+async fn scan_keys(conn: &mut MultiplexedConnection, max_keys: u64) -> Result<(Vec<Vec<u8>>, bool, u32)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let max_calls = u32::try_from(max_keys.div_ceil(SCAN_COUNT).saturating_mul(4)).unwrap_or(u32::MAX).max(8);
+    let (mut cursor, mut calls, mut left_out) = (0u64, 0u32, false);
+    loop {
+        let wanted = max_keys.saturating_sub(keys.len() as u64).clamp(10, SCAN_COUNT);
+        let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(wanted)
+            .query_async(conn)
+            .await
+            .map_err(|e| denied(&redis_err(&e, "SCAN")))?;
+        calls += 1;
+        for key in page {
+            if seen.contains(&key) {
+                continue;
+            }
+            if keys.len() as u64 >= max_keys {
+                left_out = true;
+                break;
+            }
+            seen.insert(key.clone());
+            keys.push(key);
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok((keys, !left_out, calls));
+        }
+        if keys.len() as u64 >= max_keys || calls >= max_calls {
+            return Ok((keys, false, calls));
+        }
+    }
+}
+
+/// A command renamed away or refused by an ACL is `Unsupported`: the analysis reports it
+/// and goes on.
+fn denied(e: &Error) -> Error {
+    let m = e.message();
+    if m.contains("unknown command") || m.contains("NOPERM") {
+        Error::new(ErrorKind::Unsupported, m.to_owned())
+    } else {
+        Error::new(e.kind(), m.to_owned())
+    }
+}
+
+impl RedisCache {
+    async fn sample(&self, max_keys: u64, top: usize) -> Result<KeySample> {
+        let mut sample = KeySample::default();
+        if max_keys == 0 {
+            return Ok(sample);
+        }
+        let mut conn = self.connect().await.map_err(|e| redis_err(&e, &format!("connect to {}", self.url)))?;
+        let (keys, complete, calls) = scan_keys(&mut conn, max_keys).await?;
+        sample.round_trips = calls;
+        sample.complete = complete;
+        let mut sizes: Vec<(&[u8], u64)> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(PIPELINE_KEYS) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0);
+            }
+            let replies: Vec<Option<u64>> =
+                pipe.query_async(&mut conn).await.map_err(|e| denied(&redis_err(&e, "MEMORY USAGE")))?;
+            sample.round_trips += 1;
+            // A key that expired since the SCAN answers nil: it is simply not measured.
+            sizes.extend(chunk.iter().zip(replies).filter_map(|(k, bytes)| bytes.map(|b| (k.as_slice(), b))));
+        }
+        sample.sampled = sizes.len() as u64;
+        sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        sizes.truncate(top);
+        if !sizes.is_empty() {
+            let mut pipe = redis::pipe();
+            for (key, _) in &sizes {
+                pipe.cmd("TYPE").arg(*key);
+            }
+            let types: Vec<String> = pipe.query_async(&mut conn).await.map_err(|e| denied(&redis_err(&e, "TYPE")))?;
+            sample.round_trips += 1;
+            sample.largest = sizes
+                .iter()
+                .zip(types)
+                .map(|((key, bytes), key_type)| KeySize { key: shown_key(key), key_type, bytes: *bytes })
+                .collect();
+        }
+        Ok(sample)
+    }
 }

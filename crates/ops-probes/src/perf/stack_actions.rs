@@ -1,0 +1,635 @@
+//! Remediation of the stack (not the database): Redis `CONFIG SET maxmemory-policy`, and
+//! restarting a container with, in order, the containers whose Compose `depends_on` names it.
+//! [`plan`] only reads; [`apply`] does exactly what a plan lists, re-checking each target first,
+//! and appends one audit entry per target it touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ops_core::ports::{Cache, ContainerFilter, ContainerRuntime, ContainerState, ContainerSummary, HealthStatus};
+use ops_core::{Context, Error, ErrorKind, Result};
+use serde_json::json;
+
+use super::actions::{self, Action, ActionPlan, Outcome, Target};
+use super::audit::{AuditEntry, AuditLog};
+use crate::container::{COMPOSE_DEPENDS_ON_LABEL, COMPOSE_ONEOFF_LABEL, parse_depends_on};
+use crate::support::human_duration;
+
+/// Redis's `maxmemory-policy` values.
+pub const REDIS_POLICIES: [&str; 8] = [
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+];
+
+/// Seconds a container gets to stop before it is killed, as `docker restart`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a restarted container may take to run again (and be healthy, with a healthcheck).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time between two looks at a restarting container.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What `action` would do, without doing anything: for `redis-set-policy`, the cache's current
+/// policy and the new one (nothing to do when they are the same); for `restart`, the container
+/// (by name, or every container of the Compose service in `project.compose-project`) and, with
+/// `with_dependents`, the running containers whose Compose `depends_on` names it directly or
+/// through another, each after what it depends on, with their state.
+///
+/// # Errors
+/// `InvalidInput` for an unknown policy or a database action, `NotFound` for an unknown cache
+/// or container, `Unavailable` without a container engine, and the ports' errors.
+pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+    match action {
+        Action::RedisSetPolicy { cache, policy } => plan_policy(ctx, action, cache.as_deref(), policy).await,
+        Action::Restart { service, with_dependents } => plan_restart(ctx, action, service, *with_dependents).await,
+        other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
+    }
+}
+
+/// Applies `plan` (made by [`plan`]) target by target, in order, appending an entry to `audit`
+/// for each target acted on (as `actor`). A target that changed since the plan is skipped
+/// (`skipped: …`). A restarted container that does not run again (or is not healthy, with a
+/// healthcheck) within 2 minutes fails, and the containers after it in the plan are skipped
+/// (`skipped: stopped after … failed`): they would start against a dependency that is down.
+///
+/// # Errors
+/// Those of [`plan`] for the action, and `Unavailable` when the audit log cannot be written
+/// (what was done up to then stays done).
+pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &str) -> Result<Vec<Outcome>> {
+    match &plan.action {
+        Action::RedisSetPolicy { cache, policy } => {
+            apply_policy(ctx, plan, cache.as_deref(), policy, audit, actor).await
+        }
+        Action::Restart { .. } => apply_restart(ctx, plan, audit, actor).await,
+        other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
+    }
+}
+
+fn entry(actor: &str, action: &Action, outcome: &Outcome) -> AuditEntry {
+    AuditEntry {
+        time: Utc::now(),
+        actor: actor.to_owned(),
+        action: action.name().to_owned(),
+        target: outcome.target.clone(),
+        before: outcome.before.clone(),
+        after: outcome.after.clone(),
+        result: outcome.result.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// redis-set-policy
+
+fn check_policy(policy: &str) -> Result<()> {
+    if REDIS_POLICIES.contains(&policy) {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!("unknown maxmemory-policy {policy:?}: one of {}", REDIS_POLICIES.join(", "))))
+    }
+}
+
+async fn current_policy(cache: &dyn Cache) -> Result<String> {
+    cache
+        .config_get("maxmemory-policy")
+        .await?
+        .ok_or_else(|| Error::unsupported("the server has no maxmemory-policy parameter"))
+}
+
+async fn plan_policy(ctx: &Context, action: &Action, cache: Option<&str>, policy: &str) -> Result<ActionPlan> {
+    check_policy(policy)?;
+    let (name, cache) = actions::cache(ctx, cache)?;
+    let current = current_policy(cache.as_ref()).await?;
+    let info = cache.info().await.ok();
+    let mut plan =
+        ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() };
+    if current == policy {
+        plan.summary = format!("redis:{name} maxmemory-policy is already {policy}: nothing to do");
+        return Ok(plan);
+    }
+    let mut details =
+        BTreeMap::from([("policy".to_owned(), current.clone()), ("new-policy".to_owned(), policy.to_owned())]);
+    if let Some(info) = &info {
+        details.insert("used-memory".to_owned(), info.used_memory_bytes.to_string());
+        details.insert("maxmemory".to_owned(), info.maxmemory_bytes.unwrap_or(0).to_string());
+        if info.maxmemory_bytes.is_none() {
+            plan.notes.push("maxmemory is 0 (no limit): the policy takes effect once a maxmemory is set".to_owned());
+        }
+    }
+    plan.notes.push(
+        "CONFIG SET lasts until Redis restarts: also set maxmemory-policy in its configuration (or CONFIG REWRITE)"
+            .to_owned(),
+    );
+    plan.targets.push(Target { id: format!("redis:{name}"), details });
+    plan.summary = format!("redis:{name} maxmemory-policy {current} -> {policy}");
+    Ok(plan)
+}
+
+async fn apply_policy(
+    ctx: &Context,
+    plan: &ActionPlan,
+    cache: Option<&str>,
+    policy: &str,
+    audit: &AuditLog,
+    actor: &str,
+) -> Result<Vec<Outcome>> {
+    check_policy(policy)?;
+    let (_, cache) = actions::cache(ctx, cache)?;
+    let mut outcomes = Vec::new();
+    for target in &plan.targets {
+        let planned = target.details.get("policy").cloned().unwrap_or_default();
+        let now = current_policy(cache.as_ref()).await?;
+        let before = json!({ "maxmemory-policy": now });
+        if now != planned {
+            outcomes.push(Outcome {
+                target: target.id.clone(),
+                ok: false,
+                result: format!("skipped: the policy is {now} now, not {planned} as planned"),
+                before: before.clone(),
+                after: before,
+            });
+            continue;
+        }
+        let set = cache.config_set("maxmemory-policy", policy).await;
+        let after = current_policy(cache.as_ref()).await.unwrap_or_else(|e| format!("unknown ({e})"));
+        let (ok, result) = match set {
+            Ok(()) if after == policy => (true, "ok".to_owned()),
+            Ok(()) => (false, format!("CONFIG SET answered OK but the policy reads {after}")),
+            Err(e) => (false, e.to_string()),
+        };
+        let outcome =
+            Outcome { target: target.id.clone(), ok, result, before, after: json!({ "maxmemory-policy": after }) };
+        audit.append(&entry(actor, &plan.action, &outcome))?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// restart
+
+fn runtime(ctx: &Context) -> Result<&dyn ContainerRuntime> {
+    ctx.containers.as_deref().ok_or_else(|| Error::unavailable("no container engine configured"))
+}
+
+fn oneoff(c: &ContainerSummary) -> bool {
+    c.labels.get(COMPOSE_ONEOFF_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn depends_on(c: &ContainerSummary) -> Vec<String> {
+    c.labels.get(COMPOSE_DEPENDS_ON_LABEL).map(|l| parse_depends_on(l)).unwrap_or_default()
+}
+
+/// The containers `service` names: the container of that name, else every container of that
+/// Compose service (one project only).
+///
+/// # Errors
+/// `NotFound` when none, `InvalidInput` when the service exists in several projects.
+fn find_targets<'c>(all: &'c [ContainerSummary], service: &str) -> Result<Vec<&'c ContainerSummary>> {
+    if let Some(c) = all.iter().find(|c| c.name == service) {
+        return Ok(vec![c]);
+    }
+    let mut found: Vec<&ContainerSummary> =
+        all.iter().filter(|c| !oneoff(c) && c.compose_service.as_deref() == Some(service)).collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    let projects: BTreeSet<Option<&str>> = found.iter().map(|c| c.compose_project.as_deref()).collect();
+    match (found.len(), projects.len()) {
+        (0, _) => Err(Error::not_found(format!("no container or Compose service named {service:?}"))),
+        (_, 1) => Ok(found),
+        _ => Err(Error::invalid_input(format!(
+            "Compose service {service:?} exists in several projects: set project.compose-project, or name the container"
+        ))),
+    }
+}
+
+/// The containers whose `depends_on` reaches `roots`' services, in the order to restart them:
+/// a service after every service it depends on, ties by name; each service's containers by
+/// name. Also returns a note when a cycle had to be broken.
+fn dependents<'c>(
+    all: &'c [ContainerSummary],
+    roots: &[&ContainerSummary],
+) -> (Vec<&'c ContainerSummary>, Option<String>) {
+    let Some(project) = roots.first().and_then(|r| r.compose_project.as_deref()) else { return (Vec::new(), None) };
+    let root_services: BTreeSet<&str> = roots.iter().filter_map(|r| r.compose_service.as_deref()).collect();
+    let candidates: Vec<&ContainerSummary> = all
+        .iter()
+        .filter(|c| c.compose_project.as_deref() == Some(project) && !oneoff(c))
+        .filter(|c| c.compose_service.as_deref().is_some_and(|s| !root_services.contains(s)))
+        .collect();
+    // Every service that reaches a root, transitively.
+    let mut reached: BTreeSet<&str> = root_services.clone();
+    loop {
+        let before = reached.len();
+        for c in &candidates {
+            if depends_on(c).iter().any(|d| reached.contains(d.as_str())) {
+                reached.extend(c.compose_service.as_deref());
+            }
+        }
+        if reached.len() == before {
+            break;
+        }
+    }
+    let mut pending: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for c in &candidates {
+        let Some(s) = c.compose_service.as_deref().filter(|s| reached.contains(s)) else { continue };
+        let needs = pending.entry(s).or_default();
+        needs.extend(
+            depends_on(c)
+                .into_iter()
+                .filter(|d| d != s && reached.contains(d.as_str()) && !root_services.contains(d.as_str())),
+        );
+    }
+    let mut order: Vec<&str> = Vec::new();
+    let mut note = None;
+    while !pending.is_empty() {
+        let ready: Vec<&str> = pending.iter().filter(|(_, needs)| needs.is_empty()).map(|(s, _)| *s).collect();
+        let next: Vec<&str> = if ready.is_empty() {
+            // A cycle: restart what is left in name order rather than not at all.
+            let left: Vec<&str> = pending.keys().copied().collect();
+            note = Some(format!("the depends_on of {} form a cycle: restarted in name order", left.join(", ")));
+            left
+        } else {
+            ready
+        };
+        for s in &next {
+            pending.remove(s);
+        }
+        for needs in pending.values_mut() {
+            for s in &next {
+                needs.remove(*s);
+            }
+        }
+        order.extend(next);
+    }
+    let mut out = Vec::new();
+    for s in order {
+        let mut of: Vec<&ContainerSummary> =
+            candidates.iter().copied().filter(|c| c.compose_service.as_deref() == Some(s)).collect();
+        of.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(of);
+    }
+    (out, note)
+}
+
+fn container_details(c: &ContainerSummary, role: &str) -> BTreeMap<String, String> {
+    let mut d = BTreeMap::from([
+        ("container".to_owned(), c.name.clone()),
+        ("state".to_owned(), format!("{:?}", c.state).to_lowercase()),
+        ("status".to_owned(), c.status.clone()),
+        ("role".to_owned(), role.to_owned()),
+    ]);
+    if let Some(s) = &c.compose_service {
+        d.insert("service".to_owned(), s.clone());
+    }
+    let deps = depends_on(c);
+    if !deps.is_empty() {
+        d.insert("depends-on".to_owned(), deps.join(","));
+    }
+    d
+}
+
+async fn plan_restart(ctx: &Context, action: &Action, service: &str, with_dependents: bool) -> Result<ActionPlan> {
+    let rt = runtime(ctx)?;
+    let filter = ContainerFilter {
+        all: true,
+        compose_project: ctx.config.project.compose_project.clone(),
+        ..Default::default()
+    };
+    let all = rt.list_containers(&filter).await?;
+    let roots = find_targets(&all, service)?;
+    let mut plan =
+        ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() };
+    for r in &roots {
+        if r.state != ContainerState::Running {
+            plan.notes.push(format!("{} is {:?}: restarting starts it", r.name, r.state).to_lowercase());
+        }
+        plan.targets.push(Target { id: format!("container:{}", r.name), details: container_details(r, "restart") });
+    }
+    let mut restarted_dependents = Vec::new();
+    if with_dependents {
+        if roots.iter().all(|r| r.compose_service.is_none()) {
+            plan.notes.push(format!("{service} is not a Compose container: it has no known dependents"));
+        }
+        let (deps, cycle) = dependents(&all, &roots);
+        plan.notes.extend(cycle);
+        for d in deps {
+            if d.state == ContainerState::Running {
+                plan.targets
+                    .push(Target { id: format!("container:{}", d.name), details: container_details(d, "dependent") });
+                restarted_dependents.push(d.name.clone());
+            } else {
+                plan.notes.push(format!("{} depends on it but is {:?}: left alone", d.name, d.state).to_lowercase());
+            }
+        }
+    }
+    let names: Vec<&str> = roots.iter().map(|r| r.name.as_str()).collect();
+    plan.summary = match restarted_dependents.len() {
+        0 => format!("restart {}", names.join(", ")),
+        n => format!(
+            "restart {}, then {n} dependent{}: {}",
+            names.join(", "),
+            if n == 1 { "" } else { "s" },
+            restarted_dependents.join(", ")
+        ),
+    };
+    Ok(plan)
+}
+
+/// The state of a container, as the audit log keeps it.
+fn snapshot(state: ContainerState, health: HealthStatus, started_at: Option<DateTime<Utc>>) -> serde_json::Value {
+    json!({
+        "state": format!("{state:?}").to_lowercase(),
+        "health": format!("{health:?}").to_lowercase(),
+        "started_at": started_at,
+    })
+}
+
+/// Waits until `name` runs again after a restart (and is healthy, with a healthcheck).
+async fn wait_ready(rt: &dyn ContainerRuntime, name: &str) -> (bool, String, serde_json::Value) {
+    let started = Instant::now();
+    let mut last = (String::from("not inspected"), serde_json::Value::Null);
+    loop {
+        match rt.inspect(name).await {
+            Ok(d) => {
+                last = (
+                    format!("{:?}, health {:?}", d.state, d.health).to_lowercase(),
+                    snapshot(d.state, d.health, d.started_at),
+                );
+                let ready = d.state == ContainerState::Running
+                    && matches!(d.health, HealthStatus::None | HealthStatus::Healthy);
+                if ready {
+                    return (true, "ok".to_owned(), last.1);
+                }
+                if matches!(d.state, ContainerState::Exited | ContainerState::Dead) {
+                    let code = d.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
+                    return (false, format!("exited{code} after the restart"), last.1);
+                }
+            }
+            Err(e) => last.0 = e.to_string(),
+        }
+        if started.elapsed() >= READY_TIMEOUT {
+            return (false, format!("not ready within {}: {}", human_duration(READY_TIMEOUT), last.0), last.1);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &str) -> Result<Vec<Outcome>> {
+    let rt = runtime(ctx)?;
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut failed: Option<String> = None;
+    for target in &plan.targets {
+        let name = target
+            .details
+            .get("container")
+            .cloned()
+            .unwrap_or_else(|| target.id.strip_prefix("container:").unwrap_or(&target.id).to_owned());
+        let skip = |result: String, before: serde_json::Value| Outcome {
+            target: target.id.clone(),
+            ok: false,
+            result,
+            before: before.clone(),
+            after: before,
+        };
+        if let Some(f) = &failed {
+            outcomes.push(skip(format!("skipped: stopped after {f} failed"), serde_json::Value::Null));
+            continue;
+        }
+        let before = match rt.inspect(&name).await {
+            Ok(d) => snapshot(d.state, d.health, d.started_at),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                outcomes.push(skip("skipped: the container no longer exists".to_owned(), serde_json::Value::Null));
+                continue;
+            }
+            Err(e) => {
+                // Nothing was done to it; what depends on it is not touched either.
+                outcomes.push(skip(format!("skipped: cannot inspect it: {e}"), serde_json::Value::Null));
+                failed = Some(name);
+                continue;
+            }
+        };
+        let (ok, result, after) = match rt.restart(&name, STOP_TIMEOUT).await {
+            Ok(()) => wait_ready(rt, &name).await,
+            Err(e) => (false, format!("restart failed: {e}"), before.clone()),
+        };
+        let outcome = Outcome { target: target.id.clone(), ok, result, before, after };
+        audit.append(&entry(actor, &plan.action, &outcome))?;
+        if !ok {
+            failed = Some(name);
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ops_core::config::OpsConfig;
+    use ops_core::ports::cache::MockCache;
+    use ops_core::ports::container::MockContainerRuntime;
+    use ops_core::ports::{COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, CacheInfo, ContainerDetails};
+
+    use super::*;
+
+    fn container(project: &str, service: &str, depends: &str, state: ContainerState) -> ContainerSummary {
+        let name = format!("{project}-{service}-1");
+        let mut labels = BTreeMap::from([
+            (COMPOSE_PROJECT_LABEL.to_owned(), project.to_owned()),
+            (COMPOSE_SERVICE_LABEL.to_owned(), service.to_owned()),
+        ]);
+        if !depends.is_empty() {
+            labels.insert(COMPOSE_DEPENDS_ON_LABEL.to_owned(), depends.to_owned());
+        }
+        ContainerSummary {
+            id: format!("id-{name}"),
+            name,
+            image: "img".to_owned(),
+            state,
+            status: "Up 1 hour".to_owned(),
+            compose_project: Some(project.to_owned()),
+            compose_service: Some(service.to_owned()),
+            labels,
+        }
+    }
+
+    fn stack() -> Vec<ContainerSummary> {
+        use ContainerState::{Exited, Running};
+        vec![
+            container("shop", "web", "api:service_started:false,db:service_healthy:false", Running),
+            container("shop", "worker", "api:service_started:false", Running),
+            container("shop", "api", "db:service_healthy:false,redis:service_started:false", Running),
+            container("shop", "db", "", Running),
+            container("shop", "redis", "", Running),
+            container("shop", "cron", "worker", Exited),
+            container("blog", "api", "db", Running),
+        ]
+    }
+
+    fn names(cs: &[&ContainerSummary]) -> Vec<String> {
+        cs.iter().map(|c| c.name.clone()).collect()
+    }
+
+    #[test]
+    fn dependents_come_after_what_they_depend_on() {
+        let all = stack();
+        let roots = find_targets(&all, "shop-db-1").unwrap();
+        let (deps, cycle) = dependents(&all, &roots);
+        assert_eq!(names(&deps), ["shop-api-1", "shop-web-1", "shop-worker-1", "shop-cron-1"]);
+        assert!(cycle.is_none());
+        // Redis: the API, then what needs the API; never the database.
+        let roots = find_targets(&all, "shop-redis-1").unwrap();
+        assert_eq!(names(&dependents(&all, &roots).0), ["shop-api-1", "shop-web-1", "shop-worker-1", "shop-cron-1"]);
+        let roots = find_targets(&all, "shop-web-1").unwrap();
+        assert!(dependents(&all, &roots).0.is_empty());
+    }
+
+    #[test]
+    fn a_service_in_two_projects_must_be_named_precisely() {
+        let all = stack();
+        let e = find_targets(&all, "api").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(names(&find_targets(&all, "db").unwrap()), ["shop-db-1"]);
+        assert_eq!(find_targets(&all, "nope").unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn cycles_are_broken_in_name_order() {
+        let all = vec![
+            container("p", "db", "", ContainerState::Running),
+            container("p", "a", "db,b", ContainerState::Running),
+            container("p", "b", "a", ContainerState::Running),
+        ];
+        let roots = find_targets(&all, "db").unwrap();
+        let (deps, cycle) = dependents(&all, &roots);
+        assert_eq!(names(&deps), ["p-a-1", "p-b-1"]);
+        assert!(cycle.unwrap().contains("a, b"));
+    }
+
+    fn ctx_with(rt: MockContainerRuntime, project: Option<&str>) -> Context {
+        let mut config = OpsConfig::default();
+        config.project.compose_project = project.map(str::to_owned);
+        let mut ctx = Context::empty(config);
+        ctx.containers = Some(Arc::new(rt));
+        ctx
+    }
+
+    fn details(name: &str, state: ContainerState, health: HealthStatus) -> ContainerDetails {
+        ContainerDetails {
+            id: format!("id-{name}"),
+            name: name.to_owned(),
+            image: "img".to_owned(),
+            state,
+            health,
+            health_failing_streak: 0,
+            last_health_output: None,
+            exit_code: Some(1),
+            oom_killed: false,
+            restart_count: 0,
+            restart_policy: "no".to_owned(),
+            started_at: None,
+            finished_at: None,
+            memory_limit_bytes: None,
+            error: None,
+            compose_service: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn restart_plans_in_order_and_stops_after_a_failure() {
+        let mut rt = MockContainerRuntime::new();
+        rt.expect_list_containers().returning(|f| {
+            assert_eq!(f.compose_project.as_deref(), Some("shop"));
+            Ok(stack().into_iter().filter(|c| c.compose_project.as_deref() == Some("shop")).collect())
+        });
+        rt.expect_inspect().returning(|name| {
+            let state = if name == "shop-api-1" { ContainerState::Exited } else { ContainerState::Running };
+            Ok(details(name, state, HealthStatus::None))
+        });
+        rt.expect_restart().times(2).returning(|name, timeout| {
+            assert_eq!(timeout, STOP_TIMEOUT);
+            assert!(["shop-db-1", "shop-api-1"].contains(&name), "{name}");
+            Ok(())
+        });
+        let ctx = ctx_with(rt, Some("shop"));
+        let action = Action::Restart { service: "db".to_owned(), with_dependents: true };
+        let p = plan(&ctx, &action).await.unwrap();
+        let ids: Vec<&str> = p.targets.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["container:shop-db-1", "container:shop-api-1", "container:shop-web-1", "container:shop-worker-1"]
+        );
+        assert_eq!(p.summary, "restart shop-db-1, then 3 dependents: shop-api-1, shop-web-1, shop-worker-1");
+        assert_eq!(p.notes, ["shop-cron-1 depends on it but is exited: left alone"]);
+        assert_eq!(p.targets[1].details["role"], "dependent");
+
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        let out = apply(&ctx, &p, &audit, "test").await.unwrap();
+        let got: Vec<(bool, &str)> = out.iter().map(|o| (o.ok, o.result.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (true, "ok"),
+                (false, "exited with code 1 after the restart"),
+                (false, "skipped: stopped after shop-api-1 failed"),
+                (false, "skipped: stopped after shop-api-1 failed"),
+            ]
+        );
+        let entries = audit.read().unwrap();
+        assert_eq!(entries.len(), 2, "only what was done is audited");
+        assert_eq!((entries[0].action.as_str(), entries[0].target.as_str()), ("restart", "container:shop-db-1"));
+    }
+
+    fn cache_ctx(cache: MockCache) -> Context {
+        let mut ctx = Context::empty(OpsConfig::default());
+        ctx.caches.insert("main".to_owned(), Arc::new(cache));
+        ctx
+    }
+
+    #[tokio::test]
+    async fn set_policy_validates_and_shows_current_and_new() {
+        let mut cache = MockCache::new();
+        cache.expect_config_get().returning(|_| Ok(Some("noeviction".to_owned())));
+        cache.expect_info().returning(|| Ok(CacheInfo { maxmemory_bytes: Some(100), ..CacheInfo::default() }));
+        let ctx = cache_ctx(cache);
+        let bad = Action::RedisSetPolicy { cache: None, policy: "sometimes".to_owned() };
+        assert_eq!(plan(&ctx, &bad).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+        let p = plan(&ctx, &Action::RedisSetPolicy { cache: None, policy: "allkeys-lru".to_owned() }).await.unwrap();
+        assert_eq!(p.summary, "redis:main maxmemory-policy noeviction -> allkeys-lru");
+        assert_eq!(p.targets[0].details["policy"], "noeviction");
+        let same = plan(&ctx, &Action::RedisSetPolicy { cache: None, policy: "noeviction".to_owned() }).await.unwrap();
+        assert!(same.targets.is_empty());
+        let db = Action::Terminate { database: None, pid: 1 };
+        assert_eq!(plan(&ctx, &db).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn set_policy_skips_a_policy_changed_since_the_plan() {
+        let mut cache = MockCache::new();
+        cache.expect_config_get().returning(|_| Ok(Some("allkeys-lfu".to_owned())));
+        cache.expect_config_set().never();
+        let ctx = cache_ctx(cache);
+        let mut details = BTreeMap::new();
+        details.insert("policy".to_owned(), "noeviction".to_owned());
+        let p = ActionPlan {
+            action: Action::RedisSetPolicy { cache: None, policy: "allkeys-lru".to_owned() },
+            targets: vec![Target { id: "redis:main".to_owned(), details }],
+            summary: String::new(),
+            notes: Vec::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        let out = apply(&ctx, &p, &audit, "test").await.unwrap();
+        assert!(!out[0].ok);
+        assert!(out[0].result.starts_with("skipped: the policy is allkeys-lfu now"), "{}", out[0].result);
+        assert!(audit.read().unwrap().is_empty());
+    }
+}
