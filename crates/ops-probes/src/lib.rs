@@ -11,7 +11,7 @@
 //! [`postgres`], [`redis`] (the cache and its queues), [`host`] (disks, memory, load) and
 //! [`logs`] (error lines in recent container logs). Network probes: [`http`] (timed phases),
 //! [`tcp`], [`dns`], [`alertmanager`], [`status_page`]. [`tls`] wraps `ops-tls`, [`backup`]
-//! checks the age of the newest backup, and [`triage`] runs them all and rates the result.
+//! checks the age of the newest backup, and [`triage`](mod@triage) runs them all and rates the result.
 
 pub mod alertmanager;
 pub mod backup;

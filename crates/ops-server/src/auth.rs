@@ -46,9 +46,27 @@ pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get("x-api-key").and_then(|v| v.to_str().ok())
 }
 
+/// A short, stable name for a key in logs and the audit trail (the first 12 hex digits of its
+/// SHA-256): tells keys apart without revealing them.
+#[must_use]
+pub fn fingerprint(key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    hex::encode(&digest[..6])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_name_keys_without_showing_them() {
+        let f = fingerprint("admin-key-123");
+        assert_eq!(f.len(), 12);
+        assert_eq!(f, fingerprint("admin-key-123"));
+        assert_ne!(f, fingerprint("admin-key-124"));
+        assert!(!f.contains("admin"));
+    }
 
     fn keys(k: &[&str]) -> Vec<Secret> {
         k.iter().map(|s| Secret::new(*s)).collect()
