@@ -12,6 +12,7 @@ mod drill;
 mod harness;
 mod notifier;
 mod object_store;
+mod perf_pg;
 mod postgres;
 mod probes_local;
 mod probes_net;

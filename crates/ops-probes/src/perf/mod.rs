@@ -3,6 +3,8 @@
 
 pub mod actions;
 pub mod audit;
+pub mod pg;
+pub mod pg_actions;
 mod report;
 pub mod state;
 
