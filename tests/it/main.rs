@@ -12,6 +12,8 @@ mod drill;
 mod harness;
 mod notifier;
 mod object_store;
+mod perf_cli;
+mod perf_pg;
 mod perf_stack;
 mod postgres;
 mod probes_local;

@@ -19,6 +19,8 @@ mod checks;
 mod checks_render;
 mod commands;
 pub mod exit;
+mod perf;
+mod perf_render;
 mod render;
 
 use std::collections::BTreeMap;
@@ -70,6 +72,115 @@ pub enum Command {
     /// One ad-hoc check of a target, with the same verdicts and exit codes as triage.
     #[command(subcommand)]
     Probe(ProbeCommand),
+    /// Performance analysis: PostgreSQL, Redis, containers, HTTP latency, host; with verdicts.
+    #[command(subcommand)]
+    Perf(PerfCommand),
+    /// PostgreSQL remediation, planned first: terminate, kill idle, cancel slow, vacuum.
+    #[command(subcommand)]
+    Pg(PgCommand),
+    /// Redis remediation, planned first.
+    #[command(subcommand)]
+    Redis(RedisCommand),
+    /// Restart a container (and, in order, what depends on it), planned first.
+    Restart(RestartArgs),
+}
+
+/// `opsctl perf …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.
+#[derive(Debug, Subcommand)]
+pub enum PerfCommand {
+    /// Analyse and print findings with verdicts and recommended actions, criticals first.
+    Analyze {
+        /// Only these sections (repeatable): pg, redis, containers, http, host [default: all]
+        #[arg(long = "section", value_name = "SECTION")]
+        sections: Vec<ops_probes::perf::Section>,
+        /// HTTP requests per endpoint [default: perf.http.samples, 10]
+        #[arg(long, value_name = "N")]
+        samples: Option<usize>,
+    },
+}
+
+/// `opsctl pg …`: each prints its plan; `--apply` acts and appends to the audit log.
+#[derive(Debug, Subcommand)]
+pub enum PgCommand {
+    /// Terminate one backend.
+    Terminate {
+        /// Backend pid.
+        pid: i32,
+        /// Database (config name) [default: the only one, or main]
+        #[arg(long)]
+        database: Option<String>,
+        /// Do it (default: print the plan only).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Terminate client connections idle longer than a limit (never replication, pg_dump,
+    /// autovacuum or this session).
+    KillIdle {
+        /// Idle for at least this long: 10m, 90s, 1h.
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+        /// Database (config name).
+        #[arg(long)]
+        database: Option<String>,
+        /// Do it.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Cancel queries running longer than a limit.
+    CancelSlow {
+        /// Running for at least this long: 5m, 30s.
+        #[arg(long, value_name = "DURATION")]
+        longer_than: String,
+        /// Database (config name).
+        #[arg(long)]
+        database: Option<String>,
+        /// Do it.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// VACUUM (with --analyze: VACUUM ANALYZE) the database or the given tables.
+    Vacuum {
+        /// Tables [default: all]
+        tables: Vec<String>,
+        /// Also ANALYZE.
+        #[arg(long)]
+        analyze: bool,
+        /// Database (config name).
+        #[arg(long)]
+        database: Option<String>,
+        /// Do it.
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+/// `opsctl redis …`.
+#[derive(Debug, Subcommand)]
+pub enum RedisCommand {
+    /// CONFIG SET maxmemory-policy (allkeys-lru, noeviction, …).
+    SetPolicy {
+        /// The policy.
+        policy: String,
+        /// Cache (config name) [default: the only one, or main]
+        #[arg(long)]
+        cache: Option<String>,
+        /// Do it.
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+/// `opsctl restart` options.
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// Container name or Compose service.
+    pub service: String,
+    /// Then restart, in dependency order, the containers that depend on it.
+    #[arg(long)]
+    pub with_dependents: bool,
+    /// Do it (default: print the plan only).
+    #[arg(long)]
+    pub apply: bool,
 }
 
 /// `opsctl probe …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.
@@ -323,9 +434,13 @@ where
         Command::Triage(args) => runtime().and_then(|rt| rt.block_on(checks::triage(&cli, args, env, out))),
         Command::Tls(cmd) => runtime().and_then(|rt| rt.block_on(checks::tls(&cli, cmd, env, out))),
         Command::Probe(cmd) => runtime().and_then(|rt| rt.block_on(checks::probe(&cli, cmd, env, out))),
+        Command::Perf(cmd) => runtime().and_then(|rt| rt.block_on(perf::perf(&cli, cmd, env, out))),
+        Command::Pg(cmd) => runtime().and_then(|rt| rt.block_on(perf::pg(&cli, cmd, env, out))),
+        Command::Redis(cmd) => runtime().and_then(|rt| rt.block_on(perf::redis(&cli, cmd, env, out))),
+        Command::Restart(args) => runtime().and_then(|rt| rt.block_on(perf::restart(&cli, args, env, out))),
     };
     // Checks speak the monitoring-plugin convention: a check that could not run is unknown.
-    let plugin = matches!(cli.command, Command::Triage(_) | Command::Tls(_) | Command::Probe(_));
+    let plugin = matches!(cli.command, Command::Triage(_) | Command::Tls(_) | Command::Probe(_) | Command::Perf(_));
     match result {
         Ok(outcome) => outcome.code,
         Err(e) => {

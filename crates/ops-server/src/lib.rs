@@ -16,6 +16,9 @@
 //!   (a run younger than 10 s is reused; `?fresh=true` runs now).
 //! - `GET /api/v1/probes` (read): the probe reports, `?kind=http&status=critical` to filter.
 //! - `GET /api/v1/tls` (read): every `[[tls]]` target checked now, in full detail.
+//! - `GET /api/v1/perf` (read): the performance analysis, `?section=pg,redis&samples=5`.
+//! - `POST /api/v1/actions` (admin): `{"action": "kill-idle", "older-than-secs": 600,
+//!   "apply": false}` returns the plan; with `"apply": true` it acts and audits.
 //!
 //! Keys come from `API_KEYS` (read) and `ADMIN_KEYS` (read and act), comma-separated so old
 //! and new keys overlap during a rotation, sent as `Authorization: Bearer KEY` or
@@ -42,6 +45,7 @@ mod checks;
 mod error;
 mod jobs;
 mod metrics;
+mod perf;
 mod routes;
 mod state;
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::auth::{Access, access_for, presented_key};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{backups, checks};
+use crate::{backups, checks, perf};
 
 /// The whole HTTP API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -23,13 +23,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/jobs/{id}", get(backups::job))
         .route("/api/v1/triage", get(checks::triage))
         .route("/api/v1/probes", get(checks::probes))
-        .route("/api/v1/tls", get(checks::tls));
+        .route("/api/v1/tls", get(checks::tls))
+        .route("/api/v1/perf", get(perf::analyze));
     let admin = Router::new()
         .route("/api/v1/config/reload", post(reload_config))
         .route("/api/v1/backups", post(backups::start_backup))
         .route("/api/v1/backups/{id}/verify", post(backups::verify))
         .route("/api/v1/dr-tests", post(backups::dr_test))
-        .route("/api/v1/restores", post(backups::restore));
+        .route("/api/v1/restores", post(backups::restore))
+        .route("/api/v1/actions", post(perf::act));
     Router::new()
         .merge(read.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_read)))
         .merge(admin.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin)))

@@ -356,6 +356,346 @@ pub trait Database: Send + Sync {
     /// # Errors
     /// `Integrity` when the client exits non-zero, with the tail of its stderr.
     async fn restore(&self, database: &str, format: DumpFormat, input: ByteReader) -> Result<RestoreOutcome>;
+
+    /// Statements, tables, indexes, sequences, database counters and backends, for performance
+    /// analysis: one connection, a fixed number of catalog queries whatever the number of
+    /// tables, no table locks, each query bounded by the adapter's timeout.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`, `Timeout`.
+    async fn perf_snapshot(&self) -> Result<PerfSnapshot>;
+
+    /// Every backend of the server (one query).
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn backends(&self) -> Result<BackendList>;
+
+    /// Cancels the query of, or terminates, backend `pid` only if `check` still holds and it is
+    /// a client backend other than the calling session, all in one statement.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth` (not allowed to signal that backend).
+    async fn signal_backend(&self, pid: i32, signal: BackendSignal, check: &BackendCheck) -> Result<SignalOutcome>;
+
+    /// User tables of this database with their statistics (one query).
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn table_stats(&self) -> Result<Vec<TableStats>>;
+
+    /// `VACUUM` (with `ANALYZE`) of one table (`(schema, name)`, quoted as identifiers) or of
+    /// the whole database, outside a transaction.
+    ///
+    /// # Errors
+    /// `NotFound` when the table does not exist, `Unavailable`, `Auth`.
+    async fn vacuum(&self, table: Option<(String, String)>, analyze: bool) -> Result<()>;
+}
+
+/// One backend process of the server (any type: client, autovacuum, walsender, …), as
+/// `pg_stat_activity` shows it, with what the guarded actions need to recognise it again: a pid
+/// is reused, a pid with the same `backend_start` is the same session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// Process id.
+    pub pid: i32,
+    /// `client backend`, `autovacuum worker`, `walsender`, `background worker`, ….
+    pub backend_type: String,
+    /// Role name, when visible.
+    pub user: Option<String>,
+    /// Database name, when connected to one.
+    pub database: Option<String>,
+    /// `application_name`, when set (`pg_dump`, `psql`).
+    pub application: Option<String>,
+    /// Client address (`None` over the Unix socket).
+    pub client_addr: Option<String>,
+    /// `active`, `idle`, `idle in transaction`, … (empty for background processes).
+    pub state: String,
+    /// When the session connected (with the pid, its identity).
+    pub backend_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its current (or last) query started.
+    pub query_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Time since the session connected.
+    pub backend_age: Option<Duration>,
+    /// Time since the current (or last) query started.
+    pub query_age: Option<Duration>,
+    /// Time since the open transaction started (`None` outside a transaction).
+    pub transaction_age: Option<Duration>,
+    /// Time in the current state.
+    pub state_age: Option<Duration>,
+    /// What it waits for (`Lock:relation`), if anything.
+    pub wait_event: Option<String>,
+    /// The pids holding the lock it waits for (`pg_blocking_pids`; empty unless waiting on a
+    /// lock).
+    pub blocked_by: Vec<i32>,
+    /// The current or last query, truncated to [`Session::QUERY_CHARS`] characters and redacted
+    /// like [`Session::query`].
+    pub query: String,
+}
+
+impl Backend {
+    /// A regular client connection (not autovacuum, replication or a background worker).
+    #[must_use]
+    pub fn is_client(&self) -> bool {
+        self.backend_type == "client backend"
+    }
+}
+
+/// Every backend of the server, and the pid of the session that listed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendList {
+    /// `pg_backend_pid()` of the connection used (never a target of an action).
+    pub own_pid: i32,
+    /// The backends, own one included.
+    pub backends: Vec<Backend>,
+}
+
+/// What [`Database::signal_backend`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendSignal {
+    /// `pg_cancel_backend`: cancel the running query, keep the session.
+    Cancel,
+    /// `pg_terminate_backend`: end the session.
+    Terminate,
+}
+
+/// What must still hold, checked in the same statement that signals, so a session that changed
+/// since it was planned is left alone. The backend must also be a client backend and not the
+/// signalling session itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendCheck {
+    /// The session's `backend_start` (same pid and same start: same session).
+    pub backend_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its state (`idle`, `active`).
+    pub state: Option<String>,
+    /// At least this long in that state.
+    pub min_state_age: Option<Duration>,
+    /// The same query still running (its `query_start`).
+    pub query_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// The query running at least this long.
+    pub min_query_age: Option<Duration>,
+    /// `application_name`s never signalled (`pg_dump`).
+    pub protected_applications: Vec<String>,
+}
+
+/// What [`Database::signal_backend`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum SignalOutcome {
+    /// The checks held and the signal was sent; `delivered` is the function's answer.
+    Sent {
+        /// `pg_cancel_backend`/`pg_terminate_backend` returned true.
+        delivered: bool,
+    },
+    /// No backend with that pid any more.
+    Gone,
+    /// The backend exists but a check failed; nothing was sent.
+    Changed {
+        /// The backend as it is now.
+        now: Box<Backend>,
+    },
+}
+
+/// Cumulative statistics of one normalized statement (`pg_stat_statements`, summed over users).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementStats {
+    /// `queryid`.
+    pub queryid: i64,
+    /// Executions.
+    pub calls: u64,
+    /// Total execution time, milliseconds.
+    pub total_ms: f64,
+    /// Rows returned or affected.
+    pub rows: u64,
+    /// Shared blocks found in the buffer cache.
+    pub shared_blks_hit: u64,
+    /// Shared blocks read from disk (or the OS cache).
+    pub shared_blks_read: u64,
+    /// The normalized text (constants are `$1`), truncated to [`Session::QUERY_CHARS`]
+    /// characters and redacted like [`Session::query`].
+    pub query: String,
+}
+
+/// One user table: size, tuples, scans and maintenance (`pg_stat_user_tables`, `pg_class`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// `schema.name` quoted as SQL needs it (`public."Order"`).
+    pub sql_name: String,
+    /// Heap and TOAST size, bytes, from `relpages` (an estimate kept by VACUUM and ANALYZE;
+    /// reading it takes no lock).
+    pub size_bytes: u64,
+    /// Planner row estimate (`reltuples`); `None` before the first VACUUM or ANALYZE.
+    pub estimated_rows: Option<u64>,
+    /// `n_live_tup`.
+    pub live_tuples: u64,
+    /// `n_dead_tup`.
+    pub dead_tuples: u64,
+    /// `n_mod_since_analyze`.
+    pub modified_since_analyze: u64,
+    /// Sequential scans.
+    pub seq_scan: u64,
+    /// Rows read by sequential scans.
+    pub seq_tup_read: u64,
+    /// Index scans (`None`: the table has no index).
+    pub idx_scan: Option<u64>,
+    /// Rows fetched by index scans.
+    pub idx_tup_fetch: u64,
+    /// Rows inserted, updated, deleted.
+    pub n_tup_ins: u64,
+    /// Rows updated.
+    pub n_tup_upd: u64,
+    /// Rows deleted.
+    pub n_tup_del: u64,
+    /// Last manual VACUUM.
+    pub last_vacuum: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last autovacuum.
+    pub last_autovacuum: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last manual ANALYZE.
+    pub last_analyze: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last autoanalyze.
+    pub last_autoanalyze: Option<chrono::DateTime<chrono::Utc>>,
+    /// `age(relfrozenxid)`: transactions since the table was last frozen.
+    pub frozen_xid_age: u64,
+}
+
+impl TableStats {
+    /// `schema.name`, unquoted.
+    #[must_use]
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// One index of a user table, with what is needed to tell duplicates (`pg_index`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexStats {
+    /// Schema.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// Index name.
+    pub name: String,
+    /// `schema.name` of the index, quoted as SQL needs it.
+    pub sql_name: String,
+    /// Access method (`btree`, `gin`, …).
+    pub method: String,
+    /// Size, bytes, from `relpages`.
+    pub size_bytes: u64,
+    /// Index scans since the statistics were reset.
+    pub scans: u64,
+    /// `indisunique`.
+    pub unique: bool,
+    /// `indisprimary`.
+    pub primary: bool,
+    /// Backs or serves a constraint (primary key, unique, exclusion, or referenced by a
+    /// foreign key).
+    pub constraint: bool,
+    /// `indisvalid` (false after a failed `CREATE INDEX CONCURRENTLY`, or while one runs).
+    pub valid: bool,
+    /// Key columns (`indkey`: attribute numbers, 0 for an expression), in order.
+    pub key_columns: Vec<i16>,
+    /// Operator class, collation and options of each key column, as `opclass/collation/option`.
+    pub key_details: Vec<String>,
+    /// Columns added with `INCLUDE`.
+    pub include_columns: Vec<i16>,
+    /// The key expressions, when any, as the server's node tree (for comparison, not display).
+    pub expressions: Option<String>,
+    /// The partial index predicate, when any, as the server's node tree (for comparison).
+    pub predicate: Option<String>,
+    /// `pg_get_indexdef`: `CREATE INDEX … ON … USING btree (…)`; while the table is locked
+    /// exclusively, rendered from the catalog with `(expression)` and `WHERE (…)` elided.
+    pub definition: String,
+}
+
+/// One sequence and its limit (`pg_sequences`, and the column it feeds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceStats {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// `schema.name` quoted as SQL needs it.
+    pub sql_name: String,
+    /// `smallint`, `integer` or `bigint`.
+    pub data_type: String,
+    /// Last value handed out (`None`: never used, or not readable by us).
+    pub last_value: Option<i64>,
+    /// `min_value`.
+    pub min_value: i64,
+    /// `max_value`.
+    pub max_value: i64,
+    /// `increment_by`.
+    pub increment: i64,
+    /// `cycle`: wraps around instead of failing.
+    pub cycle: bool,
+    /// The column it is owned by (`public.orders.id`, quoted as SQL needs it), when any.
+    pub owner_column: Option<String>,
+    /// That column's type (`integer`), which may be narrower than the sequence's.
+    pub owner_type: Option<String>,
+}
+
+/// Database-wide numbers of [`PerfSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseStats {
+    /// `server_version_num` (150008).
+    pub version_num: u32,
+    /// `pg_postmaster_start_time()`.
+    pub postmaster_start: chrono::DateTime<chrono::Utc>,
+    /// `pg_stat_database.stats_reset` of this database (`None`: never reset).
+    pub stats_reset: Option<chrono::DateTime<chrono::Utc>>,
+    /// `max_connections`.
+    pub max_connections: u32,
+    /// `superuser_reserved_connections`.
+    pub reserved_connections: u32,
+    /// Buffer cache hits of this database.
+    pub blks_hit: u64,
+    /// Blocks read from disk (or the OS cache).
+    pub blks_read: u64,
+    /// Committed transactions.
+    pub xact_commit: u64,
+    /// Rolled back transactions.
+    pub xact_rollback: u64,
+    /// Deadlocks detected.
+    pub deadlocks: u64,
+    /// `age(datfrozenxid)` of this database.
+    pub frozen_xid_age: u64,
+    /// The database of the server with the oldest `datfrozenxid`, and its age.
+    pub oldest_database: Option<(String, u64)>,
+    /// `autovacuum_freeze_max_age`.
+    pub autovacuum_freeze_max_age: u64,
+    /// `pg_stat_statements` is in `shared_preload_libraries`.
+    pub statements_preloaded: bool,
+    /// `pg_stat_statements` is installed in this database (`CREATE EXTENSION`).
+    pub statements_installed: bool,
+}
+
+/// Everything performance analysis judges, read on one connection in a fixed number of
+/// catalog queries (never one per table), taking no table locks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerfSnapshot {
+    /// The database.
+    pub database: String,
+    /// The server's `now()` when the snapshot was taken.
+    pub taken_at: chrono::DateTime<chrono::Utc>,
+    /// Catalog queries sent.
+    pub queries: u32,
+    /// Database-wide numbers.
+    pub stats: DatabaseStats,
+    /// Statements of this database (empty when `pg_stat_statements` is not usable).
+    pub statements: Vec<StatementStats>,
+    /// User tables.
+    pub tables: Vec<TableStats>,
+    /// Indexes of user tables.
+    pub indexes: Vec<IndexStats>,
+    /// Sequences.
+    pub sequences: Vec<SequenceStats>,
+    /// Every backend of the server.
+    pub backends: BackendList,
 }
 
 /// Makes [`Database`] adapters for servers not in the configuration (a drill's throwaway

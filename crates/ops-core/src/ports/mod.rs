@@ -18,8 +18,10 @@ pub use container::{
     LogStream, PrunePlan, PruneReport, PruneTarget, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
 };
 pub use database::{
-    ConnectionStats, Database, DatabaseConnector, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient,
-    Readiness, RestoreOutcome, ServerVersion, Session, Snapshot, TableInfo,
+    Backend, BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DatabaseConnector, DatabaseStats,
+    DumpFormat, DumpOptions, DumpStream, HeldLock, IndexStats, LockAttempt, PerfSnapshot, PgClient, Readiness,
+    RestoreOutcome, SequenceStats, ServerVersion, Session, SignalOutcome, Snapshot, StatementStats, TableInfo,
+    TableStats,
 };
 pub use http::{HttpClient, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use ops_core::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 
+use super::audit::AuditLog;
+
 /// What to do. Serialized with an `action` tag, the body of `POST /api/v1/actions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case", rename_all_fields = "kebab-case", deny_unknown_fields)]
@@ -171,6 +173,39 @@ fn pick<'c, T>(map: &'c BTreeMap<String, T>, name: Option<&str>, what: &str, tab
         None if map.is_empty() => Error::invalid_input(format!("no {what} configured in [{table}]")),
         None => Error::invalid_input(format!("several {table}: name one (--{what} NAME)")),
     })
+}
+
+/// Plans an action: reads the current state, changes nothing.
+///
+/// # Errors
+/// `NotFound`/`InvalidInput` for an unknown database, cache or container or a bad argument;
+/// `Unavailable` when the system cannot be read.
+pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+    match action {
+        Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
+            super::pg_actions::plan(ctx, action).await
+        }
+        Action::RedisSetPolicy { .. } | Action::Restart { .. } => super::stack_actions::plan(ctx, action).await,
+    }
+}
+
+/// Applies a plan, target by target, re-checking each against the live state first (a pid
+/// that now belongs to another session is skipped), appending one audit entry per target.
+/// The audit log is opened before anything runs: no record, no action.
+///
+/// # Errors
+/// `Unavailable` when the audit log cannot be written; errors of single targets are outcomes.
+pub async fn apply(ctx: &Context, plan: &ActionPlan, actor: &str) -> Result<ActionReport> {
+    let audit = AuditLog::open(&ctx.config.perf.audit_log)?;
+    let outcomes = match &plan.action {
+        Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
+            super::pg_actions::apply(ctx, plan, &audit, actor).await?
+        }
+        Action::RedisSetPolicy { .. } | Action::Restart { .. } => {
+            super::stack_actions::apply(ctx, plan, &audit, actor).await?
+        }
+    };
+    Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.path().to_owned() })
 }
 
 #[cfg(test)]

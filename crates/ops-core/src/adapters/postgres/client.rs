@@ -16,8 +16,9 @@ use tokio::sync::OnceCell;
 use super::programs::find_client;
 use crate::adapters::tail;
 use crate::ports::database::{
-    ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock, LockAttempt, PgClient, Readiness,
-    RestoreOutcome, ServerVersion, Session, Snapshot, TableInfo,
+    BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock,
+    LockAttempt, PerfSnapshot, PgClient, Readiness, RestoreOutcome, ServerVersion, Session, SignalOutcome, Snapshot,
+    TableInfo, TableStats,
 };
 use crate::ports::object_store::ByteReader;
 use crate::secret::SecretUrl;
@@ -67,7 +68,7 @@ pub struct PostgresDatabase {
     client: OnceCell<PgClient>,
 }
 
-fn db_err(e: sqlx::Error, what: &str) -> Error {
+pub(super) fn db_err(e: sqlx::Error, what: &str) -> Error {
     let kind = match &e {
         sqlx::Error::Database(d) => match d.code().as_deref() {
             Some("28P01" | "28000") => ErrorKind::Auth,
@@ -657,5 +658,48 @@ impl Database for PostgresDatabase {
         }
         let bytes = copied.map_err(|e| Error::from(e).context(format!("feeding the dump to {name}")))?;
         Ok(RestoreOutcome { database: database.to_owned(), client, bytes, duration: started.elapsed() })
+    }
+
+    async fn perf_snapshot(&self) -> Result<PerfSnapshot> {
+        // A connection of its own, so a query cut short by a timeout never returns to the pool,
+        // and so the server itself bounds each query and never waits long for a lock.
+        let limit = self.options.timeout;
+        let statement_ms = limit.as_millis().max(1).to_string();
+        let lock_ms = limit.min(Duration::from_secs(1)).as_millis().max(1).to_string();
+        let options =
+            self.connect.clone().options([("statement_timeout", statement_ms.as_str()), ("lock_timeout", &lock_ms)]);
+        let mut conn = tokio::time::timeout(limit, options.connect())
+            .await
+            .map_err(|_| Error::timeout("connect for the analysis", limit))?
+            .map_err(|e| db_err(e, "connect for the analysis"))?;
+        let overall = limit * 6;
+        let result = tokio::time::timeout(overall, super::perf::snapshot_on(&mut conn)).await;
+        match result {
+            Ok(snapshot) => {
+                let _ = conn.close().await;
+                snapshot
+            }
+            Err(_) => Err(Error::timeout("the analysis queries", overall)),
+        }
+    }
+
+    async fn backends(&self) -> Result<BackendList> {
+        let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, "list backends"))?;
+        super::perf::backends_on(&mut conn).await
+    }
+
+    async fn signal_backend(&self, pid: i32, signal: BackendSignal, check: &BackendCheck) -> Result<SignalOutcome> {
+        let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, &format!("signal backend {pid}")))?;
+        super::perf::signal_on(&mut conn, pid, signal, check).await
+    }
+
+    async fn table_stats(&self) -> Result<Vec<TableStats>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, "table statistics"))?;
+        super::perf::tables_on(&mut conn).await
+    }
+
+    async fn vacuum(&self, table: Option<(String, String)>, analyze: bool) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, "vacuum"))?;
+        super::perf::vacuum_on(&mut conn, table, analyze).await
     }
 }

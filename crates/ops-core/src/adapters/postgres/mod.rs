@@ -6,6 +6,7 @@
 //! their command line, and never through a shell.
 
 mod client;
+mod perf;
 mod programs;
 #[cfg(test)]
 mod tests;

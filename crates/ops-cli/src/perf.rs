@@ -1,0 +1,166 @@
+//! `opsctl perf analyze` and the guarded actions: `opsctl pg terminate|kill-idle|cancel-slow|
+//! vacuum`, `opsctl redis set-policy`, `opsctl restart`. Actions print their plan and change
+//! nothing unless `--apply` is given.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use ops_core::config::load;
+use ops_core::{Context, Error, Result};
+use ops_probes::perf::{Action, PerfOptions};
+
+use crate::checks::code_of;
+use crate::render::write_json;
+use crate::{Cli, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, exit, perf_render};
+
+/// `10m`, `90s`, `1h`, `2h30m`, or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("{s:?}: use a number with s, m, h or d, like 10m")),
+        };
+        let n: u64 = number.parse().map_err(|_| format!("{s:?}: a unit needs a number before it, like 10m"))?;
+        total += n * unit;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(format!("{s:?}: use a number with s, m, h or d, like 10m"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn context(cli: &Cli, env: &BTreeMap<String, String>) -> Result<Context> {
+    Context::from_config(load(cli.config.as_deref(), env)?.config)
+}
+
+/// Who runs the action, for the audit log: `opsctl:USER@HOST`.
+fn actor(env: &BTreeMap<String, String>) -> String {
+    let user = env.get("SUDO_USER").or_else(|| env.get("USER")).map_or("unknown", String::as_str);
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    if host.is_empty() { format!("opsctl:{user}") } else { format!("opsctl:{user}@{host}") }
+}
+
+/// `opsctl perf analyze`.
+pub(crate) async fn perf(
+    cli: &Cli,
+    cmd: &PerfCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let PerfCommand::Analyze { sections, samples } = cmd;
+    let ctx = context(cli, env)?;
+    let opts = PerfOptions { sections: sections.clone(), http_samples: *samples };
+    let report = ops_probes::perf::analyze(&ctx, &opts).await;
+    if cli.json {
+        write_json(out, &report)?;
+    } else {
+        perf_render::report(out, &report)?;
+    }
+    Ok(Outcome { code: code_of(report.sections.iter().map(|s| s.status)) })
+}
+
+/// Plans an action, and applies it with `--apply`.
+async fn act(
+    cli: &Cli,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+    action: Action,
+    apply: bool,
+) -> Result<Outcome> {
+    let ctx = context(cli, env)?;
+    let plan = ops_probes::perf::actions::plan(&ctx, &action).await?;
+    if !apply || plan.targets.is_empty() {
+        if cli.json {
+            write_json(out, &serde_json::json!({ "applied": false, "plan": plan }))?;
+        } else {
+            perf_render::plan(out, &plan, !plan.targets.is_empty())?;
+        }
+        return Ok(Outcome { code: exit::OK });
+    }
+    let report = ops_probes::perf::actions::apply(&ctx, &plan, &actor(env)).await?;
+    if cli.json {
+        write_json(out, &serde_json::json!({ "applied": true, "report": report }))?;
+    } else {
+        perf_render::applied(out, &report)?;
+    }
+    Ok(Outcome { code: if report.ok() { exit::OK } else { exit::FINDINGS } })
+}
+
+/// `opsctl pg …`.
+pub(crate) async fn pg(
+    cli: &Cli,
+    cmd: &PgCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let (action, apply) = match cmd {
+        PgCommand::Terminate { pid, database, apply } => {
+            (Action::Terminate { database: database.clone(), pid: *pid }, *apply)
+        }
+        PgCommand::KillIdle { older_than, database, apply } => {
+            let d = parse_duration(older_than).map_err(Error::invalid_input)?;
+            (Action::KillIdle { database: database.clone(), older_than_secs: d.as_secs() }, *apply)
+        }
+        PgCommand::CancelSlow { longer_than, database, apply } => {
+            let d = parse_duration(longer_than).map_err(Error::invalid_input)?;
+            (Action::CancelSlow { database: database.clone(), longer_than_secs: d.as_secs() }, *apply)
+        }
+        PgCommand::Vacuum { tables, analyze, database, apply } => {
+            (Action::Vacuum { database: database.clone(), analyze: *analyze, tables: tables.clone() }, *apply)
+        }
+    };
+    act(cli, env, out, action, apply).await
+}
+
+/// `opsctl redis set-policy`.
+pub(crate) async fn redis(
+    cli: &Cli,
+    cmd: &RedisCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let RedisCommand::SetPolicy { policy, cache, apply } = cmd;
+    act(cli, env, out, Action::RedisSetPolicy { cache: cache.clone(), policy: policy.clone() }, *apply).await
+}
+
+/// `opsctl restart`.
+pub(crate) async fn restart(
+    cli: &Cli,
+    args: &RestartArgs,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let action = Action::Restart { service: args.service.clone(), with_dependents: args.with_dependents };
+    act(cli, env, out, action, args.apply).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h30m"), Ok(Duration::from_secs(9000)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+}

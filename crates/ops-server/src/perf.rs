@@ -1,0 +1,73 @@
+//! `GET /api/v1/perf` (read) and `POST /api/v1/actions` (admin): the analysis of `opsctl perf
+//! analyze` and the guarded actions of `opsctl pg|redis|restart`, plan by default.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
+    state.running().context.clone().map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))
+}
+
+/// `?section=pg&section=redis&samples=5`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct PerfQuery {
+    /// Comma-separated sections (`pg,redis`); all when absent.
+    section: Option<String>,
+    /// HTTP samples per endpoint.
+    samples: Option<usize>,
+}
+
+/// `GET /api/v1/perf`: the whole report, as `opsctl perf analyze --json`.
+pub(crate) async fn analyze(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<PerfQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = context(&state)?;
+    let sections = match &q.section {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().parse::<ops_probes::perf::Section>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?,
+    };
+    let opts = ops_probes::perf::PerfOptions { sections, http_samples: q.samples };
+    let report = ops_probes::perf::analyze(&ctx, &opts).await;
+    Ok(Json(json!(report)))
+}
+
+/// Body of `POST /api/v1/actions`: the action (`{"action": "kill-idle", "older-than-secs":
+/// 600}`) and whether to apply it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActionRequest {
+    #[serde(flatten)]
+    action: ops_probes::perf::Action,
+    #[serde(default)]
+    apply: bool,
+}
+
+/// `POST /api/v1/actions` (admin): the plan, or with `"apply": true` the result. The audit
+/// log's actor names the key by a fingerprint, never the key.
+pub(crate) async fn act(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<ActionRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = context(&state)?;
+    let plan = ops_probes::perf::actions::plan(&ctx, &req.action).await?;
+    if !req.apply || plan.targets.is_empty() {
+        return Ok(Json(json!({ "applied": false, "plan": plan })));
+    }
+    let actor = format!("api:{}", crate::auth::fingerprint(crate::auth::presented_key(&headers).unwrap_or_default()));
+    let report = ops_probes::perf::actions::apply(&ctx, &plan, &actor).await?;
+    Ok(Json(json!({ "applied": true, "report": report })))
+}
