@@ -42,8 +42,14 @@ pub(crate) fn report(out: &mut dyn Write, r: &PerfReport) -> Result<()> {
                     first = false;
                 }
                 writeln!(out, "  {:<4} {:<11} {:<20} {}", mark(f.verdict), s.target, f.check, f.message)?;
-                let values: Vec<String> =
-                    f.values.iter().map(|v| format!("{}={}{}", v.name, value(v.value), unit(v.unit))).collect();
+                let values: Vec<String> = f
+                    .values
+                    .iter()
+                    .map(|v| match v.unit {
+                        ops_probes::Unit::Bytes => format!("{}={}", v.name, bytes(v.value)),
+                        _ => format!("{}={}{}", v.name, value(v.value), unit(v.unit)),
+                    })
+                    .collect();
                 if !values.is_empty() {
                     writeln!(out, "       {}", values.join("  "))?;
                 }
@@ -84,6 +90,18 @@ pub(crate) fn report(out: &mut dyn Write, r: &PerfReport) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `11.3 MiB`.
+fn bytes(v: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = v;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", units[i]) }
 }
 
 fn unit(u: ops_probes::Unit) -> &'static str {
