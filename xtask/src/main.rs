@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_perf;
 mod bench_probes;
 mod ci;
 mod cmd;
@@ -31,6 +32,12 @@ commands:
                          and TLS servers, time opsctl triage against the slowest single
                          probe and opsctl tls check against an openssl s_client loop
                          (default 200 HTTP, 50 TLS, 5 runs); target/bench/probes.md
+  bench perf [--runs N] [--tables N]
+                         build opsctl in release mode, time opsctl perf analyze
+                         --section pg on a throwaway PostgreSQL with N tables and
+                         5 indexes each (default 1,000 tables, 5 runs): under 2 s,
+                         and as many catalog queries as on an empty database;
+                         target/bench/perf.md
 ";
 
 fn main() -> ExitCode {
@@ -83,6 +90,21 @@ fn run() -> Result<()> {
                     }
                 }
                 return bench_probes::probes(&opts);
+            }
+            if what == "perf" {
+                let mut opts = bench_perf::Options::default();
+                let mut args = args.iter();
+                while let Some(arg) = args.next() {
+                    let value = args.next().ok_or_else(|| anyhow::anyhow!("bench: {arg} needs a value"))?;
+                    let n: usize =
+                        value.parse().map_err(|_| anyhow::anyhow!("bench: {arg} {value:?} is not a number"))?;
+                    match arg.as_str() {
+                        "--runs" => opts.runs = n.max(1),
+                        "--tables" => opts.tables = n.clamp(1, 9999),
+                        other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
+                    }
+                }
+                return bench_perf::perf(&opts);
             }
             if what != "backup" {
                 bail!("bench: unknown benchmark {what:?}\n{USAGE}");

@@ -612,7 +612,7 @@ pub struct IndexStats {
     pub definition: String,
 }
 
-/// One sequence and its limit (`pg_sequences`, and the column it feeds).
+/// One sequence and its limit (`pg_sequence`, and the column it feeds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SequenceStats {
     /// Schema.
@@ -623,7 +623,7 @@ pub struct SequenceStats {
     pub sql_name: String,
     /// `smallint`, `integer` or `bigint`.
     pub data_type: String,
-    /// Last value handed out (`None`: never used, or not readable by us).
+    /// Last value handed out (`None`: never used, not readable by us, or locked right now).
     pub last_value: Option<i64>,
     /// `min_value`.
     pub min_value: i64,

@@ -276,7 +276,8 @@ async fn sessions_plan(
         let in_tx = list
             .backends
             .iter()
-            .filter(|b| b.is_client() && b.state.starts_with("idle in transaction"))
+            .filter(|b| b.is_client() && b.database.as_deref() == Some(db.name()))
+            .filter(|b| b.state.starts_with("idle in transaction"))
             .filter(|b| b.state_age.is_some_and(|a| a >= limit))
             .count();
         if in_tx > 0 {

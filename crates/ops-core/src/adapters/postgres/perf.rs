@@ -4,7 +4,8 @@
 //! statements out of `pg_stat_statements`. Sizes come from `relpages` rather than
 //! `pg_relation_size`, which would wait for the lock of a table someone holds exclusively (the
 //! very situation an analysis is run in), and index definitions from `pg_get_indexdef` only for
-//! tables nobody holds or awaits exclusively; `lock_timeout` bounds what is left (sequences).
+//! tables nobody holds or awaits exclusively, and sequence values likewise; `lock_timeout` bounds
+//! what is left (a lock taken between the two).
 
 use std::time::Duration;
 
@@ -121,20 +122,36 @@ fn indexes_sql(version_num: u32) -> String {
     )
 }
 
-const SEQUENCES_SQL: &str = "/* ops:perf */ SELECT s.schemaname::text, s.sequencename::text, \
-        quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename), s.data_type::text, \
-        s.last_value, s.min_value, s.max_value, s.increment_by, s.cycle, \
-        quote_ident(tn.nspname) || '.' || quote_ident(t.relname) || '.' || quote_ident(a.attname), \
-        format_type(a.atttypid, NULL) \
-    FROM pg_sequences s \
-    JOIN pg_namespace n ON n.nspname = s.schemaname \
-    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename AND c.relkind = 'S' \
-    LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid \
-         AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 \
-    LEFT JOIN pg_class t ON t.oid = d.refobjid \
-    LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace \
-    LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
-    ORDER BY 1, 2";
+/// Sequences, from `pg_sequence` rather than the `pg_sequences` view, so the last value is read
+/// (`pg_sequence_last_value` takes a row-exclusive lock) only of sequences nobody holds or awaits a
+/// conflicting lock on; the others show no last value.
+fn sequences_sql(version_num: u32) -> String {
+    let materialized = if version_num >= 120_000 { "MATERIALIZED " } else { "" };
+    format!(
+        "{MARKER} WITH locked AS {materialized}( \
+           SELECT DISTINCT relation FROM pg_locks \
+           WHERE locktype = 'relation' AND relation IS NOT NULL \
+             AND mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock') \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+         SELECT n.nspname::text, c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+            format_type(s.seqtypid, NULL), \
+            CASE WHEN c.oid NOT IN (SELECT relation FROM locked) AND has_sequence_privilege(c.oid, 'SELECT,USAGE') \
+                 THEN pg_sequence_last_value(c.oid) END, \
+            s.seqmin, s.seqmax, s.seqincrement, s.seqcycle, \
+            quote_ident(tn.nspname) || '.' || quote_ident(t.relname) || '.' || quote_ident(a.attname), \
+            format_type(a.atttypid, NULL) \
+         FROM pg_sequence s \
+         JOIN pg_class c ON c.oid = s.seqrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+              AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 \
+         LEFT JOIN pg_class t ON t.oid = d.refobjid \
+         LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace \
+         LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+         WHERE NOT pg_is_other_temp_schema(n.oid) AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         ORDER BY 1, 2"
+    )
+}
 
 /// Columns of one backend, in the order [`backend_of`] reads them.
 const BACKEND_COLUMNS: &str = "pid, coalesce(backend_type, '')::text, usename::text, datname::text, \
@@ -304,7 +321,8 @@ pub(super) async fn snapshot_on(conn: &mut PgConnection) -> Result<PerfSnapshot>
         .await
         .map_err(|e| db_err(e, "index statistics"))?;
     queries += 1;
-    let sequences = sqlx::query(SEQUENCES_SQL).fetch_all(&mut *conn).await.map_err(|e| db_err(e, "sequences"))?;
+    let sequences =
+        sqlx::query(&sequences_sql(version_num)).fetch_all(&mut *conn).await.map_err(|e| db_err(e, "sequences"))?;
     queries += 1;
     let backends = backends_on(conn).await?;
     queries += 1;
@@ -420,9 +438,14 @@ mod tests {
 
     #[test]
     fn every_analysis_query_carries_the_marker() {
-        for sql in
-            [STATS_SQL, TABLES_SQL, &indexes_sql(150_000), SEQUENCES_SQL, &statements_sql(150_000), &backends_sql()]
-        {
+        for sql in [
+            STATS_SQL,
+            TABLES_SQL,
+            &indexes_sql(150_000),
+            &sequences_sql(150_000),
+            &statements_sql(150_000),
+            &backends_sql(),
+        ] {
             assert!(sql.starts_with(MARKER), "{sql}");
         }
         assert!(statements_sql(120_000).contains("sum(total_time)"));
