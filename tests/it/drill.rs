@@ -391,3 +391,55 @@ async fn drill_local_timeout_cleans_up() {
     assert!(!r.problems.iter().any(|p| p.contains("could not")), "cleanup problems: {:?}", r.problems);
     assert_cluster_gone(&cluster_of(&r).data_dir, cluster_of(&r).port);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_local_through_the_api_as_a_job() {
+    use tower::ServiceExt;
+    require_local_postgres();
+    let s = stack(300).await;
+    backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let mut config = (*s.ctx.config).clone();
+    config.server.admin_keys = vec![ops_core::Secret::new("k-admin")];
+    let state = ops_server::AppState::from_config(config, None, std::collections::BTreeMap::new());
+    let call = |method: &str, uri: &str, body: Option<serde_json::Value>| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer k-admin")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap();
+        let state = state.clone();
+        async move {
+            let resp = ops_server::app(state).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or(serde_json::Value::Null))
+        }
+    };
+    let (status, body) = call("POST", "/api/v1/dr-tests", Some(serde_json::json!({"backend": "vm"}))).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    let (status, started) =
+        call("POST", "/api/v1/dr-tests", Some(serde_json::json!({"backend": "local", "timeout-secs": 300}))).await;
+    assert_eq!(status, http::StatusCode::ACCEPTED, "{started}");
+    let job = started["job"].as_str().unwrap().to_owned();
+    let done = crate::harness::eventually("the drill job", Duration::from_secs(120), || {
+        let uri = format!("/api/v1/jobs/{job}");
+        let call = &call;
+        async move {
+            let (_, j) = call("GET", &uri, None).await;
+            (j["status"] != "running").then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let report = &done["report"];
+    assert_eq!(report["backend"], "local", "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_cluster_gone(
+        report["cluster"]["data_dir"].as_str().unwrap(),
+        report["cluster"]["port"].as_u64().unwrap() as u16,
+    );
+    let metrics = state.metrics.encode();
+    assert!(metrics.contains("dr_test_success{database=\"main\"} 1"), "{metrics}");
+}
