@@ -222,9 +222,10 @@ async fn drill_local_passes_on_a_real_backup() {
     assert!(r.rto_seconds > 0.0 && r.rto_seconds >= r.restore_seconds && r.restore_seconds > 0.0);
     assert!(r.notifications.iter().all(|n| n.delivered));
     assert_cluster_gone(&c.data_dir, c.port);
-    // The same drill through the JSON of `POST /api/v1/dr-tests`.
-    let o: DrillOptions = serde_json::from_value(serde_json::json!({"backend": "local", "timeout-secs": 300})).unwrap();
-    assert_eq!(o.backend, DrillBackend::Local);
+    // An image means a container: refused with the local backend, before anything starts.
+    let with_image = DrillOptions { image: Some("ops-test/postgres:15".to_owned()), ..local("latest") };
+    let e = dr_test(&s.ctx, &with_image, &NoProgress, never()).await.unwrap_err();
+    assert_eq!(e.kind(), ops_core::ErrorKind::InvalidInput, "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -886,6 +886,10 @@ fn require_tools() -> Result<()> {
             missing.join(", ")
         );
     }
+    // The drill case runs `opsctl dr-test --backend local`: initdb and pg_ctl of PostgreSQL 15.
+    if !Path::new("/usr/lib/postgresql/15/bin/initdb").is_file() && !cmd::exists("initdb") {
+        bail!("initdb 15 is missing: the drill case needs the PostgreSQL 15 server (cargo xtask test-env installs it)");
+    }
     if !Path::new(TIME).is_file() {
         bail!("{TIME} is missing (apt-get install -y time): it measures opsctl's peak RSS");
     }

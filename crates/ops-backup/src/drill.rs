@@ -83,7 +83,8 @@ pub struct DrillOptions {
     pub database: Option<String>,
     /// Backup id, `latest`, a local path or `s3://bucket/key`.
     pub source: String,
-    /// PostgreSQL image; `drill-image` from the config, else `postgres:{major}`.
+    /// PostgreSQL image of the container backend; `drill-image` from the config, else
+    /// `postgres:{major}`. Refused with the `local` backend.
     pub image: Option<String>,
     /// Container, local cluster, or `auto` (the container runtime when it answers).
     pub backend: DrillBackend,
@@ -218,8 +219,17 @@ pub async fn dr_test(
     let started_at = Utc::now();
     let clock = Instant::now();
     let (_, db_config, db) = target::database(ctx, opts.database.as_deref())?;
-    if opts.backend == DrillBackend::Container {
-        stack::runtime(ctx)?;
+    match opts.backend {
+        DrillBackend::Container => {
+            stack::runtime(ctx)?;
+        }
+        DrillBackend::Local if opts.image.is_some() => {
+            return Err(Error::invalid_input(
+                "an image is for the container backend: the local backend runs initdb and pg_ctl of the backup's \
+                 major version",
+            ));
+        }
+        _ => {}
     }
     let connector = ctx.connector.as_deref().ok_or_else(|| Error::unavailable("no database connector available"))?;
     // One listing serves both the source and the RPO (the age of the newest complete backup).
