@@ -182,3 +182,22 @@ pub fn unique(prefix: &str) -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// Fails the test, loudly, when the PostgreSQL 15 server programs of the drill's local cluster
+/// are missing.
+pub fn require_local_postgres() {
+    let initdb = std::path::Path::new("/usr/lib/postgresql/15/bin/initdb");
+    let version = std::process::Command::new(if initdb.is_file() { initdb } else { std::path::Path::new("initdb") })
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match version {
+        Some(v) if v.contains("(PostgreSQL) 15.") => {}
+        other => panic!(
+            "the local drill cluster needs the PostgreSQL 15 server programs (initdb, pg_ctl, postgres); found \
+             {other:?}.\nRun `cargo xtask test-env`: it installs postgresql-15 without a system cluster."
+        ),
+    }
+}

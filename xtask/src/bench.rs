@@ -7,8 +7,10 @@
 //! one `pg_dump`, then time `--runs` rounds of `pg_dump > file`, `pg_dump | gzip > file`,
 //! `pg_dump | zstd -T2 > file` and `opsctl backup run` (gzip and zstd to a directory, gzip to
 //! S3), each case once per round so a drift of the machine hits every case alike, and finally the
-//! restore: `gunzip -c | psql` versus `opsctl restore latest --in-place` into fresh databases
-//! (plus `opsctl backup verify`, the pass a restore makes first). Medians, ratios against their
+//! restore: `gunzip -c | psql` versus `opsctl restore latest --in-place` and `opsctl restore
+//! latest` (the default safe swap) into fresh databases, a DR drill on a local cluster (`opsctl
+//! dr-test latest --backend local`), and `opsctl backup verify` (the pass an in-place restore
+//! makes first). Medians, ratios against their
 //! targets (PASS/MISS) and sizes are printed as a markdown table, also written to
 //! `target/bench/backup.md`; every command's stderr goes to `target/bench/backup.log` and
 //! opsctl's last JSON report of each case to `target/bench/opsctl-*.json`.
@@ -336,6 +338,15 @@ fn json_u64(json: &str, key: &str) -> Option<u64> {
     let rest = json[at..].trim_start().strip_prefix(':')?.trim_start();
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
+}
+
+/// The first `"key": <number>` in a JSON text, as a float.
+fn json_f64(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\""))? + key.len() + 2;
+    let rest = json[at..].trim_start().strip_prefix(':')?.trim_start();
+    let number: String =
+        rest.chars().take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')).collect();
+    number.parse().ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -875,6 +886,10 @@ fn require_tools() -> Result<()> {
             missing.join(", ")
         );
     }
+    // The drill case runs `opsctl dr-test --backend local`: initdb and pg_ctl of PostgreSQL 15.
+    if !Path::new("/usr/lib/postgresql/15/bin/initdb").is_file() && !cmd::exists("initdb") {
+        bail!("initdb 15 is missing: the drill case needs the PostgreSQL 15 server (cargo xtask test-env installs it)");
+    }
     if !Path::new(TIME).is_file() {
         bail!("{TIME} is missing (apt-get install -y time): it measures opsctl's peak RSS");
     }
@@ -1028,7 +1043,7 @@ pub fn backup(opts: &Options) -> Result<()> {
     let restore = step("restore", || {
         let r = measure_restore(&ctx, opts.runs, &counts)?;
         let note = match &r {
-            RestoreOutcome::Measured { .. } => "measured".to_owned(),
+            RestoreOutcome::Measured(_) => "measured".to_owned(),
             RestoreOutcome::Unavailable => "opsctl restore not available".to_owned(),
             RestoreOutcome::Failed { error, .. } => format!("opsctl restore FAILED: {error}"),
         };
@@ -1059,12 +1074,27 @@ pub fn backup(opts: &Options) -> Result<()> {
 
 #[derive(Debug)]
 enum RestoreOutcome {
-    Measured { psql: Case, ops: Case, verify: Case },
+    Measured(Box<Restores>),
     Unavailable,
     Failed { psql: Case, error: String },
 }
 
-/// `gunzip -c BACKUP | psql` versus `opsctl restore latest` into fresh databases, alternating.
+/// The restore cases of every round.
+#[derive(Debug)]
+struct Restores {
+    psql: Case,
+    in_place: Case,
+    safe_swap: Case,
+    drill: Case,
+    verify: Case,
+    /// `restore_seconds` and `rto_seconds` of each drill's own report.
+    drill_restore: Vec<f64>,
+    drill_rto: Vec<f64>,
+}
+
+/// `gunzip -c BACKUP | psql` versus `opsctl restore latest` (in place and safe swap) into fresh
+/// databases, `opsctl dr-test latest --backend local` and `opsctl backup verify latest`, each
+/// once per round.
 fn measure_restore(ctx: &Ctx, runs: usize, expected: &str) -> Result<RestoreOutcome> {
     let help = ctx.work.join("restore-help.txt");
     let available =
@@ -1073,22 +1103,43 @@ fn measure_restore(ctx: &Ctx, runs: usize, expected: &str) -> Result<RestoreOutc
         println!("bench: restore: not measured (opsctl restore not available)");
         return Ok(RestoreOutcome::Unavailable);
     }
-    // The gzip backup opsctl wrote in the last round: both restores read the same file.
+    // The gzip backup opsctl wrote in the last round: every restore reads the same file.
     let store = ctx.work.join("store-gzip");
     let mut files = Vec::new();
     find_files(&store, ".sql.gz", &mut files)?;
     let dump = files.first().context("no gzip backup left to restore")?.clone();
-    let mut psql_case = Case::new("`gunzip -c | psql`");
-    let mut ops_case = Case::new("`opsctl restore latest --in-place`");
-    // What a restore does first, before touching the database: read the backup through once
-    // (checksum, full decompression, trailer). Timed alone to show its share of the restore.
-    let mut verify_case = Case::new("`opsctl backup verify latest` (restore's first pass)");
+    let mut r = Restores {
+        psql: Case::new("`gunzip -c | psql`"),
+        in_place: Case::new("`opsctl restore latest --in-place`"),
+        safe_swap: Case::new("`opsctl restore latest` (safe swap)"),
+        drill: Case::new("`opsctl dr-test latest --backend local`"),
+        // What an in-place restore does first, before touching the database: read the backup
+        // through once (checksum, full decompression, trailer). Timed alone to show its share.
+        verify: Case::new("`opsctl backup verify latest` (in-place restore's first pass)"),
+        drill_restore: Vec::new(),
+        drill_rto: Vec::new(),
+    };
     let check = |db: &str| -> Result<()> {
         let got = ctx.pg.query(db, COUNT_SQL)?;
         if got != expected {
             bail!("database {db} has customers/orders/events {got} after the restore, expected {expected}");
         }
         Ok(())
+    };
+    // Every database of a case: the restored one and what a safe swap keeps beside it.
+    let drop_all = |prefix: &str| -> Result<()> {
+        let names = ctx.pg.query(
+            PG_DB,
+            &format!("SELECT string_agg(datname, ' ') FROM pg_database WHERE starts_with(datname, '{prefix}')"),
+        )?;
+        for name in names.split_whitespace() {
+            ctx.pg.query(PG_DB, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
+        }
+        Ok(())
+    };
+    let failed = |psql: &Case, what: &str, e: &anyhow::Error| RestoreOutcome::Failed {
+        psql: Case { label: psql.label.clone(), samples: psql.samples.clone() },
+        error: format!("{what}: {e:#}"),
     };
     for round in 1..=runs {
         let db = format!("restore_psql_{round}");
@@ -1102,25 +1153,53 @@ fn measure_restore(ctx: &Ctx, runs: usize, expected: &str) -> Result<RestoreOutc
             let note = format!("{}, row counts ok", s.note());
             Ok((s, note))
         })?;
-        psql_case.samples.push(sample);
-        ctx.pg.query(PG_DB, &format!("DROP DATABASE {db} WITH (FORCE)"))?;
+        r.psql.samples.push(sample);
+        drop_all(&db)?;
 
-        let db = format!("restore_ops_{round}");
-        ctx.pg.query(PG_DB, &format!("CREATE DATABASE {db}"))?;
-        let result = step(&format!("restore {round}/{runs}: opsctl restore latest"), || {
-            let config = ctx.write_config("restore.toml", &db, &Ctx::fs_storage(&store))?;
+        for (in_place, case) in [(true, &mut r.in_place), (false, &mut r.safe_swap)] {
+            let (name, flag) = if in_place { ("inplace", Some("--in-place")) } else { ("swap", None) };
+            let db = format!("restore_{name}_{round}");
+            ctx.pg.query(PG_DB, &format!("CREATE DATABASE {db}"))?;
+            let result = step(&format!("restore {round}/{runs}: {}", case.label), || {
+                let config = ctx.write_config(&format!("restore-{name}.toml"), &db, &Ctx::fs_storage(&store))?;
+                let s = ctx.metered(|| {
+                    let mut args = vec!["restore", "latest", "--yes", "--database", "main"];
+                    args.extend(flag);
+                    Ok(ctx.run_opsctl(&format!("restore-{name}"), &config, &args)?.0)
+                })?;
+                check(&db)?;
+                let note = format!("{}, row counts ok", s.note());
+                Ok((s, note))
+            });
+            let dropped = drop_all(&db);
+            match result {
+                Ok(s) => case.samples.push(s),
+                Err(e) => return Ok(failed(&r.psql, &case.label, &e)),
+            }
+            dropped?;
+        }
+
+        let result = step(&format!("restore {round}/{runs}: {}", r.drill.label), || {
+            let config = ctx.write_config("drill.toml", PG_DB, &Ctx::fs_storage(&store))?;
+            let mut json = String::new();
             let s = ctx.metered(|| {
-                let args = ["restore", "latest", "--yes", "--in-place", "--database", "main"];
-                Ok(ctx.run_opsctl("restore", &config, &args)?.0)
+                let args = ["dr-test", "latest", "--backend", "local"];
+                let (s, j) = ctx.run_opsctl("dr-test", &config, &args)?;
+                json = j;
+                Ok(s)
             })?;
-            check(&db)?;
-            let note = format!("{}, row counts ok", s.note());
-            Ok((s, note))
+            let restore = json_f64(&json, "restore_seconds").context("no restore_seconds in the drill's report")?;
+            let rto = json_f64(&json, "rto_seconds").context("no rto_seconds in the drill's report")?;
+            let note = format!("{}; the drill's restore {restore:.1} s, RTO {rto:.1} s", s.note());
+            Ok(((s, restore, rto), note))
         });
-        let _ = ctx.pg.query(PG_DB, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
         match result {
-            Ok(s) => ops_case.samples.push(s),
-            Err(e) => return Ok(RestoreOutcome::Failed { psql: psql_case, error: format!("{e:#}") }),
+            Ok((s, restore, rto)) => {
+                r.drill.samples.push(s);
+                r.drill_restore.push(restore);
+                r.drill_rto.push(rto);
+            }
+            Err(e) => return Ok(failed(&r.psql, &r.drill.label, &e)),
         }
 
         let sample = step(&format!("restore {round}/{runs}: opsctl backup verify latest"), || {
@@ -1129,9 +1208,9 @@ fn measure_restore(ctx: &Ctx, runs: usize, expected: &str) -> Result<RestoreOutc
             let note = s.note();
             Ok((s, note))
         })?;
-        verify_case.samples.push(sample);
+        r.verify.samples.push(sample);
     }
-    Ok(RestoreOutcome::Measured { psql: psql_case, ops: ops_case, verify: verify_case })
+    Ok(RestoreOutcome::Measured(Box::new(r)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1221,14 +1300,14 @@ fn render(f: &Facts, cases: &[(Kind, Case)], restore: &RestoreOutcome) -> String
         case_row(&mut out, case, raw);
     }
     match restore {
-        RestoreOutcome::Measured { psql, ops, verify } => {
-            case_row(&mut out, psql, None);
-            case_row(&mut out, ops, None);
-            case_row(&mut out, verify, None);
+        RestoreOutcome::Measured(r) => {
+            for case in [&r.psql, &r.in_place, &r.safe_swap, &r.drill, &r.verify] {
+                case_row(&mut out, case, None);
+            }
         }
-        RestoreOutcome::Failed { psql, .. } => {
+        RestoreOutcome::Failed { psql, error } => {
             case_row(&mut out, psql, None);
-            let _ = writeln!(out, "| `opsctl restore latest --in-place` | failed | | | | | |");
+            let _ = writeln!(out, "| opsctl restore or dr-test | failed: {} | | | | | |", cell(error));
         }
         RestoreOutcome::Unavailable => {
             let _ = writeln!(out, "| restore | not measured (opsctl restore not available) | | | | | |");
@@ -1271,11 +1350,27 @@ fn render(f: &Facts, cases: &[(Kind, Case)], restore: &RestoreOutcome) -> String
         .filter_map(|k| get(*k).and_then(Case::max_rss_mib))
         .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
     target("peak RSS of `opsctl backup run`", rss, TARGET_RSS_MIB, true, " MiB");
-    let restore_ratio = match restore {
-        RestoreOutcome::Measured { psql, ops, .. } => ratio(ops.median(), psql.median()),
-        _ => None,
+    let (in_place, safe_swap) = match restore {
+        RestoreOutcome::Measured(r) => {
+            (ratio(r.in_place.median(), r.psql.median()), ratio(r.safe_swap.median(), r.psql.median()))
+        }
+        _ => (None, None),
     };
-    target("restore / `gunzip -c | psql`", restore_ratio, TARGET_RESTORE_VS_PSQL, true, "×");
+    target("restore (safe swap, the default) / `gunzip -c | psql`", safe_swap, TARGET_RESTORE_VS_PSQL, true, "×");
+    target("restore (`--in-place`) / `gunzip -c | psql`", in_place, TARGET_RESTORE_VS_PSQL, true, "×");
+
+    if let RestoreOutcome::Measured(r) = restore {
+        let med = |v: &[f64]| median(v.to_vec()).map_or_else(|| "–".to_owned(), |m| format!("{m:.1} s"));
+        let _ = writeln!(
+            out,
+            "\nThe drill (`dr-test --backend local`: initdb, start, restore, count every table, stop, remove) took {} \
+             in all; its own report: restore {}, RTO {}. Its cluster runs on the host, so its CPU time is in \
+             \"rest\", and it restores into a fresh local cluster, not into the PostgreSQL container.",
+            r.drill.median().map_or_else(|| "–".to_owned(), |m| format!("{m:.1} s")),
+            med(&r.drill_restore),
+            med(&r.drill_rto),
+        );
+    }
 
     let _ = writeln!(out, "\n| compressed size | ours | CLI reference | ours / reference |");
     let _ = writeln!(out, "|---|---|---|---|");
@@ -1315,6 +1410,11 @@ mod tests {
         assert_eq!(json_u64(json, "size_bytes"), Some(1234));
         assert_eq!(json_u64(json, "raw_size_bytes"), Some(9));
         assert_eq!(json_u64(json, "missing"), None);
+        let json = "{\"rto_seconds\": 12.5,\n \"restore_seconds\":3, \"x\": -1e-3}";
+        assert_eq!(json_f64(json, "rto_seconds"), Some(12.5));
+        assert_eq!(json_f64(json, "restore_seconds"), Some(3.0));
+        assert_eq!(json_f64(json, "x"), Some(-0.001));
+        assert_eq!(json_f64(json, "missing"), None);
     }
 
     #[test]

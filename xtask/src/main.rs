@@ -18,8 +18,10 @@ usage: cargo xtask <command>
 
 commands:
   test-env [--rebuild]   install docker.io, debootstrap, postgresql-client-15 and
-                         ca-certificates if missing, start dockerd if no engine
-                         answers, build the ops-test/* images (all with --rebuild)
+                         ca-certificates if missing, and postgresql-15 (the server
+                         of dr-test's local cluster) without creating or starting a
+                         system cluster; start dockerd if no engine answers, build
+                         the ops-test/* images (all with --rebuild)
   ci                     test-env, cargo fmt --check, cargo clippy -D warnings,
                          then cargo nextest run (or cargo test)
   bench backup [--min-dump-mb N] [--runs N]

@@ -19,6 +19,14 @@ use crate::cmd;
 const PACKAGES: &[&str] =
     &["docker.io", "debootstrap", "postgresql-client-15", "ca-certificates", "debian-archive-keyring"];
 
+/// The PostgreSQL server of the drill's local cluster (`opsctl dr-test --backend local`, and
+/// `auto` without a container runtime); the tests' backups are of PostgreSQL 15.
+const PG_SERVER_PACKAGE: &str = "postgresql-15";
+const PG_SERVER_INITDB: &str = "/usr/lib/postgresql/15/bin/initdb";
+const CREATECLUSTER_CONF: &str = "/etc/postgresql-common/createcluster.conf";
+/// The drop-in that keeps postgresql-common from creating (and starting) `15/main`.
+const NO_MAIN_CLUSTER_DROP_IN: &str = "ops-no-main-cluster.conf";
+
 pub const BASE_IMAGE: &str = "ops-test/base:bookworm";
 pub const POSTGRES_IMAGE: &str = "ops-test/postgres:15";
 pub const REDIS_IMAGE: &str = "ops-test/redis:7";
@@ -79,6 +87,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut steps = Steps::default();
 
     steps.run("packages", || ensure_packages(&env))?;
+    steps.run(&format!("{PG_SERVER_PACKAGE} (drill local cluster)"), || ensure_pg_server(&env))?;
     steps.run("docker engine", || ensure_docker(&env))?;
 
     let mut stale_ids = Vec::new();
@@ -172,6 +181,118 @@ fn ensure_packages(env: &Env) -> Result<String> {
         bail!("apt-get install finished but {} still not installed", still.join(", "));
     }
     Ok(format!("installed {}", missing.join(", ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// postgresql server (the drill's local cluster)
+
+fn apt_install(log: &Path, packages: &[&str]) -> Result<()> {
+    cmd::logged(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        log,
+    )
+}
+
+/// `(version, name, status)` of every cluster `pg_lsclusters` knows (none without postgresql-common).
+fn clusters() -> Vec<(String, String, String)> {
+    let out = cmd::capture(Command::new("pg_lsclusters").arg("-h")).unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4).then(|| (f[0].to_owned(), f[1].to_owned(), f[3].to_owned()))
+        })
+        .collect()
+}
+
+/// How to keep postgresql-common from creating a main cluster, given its createcluster.conf.
+#[derive(Debug, PartialEq, Eq)]
+enum NoMainCluster {
+    /// Already off.
+    Already,
+    /// Write `create_main_cluster = false` into this file of the conf's `include_dir`.
+    DropIn(PathBuf),
+    /// Rewrite the conf with this text.
+    Edit(String),
+}
+
+fn plan_no_main_cluster(conf: &str) -> NoMainCluster {
+    let key = |line: &str| {
+        let l = line.trim();
+        l.strip_prefix("create_main_cluster").map(|rest| rest.trim().trim_start_matches('=').trim().to_owned())
+    };
+    let active: Vec<String> = conf.lines().filter_map(key).collect();
+    if active.last().is_some_and(|v| v == "false") {
+        return NoMainCluster::Already;
+    }
+    let include_dir = conf.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("include_dir")?;
+        let dir = rest.trim().trim_start_matches('=').trim().trim_matches(['\'', '"']);
+        (!dir.is_empty()).then(|| PathBuf::from(dir))
+    });
+    match include_dir {
+        // The drop-in leaves the package's conffile untouched (no prompt on its next upgrade).
+        Some(dir) if active.is_empty() => NoMainCluster::DropIn(dir.join(NO_MAIN_CLUSTER_DROP_IN)),
+        _ => {
+            let mut out: Vec<String> = conf
+                .lines()
+                .map(|l| if key(l).is_some() { "create_main_cluster = false".to_owned() } else { l.to_owned() })
+                .collect();
+            if active.is_empty() {
+                out.push("create_main_cluster = false".to_owned());
+            }
+            NoMainCluster::Edit(out.join("\n") + "\n")
+        }
+    }
+}
+
+/// Installs `postgresql-15` when its `initdb` is missing, without a system cluster: first
+/// postgresql-common alone (which creates none), then `create_main_cluster = false`, then the
+/// server. A cluster that is running afterwards and was not before is stopped.
+fn ensure_pg_server(env: &Env) -> Result<String> {
+    if Path::new(PG_SERVER_INITDB).is_file() {
+        return Ok(format!("{PG_SERVER_INITDB} exists"));
+    }
+    cmd::require_root(&format!("install {PG_SERVER_PACKAGE}"))?;
+    let log = env.log("apt-postgresql.log")?;
+    println!("test-env: installing {PG_SERVER_PACKAGE} without a main cluster (log {})", log.display());
+    cmd::logged(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"), &log)?;
+    if !Path::new(CREATECLUSTER_CONF).is_file() {
+        apt_install(&log, &["postgresql-common"])?;
+    }
+    let conf = fs::read_to_string(CREATECLUSTER_CONF).with_context(|| format!("reading {CREATECLUSTER_CONF}"))?;
+    let how = match plan_no_main_cluster(&conf) {
+        NoMainCluster::Already => format!("{CREATECLUSTER_CONF} already has create_main_cluster = false"),
+        NoMainCluster::DropIn(path) => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            fs::write(&path, "# cargo xtask test-env: the drill's local cluster needs the server, not a cluster\ncreate_main_cluster = false\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            format!("create_main_cluster = false in {}", path.display())
+        }
+        NoMainCluster::Edit(text) => {
+            fs::write(CREATECLUSTER_CONF, text).with_context(|| format!("writing {CREATECLUSTER_CONF}"))?;
+            format!("create_main_cluster = false in {CREATECLUSTER_CONF}")
+        }
+    };
+    let before = clusters();
+    apt_install(&log, &[PG_SERVER_PACKAGE])?;
+    if !Path::new(PG_SERVER_INITDB).is_file() {
+        bail!("apt-get install {PG_SERVER_PACKAGE} finished but {PG_SERVER_INITDB} is missing");
+    }
+    let mut stopped = Vec::new();
+    for (version, name, status) in clusters() {
+        if status == "online" && !before.iter().any(|(v, n, s)| *v == version && *n == name && s == "online") {
+            cmd::logged(Command::new("pg_ctlcluster").args([&version, &name, "stop"]), &log)?;
+            stopped.push(format!("{version}/{name}"));
+        }
+    }
+    let stopped =
+        if stopped.is_empty() { String::new() } else { format!("; stopped the new cluster {}", stopped.join(", ")) };
+    Ok(format!("installed {PG_SERVER_PACKAGE} ({how}){stopped}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -627,6 +748,29 @@ mod tests {
             mirror_from_deb822("Types: deb\nURIs: http://x/\nSuites: bookworm\nComponents: main\nEnabled: no\n"),
             None
         );
+    }
+
+    #[test]
+    fn main_cluster_off_by_drop_in_or_edit() {
+        let debian = "ssl = on\n#create_main_cluster = true\ninclude_dir '/etc/postgresql-common/createcluster.d'\n";
+        assert_eq!(
+            plan_no_main_cluster(debian),
+            NoMainCluster::DropIn(PathBuf::from("/etc/postgresql-common/createcluster.d/ops-no-main-cluster.conf"))
+        );
+        assert_eq!(
+            plan_no_main_cluster("ssl = on\n#create_main_cluster = true\n"),
+            NoMainCluster::Edit("ssl = on\n#create_main_cluster = true\ncreate_main_cluster = false\n".to_owned())
+        );
+        assert_eq!(
+            plan_no_main_cluster("ssl = on\n"),
+            NoMainCluster::Edit("ssl = on\ncreate_main_cluster = false\n".to_owned())
+        );
+        // An active setting wins over a drop-in read before it: edit it.
+        assert_eq!(
+            plan_no_main_cluster("include_dir 'd'\ncreate_main_cluster = true\n"),
+            NoMainCluster::Edit("include_dir 'd'\ncreate_main_cluster = false\n".to_owned())
+        );
+        assert_eq!(plan_no_main_cluster("create_main_cluster = false\n"), NoMainCluster::Already);
     }
 
     #[test]

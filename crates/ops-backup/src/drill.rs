@@ -1,22 +1,79 @@
 //! `dr_test`: the monthly restore drill, automated. Restore a backup into a throwaway
-//! PostgreSQL container of the same major version, prove every table against the manifest,
-//! and measure the RTO (time to a verified copy) and the RPO (age of the newest backup)
-//! against the targets. The container is removed whatever happens.
+//! PostgreSQL of the same major version, prove every table against the manifest, and measure
+//! the RTO (time to a verified copy) and the RPO (age of the newest backup) against the
+//! targets.
+//!
+//! The throwaway server is a container started through the [`ContainerRuntime`] port, or,
+//! where no container runtime answers, a local cluster (`initdb` + `pg_ctl` in a temporary
+//! directory, see [`cluster`](crate::cluster)). Either is removed whatever happens: success,
+//! failure, timeout or cancellation; a local cluster also when the future is dropped.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ops_core::ports::{ContainerRuntime, DumpFormat, Notification, NotificationLevel, Readiness, RunSpec};
+use ops_core::ports::{
+    ContainerRuntime, Database, DatabaseConnector, DumpFormat, Notification, NotificationLevel, Readiness, RunSpec,
+};
 use ops_core::{Context, SecretUrl};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{RestoreCheck, check_restored};
+use crate::cluster::{self, ClusterInfo, LocalCluster, RunAs, ServerPrograms};
 use crate::notify::{NotificationOutcome, notify_all};
 use crate::progress::{Progress, ProgressEvent};
 use crate::{Error, Result, catalog, lock, source, stack, target};
+
+/// Where the throwaway server of a drill runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrillBackend {
+    /// The container runtime when one is configured and answers `ping`, else a local cluster.
+    #[default]
+    Auto,
+    /// A container of the drill image, through the container runtime.
+    Container,
+    /// A local cluster: `initdb` + `pg_ctl` of the backup's major version in a temporary
+    /// directory, on a free 127.0.0.1 port.
+    Local,
+}
+
+impl DrillBackend {
+    /// `auto`, `container` or `local`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Container => "container",
+            Self::Local => "local",
+        }
+    }
+}
+
+impl std::fmt::Display for DrillBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DrillBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "container" => Ok(Self::Container),
+            "local" => Ok(Self::Local),
+            other => Err(format!("unknown drill backend {other:?}: use auto, container or local")),
+        }
+    }
+}
+
+/// How long `auto` waits for the container runtime's answer before using a local cluster.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of [`dr_test`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,13 +83,16 @@ pub struct DrillOptions {
     pub database: Option<String>,
     /// Backup id, `latest`, a local path or `s3://bucket/key`.
     pub source: String,
-    /// PostgreSQL image; `drill-image` from the config, else `postgres:{major}`.
+    /// PostgreSQL image of the container backend; `drill-image` from the config, else
+    /// `postgres:{major}`. Refused with the `local` backend.
     pub image: Option<String>,
+    /// Container, local cluster, or `auto` (the container runtime when it answers).
+    pub backend: DrillBackend,
     /// Recovery time objective, seconds (the runbooks: 2 h).
     pub rto_target_secs: u64,
     /// Recovery point objective, seconds (the runbooks: 24 h).
     pub rpo_target_secs: u64,
-    /// Give up after this many seconds (the drill fails, the container is removed).
+    /// Give up after this many seconds (the drill fails, the server is removed).
     pub timeout_secs: u64,
 }
 
@@ -42,6 +102,7 @@ impl Default for DrillOptions {
             database: None,
             source: "latest".to_owned(),
             image: None,
+            backend: DrillBackend::Auto,
             rto_target_secs: 2 * 3600,
             rpo_target_secs: 24 * 3600,
             timeout_secs: 3600,
@@ -60,10 +121,22 @@ pub struct DrillReport {
     pub source: String,
     /// Its id, when it has a manifest.
     pub backup_id: Option<String>,
-    /// The image of the throwaway server.
+    /// The image of the throwaway container; for the local backend `local:` and the
+    /// directory of the server programs (`local:/usr/lib/postgresql/15/bin`).
     pub image: String,
     /// Id of the throwaway container (removed by the time the report exists).
     pub container: Option<String>,
+    /// The backend that ran: `container` or `local` (what `auto` chose).
+    #[serde(default)]
+    pub backend: DrillBackend,
+    /// Why `auto` did not use the container runtime (`no container runtime is configured`,
+    /// `the container runtime did not answer (…)`).
+    #[serde(default)]
+    pub backend_note: Option<String>,
+    /// The local cluster: data directory, port, programs (removed by the time the report
+    /// exists).
+    #[serde(default)]
+    pub cluster: Option<ClusterInfo>,
     /// Table-by-table evidence (absent when the restore did not get that far).
     pub check: Option<RestoreCheck>,
     /// Seconds from the start of the drill to a verified copy: the measured RTO.
@@ -83,22 +156,60 @@ pub struct DrillReport {
 }
 
 /// The throwaway server; [`dr_test`] removes it after the run, whatever its outcome.
-struct Throwaway {
-    id: String,
+#[derive(Debug)]
+enum Throwaway {
+    Container(String),
+    Cluster(LocalCluster),
 }
 
-fn password() -> String {
-    // Not a secret worth protecting (the server lives minutes on 127.0.0.1), but unique.
-    format!("drill{:x}{:x}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or(0))
+/// Where the server will run, decided before anything starts.
+enum Server<'a> {
+    Container(&'a dyn ContainerRuntime),
+    Local(ServerPrograms, Option<RunAs>),
 }
 
-/// Runs a drill; `cancel` resolving (Ctrl-C) stops it early. The container is removed in
-/// every case, and the report says why a drill failed.
+/// The superuser password of a throwaway server: random, never shown.
+fn password() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness from the OS: {e}")))?;
+    Ok(format!("drill{}", hex::encode(bytes)))
+}
+
+async fn local_server(major: u32) -> Result<Server<'static>> {
+    let programs = cluster::find_server_programs(major).await?;
+    Ok(Server::Local(programs, cluster::run_as().await?))
+}
+
+/// Picks the backend; for `auto`, also why the container runtime was not used.
+async fn choose(ctx: &Context, wanted: DrillBackend, major: u32) -> Result<(Server<'_>, Option<String>)> {
+    match wanted {
+        DrillBackend::Container => Ok((Server::Container(stack::runtime(ctx)?), None)),
+        DrillBackend::Local => Ok((local_server(major).await?, None)),
+        DrillBackend::Auto => {
+            let why = match ctx.containers.as_deref() {
+                None => "no container runtime is configured".to_owned(),
+                Some(rt) => match tokio::time::timeout(PING_TIMEOUT, rt.ping()).await {
+                    Ok(Ok(_)) => return Ok((Server::Container(rt), None)),
+                    Ok(Err(e)) => format!("the container runtime did not answer ({e})"),
+                    Err(_) => format!("the container runtime did not answer within {} s", PING_TIMEOUT.as_secs()),
+                },
+            };
+            match local_server(major).await {
+                Ok(server) => Ok((server, Some(why))),
+                Err(e) => Err(Error::new(e.kind(), format!("{why}, and {}", e.message()))),
+            }
+        }
+    }
+}
+
+/// Runs a drill; `cancel` resolving (Ctrl-C) stops it early. The container or local cluster
+/// is removed in every case, and the report says why a drill failed.
 ///
 /// # Errors
 /// Only when the drill cannot start at all: no such database or backup, no container
-/// runtime, another operation on the database running. A drill that ran and failed is a
-/// report with `passed: false`.
+/// runtime (`container`), no server programs of the backup's major version (`local`, or
+/// `auto` without a container runtime), another operation on the database running. A drill
+/// that ran and failed is a report with `passed: false`.
 pub async fn dr_test(
     ctx: &Context,
     opts: &DrillOptions,
@@ -108,7 +219,18 @@ pub async fn dr_test(
     let started_at = Utc::now();
     let clock = Instant::now();
     let (_, db_config, db) = target::database(ctx, opts.database.as_deref())?;
-    let rt = stack::runtime(ctx)?;
+    match opts.backend {
+        DrillBackend::Container => {
+            stack::runtime(ctx)?;
+        }
+        DrillBackend::Local if opts.image.is_some() => {
+            return Err(Error::invalid_input(
+                "an image is for the container backend: the local backend runs initdb and pg_ctl of the backup's \
+                 major version",
+            ));
+        }
+        _ => {}
+    }
     let connector = ctx.connector.as_deref().ok_or_else(|| Error::unavailable("no database connector available"))?;
     // One listing serves both the source and the RPO (the age of the newest complete backup).
     let listing = catalog::index(ctx).await.ok();
@@ -123,8 +245,14 @@ pub async fn dr_test(
         Some(m) => m,
         None => db.server_version().await?.major,
     };
-    let image =
-        opts.image.clone().or_else(|| db_config.drill_image.clone()).unwrap_or_else(|| format!("postgres:{major}"));
+    let (server, backend_note) = choose(ctx, opts.backend, major).await?;
+    let (backend, image) = match &server {
+        Server::Container(_) => (
+            DrillBackend::Container,
+            opts.image.clone().or_else(|| db_config.drill_image.clone()).unwrap_or_else(|| format!("postgres:{major}")),
+        ),
+        Server::Local(programs, _) => (DrillBackend::Local, format!("local:{}", programs.location())),
+    };
 
     let mut report = DrillReport {
         passed: false,
@@ -133,6 +261,9 @@ pub async fn dr_test(
         backup_id: src.manifest.as_ref().map(|m| m.id.to_string()),
         image: image.clone(),
         container: None,
+        backend,
+        backend_note,
+        cluster: None,
         check: None,
         rto_seconds: 0.0,
         restore_seconds: 0.0,
@@ -143,8 +274,18 @@ pub async fn dr_test(
         notifications: Vec::new(),
     };
 
-    let mut container: Option<Throwaway> = None;
-    let body = run(rt, connector, &src, &image, db_config.min_tables, progress, &mut container, &mut report);
+    let mut throwaway: Option<Throwaway> = None;
+    let body = async {
+        let drill = match &server {
+            Server::Container(rt) => {
+                start_container(*rt, connector, &image, progress, &mut throwaway, &mut report).await?
+            }
+            Server::Local(programs, run_as) => {
+                start_local(programs, run_as.as_ref(), connector, progress, &mut throwaway, &mut report).await?
+            }
+        };
+        restore_and_check(drill.as_ref(), &src, db_config.min_tables, progress, &mut report).await
+    };
     let limit = Duration::from_secs(opts.timeout_secs);
     let outcome = tokio::select! {
         r = tokio::time::timeout(limit, body) => match r {
@@ -153,10 +294,14 @@ pub async fn dr_test(
         },
         () = cancel => Err(Error::new(crate::ErrorKind::Conflict, "dr-test interrupted")),
     };
-    if let Some(c) = container.take()
-        && let Err(e) = rt.remove(&c.id, true).await
-    {
-        report.problems.push(format!("could not remove the drill container {}: {e}", c.id));
+    match (throwaway.take(), &server) {
+        (Some(Throwaway::Container(id)), Server::Container(rt)) => {
+            if let Err(e) = rt.remove(&id, true).await {
+                report.problems.push(format!("could not remove the drill container {id}: {e}"));
+            }
+        }
+        (Some(Throwaway::Cluster(mut c)), _) => report.problems.extend(c.cleanup().await),
+        _ => {}
     }
     if let Err(e) = outcome {
         report.problems.push(e.to_string());
@@ -181,6 +326,7 @@ pub async fn dr_test(
     let mut fields = BTreeMap::from([
         ("database".to_owned(), db.name().to_owned()),
         ("source".to_owned(), report.source.clone()),
+        ("backend".to_owned(), report.backend.to_string()),
         ("rto_seconds".to_owned(), format!("{:.1}", report.rto_seconds)),
     ]);
     if let Some(age) = report.backup_age_seconds {
@@ -198,19 +344,17 @@ pub async fn dr_test(
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// Starts the drill container and waits until it accepts connections.
+async fn start_container(
     rt: &dyn ContainerRuntime,
-    connector: &dyn ops_core::ports::DatabaseConnector,
-    src: &source::Source,
+    connector: &dyn DatabaseConnector,
     image: &str,
-    min_tables: u32,
     progress: &dyn Progress,
-    container: &mut Option<Throwaway>,
+    throwaway: &mut Option<Throwaway>,
     report: &mut DrillReport,
-) -> Result<()> {
+) -> Result<Arc<dyn Database>> {
     progress.event(ProgressEvent::Phase { name: "start-server".to_owned() });
-    let pw = password();
+    let pw = password()?;
     let started = rt
         .run_ephemeral(&RunSpec {
             image: image.to_owned(),
@@ -223,7 +367,7 @@ async fn run(
             ..Default::default()
         })
         .await?;
-    *container = Some(Throwaway { id: started.id.clone() });
+    *throwaway = Some(Throwaway::Container(started.id.clone()));
     report.container = Some(started.id.clone());
     let port = started.host_port.ok_or_else(|| Error::internal("the drill server's port was not published"))?;
     progress.event(ProgressEvent::Note { message: format!("drill server {} on 127.0.0.1:{port}", started.id) });
@@ -232,7 +376,7 @@ async fn run(
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if drill.readiness().await == Readiness::Accepting && drill.server_version().await.is_ok() {
-            break;
+            return Ok(drill);
         }
         if !rt.inspect(&started.id).await.is_ok_and(|d| d.state == ops_core::ports::ContainerState::Running) {
             return Err(Error::unavailable(format!("the drill server ({image}) stopped before accepting connections")));
@@ -242,6 +386,44 @@ async fn run(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Creates, starts and opens a local cluster with a `drill` database. The cluster is in
+/// `throwaway` from the moment its directory exists.
+async fn start_local(
+    programs: &ServerPrograms,
+    run_as: Option<&RunAs>,
+    connector: &dyn DatabaseConnector,
+    progress: &dyn Progress,
+    throwaway: &mut Option<Throwaway>,
+    report: &mut DrillReport,
+) -> Result<Arc<dyn Database>> {
+    progress.event(ProgressEvent::Phase { name: "start-server".to_owned() });
+    let pw = password()?;
+    let created = LocalCluster::create(&std::env::temp_dir(), programs.clone(), run_as.cloned())?;
+    report.cluster = Some(created.info());
+    let Throwaway::Cluster(cluster) = throwaway.insert(Throwaway::Cluster(created)) else {
+        return Err(Error::internal("the drill cluster went missing"));
+    };
+    cluster.init(&pw).await?;
+    let port = cluster.start().await?;
+    let info = cluster.info();
+    progress.event(ProgressEvent::Note { message: format!("drill cluster {} on 127.0.0.1:{port}", info.data_dir) });
+    report.cluster = Some(info);
+    let drill = connector.connect(&SecretUrl::new(format!("postgres://postgres:{pw}@127.0.0.1:{port}/drill")))?;
+    drill.create_database("drill").await?;
+    Ok(drill)
+}
+
+/// Restores the source into the throwaway server's `drill` database, checking the source in
+/// the same pass, and proves every table.
+async fn restore_and_check(
+    drill: &dyn Database,
+    src: &source::Source,
+    min_tables: u32,
+    progress: &dyn Progress,
+    report: &mut DrillReport,
+) -> Result<()> {
     progress.event(ProgressEvent::Phase { name: "restore".to_owned() });
     let restore_clock = Instant::now();
     // The source's checksum and trailer are checked in the same pass as the restore: the
@@ -259,8 +441,38 @@ async fn run(
     restored?;
     report.restore_seconds = restore_clock.elapsed().as_secs_f64();
     progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
-    let check = check_restored(drill.as_ref(), src.manifest.as_ref(), min_tables).await?;
+    let check = check_restored(drill, src.manifest.as_ref(), min_tables).await?;
     report.problems.extend(check.problems.iter().cloned());
     report.check = Some(check);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_deserialize_with_defaults_and_backends() {
+        let o: DrillOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(o, DrillOptions::default());
+        assert_eq!(o.backend, DrillBackend::Auto);
+        for (text, backend) in
+            [("auto", DrillBackend::Auto), ("container", DrillBackend::Container), ("local", DrillBackend::Local)]
+        {
+            let o: DrillOptions = serde_json::from_str(&format!(r#"{{"backend": "{text}"}}"#)).unwrap();
+            assert_eq!(o.backend, backend);
+            assert_eq!(text.parse::<DrillBackend>().unwrap(), backend);
+            assert_eq!(backend.to_string(), text);
+        }
+        assert!(serde_json::from_str::<DrillOptions>(r#"{"backend": "vm"}"#).is_err());
+        assert!("vm".parse::<DrillBackend>().is_err());
+    }
+
+    #[test]
+    fn passwords_are_random() {
+        let (a, b) = (password().unwrap(), password().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "drill".len() + 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
 }

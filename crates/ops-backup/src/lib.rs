@@ -6,6 +6,9 @@
 //!   written last. Counts in the manifest come from the same snapshot as the dump.
 //! - [`list`](catalog::list), [`verify`](verify::verify), [`prune`](retention::prune) with a
 //!   retention [`plan`](retention::plan) that is a pure function.
+//! - [`restore`](restore::restore) (safe swap or in place) and [`dr_test`](drill::dr_test), the
+//!   restore drill into a throwaway container or, without a container runtime, a local
+//!   cluster ([`cluster`]).
 //!
 //! Library functions take the [`Context`](ops_core::Context) and options and return typed
 //! reports; progress goes through an injected [`Progress`](progress::Progress). Dumps are
@@ -29,6 +32,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod check;
+pub mod cluster;
 pub mod compress;
 pub mod drill;
 pub mod error;
@@ -47,7 +51,7 @@ pub mod verify;
 
 pub use backup::{BackupOptions, BackupReport, backup};
 pub use catalog::{BackupEntry, list};
-pub use drill::{DrillOptions, DrillReport, dr_test};
+pub use drill::{DrillBackend, DrillOptions, DrillReport, dr_test};
 pub use error::{Error, ErrorKind, Result};
 pub use notify::NotificationOutcome;
 pub use progress::{NoProgress, Progress, ProgressEvent};

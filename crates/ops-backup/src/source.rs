@@ -64,22 +64,29 @@ impl Source {
         }
     }
 
-    /// Opens the decompressed SQL, decompressing on a blocking thread.
+    /// Opens the decompressed SQL, decompressing on a blocking thread, for a second pass over a
+    /// source a first pass checked: no checksum (nobody would read it), but a decompression
+    /// error or a missing trailer still fails the stream.
     pub(crate) async fn open_sql(&self) -> Result<ByteReader> {
-        Ok(self.open_sql_digest().await?.0)
+        Ok(self.open_sql_with(false).await?.0)
     }
 
     /// Opens the decompressed SQL and, once it has been read to the end, what the one pass
     /// found: checksum, sizes, decompression error, trailer.
     pub(crate) async fn open_sql_digest(&self) -> Result<(ByteReader, oneshot::Receiver<Digest>)> {
+        self.open_sql_with(true).await
+    }
+
+    async fn open_sql_with(&self, hash: bool) -> Result<(ByteReader, oneshot::Receiver<Digest>)> {
         let compressed = self.open().await?;
         let compression = self.compression;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
         let (done_tx, done_rx) = oneshot::channel();
         let bridge = SyncIoBridge::new(compressed);
         tokio::task::spawn_blocking(move || {
-            let digest =
-                read_through(bridge, compression, |chunk| tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_ok());
+            let digest = read_through(bridge, compression, hash, |chunk| {
+                tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_ok()
+            });
             if digest.consumer_stopped {
                 // Nobody is reading any more.
             } else if let Some(e) = &digest.error {

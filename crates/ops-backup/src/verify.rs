@@ -57,20 +57,53 @@ pub struct VerifyReport {
     pub verified_at: DateTime<Utc>,
 }
 
+/// Counts what passes through and hands a copy to the hashing thread (when there is one), so
+/// SHA-256 runs beside decompression instead of before it on the same core.
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
+    to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    /// Bytes not sent yet: the decoder reads 32 KiB at a time, the hasher gets batches (one
+    /// wake-up per batch).
+    pending: Vec<u8>,
     size: u64,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R, to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>) -> Self {
+        Self { inner, to_hasher, pending: Vec::new(), size: 0 }
+    }
+
+    /// Sends what is pending.
+    fn flush_hasher(&mut self) {
+        if let Some(tx) = &self.to_hasher
+            && !self.pending.is_empty()
+        {
+            // A hasher that is gone (it panicked) leaves an empty checksum: a mismatch, not a pass.
+            let _ = tx.send(std::mem::replace(&mut self.pending, Vec::with_capacity(HASH_BATCH)));
+        }
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.to_hasher.is_some() {
+            self.pending.extend_from_slice(&buf[..n]);
+            if self.pending.len() >= HASH_BATCH {
+                self.flush_hasher();
+            }
+        }
         self.size += n as u64;
         Ok(n)
     }
 }
+
+/// Bytes per batch handed to the hashing thread, and batches queued at most.
+const HASH_BATCH: usize = 256 * 1024;
+const HASH_QUEUE: usize = 8;
+
+/// The last bytes of a dump kept for the trailer check.
+const TAIL_BYTES: usize = 4096;
 
 /// What one read-through of a compressed dump found.
 #[derive(Debug, Clone)]
@@ -121,57 +154,80 @@ impl Digest {
     }
 }
 
-/// Reads a compressed dump once: hashes every compressed byte, decompresses, hands each
-/// decompressed chunk to `sink` (which returns `false` to stop), keeps the tail for the
-/// trailer check. Runs on a blocking thread.
-pub(crate) fn read_through(reader: impl Read, compression: Compression, mut sink: impl FnMut(&[u8]) -> bool) -> Digest {
-    let mut hashing = Hashing { inner: reader, hasher: Sha256::new(), size: 0 };
-    let mut raw = 0u64;
-    let mut tail: Vec<u8> = Vec::new();
-    let mut error = None;
-    let mut consumer_stopped = false;
-    match decoder(compression, &mut hashing) {
-        Ok(mut d) => {
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                match d.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        raw += n as u64;
-                        tail.extend_from_slice(&buf[..n]);
-                        if tail.len() > 4096 {
-                            tail.drain(..tail.len() - 4096);
+/// Reads a compressed dump once: hashes every compressed byte (on a thread of its own, when
+/// `hash`), decompresses, hands each decompressed chunk to `sink` (which returns `false` to
+/// stop), keeps the tail for the trailer check. Runs on a blocking thread. Without `hash`,
+/// `sha256` is empty: for a second pass over a source whose checksum a first pass proved.
+pub(crate) fn read_through(
+    reader: impl Read,
+    compression: Compression,
+    hash: bool,
+    mut sink: impl FnMut(&[u8]) -> bool,
+) -> Digest {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let hasher = hash.then(|| {
+            scope.spawn(move || {
+                let mut hasher = Sha256::new();
+                for chunk in rx {
+                    hasher.update(&chunk);
+                }
+                hex::encode(hasher.finalize())
+            })
+        });
+        let mut hashing = Hashing::new(reader, hash.then_some(tx));
+        let mut raw = 0u64;
+        let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL_BYTES);
+        let mut error = None;
+        let mut consumer_stopped = false;
+        match decoder(compression, &mut hashing) {
+            Ok(mut d) => {
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    match d.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            raw += n as u64;
+                            let chunk = &buf[..n];
+                            if n >= TAIL_BYTES {
+                                tail.clear();
+                                tail.extend_from_slice(&chunk[n - TAIL_BYTES..]);
+                            } else {
+                                tail.extend_from_slice(chunk);
+                                if tail.len() > TAIL_BYTES {
+                                    tail.drain(..tail.len() - TAIL_BYTES);
+                                }
+                            }
+                            if !sink(chunk) {
+                                consumer_stopped = true;
+                                break;
+                            }
                         }
-                        if !sink(&buf[..n]) {
-                            consumer_stopped = true;
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            error = Some(e.to_string());
                             break;
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        break;
-                    }
+                }
+            }
+            Err(e) => error = Some(e.to_string()),
+        }
+        // Hash whatever the decoder did not consume, so the checksum covers the whole object.
+        if hash {
+            let mut rest = vec![0u8; 256 * 1024];
+            while let Ok(n) = hashing.read(&mut rest) {
+                if n == 0 {
+                    break;
                 }
             }
         }
-        Err(e) => error = Some(e.to_string()),
-    }
-    // Hash whatever the decoder did not consume, so the checksum covers the whole object.
-    let mut rest = vec![0u8; 256 * 1024];
-    while let Ok(n) = hashing.read(&mut rest) {
-        if n == 0 {
-            break;
-        }
-    }
-    Digest {
-        sha256: hex::encode(hashing.hasher.finalize()),
-        size: hashing.size,
-        raw,
-        error,
-        trailer: has_trailer(&tail),
-        consumer_stopped,
-    }
+        hashing.flush_hasher();
+        let size = hashing.size;
+        drop(hashing);
+        let sha256 = hasher.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        Digest { sha256, size, raw, error, trailer: has_trailer(&tail), consumer_stopped }
+    })
 }
 
 async fn verify_copy(store: &dyn ObjectStore, id: &BackupId) -> CopyVerification {
@@ -199,7 +255,7 @@ async fn verify_copy(store: &dyn ObjectStore, id: &BackupId) -> CopyVerification
     };
     let bridge = SyncIoBridge::new(reader);
     let compression = manifest.compression;
-    let digest = match tokio::task::spawn_blocking(move || read_through(bridge, compression, |_| true)).await {
+    let digest = match tokio::task::spawn_blocking(move || read_through(bridge, compression, true, |_| true)).await {
         Ok(d) => d,
         Err(e) => {
             v.problems.push(format!("verification thread failed: {e}"));
@@ -220,7 +276,7 @@ pub(crate) async fn check_source(source: &crate::source::Source) -> Result<Vec<S
     let reader = source.open().await?;
     let bridge = SyncIoBridge::new(reader);
     let compression = source.compression;
-    let digest = tokio::task::spawn_blocking(move || read_through(bridge, compression, |_| true))
+    let digest = tokio::task::spawn_blocking(move || read_through(bridge, compression, true, |_| true))
         .await
         .map_err(|e| Error::internal(format!("verification thread failed: {e}")))?;
     Ok(digest.problems(source.manifest.as_ref(), compression))
@@ -260,4 +316,68 @@ pub async fn verify(ctx: &Context, wanted: &str) -> Result<VerifyReport> {
         copies.push(v);
     }
     Ok(VerifyReport { ok: !copies.is_empty() && copies.iter().all(|c| c.ok), id: entry.id, copies, verified_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn dump(rows: usize) -> Vec<u8> {
+        let mut sql: Vec<u8> =
+            (0..rows).flat_map(|i| format!("INSERT INTO t VALUES ({i}, 'row {i}');\n").into_bytes()).collect();
+        sql.extend_from_slice(b"\n--\n-- PostgreSQL database dump complete\n--\n\n");
+        sql
+    }
+
+    #[test]
+    fn one_pass_hashes_decompresses_and_finds_the_trailer() {
+        let sql = dump(300_000);
+        let gz = gzip(&sql);
+        let mut seen = Vec::new();
+        let d = read_through(&gz[..], Compression::Gzip, true, |c| {
+            seen.extend_from_slice(c);
+            true
+        });
+        assert_eq!(d.sha256, hex::encode(Sha256::digest(&gz)));
+        assert_eq!((d.size, d.raw), (gz.len() as u64, sql.len() as u64));
+        assert!(d.trailer && d.error.is_none() && !d.consumer_stopped);
+        assert!(seen == sql);
+        assert!(d.problems(None, Compression::Gzip).is_empty());
+
+        // A second pass without the checksum: same data, same trailer.
+        let d = read_through(&gz[..], Compression::Gzip, false, |_| true);
+        assert_eq!((d.sha256.as_str(), d.raw, d.trailer), ("", sql.len() as u64, true));
+    }
+
+    #[test]
+    fn a_stopped_consumer_still_gets_the_whole_checksum() {
+        let gz = gzip(&dump(300_000));
+        let d = read_through(&gz[..], Compression::Gzip, true, |_| false);
+        assert!(d.consumer_stopped);
+        assert_eq!(d.sha256, hex::encode(Sha256::digest(&gz)));
+        assert_eq!(d.size, gz.len() as u64);
+    }
+
+    #[test]
+    fn truncation_and_a_missing_trailer_are_found() {
+        let sql = dump(100_000);
+        let gz = gzip(&sql);
+        let d = read_through(&gz[..gz.len() / 2], Compression::Gzip, true, |_| true);
+        assert!(d.error.is_some() && !d.trailer, "{d:?}");
+        let d = read_through(&gzip(&sql[..sql.len() - 60])[..], Compression::Gzip, true, |_| true);
+        assert!(d.error.is_none() && !d.trailer, "{d:?}");
+        assert!(d.problems(None, Compression::Gzip).iter().any(|p| p.contains("trailer")));
+        // The trailer split over two reads of the decoder is still found.
+        let small = dump(3);
+        let d = read_through(&gzip(&small)[..], Compression::Gzip, true, |_| true);
+        assert!(d.trailer);
+    }
 }

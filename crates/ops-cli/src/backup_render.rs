@@ -264,7 +264,25 @@ pub(crate) fn drill(out: &mut dyn Write, r: &DrillReport) -> Result<()> {
         r.source,
         r.backup_id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
     )?;
-    writeln!(out, "  server       {} (throwaway container, removed)", r.image)?;
+    match (&r.cluster, r.backend) {
+        (Some(c), _) => {
+            let port = if c.port == 0 { String::new() } else { format!(" on 127.0.0.1:{}", c.port) };
+            let user = c.run_as.as_ref().map(|u| format!(", as {u}")).unwrap_or_default();
+            writeln!(
+                out,
+                "  backend      local cluster{}",
+                r.backend_note.as_ref().map(|n| format!(" (auto: {n})")).unwrap_or_default()
+            )?;
+            writeln!(out, "  server       {} ({}){port}{user}", c.version, c.programs)?;
+            writeln!(out, "  cluster      {} (stopped, removed)", c.data_dir)?;
+        }
+        (None, ops_backup::DrillBackend::Local) => writeln!(out, "  backend      local cluster")?,
+        (None, _) => {
+            writeln!(out, "  backend      container")?;
+            let id = r.container.as_deref().map(|c| format!(" {}", &c[..c.len().min(12)])).unwrap_or_default();
+            writeln!(out, "  server       {} (throwaway container{id}, removed)", r.image)?;
+        }
+    }
     #[allow(clippy::cast_precision_loss)]
     let rto_ok = r.rto_seconds <= r.rto_target_secs as f64;
     writeln!(
@@ -300,4 +318,71 @@ pub(crate) fn drill(out: &mut dyn Write, r: &DrillReport) -> Result<()> {
         writeln!(out, "  problem      {p}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ops_backup::DrillBackend;
+    use ops_backup::cluster::ClusterInfo;
+
+    use super::*;
+
+    fn report() -> DrillReport {
+        DrillReport {
+            passed: true,
+            problems: Vec::new(),
+            source: "/b/app_20260101T020000Z.sql.gz".to_owned(),
+            backup_id: Some("app_20260101T020000Z".to_owned()),
+            image: "postgres:15".to_owned(),
+            container: Some("0123456789abcdef0123".to_owned()),
+            backend: DrillBackend::Container,
+            backend_note: None,
+            cluster: None,
+            check: None,
+            rto_seconds: 12.0,
+            restore_seconds: 9.0,
+            backup_age_seconds: Some(60.0),
+            rto_target_secs: 7200,
+            rpo_target_secs: 86_400,
+            started_at: Utc::now(),
+            notifications: Vec::new(),
+        }
+    }
+
+    fn text(r: &DrillReport) -> String {
+        let mut out = Vec::new();
+        drill(&mut out, r).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn drill_names_its_backend_and_server() {
+        let t = text(&report());
+        assert!(t.contains("  backend      container\n"), "{t}");
+        assert!(t.contains("  server       postgres:15 (throwaway container 0123456789ab, removed)\n"), "{t}");
+
+        let r = DrillReport {
+            image: "local:/usr/lib/postgresql/15/bin".to_owned(),
+            container: None,
+            backend: DrillBackend::Local,
+            backend_note: Some("no container runtime is configured".to_owned()),
+            cluster: Some(ClusterInfo {
+                data_dir: "/tmp/ops-drill-1-ab/data".to_owned(),
+                port: 40000,
+                programs: "/usr/lib/postgresql/15/bin".to_owned(),
+                version: "PostgreSQL 15.18".to_owned(),
+                run_as: Some("postgres".to_owned()),
+            }),
+            ..report()
+        };
+        let t = text(&r);
+        assert!(t.contains("  backend      local cluster (auto: no container runtime is configured)\n"), "{t}");
+        assert!(
+            t.contains(
+                "  server       PostgreSQL 15.18 (/usr/lib/postgresql/15/bin) on 127.0.0.1:40000, as postgres\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("  cluster      /tmp/ops-drill-1-ab/data (stopped, removed)\n"), "{t}");
+    }
 }

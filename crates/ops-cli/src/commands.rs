@@ -164,11 +164,12 @@ pub(crate) async fn dr_test(
         database: args.database.clone(),
         source: args.source.clone(),
         image: args.image.clone(),
+        backend: args.backend,
         rto_target_secs: args.rto_target,
         rpo_target_secs: args.rpo_target,
         timeout_secs: args.timeout,
     };
-    // Ctrl-C ends the drill early; the library still removes its container.
+    // Ctrl-C ends the drill early; the library still removes its container or cluster.
     let cancel = Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
     });

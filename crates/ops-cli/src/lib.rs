@@ -59,7 +59,7 @@ pub enum Command {
     Backup(BackupCommand),
     /// Restore a backup: verify it, restore beside the live database, check, then swap.
     Restore(RestoreArgs),
-    /// DR drill: restore a backup into a throwaway PostgreSQL container and prove it.
+    /// DR drill: restore a backup into a throwaway PostgreSQL (container or local cluster) and prove it.
     DrTest(DrTestArgs),
     /// Run every check at once and say what is broken, how bad (P1-P4) and which runbook applies.
     ///
@@ -315,6 +315,10 @@ pub struct DrTestArgs {
     /// PostgreSQL image [default: drill-image from the config, else postgres:MAJOR]
     #[arg(long)]
     pub image: Option<String>,
+    /// Where the throwaway server runs: auto (the container runtime when it answers, else a
+    /// local cluster), container, or local (initdb + pg_ctl of the backup's major version)
+    #[arg(long, default_value = "auto", value_name = "auto|container|local")]
+    pub backend: ops_backup::DrillBackend,
     /// RTO target in seconds.
     #[arg(long, default_value_t = 7200)]
     pub rto_target: u64,

@@ -112,6 +112,9 @@ const INHERITED_LIBPQ_VARS: &[&str] = &[
     "PGTARGETSESSIONATTRS",
 ];
 
+/// Read-ahead of a restore's input, so the client's stdin gets pipe-sized writes.
+const RESTORE_BUF: usize = 256 * 1024;
+
 /// Quotes an identifier for SQL (`"my""db"`).
 pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -625,7 +628,7 @@ impl Database for PostgresDatabase {
         Ok(DumpStream { reader: Box::pin(stdout), client, completion: Box::pin(completion) })
     }
 
-    async fn restore(&self, database: &str, format: DumpFormat, mut input: ByteReader) -> Result<RestoreOutcome> {
+    async fn restore(&self, database: &str, format: DumpFormat, input: ByteReader) -> Result<RestoreOutcome> {
         check_db_name(database)?;
         let client = self.client().await?;
         let started = Instant::now();
@@ -648,7 +651,10 @@ impl Database for PostgresDatabase {
         let mut child = cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", program.display())))?;
         let mut stdin = child.stdin.take().ok_or_else(|| Error::internal("restore client has no stdin"))?;
         let stderr = drain_stderr(child.stderr.take());
-        let copied = tokio::io::copy(&mut input, &mut stdin).await;
+        // Large writes: `tokio::io::copy` moves 8 KiB per write, which costs a syscall and often a
+        // wake-up each (the pipe is full while the server is busy).
+        let copied =
+            tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RESTORE_BUF, input), &mut stdin).await;
         drop(stdin);
         let status = child.wait().await.map_err(|e| Error::from(e).context("wait for the restore client"))?;
         let err_text = stderr.await.unwrap_or_default();
