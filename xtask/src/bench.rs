@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::cmd;
+use crate::cmd::{self, median};
 use crate::test_env::{POSTGRES_IMAGE, S3_IMAGE};
 
 /// Throwaway credentials of the throwaway containers (bound to 127.0.0.1 only).
@@ -561,15 +561,6 @@ impl Case {
     fn max_rss_mib(&self) -> Option<f64> {
         self.samples.iter().filter_map(|s| s.rss_kib).max().map(|k| k as f64 / 1024.0)
     }
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { f64::midpoint(v[n / 2 - 1], v[n / 2]) })
 }
 
 fn mb(bytes: u64) -> String {

@@ -195,9 +195,9 @@ fn analyze(opsctl: &Path, config: &Path) -> Result<(f64, u64, u64, String)> {
     Ok((secs, queries, inner_ms, json))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// Median of a non-empty list of samples.
+fn median(v: Vec<f64>) -> f64 {
+    cmd::median(v).unwrap_or(f64::NAN)
 }
 
 /// `cargo xtask bench perf`.
@@ -208,18 +208,8 @@ pub fn perf(opts: &Options) -> Result<()> {
     if !cmd::succeeds(Command::new("docker").args(["image", "inspect", POSTGRES_IMAGE])) {
         bail!("image {POSTGRES_IMAGE} is missing: run `cargo xtask test-env` first");
     }
-    let root = crate::repo_root();
-    let target_dir = root.join("target/bench");
     eprintln!("bench: building opsctl (release)");
-    cmd::streamed(Command::new("cargo").current_dir(&root).env("CARGO_TARGET_DIR", &target_dir).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "ops-cli",
-        "--bin",
-        "opsctl",
-    ]))?;
+    let target_dir = cmd::release_build(&["-p", "ops-cli", "--bin", "opsctl"])?;
     let opsctl = target_dir.join("release/opsctl");
     let dir: PathBuf = target_dir.join("perf");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -55,9 +55,9 @@ impl Drop for Servers {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// Median of a non-empty list of samples.
+fn median(v: Vec<f64>) -> f64 {
+    cmd::median(v).unwrap_or(f64::NAN)
 }
 
 /// Runs `c` to completion with stdout captured; returns the wall time and stdout. Exit codes
@@ -109,27 +109,9 @@ pub fn probes(opts: &Options) -> Result<()> {
     if !cmd::exists("openssl") {
         bail!("openssl is needed for the baseline (apt-get install openssl)");
     }
-    let root = crate::repo_root();
-    let target_dir = root.join("target/bench");
     eprintln!("bench: building opsctl and bench_servers (release)");
-    cmd::streamed(Command::new("cargo").current_dir(&root).env("CARGO_TARGET_DIR", &target_dir).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "ops-cli",
-        "--bin",
-        "opsctl",
-    ]))?;
-    cmd::streamed(Command::new("cargo").current_dir(&root).env("CARGO_TARGET_DIR", &target_dir).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "ops-integration-tests",
-        "--example",
-        "bench_servers",
-    ]))?;
+    let target_dir = cmd::release_build(&["-p", "ops-cli", "--bin", "opsctl"])?;
+    cmd::release_build(&["-p", "ops-integration-tests", "--example", "bench_servers"])?;
     let opsctl = target_dir.join("release/opsctl");
     let dir: PathBuf = target_dir.join("probes");
     if dir.exists() {

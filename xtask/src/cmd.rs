@@ -193,3 +193,29 @@ pub fn require_root(why: &str) -> Result<()> {
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
+
+/// Median of samples (the mean of the middle two for an even count); `None` when empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { f64::midpoint(v[n / 2 - 1], v[n / 2]) })
+}
+
+/// `cargo build --release --quiet ARGS` into `target/bench` (the benchmarks' own target
+/// directory, so a debug build is not invalidated); returns that directory.
+pub fn release_build(args: &[&str]) -> Result<std::path::PathBuf> {
+    let root = crate::repo_root();
+    let target_dir = root.join("target/bench");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    streamed(
+        Command::new(cargo)
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args(["build", "--release", "--quiet"])
+            .args(args),
+    )?;
+    Ok(target_dir)
+}

@@ -3,21 +3,14 @@
 
 use std::io::Write;
 
-use ops_core::{Result, Status};
+use ops_core::Result;
+
+use crate::render::{mark, unit};
 use ops_probes::{ProbeReport, TriageReport};
 use ops_tls::{RenewPlan, RenewReport, TargetReport};
 
 /// How many names of healthy checks to show before "+N more".
 const OK_SHOWN: usize = 12;
-
-fn mark(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Warn => "WARN",
-        Status::Critical => "CRIT",
-        Status::Unknown => "UNKN",
-    }
-}
 
 /// `opsctl triage`.
 pub(crate) fn triage(out: &mut dyn Write, r: &TriageReport, verbose: bool) -> Result<()> {
@@ -92,18 +85,6 @@ pub(crate) fn probe(out: &mut dyn Write, p: &ProbeReport) -> Result<()> {
         writeln!(out, "  | {}", one_line(e, 160))?;
     }
     Ok(())
-}
-
-fn unit(u: ops_probes::Unit) -> &'static str {
-    use ops_probes::Unit;
-    match u {
-        Unit::Seconds => "s",
-        Unit::Milliseconds => "ms",
-        Unit::Bytes => "B",
-        Unit::Percent => "%",
-        Unit::Count | Unit::Ratio => "",
-        Unit::Days => "days",
-    }
 }
 
 fn trim_number(v: f64) -> String {

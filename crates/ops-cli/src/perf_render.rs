@@ -3,16 +3,9 @@
 use std::io::Write;
 
 use ops_core::{Result, Status};
-use ops_probes::perf::{ActionPlan, ActionReport, PerfReport, Window};
 
-fn mark(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Warn => "WARN",
-        Status::Critical => "CRIT",
-        Status::Unknown => "UNKN",
-    }
-}
+use crate::render::{mark, unit};
+use ops_probes::perf::{ActionPlan, ActionReport, PerfReport, Window};
 
 fn value(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.1}") }
@@ -102,18 +95,6 @@ fn bytes(v: f64) -> String {
         i += 1;
     }
     if i == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", units[i]) }
-}
-
-fn unit(u: ops_probes::Unit) -> &'static str {
-    use ops_probes::Unit;
-    match u {
-        Unit::Seconds => "s",
-        Unit::Milliseconds => "ms",
-        Unit::Bytes => "B",
-        Unit::Percent => "%",
-        Unit::Days => "d",
-        Unit::Count | Unit::Ratio => "",
-    }
 }
 
 /// A plan: what would be touched. `due`: there is something to do.
