@@ -22,11 +22,14 @@ commands:
                          the ops-test/* images (all with --rebuild)
   ci                     test-env, cargo fmt --check, cargo clippy -D warnings,
                          then cargo nextest run (or cargo test)
-  bench backup [--min-dump-mb N] [--runs N]
+  bench backup [--min-dump-mb N] [--runs N] [--restore-only]
                          build opsctl in release mode, time it against pg_dump,
                          pg_dump | gzip and gunzip | psql on a generated dataset
-                         (default 600 MB, 3 runs) in throwaway containers; prints
-                         a markdown table, also written to target/bench/backup.md
+                         (default 600 MB, 3 runs) in throwaway containers: backups,
+                         restores (in place, safe swap) and a local-cluster drill
+                         (--restore-only: the restores, from one gzip backup);
+                         prints a markdown table, also written to
+                         target/bench/backup.md
 ";
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn run() -> Result<()> {
                 match arg.as_str() {
                     "--min-dump-mb" => opts.min_dump_mb = number(arg)?,
                     "--runs" => opts.runs = usize::try_from(number(arg)?)?,
+                    "--restore-only" => opts.restore_only = true,
                     other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
                 }
             }
