@@ -64,11 +64,13 @@ pub struct Options {
     pub min_dump_mb: u64,
     /// Timed runs of each case (the median is reported).
     pub runs: usize,
+    /// Only the restore cases (and the one gzip backup they restore from).
+    pub restore_only: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { min_dump_mb: 600, runs: 3 }
+        Self { min_dump_mb: 600, runs: 3, restore_only: false }
     }
 }
 
@@ -1019,7 +1021,9 @@ pub fn backup(opts: &Options) -> Result<()> {
         Ok((busy, note))
     })?;
 
-    let mut cases: Vec<(Kind, Case)> = Kind::ALL.iter().map(|k| (*k, Case::new(k.label()))).collect();
+    // The restores read the gzip backup of the last round: with --restore-only that is the one case.
+    let kinds: &[Kind] = if opts.restore_only { &[Kind::OpsGzipFs] } else { &Kind::ALL };
+    let mut cases: Vec<(Kind, Case)> = kinds.iter().map(|k| (*k, Case::new(k.label()))).collect();
     for round in 1..=opts.runs {
         for (kind, case) in &mut cases {
             let sample = step(&format!("round {round}/{}: {}", opts.runs, case.label), || {

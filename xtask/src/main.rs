@@ -1,4 +1,4 @@
-//! `cargo xtask`: project automation (`ci`, `test-env`, `bench backup`) built on std and anyhow only.
+//! `cargo xtask`: project automation (`ci`, `test-env`, `bench backup|probes|perf`) built on std and anyhow only.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
@@ -24,11 +24,14 @@ commands:
                          the ops-test/* images (all with --rebuild)
   ci                     test-env, cargo fmt --check, cargo clippy -D warnings,
                          then cargo nextest run (or cargo test)
-  bench backup [--min-dump-mb N] [--runs N]
+  bench backup [--min-dump-mb N] [--runs N] [--restore-only]
                          build opsctl in release mode, time it against pg_dump,
                          pg_dump | gzip and gunzip | psql on a generated dataset
-                         (default 600 MB, 3 runs) in throwaway containers; prints
-                         a markdown table, also written to target/bench/backup.md
+                         (default 600 MB, 3 runs) in throwaway containers: backups,
+                         restores (in place, safe swap) and a local-cluster drill
+                         (--restore-only: the restores, from one gzip backup);
+                         prints a markdown table, also written to
+                         target/bench/backup.md
   bench probes [--runs N] [--http N] [--tls N]
                          build opsctl in release mode, start loopback HTTP (some slow)
                          and TLS servers, time opsctl triage against the slowest single
@@ -121,6 +124,7 @@ fn run() -> Result<()> {
                 match arg.as_str() {
                     "--min-dump-mb" => opts.min_dump_mb = number(arg)?,
                     "--runs" => opts.runs = usize::try_from(number(arg)?)?,
+                    "--restore-only" => opts.restore_only = true,
                     other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
                 }
             }
