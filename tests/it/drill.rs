@@ -444,3 +444,29 @@ async fn drill_local_through_the_api_as_a_job() {
     let metrics = state.metrics.encode();
     assert!(metrics.contains("dr_test_success{database=\"main\"} 1"), "{metrics}");
 }
+
+/// The runbooks' setup: tables owned by the application's role, a read-only role granted on
+/// them. The dump's `OWNER TO` and `GRANT … TO` name roles the throwaway server does not have
+/// until the drill creates them from the live server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_restores_a_database_owned_by_an_application_role() {
+    require_local_postgres();
+    let s = stack(300).await;
+    crate::backup::psql(
+        &s.rt,
+        &s.pg,
+        "app",
+        "CREATE ROLE indexer LOGIN PASSWORD 'x'; CREATE ROLE \"read only\" NOLOGIN;
+         CREATE TABLE ledger (id int PRIMARY KEY, note text); INSERT INTO ledger SELECT g, 'n' FROM generate_series(1, 50) g;
+         ALTER TABLE ledger OWNER TO indexer; ALTER TABLE trades OWNER TO indexer;
+         GRANT SELECT ON ledger TO \"read only\";",
+    )
+    .await;
+    backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    for opts in [local("latest"), opts("latest")] {
+        let r = dr_test(&s.ctx, &opts, &NoProgress, never()).await.unwrap();
+        assert!(r.passed, "{:?}: {:?}", r.backend, r.problems);
+        let check = r.check.as_ref().unwrap();
+        assert!(check.tables.iter().any(|t| t.table == "public.ledger" && t.found == Some(50)), "{check:?}");
+    }
+}

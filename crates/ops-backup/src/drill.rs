@@ -274,6 +274,19 @@ pub async fn dr_test(
         notifications: Vec::new(),
     };
 
+    // A plain dump names the roles that own and are granted its objects; the throwaway server
+    // only has `postgres`. The live server's roles are created there first (NOLOGIN), so a
+    // database owned by its application role restores. Without the live server (it is down)
+    // the drill goes on, and a dump that needs them says so in its restore error.
+    let roles = match db.roles().await {
+        Ok(r) => r,
+        Err(e) => {
+            progress.event(ProgressEvent::Note {
+                message: format!("could not list the live server's roles ({e}); restoring without them"),
+            });
+            Vec::new()
+        }
+    };
     let mut throwaway: Option<Throwaway> = None;
     let body = async {
         let drill = match &server {
@@ -284,6 +297,7 @@ pub async fn dr_test(
                 start_local(programs, run_as.as_ref(), connector, progress, &mut throwaway, &mut report).await?
             }
         };
+        drill.create_roles(&roles).await?;
         restore_and_check(drill.as_ref(), &src, db_config.min_tables, progress, &mut report).await
     };
     let limit = Duration::from_secs(opts.timeout_secs);

@@ -296,6 +296,20 @@ pub trait Database: Send + Sync {
     /// `Unavailable`, `Auth`.
     async fn database_exists(&self, name: &str) -> Result<bool>;
 
+    /// Names of the server's roles, without PostgreSQL's own (`pg_*`): what a plain dump's
+    /// `OWNER TO` and `GRANT … TO` may name.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth`.
+    async fn roles(&self) -> Result<Vec<String>>;
+
+    /// Creates each role that does not exist yet, `NOLOGIN` (a throwaway server restoring a
+    /// dump of a database owned by an application role).
+    ///
+    /// # Errors
+    /// `Unavailable`, `Auth` (needs `CREATEROLE`), `InvalidInput` for an empty name.
+    async fn create_roles(&self, names: &[String]) -> Result<()>;
+
     /// `CREATE DATABASE name`.
     ///
     /// # Errors

@@ -492,6 +492,33 @@ impl Database for PostgresDatabase {
             .map_err(|e| db_err(e, "look up database"))
     }
 
+    async fn roles(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar::<_, String>("SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1")
+            .fetch_all(&self.admin)
+            .await
+            .map_err(|e| db_err(e, "list roles"))
+    }
+
+    async fn create_roles(&self, names: &[String]) -> Result<()> {
+        for name in names {
+            if name.is_empty() {
+                return Err(Error::invalid_input("a role needs a name"));
+            }
+            let exists = sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(name)
+                .fetch_one(&self.admin)
+                .await
+                .map_err(|e| db_err(e, "look up role"))?;
+            if !exists {
+                sqlx::query(&format!("CREATE ROLE {} NOLOGIN", quote_ident(name)))
+                    .execute(&self.admin)
+                    .await
+                    .map_err(|e| db_err(e, &format!("create role {name}")))?;
+            }
+        }
+        Ok(())
+    }
+
     async fn create_database(&self, name: &str) -> Result<()> {
         check_db_name(name)?;
         sqlx::query(&format!("CREATE DATABASE {}", quote_ident(name)))
