@@ -82,33 +82,27 @@ fn run() -> Result<()> {
             let Some((what, args)) = rest.split_first() else { bail!("bench: missing benchmark name\n{USAGE}") };
             if what == "probes" {
                 let mut opts = bench_probes::Options::default();
-                let mut args = args.iter();
-                while let Some(arg) = args.next() {
-                    let value = args.next().ok_or_else(|| anyhow::anyhow!("bench: {arg} needs a value"))?;
-                    let n: usize =
-                        value.parse().map_err(|_| anyhow::anyhow!("bench: {arg} {value:?} is not a number"))?;
-                    match arg.as_str() {
+                numeric_flags(args, |flag, n| {
+                    match flag {
                         "--runs" => opts.runs = n.max(1),
                         "--http" => opts.http = n.max(10),
                         "--tls" => opts.tls = n.max(1),
                         other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
                     }
-                }
+                    Ok(())
+                })?;
                 return bench_probes::probes(&opts);
             }
             if what == "perf" {
                 let mut opts = bench_perf::Options::default();
-                let mut args = args.iter();
-                while let Some(arg) = args.next() {
-                    let value = args.next().ok_or_else(|| anyhow::anyhow!("bench: {arg} needs a value"))?;
-                    let n: usize =
-                        value.parse().map_err(|_| anyhow::anyhow!("bench: {arg} {value:?} is not a number"))?;
-                    match arg.as_str() {
+                numeric_flags(args, |flag, n| {
+                    match flag {
                         "--runs" => opts.runs = n.max(1),
                         "--tables" => opts.tables = n.clamp(1, 9999),
                         other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
                     }
-                }
+                    Ok(())
+                })?;
                 return bench_perf::perf(&opts);
             }
             if what != "backup" {
@@ -136,6 +130,17 @@ fn run() -> Result<()> {
         }
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }
+}
+
+/// `--flag N` pairs, each handed to `set` with its number.
+fn numeric_flags(args: &[String], mut set: impl FnMut(&str, usize) -> Result<()>) -> Result<()> {
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| anyhow::anyhow!("bench: {flag} needs a value"))?;
+        let n = value.parse().map_err(|_| anyhow::anyhow!("bench: {flag} {value:?} is not a number"))?;
+        set(flag, n)?;
+    }
+    Ok(())
 }
 
 /// The workspace root (the parent of this crate's manifest directory).

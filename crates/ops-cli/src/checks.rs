@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use ops_core::config::{OpsConfig, load};
+use ops_core::config::{OpsConfig, TlsCheckConfig, load};
 use ops_core::{Context, Result, Status};
 use ops_probes::TriageOptions;
 use ops_tls::{RenewCommand, RenewOptions, TargetReport};
@@ -107,34 +107,32 @@ pub(crate) async fn tls(
                 thresholds.ca_file.clone_from(ca_file);
             }
             let limit = Duration::from_secs(timeout.unwrap_or(cfg.probes.timeout_secs).max(1));
-            let reports = if targets.is_empty() {
-                if cfg.tls.is_empty() {
-                    return Err(ops_core::Error::invalid_input(
-                        "no target given and no [[tls]] entry in the configuration: \
-                         give host:port or a certificate path",
-                    ));
-                }
-                let checks = cfg.tls.iter().map(|c| {
-                    let opts = ops_probes::tls::options(&thresholds, c.server_name.clone(), limit);
-                    let target = c.endpoint.clone();
-                    let file = c.file.clone();
-                    async move { check_one(target.as_deref(), file.as_deref(), &opts).await }
-                });
-                futures::future::join_all(checks).await
-            } else {
-                let checks = targets.iter().map(|t| {
-                    let opts = ops_probes::tls::options(&thresholds, server_name.clone(), limit);
-                    async move {
-                        if Path::new(t).exists() {
-                            check_one(None, Some(Path::new(t)), &opts).await
-                        } else {
-                            check_one(Some(t), None, &opts).await
-                        }
+            // Ad-hoc targets become `[[tls]]` entries: a path that exists is a file, the rest
+            // endpoints.
+            let adhoc: Vec<TlsCheckConfig> = targets
+                .iter()
+                .map(|t| {
+                    let is_file = Path::new(t).exists();
+                    TlsCheckConfig {
+                        name: t.clone(),
+                        endpoint: (!is_file).then(|| t.clone()),
+                        file: is_file.then(|| t.into()),
+                        server_name: server_name.clone(),
+                        ..TlsCheckConfig::default()
                     }
-                });
-                futures::future::join_all(checks).await
-            };
-            let reports: Vec<TargetReport> = reports.into_iter().collect::<Result<_>>()?;
+                })
+                .collect();
+            let checks = if adhoc.is_empty() { &cfg.tls } else { &adhoc };
+            if checks.is_empty() {
+                return Err(ops_core::Error::invalid_input(
+                    "no target given and no [[tls]] entry in the configuration: give host:port or a certificate path",
+                ));
+            }
+            let reports =
+                futures::future::join_all(checks.iter().map(|c| ops_probes::tls::check_target(c, &thresholds, limit)))
+                    .await;
+            let reports: Vec<TargetReport> =
+                reports.into_iter().collect::<std::result::Result<_, _>>().map_err(tls_error)?;
             if cli.json {
                 write_json(out, &reports)?;
             } else {
@@ -226,7 +224,7 @@ pub(crate) async fn probe(
                 thresholds.ca_file.clone_from(ca_file);
             }
             let is_file = Path::new(target).exists();
-            let check = ops_core::config::TlsCheckConfig {
+            let check = TlsCheckConfig {
                 name: target.clone(),
                 endpoint: (!is_file).then(|| target.clone()),
                 file: is_file.then(|| target.into()),
@@ -250,14 +248,6 @@ fn host_of(url: &ops_core::SecretUrl) -> String {
         .ok()
         .and_then(|u| u.host_str().map(|h| u.port().map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))))
         .unwrap_or_else(|| "target".to_owned())
-}
-
-async fn check_one(endpoint: Option<&str>, file: Option<&Path>, opts: &ops_tls::CheckOptions) -> Result<TargetReport> {
-    match (endpoint, file) {
-        (Some(e), _) => ops_tls::check_endpoint(e, opts).await.map(TargetReport::Endpoint).map_err(tls_error),
-        (None, Some(f)) => ops_tls::check_path(f, opts).await.map(TargetReport::Path).map_err(tls_error),
-        (None, None) => Err(ops_core::Error::invalid_input("a [[tls]] entry needs an endpoint or a file")),
-    }
 }
 
 fn tls_error(e: ops_tls::Error) -> ops_core::Error {

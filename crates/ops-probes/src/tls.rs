@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ops_core::config::{TlsCheckConfig, TlsThresholds};
 use ops_core::{Finding, Runbook, Status};
-use ops_tls::{CheckOptions, ConnectionStage, EndpointReport, PathReport};
+use ops_tls::{CheckOptions, ConnectionStage, EndpointReport, PathReport, TargetReport};
 
 use crate::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 
@@ -23,20 +23,41 @@ pub fn options(thresholds: &TlsThresholds, server_name: Option<String>, timeout:
     }
 }
 
+/// Checks one `[[tls]]` entry (endpoint or file) with `ops_tls`, in full detail: what
+/// `opsctl tls check`, `GET /api/v1/tls` and [`probe`] share.
+///
+/// # Errors
+/// The input was unusable: a bad target, an unreadable CA file, neither endpoint nor file.
+pub async fn check_target(
+    check: &TlsCheckConfig,
+    thresholds: &TlsThresholds,
+    timeout: Duration,
+) -> ops_tls::Result<TargetReport> {
+    let opts = options(thresholds, check.server_name.clone(), timeout);
+    match (&check.endpoint, &check.file) {
+        (Some(endpoint), _) => ops_tls::check_endpoint(endpoint, &opts).await.map(TargetReport::Endpoint),
+        (None, Some(file)) => ops_tls::check_path(file, &opts).await.map(TargetReport::Path),
+        (None, None) => Err(ops_tls::Error::InvalidOption {
+            option: "tls",
+            reason: format!("[[tls]] {} needs an endpoint or a file", check.name),
+        }),
+    }
+}
+
 /// Checks one configured `[[tls]]` entry (endpoint or file).
 pub async fn probe(check: &TlsCheckConfig, thresholds: &TlsThresholds, timeout: Duration) -> ProbeReport {
     let started = Instant::now();
-    let opts = options(thresholds, check.server_name.clone(), timeout);
-    let mut report = match (&check.endpoint, &check.file) {
-        (Some(endpoint), _) => match ops_tls::check_endpoint(endpoint, &opts).await {
-            Ok(r) => from_endpoint(&check.name, &r),
-            Err(e) => unusable(&check.name, endpoint, &e.to_string()),
-        },
-        (None, Some(file)) => match ops_tls::check_path(file, &opts).await {
-            Ok(r) => from_path(&check.name, &r),
-            Err(e) => unusable(&check.name, &file.display().to_string(), &e.to_string()),
-        },
-        (None, None) => unusable(&check.name, "", "neither endpoint nor file is set"),
+    let mut report = match check_target(check, thresholds, timeout).await {
+        Ok(TargetReport::Endpoint(r)) => from_endpoint(&check.name, &r),
+        Ok(TargetReport::Path(r)) => from_path(&check.name, &r),
+        Err(e) => {
+            let target = check
+                .endpoint
+                .clone()
+                .or_else(|| check.file.as_ref().map(|f| f.display().to_string()))
+                .unwrap_or_default();
+            unusable(&check.name, &target, &e.to_string())
+        }
     };
     report.critical = check.critical;
     report.depends_on.clone_from(&check.depends_on);

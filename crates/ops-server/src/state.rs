@@ -132,19 +132,7 @@ impl AppState {
         running.context.as_ref().map_err(Clone::clone)?;
         let cfg = &running.config;
         let timeout = std::time::Duration::from_secs(cfg.probes.timeout_secs.max(1));
-        let checks = cfg.tls.iter().map(|c| {
-            let opts = ops_probes::tls::options(&cfg.probes.tls, c.server_name.clone(), timeout);
-            async move {
-                match (&c.endpoint, &c.file) {
-                    (Some(e), _) => ops_tls::check_endpoint(e, &opts).await.map(ops_tls::TargetReport::Endpoint),
-                    (None, Some(f)) => ops_tls::check_path(f, &opts).await.map(ops_tls::TargetReport::Path),
-                    (None, None) => Err(ops_tls::Error::InvalidOption {
-                        option: "tls",
-                        reason: format!("[[tls]] {} needs an endpoint or a file", c.name),
-                    }),
-                }
-            }
-        });
+        let checks = cfg.tls.iter().map(|c| ops_probes::tls::check_target(c, &cfg.probes.tls, timeout));
         let mut reports = Vec::new();
         let mut unusable = Vec::new();
         for (c, r) in cfg.tls.iter().zip(futures::future::join_all(checks).await) {
