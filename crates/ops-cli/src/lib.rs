@@ -472,7 +472,72 @@ fn runtime() -> ops_core::Result<tokio::runtime::Runtime> {
 pub fn main_impl() -> u8 {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     // Unlocked handles: a held stderr lock would deadlock the progress bar's drawing thread.
-    let mut out = std::io::stdout();
+    let mut out = PipeSafe { inner: std::io::stdout(), closed: false };
     let mut err = std::io::stderr();
     run(std::env::args_os(), &env, &mut out, &mut err)
+}
+
+/// Stdout that stops writing, silently, once the reader has gone (`opsctl … | head`): the
+/// command still finishes and exits with its own code, as shell tools do on SIGPIPE.
+struct PipeSafe<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Write for PipeSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod pipe_tests {
+    use std::io::Write;
+
+    use super::PipeSafe;
+
+    struct Gone;
+
+    impl Write for Gone {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn a_closed_reader_is_not_an_error() {
+        let mut out = PipeSafe { inner: Gone, closed: false };
+        assert!(writeln!(out, "line").is_ok());
+        assert!(out.flush().is_ok());
+        assert!(out.closed);
+        // Other errors still are.
+        let mut full = PipeSafe { inner: std::io::Cursor::new([0u8; 2]), closed: false };
+        assert!(full.write_all(b"too long").is_err());
+    }
 }
