@@ -177,7 +177,7 @@ async fn backup_round_trip_restores_an_identical_database() {
     assert!(listed[0].complete);
     assert_eq!(listed[0].copies.len(), 2);
 
-    let v = verify(&s.ctx, "latest").await.unwrap();
+    let v = verify(&s.ctx, None, "latest").await.unwrap();
     assert!(v.ok, "{v:?}");
     assert_eq!(v.copies.len(), 2);
     assert!(list(&s.ctx).await.unwrap()[0].copies.iter().all(|c| c.last_verification.as_ref().is_some_and(|r| r.ok)));
@@ -209,7 +209,7 @@ async fn backup_round_trip_restores_an_identical_database() {
     .await
     .unwrap();
     assert!(z.manifest.dump_key.ends_with(".sql.zst"));
-    assert!(verify(&s.ctx, z.id.as_str()).await.unwrap().ok);
+    assert!(verify(&s.ctx, None, z.id.as_str()).await.unwrap().ok);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +221,7 @@ async fn backup_verify_reports_a_flipped_byte() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
-    let v = verify(&s.ctx, report.id.as_str()).await.unwrap();
+    let v = verify(&s.ctx, None, report.id.as_str()).await.unwrap();
     assert!(!v.ok);
     let local = v.copies.iter().find(|c| c.location.starts_with("file://")).unwrap();
     assert!(local.problems.iter().any(|p| p.contains("sha256 mismatch")), "{local:?}");

@@ -21,6 +21,8 @@ fn opts(source: &str) -> DrillOptions {
         source: source.to_owned(),
         image: Some("ops-test/postgres:15".to_owned()),
         timeout_secs: 300,
+        // These drills read files of this host, as the command line may.
+        allow_host_path: true,
         ..Default::default()
     }
 }

@@ -20,6 +20,7 @@ mod probes_local;
 mod probes_net;
 mod redis;
 mod restore;
+mod safety;
 mod server;
 mod tls;
 mod triage;

@@ -115,7 +115,12 @@ async fn restore_failing_half_way_leaves_the_live_database_and_the_stack_untouch
     gz.write_all(broken_sql.as_bytes()).unwrap();
     gz.finish().unwrap();
 
-    let opts = RestoreOptions { source: broken.display().to_string(), health_timeout_secs: 30, ..Default::default() };
+    let opts = RestoreOptions {
+        source: broken.display().to_string(),
+        health_timeout_secs: 30,
+        allow_host_path: true,
+        ..Default::default()
+    };
     let plan = restore::plan(&ctx, &opts).await.unwrap();
     assert!(plan.source.manifest.is_none());
     let started = s.rt.inspect(&api).await.unwrap().started_at;

@@ -61,6 +61,32 @@ pub struct BackupReport {
     pub notifications: Vec<NotificationOutcome>,
 }
 
+/// Most compression threads a caller may ask for.
+pub const MAX_THREADS: usize = 256;
+
+impl BackupOptions {
+    /// Checks the numbers a caller gave.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field and its range.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(level) = self.level {
+            let max = match self.compression {
+                Compression::Gzip => 9,
+                Compression::Zstd => 19,
+            };
+            ops_core::limits::check_range("level", level, 1, max)?;
+        }
+        if let Some(t) = self.threads {
+            ops_core::limits::check_range("threads", t, 1, MAX_THREADS)?;
+        }
+        if let Some(p) = &self.prefix {
+            check_prefix(p)?;
+        }
+        Ok(())
+    }
+}
+
 fn threads(opts: &BackupOptions) -> usize {
     opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)).max(1)
 }
@@ -75,12 +101,17 @@ fn threads(opts: &BackupOptions) -> usize {
 /// fails or the dump is truncated or a copy reads back differently; `Unavailable` when a
 /// destination fails. After an error no destination holds a dump or manifest of this backup.
 pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
+    opts.validate()?;
     let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
     let stores = target::stores(ctx)?;
     let prefix = opts.prefix.clone().unwrap_or_else(|| db.name().to_owned());
+    check_prefix(&prefix)?;
+    // Refused while another backup, restore or drill of this database runs: nothing started,
+    // so nothing is notified or recorded.
+    let lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "backup").await?;
     let (id, started_at) = fresh_id(&stores, &prefix, opts.compression).await;
-    let result =
-        run(ctx, opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at).await;
+    let result = run(opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at).await;
+    drop(lock);
     let (title, level, mut fields) = match &result {
         Ok(r) => (
             format!("backup of {} succeeded", db.name()),
@@ -90,12 +121,6 @@ pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress
                 ("duration_seconds".to_owned(), format!("{:.1}", r.manifest.duration_seconds)),
                 ("tables".to_owned(), r.manifest.table_count.to_string()),
             ]),
-        ),
-        // Another backup, restore or drill holds the lock: this one did not start.
-        Err(e) if e.kind() == crate::ErrorKind::Conflict => (
-            format!("backup of {} skipped", db.name()),
-            NotificationLevel::Warning,
-            BTreeMap::from([("reason".to_owned(), e.to_string())]),
         ),
         Err(e) => (
             format!("backup of {} FAILED", db.name()),
@@ -109,15 +134,32 @@ pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress
     let project = &ctx.config.project.name;
     let text = if project.is_empty() { String::new() } else { format!("project {project}") };
     let outcomes = notify_all(ctx, &Notification { title, text, level, fields }).await;
-    if let Err(e) = &result
-        && e.kind() != crate::ErrorKind::Conflict
-    {
-        record_failure(&stores, &id, db.name(), e).await;
+    if let Err(e) = &result {
+        record_failure(&stores, &id, db.name(), config_name, e).await;
     }
     result.map(|mut r| {
         r.notifications = outcomes;
         r
     })
+}
+
+/// Longest file name prefix.
+const MAX_PREFIX_LEN: usize = 100;
+
+/// A prefix is part of every object key: letters, digits, `_`, `-` and `.`, not starting
+/// with a dot.
+fn check_prefix(prefix: &str) -> Result<()> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= MAX_PREFIX_LEN
+        && !prefix.starts_with('.')
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "invalid prefix: use 1 to {MAX_PREFIX_LEN} letters, digits, '_', '-' or '.', not starting with '.'"
+        )))
+    }
 }
 
 /// An id no destination uses yet. Ids have second precision (the runbooks' file names), so a
@@ -148,9 +190,13 @@ async fn fresh_id(
 
 /// Leaves `{id}.failed.json` in every destination that takes it, so the failure is visible
 /// after this process is gone. Best effort: a destination may be why the backup failed.
-async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database: &str, e: &Error) {
-    let record =
-        crate::catalog::FailureRecord { failed_at: Utc::now(), database: database.to_owned(), error: e.to_string() };
+async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database: &str, config_name: &str, e: &Error) {
+    let record = crate::catalog::FailureRecord {
+        failed_at: Utc::now(),
+        database: database.to_owned(),
+        database_config_name: Some(config_name.to_owned()),
+        error: e.to_string(),
+    };
     let Ok(json) = serde_json::to_vec_pretty(&record) else { return };
     for store in stores {
         let body = Box::pin(std::io::Cursor::new(json.clone()));
@@ -162,7 +208,6 @@ async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    ctx: &Context,
     opts: &BackupOptions,
     progress: &dyn Progress,
     config_name: &str,
@@ -173,7 +218,6 @@ async fn run(
     started_at: DateTime<Utc>,
 ) -> Result<BackupReport> {
     let clock = Instant::now();
-    let _lock = lock::acquire(db, target::local_dir(ctx).as_deref(), "backup").await?;
     let server = db.server_version().await?;
     let extensions = db.extensions().await?;
     // Counts and dump from one snapshot: the manifest describes exactly what was dumped.

@@ -1,7 +1,14 @@
-//! `list`: backups of every destination merged, newest first, complete or not.
+//! `list`: backups of every destination merged, newest first, complete or not, each
+//! attributed to the database it is a backup of.
+//!
+//! Attribution: a backup belongs to the database its manifest names (`database-config-name`),
+//! else the one its failure record names, else the configured database whose config name or
+//! server name is the id's prefix. Ids alone cannot tell: `--prefix` is free text. Every
+//! operation that picks backups (`latest`, ids, retention, drills, metrics) works on one
+//! database's backups only, so one database's dump is never taken for another's.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -31,6 +38,12 @@ pub struct Copy {
     pub last_verification: Option<VerificationRecord>,
     /// Why the backup failed, when it did (no dump, no manifest: a record of the failure).
     pub failure: Option<FailureRecord>,
+    /// When the newest of this backup's objects here was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
+    /// A failure record is there (read into `failure` only by [`list`]).
+    #[serde(skip)]
+    pub(crate) has_failure_record: bool,
 }
 
 /// What a failed backup leaves behind: `{id}.failed.json`, so the failure stays visible to
@@ -39,8 +52,11 @@ pub struct Copy {
 pub struct FailureRecord {
     /// When it failed.
     pub failed_at: DateTime<Utc>,
-    /// Database.
+    /// Database (its name on the server).
     pub database: String,
+    /// Config name of the database (`main`); absent in records written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_config_name: Option<String>,
     /// The error.
     pub error: String,
 }
@@ -58,6 +74,10 @@ pub struct BackupEntry {
     pub complete: bool,
     /// The backup failed (a failure record exists and no copy is complete).
     pub failed: bool,
+    /// Config name of the database this is a backup of (see the module docs); `None` when
+    /// nothing tells.
+    #[serde(default)]
+    pub database: Option<String>,
     /// The copies.
     pub copies: Vec<Copy>,
 }
@@ -72,6 +92,25 @@ impl BackupEntry {
     /// The copies holding both dump and manifest.
     pub fn complete_copies(&self) -> impl Iterator<Item = &Copy> {
         self.copies.iter().filter(|c| c.dump_key.is_some() && c.has_manifest)
+    }
+
+    /// Whether this is a backup of the database configured as `name`.
+    #[must_use]
+    pub fn is_of(&self, name: &str) -> bool {
+        self.database.as_deref() == Some(name)
+    }
+
+    /// Whether the last verification of some complete copy failed (and none passed after).
+    #[must_use]
+    pub fn failed_verification(&self) -> bool {
+        let mut failed = false;
+        for v in self.complete_copies().filter_map(|c| c.last_verification.as_ref()) {
+            if v.ok {
+                return false;
+            }
+            failed = true;
+        }
+        failed
     }
 }
 
@@ -120,12 +159,15 @@ async fn list_store(store: Arc<dyn ObjectStore>, details: bool) -> Result<Vec<(B
                     has_manifest: false,
                     last_verification: None,
                     failure: None,
+                    last_modified: None,
+                    has_failure_record: false,
                 },
                 None,
                 false,
                 false,
             )
         });
+        entry.0.last_modified = entry.0.last_modified.max(o.last_modified);
         match kind {
             KeyKind::Dump(_, c) => {
                 entry.0.dump_key = Some(o.key);
@@ -134,7 +176,10 @@ async fn list_store(store: Arc<dyn ObjectStore>, details: bool) -> Result<Vec<(B
             }
             KeyKind::Manifest(_) => entry.0.has_manifest = true,
             KeyKind::Verification(_) => entry.2 = true,
-            KeyKind::Failure(_) => entry.3 = true,
+            KeyKind::Failure(_) => {
+                entry.0.has_failure_record = true;
+                entry.3 = true;
+            }
         }
     }
     // The records are small; read them a few at a time, and only when they are shown.
@@ -177,7 +222,7 @@ pub async fn index(ctx: &Context) -> Result<Vec<BackupEntry>> {
 
 async fn merged(ctx: &Context, details: bool) -> Result<Vec<BackupEntry>> {
     let stores = target::stores(ctx)?;
-    let listings = futures::future::join_all(stores.into_iter().map(|s| list_store(s, details))).await;
+    let listings = futures::future::join_all(stores.iter().map(|s| list_store(Arc::clone(s), details))).await;
     let mut merged: BTreeMap<BackupId, BackupEntry> = BTreeMap::new();
     for listing in listings {
         for (id, copy, compression, has_failure) in listing? {
@@ -188,6 +233,7 @@ async fn merged(ctx: &Context, details: bool) -> Result<Vec<BackupEntry>> {
                 compression: None,
                 complete: false,
                 failed: false,
+                database: None,
                 copies: Vec::new(),
             });
             if copy.dump_key.is_some() {
@@ -199,33 +245,143 @@ async fn merged(ctx: &Context, details: bool) -> Result<Vec<BackupEntry>> {
         }
     }
     let mut out: Vec<BackupEntry> = merged.into_values().collect();
+    attribute(ctx, &stores, &mut out).await;
     out.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
     Ok(out)
 }
 
-/// Finds a backup by id, or the newest complete one for `latest`.
-///
-/// # Errors
-/// `NotFound` naming what was looked for.
-pub async fn find(ctx: &Context, wanted: &str) -> Result<BackupEntry> {
-    find_in(index(ctx).await?, wanted)
+/// Who a record says a backup belongs to, by `{location}\n{key}`. Manifests and failure
+/// records are written once and never changed, so a listing reads each one once per process.
+static OWNERS: LazyLock<Mutex<HashMap<String, Option<String>>>> = LazyLock::new(Mutex::default);
+/// Bound of [`OWNERS`]; past it the cache starts over.
+const OWNERS_MAX: usize = 100_000;
+
+/// The database a record names: a manifest's config name, or a failure record's (or, in an
+/// older record, its server name mapped to the configured database of that name).
+async fn owner_from_record(ctx: &Context, store: &dyn ObjectStore, id: &BackupId, manifest: bool) -> Option<String> {
+    let key = if manifest { id.manifest_key() } else { id.failed_key() };
+    let cache_key = format!("{}\n{key}", store.location());
+    if let Some(hit) = OWNERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&cache_key) {
+        return hit.clone();
+    }
+    let owner = if manifest {
+        match read_manifest(store, id).await {
+            Ok(m) => Some(m.database_config_name),
+            // Unreadable now (a network error) or never (bad json): decide without it, and
+            // do not remember the miss.
+            Err(_) => return None,
+        }
+    } else {
+        match read_json::<FailureRecord>(store, &key).await {
+            Ok(r) => r.database_config_name.or_else(|| owner_by_name(ctx, &r.database)),
+            Err(_) => return None,
+        }
+    };
+    let mut cache = OWNERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= OWNERS_MAX {
+        cache.clear();
+    }
+    cache.insert(cache_key, owner.clone());
+    owner
 }
 
-/// [`find`] in a listing already made.
+/// The configured database whose config name or server name is `name`, when exactly one is.
+fn owner_by_name(ctx: &Context, name: &str) -> Option<String> {
+    let mut found = ctx
+        .config
+        .databases
+        .keys()
+        .filter(|k| k.as_str() == name || ctx.databases.get(*k).is_some_and(|d| d.name() == name));
+    let first = found.next()?;
+    found.next().is_none().then(|| first.clone())
+}
+
+/// Fills [`BackupEntry::database`] for every entry (see the module docs), reading records a
+/// few at a time.
+async fn attribute(ctx: &Context, stores: &[Arc<dyn ObjectStore>], entries: &mut [BackupEntry]) {
+    let by_location: HashMap<String, Arc<dyn ObjectStore>> =
+        stores.iter().map(|s| (s.location(), Arc::clone(s))).collect();
+    let lookups: Vec<std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send + '_>>> =
+        entries.iter().map(|e| Box::pin(owner_of(ctx, &by_location, e)) as _).collect();
+    let owners: Vec<Option<String>> = futures::stream::iter(lookups).buffered(16).collect().await;
+    for (e, owner) in entries.iter_mut().zip(owners) {
+        e.database = owner;
+    }
+}
+
+/// One entry's database: its manifest, else its failure record, else its id's prefix.
+async fn owner_of(
+    ctx: &Context,
+    by_location: &HashMap<String, Arc<dyn ObjectStore>>,
+    e: &BackupEntry,
+) -> Option<String> {
+    for c in e.copies.iter().filter(|c| c.has_manifest) {
+        let Some(store) = by_location.get(&c.location) else { continue };
+        if let Some(owner) = owner_from_record(ctx, store.as_ref(), &e.id, true).await {
+            return Some(owner);
+        }
+    }
+    for c in e.copies.iter().filter(|c| c.has_failure_record) {
+        if let Some(f) = &c.failure {
+            if let Some(owner) = f.database_config_name.clone().or_else(|| owner_by_name(ctx, &f.database)) {
+                return Some(owner);
+            }
+            continue;
+        }
+        let Some(store) = by_location.get(&c.location) else { continue };
+        if let Some(owner) = owner_from_record(ctx, store.as_ref(), &e.id, false).await {
+            return Some(owner);
+        }
+    }
+    owner_by_name(ctx, e.id.prefix())
+}
+
+/// The backups of the database configured as `database`, in the order given.
+#[must_use]
+pub fn of_database(all: Vec<BackupEntry>, database: &str) -> Vec<BackupEntry> {
+    all.into_iter().filter(|b| b.is_of(database)).collect()
+}
+
+/// Finds a backup of `database` by id, or its newest complete one for `latest`.
 ///
 /// # Errors
-/// `NotFound` naming what was looked for.
-pub fn find_in(all: Vec<BackupEntry>, wanted: &str) -> Result<BackupEntry> {
-    let found = if wanted == "latest" {
-        all.into_iter().find(|b| b.complete)
-    } else {
-        all.into_iter().find(|b| b.id.as_str() == wanted)
-    };
-    found.ok_or_else(|| {
-        if wanted == "latest" {
-            Error::not_found("no complete backup found")
-        } else {
-            Error::not_found(format!("no backup {wanted}"))
-        }
-    })
+/// `NotFound` naming what was looked for; `Conflict` when the id is a backup of another
+/// database (see [`find_in`]).
+pub async fn find(ctx: &Context, database: &str, wanted: &str) -> Result<BackupEntry> {
+    find_in(index(ctx).await?, database, wanted, false)
+}
+
+/// [`find`] in a listing already made. `latest` is the newest complete backup of `database`
+/// (one whose last verification failed only when no other is left); an id of another
+/// database's backup is refused unless `allow_other_database`.
+///
+/// # Errors
+/// `NotFound` naming what was looked for; `Conflict` naming both databases.
+pub fn find_in(all: Vec<BackupEntry>, database: &str, wanted: &str, allow_other_database: bool) -> Result<BackupEntry> {
+    if wanted == "latest" {
+        let mine: Vec<BackupEntry> = all.into_iter().filter(|b| b.is_of(database) && b.complete).collect();
+        return mine
+            .iter()
+            .find(|b| !b.failed_verification())
+            .or(mine.first())
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no complete backup of database {database} found")));
+    }
+    let entry = all
+        .into_iter()
+        .find(|b| b.id.as_str() == wanted)
+        .ok_or_else(|| Error::not_found(format!("no backup {wanted}")))?;
+    if !entry.is_of(database) && !allow_other_database {
+        return Err(other_database(&entry.id, entry.database.as_deref(), database));
+    }
+    Ok(entry)
+}
+
+/// The refusal to use one database's backup for another.
+pub(crate) fn other_database(id: &BackupId, owner: Option<&str>, database: &str) -> Error {
+    let owner = owner.map_or_else(|| "an unknown database".to_owned(), |o| format!("database {o}"));
+    Error::conflict(format!(
+        "backup {id} is a backup of {owner}, not of {database}: name a backup of {database}, \
+         or allow another database's backup explicitly (--allow-other-database)"
+    ))
 }

@@ -81,7 +81,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct DrillOptions {
     /// Config name of the database; the only one, or `main`, when unset.
     pub database: Option<String>,
-    /// Backup id, `latest`, a local path or `s3://bucket/key`.
+    /// Backup id, `latest`, `s3://bucket/key`, or (with `allow_host_path`) a local path.
     pub source: String,
     /// PostgreSQL image of the container backend; `drill-image` from the config, else
     /// `postgres:{major}`. Refused with the `local` backend.
@@ -94,6 +94,37 @@ pub struct DrillOptions {
     pub rpo_target_secs: u64,
     /// Give up after this many seconds (the drill fails, the server is removed).
     pub timeout_secs: u64,
+    /// Drill a backup whose manifest names another database.
+    pub allow_other_database: bool,
+    /// Accept a path on this host as the source. Never deserialized: an HTTP caller cannot
+    /// set it; the command line does.
+    #[serde(skip)]
+    pub allow_host_path: bool,
+}
+
+/// Largest drill timeout a caller may ask for (a week).
+pub const MAX_DRILL_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// Largest RTO or RPO target a caller may give (a year).
+pub const MAX_TARGET_SECS: u64 = 366 * 24 * 3600;
+
+impl DrillOptions {
+    /// Checks the numbers a caller gave.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field and its limit.
+    pub fn validate(&self) -> Result<()> {
+        if self.timeout_secs == 0 || self.timeout_secs > MAX_DRILL_TIMEOUT_SECS {
+            return Err(Error::invalid_input(format!(
+                "timeout-secs must be between 1 and {MAX_DRILL_TIMEOUT_SECS} (a week)"
+            )));
+        }
+        for (name, v) in [("rto-target-secs", self.rto_target_secs), ("rpo-target-secs", self.rpo_target_secs)] {
+            if v > MAX_TARGET_SECS {
+                return Err(Error::invalid_input(format!("{name} must be at most {MAX_TARGET_SECS} (a year)")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for DrillOptions {
@@ -106,6 +137,8 @@ impl Default for DrillOptions {
             rto_target_secs: 2 * 3600,
             rpo_target_secs: 24 * 3600,
             timeout_secs: 3600,
+            allow_other_database: false,
+            allow_host_path: false,
         }
     }
 }
@@ -218,7 +251,8 @@ pub async fn dr_test(
 ) -> Result<DrillReport> {
     let started_at = Utc::now();
     let clock = Instant::now();
-    let (_, db_config, db) = target::database(ctx, opts.database.as_deref())?;
+    opts.validate()?;
+    let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
     match opts.backend {
         DrillBackend::Container => {
             stack::runtime(ctx)?;
@@ -232,14 +266,20 @@ pub async fn dr_test(
         _ => {}
     }
     let connector = ctx.connector.as_deref().ok_or_else(|| Error::unavailable("no database connector available"))?;
-    // One listing serves both the source and the RPO (the age of the newest complete backup).
+    // One listing serves both the source and the RPO (the age of this database's newest
+    // complete backup).
     let listing = catalog::index(ctx).await.ok();
     #[allow(clippy::cast_precision_loss)]
     let backup_age_seconds = listing
         .as_ref()
-        .and_then(|all| all.iter().find(|b| b.complete))
+        .and_then(|all| all.iter().find(|b| b.complete && b.is_of(config_name)))
         .map(|b| (Utc::now() - b.started_at).num_milliseconds() as f64 / 1000.0);
-    let src = source::resolve_with(ctx, &opts.source, listing).await?;
+    let rules = source::SourceRules {
+        database: config_name.to_owned(),
+        allow_other_database: opts.allow_other_database,
+        allow_host_path: opts.allow_host_path,
+    };
+    let src = source::resolve_with(ctx, &opts.source, &rules, listing).await?;
     let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "dr-test").await?;
     let major = match src.manifest.as_ref().and_then(|m| m.server_version.split('.').next()?.parse::<u32>().ok()) {
         Some(m) => m,

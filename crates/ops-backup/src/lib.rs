@@ -22,7 +22,7 @@
 //!
 //! let at = |d| Utc.with_ymd_and_hms(2026, 1, d, 2, 0, 0).unwrap();
 //! let backups: Vec<Candidate> = (1..=10)
-//!     .map(|d| Candidate { id: BackupId::new("app", at(d)), started_at: at(d), complete: true })
+//!     .map(|d| Candidate::new(BackupId::new("app", at(d)), at(d), true))
 //!     .collect();
 //! let policy = RetentionPolicy { keep_daily: Some(3), ..Default::default() };
 //! let decisions = plan(&backups, &policy, at(10));
@@ -46,7 +46,7 @@ pub mod restore;
 pub mod retention;
 pub mod source;
 pub mod stack;
-mod target;
+pub mod target;
 pub mod verify;
 
 pub use backup::{BackupOptions, BackupReport, backup};

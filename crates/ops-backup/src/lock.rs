@@ -1,7 +1,7 @@
 //! One backup, restore or drill per database at a time: a lock file in the local backup
 //! directory (for this host) and a PostgreSQL advisory lock (for every host).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
@@ -33,9 +33,10 @@ fn busy(database: &str, since: Option<DateTime<Utc>>, who: Option<String>) -> Er
 }
 
 fn lock_file(dir: &Path, database: &str, operation: &str) -> Result<File> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
+    ops_core::private_fs::create_dir_all(dir)
+        .map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
     let path = dir.join(format!(".ops-{database}.lock"));
-    let mut file = OpenOptions::new()
+    let mut file = ops_core::private_fs::options()
         .read(true)
         .write(true)
         .create(true)

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{RestoreCheck, check_restored};
 use crate::progress::{Progress, ProgressEvent};
-use crate::source::{self, Source};
+use crate::source::{self, Source, SourceRules};
 use crate::stack::{self, Dependent, HealthResult};
 use crate::{Error, Result, lock, target, verify};
 
@@ -31,17 +31,48 @@ use crate::{Error, Result, lock, target, verify};
 pub struct RestoreOptions {
     /// Config name of the database; the only one, or `main`, when unset.
     pub database: Option<String>,
-    /// Backup id, `latest`, a local path, or `s3://bucket/key`.
+    /// Backup id, `latest`, `s3://bucket/key`, or (with `allow_host_path`) a local path.
     pub source: String,
     /// Drop and recreate the live database instead of swapping (needs less disk).
     pub in_place: bool,
-    /// Seconds to wait for the dependents' health after the restart.
+    /// Seconds to wait for the dependents' health after the restart (at most a day).
     pub health_timeout_secs: u64,
+    /// Restore a backup whose manifest names another database.
+    pub allow_other_database: bool,
+    /// Accept a path on this host as the source. Never deserialized: an HTTP caller cannot
+    /// set it; the command line does.
+    #[serde(skip)]
+    pub allow_host_path: bool,
 }
 
 impl Default for RestoreOptions {
     fn default() -> Self {
-        Self { database: None, source: "latest".to_owned(), in_place: false, health_timeout_secs: 120 }
+        Self {
+            database: None,
+            source: "latest".to_owned(),
+            in_place: false,
+            health_timeout_secs: 120,
+            allow_other_database: false,
+            allow_host_path: false,
+        }
+    }
+}
+
+/// Longest wait for health after a restore that a caller may ask for.
+pub const MAX_HEALTH_TIMEOUT_SECS: u64 = 24 * 3600;
+
+impl RestoreOptions {
+    /// Checks the numbers a caller gave.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field and its limit.
+    pub fn validate(&self) -> Result<()> {
+        if self.health_timeout_secs > MAX_HEALTH_TIMEOUT_SECS {
+            return Err(Error::invalid_input(format!(
+                "health-timeout-secs must be at most {MAX_HEALTH_TIMEOUT_SECS} (a day)"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -111,8 +142,14 @@ fn derived_name(db: &str, suffix: &str) -> String {
 /// # Errors
 /// `NotFound` for an unknown source or dependent; `InvalidInput` for a bad configuration.
 pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
+    opts.validate()?;
     let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
-    let source = source::resolve(ctx, &opts.source).await?;
+    let rules = SourceRules {
+        database: config_name.to_owned(),
+        allow_other_database: opts.allow_other_database,
+        allow_host_path: opts.allow_host_path,
+    };
+    let source = source::resolve(ctx, &opts.source, &rules).await?;
     let dependents = stack::resolve(ctx, &db_config.dependents).await?;
     let live = db.name().to_owned();
     let ts = Utc::now().format("%Y%m%dT%H%M%SZ").to_string().to_lowercase();
@@ -208,13 +245,16 @@ async fn rename_away(db: &dyn Database, from: &str, to: &str) -> Result<()> {
 /// # Errors
 /// `Integrity` when the source fails its checks (nothing was touched) or the restored
 /// database does not match the manifest (the live database is untouched with the safe swap);
-/// `Conflict` when another operation runs. Dependents are started again on every failure.
+/// `Conflict` when another operation runs. On every failure the dependents that were stopped
+/// are started again, the side database is dropped, and the error says whether the restored
+/// database had already replaced the live one.
 pub async fn restore(
     ctx: &Context,
     plan: &RestorePlan,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    opts.validate()?;
     let clock = Instant::now();
     let (_, _, db) = target::database(ctx, Some(&plan.database_config_name))?;
     let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "restore").await?;
@@ -223,7 +263,10 @@ pub async fn restore(
         Strategy::SafeSwap => {
             // Everything up to the swap happens beside the live database, with the stack up.
             let check = prepare_side(db.as_ref(), plan, progress).await?;
-            stack::stop(ctx, &plan.dependents).await?;
+            if let Err(e) = stack::stop(ctx, &plan.dependents).await {
+                drop_side(db.as_ref(), &plan.restore_database).await;
+                return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
+            }
             match swap_names(db.as_ref(), plan).await {
                 Ok(()) => check,
                 Err(e) => return Err(restart_after(ctx, plan, e).await),
@@ -239,7 +282,9 @@ pub async fn restore(
                     problems.join("; ")
                 )));
             }
-            stack::stop(ctx, &plan.dependents).await?;
+            if let Err(e) = stack::stop(ctx, &plan.dependents).await {
+                return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
+            }
             match in_place(db.as_ref(), plan, progress).await {
                 Ok(check) => check,
                 Err(e) => return Err(restart_after(ctx, plan, e).await),
@@ -247,11 +292,22 @@ pub async fn restore(
         }
     };
 
+    // From here on the restored database is the live one.
+    let swapped = match &plan.keep_database {
+        Some(keep) => format!("the restored database is live; the previous one is kept as {keep}"),
+        None => "the restored database is live (in place)".to_owned(),
+    };
     let post_restore_output = match &plan.post_restore {
-        Some(p) => Some(run_post_restore(ctx, p).await?),
+        Some(p) => match run_post_restore(ctx, p).await {
+            Ok(out) => Some(out),
+            Err(e) => return Err(restart_after(ctx, plan, e.context(swapped)).await),
+        },
         None => None,
     };
-    let restarted = stack::start(ctx, &plan.dependents).await?;
+    let restarted = match stack::start(ctx, &plan.dependents).await {
+        Ok(names) => names,
+        Err(e) => return Err(e.context(format!("restore of {}: {swapped}", plan.database))),
+    };
     let health = stack::wait_healthy(ctx, &plan.dependents, Duration::from_secs(opts.health_timeout_secs)).await;
     Ok(RestoreReport {
         plan: plan.clone(),
@@ -272,6 +328,14 @@ async fn restart_after(ctx: &Context, plan: &RestorePlan, e: Error) -> Error {
         Err(re) => format!("; restarting the dependents also failed: {re}"),
     };
     e.context(format!("restore of {} failed{note}", plan.database))
+}
+
+/// Drops a side database, best effort (the error being reported is the first failure).
+async fn drop_side(db: &dyn Database, name: &str) {
+    let _ = db.terminate_connections(name).await;
+    if let Err(e) = db.drop_database(name).await {
+        tracing::warn!(database = name, error = %e, "could not drop the side database");
+    }
 }
 
 /// Creates the side database, restores into it in one pass that also checks the source, and
@@ -308,8 +372,7 @@ async fn prepare_side(db: &dyn Database, plan: &RestorePlan, progress: &dyn Prog
     match prepared {
         Ok(c) => Ok(c),
         Err(e) => {
-            let _ = db.terminate_connections(new).await;
-            let _ = db.drop_database(new).await;
+            drop_side(db, new).await;
             Err(e.context(format!(
                 "restore of {} failed; the live database and the stack were not touched",
                 plan.database
@@ -323,8 +386,7 @@ async fn swap_names(db: &dyn Database, plan: &RestorePlan) -> Result<()> {
     let new = &plan.restore_database;
     let keep = plan.keep_database.as_deref().unwrap_or_default();
     if let Err(e) = rename_away(db, &plan.database, keep).await {
-        let _ = db.terminate_connections(new).await;
-        let _ = db.drop_database(new).await;
+        drop_side(db, new).await;
         return Err(e.context("the live database was not touched"));
     }
     if let Err(e) = rename_away(db, new, &plan.database).await {

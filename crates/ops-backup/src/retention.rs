@@ -1,7 +1,11 @@
 //! Retention: which backups to keep, by age (`retention-days`, the runbooks' `RETENTION_DAYS`)
 //! and grandfather-father-son (`keep-daily`, `keep-weekly`, `keep-monthly`). The plan is a
-//! pure function, printed before anything is deleted; the newest complete backup is never
-//! deleted.
+//! pure function over one database's backups in one destination, printed before anything is
+//! deleted: every database keeps its own daily/weekly/monthly slots and its own newest
+//! complete backup, which is never deleted. A backup whose last verification failed fills no
+//! slot, so a good one is kept in its place.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use ops_core::Context;
@@ -43,6 +47,23 @@ pub struct Candidate {
     pub started_at: DateTime<Utc>,
     /// Has its manifest.
     pub complete: bool,
+    /// When its newest object was written; the grace of an incomplete backup counts from
+    /// here (a slow backup's dump is younger than its start).
+    pub last_written: Option<DateTime<Utc>>,
+    /// Its last verification failed.
+    pub verification_failed: bool,
+}
+
+impl Candidate {
+    /// A candidate with nothing known beyond its id, start and completeness.
+    #[must_use]
+    pub fn new(id: BackupId, started_at: DateTime<Utc>, complete: bool) -> Self {
+        Self { id, started_at, complete, last_written: None, verification_failed: false }
+    }
+
+    fn good(&self) -> bool {
+        self.complete && !self.verification_failed
+    }
 }
 
 /// Keep or delete.
@@ -60,6 +81,9 @@ pub enum Action {
 pub struct Decision {
     /// Backup id.
     pub id: BackupId,
+    /// Config name of the database it is a backup of, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// Start time.
     pub started_at: DateTime<Utc>,
     /// Keep or delete.
@@ -74,12 +98,16 @@ type Period = fn(&DateTime<Utc>) -> (i32, u32);
 /// Incomplete backups younger than this may still be running.
 const INCOMPLETE_GRACE_HOURS: i64 = 24;
 
-/// Decides, for every candidate, keep or delete.
+/// Decides, for every candidate (the backups of one database in one destination), keep or
+/// delete.
 #[must_use]
 pub fn plan(candidates: &[Candidate], policy: &RetentionPolicy, now: DateTime<Utc>) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by_key(|c| std::cmp::Reverse(c.started_at));
-    let newest_complete = sorted.iter().find(|c| c.complete).map(|c| c.id.clone());
+    // The newest good one; when every complete one failed its verification, the newest
+    // complete one all the same (a damaged backup may still be all there is).
+    let newest_complete =
+        sorted.iter().find(|c| c.good()).or_else(|| sorted.iter().find(|c| c.complete)).map(|c| c.id.clone());
     let mut rules: Vec<Option<String>> = vec![None; sorted.len()];
 
     // Grandfather-father-son over complete backups, newest first: the newest of each period.
@@ -92,7 +120,7 @@ pub fn plan(candidates: &[Candidate], policy: &RetentionPolicy, now: DateTime<Ut
         let Some(limit) = limit else { continue };
         let mut seen = Vec::new();
         for (i, c) in sorted.iter().enumerate() {
-            if !c.complete || seen.len() >= limit as usize {
+            if !c.good() || seen.len() >= limit as usize {
                 continue;
             }
             let p = period(&c.started_at);
@@ -108,10 +136,11 @@ pub fn plan(candidates: &[Candidate], policy: &RetentionPolicy, now: DateTime<Ut
         .zip(rules)
         .map(|(c, gfs)| {
             let age = now - c.started_at;
+            let quiet = now - c.last_written.unwrap_or(c.started_at).max(c.started_at);
             let (action, rule) = if Some(&c.id) == newest_complete.as_ref() {
                 (Action::Keep, "newest complete backup".to_owned())
             } else if !c.complete {
-                if age > Duration::hours(INCOMPLETE_GRACE_HOURS) {
+                if quiet > Duration::hours(INCOMPLETE_GRACE_HOURS) {
                     (Action::Delete, format!("incomplete (no manifest) and older than {INCOMPLETE_GRACE_HOURS} h"))
                 } else {
                     (Action::Keep, format!("incomplete but younger than {INCOMPLETE_GRACE_HOURS} h (may be running)"))
@@ -127,9 +156,10 @@ pub fn plan(candidates: &[Candidate], policy: &RetentionPolicy, now: DateTime<Ut
                     Some(days) => format!("older than {days} days"),
                     None => "not kept by any daily/weekly/monthly rule".to_owned(),
                 };
+                let why = if c.verification_failed { format!("last verification failed; {why}") } else { why };
                 (Action::Delete, why)
             };
-            Decision { id: c.id.clone(), started_at: c.started_at, action, rule }
+            Decision { id: c.id.clone(), database: None, started_at: c.started_at, action, rule }
         })
         .collect()
 }
@@ -173,32 +203,43 @@ fn policies(ctx: &Context) -> (RetentionPolicy, RetentionPolicy) {
     (if primary_is_local { local.clone() } else { gfs }, local)
 }
 
-/// Plans retention for every destination and, unless `dry_run`, deletes what the plan says
-/// (manifest first, so an interrupted deletion leaves an incomplete backup, never a
-/// complete-looking one without its dump).
+/// Plans retention for every destination, one plan per database there, and, unless
+/// `dry_run`, deletes what the plans say (manifest first, so an interrupted deletion leaves
+/// an incomplete backup, never a complete-looking one without its dump).
 ///
 /// # Errors
 /// `InvalidInput` without storage; the store's error when a listing fails.
 pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<PruneReport> {
-    let all = catalog::index(ctx).await?;
+    // The full listing: verification records count (a failed one fills no slot).
+    let all = catalog::list(ctx).await?;
     let (primary_policy, local_policy) = policies(ctx);
     let stores = target::stores(ctx)?;
     let mut destinations = Vec::new();
     for (i, store) in stores.iter().enumerate() {
         let policy = if i == 0 && ctx.storage.is_some() { primary_policy.clone() } else { local_policy.clone() };
         let location = store.location();
-        let candidates: Vec<Candidate> = all
-            .iter()
-            .filter_map(|b| {
-                let copy = b.copies.iter().find(|c| c.location == location)?;
-                Some(Candidate {
-                    id: b.id.clone(),
-                    started_at: b.started_at,
-                    complete: copy.dump_key.is_some() && copy.has_manifest,
-                })
-            })
-            .collect();
-        let decisions = plan(&candidates, &policy, now);
+        // Per database: its own slots and its own newest complete backup. Backups nothing
+        // attributes form one more group of their own.
+        let mut groups: BTreeMap<Option<String>, Vec<Candidate>> = BTreeMap::new();
+        for b in &all {
+            let Some(copy) = b.copies.iter().find(|c| c.location == location) else { continue };
+            let complete = copy.dump_key.is_some() && copy.has_manifest;
+            groups.entry(b.database.clone()).or_default().push(Candidate {
+                id: b.id.clone(),
+                started_at: b.started_at,
+                complete,
+                last_written: copy.last_modified,
+                verification_failed: copy.last_verification.as_ref().is_some_and(|v| !v.ok),
+            });
+        }
+        let mut decisions: Vec<Decision> = Vec::new();
+        for (database, candidates) in groups {
+            decisions.extend(plan(&candidates, &policy, now).into_iter().map(|mut d| {
+                d.database.clone_from(&database);
+                d
+            }));
+        }
+        decisions.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
         if !dry_run {

@@ -1,5 +1,11 @@
-//! Where a restore or drill reads its dump from: a backup id, `latest`, a local path, or an
-//! `s3://bucket/key` URI inside the configured storage.
+//! Where a restore or drill reads its dump from: a backup id, `latest`, an `s3://bucket/key`
+//! URI inside the configured storage, or (from the command line only) a local path.
+//!
+//! A source is scoped to the database it is restored into: `latest` is that database's
+//! newest complete backup, and a backup whose manifest names another database is refused
+//! unless [`SourceRules::allow_other_database`]. A host path is read only with
+//! [`SourceRules::allow_host_path`], which an HTTP caller can never set: an API answer never
+//! tells whether a host file exists.
 
 use std::io;
 use std::path::PathBuf;
@@ -15,7 +21,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::catalog::{self, read_manifest};
 use crate::compress::Compression;
 use crate::manifest::Manifest;
-use crate::naming::{KeyKind, classify};
+use crate::naming::{BackupId, KeyKind, classify};
 use crate::verify::{Digest, read_through};
 use crate::{Error, Result, target};
 
@@ -102,6 +108,68 @@ impl Source {
     }
 }
 
+/// What a source string names, before anything is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// The newest complete backup of the database.
+    Latest,
+    /// A backup id.
+    Id(BackupId),
+    /// `s3://bucket/key`: an object that must be inside the configured storage.
+    Object(String),
+    /// A file on this host.
+    Path(PathBuf),
+}
+
+/// Longest source string accepted.
+pub const MAX_SOURCE_LEN: usize = 4096;
+
+impl SourceSpec {
+    /// Parses a source string: `latest`, a backup id, `s3://bucket/key`, or a path (anything
+    /// with a `/`, or a `.gz`/`.zst` file name).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty, over-long or control-character string, or one that is
+    /// none of these.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.is_empty() {
+            return Err(Error::invalid_input("empty source: give a backup id, latest, s3://bucket/key or a path"));
+        }
+        if s.len() > MAX_SOURCE_LEN {
+            return Err(Error::invalid_input(format!("source longer than {MAX_SOURCE_LEN} bytes")));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Error::invalid_input("source contains control characters"));
+        }
+        if s == "latest" {
+            return Ok(Self::Latest);
+        }
+        if s.starts_with("s3://") {
+            return Ok(Self::Object(s.to_owned()));
+        }
+        if s.contains('/') || s.ends_with(".gz") || s.ends_with(".zst") {
+            return Ok(Self::Path(PathBuf::from(s)));
+        }
+        match BackupId::parse(s) {
+            Some(id) if !s.contains('\\') => Ok(Self::Id(id)),
+            _ => Err(Error::invalid_input(format!(
+                "{s:?} is not a backup id (PREFIX_YYYYMMDDTHHMMSSZ), latest, s3://bucket/key or a path"
+            ))),
+        }
+    }
+}
+
+/// Which sources a caller may use, and for which database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceRules {
+    /// Config name of the database restored into.
+    pub database: String,
+    /// Accept a backup whose manifest names another database.
+    pub allow_other_database: bool,
+    /// Accept a path on this host (the command line; never an HTTP caller).
+    pub allow_host_path: bool,
+}
+
 fn compression_of(name: &str) -> Result<Compression> {
     if name.ends_with(".gz") {
         Ok(Compression::Gzip)
@@ -112,75 +180,107 @@ fn compression_of(name: &str) -> Result<Compression> {
     }
 }
 
-/// Resolves `requested` against the configured storage.
+/// Resolves `requested` against the configured storage, for the database and with the
+/// permissions of `rules`.
 ///
 /// # Errors
-/// `NotFound` for an unknown id or missing file, `InvalidInput` for an s3 URI outside the
-/// configured storage or an unknown file type.
-pub async fn resolve(ctx: &Context, requested: &str) -> Result<Source> {
-    resolve_with(ctx, requested, None).await
+/// `InvalidInput` for a malformed source, a path without `allow_host_path`, an s3 URI
+/// outside the configured storage or an unknown file type; `NotFound` for an unknown id or
+/// missing object or file; `Conflict` for another database's backup without
+/// `allow_other_database`.
+pub async fn resolve(ctx: &Context, requested: &str, rules: &SourceRules) -> Result<Source> {
+    resolve_with(ctx, requested, rules, None).await
 }
 
 /// [`resolve`], reusing a listing the caller already made (`catalog::index`).
 pub(crate) async fn resolve_with(
     ctx: &Context,
     requested: &str,
+    rules: &SourceRules,
     listing: Option<Vec<catalog::BackupEntry>>,
 ) -> Result<Source> {
-    if let Some(rest) = requested.strip_prefix("s3://") {
-        let storage =
-            ctx.storage.as_ref().ok_or_else(|| Error::invalid_input("no [storage] configured for s3:// sources"))?;
-        let base = storage.location();
-        let base_rest = base.strip_prefix("s3://").unwrap_or_default();
-        let key = rest
-            .strip_prefix(base_rest)
-            .map(|k| k.trim_start_matches('/'))
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| Error::invalid_input(format!("{requested} is outside the configured storage {base}")))?;
-        let compression = compression_of(key)?;
-        let manifest = match classify(key) {
-            Some(KeyKind::Dump(id, _)) => read_manifest(storage.as_ref(), &id).await.ok(),
-            _ => None,
-        };
-        if storage.head(key).await?.is_none() {
-            return Err(Error::not_found(format!("no object {requested}")));
+    let source = match SourceSpec::parse(requested)? {
+        SourceSpec::Object(uri) => from_object(ctx, &uri).await?,
+        SourceSpec::Path(path) if rules.allow_host_path => from_path(requested, path).await?,
+        SourceSpec::Path(_) => {
+            // Said before any file system access: the answer must not tell whether it exists.
+            return Err(Error::invalid_input(
+                "a restore source here is a backup id, latest, or s3://bucket/key inside the configured storage; \
+                 host paths are accepted on the command line only",
+            ));
         }
-        return Ok(Source {
-            requested: requested.to_owned(),
-            location: requested.to_owned(),
-            manifest,
-            compression,
-            reader: Some(SourceReader::Store(Arc::clone(storage), key.to_owned())),
-        });
-    }
-    let path = PathBuf::from(requested);
-    if requested.contains('/') || requested.ends_with(".gz") || requested.ends_with(".zst") {
-        if !path.is_file() {
-            return Err(Error::not_found(format!("no file {requested}")));
+        SourceSpec::Latest | SourceSpec::Id(_) => {
+            let all = match listing {
+                Some(all) => all,
+                None => catalog::index(ctx).await?,
+            };
+            let entry = catalog::find_in(all, &rules.database, requested, rules.allow_other_database)?;
+            from_entry(ctx, requested, &entry).await?
         }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let compression = compression_of(&name)?;
-        // A manifest beside the file, as our backups have, makes the checks exact.
-        let manifest = match classify(&name) {
-            Some(KeyKind::Dump(id, _)) => {
-                let mpath = path.with_file_name(id.manifest_key());
-                tokio::fs::read(&mpath).await.ok().and_then(|b| serde_json::from_slice(&b).ok())
-            }
-            _ => None,
-        };
-        return Ok(Source {
-            requested: requested.to_owned(),
-            location: path.display().to_string(),
-            manifest,
-            compression,
-            reader: Some(SourceReader::Path(path)),
-        });
-    }
-    let all = match listing {
-        Some(all) => all,
-        None => catalog::index(ctx).await?,
     };
-    let entry = catalog::find_in(all, requested)?;
+    if let Some(m) = &source.manifest
+        && m.database_config_name != rules.database
+        && !rules.allow_other_database
+    {
+        return Err(catalog::other_database(&m.id, Some(&m.database_config_name), &rules.database));
+    }
+    Ok(source)
+}
+
+async fn from_object(ctx: &Context, requested: &str) -> Result<Source> {
+    let rest = requested.strip_prefix("s3://").unwrap_or_default();
+    let storage =
+        ctx.storage.as_ref().ok_or_else(|| Error::invalid_input("no [storage] configured for s3:// sources"))?;
+    let base = storage.location();
+    let base_rest = base.strip_prefix("s3://").unwrap_or_default();
+    let key = rest
+        .strip_prefix(base_rest)
+        .filter(|k| base_rest.is_empty() || base_rest.ends_with('/') || k.starts_with('/') || k.is_empty())
+        .map(|k| k.trim_start_matches('/'))
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| Error::invalid_input(format!("{requested} is outside the configured storage {base}")))?;
+    ops_core::ports::object_store::validate_key(key)?;
+    let compression = compression_of(key)?;
+    let manifest = match classify(key) {
+        Some(KeyKind::Dump(id, _)) => read_manifest(storage.as_ref(), &id).await.ok(),
+        _ => None,
+    };
+    if storage.head(key).await?.is_none() {
+        return Err(Error::not_found(format!("no object {requested}")));
+    }
+    Ok(Source {
+        requested: requested.to_owned(),
+        location: requested.to_owned(),
+        manifest,
+        compression,
+        reader: Some(SourceReader::Store(Arc::clone(storage), key.to_owned())),
+    })
+}
+
+async fn from_path(requested: &str, path: PathBuf) -> Result<Source> {
+    if !path.is_file() {
+        return Err(Error::not_found(format!("no file {requested}")));
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let compression = compression_of(&name)?;
+    // A manifest beside the file, as our backups have, makes the checks exact.
+    let manifest = match classify(&name) {
+        Some(KeyKind::Dump(id, _)) => {
+            let mpath = path.with_file_name(id.manifest_key());
+            tokio::fs::read(&mpath).await.ok().and_then(|b| serde_json::from_slice(&b).ok())
+        }
+        _ => None,
+    };
+    Ok(Source {
+        requested: requested.to_owned(),
+        location: path.display().to_string(),
+        manifest,
+        compression,
+        reader: Some(SourceReader::Path(path)),
+    })
+}
+
+async fn from_entry(ctx: &Context, requested: &str, entry: &catalog::BackupEntry) -> Result<Source> {
     let stores = target::stores(ctx)?;
     // Prefer the local copy: it is the fastest to read.
     for store in stores.iter().rev() {
@@ -197,4 +297,22 @@ pub(crate) async fn resolve_with(
         });
     }
     Err(Error::not_found(format!("backup {} has no complete copy", entry.id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse_into_their_kinds() {
+        assert_eq!(SourceSpec::parse("latest").unwrap(), SourceSpec::Latest);
+        assert!(matches!(SourceSpec::parse("app_20261122T020005Z").unwrap(), SourceSpec::Id(_)));
+        assert!(matches!(SourceSpec::parse("s3://b/p/app_20261122T020005Z.sql.gz").unwrap(), SourceSpec::Object(_)));
+        assert!(matches!(SourceSpec::parse("/tmp/x.sql.gz").unwrap(), SourceSpec::Path(_)));
+        assert!(matches!(SourceSpec::parse("x.sql.gz").unwrap(), SourceSpec::Path(_)));
+        for bad in ["", "nonsense", "app_2026", "a\nb", "a\u{0}b", "app_\\20261122T020005Z"] {
+            assert!(SourceSpec::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(SourceSpec::parse(&"a".repeat(MAX_SOURCE_LEN + 1)).is_err());
+    }
 }

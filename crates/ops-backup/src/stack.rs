@@ -89,17 +89,24 @@ pub(crate) async fn start(ctx: &Context, deps: &[Dependent]) -> Result<Vec<Strin
         return Ok(started);
     }
     let rt = runtime(ctx)?;
+    // Every one is tried: one that does not start must not keep the others down.
+    let mut failed = Vec::new();
     for d in deps.iter().filter(|d| d.was_running) {
-        rt.start(&d.id).await.map_err(|e| e.context(format!("starting {}", d.name)))?;
-        started.push(d.name.clone());
+        match rt.start(&d.id).await {
+            Ok(()) => started.push(d.name.clone()),
+            Err(e) => failed.push(format!("starting {}: {e}", d.name)),
+        }
     }
-    Ok(started)
+    if failed.is_empty() {
+        Ok(started)
+    } else {
+        let also = if started.is_empty() { String::new() } else { format!(" (started {})", started.join(", ")) };
+        Err(Error::unavailable(format!("{}{also}", failed.join("; "))))
+    }
 }
 
-/// Waits until every restarted dependent runs (and is healthy, when it has a healthcheck)
-/// and every configured HTTP check answers below 400, or `timeout` passes.
 pub(crate) async fn wait_healthy(ctx: &Context, deps: &[Dependent], timeout: Duration) -> Vec<HealthResult> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
     let mut results = Vec::new();
     if let Some(rt) = ctx.containers.as_deref() {
         for d in deps.iter().filter(|d| d.was_running) {

@@ -38,6 +38,15 @@ pub(crate) fn database<'a>(
     Ok((key.as_str(), cfg, adapter))
 }
 
+/// The config name of the database a caller names (`None`: the only one, or `main`),
+/// checked against the configuration.
+///
+/// # Errors
+/// `InvalidInput` when it is not configured, or none is named and the choice is ambiguous.
+pub fn database_name(ctx: &Context, name: Option<&str>) -> Result<String> {
+    database(ctx, name).map(|(n, _, _)| n.to_owned())
+}
+
 /// Every configured destination: the primary store first, then the local directory.
 pub(crate) fn stores(ctx: &Context) -> Result<Vec<Arc<dyn ObjectStore>>> {
     let stores: Vec<Arc<dyn ObjectStore>> = ctx.storage.iter().chain(ctx.local_storage.iter()).cloned().collect();

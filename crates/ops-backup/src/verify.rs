@@ -282,12 +282,24 @@ pub(crate) async fn check_source(source: &crate::source::Source) -> Result<Vec<S
     Ok(digest.problems(source.manifest.as_ref(), compression))
 }
 
-/// Verifies every copy of `wanted` (an id or `latest`) and records the result beside each.
+/// Verifies every copy of `wanted` and records the result beside each. `latest` is the
+/// newest complete backup of `database` (named, or the only one, or `main`); an id is a
+/// backup of `database` when one is named, of any database otherwise.
 ///
 /// # Errors
-/// `NotFound` when there is no such backup; a failed check is a report with `ok: false`.
-pub async fn verify(ctx: &Context, wanted: &str) -> Result<VerifyReport> {
-    let entry = catalog::find(ctx, wanted).await?;
+/// `NotFound` when there is no such backup; `Conflict` for an id of another database than
+/// the one named; a failed check is a report with `ok: false`.
+pub async fn verify(ctx: &Context, database: Option<&str>, wanted: &str) -> Result<VerifyReport> {
+    let all = catalog::index(ctx).await?;
+    let entry = match (database, wanted) {
+        (None, id) if id != "latest" => {
+            all.into_iter().find(|b| b.id.as_str() == id).ok_or_else(|| Error::not_found(format!("no backup {id}")))?
+        }
+        (name, wanted) => {
+            let (config_name, _, _) = target::database(ctx, name)?;
+            catalog::find_in(all, config_name, wanted, false)?
+        }
+    };
     let stores = target::stores(ctx)?;
     let verified_at = Utc::now();
     let mut copies = Vec::new();

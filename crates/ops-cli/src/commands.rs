@@ -53,13 +53,19 @@ pub(crate) async fn backup(
             emit(cli, out, &report, backup_render::backup_report)?;
             Ok(Outcome { code: exit::OK })
         }
-        BackupCommand::List => {
-            let entries = ops_backup::list(&ctx).await?;
+        BackupCommand::List { database } => {
+            let mut entries = ops_backup::list(&ctx).await?;
+            if let Some(name) = database {
+                if !ctx.config.databases.contains_key(name) {
+                    return Err(Error::invalid_input(format!("no database named {name:?} in the configuration")));
+                }
+                entries = ops_backup::catalog::of_database(entries, name);
+            }
             emit(cli, out, &entries, |out, v| backup_render::list(out, v, chrono::Utc::now()))?;
             Ok(Outcome { code: exit::OK })
         }
-        BackupCommand::Verify { backup } => {
-            let report = ops_backup::verify(&ctx, backup).await?;
+        BackupCommand::Verify { backup, database } => {
+            let report = ops_backup::verify(&ctx, database.as_deref(), backup).await?;
             emit(cli, out, &report, backup_render::verify)?;
             Ok(Outcome { code: if report.ok { exit::OK } else { exit::INTEGRITY } })
         }
@@ -122,6 +128,9 @@ pub(crate) async fn restore(
         source: args.source.clone(),
         in_place: args.in_place,
         health_timeout_secs: args.health_timeout,
+        allow_other_database: args.allow_other_database,
+        // The person at the terminal may restore a file of this host.
+        allow_host_path: true,
     };
     let plan = ops_backup::restore::plan(&ctx, &opts).await?;
     if args.dry_run {
@@ -168,6 +177,8 @@ pub(crate) async fn dr_test(
         rto_target_secs: args.rto_target,
         rpo_target_secs: args.rpo_target,
         timeout_secs: args.timeout,
+        allow_other_database: args.allow_other_database,
+        allow_host_path: true,
     };
     // Ctrl-C ends the drill early; the library still removes its container or cluster.
     let cancel = Box::pin(async {

@@ -93,8 +93,8 @@ pub enum PerfCommand {
         /// Only these sections (repeatable): pg, redis, containers, http, host [default: all]
         #[arg(long = "section", value_name = "SECTION")]
         sections: Vec<ops_probes::perf::Section>,
-        /// HTTP requests per endpoint [default: perf.http.samples, 10]
-        #[arg(long, value_name = "N")]
+        /// HTTP requests per endpoint, 1 to 1000 [default: perf.http.samples, 10]
+        #[arg(long, value_name = "N", value_parser = samples)]
         samples: Option<usize>,
     },
 }
@@ -203,7 +203,7 @@ pub enum ProbeCommand {
         #[arg(long, value_name = "PATH")]
         ca_file: Option<PathBuf>,
         /// Seconds the request may take [default: probes.timeout-secs]
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
     /// Whether `host:port` accepts TCP connections.
@@ -211,7 +211,7 @@ pub enum ProbeCommand {
         /// `host:port`.
         address: String,
         /// Seconds to wait [default: probes.timeout-secs]
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
     /// PostgreSQL: readiness like pg_isready, connections against max_connections, slow and
@@ -220,7 +220,7 @@ pub enum ProbeCommand {
         /// `postgres://user:password@host:port/db` (or a `databases` name from the config).
         target: String,
         /// Seconds to wait [default: probes.timeout-secs]
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
     /// Redis: PING with the password (NOAUTH/WRONGPASS named), memory, eviction policy, hit rate.
@@ -228,7 +228,7 @@ pub enum ProbeCommand {
         /// `redis://:password@host:port` (or a `caches` name from the config).
         target: String,
         /// Seconds to wait [default: probes.timeout-secs]
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
     /// Resolve a name with the system resolver, optionally against expected addresses.
@@ -239,7 +239,7 @@ pub enum ProbeCommand {
         #[arg(long, value_name = "IP")]
         expect: Vec<String>,
         /// Seconds to wait [default: probes.timeout-secs]
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
     /// A TLS endpoint (`host:port`) or a PEM file or directory.
@@ -253,7 +253,7 @@ pub enum ProbeCommand {
         #[arg(long, value_name = "PATH")]
         ca_file: Option<PathBuf>,
         /// Seconds the check may take [default: probes.timeout-secs]
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
 }
@@ -262,10 +262,10 @@ pub enum ProbeCommand {
 #[derive(Debug, clap::Args)]
 pub struct TriageArgs {
     /// Run again every SECONDS until Ctrl-C (with --json: one JSON document per line).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub watch: Option<u64>,
-    /// Seconds one probe may take [default: probes.timeout-secs, 10]
-    #[arg(long, value_name = "SECONDS")]
+    /// Seconds one probe may take, 1 to 3600 [default: probes.timeout-secs, 10]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: Option<u64>,
     /// Do not read container logs.
     #[arg(long)]
@@ -289,7 +289,7 @@ pub enum TlsCommand {
         #[arg(long, value_name = "PATH")]
         ca_file: Option<PathBuf>,
         /// Seconds for connecting and the handshake [default: probes.timeout-secs]
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
     /// Run the [[tls-renew]] commands when a certificate is under probes.tls.warn-days, then check again.
@@ -319,15 +319,18 @@ pub struct DrTestArgs {
     /// local cluster), container, or local (initdb + pg_ctl of the backup's major version)
     #[arg(long, default_value = "auto", value_name = "auto|container|local")]
     pub backend: ops_backup::DrillBackend,
-    /// RTO target in seconds.
-    #[arg(long, default_value_t = 7200)]
+    /// RTO target in seconds (at most a year).
+    #[arg(long, default_value_t = 7200, value_parser = clap::value_parser!(u64).range(0..=31_622_400))]
     pub rto_target: u64,
-    /// RPO target in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    /// RPO target in seconds (at most a year).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=31_622_400))]
     pub rpo_target: u64,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Give up after this many seconds (1 to 604800, a week).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub timeout: u64,
+    /// Drill a backup whose manifest names another database.
+    #[arg(long)]
+    pub allow_other_database: bool,
 }
 
 /// `opsctl restore` options.
@@ -348,9 +351,12 @@ pub struct RestoreArgs {
     /// Drop and recreate the live database instead of the safe swap (for hosts short of disk).
     #[arg(long)]
     pub in_place: bool,
-    /// Seconds to wait for the dependents' health after the restart.
-    #[arg(long, default_value_t = 120)]
+    /// Seconds to wait for the dependents' health after the restart (at most 86400, a day).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub health_timeout: u64,
+    /// Restore a backup whose manifest names another database.
+    #[arg(long)]
+    pub allow_other_database: bool,
 }
 
 /// `opsctl backup …`.
@@ -358,13 +364,20 @@ pub struct RestoreArgs {
 pub enum BackupCommand {
     /// Dump a database into every configured destination, verify the copies, write the manifest.
     Run(BackupRunArgs),
-    /// List backups of every destination, newest first.
-    List,
+    /// List backups of every destination, newest first, each with its database.
+    List {
+        /// Only the backups of this database (config name).
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Re-read a backup (an id, or `latest`), check its checksum and decompress it fully.
     Verify {
-        /// Backup id, or `latest`.
+        /// Backup id, or `latest` (the newest complete backup of the database).
         #[arg(default_value = "latest")]
         backup: String,
+        /// Database (config name) [default for `latest`: the only one, or main]
+        #[arg(long)]
+        database: Option<String>,
     },
     /// Apply retention (`retention-days`, `keep-daily/weekly/monthly`); plan only with --dry-run.
     Prune {
@@ -406,6 +419,12 @@ pub enum ConfigCommand {
 pub enum KeysCommand {
     /// Print a new random API key (32 bytes, hex) for API_KEYS or ADMIN_KEYS.
     Generate,
+}
+
+/// `--samples N`: 1 to [`ops_core::limits::MAX_HTTP_SAMPLES`].
+fn samples(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("{s:?} is not a whole number"))?;
+    ops_core::limits::check_range("--samples", n, 1, ops_core::limits::MAX_HTTP_SAMPLES).map_err(|e| e.to_string())
 }
 
 /// What a command hands back to be rendered: the exit code is decided by the command.

@@ -16,32 +16,7 @@ use crate::{Cli, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, exi
 
 /// `10m`, `90s`, `1h`, `2h30m`, or plain seconds.
 pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(format!("{s:?}: use a number with s, m, h or d, like 10m")),
-        };
-        let n: u64 = number.parse().map_err(|_| format!("{s:?}: a unit needs a number before it, like 10m"))?;
-        total += n * unit;
-        number.clear();
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(format!("{s:?}: use a number with s, m, h or d, like 10m"));
-    }
-    Ok(Duration::from_secs(total))
+    ops_core::limits::parse_duration(s, Duration::from_secs(ops_core::limits::MAX_AGE_SECS))
 }
 
 fn context(cli: &Cli, env: &BTreeMap<String, String>) -> Result<Context> {

@@ -22,7 +22,9 @@ pub mod adapters;
 pub mod config;
 mod context;
 pub mod error;
+pub mod limits;
 pub mod ports;
+pub mod private_fs;
 pub mod secret;
 pub mod vocab;
 

@@ -36,10 +36,9 @@ pub async fn probe(ctx: &Context, thresholds: &BackupThresholds, timeout: Durati
         }
     };
     ctx.databases
-        .iter()
-        .map(|(name, db)| {
-            let prefix = db.name();
-            let mine: Vec<&BackupEntry> = listing.iter().filter(|b| b.id.prefix() == prefix).collect();
+        .keys()
+        .map(|name| {
+            let mine: Vec<&BackupEntry> = listing.iter().filter(|b| b.is_of(name)).collect();
             let mut r = assess(name, &target, &mine, thresholds, Utc::now());
             r.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             r
@@ -118,6 +117,7 @@ mod tests {
             compression: None,
             complete,
             failed: !complete,
+            database: Some("main".to_owned()),
             copies: Vec::new(),
         }
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,9 +55,29 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// `?database=NAME`: one database's backups.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatabaseQuery {
+    database: Option<String>,
+}
+
+/// The config name a request names, or the only one, or `main`; refused before it touches
+/// anything (metrics labels included) unless it is configured.
+fn database_name(ctx: &ops_core::Context, requested: Option<&str>) -> Result<String, ApiError> {
+    Ok(ops_backup::target::database_name(ctx, requested)?)
+}
+
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<DatabaseQuery>,
+) -> Result<Json<Value>, ApiError> {
     let ctx = context(&state)?;
-    let entries = ops_backup::list(&ctx).await?;
+    let mut entries = ops_backup::list(&ctx).await?;
+    if let Some(name) = q.database.as_deref() {
+        let name = database_name(&ctx, Some(name))?;
+        entries = ops_backup::catalog::of_database(entries, &name);
+    }
     Ok(Json(json!({ "backups": entries })))
 }
 
@@ -67,11 +87,14 @@ pub(crate) async fn start_backup(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = context(&state)?;
     let opts: ops_backup::BackupOptions = options(&body)?;
-    let name = opts.database.clone().or_else(|| ctx.config.databases.keys().next().cloned()).unwrap_or_default();
+    opts.validate()?;
+    let name = database_name(&ctx, opts.database.as_deref())?;
     let metrics_state = Arc::clone(&state);
     Ok(spawn_job(&state, "backup", async move {
         let r = ops_backup::backup(&ctx, &opts, &ops_backup::NoProgress).await;
         match &r {
+            // Refused (another operation holds the lock): no backup ran, nothing to record.
+            Err(e) if e.kind() == ops_core::ErrorKind::Conflict => {}
             Ok(report) => {
                 let m = &report.manifest;
                 #[allow(clippy::cast_precision_loss)]
@@ -89,10 +112,20 @@ pub(crate) async fn start_backup(
 pub(crate) async fn verify(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(q): Query<DatabaseQuery>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = context(&state)?;
+    // An id or `latest`, nothing else, before any job starts.
+    match ops_backup::source::SourceSpec::parse(&id)? {
+        ops_backup::source::SourceSpec::Latest | ops_backup::source::SourceSpec::Id(_) => {}
+        _ => return Err(ApiError::Core(ops_core::Error::invalid_input("give a backup id or latest"))),
+    }
+    let database = match q.database.as_deref() {
+        Some(name) => Some(database_name(&ctx, Some(name))?),
+        None => None,
+    };
     Ok(spawn_job(&state, "verify", async move {
-        match ops_backup::verify(&ctx, &id).await {
+        match ops_backup::verify(&ctx, database.as_deref(), &id).await {
             Ok(r) => (Ok(to_value(&r)), r.ok),
             Err(e) => (Err(e), false),
         }
@@ -105,13 +138,14 @@ pub(crate) async fn dr_test(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = context(&state)?;
     let opts: ops_backup::DrillOptions = options(&body)?;
+    opts.validate()?;
+    let name = database_name(&ctx, opts.database.as_deref())?;
+    check_source(&opts.source)?;
     let metrics_state = Arc::clone(&state);
     Ok(spawn_job(&state, "dr-test", async move {
         let never = Box::pin(std::future::pending::<()>());
         match ops_backup::dr_test(&ctx, &opts, &ops_backup::NoProgress, never).await {
             Ok(r) => {
-                let name =
-                    opts.database.clone().or_else(|| ctx.config.databases.keys().next().cloned()).unwrap_or_default();
                 metrics_state.metrics.record_drill(&name, r.passed, r.restore_seconds);
                 (Ok(to_value(&r)), r.passed)
             }
@@ -120,23 +154,45 @@ pub(crate) async fn dr_test(
     }))
 }
 
-/// `POST /api/v1/restores`: the restore options plus `"confirm": true`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) struct RestoreRequest {
-    #[serde(default)]
-    confirm: bool,
-    #[serde(flatten)]
-    options: ops_backup::RestoreOptions,
+/// Over HTTP a source is a backup id, `latest` or an `s3://` key inside the storage: a host
+/// path is refused before the file system is touched, so the answer tells nothing about it.
+fn check_source(source: &str) -> Result<(), ApiError> {
+    match ops_backup::source::SourceSpec::parse(source)? {
+        ops_backup::source::SourceSpec::Path(_) => Err(ApiError::Core(ops_core::Error::invalid_input(
+            "source: give a backup id, latest, or s3://bucket/key inside the configured storage (host paths are \
+             for the command line only)",
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /api/v1/restores`: the restore options plus `"confirm": true`. Unknown fields are
+/// refused (a `flatten` would accept them silently).
+fn restore_request(body: &[u8]) -> Result<(bool, ops_backup::RestoreOptions), ApiError> {
+    let invalid = |m: String| ApiError::Core(ops_core::Error::invalid_input(m));
+    let mut fields: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let confirm = match fields.remove("confirm") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(invalid("invalid request body: confirm must be true or false".to_owned())),
+    };
+    let options =
+        serde_json::from_value(Value::Object(fields)).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    Ok((confirm, options))
 }
 
 pub(crate) async fn restore(
     State(state): State<Arc<AppState>>,
-    Json(req): Json<RestoreRequest>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = context(&state)?;
+    let (confirm, options) = restore_request(&body)?;
+    check_source(&options.source)?;
+    options.validate()?;
+    let req = RestoreRequest { options };
     let plan = ops_backup::restore::plan(&ctx, &req.options).await?;
-    if !req.confirm {
+    if !confirm {
         return Err(ApiError::Core(ops_core::Error::invalid_input(format!(
             "a restore stops containers and replaces database {}: send \"confirm\": true (plan: {})",
             plan.database,
@@ -153,6 +209,10 @@ pub(crate) async fn restore(
             Err(e) => (Err(e), false),
         }
     }))
+}
+
+struct RestoreRequest {
+    options: ops_backup::RestoreOptions,
 }
 
 pub(crate) async fn job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

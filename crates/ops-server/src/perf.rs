@@ -40,6 +40,9 @@ pub(crate) async fn analyze(
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?,
     };
+    if let Some(n) = q.samples {
+        ops_core::limits::check_range("samples", n, 1, ops_core::limits::MAX_HTTP_SAMPLES)?;
+    }
     let opts = ops_probes::perf::PerfOptions { sections, http_samples: q.samples };
     let report = ops_probes::perf::analyze(&ctx, &opts).await;
     Ok(Json(json!(report)))

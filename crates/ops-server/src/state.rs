@@ -76,8 +76,8 @@ impl AppState {
                 return;
             }
         };
-        for (name, db) in &ctx.databases {
-            let mine: Vec<_> = entries.iter().filter(|b| b.id.prefix() == db.name()).collect();
+        for name in ctx.databases.keys() {
+            let mine: Vec<_> = entries.iter().filter(|b| b.is_of(name)).collect();
             // Entries are newest first: a failure before the first complete one is newer.
             let failed_since = mine.iter().take_while(|b| !b.complete).any(|b| b.failed);
             let mut newest = None;

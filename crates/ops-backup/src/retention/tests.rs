@@ -7,7 +7,7 @@ fn daily(days: i64, hour: u32) -> Vec<Candidate> {
     (0..days)
         .map(|d| {
             let at = start + Duration::days(d);
-            Candidate { id: BackupId::new("db", at), started_at: at, complete: true }
+            Candidate::new(BackupId::new("db", at), at, true)
         })
         .collect()
 }
@@ -60,7 +60,7 @@ fn incomplete_backups_get_a_grace_period() {
     let now = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
     let mk = |h: i64, complete| {
         let at = now - Duration::hours(h);
-        Candidate { id: BackupId::new("db", at), started_at: at, complete }
+        Candidate::new(BackupId::new("db", at), at, complete)
     };
     let d = plan(&[mk(1, false), mk(30, false), mk(48, true)], &RetentionPolicy::default(), now);
     assert_eq!(d[0].action, Action::Keep, "{:?}", d[0]);
@@ -74,4 +74,41 @@ fn no_policy_keeps_everything() {
     let now = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
     let d = plan(&backups, &RetentionPolicy::default(), now);
     assert!(d.iter().all(|d| d.action == Action::Keep));
+}
+
+#[test]
+fn the_grace_of_an_incomplete_backup_counts_from_its_last_write() {
+    // A backup that started 30 h ago and whose dump landed an hour ago may still be
+    // finishing: it is not older than the grace.
+    let now = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
+    let at = now - Duration::hours(30);
+    let mut slow = Candidate::new(BackupId::new("db", at), at, false);
+    slow.last_written = Some(now - Duration::hours(1));
+    let old = now - Duration::hours(48);
+    let d = plan(&[slow, Candidate::new(BackupId::new("db", old), old, true)], &RetentionPolicy::default(), now);
+    assert_eq!(d[0].action, Action::Keep, "{:?}", d[0]);
+    assert!(d[0].rule.contains("may be running"), "{:?}", d[0]);
+}
+
+#[test]
+fn a_backup_that_failed_verification_fills_no_slot() {
+    // Daily backups; the newest one failed its verification.
+    let mut backups = daily(5, 2);
+    backups.last_mut().unwrap().verification_failed = true;
+    let now = backups.last().unwrap().started_at + Duration::hours(1);
+    let policy = RetentionPolicy { keep_daily: Some(2), ..Default::default() };
+    let d = plan(&backups, &policy, now);
+    // Newest first: the damaged one goes, the next good one is the protected newest, and the
+    // second daily slot goes to the one before it.
+    assert_eq!(d[0].action, Action::Delete, "{:?}", d[0]);
+    assert!(d[0].rule.starts_with("last verification failed"), "{:?}", d[0]);
+    assert_eq!(d[1].rule, "newest complete backup");
+    assert_eq!(d[2].action, Action::Keep, "{:?}", d[2]);
+    assert_eq!(d[3].action, Action::Delete, "{:?}", d[3]);
+    // When every complete backup failed, the newest is still kept: it may be all there is.
+    for b in &mut backups {
+        b.verification_failed = true;
+    }
+    let d = plan(&backups, &policy, now);
+    assert_eq!(d[0].rule, "newest complete backup");
 }

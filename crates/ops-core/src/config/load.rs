@@ -367,8 +367,20 @@ fn validate_thresholds(cfg: &OpsConfig) -> Result<(), (Vec<&'static str>, String
     if p.concurrency == 0 {
         return Err((vec!["probes", "concurrency"], "must be at least 1".into()));
     }
-    if p.timeout_secs == 0 {
-        return Err((vec!["probes", "timeout-secs"], "must be at least 1".into()));
+    if p.timeout_secs == 0 || p.timeout_secs > crate::limits::MAX_PROBE_TIMEOUT_SECS {
+        return Err((
+            vec!["probes", "timeout-secs"],
+            format!("must be between 1 and {}", crate::limits::MAX_PROBE_TIMEOUT_SECS),
+        ));
+    }
+    if cfg.perf.http.samples == 0 || cfg.perf.http.samples > crate::limits::MAX_HTTP_SAMPLES {
+        return Err((
+            vec!["perf", "http", "samples"],
+            format!("must be between 1 and {}", crate::limits::MAX_HTTP_SAMPLES),
+        ));
+    }
+    if p.concurrency > crate::limits::MAX_CONCURRENCY {
+        return Err((vec!["probes", "concurrency"], format!("must be at most {}", crate::limits::MAX_CONCURRENCY)));
     }
     #[allow(clippy::cast_precision_loss)]
     {

@@ -41,11 +41,11 @@ impl AuditLog {
     /// `Unavailable` when the file cannot be created or written.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            ops_core::private_fs::create_dir_all(dir).map_err(|e| {
                 Error::unavailable(format!("audit log directory {} cannot be created: {e}", dir.display()))
             })?;
         }
-        std::fs::OpenOptions::new()
+        ops_core::private_fs::options()
             .create(true)
             .append(true)
             .open(path)

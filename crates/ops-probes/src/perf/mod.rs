@@ -38,7 +38,8 @@ pub async fn analyze(ctx: &ops_core::Context, opts: &PerfOptions) -> PerfReport 
     let wanted = |s: Section| opts.sections.is_empty() || opts.sections.contains(&s);
     let state = cfg.perf.state_dir.as_deref().map(StateDir::new);
     let state = state.as_ref();
-    let timeout = std::time::Duration::from_secs(cfg.probes.timeout_secs.max(1));
+    let timeout =
+        std::time::Duration::from_secs(cfg.probes.timeout_secs.clamp(1, ops_core::limits::MAX_PROBE_TIMEOUT_SECS));
     let net = crate::NetOptions { timeout, ..crate::NetOptions::from_config(&cfg.probes) };
     let net = &net;
     let mut jobs: Vec<futures::future::BoxFuture<'_, SectionReport>> = Vec::new();
@@ -62,7 +63,8 @@ pub async fn analyze(ctx: &ops_core::Context, opts: &PerfOptions) -> PerfReport 
         }
     }
     if wanted(Section::Http) {
-        let samples = opts.http_samples.unwrap_or(cfg.perf.http.samples).max(1);
+        // Bounded here too: the samples size a buffer of timings.
+        let samples = opts.http_samples.unwrap_or(cfg.perf.http.samples).clamp(1, ops_core::limits::MAX_HTTP_SAMPLES);
         for check in &cfg.http {
             jobs.push(http::analyze(check, &cfg.probes, samples, net).boxed());
         }

@@ -45,11 +45,11 @@ impl StateDir {
     /// # Errors
     /// The I/O error, as text.
     pub fn save<T: Serialize>(&self, key: &str, taken_at: DateTime<Utc>, data: &T) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        ops_core::private_fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let path = self.file(key);
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string(&Stored { taken_at, data }).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        ops_core::private_fs::write(&tmp, text.as_bytes()).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
     }
 }

@@ -79,7 +79,10 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
     let cfg = &ctx.config;
     let started_at = Utc::now();
     let clock = Instant::now();
-    let timeout = Duration::from_secs(opts.timeout_secs.unwrap_or(cfg.probes.timeout_secs).max(1));
+    // Bounded: a deadline is now + timeout, which must not overflow.
+    let timeout = Duration::from_secs(
+        opts.timeout_secs.unwrap_or(cfg.probes.timeout_secs).clamp(1, ops_core::limits::MAX_PROBE_TIMEOUT_SECS),
+    );
     // A job that has its own inner timeout gets a little more, so its own report wins.
     let outer = timeout + Duration::from_secs(2);
     let net = crate::NetOptions { timeout, ..crate::NetOptions::from_config(&cfg.probes) };
@@ -112,7 +115,9 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
         );
     }
     for check in &cfg.http {
-        let limit = check.timeout_secs.map_or(outer, |s| Duration::from_secs(s) + Duration::from_secs(2));
+        let limit = check
+            .timeout_secs
+            .map_or(outer, |s| Duration::from_secs(s.min(ops_core::limits::MAX_PROBE_TIMEOUT_SECS) + 2));
         jobs.push(bounded(
             ProbeKind::Http,
             &check.name,

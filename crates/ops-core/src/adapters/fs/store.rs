@@ -43,7 +43,10 @@ fn io_err(e: std::io::Error, what: impl std::fmt::Display) -> Error {
 }
 
 async fn write_temp(tmp: &Path, mut body: ByteReader) -> Result<(u64, String)> {
-    let mut file = tokio::fs::File::create(tmp).await?;
+    // A dump is the whole database: readable by its owner only. `create_new`: a temp name is
+    // never shared.
+    let file = crate::private_fs::options().write(true).create_new(true).open(tmp)?;
+    let mut file = tokio::fs::File::from_std(file);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUF];
     let mut size = 0u64;
@@ -81,9 +84,17 @@ impl ObjectStore for FsStore {
     async fn put(&self, key: &str, body: ByteReader, _options: &PutOptions) -> Result<PutReport> {
         let path = self.path_of(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err(e, format!("creating {}", dir.display())))?;
+        let mkdir = dir.clone();
+        tokio::task::spawn_blocking(move || crate::private_fs::create_dir_all(&mkdir))
+            .await
+            .map_err(|e| Error::internal(format!("mkdir task: {e}")))?
+            .map_err(|e| io_err(e, format!("creating {}", dir.display())))?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}-{name}", std::process::id()));
+        // Unique per put, so two puts of one key (two verifications writing their record)
+        // never write into each other's temp file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}-{n}-{name}", std::process::id()));
         match write_temp(&tmp, body).await {
             Ok((size, sha256)) => {
                 if let Err(e) = tokio::fs::rename(&tmp, &path).await {

@@ -14,6 +14,7 @@ use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 use super::programs::find_client;
+use super::restrict;
 use crate::adapters::tail;
 use crate::ports::database::{
     BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock,
@@ -221,6 +222,33 @@ impl PostgresDatabase {
         }
         cmd.kill_on_drop(true);
         cmd
+    }
+}
+
+/// Writes `\restrict KEY`, then the dump without its own restrict lines, in large writes;
+/// returns the dump's bytes read.
+async fn feed_restricted(
+    mut input: ByteReader,
+    stdin: &mut tokio::process::ChildStdin,
+    key: &str,
+) -> std::io::Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    stdin.write_all(format!("\\restrict {key}\n").as_bytes()).await?;
+    let mut filter = restrict::RestrictFilter::default();
+    let mut buf = vec![0u8; RESTORE_BUF];
+    let mut out = Vec::with_capacity(RESTORE_BUF + 1024);
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf).await?;
+        out.clear();
+        if n == 0 {
+            filter.finish(&mut out);
+            stdin.write_all(&out).await?;
+            return Ok(total);
+        }
+        total += n as u64;
+        filter.feed(&buf[..n], &mut out);
+        stdin.write_all(&out).await?;
     }
 }
 
@@ -568,7 +596,10 @@ impl Database for PostgresDatabase {
     }
 
     async fn export_snapshot(&self) -> Result<Box<dyn Snapshot>> {
-        let mut conn = self.connect.connect().await.map_err(|e| db_err(e, "open a snapshot"))?;
+        let mut conn = tokio::time::timeout(self.options.timeout, self.connect.connect())
+            .await
+            .map_err(|_| Error::timeout("connecting to open a snapshot", self.options.timeout))?
+            .map_err(|e| db_err(e, "open a snapshot"))?;
         sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut conn)
             .await
@@ -582,7 +613,12 @@ impl Database for PostgresDatabase {
 
     async fn try_lock(&self, name: &str) -> Result<LockAttempt> {
         let key = lock_key(name);
-        let mut conn = self.connect.connect().await.map_err(|e| db_err(e, "take the advisory lock"))?;
+        // Held on a connection to the maintenance database: a restore terminates every
+        // session of the live database, and that must not release the lock mid-swap.
+        let mut conn = tokio::time::timeout(self.options.timeout, self.connect.clone().database("postgres").connect())
+            .await
+            .map_err(|_| Error::timeout("connecting to take the advisory lock", self.options.timeout))?
+            .map_err(|e| db_err(e, "take the advisory lock"))?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(key)
             .fetch_one(&mut conn)
@@ -674,14 +710,25 @@ impl Database for PostgresDatabase {
                 cmd.arg(format!("--dbname={database}"));
             }
         }
+        // A plain dump is a psql script: psql runs in restricted mode, so the dump cannot run
+        // meta-commands (`\!`, `\copy … program`); see `restrict`.
+        let restrict_key = match format {
+            DumpFormat::Plain => {
+                restrict::require_restrict(&client.version)?;
+                Some(restrict::new_key()?)
+            }
+            DumpFormat::Custom => None,
+        };
         cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", program.display())))?;
         let mut stdin = child.stdin.take().ok_or_else(|| Error::internal("restore client has no stdin"))?;
         let stderr = drain_stderr(child.stderr.take());
-        // Large writes: `tokio::io::copy` moves 8 KiB per write, which costs a syscall and often a
-        // wake-up each (the pipe is full while the server is busy).
-        let copied =
-            tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RESTORE_BUF, input), &mut stdin).await;
+        let copied = match restrict_key {
+            Some(key) => feed_restricted(input, &mut stdin, &key).await,
+            // Large writes: `tokio::io::copy` moves 8 KiB per write, which costs a syscall and
+            // often a wake-up each (the pipe is full while the server is busy).
+            None => tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RESTORE_BUF, input), &mut stdin).await,
+        };
         drop(stdin);
         let status = child.wait().await.map_err(|e| Error::from(e).context("wait for the restore client"))?;
         let err_text = stderr.await.unwrap_or_default();

@@ -8,6 +8,7 @@
 mod client;
 mod perf;
 mod programs;
+mod restrict;
 #[cfg(test)]
 mod tests;
 
