@@ -231,24 +231,24 @@ async fn checks_server_triage_tls_routes_and_metrics() {
     let (c, k) = pki.leaf(-10, 400);
     let valid = serve(c, &k).await;
     let path = config_with_tls(&pki, &[("site", expired, false), ("api", valid, false)]);
-    let env = BTreeMap::from([("API_KEYS".to_owned(), "read-key".to_owned())]);
+    let env = BTreeMap::from([("API_KEYS".to_owned(), "read-key-0123456789".to_owned())]);
     let loaded = ops_core::config::load(Some(&path), &env).unwrap();
     let state = ops_server::AppState::from_config(loaded.config, Some(path), env);
 
     assert_eq!(call(&state, "/api/v1/triage", None).await.0, StatusCode::UNAUTHORIZED);
-    let (status, body) = call(&state, "/api/v1/triage", Some("read-key")).await;
+    let (status, body) = call(&state, "/api/v1/triage", Some("read-key-0123456789")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["severity"], "P2");
     assert_eq!(v["incidents"][0]["check"], "tls:site");
 
-    let (status, body) = call(&state, "/api/v1/probes?status=critical", Some("read-key")).await;
+    let (status, body) = call(&state, "/api/v1/probes?status=critical", Some("read-key-0123456789")).await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let names: Vec<&str> = v["probes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["tls:site"]);
 
-    let (status, body) = call(&state, "/api/v1/tls", Some("read-key")).await;
+    let (status, body) = call(&state, "/api/v1/tls", Some("read-key-0123456789")).await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["targets"].as_array().unwrap().len(), 2);

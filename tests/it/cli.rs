@@ -37,7 +37,7 @@ const ENV: &[(&str, &str)] = &[
     ("POSTGRES_PASSWORD", "pg-pass-123"),
     ("REDIS_PASSWORD", "redis-pass-456"),
     ("BACKUP_ALERT_WEBHOOK", "https://hooks.slack.com/services/T/B/tok789"),
-    ("API_KEYS", "read-key-abc"),
+    ("API_KEYS", "read-key-abc-0123456789"),
 ];
 
 fn write(text: &str) -> (tempfile::TempDir, String) {

@@ -126,31 +126,31 @@ async fn perf_api_analyze_and_actions_need_the_right_key() {
     )
     .unwrap();
     let env = BTreeMap::from([
-        ("API_KEYS".to_owned(), "read-key".to_owned()),
-        ("ADMIN_KEYS".to_owned(), "admin-key".to_owned()),
+        ("API_KEYS".to_owned(), "read-key-0123456789".to_owned()),
+        ("ADMIN_KEYS".to_owned(), "admin-key-0123456789".to_owned()),
     ]);
     let loaded = ops_core::config::load(Some(&config), &env).unwrap();
     let state = ops_server::AppState::from_config(loaded.config, Some(config), env);
 
-    let (status, body) = call(&state, "GET", "/api/v1/perf?section=pg", "read-key", "").await;
+    let (status, body) = call(&state, "GET", "/api/v1/perf?section=pg", "read-key-0123456789", "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["sections"].as_array().unwrap().len(), 1);
     assert_eq!(v["sections"][0]["section"], "pg");
-    let (status, _) = call(&state, "GET", "/api/v1/perf?section=pgg", "read-key", "").await;
+    let (status, _) = call(&state, "GET", "/api/v1/perf?section=pgg", "read-key-0123456789", "").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let vacuum = r#"{"action": "vacuum", "analyze": true, "tables": ["pg_catalog.pg_class"]}"#;
-    let (status, _) = call(&state, "POST", "/api/v1/actions", "read-key", vacuum).await;
+    let (status, _) = call(&state, "POST", "/api/v1/actions", "read-key-0123456789", vacuum).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a read key cannot act");
     let kill = r#"{"action": "kill-idle", "older-than-secs": 3600, "apply": false}"#;
-    let (status, body) = call(&state, "POST", "/api/v1/actions", "admin-key", kill).await;
+    let (status, body) = call(&state, "POST", "/api/v1/actions", "admin-key-0123456789", kill).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["applied"], false);
     assert_eq!(v["plan"]["action"]["action"], "kill-idle");
     let bad = r#"{"action": "drop-database", "apply": true}"#;
-    let (status, _) = call(&state, "POST", "/api/v1/actions", "admin-key", bad).await;
+    let (status, _) = call(&state, "POST", "/api/v1/actions", "admin-key-0123456789", bad).await;
     assert!(status.is_client_error(), "{status}");
     assert!(!audit.exists() || std::fs::read_to_string(&audit).unwrap().is_empty(), "nothing was applied");
 }

@@ -64,7 +64,7 @@ async fn server_health_and_metrics_are_open() {
 
 #[tokio::test]
 async fn server_api_needs_a_key_and_actions_need_an_admin_key() {
-    let f = fixture(&[("API_KEYS", "old-read,new-read"), ("ADMIN_KEYS", "k-admin-777")]);
+    let f = fixture(&[("API_KEYS", "old-read-0123456789,new-read-0123456789"), ("ADMIN_KEYS", "k-admin-777-0123456789")]);
     let (s, body) = call(&f.state, "GET", "/api/v1/config", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(body.contains("unauthenticated"), "{body}");
@@ -72,24 +72,24 @@ async fn server_api_needs_a_key_and_actions_need_an_admin_key() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // Rotation window: old and new read keys both work.
-    for key in ["old-read", "new-read", "k-admin-777"] {
+    for key in ["old-read-0123456789", "new-read-0123456789", "k-admin-777-0123456789"] {
         let (s, body) = call(&f.state, "GET", "/api/v1/config", Some(key)).await;
         assert_eq!(s, StatusCode::OK, "{key}");
-        for secret in ["pgpassword", "webhooktoken", "old-read", "new-read", "k-admin-777"] {
+        for secret in ["pgpassword", "webhooktoken", "old-read-0123456789", "new-read-0123456789", "k-admin-777-0123456789"] {
             assert!(!body.contains(secret), "{secret} leaked: {body}");
         }
         assert!(body.contains("postgres://indexer:***@localhost:5432/stellar_escrow"), "{body}");
     }
 
-    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("old-read")).await;
+    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("old-read-0123456789")).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     let (s, _) = call(&f.state, "POST", "/api/v1/config/reload", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("k-admin-777")).await;
+    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("k-admin-777-0123456789")).await;
     assert_eq!(s, StatusCode::OK, "{body}");
 
     // X-API-Key works too.
-    let req = Request::get("/api/v1/config").header("x-api-key", "new-read").body(Body::empty()).unwrap();
+    let req = Request::get("/api/v1/config").header("x-api-key", "new-read-0123456789").body(Body::empty()).unwrap();
     assert_eq!(app(Arc::clone(&f.state)).oneshot(req).await.unwrap().status(), StatusCode::OK);
 }
 
@@ -102,14 +102,14 @@ async fn server_without_keys_refuses_every_api_call() {
 
 #[tokio::test]
 async fn server_reload_rejects_a_bad_file_and_keeps_the_running_config() {
-    let f = fixture(&[("ADMIN_KEYS", "k-admin-777")]);
+    let f = fixture(&[("ADMIN_KEYS", "k-admin-777-0123456789")]);
     std::fs::write(&f.path, CONFIG.replace("[notify]", "[notfy]")).unwrap();
-    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("k-admin-777")).await;
+    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("k-admin-777-0123456789")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["kind"], "invalid-config");
     assert_eq!(v["error"]["detail"]["line"], 8);
-    let (s, body) = call(&f.state, "GET", "/api/v1/config", Some("k-admin-777")).await;
+    let (s, body) = call(&f.state, "GET", "/api/v1/config", Some("k-admin-777-0123456789")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(body.contains("stellar-escrow"), "still serving the old config: {body}");
     let (_, metrics) = call(&f.state, "GET", "/metrics", None).await;
@@ -118,7 +118,7 @@ async fn server_reload_rejects_a_bad_file_and_keeps_the_running_config() {
     // A good file is picked up, and keys in it rotate without a restart.
     std::fs::write(
         &f.path,
-        format!("{CONFIG}\n[server]\nadmin-keys = [\"rotated-admin\"]\n").replace("stellar-escrow", "renamed"),
+        format!("{CONFIG}\n[server]\nadmin-keys = [\"rotated-admin-0123456789\"]\n").replace("stellar-escrow", "renamed"),
     )
     .unwrap();
     let f2_env_free = AppState::from_config(
@@ -128,9 +128,9 @@ async fn server_reload_rejects_a_bad_file_and_keeps_the_running_config() {
         Some(f.path.clone()),
         BTreeMap::from([("POSTGRES_PASSWORD".to_owned(), "x".to_owned())]),
     );
-    let (s, _) = call(&f2_env_free, "POST", "/api/v1/config/reload", Some("rotated-admin")).await;
+    let (s, _) = call(&f2_env_free, "POST", "/api/v1/config/reload", Some("rotated-admin-0123456789")).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("k-admin-777")).await;
+    let (s, body) = call(&f.state, "POST", "/api/v1/config/reload", Some("k-admin-777-0123456789")).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(body.contains("renamed"));
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ops_core::config::{OpsConfig, TlsCheckConfig, load};
-use ops_core::{Context, Result, Status};
+use ops_core::{Context, Error, Result, Status};
 use ops_probes::TriageOptions;
 use ops_tls::{RenewCommand, RenewOptions, TargetReport};
 
@@ -167,12 +167,33 @@ pub(crate) async fn tls(
     }
 }
 
+/// Says, on stderr, that a password given in argv is visible to every local user.
+fn warn_if_password(err: &mut dyn Write, target: &str, var: &str) -> Result<()> {
+    if url::Url::parse(target).is_ok_and(|u| u.password().is_some()) {
+        writeln!(
+            err,
+            "warning: a password on the command line is visible to every local user (ps, /proc) and stays in the \
+             shell history; set {var} or name a configured entry instead"
+        )?;
+    }
+    Ok(())
+}
+
+fn url_from_env(env: &BTreeMap<String, String>, var: &str, what: &str) -> Result<ops_core::SecretUrl> {
+    env.get(var)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(ops_core::SecretUrl::new)
+        .ok_or_else(|| Error::invalid_input(format!("give {what} or a URL, or set {var}")))
+}
+
 /// `opsctl probe …`.
 pub(crate) async fn probe(
     cli: &Cli,
     cmd: &ProbeCommand,
     env: &BTreeMap<String, String>,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<Outcome> {
     let cfg = config(cli, env)?;
     let limit = |t: &Option<u64>| Duration::from_secs(t.unwrap_or(cfg.probes.timeout_secs).max(1));
@@ -190,10 +211,15 @@ pub(crate) async fn probe(
             ops_probes::http::probe(&check, &cfg.probes.http, &net).await
         }
         ProbeCommand::Postgres { target, timeout } => {
-            // A config name keeps the URL (and its password) out of the shell history.
-            let (name, url) = match cfg.databases.get(target) {
-                Some(db) => (target.clone(), db.url.clone()),
-                None => (String::new(), ops_core::SecretUrl::new(target.clone())),
+            // A config name or DATABASE_URL keeps the URL (and its password) out of argv, where
+            // every local user can read it, and out of the shell history.
+            let (name, url) = match target.as_deref().map(|t| (t, cfg.databases.get(t))) {
+                Some((t, Some(db))) => (t.to_owned(), db.url.clone()),
+                Some((t, None)) => {
+                    warn_if_password(err, t, "DATABASE_URL")?;
+                    (String::new(), ops_core::SecretUrl::new(t))
+                }
+                None => (String::new(), url_from_env(env, "DATABASE_URL", "a [databases] name")?),
             };
             let db = ops_core::adapters::postgres::PostgresDatabase::new(
                 ops_core::adapters::postgres::PostgresOptions::new(url.clone()),
@@ -202,9 +228,13 @@ pub(crate) async fn probe(
             ops_probes::postgres::probe(&name, &url, &db, &cfg.probes.postgres, limit(timeout)).await
         }
         ProbeCommand::Redis { target, timeout } => {
-            let (name, url) = match cfg.caches.get(target) {
-                Some(c) => (target.clone(), c.url.clone()),
-                None => (String::new(), ops_core::SecretUrl::new(target.clone())),
+            let (name, url) = match target.as_deref().map(|t| (t, cfg.caches.get(t))) {
+                Some((t, Some(c))) => (t.to_owned(), c.url.clone()),
+                Some((t, None)) => {
+                    warn_if_password(err, t, "REDIS_URL")?;
+                    (String::new(), ops_core::SecretUrl::new(t))
+                }
+                None => (String::new(), url_from_env(env, "REDIS_URL", "a [caches] name")?),
             };
             let cache = ops_core::adapters::redis::RedisCache::new(url.clone(), limit(timeout))?;
             let name = if name.is_empty() { host_of(&url) } else { name };

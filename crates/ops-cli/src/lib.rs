@@ -217,16 +217,20 @@ pub enum ProbeCommand {
     /// PostgreSQL: readiness like pg_isready, connections against max_connections, slow and
     /// idle-in-transaction sessions.
     Postgres {
-        /// `postgres://user:password@host:port/db` (or a `databases` name from the config).
-        target: String,
+        /// A `databases` name from the config, or `postgres://user@host:port/db` [default:
+        /// $DATABASE_URL]. A password in argv is visible to every local user: prefer the
+        /// config or the environment.
+        target: Option<String>,
         /// Seconds to wait [default: probes.timeout-secs]
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
     /// Redis: PING with the password (NOAUTH/WRONGPASS named), memory, eviction policy, hit rate.
     Redis {
-        /// `redis://:password@host:port` (or a `caches` name from the config).
-        target: String,
+        /// A `caches` name from the config, or `redis://host:port` [default: $REDIS_URL]. A
+        /// password in argv is visible to every local user: prefer the config or the
+        /// environment.
+        target: Option<String>,
         /// Seconds to wait [default: probes.timeout-secs]
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
@@ -456,7 +460,7 @@ where
         Command::DrTest(args) => runtime().and_then(|rt| rt.block_on(commands::dr_test(&cli, args, env, out))),
         Command::Triage(args) => runtime().and_then(|rt| rt.block_on(checks::triage(&cli, args, env, out))),
         Command::Tls(cmd) => runtime().and_then(|rt| rt.block_on(checks::tls(&cli, cmd, env, out))),
-        Command::Probe(cmd) => runtime().and_then(|rt| rt.block_on(checks::probe(&cli, cmd, env, out))),
+        Command::Probe(cmd) => runtime().and_then(|rt| rt.block_on(checks::probe(&cli, cmd, env, out, err))),
         Command::Perf(cmd) => runtime().and_then(|rt| rt.block_on(perf::perf(&cli, cmd, env, out))),
         Command::Pg(cmd) => runtime().and_then(|rt| rt.block_on(perf::pg(&cli, cmd, env, out))),
         Command::Redis(cmd) => runtime().and_then(|rt| rt.block_on(perf::redis(&cli, cmd, env, out))),

@@ -49,13 +49,25 @@ pub(crate) async fn analyze(
 }
 
 /// Body of `POST /api/v1/actions`: the action (`{"action": "kill-idle", "older-than-secs":
-/// 600}`) and whether to apply it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ActionRequest {
-    #[serde(flatten)]
+/// 600}`) and whether to apply it. Unknown fields are refused (a `flatten` would accept them).
+struct ActionRequest {
     action: ops_probes::perf::Action,
-    #[serde(default)]
     apply: bool,
+}
+
+fn action_request(body: &[u8]) -> Result<ActionRequest, ApiError> {
+    let invalid = |m: String| ApiError::Core(ops_core::Error::invalid_input(m));
+    let mut fields: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let apply = match fields.remove("apply") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(invalid("invalid request body: apply must be true or false".to_owned())),
+    };
+    let action: ops_probes::perf::Action =
+        serde_json::from_value(Value::Object(fields)).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    action.validate()?;
+    Ok(ActionRequest { action, apply })
 }
 
 /// `POST /api/v1/actions` (admin): the plan, or with `"apply": true` the result. The audit
@@ -63,8 +75,9 @@ pub(crate) struct ActionRequest {
 pub(crate) async fn act(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Json(req): Json<ActionRequest>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let req = action_request(&body)?;
     let ctx = context(&state)?;
     let plan = ops_probes::perf::actions::plan(&ctx, &req.action).await?;
     if !req.apply || plan.targets.is_empty() {

@@ -38,7 +38,8 @@ pub(crate) fn expand(s: &str, env: &BTreeMap<String, String>) -> Result<String, 
             continue;
         };
         let Some(end) = body_start.find('}') else {
-            return Err(InterpolationError::Malformed(format!("unclosed \"${{\" in {:?}", truncate(s))));
+            // Never quote the value: it may hold a secret with a `${` in it.
+            return Err(InterpolationError::Malformed("unclosed \"${\": write $$ for a literal $".to_owned()));
         };
         let body = &body_start[..end];
         let (name, default) = match body.split_once(":-") {
@@ -46,7 +47,9 @@ pub(crate) fn expand(s: &str, env: &BTreeMap<String, String>) -> Result<String, 
             None => (body, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(InterpolationError::Malformed(format!("invalid variable name {name:?}")));
+            return Err(InterpolationError::Malformed(
+                "invalid variable name in \"${…}\": use letters, digits and _ (write $$ for a literal $)".to_owned(),
+            ));
         }
         match (env.get(name).filter(|v| !v.is_empty()), default) {
             (Some(v), _) => out.push_str(v),
@@ -57,11 +60,6 @@ pub(crate) fn expand(s: &str, env: &BTreeMap<String, String>) -> Result<String, 
     }
     out.push_str(rest);
     Ok(out)
-}
-
-fn truncate(s: &str) -> String {
-    // Only ever called on the raw (uninterpolated) text, which holds no secret values.
-    s.chars().take(40).collect()
 }
 
 /// Visits every interpolatable string of a config value.

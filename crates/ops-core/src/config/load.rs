@@ -125,9 +125,22 @@ pub fn resolve(src: ConfigSource<'_>) -> Result<OpsConfig, ConfigError> {
     Ok(cfg)
 }
 
+/// toml and serde quote the offending value ("invalid type: string \"hunter2\", expected a
+/// sequence"); the value may be a secret, so the message keeps its kind and the expectation.
+fn scrub_value(msg: &str) -> String {
+    static INVALID: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"^(invalid (?:type|value|length)): ([a-z ]+?) (?:"(?:[^"\\]|\\.)*"|`[^`]*`|'[^']*'|[^,]*)(, expected)"#)
+            .expect("valid regex")
+    });
+    static VARIANT: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"^unknown variant `[^`]*`").expect("valid regex"));
+    let msg = INVALID.replace(msg, "$1: $2$3");
+    VARIANT.replace(&msg, "unknown variant").into_owned()
+}
+
 fn from_toml(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column) = e.span().map(|s| line_col(text, s.start)).unzip();
-    let msg = e.message().trim().to_owned();
+    let msg = scrub_value(e.message().trim());
     // toml says "unknown field `x`, expected one of …": name the key and keep the hint.
     let key = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()).map(str::to_owned);
     let message = if key.is_some() {
@@ -221,6 +234,9 @@ fn overlay_env(cfg: &mut OpsConfig, env: &BTreeMap<String, String>) -> Result<()
 }
 
 /// Validates values that parse but cannot work. `raw` locates the key.
+/// Shortest API key accepted.
+pub const MIN_API_KEY_LEN: usize = 16;
+
 fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
     let err = |path: &[&str], message: String| {
         let line = locate(raw, path);
@@ -248,6 +264,20 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
                         .into(),
                 ));
             }
+        }
+    }
+    // A short key can be guessed: the API's keys are at least this long (`opsctl keys
+    // generate` makes 64 hex characters).
+    for (name, keys) in [("api-keys", &cfg.server.api_keys), ("admin-keys", &cfg.server.admin_keys)] {
+        if let Some(i) = keys.iter().position(|k| k.expose().chars().count() < MIN_API_KEY_LEN) {
+            return Err(err(
+                &["server", name],
+                format!(
+                    "entry {} is shorter than {MIN_API_KEY_LEN} characters (API_KEYS/ADMIN_KEYS too): make one with \
+                     `opsctl keys generate`",
+                    i + 1
+                ),
+            ));
         }
     }
     for (i, hook) in cfg.notify.webhooks.iter().enumerate() {

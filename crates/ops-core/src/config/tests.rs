@@ -309,3 +309,20 @@ fn unknown_runbook_and_inverted_thresholds_are_located() {
     let e = load_text(&text, &BTreeMap::new()).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("probes.logs.pattern"), "{e}");
 }
+
+#[test]
+fn errors_never_quote_a_value() {
+    // A string where a list is expected: toml says `invalid type: string "…"`.
+    let e = load_text("[server]\nadmin-keys = \"hunter2-admin-key\"\n", &env(&[])).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert!(e.to_string().contains("invalid type: string, expected"), "{e}");
+    assert_eq!(e.key.as_deref(), Some("server.admin-keys"));
+    let e = load_text("[probes]\ntimeout-secs = \"hunter2\"\n", &env(&[])).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    // An unclosed `${` inside a secret.
+    let e = load_text("[databases.main]\nurl = \"postgres://u:hunter2${x@h/db\"\n", &env(&[])).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert!(e.to_string().contains("unclosed"), "{e}");
+    let e = load_text("[databases.main]\nurl = \"postgres://u:pa${hunter2!}@h/db\"\n", &env(&[])).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}

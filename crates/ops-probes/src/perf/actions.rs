@@ -68,6 +68,32 @@ pub enum Action {
 }
 
 impl Action {
+    /// Checks the numbers and lists a caller gave.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field and its limit.
+    pub fn validate(&self) -> Result<()> {
+        use ops_core::limits::{MAX_AGE_SECS, check_range};
+        match self {
+            Self::Terminate { pid, .. } => check_range("pid", *pid, 1, i32::MAX).map(drop),
+            Self::KillIdle { older_than_secs, .. } => {
+                check_range("older-than-secs", *older_than_secs, 1, MAX_AGE_SECS).map(drop)
+            }
+            Self::CancelSlow { longer_than_secs, .. } => {
+                check_range("longer-than-secs", *longer_than_secs, 1, MAX_AGE_SECS).map(drop)
+            }
+            Self::Vacuum { tables, .. } => {
+                check_range("tables", tables.len(), 0, 10_000)?;
+                if tables.iter().any(|t| t.is_empty() || t.len() > 200) {
+                    return Err(Error::invalid_input("tables: each name must be 1 to 200 characters"));
+                }
+                Ok(())
+            }
+            Self::RedisSetPolicy { policy, .. } => check_range("policy length", policy.len(), 1, 64).map(drop),
+            Self::Restart { service, .. } => check_range("service length", service.len(), 1, 255).map(drop),
+        }
+    }
+
     /// The stable name (`kill-idle`).
     #[must_use]
     pub const fn name(&self) -> &'static str {
@@ -181,6 +207,7 @@ fn pick<'c, T>(map: &'c BTreeMap<String, T>, name: Option<&str>, what: &str, tab
 /// `NotFound`/`InvalidInput` for an unknown database, cache or container or a bad argument;
 /// `Unavailable` when the system cannot be read.
 pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+    action.validate()?;
     match action {
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
             super::pg_actions::plan(ctx, action).await

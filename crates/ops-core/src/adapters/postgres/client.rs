@@ -125,7 +125,7 @@ pub(super) fn quote_ident(name: &str) -> String {
 /// `PASSWORD`, `password=` values of connection strings, URL credentials), whitespace runs
 /// folded into one space, at most `max` characters.
 pub(super) fn redact_query(query: &str, max: usize) -> String {
-    static RULES: std::sync::LazyLock<[(regex::Regex, &str); 3]> = std::sync::LazyLock::new(|| {
+    static RULES: std::sync::LazyLock<[(regex::Regex, &str); 5]> = std::sync::LazyLock::new(|| {
         let re = |p: &str| regex::Regex::new(p).expect("valid redaction pattern");
         [
             // CREATE ROLE x PASSWORD 'secret', ALTER USER x WITH ENCRYPTED PASSWORD 'secret'; the
@@ -135,6 +135,15 @@ pub(super) fn redact_query(query: &str, max: usize) -> String {
             (re(r"(?i)(\bpassword\s*=\s*)[^\s']+"), "${1}***"),
             // postgres://user:secret@host
             (re(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/\s@']*:)[^@\s']+@"), "${1}***@"),
+            // Authorization: Bearer abc…
+            (re(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), "${1}***"),
+            // token: abc, "api_key": "abc", secret=abc, password: abc (also inside JSON)
+            (
+                re(
+                    r#"(?i)(\b(?:token|api[_-]?key|apikey|secret|secret[_-]?key|access[_-]?key|auth|authorization|password|passwd)\b["']?\s*[:=]\s*)(?:"[^"]*"?|'(?:[^']|'')*'?|[^\s,;)}'"]+)"#,
+                ),
+                "${1}***",
+            ),
         ]
     });
     let mut text = query.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -49,6 +49,17 @@ fn session_queries_never_show_passwords() {
         assert_eq!(redact_query(query, 200), shown);
         assert!(!redact_query(query, 200).contains("hunter2"));
     }
+    for query in [
+        "SELECT * FROM api_calls WHERE header = 'Authorization: Bearer hunter2.xyz'",
+        "UPDATE users SET prefs = '{\"token\": \"hunter2\"}'",
+        "SELECT call('token: hunter2')",
+        "SELECT call('api_key=hunter2')",
+        "SELECT call('password: hunter2')",
+    ] {
+        let shown = redact_query(query, 200);
+        assert!(!shown.contains("hunter2"), "{query} -> {shown}");
+        assert!(shown.contains("***"), "{shown}");
+    }
     assert_eq!(redact_query("SELECT ééé", 8), "SELECT é…");
     assert_eq!(redact_query("SELECT 1", 8), "SELECT 1");
 }
