@@ -66,9 +66,9 @@ pub(crate) async fn fingerprint(rt: &DockerRuntime, pg: &Postgres, database: &st
 }
 
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<serde_json::Value>>>);
+pub(crate) struct Receiver(pub(crate) Arc<Mutex<Vec<serde_json::Value>>>);
 
-async fn webhook() -> (Receiver, String) {
+pub(crate) async fn webhook() -> (Receiver, String) {
     let r = Receiver::default();
     let app = axum::Router::new()
         .route(
@@ -88,9 +88,9 @@ pub(crate) struct Stack {
     pub rt: DockerRuntime,
     pub pg: Postgres,
     _s3: testcontainers::ContainerAsync<testcontainers::GenericImage>,
-    s3_id: String,
+    pub(crate) s3_id: String,
     pub local: tempfile::TempDir,
-    hooks: Receiver,
+    pub(crate) hooks: Receiver,
     pub ctx: Context,
 }
 
@@ -387,7 +387,7 @@ async fn backup_through_the_api_as_a_job_and_metrics_survive_a_restart() {
         let job = job.clone();
         async move {
             let (_, j) = call(state, "GET", &format!("/api/v1/jobs/{job}"), "k-read", None).await;
-            (j["status"] != "running").then_some(j)
+            (j["status"] != "running" && j["status"] != "queued").then_some(j)
         }
     })
     .await;

@@ -431,7 +431,7 @@ async fn drill_local_through_the_api_as_a_job() {
         let call = &call;
         async move {
             let (_, j) = call("GET", &uri, None).await;
-            (j["status"] != "running").then_some(j)
+            (j["status"] != "running" && j["status"] != "queued").then_some(j)
         }
     })
     .await;

@@ -21,6 +21,7 @@ mod probes_net;
 mod redis;
 mod restore;
 mod safety;
+mod safety_server;
 mod server;
 mod tls;
 mod triage;

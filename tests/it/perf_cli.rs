@@ -85,7 +85,7 @@ fn perf_cli_plans_then_applies_kill_idle_and_analyzes() {
 
     // A bad duration is a usage problem with a hint, not a guess.
     let (code, out) = opsctl(&["pg", "kill-idle", "--older-than", "ten minutes", "--config", config]);
-    assert_eq!(code, ops_cli::exit::INVALID_INPUT, "{out}");
+    assert_eq!(code, ops_cli::exit::USAGE, "{out}");
     assert!(out.contains("like 10m"), "{out}");
     rt.block_on(pg.container.rm()).unwrap();
 }

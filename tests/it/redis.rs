@@ -90,14 +90,24 @@ fn redis_cli_probe_names_wrongpass_and_follows_the_plugin_codes() {
         let code = ops_cli::run(argv, &Default::default(), &mut out, &mut err);
         (code, String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap())
     };
+    // --json keeps stdout one document; a warning goes to stderr.
+    let stdout_of = |args: &[&str]| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut argv = vec!["opsctl"];
+        argv.extend_from_slice(args);
+        let code = ops_cli::run(argv, &Default::default(), &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    };
     let good = format!("redis://:s3cret-pass@127.0.0.1:{port}");
     let (code, out) = opsctl(&["probe", "redis", &good]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("OK  redis:127.0.0.1:"), "{out}");
 
     let wrong = format!("redis://:not-the-pass@127.0.0.1:{port}");
-    let (code, out) = opsctl(&["probe", "redis", &wrong, "--json"]);
+    let (code, out, err) = stdout_of(&["probe", "redis", &wrong, "--json"]);
     assert_eq!(code, 2, "{out}");
+    assert!(err.contains("visible to every local user"), "a password in argv is warned about: {err}");
+    assert!(!err.contains("not-the-pass"), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["problems"][0]["runbook"], "cache-down");
     assert!(v["message"].as_str().unwrap().contains("WRONGPASS"), "{out}");

@@ -185,3 +185,49 @@ async fn restore_in_place_from_s3_runs_the_post_restore_command() {
     assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, at_backup);
     assert!(databases(&s).await.iter().all(|d| !d.contains("__")), "in place leaves no side databases");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_whose_post_restore_command_fails_restarts_the_dependents_and_says_the_swap_happened() {
+    let s = stack(300).await;
+    let (api, _guard) = dependent(&s).await;
+    let mut config = (*with_dependent(&s, &api, None).config).clone();
+    config.databases.get_mut("main").unwrap().post_restore = Some(ops_core::config::PostRestoreConfig {
+        container: api.clone(),
+        command: vec!["sh".into(), "-c".into(), "echo migration failed >&2; exit 3".into()],
+    });
+    let ctx = Context::from_config(config).unwrap();
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let opts = RestoreOptions { source: report.id.to_string(), health_timeout_secs: 30, ..Default::default() };
+    let plan = restore::plan(&ctx, &opts).await.unwrap();
+    let e = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap_err();
+    assert!(e.message().contains("migration failed"), "{e}");
+    assert!(e.message().contains("the restored database is live"), "the error says the swap happened: {e}");
+    assert!(e.message().contains(&api), "the error names the dependents restarted: {e}");
+    assert_eq!(s.rt.inspect(&api).await.unwrap().state, ContainerState::Running, "the stack is back up");
+    let dbs = databases(&s).await;
+    assert!(dbs.iter().all(|d| !d.contains("__restore_")), "no side database is left: {dbs:?}");
+    assert!(dbs.contains(plan.keep_database.as_ref().unwrap()), "the previous database is kept: {dbs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_whose_stop_fails_half_way_starts_what_it_stopped_and_drops_the_side_database() {
+    let s = stack(300).await;
+    let (first, _g1) = dependent(&s).await;
+    let (second, _g2) = dependent(&s).await;
+    let mut config = (*with_dependent(&s, &first, None).config).clone();
+    config.databases.get_mut("main").unwrap().dependents = vec![first.clone(), second.clone()];
+    let ctx = Context::from_config(config).unwrap();
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    psql(&s.rt, &s.pg, "app", "INSERT INTO events (ledger_sequence) VALUES (-7)").await;
+    let live = fingerprint(&s.rt, &s.pg, "app").await;
+    let opts = RestoreOptions { source: report.id.to_string(), health_timeout_secs: 30, ..Default::default() };
+    let plan = restore::plan(&ctx, &opts).await.unwrap();
+    // Dependents stop last first: `second` stops, then `first` is gone.
+    s.rt.remove(&first, true).await.unwrap();
+    let e = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap_err();
+    assert!(e.message().contains("the live database was not touched"), "{e}");
+    assert_eq!(s.rt.inspect(&second).await.unwrap().state, ContainerState::Running, "what was stopped is started");
+    assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, live, "live database untouched");
+    let dbs = databases(&s).await;
+    assert!(dbs.iter().all(|d| !d.contains("__restore_") && !d.contains("__pre_restore_")), "{dbs:?}");
+}

@@ -64,7 +64,8 @@ async fn server_health_and_metrics_are_open() {
 
 #[tokio::test]
 async fn server_api_needs_a_key_and_actions_need_an_admin_key() {
-    let f = fixture(&[("API_KEYS", "old-read-0123456789,new-read-0123456789"), ("ADMIN_KEYS", "k-admin-777-0123456789")]);
+    let f =
+        fixture(&[("API_KEYS", "old-read-0123456789,new-read-0123456789"), ("ADMIN_KEYS", "k-admin-777-0123456789")]);
     let (s, body) = call(&f.state, "GET", "/api/v1/config", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(body.contains("unauthenticated"), "{body}");
@@ -75,7 +76,9 @@ async fn server_api_needs_a_key_and_actions_need_an_admin_key() {
     for key in ["old-read-0123456789", "new-read-0123456789", "k-admin-777-0123456789"] {
         let (s, body) = call(&f.state, "GET", "/api/v1/config", Some(key)).await;
         assert_eq!(s, StatusCode::OK, "{key}");
-        for secret in ["pgpassword", "webhooktoken", "old-read-0123456789", "new-read-0123456789", "k-admin-777-0123456789"] {
+        for secret in
+            ["pgpassword", "webhooktoken", "old-read-0123456789", "new-read-0123456789", "k-admin-777-0123456789"]
+        {
             assert!(!body.contains(secret), "{secret} leaked: {body}");
         }
         assert!(body.contains("postgres://indexer:***@localhost:5432/stellar_escrow"), "{body}");
@@ -118,7 +121,8 @@ async fn server_reload_rejects_a_bad_file_and_keeps_the_running_config() {
     // A good file is picked up, and keys in it rotate without a restart.
     std::fs::write(
         &f.path,
-        format!("{CONFIG}\n[server]\nadmin-keys = [\"rotated-admin-0123456789\"]\n").replace("stellar-escrow", "renamed"),
+        format!("{CONFIG}\n[server]\nadmin-keys = [\"rotated-admin-0123456789\"]\n")
+            .replace("stellar-escrow", "renamed"),
     )
     .unwrap();
     let f2_env_free = AppState::from_config(

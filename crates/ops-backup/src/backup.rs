@@ -101,6 +101,22 @@ fn threads(opts: &BackupOptions) -> usize {
 /// fails or the dump is truncated or a copy reads back differently; `Unavailable` when a
 /// destination fails. After an error no destination holds a dump or manifest of this backup.
 pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
+    backup_until(ctx, opts, progress, Box::pin(std::future::pending())).await
+}
+
+/// [`backup`], stopped when `cancel` resolves (SIGTERM, a server shutting down): the dump
+/// stream fails, every destination discards its part (no temp file, no unfinished multipart
+/// upload), a failure record is written and the failure is notified, as for any failed
+/// backup.
+///
+/// # Errors
+/// As [`backup`]; an interrupted backup is `Unavailable`.
+pub async fn backup_until(
+    ctx: &Context,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    cancel: crate::pipeline::Cancel,
+) -> Result<BackupReport> {
     opts.validate()?;
     let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
     let stores = target::stores(ctx)?;
@@ -110,7 +126,8 @@ pub async fn backup(ctx: &Context, opts: &BackupOptions, progress: &dyn Progress
     // so nothing is notified or recorded.
     let lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "backup").await?;
     let (id, started_at) = fresh_id(&stores, &prefix, opts.compression).await;
-    let result = run(opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at).await;
+    let result =
+        run(opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at, cancel).await;
     drop(lock);
     let (title, level, mut fields) = match &result {
         Ok(r) => (
@@ -216,6 +233,7 @@ async fn run(
     stores: &[Arc<dyn ObjectStore>],
     id: &BackupId,
     started_at: DateTime<Utc>,
+    cancel: crate::pipeline::Cancel,
 ) -> Result<BackupReport> {
     let clock = Instant::now();
     let server = db.server_version().await?;
@@ -233,7 +251,7 @@ async fn run(
     let level = opts.level.unwrap_or_else(|| compression.default_level());
     let settings = CompressSettings { compression, level, threads: threads(opts) };
     let key = id.dump_key(compression);
-    let streamed = stream_dump(dump, stores, &key, settings, size_hint, progress).await?;
+    let streamed = stream_dump(dump, stores, &key, settings, size_hint, progress, cancel).await?;
     drop(snapshot);
 
     let key_ref = &key;

@@ -40,7 +40,7 @@ mod lock;
 pub mod manifest;
 pub mod naming;
 mod notify;
-mod pipeline;
+pub mod pipeline;
 pub mod progress;
 pub mod restore;
 pub mod retention;
@@ -49,7 +49,7 @@ pub mod stack;
 pub mod target;
 pub mod verify;
 
-pub use backup::{BackupOptions, BackupReport, backup};
+pub use backup::{BackupOptions, BackupReport, backup, backup_until};
 pub use catalog::{BackupEntry, list};
 pub use drill::{DrillBackend, DrillOptions, DrillReport, dr_test};
 pub use error::{Error, ErrorKind, Result};

@@ -11,9 +11,12 @@
 //! every destination gets a read error, so the stores discard what they received (the
 //! filesystem store removes its temp file, the S3 store aborts its multipart upload).
 
+use std::future::Future;
 use std::io::{self, Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -113,6 +116,34 @@ pub(crate) fn has_trailer(tail: &[u8]) -> bool {
 
 /// Streams `dump` compressed into `key` of every store. On success every store holds the
 /// same bytes; on failure none holds anything at `key`.
+/// A signal that stops a backup: when it resolves, the dump's stream fails, so every
+/// destination discards what it received and the backup fails like any other.
+pub type Cancel = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `pg_dump`'s output, failing from the moment `cancel` resolves.
+struct Cancellable {
+    inner: ops_core::ports::ByteReader,
+    cancel: Cancel,
+    fired: Arc<AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Cancellable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.fired.load(Ordering::Relaxed) && self.cancel.as_mut().poll(cx).is_ready() {
+            self.fired.store(true, Ordering::Relaxed);
+        }
+        if self.fired.load(Ordering::Relaxed) {
+            // Not `ErrorKind::Interrupted`: readers retry that one.
+            return Poll::Ready(Err(io::Error::other("the backup was interrupted")));
+        }
+        self.inner.as_mut().poll_read(cx, buf)
+    }
+}
+
 pub(crate) async fn stream_dump(
     dump: DumpStream,
     stores: &[Arc<dyn ObjectStore>],
@@ -120,8 +151,11 @@ pub(crate) async fn stream_dump(
     settings: CompressSettings,
     size_hint: Option<u64>,
     progress: &dyn Progress,
+    cancel: Cancel,
 ) -> Result<Streamed> {
     let DumpStream { reader, completion, .. } = dump;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let reader = Cancellable { inner: reader, cancel, fired: Arc::clone(&interrupted) };
     let raw = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let bridge = SyncIoBridge::new(reader);
@@ -166,6 +200,11 @@ pub(crate) async fn stream_dump(
             Some(i) => Err(Error::unavailable(format!("upload to {} stopped", stores[i].location()))),
             None => match producer.await {
                 Err(e) => Err(Error::internal(format!("compression thread failed: {e}"))),
+                Ok(Err(_)) if interrupted.load(Ordering::Relaxed) => {
+                    // pg_dump dies of the closed pipe; the cause is the interruption.
+                    drop(completion);
+                    Err(Error::unavailable("backup interrupted (the process is stopping); nothing was kept"))
+                }
                 Ok(Err(e)) => {
                     // A read error from pg_dump's pipe, or a compression error. pg_dump's own
                     // exit status explains more, when there is one.

@@ -177,7 +177,17 @@ pub struct DestinationPlan {
     pub deleted: Vec<BackupId>,
     /// Deletions that failed, with the reason.
     pub failed: Vec<(BackupId, String)>,
+    /// Leftovers of interrupted uploads removed (temp files, unfinished multipart uploads
+    /// older than a day); 0 for a dry run.
+    #[serde(default)]
+    pub swept: u64,
+    /// Why the sweep of leftovers failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_error: Option<String>,
 }
+
+/// Leftovers of interrupted uploads younger than this may belong to an upload in progress.
+pub const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// What `prune` planned and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,7 +275,15 @@ pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<P
                 }
             }
         }
-        destinations.push(DestinationPlan { location, policy, decisions, deleted, failed });
+        let (swept, sweep_error) = if dry_run {
+            (0, None)
+        } else {
+            match store.sweep_incomplete(SWEEP_AFTER).await {
+                Ok(n) => (n, None),
+                Err(e) => (0, Some(e.to_string())),
+            }
+        };
+        destinations.push(DestinationPlan { location, policy, decisions, deleted, failed, swept, sweep_error });
     }
     Ok(PruneReport { dry_run, destinations })
 }

@@ -323,6 +323,9 @@ pub async fn verify(ctx: &Context, database: Option<&str>, wanted: &str) -> Resu
         if let Err(e) =
             store.put(&entry.id.verify_key(), Box::pin(std::io::Cursor::new(json)), &PutOptions::default()).await
         {
+            // A verification whose record is lost did not do its job: `list` and retention
+            // would not see it.
+            v.ok = false;
             v.problems.push(format!("could not record the verification: {e}"));
         }
         copies.push(v);

@@ -124,10 +124,11 @@ pub(crate) fn list(out: &mut dyn Write, entries: &[BackupEntry], now: DateTime<U
         writeln!(out, "no backups")?;
         return Ok(());
     }
+    let db_width = entries.iter().filter_map(|e| e.database.as_deref()).map(str::len).max().unwrap_or(1).max(8);
     writeln!(
         out,
-        "{:<34} {:>5} {:>10} {:<6} {:<10} {:>6}  VERIFIED",
-        "ID", "AGE", "SIZE", "FORMAT", "STATE", "COPIES"
+        "{:<db_width$} {:<34} {:>5} {:>10} {:<6} {:<10} {:>6}  VERIFIED",
+        "DATABASE", "ID", "AGE", "SIZE", "FORMAT", "STATE", "COPIES"
     )?;
     for e in entries {
         let verified =
@@ -137,7 +138,8 @@ pub(crate) fn list(out: &mut dyn Write, entries: &[BackupEntry], now: DateTime<U
             );
         writeln!(
             out,
-            "{:<34} {:>5} {:>10} {:<6} {:<10} {:>6}  {verified}",
+            "{:<db_width$} {:<34} {:>5} {:>10} {:<6} {:<10} {:>6}  {verified}",
+            e.database.as_deref().unwrap_or("?"),
             e.id.as_str(),
             age(e.started_at, now),
             e.size_bytes().map_or_else(|| "-".to_owned(), bytes),
@@ -192,10 +194,16 @@ pub(crate) fn prune(out: &mut dyn Write, r: &PruneReport) -> Result<()> {
                 Action::Keep => "keep  ",
                 Action::Delete => "DELETE",
             };
-            writeln!(out, "  {action} {:<34} {}", x.id.as_str(), x.rule)?;
+            writeln!(out, "  {action} {:<12} {:<34} {}", x.database.as_deref().unwrap_or("?"), x.id.as_str(), x.rule)?;
         }
         for (id, e) in &d.failed {
             writeln!(out, "  FAILED to delete {id}: {e}")?;
+        }
+        if d.swept > 0 {
+            writeln!(out, "  removed {} leftover(s) of interrupted uploads", d.swept)?;
+        }
+        if let Some(e) = &d.sweep_error {
+            writeln!(out, "  FAILED to sweep leftovers of interrupted uploads: {e}")?;
         }
     }
     if r.dry_run {

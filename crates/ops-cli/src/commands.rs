@@ -47,7 +47,9 @@ pub(crate) async fn backup(
             };
             // A progress bar only for a person watching: not in --json, not when piped.
             let bar = Bar::for_cli(cli);
-            let report = ops_backup::backup(&ctx, &opts, &bar).await;
+            // SIGTERM (cron, systemd) or Ctrl-C fails the backup cleanly: nothing partial is
+            // kept, the failure is recorded and notified.
+            let report = ops_backup::backup_until(&ctx, &opts, &bar, interrupted()).await;
             bar.finish();
             let report = report?;
             emit(cli, out, &report, backup_render::backup_report)?;
@@ -72,7 +74,7 @@ pub(crate) async fn backup(
         BackupCommand::Prune { dry_run } => {
             let report = ops_backup::prune(&ctx, *dry_run, chrono::Utc::now()).await?;
             emit(cli, out, &report, backup_render::prune)?;
-            let failed = report.destinations.iter().any(|d| !d.failed.is_empty());
+            let failed = report.destinations.iter().any(|d| !d.failed.is_empty() || d.sweep_error.is_some());
             Ok(Outcome { code: if failed { exit::UNAVAILABLE } else { exit::OK } })
         }
     }
@@ -112,6 +114,27 @@ pub(crate) fn keys_generate(cli: &Cli, out: &mut dyn Write) -> Result<Outcome> {
         writeln!(out, "{key}")?;
     }
     Ok(Outcome { code: exit::OK })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) fn interrupted() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    Box::pin(async move {
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => drop(s.recv().await),
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = term => {},
+        }
+    })
 }
 
 /// `opsctl restore`.
@@ -180,10 +203,9 @@ pub(crate) async fn dr_test(
         allow_other_database: args.allow_other_database,
         allow_host_path: true,
     };
-    // Ctrl-C ends the drill early; the library still removes its container or cluster.
-    let cancel = Box::pin(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    // Ctrl-C or SIGTERM ends the drill early; the library still removes its container or
+    // cluster.
+    let cancel = interrupted();
     let bar = Bar::for_cli(cli);
     let report = ops_backup::dr_test(&ctx, &opts, &bar, cancel).await;
     bar.finish();

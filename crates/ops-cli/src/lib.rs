@@ -116,9 +116,9 @@ pub enum PgCommand {
     /// Terminate client connections idle longer than a limit (never replication, pg_dump,
     /// autovacuum or this session).
     KillIdle {
-        /// Idle for at least this long: 10m, 90s, 1h.
-        #[arg(long, value_name = "DURATION")]
-        older_than: String,
+        /// Idle for at least this long: 10m, 90s, 1h (at most 366d).
+        #[arg(long, value_name = "DURATION", value_parser = perf::parse_duration)]
+        older_than: std::time::Duration,
         /// Database (config name).
         #[arg(long)]
         database: Option<String>,
@@ -128,9 +128,9 @@ pub enum PgCommand {
     },
     /// Cancel queries running longer than a limit.
     CancelSlow {
-        /// Running for at least this long: 5m, 30s.
-        #[arg(long, value_name = "DURATION")]
-        longer_than: String,
+        /// Running for at least this long: 5m, 30s (at most 366d).
+        #[arg(long, value_name = "DURATION", value_parser = perf::parse_duration)]
+        longer_than: std::time::Duration,
         /// Database (config name).
         #[arg(long)]
         database: Option<String>,

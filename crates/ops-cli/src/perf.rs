@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use ops_core::config::load;
-use ops_core::{Context, Error, Result};
+use ops_core::{Context, Result};
 use ops_probes::perf::{Action, PerfOptions};
 
 use crate::checks::code_of;
@@ -88,12 +88,10 @@ pub(crate) async fn pg(
             (Action::Terminate { database: database.clone(), pid: *pid }, *apply)
         }
         PgCommand::KillIdle { older_than, database, apply } => {
-            let d = parse_duration(older_than).map_err(Error::invalid_input)?;
-            (Action::KillIdle { database: database.clone(), older_than_secs: d.as_secs() }, *apply)
+            (Action::KillIdle { database: database.clone(), older_than_secs: older_than.as_secs() }, *apply)
         }
         PgCommand::CancelSlow { longer_than, database, apply } => {
-            let d = parse_duration(longer_than).map_err(Error::invalid_input)?;
-            (Action::CancelSlow { database: database.clone(), longer_than_secs: d.as_secs() }, *apply)
+            (Action::CancelSlow { database: database.clone(), longer_than_secs: longer_than.as_secs() }, *apply)
         }
         PgCommand::Vacuum { tables, analyze, database, apply } => {
             (Action::Vacuum { database: database.clone(), analyze: *analyze, tables: tables.clone() }, *apply)

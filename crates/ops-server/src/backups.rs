@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::jobs::JobStatus;
+use crate::jobs::{JobStatus, Refusal};
 use crate::state::AppState;
 
 fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
@@ -21,15 +21,26 @@ fn error_value(e: &ops_core::Error) -> Value {
     json!({ "kind": e.kind(), "message": e.message() })
 }
 
-/// Spawns `work` as a job; its `Ok` value is the report, `Err` the error.
-fn spawn_job<F>(state: &Arc<AppState>, kind: &str, work: F) -> (StatusCode, Json<Value>)
+/// Spawns `work` as a job; its `Ok` value is the report, `Err` the error. Refused (409 or
+/// 429, nothing started) when another job holds `exclusive` or the server has too many jobs.
+fn spawn_job<F>(
+    state: &Arc<AppState>,
+    kind: &str,
+    exclusive: Option<&str>,
+    work: F,
+) -> Result<(StatusCode, Json<Value>), ApiError>
 where
     F: Future<Output = (Result<Value, ops_core::Error>, bool)> + Send + 'static,
 {
-    let id = state.jobs.start(kind);
+    let id = state.jobs.admit(kind, exclusive).map_err(|r| match r {
+        Refusal::Busy(m) => ApiError::Core(ops_core::Error::conflict(m)),
+        Refusal::Full(m) => ApiError::Core(ops_core::Error::unavailable(format!("{m}: try again later"))),
+    })?;
     let jobs_state = Arc::clone(state);
     let job_id = id.clone();
+    let kind_owned = kind.to_owned();
     tokio::spawn(async move {
+        let _slot = jobs_state.jobs.run_slot(&job_id, &kind_owned).await;
         let (result, ok) = work.await;
         match result {
             Ok(report) => {
@@ -39,7 +50,7 @@ where
             Err(e) => jobs_state.jobs.finish(&job_id, JobStatus::Failed, None, Some(error_value(&e))),
         }
     });
-    (StatusCode::ACCEPTED, Json(json!({ "job": id, "status": "running", "href": format!("/api/v1/jobs/{id}") })))
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id, "status": "queued", "href": format!("/api/v1/jobs/{id}") }))))
 }
 
 /// The options in a JSON body, or their defaults for an empty body.
@@ -90,8 +101,10 @@ pub(crate) async fn start_backup(
     opts.validate()?;
     let name = database_name(&ctx, opts.database.as_deref())?;
     let metrics_state = Arc::clone(&state);
-    Ok(spawn_job(&state, "backup", async move {
-        let r = ops_backup::backup(&ctx, &opts, &ops_backup::NoProgress).await;
+    let exclusive = format!("database {name}");
+    let stopping = state.stopping();
+    spawn_job(&state, "backup", Some(&exclusive), async move {
+        let r = ops_backup::backup_until(&ctx, &opts, &ops_backup::NoProgress, stopping).await;
         match &r {
             // Refused (another operation holds the lock): no backup ran, nothing to record.
             Err(e) if e.kind() == ops_core::ErrorKind::Conflict => {}
@@ -106,7 +119,7 @@ pub(crate) async fn start_backup(
             Err(_) => metrics_state.metrics.record_backup(&name, None),
         }
         (r.map(|r| to_value(&r)), true)
-    }))
+    })
 }
 
 pub(crate) async fn verify(
@@ -124,12 +137,12 @@ pub(crate) async fn verify(
         Some(name) => Some(database_name(&ctx, Some(name))?),
         None => None,
     };
-    Ok(spawn_job(&state, "verify", async move {
+    spawn_job(&state, "verify", None, async move {
         match ops_backup::verify(&ctx, database.as_deref(), &id).await {
             Ok(r) => (Ok(to_value(&r)), r.ok),
             Err(e) => (Err(e), false),
         }
-    }))
+    })
 }
 
 pub(crate) async fn dr_test(
@@ -142,16 +155,17 @@ pub(crate) async fn dr_test(
     let name = database_name(&ctx, opts.database.as_deref())?;
     check_source(&opts.source)?;
     let metrics_state = Arc::clone(&state);
-    Ok(spawn_job(&state, "dr-test", async move {
-        let never = Box::pin(std::future::pending::<()>());
-        match ops_backup::dr_test(&ctx, &opts, &ops_backup::NoProgress, never).await {
+    let exclusive = format!("database {name}");
+    let stopping = state.stopping();
+    spawn_job(&state, "dr-test", Some(&exclusive), async move {
+        match ops_backup::dr_test(&ctx, &opts, &ops_backup::NoProgress, stopping).await {
             Ok(r) => {
                 metrics_state.metrics.record_drill(&name, r.passed, r.restore_seconds);
                 (Ok(to_value(&r)), r.passed)
             }
             Err(e) => (Err(e), false),
         }
-    }))
+    })
 }
 
 /// Over HTTP a source is a backup id, `latest` or an `s3://` key inside the storage: a host
@@ -166,20 +180,20 @@ fn check_source(source: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /api/v1/restores`: the restore options plus `"confirm": true`. Unknown fields are
-/// refused (a `flatten` would accept them silently).
-fn restore_request(body: &[u8]) -> Result<(bool, ops_backup::RestoreOptions), ApiError> {
+/// A JSON body of options `T` plus one boolean `flag` (`"confirm"`, `"apply"`), with unknown
+/// fields refused: `#[serde(flatten)]` would accept them silently.
+pub(crate) fn options_and_flag<T: serde::de::DeserializeOwned>(body: &[u8], flag: &str) -> Result<(T, bool), ApiError> {
     let invalid = |m: String| ApiError::Core(ops_core::Error::invalid_input(m));
     let mut fields: serde_json::Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    let confirm = match fields.remove("confirm") {
+    let set = match fields.remove(flag) {
         None => false,
         Some(Value::Bool(b)) => b,
-        Some(_) => return Err(invalid("invalid request body: confirm must be true or false".to_owned())),
+        Some(_) => return Err(invalid(format!("invalid request body: {flag} must be true or false"))),
     };
     let options =
         serde_json::from_value(Value::Object(fields)).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    Ok((confirm, options))
+    Ok((options, set))
 }
 
 pub(crate) async fn restore(
@@ -187,7 +201,8 @@ pub(crate) async fn restore(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = context(&state)?;
-    let (confirm, options) = restore_request(&body)?;
+    // The restore options plus `"confirm": true`.
+    let (options, confirm): (ops_backup::RestoreOptions, bool) = options_and_flag(&body, "confirm")?;
     check_source(&options.source)?;
     options.validate()?;
     let req = RestoreRequest { options };
@@ -200,7 +215,8 @@ pub(crate) async fn restore(
         ))));
     }
     let opts = req.options;
-    Ok(spawn_job(&state, "restore", async move {
+    let exclusive = format!("database {}", plan.database_config_name);
+    spawn_job(&state, "restore", Some(&exclusive), async move {
         match ops_backup::restore(&ctx, &plan, &opts, &ops_backup::NoProgress).await {
             Ok(r) => {
                 let healthy = r.healthy;
@@ -208,7 +224,7 @@ pub(crate) async fn restore(
             }
             Err(e) => (Err(e), false),
         }
-    }))
+    })
 }
 
 struct RestoreRequest {

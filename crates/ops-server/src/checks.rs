@@ -2,7 +2,7 @@
 //! triage`, `opsctl probe` and `opsctl tls check`, as JSON.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -27,8 +27,11 @@ pub(crate) struct CheckQuery {
     status: Option<ops_core::Status>,
 }
 
-fn max_age(q: &CheckQuery) -> Duration {
-    if q.fresh { Duration::ZERO } else { REUSE }
+/// The oldest finished run a request accepts: for `?fresh=true` one that finished after the
+/// request arrived (a run in progress is shared), else one younger than [`REUSE`].
+pub(crate) fn not_before(fresh: bool) -> Instant {
+    let now = Instant::now();
+    if fresh { now } else { now.checked_sub(REUSE).unwrap_or(now) }
 }
 
 /// `GET /api/v1/triage`: the whole report (severity, incidents with consequences, probes).
@@ -36,7 +39,8 @@ pub(crate) async fn triage(
     State(state): State<Arc<AppState>>,
     Query(q): Query<CheckQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = state.triage(max_age(&q)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let report =
+        state.triage(not_before(q.fresh)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
     Ok(Json(json!(&*report)))
 }
 
@@ -45,7 +49,8 @@ pub(crate) async fn probes(
     State(state): State<Arc<AppState>>,
     Query(q): Query<CheckQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = state.triage(max_age(&q)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let report =
+        state.triage(not_before(q.fresh)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
     let probes: Vec<&ops_probes::ProbeReport> = report
         .probes
         .iter()
@@ -57,7 +62,8 @@ pub(crate) async fn probes(
 
 /// `GET /api/v1/tls`: every `[[tls]]` target, checked now, in full detail.
 pub(crate) async fn tls(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let (targets, unusable) = state.tls().await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let checks = state.tls(not_before(false)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let (targets, unusable) = &*checks;
     let errors: Vec<Value> = unusable.iter().map(|(name, error)| json!({ "name": name, "error": error })).collect();
     Ok(Json(json!({ "targets": targets, "errors": errors })))
 }

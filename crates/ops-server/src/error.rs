@@ -18,6 +18,10 @@ pub enum ApiError {
     Config(ops_core::config::ConfigError),
     /// A library error.
     Core(ops_core::Error),
+    /// The key's request rate is used up (429, with `Retry-After`).
+    TooManyRequests(std::time::Duration),
+    /// The request took longer than `server.request-timeout-secs` (503).
+    RequestTimeout(std::time::Duration),
 }
 
 impl From<ops_core::Error> for ApiError {
@@ -34,6 +38,18 @@ impl IntoResponse for ApiError {
             }
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "this action needs an admin key".to_owned(), None),
             Self::Config(e) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", e.to_string(), Some(json!(e))),
+            Self::TooManyRequests(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("too many requests for this key: retry in {} s", wait.as_secs().max(1)),
+                Some(json!({ "retry_after_secs": wait.as_secs().max(1) })),
+            ),
+            Self::RequestTimeout(limit) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {} s", limit.as_secs()),
+                None,
+            ),
             Self::Core(e) => {
                 let status = match e.kind() {
                     ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -58,7 +74,14 @@ impl IntoResponse for ApiError {
         if let Some(detail) = extra {
             body["error"]["detail"] = detail;
         }
+        let retry =
+            body["error"]["detail"]["retry_after_secs"].as_u64().filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
         let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

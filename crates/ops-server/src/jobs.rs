@@ -12,6 +12,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
+    /// Accepted, waiting for a slot of its kind.
+    Queued,
     /// Still running.
     Running,
     /// Finished with a report.
@@ -39,20 +41,78 @@ pub struct Job {
     pub error: Option<Value>,
 }
 
-/// The jobs of this process (the last 500).
-#[derive(Debug, Default)]
+/// Jobs not finished (queued or running) the server holds at once.
+pub const MAX_ACTIVE: usize = 32;
+/// Verifications queued or running at once; two run at a time.
+pub const MAX_VERIFY: usize = 8;
+/// Verifications that run at the same time (each reads every copy of a backup).
+const VERIFY_CONCURRENCY: usize = 2;
+
+/// The jobs of this process (the last 500), and the slots they run in.
+#[derive(Debug)]
 pub struct Jobs {
     jobs: Mutex<BTreeMap<String, Job>>,
+    /// What each active job holds exclusively (`database:main` for a backup, restore or drill).
+    exclusive: Mutex<BTreeMap<String, String>>,
+    verify_slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self {
+            jobs: Mutex::default(),
+            exclusive: Mutex::default(),
+            verify_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(VERIFY_CONCURRENCY)),
+        }
+    }
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another job holds the same thing (a backup, restore or drill of the database).
+    Busy(String),
+    /// Too many jobs of this kind, or in all, are waiting or running.
+    Full(String),
 }
 
 impl Jobs {
-    /// Registers a running job and returns its id.
-    pub fn start(&self, kind: &str) -> String {
+    /// Accepts a job of `kind` (queued until [`Self::run_slot`] lets it run), unless the
+    /// server is full of jobs or another active job holds `exclusive`.
+    ///
+    /// # Errors
+    /// The [`Refusal`]; nothing was started, so nothing is notified.
+    pub fn admit(&self, kind: &str, exclusive: Option<&str>) -> Result<String, Refusal> {
         let started_at = Utc::now();
-        let id = format!("{kind}-{}", started_at.format("%Y%m%dT%H%M%S%.6fZ"));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{kind}-{}-{n}", started_at.format("%Y%m%dT%H%M%S%.6fZ"));
         let mut jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let active = |k: Option<&str>| {
+            jobs.values()
+                .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
+                .filter(|j| k.is_none_or(|k| j.kind == k))
+                .count()
+        };
+        if active(None) >= MAX_ACTIVE {
+            return Err(Refusal::Full(format!("{MAX_ACTIVE} jobs are already queued or running")));
+        }
+        if kind == "verify" && active(Some("verify")) >= MAX_VERIFY {
+            return Err(Refusal::Full(format!("{MAX_VERIFY} verifications are already queued or running")));
+        }
+        if let Some(what) = exclusive {
+            let mut held = self.exclusive.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(holder) = held.get(what) {
+                return Err(Refusal::Busy(format!("job {holder} is already working on {what}")));
+            }
+            held.insert(what.to_owned(), id.clone());
+        }
         while jobs.len() >= 500 {
-            let oldest = jobs.iter().filter(|(_, j)| j.status != JobStatus::Running).map(|(k, _)| k.clone()).next();
+            let oldest = jobs
+                .iter()
+                .filter(|(_, j)| !matches!(j.status, JobStatus::Queued | JobStatus::Running))
+                .map(|(k, _)| k.clone())
+                .next();
             match oldest {
                 Some(k) => jobs.remove(&k),
                 None => break,
@@ -63,18 +123,40 @@ impl Jobs {
             Job {
                 id: id.clone(),
                 kind: kind.to_owned(),
-                status: JobStatus::Running,
+                status: JobStatus::Queued,
                 started_at,
                 finished_at: None,
                 report: None,
                 error: None,
             },
         );
-        id
+        Ok(id)
     }
 
-    /// Records the end of a job.
+    /// Waits for a slot of the job's kind, then marks it running; the slot is freed when the
+    /// returned guard drops.
+    pub async fn run_slot(&self, id: &str, kind: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit =
+            if kind == "verify" { std::sync::Arc::clone(&self.verify_slots).acquire_owned().await.ok() } else { None };
+        let mut jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(j) = jobs.get_mut(id) {
+            j.status = JobStatus::Running;
+        }
+        permit
+    }
+
+    /// Ids of the jobs not finished.
+    pub fn active(&self) -> Vec<String> {
+        let jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        jobs.values()
+            .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
+            .map(|j| j.id.clone())
+            .collect()
+    }
+
+    /// Records the end of a job and frees what it held.
     pub fn finish(&self, id: &str, status: JobStatus, report: Option<Value>, error: Option<Value>) {
+        self.exclusive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|_, holder| holder != id);
         let mut jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(j) = jobs.get_mut(id) {
             j.status = status;

@@ -46,7 +46,9 @@ mod error;
 mod jobs;
 mod metrics;
 mod perf;
+mod rate;
 mod routes;
+pub mod serve;
 mod state;
 
 use std::collections::BTreeMap;
@@ -69,6 +71,10 @@ pub struct Args {
     /// Configuration file [default: $OPS_CONFIG, then ./ops.toml]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy); without
+    /// it such an address needs server.tls-cert and server.tls-key.
+    #[arg(long)]
+    pub insecure_listen: bool,
 }
 
 /// The whole `main`: parse, load, serve until SIGTERM or Ctrl-C.
@@ -108,7 +114,15 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
     if loaded.config.server.api_keys.is_empty() && loaded.config.server.admin_keys.is_empty() {
         tracing::warn!("no API_KEYS or ADMIN_KEYS configured: every /api/ request will be refused");
     }
+    let serve_opts = ops_server_options(&loaded.config.server)?;
+    serve::check_listen(listen, serve_opts.tls.is_some(), args.insecure_listen)?;
     let state = AppState::from_config(loaded.config, args.config.clone(), env);
+    // A process killed mid-upload (SIGKILL, a power cut) leaves a temp file or an unfinished
+    // multipart upload: remove the old ones at start.
+    tokio::spawn({
+        let state = std::sync::Arc::clone(&state);
+        async move { state.sweep_leftovers().await }
+    });
     // Backup metrics come from the manifests and failure records in storage, not from this
     // process's memory, so they include backups run by `opsctl` from cron; refreshed every
     // five minutes (one listing per destination).
@@ -133,10 +147,10 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
                     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                     continue;
                 }
-                if let Err(e) = state.triage(std::time::Duration::ZERO).await {
+                if let Err(e) = state.triage(std::time::Instant::now()).await {
                     tracing::warn!(error = %e, "background triage could not run");
                 }
-                if let Err(e) = state.tls().await {
+                if let Err(e) = state.tls(std::time::Instant::now()).await {
                     tracing::warn!(error = %e, "background tls check could not run");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(every)).await;
@@ -145,10 +159,20 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
     });
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(%listen, "ops-server listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!(%listen, tls = serve_opts.tls.is_some(), "ops-server listening");
+    serve::serve_on(listener, std::sync::Arc::clone(&state), serve_opts, shutdown_signal()).await?;
+    // Jobs run on after their 202: a backup or drill in progress fails cleanly (its failure
+    // record and notification are written), the others get a minute to finish.
+    let left = state.stop_jobs(std::time::Duration::from_secs(60)).await;
+    if !left.is_empty() {
+        tracing::warn!(jobs = ?left, "jobs still running at exit");
+    }
     tracing::info!("ops-server stopped");
     Ok(())
+}
+
+fn ops_server_options(cfg: &ops_core::config::ServerConfig) -> anyhow::Result<serve::ServeOptions> {
+    serve::ServeOptions::from_config(cfg)
 }
 
 async fn shutdown_signal() {

@@ -31,6 +31,7 @@ type DbGauge = Family<DatabaseLabel, Gauge<f64, AtomicU64>>;
 pub struct Metrics {
     registry: Registry,
     reloads: Family<ResultLabel, Counter>,
+    rate_limited: Counter,
     last_reload: Gauge<f64, AtomicU64>,
     backup_success: DbGauge,
     backup_last_success: DbGauge,
@@ -67,6 +68,12 @@ impl Metrics {
         registry.register("build_info", "Version of ops-server", build);
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register("config_reloads", "Configuration reloads by result", reloads.clone());
+        let rate_limited = Counter::default();
+        registry.register(
+            "api_rate_limited",
+            "API requests refused with 429 (a key over its rate)",
+            rate_limited.clone(),
+        );
         let last_reload = Gauge::<f64, AtomicU64>::default();
         last_reload.set(now_secs());
         registry.register(
@@ -96,6 +103,7 @@ impl Metrics {
         Self {
             registry,
             reloads,
+            rate_limited,
             last_reload,
             backup_success,
             backup_last_success,
@@ -107,6 +115,11 @@ impl Metrics {
             backed_up: std::sync::Mutex::default(),
             checks: std::sync::Mutex::default(),
         }
+    }
+
+    /// Counts one request refused for its key's rate.
+    pub fn record_rate_limited(&self) {
+        self.rate_limited.inc();
     }
 
     /// Replaces the probe and triage samples with those of `report`.

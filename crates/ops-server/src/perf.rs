@@ -31,7 +31,6 @@ pub(crate) async fn analyze(
     State(state): State<Arc<AppState>>,
     Query(q): Query<PerfQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = context(&state)?;
     let sections = match &q.section {
         None => Vec::new(),
         Some(list) => list
@@ -44,8 +43,11 @@ pub(crate) async fn analyze(
         ops_core::limits::check_range("samples", n, 1, ops_core::limits::MAX_HTTP_SAMPLES)?;
     }
     let opts = ops_probes::perf::PerfOptions { sections, http_samples: q.samples };
-    let report = ops_probes::perf::analyze(&ctx, &opts).await;
-    Ok(Json(json!(report)))
+    let report = state
+        .perf(opts, crate::checks::not_before(false))
+        .await
+        .map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    Ok(Json(json!(&*report)))
 }
 
 /// Body of `POST /api/v1/actions`: the action (`{"action": "kill-idle", "older-than-secs":
@@ -56,16 +58,7 @@ struct ActionRequest {
 }
 
 fn action_request(body: &[u8]) -> Result<ActionRequest, ApiError> {
-    let invalid = |m: String| ApiError::Core(ops_core::Error::invalid_input(m));
-    let mut fields: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    let apply = match fields.remove("apply") {
-        None => false,
-        Some(Value::Bool(b)) => b,
-        Some(_) => return Err(invalid("invalid request body: apply must be true or false".to_owned())),
-    };
-    let action: ops_probes::perf::Action =
-        serde_json::from_value(Value::Object(fields)).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let (action, apply): (ops_probes::perf::Action, bool) = crate::backups::options_and_flag(body, "apply")?;
     action.validate()?;
     Ok(ActionRequest { action, apply })
 }

@@ -39,7 +39,36 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), request_timeout))
         .with_state(state)
+}
+
+/// Default limit on one request, body included.
+const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Bounds every request (reading a dripped body included); a job keeps running after its
+/// 202, so only the synchronous routes can meet this.
+async fn request_timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = state
+        .running()
+        .config
+        .server
+        .request_timeout_secs
+        .map_or(DEFAULT_REQUEST_TIMEOUT, std::time::Duration::from_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::RequestTimeout(limit).into_response(),
+    }
+}
+
+/// Takes one request from the key's budget (`server.rate-limit-per-second`).
+fn rate_limited(state: &AppState, req: &Request) -> Option<Response> {
+    let per_second = state.running().config.server.rate_limit_per_second.unwrap_or(crate::rate::DEFAULT_PER_SECOND);
+    let who = crate::auth::fingerprint(presented_key(req.headers()).unwrap_or_default());
+    state.rate.check(&who, per_second, std::time::Instant::now()).err().map(|wait| {
+        state.metrics.record_rate_limited();
+        ApiError::TooManyRequests(wait).into_response()
+    })
 }
 
 fn access(state: &AppState, req: &Request) -> Access {
@@ -51,7 +80,10 @@ fn access(state: &AppState, req: &Request) -> Access {
 async fn require_read(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     match access(&state, &req) {
         Access::None => ApiError::Unauthenticated.into_response(),
-        Access::Read | Access::Admin => next.run(req).await,
+        Access::Read | Access::Admin => match rate_limited(&state, &req) {
+            Some(refused) => refused,
+            None => next.run(req).await,
+        },
     }
 }
 
@@ -59,7 +91,10 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
     match access(&state, &req) {
         Access::None => ApiError::Unauthenticated.into_response(),
         Access::Read => ApiError::Forbidden.into_response(),
-        Access::Admin => next.run(req).await,
+        Access::Admin => match rate_limited(&state, &req) {
+            Some(refused) => refused,
+            None => next.run(req).await,
+        },
     }
 }
 

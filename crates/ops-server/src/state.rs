@@ -20,9 +20,23 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Long operations started through the API.
     pub jobs: Jobs,
+    /// Requests per key.
+    pub(crate) rate: crate::rate::RateLimiter,
+    /// Set when the server stops: backups and drills in progress fail cleanly.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The newest triage, so a burst of requests runs the checklist once.
     last_triage: tokio::sync::Mutex<Option<(std::time::Instant, Arc<ops_probes::TriageReport>)>>,
+    /// The newest TLS check, likewise.
+    last_tls: tokio::sync::Mutex<Option<(std::time::Instant, Arc<TlsChecks>)>>,
+    /// The newest performance analysis and the options it ran with: one runs at a time, so
+    /// a burst of requests costs each database one analysis connection, not one each.
+    last_perf: tokio::sync::Mutex<
+        Option<(std::time::Instant, ops_probes::perf::PerfOptions, Arc<ops_probes::perf::PerfReport>)>,
+    >,
 }
+
+/// Every `[[tls]]` target's report, and the entries that could not be checked (name, why).
+pub type TlsChecks = (Vec<ops_tls::TargetReport>, Vec<(String, String)>);
 
 /// One loaded configuration and the adapters wired from it.
 #[derive(Debug)]
@@ -50,14 +64,59 @@ impl AppState {
             env,
             metrics: Metrics::new(),
             jobs: Jobs::default(),
+            rate: crate::rate::RateLimiter::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
             last_triage: tokio::sync::Mutex::default(),
+            last_tls: tokio::sync::Mutex::default(),
+            last_perf: tokio::sync::Mutex::default(),
         })
+    }
+
+    /// Resolves when the server stops (see [`Self::stop_jobs`]).
+    pub fn stopping(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut rx = self.stopping.subscribe();
+        Box::pin(async move {
+            drop(rx.wait_for(|s| *s).await);
+        })
+    }
+
+    /// Tells every backup and drill in progress to stop (each fails cleanly: nothing partial
+    /// kept, a failure record, a notification), then waits up to `limit` for every job to
+    /// end. Returns the jobs still active after that.
+    pub async fn stop_jobs(&self, limit: std::time::Duration) -> Vec<String> {
+        self.stopping.send_replace(true);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let active = self.jobs.active();
+            if active.is_empty() || tokio::time::Instant::now() >= deadline {
+                return active;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// The configuration in force.
     #[must_use]
     pub fn running(&self) -> Arc<Running> {
         Arc::clone(&self.running.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Removes what interrupted uploads left in every destination (temp files, unfinished
+    /// multipart uploads, older than a day), as `backup prune` also does; logs what it did.
+    pub async fn sweep_leftovers(&self) {
+        let running = self.running();
+        let Ok(ctx) = &running.context else { return };
+        for store in ctx.storage.iter().chain(ctx.local_storage.iter()) {
+            match store.sweep_incomplete(ops_backup::retention::SWEEP_AFTER).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(location = %store.location(), removed = n, "removed leftovers of interrupted uploads")
+                }
+                Err(e) => {
+                    tracing::warn!(location = %store.location(), error = %e, "could not sweep leftovers of interrupted uploads")
+                }
+            }
+        }
     }
 
     /// Sets the backup metrics from the manifests and failure records in storage, so they
@@ -102,15 +161,16 @@ impl AppState {
         }
     }
 
-    /// The newest triage when it is younger than `max_age`, else a new run (which also updates
-    /// the probe and triage metrics). Concurrent callers wait for the one run in progress.
+    /// The newest triage when it finished at or after `not_before`, else a new run (which also
+    /// updates the probe and triage metrics). Concurrent callers wait for the one run in
+    /// progress and share it: a burst of `?fresh=true` costs one run, not one each.
     ///
     /// # Errors
     /// The reason the running configuration could not be wired.
-    pub async fn triage(&self, max_age: std::time::Duration) -> Result<Arc<ops_probes::TriageReport>, String> {
+    pub async fn triage(&self, not_before: std::time::Instant) -> Result<Arc<ops_probes::TriageReport>, String> {
         let mut last = self.last_triage.lock().await;
         if let Some((at, report)) = last.as_ref()
-            && at.elapsed() <= max_age
+            && *at >= not_before
         {
             return Ok(Arc::clone(report));
         }
@@ -122,12 +182,19 @@ impl AppState {
         Ok(report)
     }
 
-    /// Checks every `[[tls]]` target and updates the TLS metrics; also returns the entries that
-    /// could not be checked at all (an unreadable CA file), by name, with why.
+    /// Checks every `[[tls]]` target (or shares a check that finished at or after
+    /// `not_before`) and updates the TLS metrics; also returns the entries that could not be
+    /// checked at all (an unreadable CA file), by name, with why.
     ///
     /// # Errors
     /// The reason the running configuration could not be wired.
-    pub async fn tls(&self) -> Result<(Vec<ops_tls::TargetReport>, Vec<(String, String)>), String> {
+    pub async fn tls(&self, not_before: std::time::Instant) -> Result<Arc<TlsChecks>, String> {
+        let mut last = self.last_tls.lock().await;
+        if let Some((at, checks)) = last.as_ref()
+            && *at >= not_before
+        {
+            return Ok(Arc::clone(checks));
+        }
         let running = self.running();
         running.context.as_ref().map_err(Clone::clone)?;
         let cfg = &running.config;
@@ -142,7 +209,33 @@ impl AppState {
             }
         }
         self.metrics.record_tls(&reports);
-        Ok((reports, unusable))
+        let checks = Arc::new((reports, unusable));
+        *last = Some((std::time::Instant::now(), Arc::clone(&checks)));
+        Ok(checks)
+    }
+
+    /// A performance analysis with `opts`: one that finished at or after `not_before` with the
+    /// same options is shared; otherwise one runs, never two at a time.
+    ///
+    /// # Errors
+    /// The reason the running configuration could not be wired.
+    pub async fn perf(
+        &self,
+        opts: ops_probes::perf::PerfOptions,
+        not_before: std::time::Instant,
+    ) -> Result<Arc<ops_probes::perf::PerfReport>, String> {
+        let mut last = self.last_perf.lock().await;
+        if let Some((at, o, report)) = last.as_ref()
+            && *at >= not_before
+            && *o == opts
+        {
+            return Ok(Arc::clone(report));
+        }
+        let running = self.running();
+        let ctx = running.context.as_ref().map_err(Clone::clone)?;
+        let report = Arc::new(ops_probes::perf::analyze(ctx, &opts).await);
+        *last = Some((std::time::Instant::now(), opts, Arc::clone(&report)));
+        Ok(report)
     }
 
     /// Re-reads the file and environment captured at start; keeps the running config when the

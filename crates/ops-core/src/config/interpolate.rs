@@ -168,4 +168,4 @@ interpolate_fields!(AlertmanagerConfig { url });
 interpolate_fields!(StatusPageConfig { name, url, affects });
 interpolate_fields!(TlsRenewConfig { container, command });
 interpolate_fields!(TlsCheckConfig { name, endpoint, file, server_name, depends_on });
-interpolate_fields!(ServerConfig { listen, api_keys, admin_keys });
+interpolate_fields!(ServerConfig { listen, api_keys, admin_keys, tls_cert, tls_key });

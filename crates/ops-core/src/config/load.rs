@@ -129,8 +129,10 @@ pub fn resolve(src: ConfigSource<'_>) -> Result<OpsConfig, ConfigError> {
 /// sequence"); the value may be a secret, so the message keeps its kind and the expectation.
 fn scrub_value(msg: &str) -> String {
     static INVALID: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"^(invalid (?:type|value|length)): ([a-z ]+?) (?:"(?:[^"\\]|\\.)*"|`[^`]*`|'[^']*'|[^,]*)(, expected)"#)
-            .expect("valid regex")
+        regex::Regex::new(
+            r#"^(invalid (?:type|value|length)): ([a-z ]+?) (?:"(?:[^"\\]|\\.)*"|`[^`]*`|'[^']*'|[^,]*)(, expected)"#,
+        )
+        .expect("valid regex")
     });
     static VARIANT: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"^unknown variant `[^`]*`").expect("valid regex"));
@@ -278,6 +280,23 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
                     i + 1
                 ),
             ));
+        }
+    }
+    let srv = &cfg.server;
+    if srv.tls_cert.is_some() != srv.tls_key.is_some() {
+        return Err(err(&["server", "tls-cert"], "tls-cert and tls-key go together: set both or neither".into()));
+    }
+    let ranges: [(&str, Option<u64>, u64, u64); 4] = [
+        ("max-connections", srv.max_connections.map(|v| v as u64), 1, 65_536),
+        ("header-timeout-secs", srv.header_timeout_secs, 1, 300),
+        ("request-timeout-secs", srv.request_timeout_secs, 1, 3600),
+        ("rate-limit-per-second", srv.rate_limit_per_second.map(u64::from), 1, 100_000),
+    ];
+    for (key, value, min, max) in ranges {
+        if let Some(v) = value
+            && !(min..=max).contains(&v)
+        {
+            return Err(err(&["server", key], format!("must be between {min} and {max}")));
         }
     }
     for (i, hook) in cfg.notify.webhooks.iter().enumerate() {

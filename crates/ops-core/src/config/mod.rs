@@ -328,6 +328,21 @@ pub struct ServerConfig {
     /// Seconds between the background triage runs that keep `/metrics` current (default 60;
     /// 0 turns them off and the metrics change only when `/api/v1/triage` is called).
     pub triage_interval_secs: Option<u64>,
+    /// PEM certificate chain for HTTPS; with `tls-key`. Required to listen on an address
+    /// other than loopback (or `--insecure-listen`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key: Option<PathBuf>,
+    /// Connections served at once (default 512); more wait in the listen backlog.
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers, and that a kept-alive connection
+    /// may stay idle (default 10).
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds one request may take, body included (default 120; jobs run on after their
+    /// 202).
+    pub request_timeout_secs: Option<u64>,
+    /// API requests per second each key may make, with bursts of twice that (default 20).
+    pub rate_limit_per_second: Option<u32>,
 }
 
 /// The default listen address of `ops-server`.

@@ -139,8 +139,8 @@ fn runbook_env_vars_overlay() {
             ("AWS_ACCESS_KEY_ID", "id"),
             ("AWS_SECRET_ACCESS_KEY", "sk"),
             ("BACKUP_ALERT_WEBHOOK", "https://hooks.example.com/x"),
-            ("API_KEYS", "old-key, new-key,"),
-            ("ADMIN_KEYS", "admin1"),
+            ("API_KEYS", "old-key-0123456789, new-key-0123456789,"),
+            ("ADMIN_KEYS", "admin1-0123456789"),
         ]),
     })
     .unwrap();
@@ -148,7 +148,10 @@ fn runbook_env_vars_overlay() {
     let storage = cfg.storage.unwrap();
     assert_eq!(storage.url, "s3://backups");
     assert_eq!(storage.retention_days, 7);
-    assert_eq!(cfg.server.api_keys.iter().map(Secret::expose).collect::<Vec<_>>(), ["old-key", "new-key"]);
+    assert_eq!(
+        cfg.server.api_keys.iter().map(Secret::expose).collect::<Vec<_>>(),
+        ["old-key-0123456789", "new-key-0123456789"]
+    );
     assert_eq!(cfg.server.admin_keys.len(), 1);
     assert_eq!(cfg.notify.webhooks.len(), 1);
 }

@@ -85,6 +85,14 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// `Unavailable`, `Auth`.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes what interrupted puts left behind (a temp file of a killed process, an
+    /// unfinished multipart upload) that began more than `older_than` ago, so a put still in
+    /// progress is never touched; returns how many were removed.
+    ///
+    /// # Errors
+    /// The listing's or a removal's error.
+    async fn sweep_incomplete(&self, older_than: std::time::Duration) -> Result<u64>;
 }
 
 /// Rejects keys that could escape the prefix or mean different things on different stores.

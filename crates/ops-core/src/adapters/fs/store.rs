@@ -165,6 +165,37 @@ impl ObjectStore for FsStore {
         Ok(out)
     }
 
+    async fn sweep_incomplete(&self, older_than: std::time::Duration) -> Result<u64> {
+        let cutoff = std::time::SystemTime::now().checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(e, format!("listing {}", dir.display()))),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let meta = entry.metadata().await?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                    continue;
+                }
+                let is_temp = entry.file_name().to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX));
+                // A temp file still being written is younger than the cutoff: every write
+                // moves its modification time.
+                if is_temp && meta.is_file() && meta.modified().is_ok_and(|m| m < cutoff) {
+                    match tokio::fs::remove_file(entry.path()).await {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err(e, format!("removing {}", entry.path().display()))),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {

@@ -168,6 +168,14 @@ impl S3Store {
             .credentials_provider(creds)
             .http_client(http)
             .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+            // A server that stops answering fails the call instead of hanging it: connecting
+            // is bounded, and so is every wait for the next bytes of a response.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .read_timeout(std::time::Duration::from_secs(120))
+                    .build(),
+            )
             .force_path_style(options.path_style)
             // Checksums only where S3 requires them: R2 and older servers reject the newer
             // default trailers. Integrity is ours: SHA-256 over every byte.
@@ -437,6 +445,60 @@ impl ObjectStore for S3Store {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    async fn sweep_incomplete(&self, older_than: std::time::Duration) -> Result<u64> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let mut removed = 0;
+        let mut key_marker: Option<String> = None;
+        let mut upload_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.options.bucket)
+                .prefix(&self.options.prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_marker.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err(e, &format!("list unfinished uploads of {}", self.location())));
+            let page = match page {
+                Ok(p) => p,
+                // Some S3-compatible servers cannot list them: nothing can be found to remove.
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    tracing::debug!(location = %self.location(), "the server cannot list unfinished uploads");
+                    return Ok(removed);
+                }
+                Err(e) => return Err(e),
+            };
+            for u in page.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
+                // A backup can upload for hours: only uploads begun before the cutoff go.
+                if to_utc(u.initiated()).is_none_or(|at| at >= cutoff) {
+                    continue;
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.options.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err(e, &format!("abort of the unfinished upload of {key}")))?;
+                removed += 1;
+            }
+            if page.is_truncated() == Some(true) {
+                key_marker = page.next_key_marker().map(str::to_owned);
+                upload_marker = page.next_upload_id_marker().map(str::to_owned);
+                if key_marker.is_none() && upload_marker.is_none() {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(removed)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
