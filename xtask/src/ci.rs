@@ -53,6 +53,9 @@ pub fn run() -> Result<()> {
             "warnings",
         ]))
     })?;
+    // Fuzzing for a bounded time (a crash fails), before the tests so that the test runner's
+    // summary stays the last thing printed.
+    step("fuzz", &mut || crate::fuzz::run(30))?;
     // Doctests first: nextest does not run them, and the test runner's summary should be
     // the last thing CI prints before the step times.
     step("doctests", &mut || cmd::streamed(cargo().args(["test", "--doc", "--workspace", "--all-features"])))?;

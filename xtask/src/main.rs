@@ -6,6 +6,7 @@ mod bench_perf;
 mod bench_probes;
 mod ci;
 mod cmd;
+mod fuzz;
 mod test_env;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,10 @@ commands:
                          system cluster; start dockerd if no engine answers, build
                          the ops-test/* images (all with --rebuild)
   ci                     test-env, cargo fmt --check, cargo clippy -D warnings,
-                         then cargo nextest run (or cargo test)
+                         then cargo nextest run (or cargo test), then fuzz (30 s each)
+  fuzz [--seconds N]     run each cargo-fuzz target of fuzz/ (config loader, manifest
+                         reader, backup-id and restore-source parsers) for N seconds
+                         (default 60); installs cargo-fuzz when missing
   bench backup [--min-dump-mb N] [--runs N] [--restore-only]
                          build opsctl in release mode, time it against pg_dump,
                          pg_dump | gzip and gunzip | psql on a generated dataset
@@ -77,6 +81,17 @@ fn run() -> Result<()> {
                 bail!("ci: unknown argument {other:?}\n{USAGE}");
             }
             ci::run()
+        }
+        "fuzz" => {
+            let mut seconds = 60;
+            numeric_flags(rest, |flag, n| {
+                match flag {
+                    "--seconds" => seconds = n.max(1),
+                    other => bail!("fuzz: unknown argument {other:?}\n{USAGE}"),
+                }
+                Ok(())
+            })?;
+            fuzz::run(u64::try_from(seconds)?)
         }
         "bench" => {
             let Some((what, args)) = rest.split_first() else { bail!("bench: missing benchmark name\n{USAGE}") };

@@ -25,11 +25,13 @@ impl BackupId {
         Self(format!("{prefix}_{}", at.format(TS_FORMAT)))
     }
 
-    /// Parses an id, checking it ends in a valid timestamp.
+    /// Parses an id, checking it ends in a valid timestamp written exactly as [`Self::new`]
+    /// writes it (so one backup has one id: `+2026…` or a short field is not another spelling).
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
         let id = Self(s.to_owned());
-        id.timestamp().map(|_| id)
+        let ts = id.timestamp()?;
+        (Self::new(id.prefix(), ts) == id).then_some(id)
     }
 
     /// The id text.

@@ -1,0 +1,27 @@
+//! The config loader: any file text, with an environment that holds a secret, resolves or
+//! fails with an error that names a place, never a value, and never panics.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use ops_core::config::{ConfigSource, resolve};
+
+const SECRET: &str = "fuzz-secret-4c1d";
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let env = BTreeMap::from([("PW".to_owned(), SECRET.to_owned()), ("API_KEYS".to_owned(), SECRET.repeat(2))]);
+    match resolve(ConfigSource { file_name: "fuzz.toml", text: Some(text), env: &env }) {
+        Ok(cfg) => {
+            // Secrets never reach the serialized form.
+            let json = serde_json::to_string(&cfg).unwrap_or_default();
+            assert!(!json.contains(SECRET), "a secret in the resolved config's json");
+        }
+        Err(e) => {
+            // An error may quote the file's own text only as a key; the environment's secret
+            // never appears (it can only come from interpolation).
+            assert!(!e.to_string().contains(SECRET), "a secret in a config error: {e}");
+        }
+    }
+});
