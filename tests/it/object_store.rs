@@ -172,3 +172,71 @@ async fn s3_unreachable_is_unavailable() {
     let e = store.head("k").await.unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// SeaweedFS: the same contract against a second, independent S3 implementation
+
+#[tokio::test]
+async fn object_store_seaweedfs_contract() {
+    let server = crate::harness::seaweed().await;
+    let store = s3_store(&server.endpoint, "ops-backups", "daily", S3_SECRET_KEY);
+    store.ensure_bucket().await.unwrap();
+    store.ensure_bucket().await.expect("idempotent");
+    contract(&store, 5 * MIB, true).await;
+    // SeaweedFS lists multipart uploads: the failed one was aborted.
+    assert_eq!(store.pending_uploads().await.unwrap(), Vec::<String>::new());
+    let other = s3_store(&server.endpoint, "ops-backups", "weekly", S3_SECRET_KEY);
+    assert!(other.list("").await.unwrap().is_empty());
+    // Signatures are checked.
+    let bad = s3_store(&server.endpoint, "ops-backups", "daily", "definitely-wrong-secret");
+    let e = bad.list("").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(!e.to_string().contains("definitely-wrong-secret"));
+}
+
+/// Yields `ok` bytes, then waits forever: an upload whose process is killed mid-way.
+struct StallsAfter {
+    ok: usize,
+}
+
+impl AsyncRead for StallsAfter {
+    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.ok == 0 {
+            return Poll::Pending;
+        }
+        let n = self.ok.min(buf.remaining()).min(64 * 1024);
+        buf.put_slice(&payload(n, self.ok as u64));
+        self.ok -= n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_seaweedfs_sweep_aborts_only_old_unfinished_uploads() {
+    let server = crate::harness::seaweed().await;
+    let store = std::sync::Arc::new(s3_store(&server.endpoint, "ops-sweep", "daily", S3_SECRET_KEY));
+    store.ensure_bucket().await.unwrap();
+    // A put that uploads a part and then hangs, dropped without its abort: what a killed
+    // process leaves behind.
+    let put = {
+        let store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move {
+            let body = Box::pin(StallsAfter { ok: 6 * MIB });
+            store.put("app_20260101T000000Z.sql.gz", body, &PutOptions::default()).await
+        })
+    };
+    crate::harness::eventually("an unfinished upload", std::time::Duration::from_secs(30), || {
+        let store = std::sync::Arc::clone(&store);
+        async move { store.pending_uploads().await.ok().filter(|p| !p.is_empty()) }
+    })
+    .await;
+    put.abort();
+    let _ = put.await;
+    assert_eq!(store.pending_uploads().await.unwrap().len(), 1);
+    // Young: it may be a backup in progress.
+    assert_eq!(store.sweep_incomplete(std::time::Duration::from_secs(3600)).await.unwrap(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(store.sweep_incomplete(std::time::Duration::from_secs(1)).await.unwrap(), 1);
+    assert!(store.pending_uploads().await.unwrap().is_empty());
+    assert!(store.list("").await.unwrap().is_empty(), "nothing half-written is visible");
+}

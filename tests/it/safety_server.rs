@@ -427,3 +427,66 @@ async fn safety_sweep_removes_only_old_leftovers() {
     assert!(!old.exists() && fresh.exists());
     assert!(dir.path().join("app_20260101T000000Z.sql.gz").exists(), "objects are never swept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_seaweedfs_dying_mid_upload_fails_the_backup_loudly() {
+    let rt = require_docker().await;
+    let pg = postgres(&[]).await;
+    crate::backup::psql(
+        &rt,
+        &pg,
+        "app",
+        "CREATE TABLE t AS SELECT g, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 300000) g",
+    )
+    .await;
+    let server = std::sync::Arc::new(std::sync::Mutex::new(crate::harness::seaweed().await));
+    let endpoint = server.lock().unwrap().endpoint.clone();
+    let bucket = ops_core::adapters::s3::S3Store::new({
+        let mut o = ops_core::adapters::s3::S3Options::new(
+            "backups",
+            Secret::new(crate::harness::S3_ACCESS_KEY),
+            Secret::new(crate::harness::S3_SECRET_KEY),
+        );
+        o.endpoint = Some(endpoint.clone());
+        o.path_style = true;
+        o
+    })
+    .unwrap();
+    bucket.ensure_bucket().await.unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut config = OpsConfig::default();
+    config.databases.insert(
+        "main".to_owned(),
+        DatabaseConfig { url: SecretUrl::new(pg.url("postgres", "postgres", "app")), ..Default::default() },
+    );
+    config.storage = Some(StorageConfig {
+        url: "s3://backups/daily".to_owned(),
+        endpoint: Some(endpoint),
+        path_style: Some(true),
+        access_key_id: Some(Secret::new(crate::harness::S3_ACCESS_KEY)),
+        secret_access_key: Some(Secret::new(crate::harness::S3_SECRET_KEY)),
+        local_dir: Some(local.path().to_path_buf()),
+        ..Default::default()
+    });
+    let ctx = ops_core::Context::from_config(config).unwrap();
+
+    /// Kills the S3 server at the first bytes of the dump.
+    struct KillServer(Arc<std::sync::Mutex<crate::harness::Seaweed>>);
+    impl Progress for KillServer {
+        fn event(&self, e: ProgressEvent) {
+            if matches!(e, ProgressEvent::Bytes { .. }) {
+                self.0.lock().unwrap().kill();
+            }
+        }
+    }
+    let e = backup(&ctx, &BackupOptions::default(), &KillServer(Arc::clone(&server))).await.unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout), "{e}");
+    // The local copy is discarded too: nothing anywhere looks complete.
+    assert!(leftovers(local.path()).is_empty());
+    let names: Vec<String> = std::fs::read_dir(local.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("app_"))
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".failed.json")), "{names:?}");
+}

