@@ -255,3 +255,60 @@ async fn safety_the_api_never_reads_a_host_path_and_refuses_unknown_fields() {
     };
     assert!(!metrics.contains("nope"), "an unknown database never becomes a label");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_a_full_disk_fails_the_backup_and_keeps_nothing() {
+    let p = pair().await;
+    psql(&p.rt, &p.pg, "alpha", "INSERT INTO a_only SELECT generate_series(11, 200000)").await;
+    let before = psql(&p.rt, &p.pg, "alpha", "SELECT count(*) FROM a_only").await;
+    // A 256 KiB tmpfs as the backup directory: the dump does not fit.
+    let dir = tempfile::tempdir().unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("mount (the tests run as root)");
+    assert!(mount.success(), "mount a tmpfs (the tests run as root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path().to_path_buf());
+    let mut config = (*p.ctx.config).clone();
+    config.storage = Some(StorageConfig { url: dir.path().display().to_string(), ..Default::default() });
+    let ctx = Context::from_config(config).unwrap();
+    let e = backup(&ctx, &opts("alpha", None), &NoProgress).await.unwrap_err();
+    assert!(e.message().contains("No space left") || e.message().contains("space"), "{e}");
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.starts_with(".ops-tmp") || n.ends_with(".sql.gz")), "{names:?}");
+    assert!(
+        ops_backup::list(&ctx).await.map(|l| l.iter().all(|b| !b.complete)).unwrap_or(true),
+        "nothing looks complete"
+    );
+    assert_eq!(psql(&p.rt, &p.pg, "alpha", "SELECT count(*) FROM a_only").await, before, "live database unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_a_drill_of_a_backup_from_another_major_version_says_what_is_missing() {
+    require_local_postgres();
+    let p = pair().await;
+    let b = backup(&p.ctx, &opts("alpha", None), &NoProgress).await.unwrap();
+    // The manifest says the dump came from PostgreSQL 16; this host has 15's programs only.
+    let path = p.dir.path().join(b.id.manifest_key());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["server_version"] = serde_json::json!("16.4 (Debian 16.4-1)");
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let drill = DrillOptions {
+        database: Some("alpha".into()),
+        backend: DrillBackend::Local,
+        timeout_secs: 120,
+        ..Default::default()
+    };
+    let e = dr_test(&p.ctx, &drill, &NoProgress, Box::pin(std::future::pending())).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("16") && e.message().contains("15"), "names both versions: {e}");
+}
