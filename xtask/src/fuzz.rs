@@ -58,8 +58,14 @@ pub fn run(seconds: u64) -> Result<()> {
             c.arg(&seeds);
         }
         c.args(["--", &format!("-max_total_time={seconds}"), "-print_final_stats=1", "-max_len=65536"]);
-        cmd::streamed(&mut c)
-            .map_err(|e| anyhow::anyhow!("fuzz target {target} failed (see fuzz/artifacts/{target}): {e:#}"))?;
+        // libFuzzer prints a line per new input: keep it in a log, show the verdict.
+        let log = target_dir.join(format!("{target}.log"));
+        let _ = std::fs::remove_file(&log);
+        cmd::logged(&mut c, &log)
+            .map_err(|e| anyhow::anyhow!("fuzz target {target} failed (input under fuzz/artifacts/{target}): {e:#}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let runs = text.lines().rev().find(|l| l.starts_with("Done ")).unwrap_or("no summary line");
+        println!("fuzz: {target}: {runs} (log {})", log.display());
     }
     Ok(())
 }
