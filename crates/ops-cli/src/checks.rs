@@ -179,12 +179,30 @@ fn warn_if_password(err: &mut dyn Write, target: &str, var: &str) -> Result<()> 
     Ok(())
 }
 
-fn url_from_env(env: &BTreeMap<String, String>, var: &str, what: &str) -> Result<ops_core::SecretUrl> {
-    env.get(var)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-        .map(ops_core::SecretUrl::new)
-        .ok_or_else(|| Error::invalid_input(format!("give {what} or a URL, or set {var}")))
+/// The probe's name and URL: a configured entry's, the URL given (warning about a password
+/// in argv), or `var` from the environment.
+fn target_url(
+    target: Option<&str>,
+    configured: Option<&ops_core::SecretUrl>,
+    env: &BTreeMap<String, String>,
+    var: &str,
+    what: &str,
+    err: &mut dyn Write,
+) -> Result<(String, ops_core::SecretUrl)> {
+    let url = match (target, configured) {
+        (Some(t), Some(url)) => return Ok((t.to_owned(), url.clone())),
+        (Some(t), None) => {
+            warn_if_password(err, t, var)?;
+            ops_core::SecretUrl::new(t)
+        }
+        (None, _) => env
+            .get(var)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(ops_core::SecretUrl::new)
+            .ok_or_else(|| Error::invalid_input(format!("give {what} or a URL, or set {var}")))?,
+    };
+    Ok((host_of(&url), url))
 }
 
 /// `opsctl probe …`.
@@ -213,31 +231,18 @@ pub(crate) async fn probe(
         ProbeCommand::Postgres { target, timeout } => {
             // A config name or DATABASE_URL keeps the URL (and its password) out of argv, where
             // every local user can read it, and out of the shell history.
-            let (name, url) = match target.as_deref().map(|t| (t, cfg.databases.get(t))) {
-                Some((t, Some(db))) => (t.to_owned(), db.url.clone()),
-                Some((t, None)) => {
-                    warn_if_password(err, t, "DATABASE_URL")?;
-                    (String::new(), ops_core::SecretUrl::new(t))
-                }
-                None => (String::new(), url_from_env(env, "DATABASE_URL", "a [databases] name")?),
-            };
+            let configured = target.as_deref().and_then(|t| cfg.databases.get(t)).map(|d| &d.url);
+            let (name, url) =
+                target_url(target.as_deref(), configured, env, "DATABASE_URL", "a [databases] name", err)?;
             let db = ops_core::adapters::postgres::PostgresDatabase::new(
                 ops_core::adapters::postgres::PostgresOptions::new(url.clone()),
             )?;
-            let name = if name.is_empty() { host_of(&url) } else { name };
             ops_probes::postgres::probe(&name, &url, &db, &cfg.probes.postgres, limit(timeout)).await
         }
         ProbeCommand::Redis { target, timeout } => {
-            let (name, url) = match target.as_deref().map(|t| (t, cfg.caches.get(t))) {
-                Some((t, Some(c))) => (t.to_owned(), c.url.clone()),
-                Some((t, None)) => {
-                    warn_if_password(err, t, "REDIS_URL")?;
-                    (String::new(), ops_core::SecretUrl::new(t))
-                }
-                None => (String::new(), url_from_env(env, "REDIS_URL", "a [caches] name")?),
-            };
+            let configured = target.as_deref().and_then(|t| cfg.caches.get(t)).map(|c| &c.url);
+            let (name, url) = target_url(target.as_deref(), configured, env, "REDIS_URL", "a [caches] name", err)?;
             let cache = ops_core::adapters::redis::RedisCache::new(url.clone(), limit(timeout))?;
-            let name = if name.is_empty() { host_of(&url) } else { name };
             ops_probes::redis::probe(&name, &url, &cache, &cfg.probes.redis, limit(timeout)).await
         }
         ProbeCommand::Tcp { address, timeout } => {

@@ -627,7 +627,7 @@ impl Database for PostgresDatabase {
         let mut conn = tokio::time::timeout(self.options.timeout, self.connect.clone().database("postgres").connect())
             .await
             .map_err(|_| Error::timeout("connecting to take the advisory lock", self.options.timeout))?
-            .map_err(|e| db_err(e, "take the advisory lock"))?;
+            .map_err(|e| db_err(e, "connect to the maintenance database postgres for the advisory lock"))?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(key)
             .fetch_one(&mut conn)
