@@ -41,7 +41,14 @@ where
     let kind_owned = kind.to_owned();
     tokio::spawn(async move {
         let _slot = jobs_state.jobs.run_slot(&job_id, &kind_owned).await;
-        let (result, ok) = work.await;
+        // A job that panics is a failed job, never one left `running` for ever.
+        let (result, ok) = match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work)).await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::error!(job = %job_id, "job panicked");
+                (Err(ops_core::Error::internal("the job stopped on an internal error; see the server log")), false)
+            }
+        };
         match result {
             Ok(report) => {
                 let status = if ok { JobStatus::Succeeded } else { JobStatus::Failed };
