@@ -222,8 +222,9 @@ pub(crate) fn restore_plan(out: &mut dyn Write, p: &RestorePlan, dry_run: bool) 
         || "no manifest: only min-tables can be checked".to_owned(),
         |m| {
             format!(
-                "backup {} of {}, {} tables, {}",
+                "backup {} of database {}, {}, {} tables, {}",
                 m.id,
+                m.database_config_name,
                 m.started_at.format("%Y-%m-%d %H:%M UTC"),
                 m.table_count,
                 bytes(m.size_bytes)
