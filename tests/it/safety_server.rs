@@ -490,3 +490,26 @@ async fn safety_seaweedfs_dying_mid_upload_fails_the_backup_loudly() {
         .collect();
     assert!(names.iter().all(|n| n.ends_with(".failed.json")), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_a_stopping_server_fails_its_backup_job_cleanly() {
+    let s = stack(20_000).await;
+    let mut config = with_keys((*s.ctx.config).clone());
+    config.server.rate_limit_per_second = Some(100_000);
+    let state = ops_server::AppState::from_config(config, None, BTreeMap::new());
+    let (status, body) = call(&state, "POST", "/api/v1/backups", "").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job = serde_json::from_str::<serde_json::Value>(&body).unwrap()["job"].as_str().unwrap().to_owned();
+    // SIGTERM: the server stops accepting, then tells its jobs.
+    let left = state.stop_jobs(Duration::from_secs(60)).await;
+    assert!(left.is_empty(), "jobs still running: {left:?}");
+    let (_, body) = call(&state, "GET", &format!("/api/v1/jobs/{job}"), "").await;
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["status"], "failed", "{j}");
+    assert!(j["error"]["message"].as_str().unwrap().contains("interrupted"), "{j}");
+    assert!(leftovers(s.local.path()).is_empty());
+    let listed = ops_backup::list(&s.ctx).await.unwrap();
+    assert!(listed.iter().all(|b| !b.complete) && listed.iter().any(|b| b.failed), "{listed:?}");
+    let hooks = s.hooks.0.lock().unwrap().clone();
+    assert!(hooks.iter().any(|h| h["text"].as_str().unwrap_or_default().contains("FAILED")), "{hooks:?}");
+}
