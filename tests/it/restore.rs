@@ -119,6 +119,8 @@ async fn restore_failing_half_way_leaves_the_live_database_and_the_stack_untouch
         source: broken.display().to_string(),
         health_timeout_secs: 30,
         allow_host_path: true,
+        // A handmade dump has no manifest: whose it is must be said.
+        allow_other_database: true,
         ..Default::default()
     };
     let plan = restore::plan(&ctx, &opts).await.unwrap();

@@ -181,6 +181,11 @@ async fn safety_a_hostile_plain_dump_cannot_run_psql_meta_commands() {
             allow_host_path: true,
             ..Default::default()
         };
+        // Without a manifest nothing says whose dump it is: refused unless allowed.
+        let e = restore::plan(&p.ctx, &opts).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        assert!(e.message().contains("has no manifest"), "{e}");
+        let opts = RestoreOptions { allow_other_database: true, ..opts };
         let plan = restore::plan(&p.ctx, &opts).await.unwrap();
         let e = ops_backup::restore(&p.ctx, &plan, &opts, &NoProgress).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
@@ -195,6 +200,7 @@ async fn safety_a_hostile_plain_dump_cannot_run_psql_meta_commands() {
             backend: DrillBackend::Local,
             timeout_secs: 300,
             allow_host_path: true,
+            allow_other_database: true,
             ..Default::default()
         };
         let r = dr_test(&p.ctx, &drill, &NoProgress, Box::pin(std::future::pending())).await.unwrap();

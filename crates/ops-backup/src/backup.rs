@@ -123,11 +123,20 @@ pub async fn backup_until(
     let prefix = opts.prefix.clone().unwrap_or_else(|| db.name().to_owned());
     check_prefix(&prefix)?;
     // Refused while another backup, restore or drill of this database runs: nothing started,
-    // so nothing is notified or recorded.
-    let lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "backup").await?;
+    // so nothing is notified or recorded. Any other failure to take the lock (the server is
+    // down, the password is wrong) is a failed backup like any other: notified and recorded.
+    let lock = match lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "backup").await {
+        Ok(lock) => Ok(lock),
+        Err(e) if e.kind() == crate::ErrorKind::Conflict => return Err(e),
+        Err(e) => Err(e),
+    };
     let (id, started_at) = fresh_id(&stores, &prefix, opts.compression).await;
-    let result =
-        run(opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at, cancel).await;
+    let result = match &lock {
+        Ok(_) => {
+            run(opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at, cancel).await
+        }
+        Err(e) => Err(Error::new(e.kind(), e.message().to_owned())),
+    };
     drop(lock);
     let (title, level, mut fields) = match &result {
         Ok(r) => (

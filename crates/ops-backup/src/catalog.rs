@@ -315,11 +315,16 @@ async fn owner_of(
     by_location: &HashMap<String, Arc<dyn ObjectStore>>,
     e: &BackupEntry,
 ) -> Option<String> {
-    for c in e.copies.iter().filter(|c| c.has_manifest) {
-        let Some(store) = by_location.get(&c.location) else { continue };
-        if let Some(owner) = owner_from_record(ctx, store.as_ref(), &e.id, true).await {
-            return Some(owner);
+    if e.copies.iter().any(|c| c.has_manifest) {
+        for c in e.copies.iter().filter(|c| c.has_manifest) {
+            let Some(store) = by_location.get(&c.location) else { continue };
+            if let Some(owner) = owner_from_record(ctx, store.as_ref(), &e.id, true).await {
+                return Some(owner);
+            }
         }
+        // A manifest that cannot be read now is no reason to guess from the file name:
+        // `--prefix` is free text. Unknown, the backup is never pruned or picked.
+        return None;
     }
     for c in e.copies.iter().filter(|c| c.has_failure_record) {
         if let Some(f) = &c.failure {

@@ -55,6 +55,6 @@ pub use drill::{DrillBackend, DrillOptions, DrillReport, dr_test};
 pub use error::{Error, ErrorKind, Result};
 pub use notify::NotificationOutcome;
 pub use progress::{NoProgress, Progress, ProgressEvent};
-pub use restore::{RestoreOptions, RestorePlan, RestoreReport, restore};
+pub use restore::{RestoreOptions, RestorePlan, RestoreReport, restore, restore_until};
 pub use retention::{PruneReport, prune};
 pub use verify::{VerifyReport, verify};

@@ -254,7 +254,31 @@ pub async fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    restore_until(ctx, plan, opts, progress, Box::pin(std::future::pending())).await
+}
+
+/// [`restore`], stopped when `cancel` resolves, but only while stopping is harmless: during
+/// the restore beside the live database (the side database is dropped) or the in-place
+/// restore's first pass. From the moment the dependents are stopped it runs to the end, so
+/// the stack is never left half-swapped.
+///
+/// # Errors
+/// As [`restore`]; an interrupted restore is `Unavailable` and changed nothing.
+pub async fn restore_until(
+    ctx: &Context,
+    plan: &RestorePlan,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    cancel: crate::pipeline::Cancel,
+) -> Result<RestoreReport> {
     opts.validate()?;
+    let interrupted = || {
+        Error::unavailable(format!(
+            "restore of {} interrupted before the swap (the process is stopping); the live database and the \
+             stack were not touched",
+            plan.database
+        ))
+    };
     let clock = Instant::now();
     let (_, _, db) = target::database(ctx, Some(&plan.database_config_name))?;
     let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "restore").await?;
@@ -262,7 +286,13 @@ pub async fn restore(
     let check = match plan.strategy {
         Strategy::SafeSwap => {
             // Everything up to the swap happens beside the live database, with the stack up.
-            let check = prepare_side(db.as_ref(), plan, progress).await?;
+            let check = tokio::select! {
+                r = prepare_side(db.as_ref(), plan, progress) => r?,
+                () = cancel => {
+                    drop_side(db.as_ref(), &plan.restore_database).await;
+                    return Err(interrupted());
+                }
+            };
             if let Err(e) = stack::stop(ctx, &plan.dependents).await {
                 drop_side(db.as_ref(), &plan.restore_database).await;
                 return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
@@ -274,7 +304,10 @@ pub async fn restore(
         }
         Strategy::InPlace => {
             progress.event(ProgressEvent::Phase { name: "verify-source".to_owned() });
-            let problems = verify::check_source(&plan.source).await?;
+            let problems = tokio::select! {
+                r = verify::check_source(&plan.source) => r?,
+                () = cancel => return Err(interrupted()),
+            };
             if !problems.is_empty() {
                 return Err(Error::integrity(format!(
                     "refusing to restore {}: {}; nothing was changed",
@@ -392,8 +425,12 @@ async fn swap_names(db: &dyn Database, plan: &RestorePlan) -> Result<()> {
     if let Err(e) = rename_away(db, new, &plan.database).await {
         let back = rename_away(db, keep, &plan.database).await;
         return Err(e.context(match back {
-            Ok(()) => "the live database was put back".to_owned(),
-            Err(b) => format!("putting the live database back from {keep} failed too: {b}"),
+            Ok(()) => {
+                drop_side(db, new).await;
+                "the live database was put back".to_owned()
+            }
+            // Both names are needed to repair by hand: nothing is dropped.
+            Err(b) => format!("putting the live database back from {keep} failed too: {b}; the restored copy is {new}"),
         }));
     }
     Ok(())

@@ -246,6 +246,13 @@ pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<P
         for (database, candidates) in groups {
             decisions.extend(plan(&candidates, &policy, now).into_iter().map(|mut d| {
                 d.database.clone_from(&database);
+                // A complete backup of no known database (its manifest could not be read)
+                // may be some database's only one: it is never deleted.
+                let complete = candidates.iter().any(|c| c.id == d.id && c.complete);
+                if database.is_none() && complete && d.action == Action::Delete {
+                    d.action = Action::Keep;
+                    d.rule = "database unknown (manifest unreadable): kept".to_owned();
+                }
                 d
             }));
         }

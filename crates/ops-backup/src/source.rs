@@ -218,13 +218,18 @@ pub(crate) async fn resolve_with(
             from_entry(ctx, requested, &entry).await?
         }
     };
-    if let Some(m) = &source.manifest
-        && m.database_config_name != rules.database
-        && !rules.allow_other_database
-    {
-        return Err(catalog::other_database(&m.id, Some(&m.database_config_name), &rules.database));
+    match &source.manifest {
+        Some(m) if m.database_config_name != rules.database && !rules.allow_other_database => {
+            Err(catalog::other_database(&m.id, Some(&m.database_config_name), &rules.database))
+        }
+        // Without a manifest nothing tells whose dump it is: only an explicit yes restores it.
+        None if !rules.allow_other_database => Err(Error::conflict(format!(
+            "{} has no manifest, so nothing tells which database it is a dump of: allow it explicitly \
+             (--allow-other-database) to restore it into {}",
+            source.location, rules.database
+        ))),
+        _ => Ok(source),
     }
-    Ok(source)
 }
 
 async fn from_object(ctx: &Context, requested: &str) -> Result<Source> {
@@ -242,7 +247,13 @@ async fn from_object(ctx: &Context, requested: &str) -> Result<Source> {
     ops_core::ports::object_store::validate_key(key)?;
     let compression = compression_of(key)?;
     let manifest = match classify(key) {
-        Some(KeyKind::Dump(id, _)) => read_manifest(storage.as_ref(), &id).await.ok(),
+        // No manifest is an answer; a manifest that cannot be read is an error, not a reason
+        // to skip the checks it makes possible.
+        Some(KeyKind::Dump(id, _)) => match read_manifest(storage.as_ref(), &id).await {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.context(format!("reading the manifest of {requested}"))),
+        },
         _ => None,
     };
     if storage.head(key).await?.is_none() {
@@ -267,7 +278,14 @@ async fn from_path(requested: &str, path: PathBuf) -> Result<Source> {
     let manifest = match classify(&name) {
         Some(KeyKind::Dump(id, _)) => {
             let mpath = path.with_file_name(id.manifest_key());
-            tokio::fs::read(&mpath).await.ok().and_then(|b| serde_json::from_slice(&b).ok())
+            match tokio::fs::read(&mpath).await {
+                Ok(b) => Some(
+                    serde_json::from_slice(&b)
+                        .map_err(|e| Error::integrity(format!("{} is not a valid manifest: {e}", mpath.display())))?,
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::from(e).context(format!("reading {}", mpath.display()))),
+            }
         }
         _ => None,
     };

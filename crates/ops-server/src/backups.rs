@@ -223,8 +223,9 @@ pub(crate) async fn restore(
     }
     let opts = req.options;
     let exclusive = format!("database {}", plan.database_config_name);
+    let stopping = state.stopping();
     spawn_job(&state, "restore", Some(&exclusive), async move {
-        match ops_backup::restore(&ctx, &plan, &opts, &ops_backup::NoProgress).await {
+        match ops_backup::restore_until(&ctx, &plan, &opts, &ops_backup::NoProgress, stopping).await {
             Ok(r) => {
                 let healthy = r.healthy;
                 (Ok(to_value(&r)), healthy)

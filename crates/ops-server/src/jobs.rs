@@ -145,6 +145,15 @@ impl Jobs {
         permit
     }
 
+    /// Kinds and ids of the jobs not finished.
+    pub fn active_kinds(&self) -> Vec<(String, String)> {
+        let jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        jobs.values()
+            .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
+            .map(|j| (j.kind.clone(), j.id.clone()))
+            .collect()
+    }
+
     /// Ids of the jobs not finished.
     pub fn active(&self) -> Vec<String> {
         let jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -29,6 +29,76 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How long a write to a client may make no progress: a client that stops reading (a tiny
+/// receive window, many pipelined requests) loses its connection instead of holding it.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// A socket whose writes fail once they have made no progress for [`WRITE_STALL`].
+struct WriteDeadline<T> {
+    inner: T,
+    stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T) -> Self {
+        Self { inner, stall: None }
+    }
+
+    /// Clears the deadline on progress; arms it and checks it while a write waits.
+    fn check<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        if r.is_ready() {
+            self.stall = None;
+            return r;
+        }
+        let stall = self.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+        if stall.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading")));
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, r)
+    }
+}
 
 /// How the listener serves.
 #[derive(Clone)]
@@ -151,6 +221,7 @@ pub async fn serve_on(
             },
         };
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream);
         let router = router.clone();
         let opts = opts.clone();
         let mut stop = stop_rx.clone();

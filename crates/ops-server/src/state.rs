@@ -80,16 +80,23 @@ impl AppState {
         })
     }
 
-    /// Tells every backup and drill in progress to stop (each fails cleanly: nothing partial
-    /// kept, a failure record, a notification), then waits up to `limit` for every job to
-    /// end. Returns the jobs still active after that.
+    /// Tells every job in progress to stop (a backup or drill fails cleanly: nothing partial
+    /// kept, a failure record, a notification; a restore stops only before its swap), then
+    /// waits up to `limit` for every job to end, and for a restore past its swap as long as
+    /// it takes: the stack must not be left half-swapped. Returns the jobs still active.
     pub async fn stop_jobs(&self, limit: std::time::Duration) -> Vec<String> {
         self.stopping.send_replace(true);
         let deadline = tokio::time::Instant::now() + limit;
+        let mut told = tokio::time::Instant::now();
         loop {
-            let active = self.jobs.active();
-            if active.is_empty() || tokio::time::Instant::now() >= deadline {
-                return active;
+            let active = self.jobs.active_kinds();
+            let restoring = active.iter().any(|(kind, _)| kind == "restore");
+            if active.is_empty() || (tokio::time::Instant::now() >= deadline && !restoring) {
+                return active.into_iter().map(|(_, id)| id).collect();
+            }
+            if restoring && told.elapsed() >= std::time::Duration::from_secs(30) {
+                tracing::warn!("waiting for a restore to finish before stopping");
+                told = tokio::time::Instant::now();
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

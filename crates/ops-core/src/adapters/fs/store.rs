@@ -176,7 +176,12 @@ impl ObjectStore for FsStore {
                 Err(e) => return Err(io_err(e, format!("listing {}", dir.display()))),
             };
             while let Some(entry) = entries.next_entry().await? {
-                let meta = entry.metadata().await?;
+                // A put in progress renames its temp file away at any moment.
+                let meta = match entry.metadata().await {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(e, format!("reading {}", entry.path().display()))),
+                };
                 if meta.is_dir() {
                     stack.push(entry.path());
                     continue;

@@ -8,8 +8,9 @@
 //! `\restrict KEY` every backslash command is refused until `\unrestrict KEY`. We start every
 //! plain restore with `\restrict` and a fresh random key the dump cannot know, so any
 //! meta-command in it fails the restore (`ON_ERROR_STOP`) before it runs. A current
-//! `pg_dump` writes its own `\restrict`/`\unrestrict` pair; those two lines are dropped (they
-//! would be refused too), nothing else is changed.
+//! `pg_dump` writes its own `\restrict KEY` in the header (before any statement) and
+//! `\unrestrict KEY` at the end; exactly those two lines are dropped (they would be refused
+//! too), nothing else is changed. A `\restrict` anywhere else reaches psql, which refuses it.
 
 use crate::{Error, Result};
 
@@ -60,33 +61,41 @@ pub(super) fn new_key() -> Result<String> {
 
 /// Longest line held back to see whether it is a `\restrict`/`\unrestrict` line.
 const HOLD_MAX: usize = 512;
-/// Bytes of a line's start and end kept to recognise `COPY … FROM stdin;` and `\.`.
-const EDGE: usize = 16;
 
-/// Streams a plain dump through, dropping its own `\restrict KEY` and `\unrestrict KEY`
-/// lines outside `COPY … FROM stdin;` data; every other byte passes unchanged. Feed it chunks
+/// Streams a plain dump through, dropping its own `\restrict KEY` line (only in the header:
+/// before anything but comments and blank lines) and the `\unrestrict KEY` lines with that
+/// same key; every other byte passes unchanged, so a line inside a string, a function body
+/// or COPY data is never touched unless it repeats the dump's own random key. Feed it chunks
 /// of any size: a line may span chunks.
 #[derive(Debug, Default)]
 pub(super) struct RestrictFilter {
-    in_copy: bool,
+    /// Only comments and blank lines so far.
+    in_header: bool,
+    started: bool,
     mid_line: bool,
+    /// The current line starts with `\` and is held until its end (at most [`HOLD_MAX`]).
     holding: bool,
     held: Vec<u8>,
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    line_len: usize,
+    /// Whether the current line is a comment or blank (while in the header).
+    line_is_trivia: bool,
+    line_first: Option<u8>,
+    /// The key of the dump's own `\restrict`.
+    key: Option<Vec<u8>>,
 }
 
 impl RestrictFilter {
     /// Appends what `input` contributes to the output to `out`.
     pub(super) fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            self.in_header = true;
+        }
         while !input.is_empty() {
             if !self.mid_line {
                 self.mid_line = true;
-                self.head.clear();
-                self.tail.clear();
-                self.line_len = 0;
-                self.holding = !self.in_copy && input[0] == b'\\';
+                self.line_first = Some(input[0]);
+                self.line_is_trivia = input[0] == b'\n' || input[0] == b'\r' || input[0] == b'-';
+                self.holding = input[0] == b'\\';
             }
             match memchr::memchr(b'\n', input) {
                 Some(end) => {
@@ -110,19 +119,6 @@ impl RestrictFilter {
     }
 
     fn take(&mut self, seg: &[u8], out: &mut Vec<u8>) {
-        self.line_len += seg.len();
-        if self.head.len() < EDGE {
-            let room = EDGE - self.head.len();
-            self.head.extend_from_slice(&seg[..seg.len().min(room)]);
-        }
-        if seg.len() >= EDGE {
-            self.tail.clear();
-            self.tail.extend_from_slice(&seg[seg.len() - EDGE..]);
-        } else {
-            self.tail.extend_from_slice(seg);
-            let excess = self.tail.len().saturating_sub(EDGE);
-            self.tail.drain(..excess);
-        }
         if self.holding {
             self.held.extend_from_slice(seg);
             if self.held.len() > HOLD_MAX {
@@ -136,35 +132,43 @@ impl RestrictFilter {
 
     fn end_line(&mut self, out: &mut Vec<u8>, newline: bool) {
         self.mid_line = false;
+        let mut drop_line = false;
         if self.holding {
             self.holding = false;
-            if is_restrict_line(&self.held) {
-                self.held.clear();
-                return;
+            match restrict_line(&self.held) {
+                Some((false, key)) if self.in_header && self.key.is_none() => {
+                    self.key = Some(key.to_vec());
+                    drop_line = true;
+                }
+                Some((true, key)) if self.key.as_deref() == Some(key) => drop_line = true,
+                _ => {}
             }
-            out.append(&mut self.held);
+            if !drop_line {
+                out.append(&mut self.held);
+            }
+            self.held.clear();
         }
-        if newline {
+        // A `--` comment or a blank line keeps the header open; the dump's own `\restrict`
+        // line is part of it too.
+        if !(self.line_is_trivia || drop_line || self.line_first.is_none()) {
+            self.in_header = false;
+        }
+        self.line_first = None;
+        if newline && !drop_line {
             out.push(b'\n');
-        }
-        let strip_cr = |s: &[u8]| s.strip_suffix(b"\r").unwrap_or(s).to_vec();
-        if self.in_copy {
-            if self.line_len <= 3 && strip_cr(&self.head) == b"\\." {
-                self.in_copy = false;
-            }
-        } else if self.head.starts_with(b"COPY ") && strip_cr(&self.tail).ends_with(b" FROM stdin;") {
-            self.in_copy = true;
         }
     }
 }
 
-/// `\restrict KEY` or `\unrestrict KEY`, KEY letters and digits, an optional `\r`.
-fn is_restrict_line(line: &[u8]) -> bool {
+/// `(false, KEY)` for `\restrict KEY`, `(true, KEY)` for `\unrestrict KEY`: KEY letters and
+/// digits, an optional `\r`.
+fn restrict_line(line: &[u8]) -> Option<(bool, &[u8])> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(key) = line.strip_prefix(b"\\restrict ").or_else(|| line.strip_prefix(b"\\unrestrict ")) else {
-        return false;
+    let (un, key) = match line.strip_prefix(b"\\restrict ") {
+        Some(k) => (false, k),
+        None => (true, line.strip_prefix(b"\\unrestrict ")?),
     };
-    !key.is_empty() && key.iter().all(u8::is_ascii_alphanumeric)
+    (!key.is_empty() && key.iter().all(u8::is_ascii_alphanumeric)).then_some((un, key))
 }
 
 #[cfg(test)]
@@ -183,12 +187,14 @@ mod tests {
 
     const DUMP: &[u8] = b"--\n-- PostgreSQL database dump\n--\n\n\\restrict Abc123xyz\n\nSET x = 1;\n\
 COPY public.t (id, note) FROM stdin;\n1\t\\\\restrict Abc\n\\restrict Kept1\n\\.\n\
+CREATE FUNCTION f() RETURNS text AS $$\n\\restrict Kept2\n\\unrestrict Other\n$$ LANGUAGE sql;\n\
 SELECT 1;\n\\unrestrict Abc123xyz\n";
 
     #[test]
     fn drops_the_dumps_own_restrict_lines_only() {
         let expected: &[u8] = b"--\n-- PostgreSQL database dump\n--\n\n\nSET x = 1;\n\
 COPY public.t (id, note) FROM stdin;\n1\t\\\\restrict Abc\n\\restrict Kept1\n\\.\n\
+CREATE FUNCTION f() RETURNS text AS $$\n\\restrict Kept2\n\\unrestrict Other\n$$ LANGUAGE sql;\n\
 SELECT 1;\n";
         for chunk in 1..=DUMP.len() {
             assert_eq!(run(DUMP, chunk), expected, "chunk size {chunk}");
@@ -197,11 +203,16 @@ SELECT 1;\n";
 
     #[test]
     fn other_meta_commands_pass_to_psql_which_refuses_them() {
-        let hostile: &[u8] = b"\\! id\nSELECT 1; \\! id\n\\restrict k; \\! id\n\\copy t from program 'id'\n";
+        let hostile: &[u8] = b"SELECT 1;\n\\! id\nSELECT 1; \\! id\n\\restrict k; \\! id\n\\copy t from program 'id'\n";
         for chunk in [1, 3, 7, 1000] {
             assert_eq!(run(hostile, chunk), hostile, "chunk size {chunk}");
         }
-        assert_eq!(run(b"\\restrict abc", 4), b"");
+        // A `\restrict` after the header is not the dump's own: psql gets it (and refuses it).
+        let late: &[u8] = b"SELECT 1;\n\\restrict abc\n\\unrestrict abc\n";
+        assert_eq!(run(late, 4), late);
+        // Only the header's key is ever dropped again.
+        let pair: &[u8] = b"\\restrict abc\n\\unrestrict xyz\n\\unrestrict abc";
+        assert_eq!(run(pair, 4), b"\\unrestrict xyz\n");
         let long = [b"\\restrict ".as_slice(), &[b'a'; 600]].concat();
         assert_eq!(run(&long, 100), long, "a line too long to hold passes unchanged");
     }

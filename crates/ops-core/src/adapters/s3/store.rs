@@ -215,11 +215,16 @@ impl S3Store {
             .client
             .list_multipart_uploads()
             .bucket(&self.options.bucket)
-            .prefix(&self.options.prefix)
+            .prefix(self.key_prefix())
             .send()
             .await
             .map_err(|e| sdk_err(e, &format!("list pending uploads of {}", self.location())))?;
         Ok(out.uploads().iter().filter_map(|u| u.key()).map(|k| self.relative(k).to_owned()).collect())
+    }
+
+    /// The prefix of every key of this store (`prefix/`, or nothing for the whole bucket).
+    fn key_prefix(&self) -> String {
+        if self.options.prefix.is_empty() { String::new() } else { format!("{}/", self.options.prefix) }
     }
 
     fn full_key(&self, key: &str) -> Result<String> {
@@ -457,7 +462,8 @@ impl ObjectStore for S3Store {
                 .client
                 .list_multipart_uploads()
                 .bucket(&self.options.bucket)
-                .prefix(&self.options.prefix)
+                // `prod/`, never `prod-eu/…`: only this store's keys.
+                .prefix(self.key_prefix())
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(upload_marker.take())
                 .send()
