@@ -318,3 +318,24 @@ async fn safety_a_drill_of_a_backup_from_another_major_version_says_what_is_miss
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.message().contains("16") && e.message().contains("15"), "names both versions: {e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_a_backup_whose_manifest_cannot_be_read_is_never_guessed_or_pruned() {
+    let p = pair().await;
+    let old = backup(&p.ctx, &opts("alpha", None), &NoProgress).await.unwrap();
+    let new = backup(&p.ctx, &opts("alpha", None), &NoProgress).await.unwrap();
+    std::fs::write(p.dir.path().join(old.id.manifest_key()), b"{ not json").unwrap();
+    let listed = ops_backup::list(&p.ctx).await.unwrap();
+    let entry = listed.iter().find(|b| b.id == old.id).unwrap();
+    assert_eq!(entry.database, None, "not guessed from its name");
+    let plan = ops_backup::prune(&p.ctx, false, chrono::Utc::now()).await.unwrap();
+    let d = &plan.destinations[0].decisions;
+    let old_d = d.iter().find(|x| x.id == old.id).unwrap();
+    assert_eq!(old_d.action, Action::Keep, "{d:#?}");
+    assert!(old_d.rule.contains("database unknown"), "{old_d:?}");
+    assert!(p.dir.path().join(&old.manifest.dump_key).exists());
+    // `latest` of alpha is the readable one.
+    let plan =
+        restore::plan(&p.ctx, &RestoreOptions { database: Some("alpha".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(plan.source.manifest.map(|m| m.id), Some(new.id));
+}

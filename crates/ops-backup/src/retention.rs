@@ -249,7 +249,7 @@ pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<P
                 // A complete backup of no known database (its manifest could not be read)
                 // may be some database's only one: it is never deleted.
                 let complete = candidates.iter().any(|c| c.id == d.id && c.complete);
-                if database.is_none() && complete && d.action == Action::Delete {
+                if database.is_none() && complete {
                     d.action = Action::Keep;
                     d.rule = "database unknown (manifest unreadable): kept".to_owned();
                 }
