@@ -140,9 +140,12 @@ pub(crate) async fn verify(
         ops_backup::source::SourceSpec::Latest | ops_backup::source::SourceSpec::Id(_) => {}
         _ => return Err(ApiError::Core(ops_core::Error::invalid_input("give a backup id or latest"))),
     }
-    let database = match q.database.as_deref() {
-        Some(name) => Some(database_name(&ctx, Some(name))?),
-        None => None,
+    // `latest` needs its database now (named, the only one, or `main`): a job that fails on
+    // an ambiguous name would only say so later.
+    let database = match (q.database.as_deref(), id.as_str()) {
+        (Some(name), _) => Some(database_name(&ctx, Some(name))?),
+        (None, "latest") => Some(database_name(&ctx, None)?),
+        (None, _) => None,
     };
     spawn_job(&state, "verify", None, async move {
         match ops_backup::verify(&ctx, database.as_deref(), &id).await {
