@@ -126,18 +126,17 @@ pub async fn backup_until(
     // so nothing is notified or recorded. Any other failure to take the lock (the server is
     // down, the password is wrong) is a failed backup like any other: notified and recorded.
     let lock = match lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "backup").await {
-        Ok(lock) => Ok(lock),
         Err(e) if e.kind() == crate::ErrorKind::Conflict => return Err(e),
-        Err(e) => Err(e),
+        other => other,
     };
     let (id, started_at) = fresh_id(&stores, &prefix, opts.compression).await;
-    let result = match &lock {
-        Ok(_) => {
+    let result = match lock {
+        // The lock is held until the backup has run.
+        Ok(_lock) => {
             run(opts, progress, config_name, &db_config.key_tables, db.as_ref(), &stores, &id, started_at, cancel).await
         }
-        Err(e) => Err(Error::new(e.kind(), e.message().to_owned())),
+        Err(e) => Err(e),
     };
-    drop(lock);
     let (title, level, mut fields) = match &result {
         Ok(r) => (
             format!("backup of {} succeeded", db.name()),

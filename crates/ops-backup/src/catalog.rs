@@ -136,13 +136,13 @@ pub async fn read_manifest(store: &dyn ObjectStore, id: &BackupId) -> Result<Man
     read_json(store, &id.manifest_key()).await
 }
 
-/// One listing of a store: per backup, its copy there, its compression, and whether a failure
-/// record exists. With `details`, the verification and failure records are read too (one
+/// One listing of a store: per backup, its copy there (which records it has) and its
+/// compression. With `details`, the verification and failure records are read too (one
 /// small GET each); without, only the listing is used.
-async fn list_store(store: Arc<dyn ObjectStore>, details: bool) -> Result<Vec<(BackupId, Copy, Compression, bool)>> {
+async fn list_store(store: Arc<dyn ObjectStore>, details: bool) -> Result<Vec<(BackupId, Copy, Compression)>> {
     let objects = store.list("").await?;
-    // Per id: the copy, its compression, and whether a verification / failure record exists.
-    let mut by_id: BTreeMap<BackupId, (Copy, Option<Compression>, bool, bool)> = BTreeMap::new();
+    // Per id: the copy, its compression, and whether a verification record exists.
+    let mut by_id: BTreeMap<BackupId, (Copy, Option<Compression>, bool)> = BTreeMap::new();
     for o in objects {
         let Some(kind) = classify(&o.key) else { continue };
         let id = match &kind {
@@ -164,7 +164,6 @@ async fn list_store(store: Arc<dyn ObjectStore>, details: bool) -> Result<Vec<(B
                 },
                 None,
                 false,
-                false,
             )
         });
         entry.0.last_modified = entry.0.last_modified.max(o.last_modified);
@@ -176,24 +175,21 @@ async fn list_store(store: Arc<dyn ObjectStore>, details: bool) -> Result<Vec<(B
             }
             KeyKind::Manifest(_) => entry.0.has_manifest = true,
             KeyKind::Verification(_) => entry.2 = true,
-            KeyKind::Failure(_) => {
-                entry.0.has_failure_record = true;
-                entry.3 = true;
-            }
+            KeyKind::Failure(_) => entry.0.has_failure_record = true,
         }
     }
     // The records are small; read them a few at a time, and only when they are shown.
     let entries: Vec<_> = futures::stream::iter(by_id)
-        .map(|(id, (mut copy, c, has_verify, has_failure))| {
+        .map(|(id, (mut copy, c, has_verify))| {
             let store = Arc::clone(&store);
             async move {
                 if details && has_verify {
                     copy.last_verification = read_json(store.as_ref(), &id.verify_key()).await.ok();
                 }
-                if details && has_failure {
+                if details && copy.has_failure_record {
                     copy.failure = read_json(store.as_ref(), &id.failed_key()).await.ok();
                 }
-                (id, copy, c.unwrap_or_default(), has_failure)
+                (id, copy, c.unwrap_or_default())
             }
         })
         .buffer_unordered(8)
@@ -225,7 +221,7 @@ async fn merged(ctx: &Context, details: bool) -> Result<Vec<BackupEntry>> {
     let listings = futures::future::join_all(stores.iter().map(|s| list_store(Arc::clone(s), details))).await;
     let mut merged: BTreeMap<BackupId, BackupEntry> = BTreeMap::new();
     for listing in listings {
-        for (id, copy, compression, has_failure) in listing? {
+        for (id, copy, compression) in listing? {
             let Some(started_at) = id.timestamp() else { continue };
             let e = merged.entry(id.clone()).or_insert_with(|| BackupEntry {
                 id,
@@ -240,7 +236,7 @@ async fn merged(ctx: &Context, details: bool) -> Result<Vec<BackupEntry>> {
                 e.compression = Some(compression);
             }
             e.complete |= copy.dump_key.is_some() && copy.has_manifest;
-            e.failed = !e.complete && (e.failed || has_failure);
+            e.failed = !e.complete && (e.failed || copy.has_failure_record);
             e.copies.push(copy);
         }
     }
@@ -347,16 +343,7 @@ pub fn of_database(all: Vec<BackupEntry>, database: &str) -> Vec<BackupEntry> {
     all.into_iter().filter(|b| b.is_of(database)).collect()
 }
 
-/// Finds a backup of `database` by id, or its newest complete one for `latest`.
-///
-/// # Errors
-/// `NotFound` naming what was looked for; `Conflict` when the id is a backup of another
-/// database (see [`find_in`]).
-pub async fn find(ctx: &Context, database: &str, wanted: &str) -> Result<BackupEntry> {
-    find_in(index(ctx).await?, database, wanted, false)
-}
-
-/// [`find`] in a listing already made. `latest` is the newest complete backup of `database`
+/// Finds a backup of `database` in a listing: `latest` is the newest complete backup of `database`
 /// (one whose last verification failed only when no other is left); an id of another
 /// database's backup is refused unless `allow_other_database`.
 ///

@@ -170,6 +170,24 @@ pub struct SourceRules {
     pub allow_host_path: bool,
 }
 
+impl SourceRules {
+    /// Parses `requested` and refuses a host path unless [`Self::allow_host_path`], before any
+    /// file system access: the answer never tells whether a file exists. Callers that check a
+    /// request before starting a job use it too.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed source or a path that is not allowed.
+    pub fn spec(&self, requested: &str) -> Result<SourceSpec> {
+        match SourceSpec::parse(requested)? {
+            SourceSpec::Path(_) if !self.allow_host_path => Err(Error::invalid_input(
+                "source: give a backup id, latest, or s3://bucket/key inside the configured storage (host paths are \
+                 for the command line only)",
+            )),
+            spec => Ok(spec),
+        }
+    }
+}
+
 fn compression_of(name: &str) -> Result<Compression> {
     if name.ends_with(".gz") {
         Ok(Compression::Gzip)
@@ -199,16 +217,9 @@ pub(crate) async fn resolve_with(
     rules: &SourceRules,
     listing: Option<Vec<catalog::BackupEntry>>,
 ) -> Result<Source> {
-    let source = match SourceSpec::parse(requested)? {
+    let source = match rules.spec(requested)? {
         SourceSpec::Object(uri) => from_object(ctx, &uri).await?,
-        SourceSpec::Path(path) if rules.allow_host_path => from_path(requested, path).await?,
-        SourceSpec::Path(_) => {
-            // Said before any file system access: the answer must not tell whether it exists.
-            return Err(Error::invalid_input(
-                "a restore source here is a backup id, latest, or s3://bucket/key inside the configured storage; \
-                 host paths are accepted on the command line only",
-            ));
-        }
+        SourceSpec::Path(path) => from_path(requested, path).await?,
         SourceSpec::Latest | SourceSpec::Id(_) => {
             let all = match listing {
                 Some(all) => all,

@@ -58,10 +58,8 @@ pub(crate) async fn backup(
         BackupCommand::List { database } => {
             let mut entries = ops_backup::list(&ctx).await?;
             if let Some(name) = database {
-                if !ctx.config.databases.contains_key(name) {
-                    return Err(Error::invalid_input(format!("no database named {name:?} in the configuration")));
-                }
-                entries = ops_backup::catalog::of_database(entries, name);
+                let name = ops_backup::target::database_name(&ctx, Some(name))?;
+                entries = ops_backup::catalog::of_database(entries, &name);
             }
             emit(cli, out, &entries, |out, v| backup_render::list(out, v, chrono::Utc::now()))?;
             Ok(Outcome { code: exit::OK })

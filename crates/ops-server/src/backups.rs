@@ -163,7 +163,8 @@ pub(crate) async fn dr_test(
     let opts: ops_backup::DrillOptions = options(&body)?;
     opts.validate()?;
     let name = database_name(&ctx, opts.database.as_deref())?;
-    check_source(&opts.source)?;
+    // Refused now rather than in the job: over HTTP a source is never a host path.
+    ops_backup::source::SourceRules::default().spec(&opts.source)?;
     let metrics_state = Arc::clone(&state);
     let exclusive = format!("database {name}");
     let stopping = state.stopping();
@@ -176,18 +177,6 @@ pub(crate) async fn dr_test(
             Err(e) => (Err(e), false),
         }
     })
-}
-
-/// Over HTTP a source is a backup id, `latest` or an `s3://` key inside the storage: a host
-/// path is refused before the file system is touched, so the answer tells nothing about it.
-fn check_source(source: &str) -> Result<(), ApiError> {
-    match ops_backup::source::SourceSpec::parse(source)? {
-        ops_backup::source::SourceSpec::Path(_) => Err(ApiError::Core(ops_core::Error::invalid_input(
-            "source: give a backup id, latest, or s3://bucket/key inside the configured storage (host paths are \
-             for the command line only)",
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// A JSON body of options `T` plus one boolean `flag` (`"confirm"`, `"apply"`), with unknown
@@ -213,7 +202,6 @@ pub(crate) async fn restore(
     let ctx = context(&state)?;
     // The restore options plus `"confirm": true`.
     let (options, confirm): (ops_backup::RestoreOptions, bool) = options_and_flag(&body, "confirm")?;
-    check_source(&options.source)?;
     options.validate()?;
     let req = RestoreRequest { options };
     let plan = ops_backup::restore::plan(&ctx, &req.options).await?;

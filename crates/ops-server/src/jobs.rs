@@ -154,15 +154,6 @@ impl Jobs {
             .collect()
     }
 
-    /// Ids of the jobs not finished.
-    pub fn active(&self) -> Vec<String> {
-        let jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        jobs.values()
-            .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
-            .map(|j| j.id.clone())
-            .collect()
-    }
-
     /// Records the end of a job and frees what it held.
     pub fn finish(&self, id: &str, status: JobStatus, report: Option<Value>, error: Option<Value>) {
         self.exclusive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|_, holder| holder != id);

@@ -25,14 +25,43 @@ pub struct AppState {
     /// Set when the server stops: backups and drills in progress fail cleanly.
     stopping: tokio::sync::watch::Sender<bool>,
     /// The newest triage, so a burst of requests runs the checklist once.
-    last_triage: tokio::sync::Mutex<Option<(std::time::Instant, Arc<ops_probes::TriageReport>)>>,
+    last_triage: SharedRun<(), ops_probes::TriageReport>,
     /// The newest TLS check, likewise.
-    last_tls: tokio::sync::Mutex<Option<(std::time::Instant, Arc<TlsChecks>)>>,
-    /// The newest performance analysis and the options it ran with: one runs at a time, so
-    /// a burst of requests costs each database one analysis connection, not one each.
-    last_perf: tokio::sync::Mutex<
-        Option<(std::time::Instant, ops_probes::perf::PerfOptions, Arc<ops_probes::perf::PerfReport>)>,
-    >,
+    last_tls: SharedRun<(), TlsChecks>,
+    /// The newest performance analysis and its options: a burst of requests costs each
+    /// database one analysis connection, not one each.
+    last_perf: SharedRun<ops_probes::perf::PerfOptions, ops_probes::perf::PerfReport>,
+}
+
+/// The newest result of a check run with options `K`: one run at a time, shared by every
+/// caller content with a run of the same options that finished at or after its `not_before`.
+#[derive(Debug)]
+struct SharedRun<K, T> {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, K, Arc<T>)>>,
+}
+
+impl<K, T> Default for SharedRun<K, T> {
+    fn default() -> Self {
+        Self { last: tokio::sync::Mutex::new(None) }
+    }
+}
+
+impl<K: PartialEq, T> SharedRun<K, T> {
+    async fn get<Fut>(&self, key: K, not_before: std::time::Instant, run: Fut) -> Result<Arc<T>, String>
+    where
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, k, value)) = last.as_ref()
+            && *at >= not_before
+            && *k == key
+        {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(run.await?);
+        *last = Some((std::time::Instant::now(), key, Arc::clone(&value)));
+        Ok(value)
+    }
 }
 
 /// Every `[[tls]]` target's report, and the entries that could not be checked (name, why).
@@ -66,9 +95,9 @@ impl AppState {
             jobs: Jobs::default(),
             rate: crate::rate::RateLimiter::default(),
             stopping: tokio::sync::watch::Sender::new(false),
-            last_triage: tokio::sync::Mutex::default(),
-            last_tls: tokio::sync::Mutex::default(),
-            last_perf: tokio::sync::Mutex::default(),
+            last_triage: SharedRun::default(),
+            last_tls: SharedRun::default(),
+            last_perf: SharedRun::default(),
         })
     }
 
@@ -175,18 +204,15 @@ impl AppState {
     /// # Errors
     /// The reason the running configuration could not be wired.
     pub async fn triage(&self, not_before: std::time::Instant) -> Result<Arc<ops_probes::TriageReport>, String> {
-        let mut last = self.last_triage.lock().await;
-        if let Some((at, report)) = last.as_ref()
-            && *at >= not_before
-        {
-            return Ok(Arc::clone(report));
-        }
-        let running = self.running();
-        let ctx = running.context.as_ref().map_err(Clone::clone)?;
-        let report = Arc::new(ops_probes::triage(ctx, &ops_probes::TriageOptions::default()).await);
-        self.metrics.record_triage(&report);
-        *last = Some((std::time::Instant::now(), Arc::clone(&report)));
-        Ok(report)
+        self.last_triage
+            .get((), not_before, async {
+                let running = self.running();
+                let ctx = running.context.as_ref().map_err(Clone::clone)?;
+                let report = ops_probes::triage(ctx, &ops_probes::TriageOptions::default()).await;
+                self.metrics.record_triage(&report);
+                Ok(report)
+            })
+            .await
     }
 
     /// Checks every `[[tls]]` target (or shares a check that finished at or after
@@ -196,29 +222,25 @@ impl AppState {
     /// # Errors
     /// The reason the running configuration could not be wired.
     pub async fn tls(&self, not_before: std::time::Instant) -> Result<Arc<TlsChecks>, String> {
-        let mut last = self.last_tls.lock().await;
-        if let Some((at, checks)) = last.as_ref()
-            && *at >= not_before
-        {
-            return Ok(Arc::clone(checks));
-        }
-        let running = self.running();
-        running.context.as_ref().map_err(Clone::clone)?;
-        let cfg = &running.config;
-        let timeout = std::time::Duration::from_secs(cfg.probes.timeout_secs.max(1));
-        let checks = cfg.tls.iter().map(|c| ops_probes::tls::check_target(c, &cfg.probes.tls, timeout));
-        let mut reports = Vec::new();
-        let mut unusable = Vec::new();
-        for (c, r) in cfg.tls.iter().zip(futures::future::join_all(checks).await) {
-            match r {
-                Ok(r) => reports.push(r),
-                Err(e) => unusable.push((c.name.clone(), e.to_string())),
-            }
-        }
-        self.metrics.record_tls(&reports);
-        let checks = Arc::new((reports, unusable));
-        *last = Some((std::time::Instant::now(), Arc::clone(&checks)));
-        Ok(checks)
+        self.last_tls
+            .get((), not_before, async {
+                let running = self.running();
+                running.context.as_ref().map_err(Clone::clone)?;
+                let cfg = &running.config;
+                let timeout = std::time::Duration::from_secs(cfg.probes.timeout_secs.max(1));
+                let checks = cfg.tls.iter().map(|c| ops_probes::tls::check_target(c, &cfg.probes.tls, timeout));
+                let mut reports = Vec::new();
+                let mut unusable = Vec::new();
+                for (c, r) in cfg.tls.iter().zip(futures::future::join_all(checks).await) {
+                    match r {
+                        Ok(r) => reports.push(r),
+                        Err(e) => unusable.push((c.name.clone(), e.to_string())),
+                    }
+                }
+                self.metrics.record_tls(&reports);
+                Ok((reports, unusable))
+            })
+            .await
     }
 
     /// A performance analysis with `opts`: one that finished at or after `not_before` with the
@@ -231,18 +253,12 @@ impl AppState {
         opts: ops_probes::perf::PerfOptions,
         not_before: std::time::Instant,
     ) -> Result<Arc<ops_probes::perf::PerfReport>, String> {
-        let mut last = self.last_perf.lock().await;
-        if let Some((at, o, report)) = last.as_ref()
-            && *at >= not_before
-            && *o == opts
-        {
-            return Ok(Arc::clone(report));
-        }
-        let running = self.running();
-        let ctx = running.context.as_ref().map_err(Clone::clone)?;
-        let report = Arc::new(ops_probes::perf::analyze(ctx, &opts).await);
-        *last = Some((std::time::Instant::now(), opts, Arc::clone(&report)));
-        Ok(report)
+        let run = async {
+            let running = self.running();
+            let ctx = running.context.as_ref().map_err(Clone::clone)?;
+            Ok(ops_probes::perf::analyze(ctx, &opts).await)
+        };
+        self.last_perf.get(opts.clone(), not_before, run).await
     }
 
     /// Re-reads the file and environment captured at start; keeps the running config when the

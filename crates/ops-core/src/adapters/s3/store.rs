@@ -88,6 +88,14 @@ pub(crate) fn part_size_for(floor: u64, size_hint: Option<u64>) -> u64 {
     floor.max(needed).div_ceil(MIB).saturating_mul(MIB).min(MAX_PART)
 }
 
+/// A multipart upload neither completed nor aborted.
+struct Unfinished {
+    /// Full key in the bucket.
+    key: String,
+    upload_id: String,
+    initiated: Option<DateTime<Utc>>,
+}
+
 /// An S3 bucket (under a prefix) as an object store.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -211,15 +219,39 @@ impl S3Store {
     /// # Errors
     /// `Unavailable`, `Auth`.
     pub async fn pending_uploads(&self) -> Result<Vec<String>> {
-        let out = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.options.bucket)
-            .prefix(self.key_prefix())
-            .send()
-            .await
-            .map_err(|e| sdk_err(e, &format!("list pending uploads of {}", self.location())))?;
-        Ok(out.uploads().iter().filter_map(|u| u.key()).map(|k| self.relative(k).to_owned()).collect())
+        Ok(self.unfinished_uploads().await?.into_iter().map(|u| self.relative(&u.key).to_owned()).collect())
+    }
+
+    /// Every unfinished multipart upload under this store's prefix (`prod/`, never
+    /// `prod-eu/…`), all pages of the listing.
+    async fn unfinished_uploads(&self) -> Result<Vec<Unfinished>> {
+        let mut out = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut upload_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.options.bucket)
+                .prefix(self.key_prefix())
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_marker.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err(e, &format!("list unfinished uploads of {}", self.location())))?;
+            out.extend(page.uploads().iter().filter_map(|u| {
+                Some(Unfinished {
+                    key: u.key()?.to_owned(),
+                    upload_id: u.upload_id()?.to_owned(),
+                    initiated: to_utc(u.initiated()),
+                })
+            }));
+            key_marker = page.next_key_marker().map(str::to_owned);
+            upload_marker = page.next_upload_id_marker().map(str::to_owned);
+            if page.is_truncated() != Some(true) || (key_marker.is_none() && upload_marker.is_none()) {
+                return Ok(out);
+            }
+        }
     }
 
     /// The prefix of every key of this store (`prefix/`, or nothing for the whole bucket).
@@ -454,55 +486,27 @@ impl ObjectStore for S3Store {
 
     async fn sweep_incomplete(&self, older_than: std::time::Duration) -> Result<u64> {
         let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let uploads = match self.unfinished_uploads().await {
+            Ok(u) => u,
+            // Some S3-compatible servers cannot list them: nothing can be found to remove.
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                tracing::debug!(location = %self.location(), "the server cannot list unfinished uploads");
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
         let mut removed = 0;
-        let mut key_marker: Option<String> = None;
-        let mut upload_marker: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_multipart_uploads()
+        // A backup can upload for hours: only uploads begun before the cutoff go.
+        for u in uploads.iter().filter(|u| u.initiated.is_some_and(|at| at < cutoff)) {
+            self.client
+                .abort_multipart_upload()
                 .bucket(&self.options.bucket)
-                // `prod/`, never `prod-eu/…`: only this store's keys.
-                .prefix(self.key_prefix())
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(upload_marker.take())
+                .key(&u.key)
+                .upload_id(&u.upload_id)
                 .send()
                 .await
-                .map_err(|e| sdk_err(e, &format!("list unfinished uploads of {}", self.location())));
-            let page = match page {
-                Ok(p) => p,
-                // Some S3-compatible servers cannot list them: nothing can be found to remove.
-                Err(e) if e.kind() == ErrorKind::Unsupported => {
-                    tracing::debug!(location = %self.location(), "the server cannot list unfinished uploads");
-                    return Ok(removed);
-                }
-                Err(e) => return Err(e),
-            };
-            for u in page.uploads() {
-                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
-                // A backup can upload for hours: only uploads begun before the cutoff go.
-                if to_utc(u.initiated()).is_none_or(|at| at >= cutoff) {
-                    continue;
-                }
-                self.client
-                    .abort_multipart_upload()
-                    .bucket(&self.options.bucket)
-                    .key(key)
-                    .upload_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(e, &format!("abort of the unfinished upload of {key}")))?;
-                removed += 1;
-            }
-            if page.is_truncated() == Some(true) {
-                key_marker = page.next_key_marker().map(str::to_owned);
-                upload_marker = page.next_upload_id_marker().map(str::to_owned);
-                if key_marker.is_none() && upload_marker.is_none() {
-                    break;
-                }
-            } else {
-                break;
-            }
+                .map_err(|e| sdk_err(e, &format!("abort of the unfinished upload of {}", u.key)))?;
+            removed += 1;
         }
         Ok(removed)
     }
