@@ -114,23 +114,36 @@ pub(crate) fn keys_generate(cli: &Cli, out: &mut dyn Write) -> Result<Outcome> {
     Ok(Outcome { code: exit::OK })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C, SIGTERM (cron, systemd) or SIGHUP (the terminal or SSH session went
+/// away), so a backup or drill in progress can fail cleanly instead of dying mid-write.
 pub(crate) fn interrupted() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let signals: Vec<tokio::signal::unix::Signal> =
+        [tokio::signal::unix::SignalKind::terminate(), tokio::signal::unix::SignalKind::hangup()]
+            .into_iter()
+            .filter_map(|kind| tokio::signal::unix::signal(kind).ok())
+            .collect();
     Box::pin(async move {
         #[cfg(unix)]
-        let term = async move {
-            match term {
-                Some(mut s) => drop(s.recv().await),
-                None => std::future::pending::<()>().await,
+        let other = async move {
+            let waits: Vec<_> = signals
+                .into_iter()
+                .map(|mut s| {
+                    Box::pin(async move {
+                        let _ = s.recv().await;
+                    })
+                })
+                .collect();
+            if waits.is_empty() {
+                std::future::pending::<()>().await;
             }
+            futures::future::select_all(waits).await;
         };
         #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
+        let other = std::future::pending::<()>();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
-            () = term => {},
+            () = other => {},
         }
     })
 }
