@@ -120,9 +120,55 @@ pub fn resolve(src: ConfigSource<'_>) -> Result<OpsConfig, ConfigError> {
         Ok(())
     })
     .map_err(|e| from_interpolation(src.file_name, raw, e))?;
-    overlay_env(&mut cfg, src.env)?;
-    validate(&cfg, src.file_name, raw)?;
+    // A value that came from the environment may be a secret: an error that quotes part of a
+    // value (a check's name, a url's scheme) shows it redacted.
+    let scrub = |mut e: ConfigError| {
+        e.message = redact_env_values(&e.message, raw, src.env);
+        e
+    };
+    overlay_env(&mut cfg, src.env).map_err(scrub)?;
+    validate(&cfg, src.file_name, raw).map_err(scrub)?;
     Ok(cfg)
+}
+
+/// Variables whose values replace config values: the ones read by [`overlay_env`].
+const OVERLAY_VARS: [&str; 12] = [
+    "DATABASE_URL",
+    "S3_BUCKET",
+    "RETENTION_DAYS",
+    "BACKUP_ALERT_WEBHOOK",
+    "API_KEYS",
+    "ADMIN_KEYS",
+    "DOCKER_HOST",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+];
+
+/// `message` with the value of every variable the file interpolates (`${NAME}`) or the overlay
+/// reads replaced by `[redacted]`, longest first (and each comma-separated part of a list).
+fn redact_env_values(message: &str, raw: &str, env: &BTreeMap<String, String>) -> String {
+    let mut values: Vec<&str> = Vec::new();
+    let referenced =
+        raw.split("${").skip(1).map(|r| &r[..r.find(['}', ':']).unwrap_or(r.len())]).filter(|n| !n.is_empty());
+    for name in referenced.chain(OVERLAY_VARS) {
+        if let Some(v) = env.get(name) {
+            values.push(v.trim());
+            values.extend(v.split(',').map(str::trim));
+        }
+    }
+    values.retain(|v| v.len() >= 3);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    let mut out = message.to_owned();
+    for v in values {
+        if out.contains(v) {
+            out = out.replace(v, "[redacted]");
+        }
+    }
+    out
 }
 
 /// toml and serde quote the offending value ("invalid type: string \"hunter2\", expected a
@@ -505,7 +551,7 @@ fn check_url(raw: &str, schemes: &[&str], need_host: bool) -> Result<(), String>
     // Messages name the expected shape, never the value (it may hold a password).
     let url = url::Url::parse(raw).map_err(|e| format!("is not a valid url ({e})"))?;
     if !schemes.contains(&url.scheme()) {
-        return Err(format!("scheme must be one of {} (found {}://)", schemes.join(", "), url.scheme()));
+        return Err(format!("scheme must be one of {}", schemes.join(", ")));
     }
     if need_host && url.host_str().is_none_or(str::is_empty) {
         return Err("url has no host".into());

@@ -232,10 +232,7 @@ pub(crate) fn parse_storage_url(raw: &str) -> Result<StorageLocation, String> {
         return Err("is empty: give s3://bucket/prefix, file:///dir or a directory path".into());
     }
     if raw.contains("://") {
-        return Err(format!(
-            "unsupported scheme in {:?}: use s3://, file:// or a plain path",
-            raw.split("://").next().unwrap_or_default()
-        ));
+        return Err("unsupported scheme: use s3://, file:// or a plain path".into());
     }
     Ok(StorageLocation::Dir(PathBuf::from(raw)))
 }

@@ -329,3 +329,25 @@ fn errors_never_quote_a_value() {
     let e = load_text("[databases.main]\nurl = \"postgres://u:pa${hunter2!}@h/db\"\n", &env(&[])).unwrap_err();
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }
+
+#[test]
+fn errors_never_quote_a_value_from_the_environment() {
+    // Found by the config fuzz target: a secret interpolated into a url's scheme or a check's
+    // name reached the error through the part of the value the message quoted.
+    let pw = "fuzz-secret-4c1d";
+    let e = env(&[("PW", pw), ("DATABASE_URL", "fuzzsecret2://h/db")]);
+    let cases = [
+        "[storage]\nurl = \"${PW}://bucket\"\n",
+        "[alertmanager]\nurl = \"${PW}:x\"\n",
+        "[[tcp]]\nname = \"${PW}\"\naddress = \"a:1\"\n[[tcp]]\nname = \"${PW:-x}\"\naddress = \"a:1\"\n",
+        "[[http]]\nname = \"a\"\nurl = \"${PW}:x\"\n",
+    ];
+    for text in cases {
+        let err = load_text(text, &e).unwrap_err().to_string();
+        assert!(!err.contains(pw) && !err.contains("fuzz-secret"), "{text}: {err}");
+    }
+    // The overlay's variables too.
+    let err = load_text("", &e).unwrap_err().to_string();
+    assert!(!err.contains("fuzzsecret2"), "{err}");
+    assert!(err.contains("databases.main.url"), "{err}");
+}
