@@ -7,13 +7,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ops_act::Action;
+use ops_act::pg as pg_actions;
 use ops_core::adapters::docker::DockerRuntime;
 use ops_core::adapters::postgres::{PostgresDatabase, PostgresOptions, find_client};
+use ops_core::audit::AuditLog;
 use ops_core::config::{OpsConfig, PerfConfig, ProbesConfig};
 use ops_core::ports::{ContainerRuntime, Database, ExecSpec};
 use ops_core::{Context, ErrorKind, SecretUrl, Status};
-use ops_probes::perf::pg_actions;
-use ops_probes::perf::{Action, AuditLog, PerfFinding, SectionReport, StateDir, Window, pg};
+use ops_perf::{PerfFinding, SectionReport, StateDir, Window, pg};
 use tokio::io::AsyncWriteExt;
 
 use crate::harness::{Postgres, eventually, postgres, require_docker};
@@ -383,7 +385,7 @@ async fn perf_pg_sessions_blocked_idle_and_guarded_actions() {
     idler2.send("SELECT 2;").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let outcomes = pg_actions::apply(&ctx, &plan, &audit, "test").await.unwrap();
-    let by_id: BTreeMap<&str, &ops_probes::perf::Outcome> = outcomes.iter().map(|o| (o.target.as_str(), o)).collect();
+    let by_id: BTreeMap<&str, &ops_act::Outcome> = outcomes.iter().map(|o| (o.target.as_str(), o)).collect();
     let killed = by_id[format!("backend:{idler}").as_str()];
     assert!(killed.ok, "{outcomes:#?}");
     assert_eq!(killed.after["present"], false);

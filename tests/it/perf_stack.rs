@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::get;
+use ops_act::{Action, services as stack_actions};
 use ops_core::Context;
 use ops_core::adapters::docker::DockerRuntime;
 use ops_core::adapters::redis::RedisCache;
+use ops_core::audit::AuditLog;
 use ops_core::config::{HttpCheckConfig, OpsConfig, PerfConfig, ProbesConfig, ServiceMemoryThresholds};
 use ops_core::ports::{Cache, ContainerRuntime, ContainerState, ExecSpec, HealthStatus, Healthcheck, RunSpec};
 use ops_core::{SecretUrl, Status};
+use ops_perf::{PerfFinding, SectionReport, StateDir, Window, containers, http, redis};
 use ops_probes::NetOptions;
-use ops_probes::perf::{
-    Action, AuditLog, PerfFinding, SectionReport, StateDir, Window, containers, http, redis, stack_actions,
-};
 
 use crate::harness::{self, BASE_IMAGE, Cleanup, eventually, require_docker, unique};
 
@@ -390,7 +390,7 @@ async fn perf_stack_restart_with_dependents_in_dependency_order() {
 
 #[tokio::test]
 async fn perf_stack_host_disks_memory_and_load_of_this_machine() {
-    let r = ops_probes::perf::host::analyze(&ProbesConfig::default(), None).await;
+    let r = ops_perf::host::analyze(&ProbesConfig::default(), None).await;
     assert_eq!((r.target.as_str(), r.error.as_deref()), ("host", None), "{r:#?}");
     assert!(r.findings.iter().any(|f| f.check == "disk" && f.values.iter().any(|v| v.name == "disk_used")), "{r:#?}");
     let memory = r.findings.iter().find(|f| f.check == "memory").expect("a memory finding");
@@ -400,7 +400,7 @@ async fn perf_stack_host_disks_memory_and_load_of_this_machine() {
     let mut zero = ProbesConfig::default();
     zero.host.disk_warn_percent = 0.0;
     zero.host.memory_warn_percent = 0.0;
-    let r = ops_probes::perf::host::analyze(&zero, None).await;
+    let r = ops_perf::host::analyze(&zero, None).await;
     assert!(r.status >= Status::Warn, "{r:#?}");
     assert!(r.findings.iter().any(|f| f.check == "memory" && f.verdict >= Status::Warn), "{r:#?}");
 }

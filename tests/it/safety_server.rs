@@ -401,10 +401,10 @@ async fn safety_backups_and_state_are_private_files() {
     assert_eq!(mode(&nested), 0o700);
     assert_eq!(mode(&dir.path().join("new")), 0o700);
     let audit = dir.path().join("audit/actions.jsonl");
-    ops_probes::perf::AuditLog::open(&audit).unwrap();
+    ops_core::audit::AuditLog::open(&audit).unwrap();
     assert_eq!(mode(&audit), 0o600, "the audit log");
     assert_eq!(mode(&dir.path().join("audit")), 0o700);
-    let state = ops_probes::perf::StateDir::new(&dir.path().join("state"));
+    let state = ops_perf::StateDir::new(&dir.path().join("state"));
     state.save("pg:main", chrono::Utc::now(), &1u32).unwrap();
     let saved: Vec<_> = std::fs::read_dir(dir.path().join("state")).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(saved.iter().all(|p| mode(p) == 0o600), "{saved:?}");

@@ -9,40 +9,27 @@ use ops_core::ports::{Database, ObjectStore};
 
 use crate::{Error, Result};
 
-/// The database a command names (`--database`), or the only one, or `main`.
+/// The database a command names (`--database`), or the only one, or `main`
+/// ([`Context::database`]), with its configuration.
 pub(crate) fn database<'a>(
     ctx: &'a Context,
     name: Option<&'a str>,
 ) -> Result<(&'a str, &'a DatabaseConfig, Arc<dyn Database>)> {
-    let config = &ctx.config.databases;
-    let name: &str = match name {
-        Some(n) => n,
-        None if config.len() == 1 => config.keys().next().map(String::as_str).unwrap_or_default(),
-        None if config.contains_key("main") => "main",
-        None if config.is_empty() => {
-            return Err(Error::invalid_input("no database configured: add [databases.main] or set DATABASE_URL"));
-        }
-        None => {
-            let names: Vec<&str> = config.keys().map(String::as_str).collect();
-            return Err(Error::invalid_input(format!("several databases configured ({}): name one", names.join(", "))));
-        }
-    };
-    let (key, cfg) = config
-        .get_key_value(name)
-        .ok_or_else(|| Error::invalid_input(format!("no database named {name:?} in the configuration")))?;
-    let adapter = ctx
+    let (name, adapter) = ctx.database(name)?;
+    let cfg = ctx
+        .config
         .databases
         .get(name)
-        .cloned()
-        .ok_or_else(|| Error::internal(format!("database {name} is configured but not wired")))?;
-    Ok((key.as_str(), cfg, adapter))
+        .ok_or_else(|| Error::internal(format!("database {name} is wired but not configured")))?;
+    Ok((name, cfg, Arc::clone(adapter)))
 }
 
 /// The config name of the database a caller names (`None`: the only one, or `main`),
 /// checked against the configuration.
 ///
 /// # Errors
-/// `InvalidInput` when it is not configured, or none is named and the choice is ambiguous.
+/// As [`Context::database`]: `NotFound` when it is not configured, `InvalidInput` when none is
+/// named and the choice is ambiguous.
 pub fn database_name(ctx: &Context, name: Option<&str>) -> Result<String> {
     database(ctx, name).map(|(n, _, _)| n.to_owned())
 }

@@ -92,7 +92,7 @@ pub enum PerfCommand {
     Analyze {
         /// Only these sections (repeatable): pg, redis, containers, http, host [default: all]
         #[arg(long = "section", value_name = "SECTION")]
-        sections: Vec<ops_probes::perf::Section>,
+        sections: Vec<ops_perf::Section>,
         /// HTTP requests per endpoint, 1 to 1000 [default: perf.http.samples, 10]
         #[arg(long, value_name = "N", value_parser = samples)]
         samples: Option<usize>,

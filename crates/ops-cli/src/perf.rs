@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
+use ops_act::Action;
 use ops_core::config::load;
 use ops_core::{Context, Result};
-use ops_probes::perf::{Action, PerfOptions};
+use ops_perf::PerfOptions;
 
 use crate::checks::code_of;
 use crate::render::write_json;
@@ -40,7 +41,7 @@ pub(crate) async fn perf(
     let PerfCommand::Analyze { sections, samples } = cmd;
     let ctx = context(cli, env)?;
     let opts = PerfOptions { sections: sections.clone(), http_samples: *samples };
-    let report = ops_probes::perf::analyze(&ctx, &opts).await;
+    let report = ops_perf::analyze(&ctx, &opts).await;
     if cli.json {
         write_json(out, &report)?;
     } else {
@@ -58,7 +59,7 @@ async fn act(
     apply: bool,
 ) -> Result<Outcome> {
     let ctx = context(cli, env)?;
-    let plan = ops_probes::perf::actions::plan(&ctx, &action).await?;
+    let plan = ops_act::plan(&ctx, &action).await?;
     if !apply || plan.targets.is_empty() {
         if cli.json {
             write_json(out, &serde_json::json!({ "applied": false, "plan": plan }))?;
@@ -67,7 +68,7 @@ async fn act(
         }
         return Ok(Outcome { code: exit::OK });
     }
-    let report = ops_probes::perf::actions::apply(&ctx, &plan, &actor(env)).await?;
+    let report = ops_act::apply(&ctx, &plan, &actor(env)).await?;
     if cli.json {
         write_json(out, &serde_json::json!({ "applied": true, "report": report }))?;
     } else {

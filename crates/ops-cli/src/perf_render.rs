@@ -5,7 +5,8 @@ use std::io::Write;
 use ops_core::{Result, Status};
 
 use crate::render::{mark, unit};
-use ops_probes::perf::{ActionPlan, ActionReport, PerfReport, Window};
+use ops_act::{ActionPlan, ActionReport};
+use ops_perf::{PerfReport, Window};
 
 fn value(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.1}") }

@@ -46,6 +46,26 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
+    /// The database a caller names, or else the only one configured, or else `main`: its
+    /// config name and its adapter. The one rule every capability uses to pick a database.
+    ///
+    /// # Errors
+    /// `NotFound` for a name that is not configured; `InvalidInput` when none is named and
+    /// none or several (without `main`) are configured; `Internal` when it is configured but
+    /// no adapter was wired for it.
+    pub fn database(&self, name: Option<&str>) -> Result<(&str, &Arc<dyn Database>)> {
+        pick(&self.databases, self.config.databases.keys(), name, "database", "databases")
+    }
+
+    /// The cache a caller names, or else the only one configured, or else `main`, by the same
+    /// rule as [`Context::database`].
+    ///
+    /// # Errors
+    /// As [`Context::database`].
+    pub fn cache(&self, name: Option<&str>) -> Result<(&str, &Arc<dyn Cache>)> {
+        pick(&self.caches, self.config.caches.keys(), name, "cache", "caches")
+    }
+
     /// A context with no adapters; fill the fields you need (tests, embedding).
     #[must_use]
     pub fn empty(config: OpsConfig) -> Self {
@@ -139,5 +159,73 @@ impl Context {
             ctx.notifiers.push(Arc::new(WebhookNotifier::new(opts)?));
         }
         Ok(ctx)
+    }
+}
+
+/// "Named, or the only one, or `main`" over the configured and the wired names.
+fn pick<'c, T: ?Sized>(
+    wired: &'c BTreeMap<String, Arc<T>>,
+    configured: impl Iterator<Item = &'c String>,
+    name: Option<&str>,
+    what: &str,
+    table: &str,
+) -> Result<(&'c str, &'c Arc<T>)> {
+    let names: std::collections::BTreeSet<&'c str> = configured.chain(wired.keys()).map(String::as_str).collect();
+    let chosen: &str = match name {
+        Some(n) => names
+            .get(n)
+            .copied()
+            .ok_or_else(|| crate::Error::not_found(format!("no {what} named {n:?} in [{table}]")))?,
+        None if names.len() == 1 => names.first().copied().unwrap_or_default(),
+        None if names.contains("main") => "main",
+        None if names.is_empty() => {
+            return Err(crate::Error::invalid_input(format!(
+                "no {what} configured: add [{table}.main]{}",
+                if what == "database" { " or set DATABASE_URL" } else { "" }
+            )));
+        }
+        None => {
+            let list: Vec<&str> = names.into_iter().collect();
+            return Err(crate::Error::invalid_input(format!(
+                "several {table} configured ({}): name one (--{what} NAME)",
+                list.join(", ")
+            )));
+        }
+    };
+    wired
+        .get_key_value(chosen)
+        .map(|(k, v)| (k.as_str(), v))
+        .ok_or_else(|| crate::Error::internal(format!("{what} {chosen} is configured but not wired")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn ctx(names: &[&str]) -> Context {
+        let mut ctx = Context::empty(OpsConfig::default());
+        for n in names {
+            ctx.caches.insert((*n).to_owned(), Arc::new(crate::ports::cache::MockCache::new()));
+        }
+        ctx
+    }
+
+    fn kind(r: Result<(&str, &Arc<dyn Cache>)>) -> ErrorKind {
+        r.map(|(n, _)| n.to_owned()).unwrap_err().kind()
+    }
+
+    #[test]
+    fn named_or_the_only_one_or_main() {
+        assert_eq!(ctx(&["only"]).cache(None).unwrap().0, "only");
+        assert_eq!(ctx(&["analytics", "main"]).cache(None).unwrap().0, "main");
+        assert_eq!(ctx(&["analytics", "main"]).cache(Some("analytics")).unwrap().0, "analytics");
+        assert_eq!(kind(ctx(&["a", "b"]).cache(None)), ErrorKind::InvalidInput);
+        assert_eq!(kind(ctx(&[]).cache(None)), ErrorKind::InvalidInput);
+        assert_eq!(kind(ctx(&["main"]).cache(Some("other"))), ErrorKind::NotFound);
+        // Configured but not wired: a bug of the caller's wiring, not of the request.
+        let mut config = OpsConfig::default();
+        config.caches.insert("main".into(), crate::config::CacheConfig::default());
+        assert_eq!(kind(Context::empty(config).cache(None)), ErrorKind::Internal);
     }
 }

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod adapters;
+pub mod audit;
 pub mod config;
 mod context;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod ports;
 pub mod private_fs;
 pub mod secret;
+pub mod units;
 pub mod vocab;
 
 pub use context::Context;

@@ -20,7 +20,8 @@ use ops_core::ports::{
 use ops_core::{Runbook, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{evidence_line, fold_repeats, human_bytes, human_duration, percent, plural, within};
+use crate::support::{evidence_line, fold_repeats, within};
+use ops_core::units::{human_bytes, human_duration, percent, plural};
 
 /// Label in which Compose records a service's `depends_on`
 /// (`db:service_healthy:false,redis:service_started:false`).
@@ -402,7 +403,7 @@ fn listed(list: &[String], c: &ContainerSummary) -> bool {
 
 /// The name each container's reports go by (without the `container:` prefix): its Compose
 /// service when no other discovered container has the same service, else its container name.
-pub(crate) fn display_names(containers: &[ContainerSummary]) -> Vec<String> {
+pub fn display_names(containers: &[ContainerSummary]) -> Vec<String> {
     containers
         .iter()
         .map(|c| match &c.compose_service {

@@ -13,7 +13,8 @@ use ops_core::config::HostThresholds;
 use ops_core::{Runbook, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{human_bytes, human_duration, percent, within};
+use crate::support::within;
+use ops_core::units::{human_bytes, human_duration, percent};
 
 /// One line of `/proc/mounts`.
 #[derive(Debug, Clone, PartialEq, Eq)]

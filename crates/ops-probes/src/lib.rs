@@ -1,4 +1,4 @@
-//! `ops-probes`: probes, first-responder triage and performance analysis.
+//! `ops-probes`: probes and first-responder triage.
 //!
 //! Every probe returns a [`ProbeReport`]: a status, a one-line message, measured
 //! [`Observation`]s with units, and [`Problem`]s, each naming the [`Runbook`](ops_core::Runbook)
@@ -21,7 +21,6 @@ pub mod host;
 pub mod http;
 pub mod logs;
 mod net;
-pub mod perf;
 pub mod postgres;
 pub mod redis;
 mod report;

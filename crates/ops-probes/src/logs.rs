@@ -15,7 +15,8 @@ use regex::{Regex, RegexBuilder};
 
 use crate::container::{aliases, display_names};
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{evidence_line, human_duration, plural, within};
+use crate::support::{evidence_line, within};
+use ops_core::units::{human_duration, plural};
 
 /// Containers whose logs are read at the same time.
 const PARALLEL: usize = 8;

@@ -9,7 +9,8 @@ use ops_core::ports::{ConnectionStats, Database, Readiness, Session};
 use ops_core::{ErrorKind, Runbook, SecretUrl, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{human_duration, percent, plural, within};
+use crate::support::within;
+use ops_core::units::{human_duration, percent, plural};
 
 /// Sessions listed as evidence of one problem at most.
 const SESSIONS_SHOWN: usize = 5;

@@ -9,7 +9,8 @@ use ops_core::ports::{Cache, CacheInfo, CachePing, QueueLength};
 use ops_core::{Runbook, SecretUrl, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
-use crate::support::{human_bytes, human_duration, plural, within};
+use crate::support::within;
+use ops_core::units::{human_bytes, human_duration, plural};
 
 /// Probes cache `name` (the report is `redis:{name}`, its target `url` redacted) within
 /// `timeout`:

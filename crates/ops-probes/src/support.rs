@@ -37,38 +37,6 @@ where
     }
 }
 
-/// `45 s`, `4 min`, `2 h 5 min`, `3 d 4 h`.
-pub(crate) fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..86_400 if (s % 3600) / 60 == 0 => format!("{} h", s / 3600),
-        3600..86_400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-        _ if (s % 86_400) / 3600 == 0 => format!("{} d", s / 86_400),
-        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
-    }
-}
-
-/// `512 B`, `1.5 KiB`, `256.0 MiB`, `3.2 GiB`, like `free -h` and `docker stats`.
-#[allow(clippy::cast_precision_loss)] // display only
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
-/// `1 query`, `3 queries`.
-pub(crate) fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
-    let n = n.into();
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 /// Consecutive identical lines folded into one: `fatal: no DATABASE_URL (4 times)`, as a
 /// crash-looping container prints the same lines on every start.
 pub(crate) fn fold_repeats(lines: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -80,12 +48,6 @@ pub(crate) fn fold_repeats(lines: impl IntoIterator<Item = String>) -> Vec<Strin
         }
     }
     out.into_iter().map(|(line, n)| if n == 1 { line } else { format!("{line} ({n} times)") }).collect()
-}
-
-/// `part` over `whole` in percent; 0 when `whole` is 0.
-#[allow(clippy::cast_precision_loss)] // counters and sizes far below 2^52 in practice
-pub(crate) fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
 
 /// At most `max` characters of `text`, with `…` when cut.
@@ -123,18 +85,10 @@ pub(crate) fn evidence_line(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use ops_core::units::plural;
+
     use super::*;
     use crate::ProbeKind;
-
-    #[test]
-    fn durations_read_like_a_person_writes_them() {
-        let cases = [(0, "0 s"), (59, "59 s"), (240, "4 min"), (7200, "2 h"), (7500, "2 h 5 min")];
-        for (secs, shown) in cases {
-            assert_eq!(human_duration(Duration::from_secs(secs)), shown);
-        }
-        assert_eq!(human_duration(Duration::from_secs(3 * 86_400 + 4 * 3600 + 9)), "3 d 4 h");
-        assert_eq!(human_duration(Duration::from_secs(2 * 86_400)), "2 d");
-    }
 
     #[test]
     fn repeats_fold_and_counts_agree() {
@@ -144,15 +98,6 @@ mod tests {
             (plural(1u32, "query", "queries"), plural(2u32, "query", "queries")),
             ("1 query".into(), "2 queries".into())
         );
-    }
-
-    #[test]
-    fn bytes_use_binary_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(256 * 1024 * 1024), "256.0 MiB");
-        assert_eq!(percent(1, 4), 25.0);
-        assert_eq!(percent(1, 0), 0.0);
     }
 
     #[test]

@@ -35,14 +35,14 @@ pub(crate) async fn analyze(
         None => Vec::new(),
         Some(list) => list
             .split(',')
-            .map(|s| s.trim().parse::<ops_probes::perf::Section>())
+            .map(|s| s.trim().parse::<ops_perf::Section>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?,
     };
     if let Some(n) = q.samples {
         ops_core::limits::check_range("samples", n, 1, ops_core::limits::MAX_HTTP_SAMPLES)?;
     }
-    let opts = ops_probes::perf::PerfOptions { sections, http_samples: q.samples };
+    let opts = ops_perf::PerfOptions { sections, http_samples: q.samples };
     let report = state
         .perf(opts, crate::checks::not_before(false))
         .await
@@ -53,12 +53,12 @@ pub(crate) async fn analyze(
 /// Body of `POST /api/v1/actions`: the action (`{"action": "kill-idle", "older-than-secs":
 /// 600}`) and whether to apply it. Unknown fields are refused (a `flatten` would accept them).
 struct ActionRequest {
-    action: ops_probes::perf::Action,
+    action: ops_act::Action,
     apply: bool,
 }
 
 fn action_request(body: &[u8]) -> Result<ActionRequest, ApiError> {
-    let (action, apply): (ops_probes::perf::Action, bool) = crate::backups::options_and_flag(body, "apply")?;
+    let (action, apply): (ops_act::Action, bool) = crate::backups::options_and_flag(body, "apply")?;
     action.validate()?;
     Ok(ActionRequest { action, apply })
 }
@@ -72,11 +72,11 @@ pub(crate) async fn act(
 ) -> Result<Json<Value>, ApiError> {
     let req = action_request(&body)?;
     let ctx = context(&state)?;
-    let plan = ops_probes::perf::actions::plan(&ctx, &req.action).await?;
+    let plan = ops_act::plan(&ctx, &req.action).await?;
     if !req.apply || plan.targets.is_empty() {
         return Ok(Json(json!({ "applied": false, "plan": plan })));
     }
     let actor = format!("api:{}", crate::auth::fingerprint(crate::auth::presented_key(&headers).unwrap_or_default()));
-    let report = ops_probes::perf::actions::apply(&ctx, &plan, &actor).await?;
+    let report = ops_act::apply(&ctx, &plan, &actor).await?;
     Ok(Json(json!({ "applied": true, "report": report })))
 }

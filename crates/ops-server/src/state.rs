@@ -30,7 +30,7 @@ pub struct AppState {
     last_tls: SharedRun<(), TlsChecks>,
     /// The newest performance analysis and its options: a burst of requests costs each
     /// database one analysis connection, not one each.
-    last_perf: SharedRun<ops_probes::perf::PerfOptions, ops_probes::perf::PerfReport>,
+    last_perf: SharedRun<ops_perf::PerfOptions, ops_perf::PerfReport>,
 }
 
 /// The newest result of a check run with options `K`: one run at a time, shared by every
@@ -250,13 +250,13 @@ impl AppState {
     /// The reason the running configuration could not be wired.
     pub async fn perf(
         &self,
-        opts: ops_probes::perf::PerfOptions,
+        opts: ops_perf::PerfOptions,
         not_before: std::time::Instant,
-    ) -> Result<Arc<ops_probes::perf::PerfReport>, String> {
+    ) -> Result<Arc<ops_perf::PerfReport>, String> {
         let run = async {
             let running = self.running();
             let ctx = running.context.as_ref().map_err(Clone::clone)?;
-            Ok(ops_probes::perf::analyze(ctx, &opts).await)
+            Ok(ops_perf::analyze(ctx, &opts).await)
         };
         self.last_perf.get(opts.clone(), not_before, run).await
     }

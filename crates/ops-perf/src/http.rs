@@ -6,9 +6,9 @@ use std::time::Instant;
 use ops_core::config::{HttpCheckConfig, ProbesConfig};
 use ops_core::{Runbook, Status};
 
-use super::containers::over;
-use super::{PerfFinding, Section, SectionReport};
-use crate::{NetOptions, Observation, ProbeReport, Unit};
+use crate::containers::over;
+use crate::{PerfFinding, Section, SectionReport};
+use ops_probes::{NetOptions, Observation, ProbeReport, Unit};
 
 /// Consecutive requests that got no answer at all before the rest are not sent: an endpoint
 /// that is down would otherwise cost `samples` time limits.
@@ -64,7 +64,7 @@ pub async fn analyze(
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(wanted);
     let mut unanswered = 0;
     while outcomes.len() < wanted && unanswered < GIVE_UP_AFTER {
-        let probe = crate::http::probe(check, &probes.http, net).await;
+        let probe = ops_probes::http::probe(check, &probes.http, net).await;
         unanswered = if probe.observation("status_code").is_none() { unanswered + 1 } else { 0 };
         outcomes.push(outcome(&probe));
     }

@@ -23,8 +23,8 @@ use ops_core::Status;
 use ops_core::config::{PerfConfig, ProbesConfig};
 use ops_core::ports::{Backend, Database, PerfSnapshot};
 
-use crate::perf::{PerfFinding, Section, SectionReport, StateDir};
-use crate::support::human_duration;
+use crate::{PerfFinding, Section, SectionReport, StateDir};
+use ops_core::units::human_duration;
 
 /// Analyses database `name` (the section's target is `postgres:{name}`). Never fails: an
 /// unreachable database is a [`SectionReport::failed`] with the reason.
@@ -41,8 +41,8 @@ use crate::support::human_duration;
 /// With `state`, the cumulative counters (statements, table scans, buffer cache) are saved
 /// under `pg-{name}`; when the previous run's are there and the server did not restart or
 /// reset its statistics since, statements, scans and the cache hit ratio are judged over the
-/// window since that run ([`Window::PreviousRun`](crate::perf::Window::PreviousRun)), else since
-/// the statistics started ([`Window::ServerStart`](crate::perf::Window::ServerStart)).
+/// window since that run ([`Window::PreviousRun`](crate::Window::PreviousRun)), else since
+/// the statistics started ([`Window::ServerStart`](crate::Window::ServerStart)).
 pub async fn analyze(
     name: &str,
     db: &dyn Database,

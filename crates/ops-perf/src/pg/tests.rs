@@ -12,7 +12,7 @@ use ops_core::ports::{
 use ops_core::{Error, Status};
 
 use super::*;
-use crate::perf::Window;
+use crate::Window;
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()

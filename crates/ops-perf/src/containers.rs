@@ -11,10 +11,10 @@ use ops_core::config::{PerfConfig, ProbesConfig, ServiceMemoryThresholds};
 use ops_core::ports::{ContainerRuntime, ContainerState, ContainerStats, ContainerSummary};
 use ops_core::{ErrorKind, Status};
 
-use super::{PerfFinding, Section, SectionReport};
-use crate::container::{discover, display_names};
-use crate::support::{human_bytes, human_duration, percent};
-use crate::{Observation, Unit};
+use crate::{PerfFinding, Section, SectionReport};
+use ops_core::units::{human_bytes, human_duration, percent};
+use ops_probes::container::{discover, display_names};
+use ops_probes::{Observation, Unit};
 
 /// Containers sampled at the same time (`docker stats` takes about a second each).
 const PARALLEL: usize = 8;

@@ -5,7 +5,7 @@
 //! Cumulative counters cover the window since the previous run when a state directory keeps
 //! the last snapshot, else since the server started; a restart (new `run_id`, counters that went
 //! down, a shorter uptime) starts the window over. The thresholds are those of the `redis`
-//! probe, whose [`assess`](crate::redis::assess) judges both memory and the hit rate.
+//! probe, whose [`assess`](ops_probes::redis::assess) judges both memory and the hit rate.
 
 use std::time::Instant;
 
@@ -16,9 +16,9 @@ use ops_core::ports::{Cache, CacheInfo, KeySample};
 use ops_core::{ErrorKind, Runbook};
 use serde::{Deserialize, Serialize};
 
-use super::{PerfFinding, Section, SectionReport, StateDir, Window};
-use crate::support::{human_bytes, human_duration, plural};
-use crate::{Observation, Problem, Unit};
+use crate::{PerfFinding, Section, SectionReport, StateDir, Window};
+use ops_core::units::{human_bytes, human_duration, plural};
+use ops_probes::{Observation, Problem, Unit};
 
 /// The policy the eviction finding recommends for a cache.
 const RECOMMENDED_POLICY: &str = "allkeys-lru";
@@ -182,12 +182,12 @@ pub async fn analyze(
     report.finish(started.elapsed())
 }
 
-/// The hit rate over the window, judged by [`crate::redis::assess`] (which also applies
+/// The hit rate over the window, judged by [`ops_probes::redis::assess`] (which also applies
 /// `min-lookups`).
 fn hit_rate(name: &str, w: &Windowed, since: &str, probes: &ProbesConfig) -> PerfFinding {
     let lookups = w.hits + w.misses;
     let windowed = CacheInfo { keyspace_hits: w.hits, keyspace_misses: w.misses, ..CacheInfo::default() };
-    let (_, problems) = crate::redis::assess(&windowed, &probes.redis);
+    let (_, problems) = ops_probes::redis::assess(&windowed, &probes.redis);
     let verdict = worst(&problems);
     let t = &probes.redis;
     let mut f = match windowed.hit_rate() {
@@ -226,10 +226,10 @@ fn hit_rate(name: &str, w: &Windowed, since: &str, probes: &ProbesConfig) -> Per
 }
 
 /// `memory` against `maxmemory`, and `eviction-policy` when it matters; judged by
-/// [`crate::redis::assess`] without lookups (so only memory is judged).
+/// [`ops_probes::redis::assess`] without lookups (so only memory is judged).
 fn memory(name: &str, info: &CacheInfo, probes: &ProbesConfig) -> Vec<PerfFinding> {
     let memory_only = CacheInfo { keyspace_hits: 0, keyspace_misses: 0, ..info.clone() };
-    let (_, problems) = crate::redis::assess(&memory_only, &probes.redis);
+    let (_, problems) = ops_probes::redis::assess(&memory_only, &probes.redis);
     let used = info.used_memory_bytes;
     let used_value = Observation::new("memory_used", count(used), Unit::Bytes);
     let policy = &info.maxmemory_policy;

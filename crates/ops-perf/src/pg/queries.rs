@@ -7,9 +7,9 @@ use ops_core::ports::{IndexStats, PerfSnapshot};
 
 use super::count;
 use super::delta::{StatementWindow, Windowed};
-use crate::perf::PerfFinding;
-use crate::report::{Observation, Unit};
-use crate::support::{human_bytes, percent};
+use crate::PerfFinding;
+use ops_core::units::{human_bytes, percent};
+use ops_probes::{Observation, Unit};
 
 /// `pg_stat_statements` missing: not preloaded, not created in this database, or both.
 pub(super) fn extension_missing(s: &PerfSnapshot) -> Option<PerfFinding> {

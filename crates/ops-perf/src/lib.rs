@@ -1,20 +1,16 @@
-//! `perf`: performance analysis with verdicts (the runbooks' `perf-analyze.sh`), and guarded
-//! remediation (the psql one-liners that follow it), planned before applied and audited.
+//! `ops-perf`: performance analysis with verdicts (the runbooks' `perf-analyze.sh`). It only
+//! reads: PostgreSQL statistics, Redis `INFO`, container stats, timed HTTP samples and the
+//! host's disks. A finding that has a remedy names it (`opsctl act …`, in `ops-act`); nothing
+//! here changes the stack.
 
-pub mod actions;
-pub mod audit;
 pub mod containers;
 pub mod host;
 pub mod http;
 pub mod pg;
-pub mod pg_actions;
 pub mod redis;
 mod report;
-pub mod stack_actions;
 pub mod state;
 
-pub use actions::{Action, ActionPlan, ActionReport, Outcome, Target};
-pub use audit::{AuditEntry, AuditLog};
 pub use report::{PerfFinding, PerfReport, Section, SectionReport, Window};
 pub use state::StateDir;
 
@@ -40,7 +36,7 @@ pub async fn analyze(ctx: &ops_core::Context, opts: &PerfOptions) -> PerfReport 
     let state = state.as_ref();
     let timeout =
         std::time::Duration::from_secs(cfg.probes.timeout_secs.clamp(1, ops_core::limits::MAX_PROBE_TIMEOUT_SECS));
-    let net = crate::NetOptions { timeout, ..crate::NetOptions::from_config(&cfg.probes) };
+    let net = ops_probes::NetOptions { timeout, ..ops_probes::NetOptions::from_config(&cfg.probes) };
     let net = &net;
     let mut jobs: Vec<futures::future::BoxFuture<'_, SectionReport>> = Vec::new();
     if wanted(Section::Pg) {

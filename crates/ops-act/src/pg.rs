@@ -19,10 +19,10 @@ use ops_core::ports::{Backend, BackendCheck, BackendSignal, Database, SignalOutc
 use ops_core::{Context, Error, Result};
 use serde_json::{Value, json};
 
-use super::actions::{self, Action, ActionPlan, Outcome, Target};
-use super::audit::{AuditEntry, AuditLog};
-use super::pg::count;
-use crate::support::{human_bytes, human_duration, percent};
+use crate::{Action, ActionPlan, Outcome, Target};
+use ops_core::audit::{AuditEntry, AuditLog};
+use ops_core::units::count;
+use ops_core::units::{human_bytes, human_duration, percent};
 
 /// `application_name`s `kill-idle` and `cancel-slow` never touch: dumps, restores, base backups
 /// and this tool's own connections.
@@ -135,7 +135,7 @@ fn resolve<'a>(tables: &'a [TableStats], wanted: &str, database: &str) -> Result
 pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
     match action {
         Action::Terminate { database, pid } => {
-            let (name, db) = actions::database(ctx, database.as_deref())?;
+            let (name, db) = ctx.database(database.as_deref())?;
             let list = db.backends().await?;
             let b = list.backends.iter().find(|b| b.pid == *pid).ok_or_else(|| {
                 Error::not_found(format!("no backend with pid {pid} on the server of database {name}"))
@@ -171,17 +171,17 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
             })
         }
         Action::KillIdle { database, older_than_secs } => {
-            let (name, db) = actions::database(ctx, database.as_deref())?;
+            let (name, db) = ctx.database(database.as_deref())?;
             let limit = Duration::from_secs(*older_than_secs);
-            sessions_plan(action, &name, db.as_ref(), "idle", limit).await
+            sessions_plan(action, name, db.as_ref(), "idle", limit).await
         }
         Action::CancelSlow { database, longer_than_secs } => {
-            let (name, db) = actions::database(ctx, database.as_deref())?;
+            let (name, db) = ctx.database(database.as_deref())?;
             let limit = Duration::from_secs(*longer_than_secs);
-            sessions_plan(action, &name, db.as_ref(), "active", limit).await
+            sessions_plan(action, name, db.as_ref(), "active", limit).await
         }
         Action::Vacuum { database, analyze, tables } => {
-            let (name, db) = actions::database(ctx, database.as_deref())?;
+            let (name, db) = ctx.database(database.as_deref())?;
             let all = db.table_stats().await?;
             let verb = if *analyze { "VACUUM (ANALYZE)" } else { "VACUUM" };
             let mut notes =
@@ -313,12 +313,12 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &s
         Action::Terminate { database, .. } | Action::KillIdle { database, .. } => (database, BackendSignal::Terminate),
         Action::CancelSlow { database, .. } => (database, BackendSignal::Cancel),
         Action::Vacuum { database, analyze, .. } => {
-            let (_, db) = actions::database(ctx, database.as_deref())?;
+            let (_, db) = ctx.database(database.as_deref())?;
             return vacuum(db.as_ref(), plan, *analyze, audit, actor).await;
         }
         other => return Err(Error::invalid_input(format!("{} is not a PostgreSQL action", other.name()))),
     };
-    let (_, db) = actions::database(ctx, database.as_deref())?;
+    let (_, db) = ctx.database(database.as_deref())?;
     let mut outcomes = Vec::new();
     for target in &plan.targets {
         let before = json!(target.details);

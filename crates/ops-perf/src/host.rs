@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 use ops_core::config::ProbesConfig;
 use ops_core::{Runbook, Status};
 
-use super::{PerfFinding, Section, SectionReport};
-use crate::{Observation, ProbeReport, Problem};
+use crate::{PerfFinding, Section, SectionReport};
+use ops_probes::{Observation, ProbeReport, Problem};
 
 /// Analyses this machine (the section's target is `host`) through
-/// [`crate::host::probe`] within `probes.timeout-secs`: one `disk` finding per filesystem it
+/// [`ops_probes::host::probe`] within `probes.timeout-secs`: one `disk` finding per filesystem it
 /// measures (space and inodes against `probes.host.disk-*-percent`; the one holding
 /// `docker_root` says so), one `memory` and one `load` finding. A filesystem that could not be
 /// measured is an `unknown` `disk` finding; a probe that did not finish is a failed section.
 pub async fn analyze(probes: &ProbesConfig, docker_root: Option<&Path>) -> SectionReport {
     let started = Instant::now();
     let limit = Duration::from_secs(probes.timeout_secs.max(1));
-    let probe = crate::host::probe(&probes.host, docker_root, limit).await;
+    let probe = ops_probes::host::probe(&probes.host, docker_root, limit).await;
     if probe.observations.is_empty() {
         let why = probe.problems.first().map_or_else(|| probe.message.clone(), |p| p.message.clone());
         return SectionReport::failed(Section::Host, "host", format!("host probe: {why}")).finish(started.elapsed());
@@ -109,7 +109,7 @@ fn from_problem(check: &str, subject: &str, p: &Problem) -> PerfFinding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ProbeKind, Unit};
+    use ops_probes::{ProbeKind, Unit};
 
     #[test]
     fn problems_land_on_their_filesystem() {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use ops_core::Status;
 use serde::{Deserialize, Serialize};
 
-use crate::Observation;
+use ops_probes::Observation;
 
 /// What part of the stack a section covers (`--section`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -11,10 +11,10 @@ use ops_core::ports::{Cache, ContainerFilter, ContainerRuntime, ContainerState, 
 use ops_core::{Context, Error, ErrorKind, Result};
 use serde_json::json;
 
-use super::actions::{self, Action, ActionPlan, Outcome, Target};
-use super::audit::{AuditEntry, AuditLog};
-use crate::container::{COMPOSE_DEPENDS_ON_LABEL, COMPOSE_ONEOFF_LABEL, parse_depends_on};
-use crate::support::human_duration;
+use crate::{Action, ActionPlan, Outcome, Target};
+use ops_core::audit::{AuditEntry, AuditLog};
+use ops_core::units::human_duration;
+use ops_probes::container::{COMPOSE_DEPENDS_ON_LABEL, COMPOSE_ONEOFF_LABEL, parse_depends_on};
 
 /// Redis's `maxmemory-policy` values.
 pub const REDIS_POLICIES: [&str; 8] = [
@@ -103,7 +103,7 @@ async fn current_policy(cache: &dyn Cache) -> Result<String> {
 
 async fn plan_policy(ctx: &Context, action: &Action, cache: Option<&str>, policy: &str) -> Result<ActionPlan> {
     check_policy(policy)?;
-    let (name, cache) = actions::cache(ctx, cache)?;
+    let (name, cache) = ctx.cache(cache)?;
     let current = current_policy(cache.as_ref()).await?;
     let info = cache.info().await.ok();
     let mut plan =
@@ -139,7 +139,7 @@ async fn apply_policy(
     actor: &str,
 ) -> Result<Vec<Outcome>> {
     check_policy(policy)?;
-    let (_, cache) = actions::cache(ctx, cache)?;
+    let (_, cache) = ctx.cache(cache)?;
     let mut outcomes = Vec::new();
     for target in &plan.targets {
         let planned = target.details.get("policy").cloned().unwrap_or_default();

@@ -1,11 +1,13 @@
-//! The audit log: every applied action appended as one JSON line (time UTC, actor, action,
-//! target, before, after, result), fsynced, so later tools can build incident timelines.
+//! The audit log: every change this tool makes to the operated stack (an action, a restore's
+//! swap or drop, a retention prune, a certificate renewal) appended as one JSON line (time UTC,
+//! actor, action, target, before, after, result), fsynced, so later tools can build incident
+//! timelines. One writer, one record shape, for every capability.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::{Error, Result};
 use chrono::{DateTime, Utc};
-use ops_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// One applied action on one target.
@@ -41,11 +43,11 @@ impl AuditLog {
     /// `Unavailable` when the file cannot be created or written.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            ops_core::private_fs::create_dir_all(dir).map_err(|e| {
+            crate::private_fs::create_dir_all(dir).map_err(|e| {
                 Error::unavailable(format!("audit log directory {} cannot be created: {e}", dir.display()))
             })?;
         }
-        ops_core::private_fs::options()
+        crate::private_fs::options()
             .create(true)
             .append(true)
             .open(path)

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use ops_core::ports::{PerfSnapshot, StatementStats, TableStats};
 use serde::{Deserialize, Serialize};
 
-use crate::perf::Window;
+use crate::Window;
 
 /// What the state directory keeps under `pg-{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,9 +8,9 @@ use ops_core::ports::{PerfSnapshot, SequenceStats, TableStats};
 
 use super::delta::Windowed;
 use super::{count, describe, when};
-use crate::perf::PerfFinding;
-use crate::report::{Observation, Unit};
-use crate::support::percent;
+use crate::PerfFinding;
+use ops_core::units::percent;
+use ops_probes::{Observation, Unit};
 
 /// Transaction IDs before wraparound (2^31): the server stops assigning them near this age.
 const XID_LIMIT: u64 = 1 << 31;

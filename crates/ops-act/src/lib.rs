@@ -1,12 +1,24 @@
-//! Guarded remediation: every action is planned first (exactly what it would touch) and applied
-//! only when asked; every applied step is appended to the audit log.
+//! `ops-act`: guarded actions on the operated stack, the "act" step of a runbook.
+//!
+//! Every action is planned first ([`plan`]: exactly the targets it would touch, read from the
+//! live state, nothing changed) and applied only when asked ([`apply`]): each target is
+//! re-checked at the moment of acting (a pid that now belongs to another session is skipped)
+//! and gets one record in the audit log ([`ops_core::audit`]) before the next one runs.
+//!
+//! [`pg`]: terminate a backend, kill idle sessions, cancel slow queries, `VACUUM`.
+//! [`services`]: Redis `maxmemory-policy`, restarting a container with its dependents in order.
+//! New actions go here, as a variant of [`Action`] with a plan and an apply in the module of
+//! the system they touch.
 
 use std::collections::BTreeMap;
 
 use ops_core::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 
-use super::audit::AuditLog;
+pub mod pg;
+pub mod services;
+
+use ops_core::audit::AuditLog;
 
 /// What to do. Serialized with an `action` tag, the body of `POST /api/v1/actions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,41 +178,6 @@ impl ActionReport {
     }
 }
 
-/// The database of an action: the named one, or the only one, or `main`.
-///
-/// # Errors
-/// `NotFound` for an unknown name, `InvalidInput` when none or several are configured.
-pub fn database<'c>(
-    ctx: &'c Context,
-    name: Option<&str>,
-) -> Result<(String, &'c std::sync::Arc<dyn ops_core::ports::Database>)> {
-    pick(&ctx.databases, name, "database", "databases")
-}
-
-/// The cache of an action: the named one, or the only one, or `main`.
-///
-/// # Errors
-/// As [`database`].
-pub fn cache<'c>(
-    ctx: &'c Context,
-    name: Option<&str>,
-) -> Result<(String, &'c std::sync::Arc<dyn ops_core::ports::Cache>)> {
-    pick(&ctx.caches, name, "cache", "caches")
-}
-
-fn pick<'c, T>(map: &'c BTreeMap<String, T>, name: Option<&str>, what: &str, table: &str) -> Result<(String, &'c T)> {
-    let found = match name {
-        Some(n) => map.get_key_value(n),
-        None if map.len() == 1 => map.iter().next(),
-        None => map.get_key_value("main"),
-    };
-    found.map(|(k, v)| (k.clone(), v)).ok_or_else(|| match name {
-        Some(n) => Error::not_found(format!("no {what} named {n:?} in [{table}]")),
-        None if map.is_empty() => Error::invalid_input(format!("no {what} configured in [{table}]")),
-        None => Error::invalid_input(format!("several {table}: name one (--{what} NAME)")),
-    })
-}
-
 /// Plans an action: reads the current state, changes nothing.
 ///
 /// # Errors
@@ -210,9 +187,9 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
     action.validate()?;
     match action {
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
-            super::pg_actions::plan(ctx, action).await
+            crate::pg::plan(ctx, action).await
         }
-        Action::RedisSetPolicy { .. } | Action::Restart { .. } => super::stack_actions::plan(ctx, action).await,
+        Action::RedisSetPolicy { .. } | Action::Restart { .. } => crate::services::plan(ctx, action).await,
     }
 }
 
@@ -226,10 +203,10 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, actor: &str) -> Result<Acti
     let audit = AuditLog::open(&ctx.config.perf.audit_log)?;
     let outcomes = match &plan.action {
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
-            super::pg_actions::apply(ctx, plan, &audit, actor).await?
+            crate::pg::apply(ctx, plan, &audit, actor).await?
         }
         Action::RedisSetPolicy { .. } | Action::Restart { .. } => {
-            super::stack_actions::apply(ctx, plan, &audit, actor).await?
+            crate::services::apply(ctx, plan, &audit, actor).await?
         }
     };
     Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.path().to_owned() })

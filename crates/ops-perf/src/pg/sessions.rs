@@ -9,9 +9,9 @@ use ops_core::config::{PerfPostgresThresholds, PostgresThresholds};
 use ops_core::ports::{Backend, ConnectionStats, PerfSnapshot};
 
 use super::{commands, count, describe};
-use crate::perf::PerfFinding;
-use crate::report::{Observation, Unit};
-use crate::support::human_duration;
+use crate::PerfFinding;
+use ops_core::units::human_duration;
+use ops_probes::{Observation, Unit};
 
 /// `application_name` of this tool's own connections (its pools, and the `pg_dump`/`psql` it
 /// runs), left out of idle-connection findings like `kill-idle` leaves them alone.
@@ -128,7 +128,7 @@ fn connections(s: &PerfSnapshot, p: &PostgresThresholds, t: &PerfPostgresThresho
         total: by_state.values().sum(),
         by_state,
     };
-    let (values, problem) = crate::postgres::connections(&stats, p);
+    let (values, problem) = ops_probes::postgres::connections(&stats, p);
     let mut f = match problem {
         Some(problem) => {
             let mut f = PerfFinding::new("connections", problem.status, "connections", problem.message);
