@@ -320,7 +320,7 @@ async fn perf_stack_restart_with_dependents_in_dependency_order() {
     let rt = Arc::new(require_docker().await);
     let project = unique("opsit-perf-restart");
     let depends = |spec: &mut RunSpec, on: &str| {
-        spec.labels.insert(ops_probes::container::COMPOSE_DEPENDS_ON_LABEL.to_owned(), on.to_owned());
+        spec.labels.insert(ops_core::stack::COMPOSE_DEPENDS_ON_LABEL.to_owned(), on.to_owned());
     };
     let mut db = service(&project, "db", IDLE);
     db.healthcheck = Some(Healthcheck {

@@ -72,7 +72,7 @@ async fn probes_local_containers_of_a_compose_project() {
         ],
     );
     web.labels.insert(
-        container::COMPOSE_DEPENDS_ON_LABEL.to_owned(),
+        ops_core::stack::COMPOSE_DEPENDS_ON_LABEL.to_owned(),
         "db:service_healthy:false,api:service_started:false".to_owned(),
     );
     web.memory_limit_bytes = Some(256 * 1024 * 1024);

@@ -3,18 +3,18 @@
 //! [`plan`] only reads; [`apply`] does exactly what a plan lists, re-checking each target first,
 //! and appends one audit entry per target it touched.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use ops_core::ports::{Cache, ContainerFilter, ContainerRuntime, ContainerState, ContainerSummary, HealthStatus};
+use chrono::Utc;
+use ops_core::ports::{Cache, ContainerRuntime, ContainerState, ContainerSummary};
 use ops_core::{Context, Error, ErrorKind, Result};
 use serde_json::json;
 
 use crate::{Action, ActionPlan, Outcome, Target};
 use ops_core::audit::{AuditEntry, AuditLog};
+use ops_core::stack::{self, Stack, depends_on};
 use ops_core::units::human_duration;
-use ops_probes::container::{COMPOSE_DEPENDS_ON_LABEL, COMPOSE_ONEOFF_LABEL, parse_depends_on};
 
 /// Redis's `maxmemory-policy` values.
 pub const REDIS_POLICIES: [&str; 8] = [
@@ -173,109 +173,6 @@ async fn apply_policy(
 // ---------------------------------------------------------------------------------------------
 // restart
 
-fn runtime(ctx: &Context) -> Result<&dyn ContainerRuntime> {
-    ctx.containers.as_deref().ok_or_else(|| Error::unavailable("no container engine configured"))
-}
-
-fn oneoff(c: &ContainerSummary) -> bool {
-    c.labels.get(COMPOSE_ONEOFF_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-fn depends_on(c: &ContainerSummary) -> Vec<String> {
-    c.labels.get(COMPOSE_DEPENDS_ON_LABEL).map(|l| parse_depends_on(l)).unwrap_or_default()
-}
-
-/// The containers `service` names: the container of that name, else every container of that
-/// Compose service (one project only).
-///
-/// # Errors
-/// `NotFound` when none, `InvalidInput` when the service exists in several projects.
-fn find_targets<'c>(all: &'c [ContainerSummary], service: &str) -> Result<Vec<&'c ContainerSummary>> {
-    if let Some(c) = all.iter().find(|c| c.name == service) {
-        return Ok(vec![c]);
-    }
-    let mut found: Vec<&ContainerSummary> =
-        all.iter().filter(|c| !oneoff(c) && c.compose_service.as_deref() == Some(service)).collect();
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    let projects: BTreeSet<Option<&str>> = found.iter().map(|c| c.compose_project.as_deref()).collect();
-    match (found.len(), projects.len()) {
-        (0, _) => Err(Error::not_found(format!("no container or Compose service named {service:?}"))),
-        (_, 1) => Ok(found),
-        _ => Err(Error::invalid_input(format!(
-            "Compose service {service:?} exists in several projects: set project.compose-project, or name the container"
-        ))),
-    }
-}
-
-/// The containers whose `depends_on` reaches `roots`' services, in the order to restart them:
-/// a service after every service it depends on, ties by name; each service's containers by
-/// name. Also returns a note when a cycle had to be broken.
-fn dependents<'c>(
-    all: &'c [ContainerSummary],
-    roots: &[&ContainerSummary],
-) -> (Vec<&'c ContainerSummary>, Option<String>) {
-    let Some(project) = roots.first().and_then(|r| r.compose_project.as_deref()) else { return (Vec::new(), None) };
-    let root_services: BTreeSet<&str> = roots.iter().filter_map(|r| r.compose_service.as_deref()).collect();
-    let candidates: Vec<&ContainerSummary> = all
-        .iter()
-        .filter(|c| c.compose_project.as_deref() == Some(project) && !oneoff(c))
-        .filter(|c| c.compose_service.as_deref().is_some_and(|s| !root_services.contains(s)))
-        .collect();
-    // Every service that reaches a root, transitively.
-    let mut reached: BTreeSet<&str> = root_services.clone();
-    loop {
-        let before = reached.len();
-        for c in &candidates {
-            if depends_on(c).iter().any(|d| reached.contains(d.as_str())) {
-                reached.extend(c.compose_service.as_deref());
-            }
-        }
-        if reached.len() == before {
-            break;
-        }
-    }
-    let mut pending: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for c in &candidates {
-        let Some(s) = c.compose_service.as_deref().filter(|s| reached.contains(s)) else { continue };
-        let needs = pending.entry(s).or_default();
-        needs.extend(
-            depends_on(c)
-                .into_iter()
-                .filter(|d| d != s && reached.contains(d.as_str()) && !root_services.contains(d.as_str())),
-        );
-    }
-    let mut order: Vec<&str> = Vec::new();
-    let mut note = None;
-    while !pending.is_empty() {
-        let ready: Vec<&str> = pending.iter().filter(|(_, needs)| needs.is_empty()).map(|(s, _)| *s).collect();
-        let next: Vec<&str> = if ready.is_empty() {
-            // A cycle: restart what is left in name order rather than not at all.
-            let left: Vec<&str> = pending.keys().copied().collect();
-            note = Some(format!("the depends_on of {} form a cycle: restarted in name order", left.join(", ")));
-            left
-        } else {
-            ready
-        };
-        for s in &next {
-            pending.remove(s);
-        }
-        for needs in pending.values_mut() {
-            for s in &next {
-                needs.remove(*s);
-            }
-        }
-        order.extend(next);
-    }
-    let mut out = Vec::new();
-    for s in order {
-        let mut of: Vec<&ContainerSummary> =
-            candidates.iter().copied().filter(|c| c.compose_service.as_deref() == Some(s)).collect();
-        of.sort_by(|a, b| a.name.cmp(&b.name));
-        out.extend(of);
-    }
-    (out, note)
-}
-
 fn container_details(c: &ContainerSummary, role: &str) -> BTreeMap<String, String> {
     let mut d = BTreeMap::from([
         ("container".to_owned(), c.name.clone()),
@@ -294,14 +191,8 @@ fn container_details(c: &ContainerSummary, role: &str) -> BTreeMap<String, Strin
 }
 
 async fn plan_restart(ctx: &Context, action: &Action, service: &str, with_dependents: bool) -> Result<ActionPlan> {
-    let rt = runtime(ctx)?;
-    let filter = ContainerFilter {
-        all: true,
-        compose_project: ctx.config.project.compose_project.clone(),
-        ..Default::default()
-    };
-    let all = rt.list_containers(&filter).await?;
-    let roots = find_targets(&all, service)?;
+    let all = Stack::read(ctx).await?;
+    let roots = all.find(service)?;
     let mut plan =
         ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() };
     for r in &roots {
@@ -315,7 +206,7 @@ async fn plan_restart(ctx: &Context, action: &Action, service: &str, with_depend
         if roots.iter().all(|r| r.compose_service.is_none()) {
             plan.notes.push(format!("{service} is not a Compose container: it has no known dependents"));
         }
-        let (deps, cycle) = dependents(&all, &roots);
+        let (deps, cycle) = all.dependents(&roots);
         plan.notes.extend(cycle);
         for d in deps {
             if d.state == ContainerState::Running {
@@ -340,47 +231,20 @@ async fn plan_restart(ctx: &Context, action: &Action, service: &str, with_depend
     Ok(plan)
 }
 
-/// The state of a container, as the audit log keeps it.
-fn snapshot(state: ContainerState, health: HealthStatus, started_at: Option<DateTime<Utc>>) -> serde_json::Value {
-    json!({
-        "state": format!("{state:?}").to_lowercase(),
-        "health": format!("{health:?}").to_lowercase(),
-        "started_at": started_at,
-    })
-}
-
 /// Waits until `name` runs again after a restart (and is healthy, with a healthcheck).
 async fn wait_ready(rt: &dyn ContainerRuntime, name: &str) -> (bool, String, serde_json::Value) {
-    let started = Instant::now();
-    let mut last = (String::from("not inspected"), serde_json::Value::Null);
-    loop {
-        match rt.inspect(name).await {
-            Ok(d) => {
-                last = (
-                    format!("{:?}, health {:?}", d.state, d.health).to_lowercase(),
-                    snapshot(d.state, d.health, d.started_at),
-                );
-                let ready = d.state == ContainerState::Running
-                    && matches!(d.health, HealthStatus::None | HealthStatus::Healthy);
-                if ready {
-                    return (true, "ok".to_owned(), last.1);
-                }
-                if matches!(d.state, ContainerState::Exited | ContainerState::Dead) {
-                    let code = d.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
-                    return (false, format!("exited{code} after the restart"), last.1);
-                }
-            }
-            Err(e) => last.0 = e.to_string(),
-        }
-        if started.elapsed() >= READY_TIMEOUT {
-            return (false, format!("not ready within {}: {}", human_duration(READY_TIMEOUT), last.0), last.1);
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let wait = stack::Wait { timeout: READY_TIMEOUT, poll: POLL, fail_on_exit: true };
+    let r = stack::wait_ready(rt, name, wait).await;
+    let result = match (r.ok, r.detail.starts_with("exited")) {
+        (true, _) => "ok".to_owned(),
+        (false, true) => format!("{} after the restart", r.detail),
+        (false, false) => format!("not ready within {}: {}", human_duration(READY_TIMEOUT), r.detail),
+    };
+    (r.ok, result, r.state)
 }
 
 async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &str) -> Result<Vec<Outcome>> {
-    let rt = runtime(ctx)?;
+    let rt = stack::runtime(ctx)?;
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut failed: Option<String> = None;
     for target in &plan.targets {
@@ -401,7 +265,7 @@ async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor
             continue;
         }
         let before = match rt.inspect(&name).await {
-            Ok(d) => snapshot(d.state, d.health, d.started_at),
+            Ok(d) => stack::snapshot(d.state, d.health, d.started_at),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 outcomes.push(skip("skipped: the container no longer exists".to_owned(), serde_json::Value::Null));
                 continue;
@@ -434,83 +298,10 @@ mod tests {
     use ops_core::config::OpsConfig;
     use ops_core::ports::cache::MockCache;
     use ops_core::ports::container::MockContainerRuntime;
-    use ops_core::ports::{COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, CacheInfo, ContainerDetails};
+    use ops_core::ports::{CacheInfo, ContainerDetails, HealthStatus};
+    use ops_core::stack::fixtures::shop;
 
     use super::*;
-
-    fn container(project: &str, service: &str, depends: &str, state: ContainerState) -> ContainerSummary {
-        let name = format!("{project}-{service}-1");
-        let mut labels = BTreeMap::from([
-            (COMPOSE_PROJECT_LABEL.to_owned(), project.to_owned()),
-            (COMPOSE_SERVICE_LABEL.to_owned(), service.to_owned()),
-        ]);
-        if !depends.is_empty() {
-            labels.insert(COMPOSE_DEPENDS_ON_LABEL.to_owned(), depends.to_owned());
-        }
-        ContainerSummary {
-            id: format!("id-{name}"),
-            name,
-            image: "img".to_owned(),
-            state,
-            status: "Up 1 hour".to_owned(),
-            compose_project: Some(project.to_owned()),
-            compose_service: Some(service.to_owned()),
-            labels,
-        }
-    }
-
-    fn stack() -> Vec<ContainerSummary> {
-        use ContainerState::{Exited, Running};
-        vec![
-            container("shop", "web", "api:service_started:false,db:service_healthy:false", Running),
-            container("shop", "worker", "api:service_started:false", Running),
-            container("shop", "api", "db:service_healthy:false,redis:service_started:false", Running),
-            container("shop", "db", "", Running),
-            container("shop", "redis", "", Running),
-            container("shop", "cron", "worker", Exited),
-            container("blog", "api", "db", Running),
-        ]
-    }
-
-    fn names(cs: &[&ContainerSummary]) -> Vec<String> {
-        cs.iter().map(|c| c.name.clone()).collect()
-    }
-
-    #[test]
-    fn dependents_come_after_what_they_depend_on() {
-        let all = stack();
-        let roots = find_targets(&all, "shop-db-1").unwrap();
-        let (deps, cycle) = dependents(&all, &roots);
-        assert_eq!(names(&deps), ["shop-api-1", "shop-web-1", "shop-worker-1", "shop-cron-1"]);
-        assert!(cycle.is_none());
-        // Redis: the API, then what needs the API; never the database.
-        let roots = find_targets(&all, "shop-redis-1").unwrap();
-        assert_eq!(names(&dependents(&all, &roots).0), ["shop-api-1", "shop-web-1", "shop-worker-1", "shop-cron-1"]);
-        let roots = find_targets(&all, "shop-web-1").unwrap();
-        assert!(dependents(&all, &roots).0.is_empty());
-    }
-
-    #[test]
-    fn a_service_in_two_projects_must_be_named_precisely() {
-        let all = stack();
-        let e = find_targets(&all, "api").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert_eq!(names(&find_targets(&all, "db").unwrap()), ["shop-db-1"]);
-        assert_eq!(find_targets(&all, "nope").unwrap_err().kind(), ErrorKind::NotFound);
-    }
-
-    #[test]
-    fn cycles_are_broken_in_name_order() {
-        let all = vec![
-            container("p", "db", "", ContainerState::Running),
-            container("p", "a", "db,b", ContainerState::Running),
-            container("p", "b", "a", ContainerState::Running),
-        ];
-        let roots = find_targets(&all, "db").unwrap();
-        let (deps, cycle) = dependents(&all, &roots);
-        assert_eq!(names(&deps), ["p-a-1", "p-b-1"]);
-        assert!(cycle.unwrap().contains("a, b"));
-    }
 
     fn ctx_with(rt: MockContainerRuntime, project: Option<&str>) -> Context {
         let mut config = OpsConfig::default();
@@ -547,7 +338,7 @@ mod tests {
         let mut rt = MockContainerRuntime::new();
         rt.expect_list_containers().returning(|f| {
             assert_eq!(f.compose_project.as_deref(), Some("shop"));
-            Ok(stack().into_iter().filter(|c| c.compose_project.as_deref() == Some("shop")).collect())
+            Ok(shop().into_iter().filter(|c| c.compose_project.as_deref() == Some("shop")).collect())
         });
         rt.expect_inspect().returning(|name| {
             let state = if name == "shop-api-1" { ContainerState::Exited } else { ContainerState::Running };

@@ -25,7 +25,7 @@ use crate::check::{RestoreCheck, check_restored};
 use crate::cluster::{self, ClusterInfo, LocalCluster, RunAs, ServerPrograms};
 use crate::notify::{NotificationOutcome, notify_all};
 use crate::progress::{Progress, ProgressEvent};
-use crate::{Error, Result, catalog, lock, source, stack, target};
+use crate::{Error, Result, catalog, lock, source, target};
 
 /// Where the throwaway server of a drill runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,7 +216,7 @@ async fn local_server(major: u32) -> Result<Server<'static>> {
 /// Picks the backend; for `auto`, also why the container runtime was not used.
 async fn choose(ctx: &Context, wanted: DrillBackend, major: u32) -> Result<(Server<'_>, Option<String>)> {
     match wanted {
-        DrillBackend::Container => Ok((Server::Container(stack::runtime(ctx)?), None)),
+        DrillBackend::Container => Ok((Server::Container(ops_core::stack::runtime(ctx)?), None)),
         DrillBackend::Local => Ok((local_server(major).await?, None)),
         DrillBackend::Auto => {
             let why = match ctx.containers.as_deref() {
@@ -255,7 +255,7 @@ pub async fn dr_test(
     let (config_name, db_config, db) = target::database(ctx, opts.database.as_deref())?;
     match opts.backend {
         DrillBackend::Container => {
-            stack::runtime(ctx)?;
+            ops_core::stack::runtime(ctx)?;
         }
         DrillBackend::Local if opts.image.is_some() => {
             return Err(Error::invalid_input(

@@ -34,6 +34,7 @@ pub mod catalog;
 pub mod check;
 pub mod cluster;
 pub mod compress;
+pub mod dependents;
 pub mod drill;
 pub mod error;
 mod lock;
@@ -45,7 +46,6 @@ pub mod progress;
 pub mod restore;
 pub mod retention;
 pub mod source;
-pub mod stack;
 pub mod target;
 pub mod verify;
 

@@ -20,9 +20,9 @@ use ops_core::ports::{Database, DumpFormat, ExecSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{RestoreCheck, check_restored};
+use crate::dependents::{self, Dependent, HealthResult};
 use crate::progress::{Progress, ProgressEvent};
 use crate::source::{self, Source, SourceRules};
-use crate::stack::{self, Dependent, HealthResult};
 use crate::{Error, Result, lock, target, verify};
 
 /// Options of [`plan`] and [`restore`].
@@ -150,7 +150,7 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
         allow_host_path: opts.allow_host_path,
     };
     let source = source::resolve(ctx, &opts.source, &rules).await?;
-    let dependents = stack::resolve(ctx, &db_config.dependents).await?;
+    let dependents = dependents::resolve(ctx, &db_config.dependents).await?;
     let live = db.name().to_owned();
     let ts = Utc::now().format("%Y%m%dT%H%M%SZ").to_string().to_lowercase();
     let strategy = if opts.in_place { Strategy::InPlace } else { Strategy::SafeSwap };
@@ -293,7 +293,7 @@ pub async fn restore_until(
                     return Err(interrupted());
                 }
             };
-            if let Err(e) = stack::stop(ctx, &plan.dependents).await {
+            if let Err(e) = dependents::stop(ctx, &plan.dependents).await {
                 drop_side(db.as_ref(), &plan.restore_database).await;
                 return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
             }
@@ -315,7 +315,7 @@ pub async fn restore_until(
                     problems.join("; ")
                 )));
             }
-            if let Err(e) = stack::stop(ctx, &plan.dependents).await {
+            if let Err(e) = dependents::stop(ctx, &plan.dependents).await {
                 return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
             }
             match in_place(db.as_ref(), plan, progress).await {
@@ -337,11 +337,11 @@ pub async fn restore_until(
         },
         None => None,
     };
-    let restarted = match stack::start(ctx, &plan.dependents).await {
+    let restarted = match dependents::start(ctx, &plan.dependents).await {
         Ok(names) => names,
         Err(e) => return Err(e.context(format!("restore of {}: {swapped}", plan.database))),
     };
-    let health = stack::wait_healthy(ctx, &plan.dependents, Duration::from_secs(opts.health_timeout_secs)).await;
+    let health = dependents::wait_healthy(ctx, &plan.dependents, Duration::from_secs(opts.health_timeout_secs)).await;
     Ok(RestoreReport {
         plan: plan.clone(),
         check,
@@ -355,7 +355,7 @@ pub async fn restore_until(
 
 /// Starts the dependents again after a failure and says so in the error.
 async fn restart_after(ctx: &Context, plan: &RestorePlan, e: Error) -> Error {
-    let note = match stack::start(ctx, &plan.dependents).await {
+    let note = match dependents::start(ctx, &plan.dependents).await {
         Ok(names) if names.is_empty() => String::new(),
         Ok(names) => format!("; restarted {}", names.join(", ")),
         Err(re) => format!("; restarting the dependents also failed: {re}"),
@@ -452,8 +452,8 @@ async fn in_place(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress
 }
 
 async fn run_post_restore(ctx: &Context, p: &PostRestoreConfig) -> Result<String> {
-    let rt = stack::runtime(ctx)?;
-    let deps = stack::resolve(ctx, std::slice::from_ref(&p.container)).await?;
+    let rt = ops_core::stack::runtime(ctx)?;
+    let deps = dependents::resolve(ctx, std::slice::from_ref(&p.container)).await?;
     let target = deps.first().ok_or_else(|| Error::not_found(format!("post-restore container {}", p.container)))?;
     if !target.was_running {
         rt.start(&target.id).await?;

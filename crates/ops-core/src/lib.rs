@@ -27,6 +27,7 @@ pub mod limits;
 pub mod ports;
 pub mod private_fs;
 pub mod secret;
+pub mod stack;
 pub mod units;
 pub mod vocab;
 

@@ -21,14 +21,8 @@ use ops_core::{Runbook, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 use crate::support::{evidence_line, fold_repeats, within};
+use ops_core::stack::{COMPOSE_DEPENDS_ON_LABEL, is_oneoff, parse_depends_on};
 use ops_core::units::{human_bytes, human_duration, percent, plural};
-
-/// Label in which Compose records a service's `depends_on`
-/// (`db:service_healthy:false,redis:service_started:false`).
-pub const COMPOSE_DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
-/// Label Compose puts on the containers of `docker compose run` (`True`): one-off commands,
-/// not services.
-pub const COMPOSE_ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 
 /// Containers probed at the same time.
 const PARALLEL: usize = 8;
@@ -89,10 +83,7 @@ pub async fn discover(
         filter.labels.insert(COMPOSE_PROJECT_LABEL.to_owned(), None);
     }
     let mut containers = rt.list_containers(&filter).await?;
-    containers.retain(|c| {
-        let oneoff = c.labels.get(COMPOSE_ONEOFF_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        !oneoff && !listed(&t.ignore, c)
-    });
+    containers.retain(|c| !is_oneoff(c) && !listed(&t.ignore, c));
     containers.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(containers)
 }
@@ -422,20 +413,6 @@ pub(crate) fn aliases(c: &ContainerSummary, shown: &str, kind: ProbeKind) -> Vec
         let alias = format!("{kind}:{n}");
         if n != shown && !out.contains(&alias) {
             out.push(alias);
-        }
-    }
-    out
-}
-
-/// The services named in a Compose `depends_on` label, in order, without duplicates:
-/// `db:service_healthy:false,redis:service_started:false` gives `db`, `redis` (older Compose
-/// versions write just `db,redis`).
-#[must_use]
-pub fn parse_depends_on(label: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for service in label.split(',').filter_map(|item| item.split(':').next()).map(str::trim) {
-        if !service.is_empty() && !out.iter().any(|s| s == service) {
-            out.push(service.to_owned());
         }
     }
     out

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use ops_core::ports::container::MockContainerRuntime;
 use ops_core::ports::{ContainerStats, LogLine, LogStream};
+use ops_core::stack::COMPOSE_ONEOFF_LABEL;
 
 use super::*;
 
@@ -146,13 +147,6 @@ fn memory_against_the_limit() {
     assert_eq!(p.message, "memory 250.0 MiB of its 256.0 MiB limit (98 %)");
     assert_eq!(memory(210, 256, &t).1.unwrap().status, Status::Warn);
     assert!(memory(100, 256, &t).1.is_none());
-}
-
-#[test]
-fn depends_on_labels_of_every_compose_version() {
-    assert_eq!(parse_depends_on("db:service_healthy:false,redis:service_started:false"), ["db", "redis"]);
-    assert_eq!(parse_depends_on("db,redis, db"), ["db", "redis"]);
-    assert!(parse_depends_on("").is_empty());
 }
 
 fn summary(name: &str, project: &str, service: &str, labels: &[(&str, &str)]) -> ContainerSummary {

@@ -1,10 +1,11 @@
-//! The containers around a database: finding dependents by name or Compose service,
-//! stopping them, starting them in order and waiting until they are healthy.
+//! The containers around a database that a restore stops and starts again (its configured
+//! `dependents`), on the stack model of [`ops_core::stack`], and the health checks after.
 
 use std::time::{Duration, Instant};
 
 use ops_core::Context;
-use ops_core::ports::{ContainerFilter, ContainerRuntime, ContainerState, HealthStatus};
+use ops_core::ports::ContainerState;
+use ops_core::stack::{self, Stack};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -33,27 +34,16 @@ pub struct HealthResult {
     pub detail: String,
 }
 
-/// Finds the containers of each configured dependent, in order.
+/// Finds the containers of each configured dependent (container name or Compose service,
+/// [`Stack::find`]), in order.
 pub(crate) async fn resolve(ctx: &Context, names: &[String]) -> Result<Vec<Dependent>> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let rt = runtime(ctx)?;
-    let filter = ContainerFilter {
-        all: true,
-        compose_project: ctx.config.project.compose_project.clone(),
-        ..Default::default()
-    };
-    let all = rt.list_containers(&filter).await?;
+    let all = Stack::read(ctx).await?;
     let mut out = Vec::new();
     for wanted in names {
-        let found: Vec<_> =
-            all.iter().filter(|c| c.name == *wanted || c.compose_service.as_deref() == Some(wanted.as_str())).collect();
-        if found.is_empty() {
-            return Err(Error::not_found(format!(
-                "dependent {wanted:?}: no container with that name or Compose service"
-            )));
-        }
+        let found = all.find(wanted).map_err(|e| e.context(format!("dependent {wanted:?}")))?;
         for c in found {
             out.push(Dependent {
                 configured: wanted.clone(),
@@ -66,8 +56,8 @@ pub(crate) async fn resolve(ctx: &Context, names: &[String]) -> Result<Vec<Depen
     Ok(out)
 }
 
-pub(crate) fn runtime(ctx: &Context) -> Result<&dyn ContainerRuntime> {
-    ctx.containers.as_deref().ok_or_else(|| Error::unavailable("no container runtime available"))
+fn running(deps: &[Dependent]) -> Vec<&str> {
+    deps.iter().filter(|d| d.was_running).map(|d| d.id.as_str()).collect()
 }
 
 /// Stops the running dependents, last first (the reverse of their start order).
@@ -75,60 +65,47 @@ pub(crate) async fn stop(ctx: &Context, deps: &[Dependent]) -> Result<()> {
     if deps.is_empty() {
         return Ok(());
     }
-    let rt = runtime(ctx)?;
-    for d in deps.iter().rev().filter(|d| d.was_running) {
-        rt.stop(&d.id, Duration::from_secs(30)).await.map_err(|e| e.context(format!("stopping {}", d.name)))?;
-    }
-    Ok(())
+    stack::stop_in_order(stack::runtime(ctx)?, &running(deps), Duration::from_secs(30))
+        .await
+        .map_err(|e| name_ids(e, deps))
 }
 
 /// Starts the dependents that were running, in order; returns the names started.
 pub(crate) async fn start(ctx: &Context, deps: &[Dependent]) -> Result<Vec<String>> {
-    let mut started = Vec::new();
     if deps.is_empty() {
-        return Ok(started);
+        return Ok(Vec::new());
     }
-    let rt = runtime(ctx)?;
-    // Every one is tried: one that does not start must not keep the others down.
-    let mut failed = Vec::new();
-    for d in deps.iter().filter(|d| d.was_running) {
-        match rt.start(&d.id).await {
-            Ok(()) => started.push(d.name.clone()),
-            Err(e) => failed.push(format!("starting {}: {e}", d.name)),
-        }
-    }
-    if failed.is_empty() {
-        Ok(started)
-    } else {
-        let also = if started.is_empty() { String::new() } else { format!(" (started {})", started.join(", ")) };
-        Err(Error::unavailable(format!("{}{also}", failed.join("; "))))
-    }
+    let started = stack::start_in_order(stack::runtime(ctx)?, &running(deps)).await.map_err(|e| name_ids(e, deps))?;
+    Ok(started.iter().map(|id| name_of(id, deps)).collect())
 }
 
+fn name_of(id: &str, deps: &[Dependent]) -> String {
+    deps.iter().find(|d| d.id == id).map_or_else(|| id.to_owned(), |d| d.name.clone())
+}
+
+/// The engine is driven by id (a renamed container is still the one planned); messages name
+/// the container.
+fn name_ids(e: Error, deps: &[Dependent]) -> Error {
+    let mut text = e.to_string();
+    for d in deps {
+        text = text.replace(&d.id, &d.name);
+    }
+    Error::new(e.kind(), text)
+}
+
+/// Waits for every restarted dependent and every `[[http]]` check, within `timeout` in all.
 pub(crate) async fn wait_healthy(ctx: &Context, deps: &[Dependent], timeout: Duration) -> Vec<HealthResult> {
     let deadline = Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
     let mut results = Vec::new();
     if let Some(rt) = ctx.containers.as_deref() {
         for d in deps.iter().filter(|d| d.was_running) {
-            let mut last;
-            let ok = loop {
-                match rt.inspect(&d.id).await {
-                    Ok(i)
-                        if i.state == ContainerState::Running
-                            && matches!(i.health, HealthStatus::None | HealthStatus::Healthy) =>
-                    {
-                        last = format!("running, health {:?}", i.health).to_lowercase();
-                        break true;
-                    }
-                    Ok(i) => last = format!("{:?}, health {:?}", i.state, i.health).to_lowercase(),
-                    Err(e) => last = e.to_string(),
-                }
-                if Instant::now() >= deadline {
-                    break false;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            let wait = stack::Wait {
+                timeout: deadline.saturating_duration_since(Instant::now()),
+                poll: Duration::from_millis(500),
+                fail_on_exit: false,
             };
-            results.push(HealthResult { check: format!("container {}", d.name), ok, detail: last });
+            let r = stack::wait_ready(rt, &d.id, wait).await;
+            results.push(HealthResult { check: format!("container {}", d.name), ok: r.ok, detail: r.detail });
         }
     }
     if let Some(http) = ctx.http.as_deref() {
