@@ -403,6 +403,10 @@ async fn drill_local_through_the_api_as_a_job() {
     backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
     let mut config = (*s.ctx.config).clone();
     config.server.admin_keys = vec![ops_core::Secret::new("k-admin")];
+    // A second database that sorts before `main`: the drill of the default database is
+    // `main`'s, and its metrics say so (they once took the alphabetically first name).
+    let analytics = config.databases["main"].clone();
+    config.databases.insert("analytics".to_owned(), analytics);
     let state = ops_server::AppState::from_config(config, None, std::collections::BTreeMap::new());
     let call = |method: &str, uri: &str, body: Option<serde_json::Value>| {
         let req = http::Request::builder()
@@ -445,6 +449,7 @@ async fn drill_local_through_the_api_as_a_job() {
     );
     let metrics = state.metrics.encode();
     assert!(metrics.contains("dr_test_success{database=\"main\"} 1"), "{metrics}");
+    assert!(!metrics.contains("dr_test_success{database=\"analytics\"}"), "{metrics}");
 }
 
 /// The runbooks' setup: tables owned by the application's role, a read-only role granted on

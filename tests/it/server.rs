@@ -138,3 +138,32 @@ async fn server_reload_rejects_a_bad_file_and_keeps_the_running_config() {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(body.contains("renamed"));
 }
+
+#[tokio::test]
+async fn server_a_configuration_it_cannot_wire_is_a_5xx_with_a_kind() {
+    // Loads (the url has a host), but the PostgreSQL adapter cannot use it: no database name.
+    let text = "[databases.main]\nurl = \"postgres://app:${POSTGRES_PASSWORD}@localhost:5432\"\n";
+    let env = BTreeMap::from([
+        ("POSTGRES_PASSWORD".to_owned(), "pgpassword".to_owned()),
+        ("API_KEYS".to_owned(), "read-key-0123456789".to_owned()),
+    ]);
+    let config = ops_core::config::resolve(ops_core::config::ConfigSource {
+        file_name: "ops.toml",
+        text: Some(text),
+        env: &env,
+    })
+    .unwrap();
+    let state = AppState::from_config(config, None, env);
+    for uri in ["/api/v1/backups", "/api/v1/triage", "/api/v1/tls", "/api/v1/perf"] {
+        let (s, body) = call(&state, "GET", uri, Some("read-key-0123456789")).await;
+        // The server's own setup is at fault, not the request: never a 422.
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{uri}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["kind"], "wiring", "{uri}: {body}");
+        assert_eq!(v["error"]["detail"]["cause"], "invalid-input", "{uri}: {body}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("names no database"), "{uri}: {body}");
+        assert!(!body.contains("pgpassword"), "{uri}: {body}");
+    }
+    let (s, _) = call(&state, "GET", "/health/ready", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+}

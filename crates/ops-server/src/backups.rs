@@ -14,7 +14,7 @@ use crate::jobs::{JobStatus, Refusal};
 use crate::state::AppState;
 
 fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
-    state.running().context.clone().map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))
+    Ok(state.context()?)
 }
 
 fn error_value(e: &ops_core::Error) -> Value {

@@ -39,8 +39,7 @@ pub(crate) async fn triage(
     State(state): State<Arc<AppState>>,
     Query(q): Query<CheckQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let report =
-        state.triage(not_before(q.fresh)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let report = state.triage(not_before(q.fresh)).await?;
     Ok(Json(json!(&*report)))
 }
 
@@ -49,8 +48,7 @@ pub(crate) async fn probes(
     State(state): State<Arc<AppState>>,
     Query(q): Query<CheckQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let report =
-        state.triage(not_before(q.fresh)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let report = state.triage(not_before(q.fresh)).await?;
     let probes: Vec<&ops_probes::ProbeReport> = report
         .probes
         .iter()
@@ -62,7 +60,7 @@ pub(crate) async fn probes(
 
 /// `GET /api/v1/tls`: every `[[tls]]` target, checked now, in full detail.
 pub(crate) async fn tls(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let checks = state.tls(not_before(false)).await.map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let checks = state.tls(not_before(false)).await?;
     let (targets, unusable) = &*checks;
     let errors: Vec<Value> = unusable.iter().map(|(name, error)| json!({ "name": name, "error": error })).collect();
     Ok(Json(json!({ "targets": targets, "errors": errors })))

@@ -22,6 +22,14 @@ pub enum ApiError {
     TooManyRequests(std::time::Duration),
     /// The request took longer than `server.request-timeout-secs` (503).
     RequestTimeout(std::time::Duration),
+    /// The server's own configuration could not be wired (500, kind `wiring`).
+    Wiring(crate::state::WiringError),
+}
+
+impl From<crate::state::WiringError> for ApiError {
+    fn from(e: crate::state::WiringError) -> Self {
+        Self::Wiring(e)
+    }
 }
 
 impl From<ops_core::Error> for ApiError {
@@ -50,6 +58,10 @@ impl IntoResponse for ApiError {
                 format!("the request took longer than {} s", limit.as_secs()),
                 None,
             ),
+            Self::Wiring(e) => {
+                tracing::error!(error = %e, kind = e.kind.as_str(), "configuration not wired");
+                (StatusCode::INTERNAL_SERVER_ERROR, "wiring", e.to_string(), Some(json!({ "cause": e.kind })))
+            }
             Self::Core(e) => {
                 let status = match e.kind() {
                     ErrorKind::NotFound => StatusCode::NOT_FOUND,

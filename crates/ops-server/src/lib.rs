@@ -59,7 +59,7 @@ use clap::Parser;
 
 pub use error::ApiError;
 pub use routes::app;
-pub use state::AppState;
+pub use state::{AppState, WiringError};
 
 /// `ops-server` command line.
 #[derive(Debug, Parser)]

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
-    state.running().context.clone().map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))
+    Ok(state.context()?)
 }
 
 /// `?section=pg&section=redis&samples=5`.
@@ -43,10 +43,7 @@ pub(crate) async fn analyze(
         ops_core::limits::check_range("samples", n, 1, ops_core::limits::MAX_HTTP_SAMPLES)?;
     }
     let opts = ops_perf::PerfOptions { sections, http_samples: q.samples };
-    let report = state
-        .perf(opts, crate::checks::not_before(false))
-        .await
-        .map_err(|m| ApiError::Core(ops_core::Error::invalid_input(m)))?;
+    let report = state.perf(opts, crate::checks::not_before(false)).await?;
     Ok(Json(json!(&*report)))
 }
 

@@ -122,9 +122,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) 
                 }
             }
         }
-        Err(message) => {
+        Err(e) => {
             ok = false;
-            checks.push(json!({ "name": "config", "status": "critical", "message": message }));
+            checks.push(json!({ "name": "config", "status": "critical", "message": e.message }));
         }
     }
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -47,9 +47,9 @@ impl<K, T> Default for SharedRun<K, T> {
 }
 
 impl<K: PartialEq, T> SharedRun<K, T> {
-    async fn get<Fut>(&self, key: K, not_before: std::time::Instant, run: Fut) -> Result<Arc<T>, String>
+    async fn get<Fut>(&self, key: K, not_before: std::time::Instant, run: Fut) -> Result<Arc<T>, WiringError>
     where
-        Fut: Future<Output = Result<T, String>>,
+        Fut: Future<Output = Result<T, WiringError>>,
     {
         let mut last = self.last.lock().await;
         if let Some((at, k, value)) = last.as_ref()
@@ -67,18 +67,36 @@ impl<K: PartialEq, T> SharedRun<K, T> {
 /// Every `[[tls]]` target's report, and the entries that could not be checked (name, why).
 pub type TlsChecks = (Vec<ops_tls::TargetReport>, Vec<(String, String)>);
 
+/// Why the running configuration could not be wired into adapters: a fault of the server's
+/// own setup (an adapter missing from the build, a URL an adapter cannot use), never of the
+/// request that found it, so the API answers it with a 5xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WiringError {
+    /// The kind of the adapter's error.
+    pub kind: ops_core::ErrorKind,
+    /// Its message (it never holds a secret).
+    pub message: String,
+}
+
+impl std::fmt::Display for WiringError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the running configuration could not be wired: {}", self.message)
+    }
+}
+
 /// One loaded configuration and the adapters wired from it.
 #[derive(Debug)]
 pub struct Running {
     /// The configuration.
     pub config: Arc<OpsConfig>,
     /// The adapters, or why they could not be wired.
-    pub context: Result<Context, String>,
+    pub context: Result<Context, WiringError>,
 }
 
 impl Running {
     fn new(config: OpsConfig) -> Self {
-        let context = Context::from_config(config.clone()).map_err(|e| e.to_string());
+        let context = Context::from_config(config.clone())
+            .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() });
         Self { config: Arc::new(config), context }
     }
 }
@@ -135,6 +153,14 @@ impl AppState {
     #[must_use]
     pub fn running(&self) -> Arc<Running> {
         Arc::clone(&self.running.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The adapters of the configuration in force.
+    ///
+    /// # Errors
+    /// Why they could not be wired.
+    pub fn context(&self) -> Result<Context, WiringError> {
+        self.running().context.clone()
     }
 
     /// Removes what interrupted uploads left in every destination (temp files, unfinished
@@ -203,7 +229,7 @@ impl AppState {
     ///
     /// # Errors
     /// The reason the running configuration could not be wired.
-    pub async fn triage(&self, not_before: std::time::Instant) -> Result<Arc<ops_probes::TriageReport>, String> {
+    pub async fn triage(&self, not_before: std::time::Instant) -> Result<Arc<ops_probes::TriageReport>, WiringError> {
         self.last_triage
             .get((), not_before, async {
                 let running = self.running();
@@ -221,7 +247,7 @@ impl AppState {
     ///
     /// # Errors
     /// The reason the running configuration could not be wired.
-    pub async fn tls(&self, not_before: std::time::Instant) -> Result<Arc<TlsChecks>, String> {
+    pub async fn tls(&self, not_before: std::time::Instant) -> Result<Arc<TlsChecks>, WiringError> {
         self.last_tls
             .get((), not_before, async {
                 let running = self.running();
@@ -252,7 +278,7 @@ impl AppState {
         &self,
         opts: ops_perf::PerfOptions,
         not_before: std::time::Instant,
-    ) -> Result<Arc<ops_perf::PerfReport>, String> {
+    ) -> Result<Arc<ops_perf::PerfReport>, WiringError> {
         let run = async {
             let running = self.running();
             let ctx = running.context.as_ref().map_err(Clone::clone)?;
