@@ -90,8 +90,17 @@ pub(crate) struct Stack {
     _s3: testcontainers::ContainerAsync<testcontainers::GenericImage>,
     pub(crate) s3_id: String,
     pub local: tempfile::TempDir,
+    /// Holds the audit log (`perf.audit-log`), one per test.
+    _audit: tempfile::TempDir,
     pub(crate) hooks: Receiver,
     pub ctx: Context,
+}
+
+impl Stack {
+    /// The records of this stack's audit log.
+    pub(crate) fn audit_records(&self) -> Vec<ops_core::audit::AuditEntry> {
+        ops_core::audit::AuditLog::open(&self.ctx.config.perf.audit_log).unwrap().read().unwrap()
+    }
 }
 
 pub(crate) async fn stack(rows: u32) -> Stack {
@@ -129,9 +138,11 @@ pub(crate) async fn stack(rows: u32) -> Stack {
     });
     config.notify.webhooks = vec![WebhookUrl::new(hook_url)];
     config.notify.retries = 0;
+    let audit = tempfile::tempdir().unwrap();
+    config.perf.audit_log = audit.path().join("audit.jsonl");
     let ctx = Context::from_config(config).unwrap();
     let s3_id = s3c.id().to_owned();
-    Stack { rt, pg, _s3: s3c, s3_id, local, hooks, ctx }
+    Stack { rt, pg, _s3: s3c, s3_id, local, _audit: audit, hooks, ctx }
 }
 
 fn local_files(dir: &std::path::Path) -> Vec<String> {
@@ -412,4 +423,42 @@ async fn backup_through_the_api_as_a_job_and_metrics_survive_a_restart() {
         call(restarted.clone(), "POST", "/api/v1/restores", "k-admin", Some(serde_json::json!({ "source": id }))).await;
     assert_eq!(status, http::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("confirm"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_prune_takes_its_policy_from_the_caller_and_audits_each_deletion() {
+    let s = stack(100).await;
+    let old = backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let new = backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    // The configuration keeps both (30 days locally, no rules on S3); the caller's policy keeps
+    // one a day in each destination.
+    let daily = ops_backup::retention::RetentionPolicy { keep_daily: Some(1), ..Default::default() };
+    let opts = ops_backup::PruneOptions {
+        dry_run: true,
+        primary: Some(daily.clone()),
+        local: Some(daily),
+        actor: Some("opsctl:it@host".into()),
+    };
+    ops_backup::prune(&s.ctx, &opts, chrono::Utc::now()).await.unwrap();
+    assert!(s.audit_records().is_empty(), "a dry run changes nothing and records nothing");
+    let report = ops_backup::prune(&s.ctx, &ops_backup::PruneOptions { dry_run: false, ..opts }, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(report.destinations.iter().all(|d| d.deleted == [old.id.clone()]), "{report:#?}");
+    let left: Vec<_> = list(&s.ctx).await.unwrap().into_iter().map(|b| b.id).collect();
+    assert_eq!(left, std::slice::from_ref(&new.id));
+    let records = s.audit_records();
+    assert_eq!(records.len(), 2, "one per destination: {records:#?}");
+    for r in &records {
+        assert_eq!((r.actor.as_str(), r.action.as_str(), r.result.as_str()), ("opsctl:it@host", "prune", "ok"));
+        assert_eq!(r.target, format!("backup:{}", old.id));
+        assert_eq!(r.before["database"], "main", "{r:?}");
+        assert_eq!(r.before["backup_id"], old.id.to_string(), "{r:?}");
+        assert!(r.after.is_null(), "{r:?}");
+    }
+    let locations: Vec<&str> = records.iter().filter_map(|r| r.before["location"].as_str()).collect();
+    assert!(
+        locations.iter().any(|l| l.starts_with("s3://")) && locations.iter().any(|l| l.starts_with("file://")),
+        "{locations:?}"
+    );
 }

@@ -74,7 +74,12 @@ async fn restore_safe_swap_replaces_the_database_and_restarts_dependents() {
     psql(&s.rt, &s.pg, "app", "DELETE FROM trades WHERE id <= 10; DROP TABLE empty_table;").await;
     let before = s.rt.inspect(&api).await.unwrap().started_at;
 
-    let opts = RestoreOptions { source: report.id.to_string(), health_timeout_secs: 30, ..Default::default() };
+    let opts = RestoreOptions {
+        source: report.id.to_string(),
+        health_timeout_secs: 30,
+        actor: Some("opsctl:it@host".into()),
+        ..Default::default()
+    };
     let plan = restore::plan(&ctx, &opts).await.unwrap();
     assert_eq!(plan.strategy, Strategy::SafeSwap);
     assert_eq!(plan.dependents.len(), 1);
@@ -93,6 +98,16 @@ async fn restore_safe_swap_replaces_the_database_and_restarts_dependents() {
     let after = s.rt.inspect(&api).await.unwrap();
     assert_eq!(after.state, ContainerState::Running);
     assert!(after.started_at > before, "the dependent was stopped and started");
+    // The swap is in the audit log: who, which database, what was live before and after.
+    let records = s.audit_records();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!((r.actor.as_str(), r.action.as_str(), r.result.as_str()), ("opsctl:it@host", "restore-swap", "ok"));
+    assert_eq!(r.target, "database:main");
+    assert_eq!(r.before["database"], "app");
+    assert_eq!(r.before["stopped"][0], api.as_str());
+    assert_eq!(r.after["previous_kept_as"], keep.as_str());
+    assert_eq!(r.after["backup_id"], report.id.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,6 +201,13 @@ async fn restore_in_place_from_s3_runs_the_post_restore_command() {
     assert_eq!(done.post_restore_output.as_deref().map(str::trim), Some("migrations applied"));
     assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, at_backup);
     assert!(databases(&s).await.iter().all(|d| !d.contains("__")), "in place leaves no side databases");
+    let records = s.audit_records();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!((r.actor.as_str(), r.action.as_str(), r.result.as_str()), ("library", "restore-in-place", "ok"));
+    assert_eq!(r.target, "database:main");
+    assert_eq!(r.before["dropped"], true);
+    assert!(r.after["restored_from"].as_str().unwrap().starts_with("s3://"), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

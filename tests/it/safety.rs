@@ -135,7 +135,13 @@ async fn safety_two_databases_keep_their_backups_apart() {
     assert_eq!(tables_proved, ["public.a_only"], "alpha's dump, not beta's");
 
     // Retention keeps each database's own newest backup (keep-daily = 1 per database).
-    let plan = ops_backup::prune(&p.ctx, true, chrono::Utc::now()).await.unwrap();
+    let plan = ops_backup::prune(
+        &p.ctx,
+        &ops_backup::PruneOptions { dry_run: true, ..Default::default() },
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     let decisions = &plan.destinations[0].decisions;
     let action = |id: &ops_backup::naming::BackupId| decisions.iter().find(|d| &d.id == id).unwrap().action;
     assert_eq!(
@@ -143,7 +149,9 @@ async fn safety_two_databases_keep_their_backups_apart() {
         [Action::Keep, Action::Keep, Action::Delete, Action::Delete],
         "{decisions:#?}"
     );
-    ops_backup::prune(&p.ctx, false, chrono::Utc::now()).await.unwrap();
+    ops_backup::prune(&p.ctx, &ops_backup::PruneOptions { dry_run: false, ..Default::default() }, chrono::Utc::now())
+        .await
+        .unwrap();
     let left: Vec<_> = ops_backup::list(&p.ctx).await.unwrap().into_iter().map(|b| b.id).collect();
     assert_eq!(left, [b2.id.clone(), a2.id.clone()]);
     drop(p.dir);
@@ -328,7 +336,13 @@ async fn safety_a_backup_whose_manifest_cannot_be_read_is_never_guessed_or_prune
     let listed = ops_backup::list(&p.ctx).await.unwrap();
     let entry = listed.iter().find(|b| b.id == old.id).unwrap();
     assert_eq!(entry.database, None, "not guessed from its name");
-    let plan = ops_backup::prune(&p.ctx, false, chrono::Utc::now()).await.unwrap();
+    let plan = ops_backup::prune(
+        &p.ctx,
+        &ops_backup::PruneOptions { dry_run: false, ..Default::default() },
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     let d = &plan.destinations[0].decisions;
     let old_d = d.iter().find(|x| x.id == old.id).unwrap();
     assert_eq!(old_d.action, Action::Keep, "{d:#?}");

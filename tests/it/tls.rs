@@ -593,8 +593,19 @@ async fn tls_renew_runs_the_commands_in_order_only_when_due() {
     assert_eq!(plan.commands, options.commands);
 
     let calls = Calls::default();
-    let report = renew(&runtime(&calls, &cert, fresh.clone(), 0), &options).await.unwrap();
+    let audit = ops_core::audit::Audit::at(&dir.path().join("audit.jsonl"), "opsctl:it@host").unwrap();
+    let report = renew(&runtime(&calls, &cert, fresh.clone(), 0), &options, &audit).await.unwrap();
     assert_eq!(*calls.lock().unwrap(), expected_calls());
+    // One audit record: who, which certificates, days left before and after, each command.
+    let records = audit.log().read().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!((r.actor.as_str(), r.action.as_str(), r.result.as_str()), ("opsctl:it@host", "tls-renew", "ok"));
+    assert_eq!(r.target, format!("tls:{}", cert.display()));
+    assert_eq!(r.before["certificates"][0]["days_left"], 10, "{r:?}");
+    assert_eq!(r.after["certificates"][0]["days_left"], 90, "{r:?}");
+    assert_eq!(r.after["commands"][1]["cmd"][0], "nginx", "{r:?}");
+    assert_eq!(r.after["commands"][1]["exit_code"], 0, "{r:?}");
     assert_eq!(report.plan.before[0].status(), Status::Critical);
     assert_eq!(report.plan.before[0].days_left(), Some(10));
     assert_eq!(report.executed.len(), 2);
@@ -606,15 +617,16 @@ async fn tls_renew_runs_the_commands_in_order_only_when_due() {
     std::fs::write(&cert, leaf(&["example.com"], Some(&pki.intermediate), -30, 60).pem).unwrap();
     let mut idle = MockContainerRuntime::new();
     idle.expect_exec().never();
-    let report = renew(&idle, &options).await.unwrap();
+    let report = renew(&idle, &options, &audit).await.unwrap();
     assert!(!report.plan.run);
+    assert_eq!(audit.log().read().unwrap().len(), 1, "nothing ran, nothing recorded");
     assert!(report.executed.is_empty() && report.after.is_empty());
     assert_eq!(report.status, Status::Ok);
 
     // Forced: runs anyway, in order.
     let calls = Calls::default();
     let forced = RenewOptions { force: true, ..options.clone() };
-    let report = renew(&runtime(&calls, &cert, fresh, 0), &forced).await.unwrap();
+    let report = renew(&runtime(&calls, &cert, fresh, 0), &forced, &audit).await.unwrap();
     assert!(report.plan.run && report.plan.due.is_empty());
     assert_eq!(report.plan.reason, "forced");
     assert_eq!(*calls.lock().unwrap(), expected_calls());
@@ -629,7 +641,8 @@ async fn tls_renew_stops_at_the_first_failed_command() {
     let fresh = leaf(&["example.com"], Some(&pki.intermediate), 0, 90).pem;
     let calls = Calls::default();
 
-    let report = renew(&runtime(&calls, &cert, fresh, 1), &renew_options(&cert)).await.unwrap();
+    let audit = ops_core::audit::Audit::at(&dir.path().join("audit.jsonl"), "it").unwrap();
+    let report = renew(&runtime(&calls, &cert, fresh, 1), &renew_options(&cert), &audit).await.unwrap();
 
     assert_eq!(calls.lock().unwrap().len(), 1, "nginx is not reloaded after a failed renewal");
     assert_eq!(report.executed.len(), 1);
@@ -637,4 +650,8 @@ async fn tls_renew_stops_at_the_first_failed_command() {
     assert_eq!(report.status, Status::Critical);
     assert!(report.findings[0].message.contains("renewal failed"), "{:?}", report.findings);
     assert_eq!(report.after[0].days_left(), Some(5), "checked again all the same");
+    let records = audit.log().read().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].result.contains("renewal failed"), "{records:?}");
+    assert_eq!(records[0].after["commands"].as_array().unwrap().len(), 1, "{records:?}");
 }

@@ -42,8 +42,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// through another, each after what it depends on, with their state.
 ///
 /// # Errors
-/// `InvalidInput` for an unknown policy or a database action, `NotFound` for an unknown cache
-/// or container, `Unavailable` without a container engine, and the ports' errors.
+/// `InvalidInput` for an unknown policy or cache or a database action, `NotFound` for an
+/// unknown container, `Unavailable` without a container engine, and the ports' errors.
 pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
     match action {
         Action::RedisSetPolicy { cache, policy } => plan_policy(ctx, action, cache.as_deref(), policy).await,

@@ -56,5 +56,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use notify::NotificationOutcome;
 pub use progress::{NoProgress, Progress, ProgressEvent};
 pub use restore::{RestoreOptions, RestorePlan, RestoreReport, restore, restore_until};
-pub use retention::{PruneReport, prune};
+pub use retention::{PruneOptions, PruneReport, prune};
 pub use verify::{VerifyReport, verify};

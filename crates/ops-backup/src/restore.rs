@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ops_core::Context;
+use ops_core::audit::Audit;
 use ops_core::config::PostRestoreConfig;
 use ops_core::ports::{Database, DumpFormat, ExecSpec};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::check::{RestoreCheck, check_restored};
 use crate::dependents::{self, Dependent, HealthResult};
@@ -43,6 +45,10 @@ pub struct RestoreOptions {
     /// set it; the command line does.
     #[serde(skip)]
     pub allow_host_path: bool,
+    /// Who asks, for the audit log (`opsctl:root@host`, `api:<key fingerprint>`). Never
+    /// deserialized: the caller that authenticated the person sets it.
+    #[serde(skip)]
+    pub actor: Option<String>,
 }
 
 impl Default for RestoreOptions {
@@ -54,6 +60,7 @@ impl Default for RestoreOptions {
             health_timeout_secs: 120,
             allow_other_database: false,
             allow_host_path: false,
+            actor: None,
         }
     }
 }
@@ -280,6 +287,8 @@ pub async fn restore_until(
         ))
     };
     let clock = Instant::now();
+    // No record, no change: the audit log must be writable before anything starts.
+    let audit = Audit::open(&ctx.config, opts.actor.as_deref())?;
     let (_, _, db) = target::database(ctx, Some(&plan.database_config_name))?;
     let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "restore").await?;
 
@@ -297,7 +306,9 @@ pub async fn restore_until(
                 drop_side(db.as_ref(), &plan.restore_database).await;
                 return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
             }
-            match swap_names(db.as_ref(), plan).await {
+            let swapped = swap_names(db.as_ref(), plan).await;
+            record(&audit, plan, swapped.as_ref().copied());
+            match swapped {
                 Ok(()) => check,
                 Err(e) => return Err(restart_after(ctx, plan, e).await),
             }
@@ -318,7 +329,9 @@ pub async fn restore_until(
             if let Err(e) = dependents::stop(ctx, &plan.dependents).await {
                 return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
             }
-            match in_place(db.as_ref(), plan, progress).await {
+            let restored = in_place(db.as_ref(), plan, progress).await;
+            record(&audit, plan, restored.as_ref().map(drop));
+            match restored {
                 Ok(check) => check,
                 Err(e) => return Err(restart_after(ctx, plan, e).await),
             }
@@ -351,6 +364,44 @@ pub async fn restore_until(
         health,
         duration_seconds: clock.elapsed().as_secs_f64(),
     })
+}
+
+/// The audit record of the step that replaced the live database: the swap (the live database
+/// renamed away and kept, the restored copy renamed in), or the in-place drop and restore.
+/// A record that cannot be written after the change is logged loudly; the restore goes on, so
+/// the dependents are started again.
+fn record(audit: &Audit, plan: &RestorePlan, outcome: std::result::Result<(), &Error>) {
+    let dependents: Vec<&str> = plan.dependents.iter().filter(|d| d.was_running).map(|d| d.name.as_str()).collect();
+    let (action, before, after) = match plan.strategy {
+        Strategy::SafeSwap => (
+            "restore-swap",
+            json!({ "database": plan.database, "stopped": dependents }),
+            json!({
+                "database": plan.database,
+                "restored_from": plan.source.location,
+                "backup_id": plan.source.manifest.as_ref().map(|m| m.id.to_string()),
+                "previous_kept_as": plan.keep_database,
+                "restored_into": plan.restore_database,
+            }),
+        ),
+        Strategy::InPlace => (
+            "restore-in-place",
+            json!({ "database": plan.database, "stopped": dependents, "dropped": true }),
+            json!({
+                "database": plan.database,
+                "restored_from": plan.source.location,
+                "backup_id": plan.source.manifest.as_ref().map(|m| m.id.to_string()),
+            }),
+        ),
+    };
+    let result = match outcome {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let target = format!("database:{}", plan.database_config_name);
+    if let Err(e) = audit.record(action, &target, before, after, &result) {
+        tracing::error!(error = %e, action, target, "the restore's audit record could not be written");
+    }
 }
 
 /// Starts the dependents again after a failure and says so in the error.

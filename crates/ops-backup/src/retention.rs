@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use ops_core::Context;
+use ops_core::audit::Audit;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog;
@@ -198,31 +199,67 @@ pub struct PruneReport {
     pub destinations: Vec<DestinationPlan>,
 }
 
-/// The policies from the configuration: the local directory keeps `retention-days` (plus
-/// the GFS rules); the primary store follows the GFS rules only.
-fn policies(ctx: &Context) -> (RetentionPolicy, RetentionPolicy) {
-    let Some(s) = ctx.config.storage.as_ref() else { return Default::default() };
-    let gfs = RetentionPolicy {
-        max_age_days: None,
-        keep_daily: s.keep_daily,
-        keep_weekly: s.keep_weekly,
-        keep_monthly: s.keep_monthly,
-    };
-    let local = RetentionPolicy { max_age_days: Some(s.retention_days), ..gfs.clone() };
-    let primary_is_local = matches!(s.location(), Ok(ops_core::config::StorageLocation::Dir(_)));
-    (if primary_is_local { local.clone() } else { gfs }, local)
+/// Options of [`prune`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Plan only; delete nothing.
+    pub dry_run: bool,
+    /// The policy of the primary destination (`storage.url`); from the configuration when
+    /// unset ([`PruneOptions::from_config`]).
+    pub primary: Option<RetentionPolicy>,
+    /// The policy of the local directory (`storage.local-dir`), likewise.
+    pub local: Option<RetentionPolicy>,
+    /// Who asks, for the audit log (`opsctl:root@host`).
+    pub actor: Option<String>,
+}
+
+impl PruneOptions {
+    /// The policies the configuration gives: the local directory keeps `retention-days` (plus
+    /// the GFS rules); the primary store follows the GFS rules only, or the local rules when
+    /// it is a directory itself.
+    #[must_use]
+    pub fn from_config(config: &ops_core::config::OpsConfig, dry_run: bool) -> Self {
+        let Some(s) = config.storage.as_ref() else {
+            return Self {
+                dry_run,
+                primary: Some(RetentionPolicy::default()),
+                local: Some(RetentionPolicy::default()),
+                actor: None,
+            };
+        };
+        let gfs = RetentionPolicy {
+            max_age_days: None,
+            keep_daily: s.keep_daily,
+            keep_weekly: s.keep_weekly,
+            keep_monthly: s.keep_monthly,
+        };
+        let local = RetentionPolicy { max_age_days: Some(s.retention_days), ..gfs.clone() };
+        let primary_is_local = matches!(s.location(), Ok(ops_core::config::StorageLocation::Dir(_)));
+        Self {
+            dry_run,
+            primary: Some(if primary_is_local { local.clone() } else { gfs }),
+            local: Some(local),
+            actor: None,
+        }
+    }
 }
 
 /// Plans retention for every destination, one plan per database there, and, unless
 /// `dry_run`, deletes what the plans say (manifest first, so an interrupted deletion leaves
-/// an incomplete backup, never a complete-looking one without its dump).
+/// an incomplete backup, never a complete-looking one without its dump), one audit record
+/// per backup deleted or not.
 ///
 /// # Errors
-/// `InvalidInput` without storage; the store's error when a listing fails.
-pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<PruneReport> {
+/// `InvalidInput` without storage; the store's error when a listing fails; `Unavailable`
+/// when the audit log cannot be written (checked before anything is deleted).
+pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Result<PruneReport> {
+    let dry_run = opts.dry_run;
+    let audit = if dry_run { None } else { Some(Audit::open(&ctx.config, opts.actor.as_deref())?) };
     // The full listing: verification records count (a failed one fills no slot).
     let all = catalog::list(ctx).await?;
-    let (primary_policy, local_policy) = policies(ctx);
+    let configured = PruneOptions::from_config(&ctx.config, dry_run);
+    let primary_policy = opts.primary.clone().or(configured.primary).unwrap_or_default();
+    let local_policy = opts.local.clone().or(configured.local).unwrap_or_default();
     let stores = target::stores(ctx)?;
     let mut destinations = Vec::new();
     for (i, store) in stores.iter().enumerate() {
@@ -275,6 +312,18 @@ pub async fn prune(ctx: &Context, dry_run: bool, now: DateTime<Utc>) -> Result<P
                         error = Some(e);
                         break;
                     }
+                }
+                if let Some(audit) = &audit {
+                    let before = serde_json::json!({
+                        "backup_id": d.id.to_string(),
+                        "database": d.database,
+                        "started_at": d.started_at,
+                        "location": location,
+                        "rule": d.rule,
+                    });
+                    let result = error.as_ref().map_or_else(|| "ok".to_owned(), ToString::to_string);
+                    let target = format!("backup:{}", d.id);
+                    audit.record("prune", &target, before, serde_json::Value::Null, &result)?;
                 }
                 match error {
                     None => deleted.push(d.id.clone()),

@@ -28,8 +28,8 @@ pub(crate) fn database<'a>(
 /// checked against the configuration.
 ///
 /// # Errors
-/// As [`Context::database`]: `NotFound` when it is not configured, `InvalidInput` when none is
-/// named and the choice is ambiguous.
+/// As [`Context::database`]: `InvalidInput` when it is not configured, or none is named and
+/// the choice is ambiguous.
 pub fn database_name(ctx: &Context, name: Option<&str>) -> Result<String> {
     database(ctx, name).map(|(n, _, _)| n.to_owned())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ops_core::config::{OpsConfig, TlsCheckConfig, load};
-use ops_core::{Context, Error, Result, Status};
+use ops_core::{Context, Error, Result};
 use ops_probes::TriageOptions;
 use ops_tls::{RenewCommand, RenewOptions, TargetReport};
 
@@ -16,31 +16,7 @@ use crate::checks_render;
 use crate::render::write_json;
 use crate::{Cli, Outcome, ProbeCommand, TlsCommand, TriageArgs};
 
-/// Monitoring-plugin exit codes.
-pub(crate) mod plugin {
-    /// Everything fine.
-    pub const OK: u8 = 0;
-    /// A warning threshold is crossed.
-    pub const WARNING: u8 = 1;
-    /// Broken, or about to be.
-    pub const CRITICAL: u8 = 2;
-    /// The check could not tell (or could not run: bad config, bad arguments).
-    pub const UNKNOWN: u8 = 3;
-}
-
-/// The exit code of a status: critical before unknown before warning, as plugins do.
-pub(crate) fn code_of(statuses: impl IntoIterator<Item = Status>) -> u8 {
-    let all: Vec<Status> = statuses.into_iter().collect();
-    if all.contains(&Status::Critical) {
-        plugin::CRITICAL
-    } else if all.contains(&Status::Unknown) {
-        plugin::UNKNOWN
-    } else if all.contains(&Status::Warn) {
-        plugin::WARNING
-    } else {
-        plugin::OK
-    }
-}
+pub(crate) use ops_core::exit::{code_of, plugin};
 
 /// The configuration, or the defaults when no file exists: checks work without one.
 fn config(cli: &Cli, env: &BTreeMap<String, String>) -> Result<OpsConfig> {
@@ -151,12 +127,14 @@ pub(crate) async fn tls(
                 }
                 return Ok(Outcome { code: code_of(plan.before.iter().map(TargetReport::status)) });
             }
+            // No record, no change: the audit log must be writable before a command runs.
+            let audit = ops_core::audit::Audit::open(&cfg, Some(&crate::actor(env)))?;
             let ctx = Context::from_config(cfg)?;
             let rt = ctx
                 .containers
                 .as_deref()
                 .ok_or_else(|| ops_core::Error::unavailable("no container runtime to run the renewal commands"))?;
-            let report = ops_tls::apply_renew_plan(rt, plan, &opts).await.map_err(tls_error)?;
+            let report = ops_tls::apply_renew_plan(rt, plan, &opts, &audit).await.map_err(tls_error)?;
             if cli.json {
                 write_json(out, &report)?;
             } else {
@@ -314,17 +292,4 @@ fn renew_options(cfg: &OpsConfig, force: bool) -> Result<RenewOptions> {
         check: ops_probes::tls::options(&cfg.probes.tls, None, timeout),
         ..RenewOptions::default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plugin_codes() {
-        assert_eq!(code_of([]), plugin::OK);
-        assert_eq!(code_of([Status::Ok, Status::Warn]), plugin::WARNING);
-        assert_eq!(code_of([Status::Warn, Status::Unknown]), plugin::UNKNOWN);
-        assert_eq!(code_of([Status::Unknown, Status::Critical, Status::Warn]), plugin::CRITICAL);
-    }
 }

@@ -70,7 +70,9 @@ pub(crate) async fn backup(
             Ok(Outcome { code: if report.ok { exit::OK } else { exit::INTEGRITY } })
         }
         BackupCommand::Prune { dry_run } => {
-            let report = ops_backup::prune(&ctx, *dry_run, chrono::Utc::now()).await?;
+            let opts =
+                ops_backup::PruneOptions { dry_run: *dry_run, actor: Some(crate::actor(env)), ..Default::default() };
+            let report = ops_backup::prune(&ctx, &opts, chrono::Utc::now()).await?;
             emit(cli, out, &report, backup_render::prune)?;
             let failed = report.destinations.iter().any(|d| !d.failed.is_empty() || d.sweep_error.is_some());
             Ok(Outcome { code: if failed { exit::UNAVAILABLE } else { exit::OK } })
@@ -165,6 +167,7 @@ pub(crate) async fn restore(
         allow_other_database: args.allow_other_database,
         // The person at the terminal may restore a file of this host.
         allow_host_path: true,
+        actor: Some(crate::actor(env)),
     };
     let plan = ops_backup::restore::plan(&ctx, &opts).await?;
     if args.dry_run {

@@ -18,7 +18,7 @@ mod backup_render;
 mod checks;
 mod checks_render;
 mod commands;
-pub mod exit;
+pub use ops_core::exit;
 mod perf;
 mod perf_render;
 mod render;
@@ -480,6 +480,13 @@ where
             code
         }
     }
+}
+
+/// Who runs a command that changes the stack, for the audit log: `opsctl:USER@HOST`.
+pub(crate) fn actor(env: &BTreeMap<String, String>) -> String {
+    let user = env.get("SUDO_USER").or_else(|| env.get("USER")).map_or("unknown", String::as_str);
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    if host.is_empty() { format!("opsctl:{user}") } else { format!("opsctl:{user}@{host}") }
 }
 
 fn runtime() -> ops_core::Result<tokio::runtime::Runtime> {

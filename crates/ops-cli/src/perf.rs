@@ -24,13 +24,6 @@ fn context(cli: &Cli, env: &BTreeMap<String, String>) -> Result<Context> {
     Context::from_config(load(cli.config.as_deref(), env)?.config)
 }
 
-/// Who runs the action, for the audit log: `opsctl:USER@HOST`.
-fn actor(env: &BTreeMap<String, String>) -> String {
-    let user = env.get("SUDO_USER").or_else(|| env.get("USER")).map_or("unknown", String::as_str);
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-    if host.is_empty() { format!("opsctl:{user}") } else { format!("opsctl:{user}@{host}") }
-}
-
 /// `opsctl perf analyze`.
 pub(crate) async fn perf(
     cli: &Cli,
@@ -68,7 +61,7 @@ async fn act(
         }
         return Ok(Outcome { code: exit::OK });
     }
-    let report = ops_act::apply(&ctx, &plan, &actor(env)).await?;
+    let report = ops_act::apply(&ctx, &plan, &crate::actor(env)).await?;
     if cli.json {
         write_json(out, &serde_json::json!({ "applied": true, "report": report }))?;
     } else {

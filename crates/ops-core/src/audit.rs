@@ -88,6 +88,71 @@ impl AuditLog {
     }
 }
 
+/// Who acts when the caller does not say: a program embedding the library.
+pub const LIBRARY_ACTOR: &str = "library";
+
+/// An audit log and who is acting: what a call that changes the stack needs to record each
+/// change. Open it before the first change: no record, no change.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    log: AuditLog,
+    actor: String,
+}
+
+impl Audit {
+    /// Opens the configured audit log (`perf.audit-log`) for `actor` (`opsctl:root@host`,
+    /// `api:<key fingerprint>`; [`LIBRARY_ACTOR`] when `None`).
+    ///
+    /// # Errors
+    /// As [`AuditLog::open`].
+    pub fn open(config: &crate::config::OpsConfig, actor: Option<&str>) -> Result<Self> {
+        Ok(Self { log: AuditLog::open(&config.perf.audit_log)?, actor: actor.unwrap_or(LIBRARY_ACTOR).to_owned() })
+    }
+
+    /// An audit log at `path`, for `actor`.
+    ///
+    /// # Errors
+    /// As [`AuditLog::open`].
+    pub fn at(path: &Path, actor: &str) -> Result<Self> {
+        Ok(Self { log: AuditLog::open(path)?, actor: actor.to_owned() })
+    }
+
+    /// Who is acting.
+    #[must_use]
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The log.
+    #[must_use]
+    pub const fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    /// Appends one record, now, by this actor.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    pub fn record(
+        &self,
+        action: &str,
+        target: &str,
+        before: serde_json::Value,
+        after: serde_json::Value,
+        result: &str,
+    ) -> Result<()> {
+        self.log.append(&AuditEntry {
+            time: Utc::now(),
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            before,
+            after,
+            result: result.to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,9 +50,9 @@ impl Context {
     /// config name and its adapter. The one rule every capability uses to pick a database.
     ///
     /// # Errors
-    /// `NotFound` for a name that is not configured; `InvalidInput` when none is named and
-    /// none or several (without `main`) are configured; `Internal` when it is configured but
-    /// no adapter was wired for it.
+    /// `InvalidInput` for a name that is not configured (a request's parameter, not a
+    /// resource of its path), and when none is named and none or several (without `main`) are
+    /// configured; `Internal` when it is configured but no adapter was wired for it.
     pub fn database(&self, name: Option<&str>) -> Result<(&str, &Arc<dyn Database>)> {
         pick(&self.databases, self.config.databases.keys(), name, "database", "databases")
     }
@@ -175,7 +175,7 @@ fn pick<'c, T: ?Sized>(
         Some(n) => names
             .get(n)
             .copied()
-            .ok_or_else(|| crate::Error::not_found(format!("no {what} named {n:?} in [{table}]")))?,
+            .ok_or_else(|| crate::Error::invalid_input(format!("no {what} named {n:?} in [{table}]")))?,
         None if names.len() == 1 => names.first().copied().unwrap_or_default(),
         None if names.contains("main") => "main",
         None if names.is_empty() => {
@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(ctx(&["analytics", "main"]).cache(Some("analytics")).unwrap().0, "analytics");
         assert_eq!(kind(ctx(&["a", "b"]).cache(None)), ErrorKind::InvalidInput);
         assert_eq!(kind(ctx(&[]).cache(None)), ErrorKind::InvalidInput);
-        assert_eq!(kind(ctx(&["main"]).cache(Some("other"))), ErrorKind::NotFound);
+        assert_eq!(kind(ctx(&["main"]).cache(Some("other"))), ErrorKind::InvalidInput);
         // Configured but not wired: a bug of the caller's wiring, not of the request.
         let mut config = OpsConfig::default();
         config.caches.insert("main".into(), crate::config::CacheConfig::default());

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod config;
 mod context;
 pub mod error;
+pub mod exit;
 pub mod limits;
 pub mod ports;
 pub mod private_fs;

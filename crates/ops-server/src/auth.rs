@@ -55,6 +55,12 @@ pub fn fingerprint(key: &str) -> String {
     hex::encode(&digest[..6])
 }
 
+/// Who a request acts as, for the audit log: `api:` and the fingerprint of its key, never the
+/// key.
+pub(crate) fn actor(headers: &axum::http::HeaderMap) -> String {
+    format!("api:{}", fingerprint(presented_key(headers).unwrap_or_default()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,12 +197,14 @@ pub(crate) fn options_and_flag<T: serde::de::DeserializeOwned>(body: &[u8], flag
 
 pub(crate) async fn restore(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = context(&state)?;
     // The restore options plus `"confirm": true`.
-    let (options, confirm): (ops_backup::RestoreOptions, bool) = options_and_flag(&body, "confirm")?;
+    let (mut options, confirm): (ops_backup::RestoreOptions, bool) = options_and_flag(&body, "confirm")?;
     options.validate()?;
+    options.actor = Some(crate::auth::actor(&headers));
     let req = RestoreRequest { options };
     let plan = ops_backup::restore::plan(&ctx, &req.options).await?;
     if !confirm {

@@ -89,14 +89,15 @@ pub fn main_impl() -> u8 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return 70;
+            return ops_core::exit::INTERNAL;
         }
     };
     match runtime.block_on(serve(args, env)) {
-        Ok(()) => 0,
+        Ok(()) => ops_core::exit::OK,
         Err(e) => {
             eprintln!("error: {e:#}");
-            e.downcast_ref::<ops_core::config::ConfigError>().map_or(70, |_| 3)
+            e.downcast_ref::<ops_core::config::ConfigError>()
+                .map_or(ops_core::exit::INTERNAL, |_| ops_core::exit::INVALID_INPUT)
         }
     }
 }

@@ -73,7 +73,6 @@ pub(crate) async fn act(
     if !req.apply || plan.targets.is_empty() {
         return Ok(Json(json!({ "applied": false, "plan": plan })));
     }
-    let actor = format!("api:{}", crate::auth::fingerprint(crate::auth::presented_key(&headers).unwrap_or_default()));
-    let report = ops_act::apply(&ctx, &plan, &actor).await?;
+    let report = ops_act::apply(&ctx, &plan, &crate::auth::actor(&headers)).await?;
     Ok(Json(json!({ "applied": true, "report": report })))
 }

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ops_core::audit::Audit;
 use ops_core::ports::{ContainerRuntime, ExecSpec};
 use ops_core::{Finding, Status};
 use serde::{Deserialize, Serialize};
@@ -246,6 +247,7 @@ pub async fn apply_renew_plan(
     runtime: &dyn ContainerRuntime,
     plan: RenewPlan,
     options: &RenewOptions,
+    audit: &Audit,
 ) -> Result<RenewReport> {
     let started = Instant::now();
     let planning_ms = plan.duration_ms;
@@ -285,18 +287,43 @@ pub async fn apply_renew_plan(
     if findings.is_empty() && options.recheck_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(options.recheck_delay_ms)).await;
     }
-    let after = check_all(options).await?;
+    let after = check_all(options).await;
+    record(audit, &plan, &executed, after.as_deref().unwrap_or_default(), &findings);
+    let after = after?;
     let status = findings.iter().map(|f| f.status).max().unwrap_or(Status::Ok).max(worst(&after));
     Ok(RenewReport { status, plan, executed, after, findings, duration_ms: planning_ms + elapsed_ms(started) })
+}
+
+/// The audit record of a renewal that ran commands: each target's days left before and after,
+/// and each command's exit. Written after the second check; a record that cannot be written
+/// then is logged loudly (the commands have run).
+fn record(audit: &Audit, plan: &RenewPlan, executed: &[CommandOutcome], after: &[TargetReport], findings: &[Finding]) {
+    let days = |reports: &[TargetReport]| {
+        reports
+            .iter()
+            .map(|r| serde_json::json!({ "target": r.label(), "days_left": r.days_left(), "status": r.status() }))
+            .collect::<Vec<_>>()
+    };
+    let commands: Vec<_> = executed
+        .iter()
+        .map(|c| serde_json::json!({ "container": c.container, "cmd": c.cmd, "exit_code": c.exit_code, "error": c.error }))
+        .collect();
+    let before = serde_json::json!({ "due": plan.due, "certificates": days(&plan.before) });
+    let after = serde_json::json!({ "commands": commands, "certificates": days(after) });
+    let result = findings.first().map_or_else(|| "ok".to_owned(), |f| f.message.clone());
+    let target = format!("tls:{}", plan.before.iter().map(TargetReport::label).collect::<Vec<_>>().join(","));
+    if let Err(e) = audit.record("tls-renew", &target, before, after, &result) {
+        tracing::error!(error = %e, "the renewal's audit record could not be written");
+    }
 }
 
 /// [`renew_plan`], then [`apply_renew_plan`].
 ///
 /// # Errors
 /// Those of [`renew_plan`] and [`apply_renew_plan`].
-pub async fn renew(runtime: &dyn ContainerRuntime, options: &RenewOptions) -> Result<RenewReport> {
+pub async fn renew(runtime: &dyn ContainerRuntime, options: &RenewOptions, audit: &Audit) -> Result<RenewReport> {
     let plan = renew_plan(options).await?;
-    apply_renew_plan(runtime, plan, options).await
+    apply_renew_plan(runtime, plan, options, audit).await
 }
 
 async fn check_all(options: &RenewOptions) -> Result<Vec<TargetReport>> {
