@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ops_backup::cluster::ClusterInfo;
 use ops_backup::progress::{Progress, ProgressEvent};
 use ops_backup::{BackupOptions, DrillBackend, DrillOptions, DrillReport, NoProgress, backup, dr_test};
+use ops_core::adapters::local_cluster::ClusterInfo;
 use ops_core::ports::ContainerRuntime;
 
 use crate::backup::{Stack, stack};

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use ops_core::adapters::docker::DockerRuntime;
 use ops_core::adapters::postgres::{PostgresDatabase, PostgresOptions, find_client};
-use ops_core::ports::{ContainerRuntime, Database, DumpFormat, DumpOptions, ExecSpec, Readiness};
+use ops_core::ports::{
+    BackendCheck, BackendSignal, ContainerRuntime, Database, DumpFormat, DumpOptions, ExecSpec, Readiness,
+    SignalOutcome,
+};
 use ops_core::{ErrorKind, SecretUrl};
 use tokio::io::AsyncReadExt;
 
@@ -100,7 +103,8 @@ async fn postgres_database_contract() {
     app.drop_database("scratch2").await.unwrap();
     assert_eq!(app.drop_database("scratch2").await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(app.create_database("bad name; drop").await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert!(!app.terminate_backend(999_999).await.unwrap());
+    let gone = app.signal_backend(999_999, BackendSignal::Terminate, &BackendCheck::default()).await.unwrap();
+    assert_eq!(gone, SignalOutcome::Gone, "no such backend: nothing signalled");
 
     // Plain dump, streamed, restored into a new database.
     let dump = app.dump(&DumpOptions::default()).await.unwrap();

@@ -635,8 +635,9 @@ mod tests {
         assert!(p.notes[0].contains("a pg_dump"), "{p:#?}");
         let e = plan(&ctx, &Action::Restart { service: "api".into(), with_dependents: false }).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        // An unknown database is a bad parameter, as for every other command (Context::database).
         let e = plan(&ctx, &Action::KillIdle { database: Some("nope".into()), older_than_secs: 1 }).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //!
 //! The throwaway server is a container started through the [`ContainerRuntime`] port, or,
 //! where no container runtime answers, a local cluster (`initdb` + `pg_ctl` in a temporary
-//! directory, see [`cluster`](crate::cluster)). Either is removed whatever happens: success,
+//! directory, see [`local_cluster`](ops_core::adapters::local_cluster)). Either is removed whatever happens: success,
 //! failure, timeout or cancellation; a local cluster also when the future is dropped.
 
 use std::collections::BTreeMap;
@@ -22,10 +22,10 @@ use ops_core::{Context, SecretUrl};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{RestoreCheck, check_restored};
-use crate::cluster::{self, ClusterInfo, LocalCluster, RunAs, ServerPrograms};
 use crate::notify::{NotificationOutcome, notify_all};
 use crate::progress::{Progress, ProgressEvent};
 use crate::{Error, Result, catalog, lock, source, target};
+use ops_core::adapters::local_cluster::{self as cluster, ClusterInfo, LocalCluster, RunAs, ServerPrograms};
 
 /// Where the throwaway server of a drill runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,7 +8,7 @@
 //!   retention [`plan`](retention::plan) that is a pure function.
 //! - [`restore`](restore::restore) (safe swap or in place) and [`dr_test`](drill::dr_test), the
 //!   restore drill into a throwaway container or, without a container runtime, a local
-//!   cluster ([`cluster`]).
+//!   cluster ([`ops_core::adapters::local_cluster`]).
 //!
 //! Library functions take the [`Context`](ops_core::Context) and options and return typed
 //! reports; progress goes through an injected [`Progress`](progress::Progress). Dumps are
@@ -32,7 +32,6 @@
 pub mod backup;
 pub mod catalog;
 pub mod check;
-pub mod cluster;
 pub mod compress;
 pub mod dependents;
 pub mod drill;

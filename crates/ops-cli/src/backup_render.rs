@@ -332,7 +332,7 @@ pub(crate) fn drill(out: &mut dyn Write, r: &DrillReport) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use ops_backup::DrillBackend;
-    use ops_backup::cluster::ClusterInfo;
+    use ops_core::adapters::local_cluster::ClusterInfo;
 
     use super::*;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ops_core::config::PostgresThresholds;
-use ops_core::ports::{ConnectionStats, Database, Readiness, Session};
+use ops_core::ports::{Backend, ConnectionStats, Database, Readiness};
 use ops_core::{ErrorKind, Runbook, SecretUrl, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
@@ -86,8 +86,11 @@ async fn check(db: &dyn Database, mut report: ProbeReport, t: &PostgresThreshold
             return report;
         }
     };
-    match db.activity().await {
-        Ok(sessions) => {
+    match db.backends().await {
+        Ok(list) => {
+            // Client sessions only, and never the probe's own.
+            let sessions: Vec<Backend> =
+                list.backends.into_iter().filter(|b| b.is_client() && b.pid != list.own_pid).collect();
             let (observations, problems) = sessions_report(&sessions, t);
             observations.into_iter().for_each(|o| report.observe(o));
             problems.into_iter().for_each(|p| report.problem(p));
@@ -149,13 +152,13 @@ pub fn connections(c: &ConnectionStats, t: &PostgresThresholds) -> (Vec<Observat
 /// Long-running queries and sessions idle in a transaction, each a `slow-queries` warning
 /// listing the oldest sessions (pid, user, age, wait event, query).
 #[must_use]
-pub fn sessions_report(sessions: &[Session], t: &PostgresThresholds) -> (Vec<Observation>, Vec<Problem>) {
+pub fn sessions_report(sessions: &[Backend], t: &PostgresThresholds) -> (Vec<Observation>, Vec<Problem>) {
     let long_limit = Duration::from_secs(t.long_running_secs);
     let idle_limit = Duration::from_secs(t.idle_in_transaction_secs);
-    let mut long: Vec<&Session> =
+    let mut long: Vec<&Backend> =
         sessions.iter().filter(|s| s.state == "active" && s.query_age.is_some_and(|a| a > long_limit)).collect();
     long.sort_by_key(|s| std::cmp::Reverse(s.query_age));
-    let mut idle: Vec<&Session> =
+    let mut idle: Vec<&Backend> =
         sessions.iter().filter(|s| s.is_idle_in_transaction() && s.state_age.is_some_and(|a| a > idle_limit)).collect();
     idle.sort_by_key(|s| std::cmp::Reverse(s.state_age));
     let longest_query = sessions.iter().filter(|s| s.state == "active").filter_map(|s| s.query_age).max();
@@ -203,7 +206,7 @@ pub fn sessions_report(sessions: &[Session], t: &PostgresThresholds) -> (Vec<Obs
 }
 
 /// `pid 4242 app@shop active for 12 min, waiting on Lock:transactionid: UPDATE trades SET …`
-fn describe(s: &Session, age: Option<Duration>) -> String {
+fn describe(s: &Backend, age: Option<Duration>) -> String {
     let who = match (&s.user, &s.database) {
         (Some(u), Some(d)) => format!(" {u}@{d}"),
         (Some(u), None) => format!(" {u}"),

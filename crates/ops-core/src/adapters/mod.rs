@@ -6,6 +6,7 @@
 #[cfg(feature = "docker")]
 pub mod docker;
 pub mod fs;
+pub mod local_cluster;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -14,6 +15,29 @@ pub mod redis;
 pub mod s3;
 #[cfg(feature = "webhook")]
 pub mod webhook;
+
+/// Environment variables of the parent that must not reach the PostgreSQL programs this
+/// crate runs: the client programs (`pg_dump`, `psql`) and a local cluster's `initdb`,
+/// `pg_ctl` and `postgres`. Each gets its settings from its own arguments only.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) const INHERITED_PG_VARS: &[&str] = &[
+    "PGDATA",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGDATABASE",
+    "PGOPTIONS",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSYSCONFDIR",
+    "PGTZ",
+    "PGCLIENTENCODING",
+    "PGSSLMODE",
+    "PGTARGETSESSIONATTRS",
+];
 
 /// The last `max` characters of a process's stderr, for error messages.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]

@@ -87,47 +87,6 @@ pub struct ConnectionStats {
     pub by_state: BTreeMap<String, u32>,
 }
 
-/// One client session of the server, as `pg_stat_activity` shows it. Never carries a password:
-/// the query is truncated and the literals after `PASSWORD` (and `password=` in connection
-/// strings, and URL credentials) are replaced by `***`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// Backend process id (for `pg_terminate_backend`).
-    pub pid: i32,
-    /// Role name, when visible.
-    pub user: Option<String>,
-    /// Database name, when visible.
-    pub database: Option<String>,
-    /// `application_name`, when set.
-    pub application: Option<String>,
-    /// Client address (`None` over the Unix socket or when not visible).
-    pub client_addr: Option<String>,
-    /// `active`, `idle`, `idle in transaction`, `idle in transaction (aborted)`, or `unknown`
-    /// when the session belongs to a role whose details we may not see.
-    pub state: String,
-    /// Time since the current (or last) query started.
-    pub query_age: Option<Duration>,
-    /// Time since the open transaction started (`None` outside a transaction).
-    pub transaction_age: Option<Duration>,
-    /// Time in the current state (how long it has been idle in its transaction).
-    pub state_age: Option<Duration>,
-    /// What it waits for (`Lock:transactionid`), if anything.
-    pub wait_event: Option<String>,
-    /// The current or last query, truncated to [`Session::QUERY_CHARS`] characters and redacted.
-    pub query: String,
-}
-
-impl Session {
-    /// Characters of the query kept.
-    pub const QUERY_CHARS: usize = 200;
-
-    /// Whether the session is inside a transaction and waiting for its client.
-    #[must_use]
-    pub fn is_idle_in_transaction(&self) -> bool {
-        self.state.starts_with("idle in transaction")
-    }
-}
-
 /// Dump format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -283,13 +242,6 @@ pub trait Database: Send + Sync {
     /// `Unavailable`, `Auth`.
     async fn connections(&self) -> Result<ConnectionStats>;
 
-    /// Client sessions of the whole server except this one, oldest transaction first, like
-    /// the runbooks' `SELECT pid, now() - query_start, query FROM pg_stat_activity`.
-    ///
-    /// # Errors
-    /// `Unavailable`, `Auth`.
-    async fn activity(&self) -> Result<Vec<Session>>;
-
     /// Whether a database of that name exists on the server.
     ///
     /// # Errors
@@ -334,12 +286,6 @@ pub trait Database: Send + Sync {
     /// `Unavailable`, `Auth`.
     async fn terminate_connections(&self, database: &str) -> Result<u32>;
 
-    /// Terminates one backend; `false` when no such backend existed.
-    ///
-    /// # Errors
-    /// `Unavailable`, `Auth`.
-    async fn terminate_backend(&self, pid: i32) -> Result<bool>;
-
     /// Opens a transaction with an exported snapshot (for consistent dumps and counts).
     ///
     /// # Errors
@@ -351,12 +297,6 @@ pub trait Database: Send + Sync {
     /// # Errors
     /// `Unavailable`, `Auth`.
     async fn try_lock(&self, name: &str) -> Result<LockAttempt>;
-
-    /// The client programs matching the server's major version.
-    ///
-    /// # Errors
-    /// `NotFound` naming the version needed and the versions found.
-    async fn client(&self) -> Result<PgClient>;
 
     /// Starts `pg_dump` of this database and streams its output.
     ///
@@ -442,12 +382,22 @@ pub struct Backend {
     /// The pids holding the lock it waits for (`pg_blocking_pids`; empty unless waiting on a
     /// lock).
     pub blocked_by: Vec<i32>,
-    /// The current or last query, truncated to [`Session::QUERY_CHARS`] characters and redacted
-    /// like [`Session::query`].
+    /// The current or last query, truncated to [`Backend::QUERY_CHARS`] characters, with the
+    /// literals after `PASSWORD` (and `password=` in connection strings, and URL credentials)
+    /// replaced by `***`.
     pub query: String,
 }
 
 impl Backend {
+    /// Characters of the query kept.
+    pub const QUERY_CHARS: usize = 200;
+
+    /// Whether the session is inside a transaction and waiting for its client.
+    #[must_use]
+    pub fn is_idle_in_transaction(&self) -> bool {
+        self.state.starts_with("idle in transaction")
+    }
+
     /// A regular client connection (not autovacuum, replication or a background worker).
     #[must_use]
     pub fn is_client(&self) -> bool {
@@ -526,8 +476,8 @@ pub struct StatementStats {
     pub shared_blks_hit: u64,
     /// Shared blocks read from disk (or the OS cache).
     pub shared_blks_read: u64,
-    /// The normalized text (constants are `$1`), truncated to [`Session::QUERY_CHARS`]
-    /// characters and redacted like [`Session::query`].
+    /// The normalized text (constants are `$1`), truncated to [`Backend::QUERY_CHARS`]
+    /// characters and redacted like [`Backend::query`].
     pub query: String,
 }
 

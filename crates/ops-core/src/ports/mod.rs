@@ -20,8 +20,7 @@ pub use container::{
 pub use database::{
     Backend, BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DatabaseConnector, DatabaseStats,
     DumpFormat, DumpOptions, DumpStream, HeldLock, IndexStats, LockAttempt, PerfSnapshot, PgClient, Readiness,
-    RestoreOutcome, SequenceStats, ServerVersion, Session, SignalOutcome, Snapshot, StatementStats, TableInfo,
-    TableStats,
+    RestoreOutcome, SequenceStats, ServerVersion, SignalOutcome, Snapshot, StatementStats, TableInfo, TableStats,
 };
 pub use http::{HttpClient, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use ops_core::ports::BackendList;
 use ops_core::ports::database::MockDatabase;
 
 use super::*;
@@ -38,18 +39,23 @@ fn reserved_slots_count_as_exhausted() {
     assert!(p.message.contains("the other 3 are reserved for superusers"), "{}", p.message);
 }
 
-fn session(pid: i32, state: &str, query_secs: u64, state_secs: u64) -> Session {
-    Session {
+fn session(pid: i32, state: &str, query_secs: u64, state_secs: u64) -> Backend {
+    Backend {
         pid,
+        backend_type: "client backend".to_owned(),
         user: Some("app".to_owned()),
         database: Some("shop".to_owned()),
         application: None,
         client_addr: Some("172.18.0.5".to_owned()),
         state: state.to_owned(),
+        backend_start: None,
+        query_start: None,
+        backend_age: None,
         query_age: Some(Duration::from_secs(query_secs)),
         transaction_age: state.starts_with("idle in").then(|| Duration::from_secs(state_secs + 5)),
         state_age: Some(Duration::from_secs(state_secs)),
         wait_event: None,
+        blocked_by: Vec::new(),
         query: "UPDATE trades SET status = '***' WHERE id = 7".to_owned(),
     }
 }
@@ -134,7 +140,12 @@ async fn a_refused_login_is_down_and_a_healthy_server_says_so() {
     let mut db = MockDatabase::new();
     db.expect_readiness().return_const(Readiness::Accepting);
     db.expect_connections().returning(|| Ok(stats(3, 100, 3)));
-    db.expect_activity().returning(|| Ok(vec![session(10, "active", 1, 1)]));
+    db.expect_backends().returning(|| {
+        let mut own = session(9, "active", 0, 0);
+        own.query_age = Some(Duration::from_secs(100_000));
+        // The probe's own session never counts, however long it seems to run.
+        Ok(BackendList { own_pid: 9, backends: vec![own, session(10, "active", 1, 1)] })
+    });
     let r = probe("main", &url(), &db, &PostgresThresholds::default(), Duration::from_secs(1)).await;
     assert_eq!(r.status, Status::Ok);
     assert_eq!(r.message, "accepting connections; 3 of 100 connections in use");

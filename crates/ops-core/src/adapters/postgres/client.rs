@@ -18,8 +18,8 @@ use super::restrict;
 use crate::adapters::tail;
 use crate::ports::database::{
     BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock,
-    LockAttempt, PerfSnapshot, PgClient, Readiness, RestoreOutcome, ServerVersion, Session, SignalOutcome, Snapshot,
-    TableInfo, TableStats,
+    LockAttempt, PerfSnapshot, PgClient, Readiness, RestoreOutcome, ServerVersion, SignalOutcome, Snapshot, TableInfo,
+    TableStats,
 };
 use crate::ports::object_store::ByteReader;
 use crate::secret::SecretUrl;
@@ -97,22 +97,6 @@ pub(super) fn db_err(e: sqlx::Error, what: &str) -> Error {
     Error::new(kind, format!("{what}: {detail}"))
 }
 
-/// libpq environment variables that must not leak into the client programs from the parent.
-const INHERITED_LIBPQ_VARS: &[&str] = &[
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGDATABASE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGOPTIONS",
-    "PGSSLMODE",
-    "PGTARGETSESSIONATTRS",
-];
-
 /// Read-ahead of a restore's input, so the client's stdin gets pipe-sized writes.
 const RESTORE_BUF: usize = 256 * 1024;
 
@@ -121,7 +105,7 @@ pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A query as shown in [`Session::query`]: passwords replaced by `***` (the literal after
+/// A query as shown in [`Backend::query`]: passwords replaced by `***` (the literal after
 /// `PASSWORD`, `password=` values of connection strings, URL credentials), whitespace runs
 /// folded into one space, at most `max` characters.
 pub(super) fn redact_query(query: &str, max: usize) -> String {
@@ -171,6 +155,20 @@ pub(super) fn check_db_name(name: &str) -> Result<()> {
 }
 
 impl PostgresDatabase {
+    /// The client programs matching the server's major version (found once).
+    ///
+    /// # Errors
+    /// `NotFound` naming the version needed and the versions found.
+    pub async fn client(&self) -> Result<PgClient> {
+        self.client
+            .get_or_try_init(|| async {
+                let server = self.server_version().await?;
+                find_client(server.major, &self.options.client_dirs).await
+            })
+            .await
+            .cloned()
+    }
+
     /// Prepares the adapter; connections are opened on first use.
     ///
     /// # Errors
@@ -223,7 +221,7 @@ impl PostgresDatabase {
         let mut cmd = Command::new(program);
         // Connection settings come only from our URL: inherited libpq variables could point the
         // client at another server or database.
-        for var in INHERITED_LIBPQ_VARS {
+        for var in crate::adapters::INHERITED_PG_VARS {
             cmd.env_remove(var);
         }
         for (k, v) in self.env_for(database) {
@@ -484,43 +482,6 @@ impl Database for PostgresDatabase {
         })
     }
 
-    async fn activity(&self) -> Result<Vec<Session>> {
-        let rows = sqlx::query(
-            "SELECT pid, usename::text, datname::text, nullif(application_name, ''), host(client_addr), \
-                    coalesce(state, 'unknown')::text, \
-                    extract(epoch FROM now() - query_start)::float8, \
-                    extract(epoch FROM now() - xact_start)::float8, \
-                    extract(epoch FROM now() - state_change)::float8, \
-                    wait_event_type || ':' || wait_event, left(query, 1000) \
-             FROM pg_stat_activity \
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
-             ORDER BY coalesce(xact_start, query_start) NULLS LAST, pid",
-        )
-        .fetch_all(&self.admin)
-        .await
-        .map_err(|e| db_err(e, "session activity"))?;
-        let age = |secs: Option<f64>| secs.filter(|s| s.is_finite()).map(|s| Duration::from_secs_f64(s.max(0.0)));
-        Ok(rows
-            .iter()
-            .map(|r| Session {
-                pid: r.get(0),
-                user: r.get(1),
-                database: r.get(2),
-                application: r.get(3),
-                client_addr: r.get(4),
-                state: r.get(5),
-                query_age: age(r.get(6)),
-                transaction_age: age(r.get(7)),
-                state_age: age(r.get(8)),
-                wait_event: r.get(9),
-                query: redact_query(
-                    r.get::<Option<String>, _>(10).as_deref().unwrap_or_default(),
-                    Session::QUERY_CHARS,
-                ),
-            })
-            .collect())
-    }
-
     async fn database_exists(&self, name: &str) -> Result<bool> {
         sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(name)
@@ -596,14 +557,6 @@ impl Database for PostgresDatabase {
         Ok(u32::try_from(n).unwrap_or(0))
     }
 
-    async fn terminate_backend(&self, pid: i32) -> Result<bool> {
-        sqlx::query_scalar::<_, bool>("SELECT coalesce(pg_terminate_backend($1), false)")
-            .bind(pid)
-            .fetch_one(&self.admin)
-            .await
-            .map_err(|e| db_err(e, &format!("terminate backend {pid}")))
-    }
-
     async fn export_snapshot(&self) -> Result<Box<dyn Snapshot>> {
         let mut conn = tokio::time::timeout(self.options.timeout, self.connect.connect())
             .await
@@ -654,16 +607,6 @@ impl Database for PostgresDatabase {
             since: holder.as_ref().map(|r| r.get::<chrono::DateTime<chrono::Utc>, _>(0)),
             holder: holder.as_ref().map(|r| r.get::<String, _>(1)),
         })
-    }
-
-    async fn client(&self) -> Result<PgClient> {
-        self.client
-            .get_or_try_init(|| async {
-                let server = self.server_version().await?;
-                find_client(server.major, &self.options.client_dirs).await
-            })
-            .await
-            .cloned()
     }
 
     async fn dump(&self, options: &DumpOptions) -> Result<DumpStream> {

@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 
 use super::client::{db_err, quote_ident, redact_query};
 use crate::ports::database::{
-    Backend, BackendCheck, BackendList, BackendSignal, DatabaseStats, IndexStats, PerfSnapshot, SequenceStats, Session,
+    Backend, BackendCheck, BackendList, BackendSignal, DatabaseStats, IndexStats, PerfSnapshot, SequenceStats,
     SignalOutcome, StatementStats, TableStats,
 };
 use crate::{Error, Result};
@@ -185,7 +185,7 @@ fn backend_of(r: &PgRow) -> Backend {
         state_age: age(r.get(12)),
         wait_event: r.get(13),
         blocked_by: r.get::<Option<Vec<i32>>, _>(14).unwrap_or_default(),
-        query: redact_query(r.get::<Option<String>, _>(15).as_deref().unwrap_or_default(), Session::QUERY_CHARS),
+        query: redact_query(r.get::<Option<String>, _>(15).as_deref().unwrap_or_default(), Backend::QUERY_CHARS),
     }
 }
 
@@ -309,7 +309,7 @@ pub(super) async fn snapshot_on(conn: &mut PgConnection) -> Result<PerfSnapshot>
                 rows: u64_of(r.get(3)),
                 shared_blks_hit: u64_of(r.get(4)),
                 shared_blks_read: u64_of(r.get(5)),
-                query: redact_query(r.get::<Option<String>, _>(6).as_deref().unwrap_or_default(), Session::QUERY_CHARS),
+                query: redact_query(r.get::<Option<String>, _>(6).as_deref().unwrap_or_default(), Backend::QUERY_CHARS),
             })
             .collect();
     }

@@ -25,24 +25,6 @@ fn debian_dir(major: u32) -> PathBuf {
     PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"))
 }
 
-/// Environment variables of the parent that must not reach `initdb`/`pg_ctl`/`postgres`.
-const INHERITED_PG_VARS: &[&str] = &[
-    "PGDATA",
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGDATABASE",
-    "PGOPTIONS",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGSYSCONFDIR",
-    "PGTZ",
-    "PGCLIENTENCODING",
-];
-
 /// Tries of a fresh port when the one found free was taken before the server bound it.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -164,7 +146,7 @@ pub async fn find_server_programs(major: u32) -> Result<ServerPrograms> {
 
 /// How `initdb` and `pg_ctl` are run when this process is root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RunAs {
+pub struct RunAs {
     /// The unprivileged user.
     pub user: String,
     uid: u32,
@@ -208,7 +190,7 @@ fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
 ///
 /// # Errors
 /// `NotFound` when neither `postgres` nor `nobody` exists, or neither `setpriv` nor `runuser`.
-pub(crate) async fn run_as() -> Result<Option<RunAs>> {
+pub async fn run_as() -> Result<Option<RunAs>> {
     if !is_root() {
         return Ok(None);
     }
@@ -252,7 +234,7 @@ pub struct ClusterInfo {
 /// A throwaway cluster. [`cleanup`](Self::cleanup) stops it and removes its directory; `Drop`
 /// does the same synchronously when that did not happen.
 #[derive(Debug)]
-pub(crate) struct LocalCluster {
+pub struct LocalCluster {
     root: PathBuf,
     programs: ServerPrograms,
     run_as: Option<RunAs>,
@@ -264,14 +246,16 @@ fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error 
     move |e| Error::from(e).context(what)
 }
 
+/// The last five lines of a program's output, on one line.
 fn tail(text: &str) -> String {
-    crate::check::tail(text)
+    let lines: Vec<&str> = text.trim().lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
 impl LocalCluster {
     /// Creates the (empty) temporary directory under `parent`, owned by the user the server
     /// will run as. Nothing runs yet.
-    pub(crate) fn create(parent: &Path, programs: ServerPrograms, run_as: Option<RunAs>) -> Result<Self> {
+    pub fn create(parent: &Path, programs: ServerPrograms, run_as: Option<RunAs>) -> Result<Self> {
         let mut random = [0u8; 6];
         getrandom::fill(&mut random).map_err(|e| Error::internal(format!("no randomness from the OS: {e}")))?;
         let root = parent.join(format!("ops-drill-{}-{}", std::process::id(), hex::encode(random)));
@@ -294,7 +278,7 @@ impl LocalCluster {
     }
 
     /// The report's view.
-    pub(crate) fn info(&self) -> ClusterInfo {
+    pub fn info(&self) -> ClusterInfo {
         ClusterInfo {
             data_dir: self.data_dir().display().to_string(),
             port: self.port,
@@ -351,7 +335,7 @@ impl LocalCluster {
                 c
             }
         };
-        for var in INHERITED_PG_VARS {
+        for var in super::INHERITED_PG_VARS {
             cmd.env_remove(var);
         }
         cmd.env("LC_ALL", "C").current_dir(&self.root).stdin(Stdio::null());
@@ -360,7 +344,7 @@ impl LocalCluster {
 
     /// `initdb` with scram-sha-256 for superuser `postgres` and `password` (through a file
     /// readable only by the server user, deleted right after).
-    pub(crate) async fn init(&mut self, password: &str) -> Result<()> {
+    pub async fn init(&mut self, password: &str) -> Result<()> {
         let pwfile = self.root.join("pwfile");
         {
             let mut f = std::fs::OpenOptions::new()
@@ -417,7 +401,7 @@ impl LocalCluster {
 
     /// Starts the server on a free 127.0.0.1 port (another one when that port was taken in
     /// between) and waits until it accepts connections. Returns the port.
-    pub(crate) async fn start(&mut self) -> Result<u16> {
+    pub async fn start(&mut self) -> Result<u16> {
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
@@ -513,7 +497,7 @@ impl LocalCluster {
 
     /// Stops the server (`pg_ctl stop -m immediate`, then `kill -KILL` of what still runs in
     /// the data directory) and removes the directory. Returns what went wrong, in words.
-    pub(crate) async fn cleanup(&mut self) -> Vec<String> {
+    pub async fn cleanup(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(cmd) = self.stop_command() {
             // Not killed when this future is dropped: the stop must finish (Drop repeats it anyway).
