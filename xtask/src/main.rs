@@ -2,8 +2,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
-mod bench_perf;
-mod bench_probes;
 mod ci;
 mod cmd;
 mod fuzz;
@@ -96,7 +94,7 @@ fn run() -> Result<()> {
         "bench" => {
             let Some((what, args)) = rest.split_first() else { bail!("bench: missing benchmark name\n{USAGE}") };
             if what == "probes" {
-                let mut opts = bench_probes::Options::default();
+                let mut opts = bench::probes::Options::default();
                 numeric_flags(args, |flag, n| {
                     match flag {
                         "--runs" => opts.runs = n.max(1),
@@ -106,10 +104,10 @@ fn run() -> Result<()> {
                     }
                     Ok(())
                 })?;
-                return bench_probes::probes(&opts);
+                return bench::probes::probes(&opts);
             }
             if what == "perf" {
-                let mut opts = bench_perf::Options::default();
+                let mut opts = bench::perf::Options::default();
                 numeric_flags(args, |flag, n| {
                     match flag {
                         "--runs" => opts.runs = n.max(1),
@@ -118,12 +116,12 @@ fn run() -> Result<()> {
                     }
                     Ok(())
                 })?;
-                return bench_perf::perf(&opts);
+                return bench::perf::perf(&opts);
             }
             if what != "backup" {
                 bail!("bench: unknown benchmark {what:?}\n{USAGE}");
             }
-            let mut opts = bench::Options::default();
+            let mut opts = bench::backup::Options::default();
             let mut args = args.iter();
             while let Some(arg) = args.next() {
                 let mut number = |name: &str| -> Result<u64> {
@@ -137,7 +135,7 @@ fn run() -> Result<()> {
                     other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
                 }
             }
-            bench::backup(&opts)
+            bench::backup::backup(&opts)
         }
         "-h" | "--help" | "help" => {
             print!("{USAGE}");

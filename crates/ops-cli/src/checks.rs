@@ -31,7 +31,11 @@ pub(crate) async fn triage(
     out: &mut dyn Write,
 ) -> Result<Outcome> {
     let ctx = Context::from_config(config(cli, env)?)?;
-    let opts = TriageOptions { concurrency: None, timeout_secs: args.timeout, skip_logs: args.no_logs };
+    let opts = TriageOptions {
+        concurrency: args.concurrency.and_then(|n| usize::try_from(n).ok()),
+        timeout_secs: args.timeout,
+        skip_logs: args.no_logs,
+    };
     let Some(every) = args.watch else {
         let report = ops_probes::triage(&ctx, &opts).await;
         if cli.json {

@@ -274,6 +274,9 @@ pub struct TriageArgs {
     /// Do not read container logs.
     #[arg(long)]
     pub no_logs: bool,
+    /// Probes run at the same time, 1 to 64 [default: probes.concurrency, 32]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: Option<u64>,
     /// Show all evidence, every healthy check, and one line per probe.
     #[arg(long, short)]
     pub verbose: bool,

@@ -9,7 +9,7 @@ use ops_core::config::ProbesConfig;
 use ops_core::{Runbook, Status};
 
 use crate::{PerfFinding, Section, SectionReport};
-use ops_probes::{Observation, ProbeReport, Problem};
+use ops_probes::{Observation, ProbeReport};
 
 /// Analyses this machine (the section's target is `host`) through
 /// [`ops_probes::host::probe`] within `probes.timeout-secs`: one `disk` finding per filesystem it
@@ -55,7 +55,7 @@ fn findings(probe: &ProbeReport) -> Vec<PerfFinding> {
         });
         let used = values.iter().find(|o| o.name == "disk_used").map_or(0.0, |o| o.value);
         let mut f = match problem {
-            Some(p) => from_problem("disk", mount, p).evidence("expand the disk, or prune images and volumes"),
+            Some(p) => PerfFinding::of("disk", mount, p).evidence("expand the disk, or prune images and volumes"),
             None => PerfFinding::new("disk", Status::Ok, mount, format!("{mount}: {used:.0} % used")),
         };
         f.values = values;
@@ -81,7 +81,7 @@ fn findings(probe: &ProbeReport) -> Vec<PerfFinding> {
         }
         let value = |n: &str| values.iter().find(|o| o.name == n).map_or(0.0, |o| o.value);
         let mut f = match probe.problems.iter().find(|p| p.runbook == runbook) {
-            Some(p) => from_problem(check, host, p),
+            Some(p) => PerfFinding::of(check, host, p),
             None if check == "memory" => {
                 PerfFinding::new(check, Status::Ok, host, format!("memory {:.0} % used", value("memory_used")))
             }
@@ -97,19 +97,15 @@ fn findings(probe: &ProbeReport) -> Vec<PerfFinding> {
     }
     // Filesystems that could not be measured (a hung network mount).
     for p in probe.problems.iter().filter(|p| p.runbook == Runbook::ProbeFailed) {
-        out.push(from_problem("disk", host, p));
+        out.push(PerfFinding::of("disk", host, p));
     }
     out
-}
-
-fn from_problem(check: &str, subject: &str, p: &Problem) -> PerfFinding {
-    p.evidence.iter().fold(PerfFinding::new(check, p.status, subject, p.message.clone()), |f, e| f.evidence(e.clone()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ops_probes::{ProbeKind, Unit};
+    use ops_probes::{ProbeKind, Problem, Unit};
 
     #[test]
     fn problems_land_on_their_filesystem() {

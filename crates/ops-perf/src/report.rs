@@ -84,6 +84,13 @@ pub struct PerfFinding {
 }
 
 impl PerfFinding {
+    /// A probe's [`Problem`](ops_probes::Problem) as the verdict of check `check` on
+    /// `subject`, with its evidence.
+    #[must_use]
+    pub fn of(check: &str, subject: &str, p: &ops_probes::Problem) -> Self {
+        p.evidence.iter().fold(Self::new(check, p.status, subject, p.message.clone()), |f, e| f.evidence(e.clone()))
+    }
+
     /// A finding without values, evidence or action.
     #[must_use]
     pub fn new(check: &str, verdict: Status, subject: impl Into<String>, message: impl Into<String>) -> Self {

@@ -138,6 +138,13 @@ impl Problem {
         Self { runbook, status, message: message.into(), evidence: Vec::new() }
     }
 
+    /// A check's [`Finding`](ops_core::Finding) as a probe's problem, under the runbook that
+    /// applies (the finding's subject is the probe's target).
+    #[must_use]
+    pub fn of(finding: &ops_core::Finding, runbook: Runbook) -> Self {
+        Self::new(runbook, finding.status, finding.message.clone()).with_evidence(finding.evidence.iter().cloned())
+    }
+
     /// Adds evidence lines.
     #[must_use]
     pub fn with_evidence(mut self, evidence: impl IntoIterator<Item = String>) -> Self {

@@ -94,7 +94,7 @@ pub fn from_endpoint(name: &str, r: &EndpointReport) -> ProbeReport {
     let mut report = ProbeReport::new(ProbeKind::Tls, name, r.target.clone());
     let failure = r.connection_failure.as_ref().map(|f| (f.message.as_str(), f.stage));
     for f in &r.findings {
-        report.problem(Problem::new(runbook_of(f, failure), f.status, f.message.clone()));
+        report.problem(Problem::of(f, runbook_of(f, failure)));
     }
     if let Some(days) = r.days_left {
         #[allow(clippy::cast_precision_loss)]
@@ -127,7 +127,7 @@ pub fn from_path(name: &str, r: &PathReport) -> ProbeReport {
     let name = if name.is_empty() { target.as_str() } else { name };
     let mut report = ProbeReport::new(ProbeKind::Tls, name, target.clone());
     for f in r.findings.iter().chain(r.files.iter().flat_map(|f| f.findings.iter())) {
-        report.problem(Problem::new(runbook_of(f, None), f.status, f.message.clone()));
+        report.problem(Problem::of(f, runbook_of(f, None)));
     }
     if let Some(days) = r.days_left {
         #[allow(clippy::cast_precision_loss)]

@@ -1,0 +1,181 @@
+//! The markdown report: facts about the machine and the data, one row per case, verdicts.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+pub(super) struct Facts {
+    pub(super) date: String,
+    pub(super) cores: usize,
+    pub(super) mem_gib: f64,
+    pub(super) pg_dump: String,
+    pub(super) revision: String,
+    pub(super) dump_bytes: u64,
+    pub(super) counts: String,
+    /// Percent of one core busy just before the timed runs.
+    pub(super) background: Option<f64>,
+}
+
+pub(super) fn mem_total_gib() -> f64 {
+    let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    kib as f64 / 1024.0 / 1024.0
+}
+
+pub(super) fn verdict(value: f64, target: f64, at_most: bool) -> &'static str {
+    let ok = if at_most { value <= target } else { value >= target };
+    if ok { "PASS" } else { "MISS" }
+}
+
+/// A markdown table cell: `|` escaped (also inside code spans, as GFM requires).
+pub(super) fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+pub(super) fn case_row(out: &mut String, case: &Case, raw: Option<f64>) {
+    let runs: Vec<String> = case.samples.iter().map(|s| format!("{:.1}", s.secs)).collect();
+    let median = case.median().map_or_else(|| "–".to_owned(), |m| format!("{m:.1} s"));
+    let vs_raw = match (case.median(), raw) {
+        (Some(m), Some(r)) if r > 0.0 => format!("{:.2}×", m / r),
+        _ => "–".to_owned(),
+    };
+    let size = case.size().map_or_else(|| "–".to_owned(), mb);
+    let cpu = |f: fn(&Sample) -> Option<f64>| case.median_of(f).map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"));
+    let cpus = [cpu(|s| s.client_cpu), cpu(|s| s.pg_cpu), cpu(|s| s.s3_cpu), cpu(|s| s.rest_cpu)].join(" / ");
+    let rss = case.max_rss_mib().map_or_else(|| "–".to_owned(), |m| format!("{m:.0} MiB"));
+    let _ = writeln!(
+        out,
+        "| {} | {median} | {} | {vs_raw} | {size} | {cpus} | {rss} |",
+        cell(&case.label),
+        runs.join(" / ")
+    );
+}
+
+pub(super) fn render(f: &Facts, cases: &[(Kind, Case)], restore: &RestoreOutcome) -> String {
+    let get = |k: Kind| cases.iter().find(|(kind, _)| *kind == k).map(|(_, c)| c);
+    let med = |k: Kind| get(k).and_then(Case::median);
+    let size = |k: Kind| get(k).and_then(Case::size);
+    let raw = med(Kind::Raw);
+    let mut out = String::new();
+    let _ = writeln!(out, "## Backup benchmark ({})\n", f.date);
+    let _ = writeln!(
+        out,
+        "Machine: {} cores, {:.0} GiB RAM, {} of one core busy before the timed runs; {}; ops {}. Dataset: plain \
+         dump {} (customers/orders/events rows {}), gzip -6 ratio {}. Times are medians of the runs shown, after \
+         one warm-up `pg_dump`. CPU: median seconds of CPU time of the client programs (opsctl with its pg_dump or \
+         psql), the PostgreSQL and S3 containers, and the rest of the machine (docker-proxy forwarding the ports, \
+         and anything else running).\n",
+        f.cores,
+        f.mem_gib,
+        f.background.map_or_else(|| "?".to_owned(), |p| format!("{p:.0} %")),
+        f.pg_dump,
+        f.revision,
+        mb(f.dump_bytes),
+        f.counts,
+        size(Kind::RunbookGzip).map_or_else(|| "?".into(), |g| format!("{:.3}", g as f64 / f.dump_bytes as f64)),
+    );
+    let _ = writeln!(
+        out,
+        "| case | median | runs (s) | vs `pg_dump > file` | output | CPU s: client / PostgreSQL / S3 / rest | peak RSS |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for (_, case) in cases {
+        case_row(&mut out, case, raw);
+    }
+    match restore {
+        RestoreOutcome::Measured(r) => {
+            for case in [&r.psql, &r.in_place, &r.safe_swap, &r.drill, &r.verify] {
+                case_row(&mut out, case, None);
+            }
+        }
+        RestoreOutcome::Failed { psql, error } => {
+            case_row(&mut out, psql, None);
+            let _ = writeln!(out, "| opsctl restore or dr-test | failed: {} | | | | | |", cell(error));
+        }
+        RestoreOutcome::Unavailable => {
+            let _ = writeln!(out, "| restore | not measured (opsctl restore not available) | | | | | |");
+        }
+    }
+
+    let _ = writeln!(out, "\n| target | value | goal | result |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    let mut target = |name: &str, value: Option<f64>, goal: f64, at_most: bool, unit: &str| {
+        let op = if at_most { "≤" } else { "≥" };
+        match value {
+            Some(v) => {
+                let _ = writeln!(
+                    out,
+                    "| {} | {v:.2}{unit} | {op} {goal}{unit} | {} |",
+                    cell(name),
+                    verdict(v, goal, at_most)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| {} | – | {op} {goal}{unit} | not measured |", cell(name));
+            }
+        }
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    target("gzip backup / `pg_dump > file`", ratio(med(Kind::OpsGzipFs), raw), TARGET_GZIP_VS_RAW, true, "×");
+    target(
+        "`pg_dump | gzip` / gzip backup",
+        ratio(med(Kind::RunbookGzip), med(Kind::OpsGzipFs)),
+        TARGET_SPEEDUP_VS_RUNBOOK,
+        false,
+        "×",
+    );
+    target("zstd backup / `pg_dump > file`", ratio(med(Kind::OpsZstdFs), raw), TARGET_ZSTD_VS_RAW, true, "×");
+    let rss = [Kind::OpsGzipFs, Kind::OpsZstdFs, Kind::OpsGzipS3]
+        .iter()
+        .filter_map(|k| get(*k).and_then(Case::max_rss_mib))
+        .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
+    target("peak RSS of `opsctl backup run`", rss, TARGET_RSS_MIB, true, " MiB");
+    let (in_place, safe_swap) = match restore {
+        RestoreOutcome::Measured(r) => {
+            (ratio(r.in_place.median(), r.psql.median()), ratio(r.safe_swap.median(), r.psql.median()))
+        }
+        _ => (None, None),
+    };
+    target("restore (safe swap, the default) / `gunzip -c | psql`", safe_swap, TARGET_RESTORE_VS_PSQL, true, "×");
+    target("restore (`--in-place`) / `gunzip -c | psql`", in_place, TARGET_RESTORE_VS_PSQL, true, "×");
+
+    if let RestoreOutcome::Measured(r) = restore {
+        let med = |v: &[f64]| median(v.to_vec()).map_or_else(|| "–".to_owned(), |m| format!("{m:.1} s"));
+        let _ = writeln!(
+            out,
+            "\nThe drill (`dr-test --backend local`: initdb, start, restore, count every table, stop, remove) took {} \
+             in all; its own report: restore {}, RTO {}. Its cluster runs on the host, so its CPU time is in \
+             \"rest\", and it restores into a fresh local cluster, not into the PostgreSQL container.",
+            r.drill.median().map_or_else(|| "–".to_owned(), |m| format!("{m:.1} s")),
+            med(&r.drill_restore),
+            med(&r.drill_rto),
+        );
+    }
+
+    let _ = writeln!(out, "\n| compressed size | ours | CLI reference | ours / reference |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (name, ours, reference, ref_name) in [
+        ("gzip", size(Kind::OpsGzipFs), size(Kind::RunbookGzip), "gzip -6"),
+        ("zstd", size(Kind::OpsZstdFs), size(Kind::RunbookZstd), "zstd -3"),
+    ] {
+        if let (Some(o), Some(r)) = (ours, reference) {
+            let _ = writeln!(
+                out,
+                "| {name} (opsctl default level) | {} ({:.3} of raw) | {} ({:.3}, {ref_name}) | {:.3} |",
+                mb(o),
+                o as f64 / f.dump_bytes as f64,
+                mb(r),
+                r as f64 / f.dump_bytes as f64,
+                o as f64 / r as f64
+            );
+        }
+    }
+    out
+}
