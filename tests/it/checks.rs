@@ -12,7 +12,6 @@ use chrono::{Datelike, Utc};
 use http::{Request, StatusCode};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
 /// A root CA in a temp dir (`ca.pem`) and leaves for `example.com` signed by it.
@@ -71,20 +70,7 @@ async fn serve(cert: CertificateDer<'static>, key: &KeyPair) -> SocketAddr {
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(tcp).await {
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
+    crate::harness::tls_server(config).await
 }
 
 /// Servers live on their own runtime, so opsctl (which starts its own) runs beside them.

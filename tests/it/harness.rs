@@ -296,3 +296,68 @@ pub fn require_local_postgres() {
         ),
     }
 }
+
+/// One request to ops-server in-process (no socket), with `key` as its bearer token and `body`
+/// as JSON; the status and the body.
+pub async fn api_call(
+    state: &std::sync::Arc<ops_server::AppState>,
+    method: &str,
+    uri: &str,
+    key: &str,
+    body: &str,
+) -> (http::StatusCode, String) {
+    use tower::ServiceExt;
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_owned()))
+        .unwrap();
+    let resp = ops_server::app(std::sync::Arc::clone(state)).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A TLS server on 127.0.0.1 with `config`, closing each connection after the handshake. It
+/// lives as long as the test's runtime.
+pub async fn tls_server(config: rustls::ServerConfig) -> std::net::SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A container of Compose service `service` in project `project` running `cmd`, labelled for
+/// the test module `module` (its name starts with `opsit-{service}`).
+pub fn compose_service(module: &str, project: &str, service: &str, cmd: Vec<String>) -> ops_core::ports::RunSpec {
+    ops_core::ports::RunSpec {
+        image: BASE_IMAGE.to_owned(),
+        name: Some(unique(&format!("opsit-{service}"))),
+        cmd,
+        labels: std::collections::BTreeMap::from([
+            ("ops.it".to_owned(), module.to_owned()),
+            (ops_core::ports::COMPOSE_PROJECT_LABEL.to_owned(), project.to_owned()),
+            (ops_core::ports::COMPOSE_SERVICE_LABEL.to_owned(), service.to_owned()),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// Starts `spec`; its name, and a guard that removes it.
+pub async fn start(rt: &DockerRuntime, spec: &ops_core::ports::RunSpec) -> (String, Cleanup) {
+    let c = rt.run_ephemeral(spec).await.unwrap_or_else(|e| panic!("start {:?}: {e}", spec.name));
+    (c.name, Cleanup(c.id))
+}

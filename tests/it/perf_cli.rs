@@ -2,12 +2,9 @@
 //! against a real PostgreSQL: plan by default, act and audit with `--apply`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use tower::ServiceExt;
+use http::StatusCode;
 
 use crate::harness;
 
@@ -90,26 +87,6 @@ fn perf_cli_plans_then_applies_kill_idle_and_analyzes() {
     rt.block_on(pg.container.rm()).unwrap();
 }
 
-async fn call(
-    state: &Arc<ops_server::AppState>,
-    method: &str,
-    uri: &str,
-    key: &str,
-    body: &str,
-) -> (StatusCode, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    let resp = ops_server::app(Arc::clone(state)).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
 #[tokio::test]
 async fn perf_api_analyze_and_actions_need_the_right_key() {
     let pg = harness::postgres(&[]).await;
@@ -132,25 +109,28 @@ async fn perf_api_analyze_and_actions_need_the_right_key() {
     let loaded = ops_core::config::load(Some(&config), &env).unwrap();
     let state = ops_server::AppState::from_config(loaded.config, Some(config), env);
 
-    let (status, body) = call(&state, "GET", "/api/v1/perf?section=pg", "read-key-0123456789", "").await;
+    let (status, body) =
+        crate::harness::api_call(&state, "GET", "/api/v1/perf?section=pg", "read-key-0123456789", "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["sections"].as_array().unwrap().len(), 1);
     assert_eq!(v["sections"][0]["section"], "pg");
-    let (status, _) = call(&state, "GET", "/api/v1/perf?section=pgg", "read-key-0123456789", "").await;
+    let (status, _) =
+        crate::harness::api_call(&state, "GET", "/api/v1/perf?section=pgg", "read-key-0123456789", "").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let vacuum = r#"{"action": "vacuum", "analyze": true, "tables": ["pg_catalog.pg_class"]}"#;
-    let (status, _) = call(&state, "POST", "/api/v1/actions", "read-key-0123456789", vacuum).await;
+    let (status, _) = crate::harness::api_call(&state, "POST", "/api/v1/actions", "read-key-0123456789", vacuum).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a read key cannot act");
     let kill = r#"{"action": "kill-idle", "older-than-secs": 3600, "apply": false}"#;
-    let (status, body) = call(&state, "POST", "/api/v1/actions", "admin-key-0123456789", kill).await;
+    let (status, body) =
+        crate::harness::api_call(&state, "POST", "/api/v1/actions", "admin-key-0123456789", kill).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["applied"], false);
     assert_eq!(v["plan"]["action"]["action"], "kill-idle");
     let bad = r#"{"action": "drop-database", "apply": true}"#;
-    let (status, _) = call(&state, "POST", "/api/v1/actions", "admin-key-0123456789", bad).await;
+    let (status, _) = crate::harness::api_call(&state, "POST", "/api/v1/actions", "admin-key-0123456789", bad).await;
     assert!(status.is_client_error(), "{status}");
     assert!(!audit.exists() || std::fs::read_to_string(&audit).unwrap().is_empty(), "nothing was applied");
 }

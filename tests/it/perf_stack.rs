@@ -3,7 +3,6 @@
 //! and applied; containers that hold memory under a limit and burn CPU; an HTTP endpoint with a
 //! known delay; and a restart of a container with its Compose dependents, in order.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +21,7 @@ use ops_core::{SecretUrl, Status};
 use ops_perf::{PerfFinding, SectionReport, StateDir, Window, containers, http, redis};
 use ops_probes::NetOptions;
 
-use crate::harness::{self, BASE_IMAGE, Cleanup, eventually, require_docker, unique};
+use crate::harness::{self, eventually, require_docker, start, unique};
 
 const MB: u64 = 1024 * 1024;
 
@@ -159,26 +158,6 @@ async fn perf_stack_redis_full_noeviction_then_set_policy_planned_and_applied() 
     let again = stack_actions::apply(&ctx, &plan, &audit, "it").await.unwrap();
     assert!(!again[0].ok && again[0].result.starts_with("skipped:"), "{again:#?}");
     assert_eq!(audit.read().unwrap().len(), 1);
-}
-
-/// A container of Compose service `service` in `project`, from the base image.
-fn service(project: &str, service: &str, script: &str) -> RunSpec {
-    RunSpec {
-        image: BASE_IMAGE.to_owned(),
-        name: Some(unique(&format!("opsit-perf-{service}"))),
-        cmd: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
-        labels: BTreeMap::from([
-            ("ops.it".to_owned(), "perf_stack".to_owned()),
-            ("com.docker.compose.project".to_owned(), project.to_owned()),
-            ("com.docker.compose.service".to_owned(), service.to_owned()),
-        ]),
-        ..Default::default()
-    }
-}
-
-async fn start(rt: &DockerRuntime, spec: &RunSpec) -> (String, Cleanup) {
-    let c = rt.run_ephemeral(spec).await.unwrap_or_else(|e| panic!("start {:?}: {e}", spec.name));
-    (c.name, Cleanup(c.id))
 }
 
 /// Stops at once on SIGTERM (a plain `sleep` as PID 1 ignores it, and a restart would wait for
@@ -403,4 +382,10 @@ async fn perf_stack_host_disks_memory_and_load_of_this_machine() {
     let r = ops_perf::host::analyze(&zero, None).await;
     assert!(r.status >= Status::Warn, "{r:#?}");
     assert!(r.findings.iter().any(|f| f.check == "memory" && f.verdict >= Status::Warn), "{r:#?}");
+}
+
+fn service(project: &str, service: &str, script: &str) -> RunSpec {
+    let spec =
+        crate::harness::compose_service("perf_stack", project, service, vec!["sh".into(), "-c".into(), script.into()]);
+    RunSpec { name: Some(unique(&format!("opsit-perf-{service}"))), ..spec }
 }

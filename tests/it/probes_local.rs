@@ -3,7 +3,6 @@
 //! missing its cache, PostgreSQL out of connections, idle in a transaction and stopped, and
 //! this machine's disks, memory and load.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use ops_core::ports::{
 use ops_core::{Runbook, SecretUrl, Status};
 use ops_probes::{ProbeReport, container, host, logs, postgres, redis};
 
-use crate::harness::{self, BASE_IMAGE, Cleanup, eventually, require_docker, unique};
+use crate::harness::{self, eventually, require_docker, start, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -34,26 +33,6 @@ fn runbooks(r: &ProbeReport) -> Vec<(Runbook, Status)> {
 
 fn has(r: &ProbeReport, runbook: Runbook, status: Status) -> bool {
     r.problems.iter().any(|p| p.runbook == runbook && p.status == status)
-}
-
-/// A container of Compose service `service` in `project`, from the base image.
-fn service(project: &str, service: &str, cmd: &[&str]) -> RunSpec {
-    RunSpec {
-        image: BASE_IMAGE.to_owned(),
-        name: Some(unique(&format!("opsit-{service}"))),
-        cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
-        labels: BTreeMap::from([
-            ("ops.it".to_owned(), "probes_local".to_owned()),
-            ("com.docker.compose.project".to_owned(), project.to_owned()),
-            ("com.docker.compose.service".to_owned(), service.to_owned()),
-        ]),
-        ..Default::default()
-    }
-}
-
-async fn start(rt: &DockerRuntime, spec: &RunSpec) -> (String, Cleanup) {
-    let c = rt.run_ephemeral(spec).await.unwrap_or_else(|e| panic!("start {:?}: {e}", spec.name));
-    (c.name, Cleanup(c.id))
 }
 
 #[tokio::test]
@@ -400,4 +379,8 @@ async fn probes_local_host_measures_this_machine() {
         report.problems.iter().filter(|p| p.runbook == Runbook::DiskFull).map(|p| p.message.as_str()).collect();
     assert_eq!(full.len(), mounts.len(), "{full:?}");
     assert!(full.iter().any(|m| m.contains("(holds the Docker data root)")), "{full:?}");
+}
+
+fn service(project: &str, service: &str, cmd: &[&str]) -> RunSpec {
+    crate::harness::compose_service("probes_local", project, service, cmd.iter().map(|s| (*s).to_owned()).collect())
 }

@@ -6,14 +6,12 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use ops_backup::progress::{Progress, ProgressEvent};
 use ops_backup::{BackupOptions, backup};
 use ops_core::config::{DatabaseConfig, OpsConfig, StorageConfig};
 use ops_core::ports::{ContainerRuntime, ObjectStore};
 use ops_core::{ErrorKind, Secret, SecretUrl};
-use tower::ServiceExt;
 
 use crate::backup::stack;
 use crate::harness::{postgres, require_docker};
@@ -23,17 +21,7 @@ const ADMIN: &str = "admin-key-0123456789abcdef";
 
 async fn call(state: &Arc<ops_server::AppState>, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
     let key = if method == "GET" { READ } else { ADMIN };
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    let resp = ops_server::app(Arc::clone(state)).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    crate::harness::api_call(state, method, uri, key, body).await
 }
 
 fn with_keys(mut config: OpsConfig) -> OpsConfig {

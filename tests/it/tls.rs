@@ -25,7 +25,6 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::AsyncWriteExt;
 
 const DAY: i64 = 86_400;
 /// Time limit of endpoint checks: short, so the never-answering server costs one second.
@@ -158,20 +157,7 @@ async fn serve(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> SocketAddr
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(tcp).await {
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
+    crate::harness::tls_server(config).await
 }
 
 async fn check(addr: SocketAddr, options: &CheckOptions) -> EndpointReport {

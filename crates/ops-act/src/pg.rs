@@ -535,27 +535,7 @@ mod tests {
 
     use super::*;
 
-    fn backend(pid: i32, app: &str, state: &str, age_secs: u64) -> Backend {
-        let age = Some(Duration::from_secs(age_secs));
-        Backend {
-            pid,
-            backend_type: "client backend".into(),
-            user: Some("app".into()),
-            database: Some("app".into()),
-            application: Some(app.to_owned()).filter(|a| !a.is_empty()),
-            client_addr: None,
-            state: state.into(),
-            backend_start: Some(Utc.timestamp_opt(1_700_000_000, 123_456_000).unwrap()),
-            query_start: Some(Utc.timestamp_opt(1_700_000_100, 0).unwrap()),
-            backend_age: age,
-            query_age: age,
-            transaction_age: None,
-            state_age: age,
-            wait_event: None,
-            blocked_by: Vec::new(),
-            query: format!("SELECT {pid}"),
-        }
-    }
+    use ops_core::ports::database::fixtures::client_backend as backend;
 
     fn list() -> BackendList {
         let mut walsender = backend(5, "standby", "active", 9_000);

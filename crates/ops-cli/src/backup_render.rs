@@ -10,18 +10,7 @@ use ops_backup::retention::{Action, PruneReport};
 use ops_backup::{BackupReport, DrillReport, RestorePlan, RestoreReport, VerifyReport};
 use ops_core::Result;
 
-/// Bytes as a person reads them (1024-based).
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    #[allow(clippy::cast_precision_loss)]
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
-}
+pub(crate) use ops_core::units::human_bytes as bytes;
 
 /// An age like `5m`, `3h`, `2d`.
 pub(crate) fn age(from: DateTime<Utc>, now: DateTime<Utc>) -> String {

@@ -40,7 +40,7 @@ pub(crate) fn report(out: &mut dyn Write, r: &PerfReport) -> Result<()> {
                     .values
                     .iter()
                     .map(|v| match v.unit {
-                        ops_probes::Unit::Bytes => format!("{}={}", v.name, bytes(v.value)),
+                        ops_probes::Unit::Bytes => format!("{}={}", v.name, ops_core::units::human_bytes_f64(v.value)),
                         _ => format!("{}={}{}", v.name, value(v.value), unit(v.unit)),
                     })
                     .collect();
@@ -84,18 +84,6 @@ pub(crate) fn report(out: &mut dyn Write, r: &PerfReport) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `11.3 MiB`.
-fn bytes(v: f64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = v;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", units[i]) }
 }
 
 /// A plan: what would be touched. `due`: there is something to do.

@@ -116,18 +116,7 @@ pub(crate) mod commands {
     }
 }
 
-/// `1,234,567`.
-pub(crate) fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub(crate) use ops_core::units::count;
 
 /// `2024-05-01 10:00 UTC (3 h ago)`, or `never`.
 pub(crate) fn when(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {

@@ -69,7 +69,9 @@ pub async fn probe(check: &DnsCheckConfig, options: &NetOptions) -> ProbeReport 
             Problem::new(Runbook::DnsFailure, Status::Critical, message)
                 .with_evidence(found.iter().map(IpAddr::to_string)),
         ),
-        None => report.message = format!("{name} resolves to {} ({})", list(&found), net::human(took)),
+        None => {
+            report.message = format!("{name} resolves to {} ({})", list(&found), ops_core::units::human_latency(took))
+        }
     }
     report.finish(started.elapsed())
 }

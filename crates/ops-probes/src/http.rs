@@ -63,8 +63,8 @@ pub async fn probe(check: &HttpCheckConfig, thresholds: &HttpThresholds, options
                 report.message = format!(
                     "{} in {} (TTFB {})",
                     status_line(response.status),
-                    net::human(trace.total.unwrap_or_default()),
-                    net::human(ttfb)
+                    ops_core::units::human_latency(trace.total.unwrap_or_default()),
+                    ops_core::units::human_latency(ttfb)
                 );
             }
         }
@@ -211,7 +211,7 @@ fn ttfb_problem(ttfb: Duration, warn_ms: u64, critical_ms: u64) -> Option<Proble
     Some(Problem::new(
         Runbook::SlowResponses,
         status,
-        format!("slow: time to first byte {} (over {limit} ms)", net::human(ttfb)),
+        format!("slow: time to first byte {} (over {limit} ms)", ops_core::units::human_latency(ttfb)),
     ))
 }
 

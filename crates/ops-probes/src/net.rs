@@ -181,18 +181,6 @@ pub(crate) fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1_000.0
 }
 
-/// `0.4 ms`, `12 ms`, `1.5 s`.
-pub(crate) fn human(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1_000.0;
-    if ms < 10.0 {
-        format!("{ms:.1} ms")
-    } else if ms < 10_000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
 /// An error and its sources, each once: `connection error: Connection reset by peer`.
 pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

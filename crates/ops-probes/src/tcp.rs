@@ -36,7 +36,11 @@ pub async fn probe(check: &TcpCheckConfig, options: &NetOptions) -> ProbeReport 
         let took = t.elapsed();
         report.observe(Observation::new("connect", net::millis(took), Unit::Milliseconds));
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| format!("{host}:{port}"));
-        Ok::<_, String>(format!("{} accepts connections ({peer}, {})", check.address.trim(), net::human(took)))
+        Ok::<_, String>(format!(
+            "{} accepts connections ({peer}, {})",
+            check.address.trim(),
+            ops_core::units::human_latency(took)
+        ))
     };
     let outcome = tokio::time::timeout(options.timeout, attempt).await;
     match outcome {

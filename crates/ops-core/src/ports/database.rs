@@ -405,6 +405,43 @@ impl Backend {
     }
 }
 
+/// Backends for tests.
+#[cfg(any(test, feature = "mocks"))]
+pub mod fixtures {
+    use std::time::Duration;
+
+    use chrono::TimeZone;
+
+    use super::Backend;
+
+    /// A client backend of role `app` on database `app`, run by application `app` (none when
+    /// empty), in `state` for `age_secs` (its query and its connection as old), connected at
+    /// 2023-11-14 22:13:20.123456 UTC with its query started 100 s later, running
+    /// `SELECT {pid}`. Override what a test needs with struct update syntax.
+    #[must_use]
+    pub fn client_backend(pid: i32, app: &str, state: &str, age_secs: u64) -> Backend {
+        let age = Some(Duration::from_secs(age_secs));
+        Backend {
+            pid,
+            backend_type: "client backend".into(),
+            user: Some("app".into()),
+            database: Some("app".into()),
+            application: Some(app.to_owned()).filter(|a| !a.is_empty()),
+            client_addr: None,
+            state: state.into(),
+            backend_start: chrono::Utc.timestamp_opt(1_700_000_000, 123_456_000).single(),
+            query_start: chrono::Utc.timestamp_opt(1_700_000_100, 0).single(),
+            backend_age: age,
+            query_age: age,
+            transaction_age: None,
+            state_age: age,
+            wait_event: None,
+            blocked_by: Vec::new(),
+            query: format!("SELECT {pid}"),
+        }
+    }
+}
+
 /// Every backend of the server, and the pid of the session that listed them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendList {

@@ -114,22 +114,11 @@ fn index(name: &str, columns: &[i16]) -> IndexStats {
 fn backend(pid: i32, app: &str, state: &str, age_secs: u64) -> Backend {
     let age = Some(Duration::from_secs(age_secs));
     Backend {
-        pid,
-        backend_type: "client backend".into(),
-        user: Some("app".into()),
-        database: Some("app".into()),
-        application: Some(app.into()).filter(|a: &String| !a.is_empty()),
         client_addr: Some("10.0.0.5".into()),
-        state: state.into(),
         backend_start: Some(at(0)),
         query_start: Some(at(10)),
-        backend_age: age,
-        query_age: age,
         transaction_age: state.starts_with("idle in transaction").then_some(age).flatten(),
-        state_age: age,
-        wait_event: None,
-        blocked_by: Vec::new(),
-        query: format!("SELECT {pid}"),
+        ..ops_core::ports::database::fixtures::client_backend(pid, app, state, age_secs)
     }
 }
 

@@ -41,22 +41,15 @@ fn reserved_slots_count_as_exhausted() {
 
 fn session(pid: i32, state: &str, query_secs: u64, state_secs: u64) -> Backend {
     Backend {
-        pid,
-        backend_type: "client backend".to_owned(),
-        user: Some("app".to_owned()),
         database: Some("shop".to_owned()),
-        application: None,
         client_addr: Some("172.18.0.5".to_owned()),
-        state: state.to_owned(),
         backend_start: None,
         query_start: None,
         backend_age: None,
-        query_age: Some(Duration::from_secs(query_secs)),
         transaction_age: state.starts_with("idle in").then(|| Duration::from_secs(state_secs + 5)),
         state_age: Some(Duration::from_secs(state_secs)),
-        wait_event: None,
-        blocked_by: Vec::new(),
         query: "UPDATE trades SET status = '***' WHERE id = 7".to_owned(),
+        ..ops_core::ports::database::fixtures::client_backend(pid, "", state, query_secs)
     }
 }
 
