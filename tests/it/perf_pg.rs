@@ -11,7 +11,7 @@ use ops_act::Action;
 use ops_act::pg as pg_actions;
 use ops_core::adapters::docker::DockerRuntime;
 use ops_core::adapters::postgres::{PostgresDatabase, PostgresOptions, find_client};
-use ops_core::audit::AuditLog;
+use ops_core::audit::Audit;
 use ops_core::config::{OpsConfig, PerfConfig, ProbesConfig};
 use ops_core::ports::{ContainerRuntime, Database, ExecSpec};
 use ops_core::{Context, ErrorKind, SecretUrl, Status};
@@ -258,12 +258,12 @@ async fn perf_pg_analysis_statements_indexes_tables_sequences_deltas_and_vacuum(
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{bad}: {e}");
     }
-    let audit = AuditLog::open(&state_dir.path().join("audit.jsonl")).unwrap();
-    let outcomes = pg_actions::apply(&ctx, &plan, &audit, "test").await.unwrap();
+    let audit = Audit::at(&state_dir.path().join("audit.jsonl"), "test").unwrap();
+    let outcomes = pg_actions::apply(&ctx, &plan, &audit).await.unwrap();
     assert_eq!(outcomes.len(), 1);
     assert!(outcomes[0].ok, "{outcomes:#?}");
     assert_eq!(outcomes[0].after["dead_tuples"], 0, "{outcomes:#?}");
-    let entries = audit.read().unwrap();
+    let entries = audit.log().read().unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!((entries[0].action.as_str(), entries[0].target.as_str()), ("vacuum", "table:public.churn"));
     assert_eq!(entries[0].before["dead_tuples"], "3000");
@@ -360,7 +360,7 @@ async fn perf_pg_sessions_blocked_idle_and_guarded_actions() {
     // kill-idle: exactly the two idle sessions of this database; pg_dump, the other database,
     // the transaction and this tool's connections are left out, and said so.
     let audit_dir = tempfile::tempdir().unwrap();
-    let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
+    let audit = Audit::at(&audit_dir.path().join("audit.jsonl"), "test").unwrap();
     let kill = Action::KillIdle { database: None, older_than_secs: 2 };
     let plan = pg_actions::plan(&ctx, &kill).await.unwrap();
     let ids: Vec<&str> = plan.targets.iter().map(|t| t.id.as_str()).collect();
@@ -384,7 +384,7 @@ async fn perf_pg_sessions_blocked_idle_and_guarded_actions() {
     // idler2 runs a query after the plan: no longer idle long enough, so it is skipped.
     idler2.send("SELECT 2;").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let outcomes = pg_actions::apply(&ctx, &plan, &audit, "test").await.unwrap();
+    let outcomes = pg_actions::apply(&ctx, &plan, &audit).await.unwrap();
     let by_id: BTreeMap<&str, &ops_act::Outcome> = outcomes.iter().map(|o| (o.target.as_str(), o)).collect();
     let killed = by_id[format!("backend:{idler}").as_str()];
     assert!(killed.ok, "{outcomes:#?}");
@@ -405,7 +405,7 @@ async fn perf_pg_sessions_blocked_idle_and_guarded_actions() {
     for still in ["idler2", "pg_dump", "elsewhere", "holder", "waiter", "sleeper"] {
         assert!(left.contains(&still.to_owned()), "{still} must survive: {left:?}");
     }
-    let entries = audit.read().unwrap();
+    let entries = audit.log().read().unwrap();
     assert_eq!(entries.len(), 2, "one line per target: {entries:#?}");
     assert!(entries.iter().all(|e| e.action == "kill-idle" && e.actor == "test"));
     let line = entries.iter().find(|e| e.target == format!("backend:{idler}")).unwrap();
@@ -421,7 +421,7 @@ async fn perf_pg_sessions_blocked_idle_and_guarded_actions() {
         plan.summary
     );
     assert!(plan.notes.iter().any(|n| n.contains("rolled back")), "{plan:#?}");
-    let outcomes = pg_actions::apply(&ctx, &plan, &audit, "test").await.unwrap();
+    let outcomes = pg_actions::apply(&ctx, &plan, &audit).await.unwrap();
     assert!(outcomes[0].ok, "{outcomes:#?}");
     pid_of(&db, "waiter", "idle").await;
 
@@ -429,14 +429,14 @@ async fn perf_pg_sessions_blocked_idle_and_guarded_actions() {
     let plan = pg_actions::plan(&ctx, &Action::CancelSlow { database: None, longer_than_secs: 1 }).await.unwrap();
     assert_eq!(plan.targets.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), [format!("backend:{sleeper_pid}")]);
     assert_eq!(plan.targets[0].details["query"], "SELECT pg_sleep(120);");
-    let outcomes = pg_actions::apply(&ctx, &plan, &audit, "test").await.unwrap();
+    let outcomes = pg_actions::apply(&ctx, &plan, &audit).await.unwrap();
     assert!(outcomes[0].ok, "{outcomes:#?}");
     assert_eq!(outcomes[0].after["present"], true, "{outcomes:#?}");
     assert_eq!(pid_of(&db, "sleeper", "idle").await, sleeper_pid, "cancelled, not terminated");
     // Applying the same plan again finds the query over.
-    let again = pg_actions::apply(&ctx, &plan, &audit, "test").await.unwrap();
+    let again = pg_actions::apply(&ctx, &plan, &audit).await.unwrap();
     assert!(!again[0].ok && again[0].result.starts_with("skipped: no longer active"), "{again:#?}");
-    let actions: Vec<String> = audit.read().unwrap().iter().map(|e| e.action.clone()).collect();
+    let actions: Vec<String> = audit.log().read().unwrap().iter().map(|e| e.action.clone()).collect();
     assert_eq!(actions, ["kill-idle", "kill-idle", "terminate", "cancel-slow", "cancel-slow"]);
     drop((idler2, holder, waiter, sleeper));
 }

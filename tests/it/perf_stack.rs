@@ -14,7 +14,7 @@ use ops_act::{Action, services as stack_actions};
 use ops_core::Context;
 use ops_core::adapters::docker::DockerRuntime;
 use ops_core::adapters::redis::RedisCache;
-use ops_core::audit::AuditLog;
+use ops_core::audit::Audit;
 use ops_core::config::{HttpCheckConfig, OpsConfig, PerfConfig, ProbesConfig, ServiceMemoryThresholds};
 use ops_core::ports::{Cache, ContainerRuntime, ContainerState, ExecSpec, HealthStatus, Healthcheck, RunSpec};
 use ops_core::{SecretUrl, Status};
@@ -137,12 +137,12 @@ async fn perf_stack_redis_full_noeviction_then_set_policy_planned_and_applied() 
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-    let outcomes = stack_actions::apply(&ctx, &plan, &audit, "it").await.unwrap();
+    let audit = Audit::at(&dir.path().join("audit.jsonl"), "it").unwrap();
+    let outcomes = stack_actions::apply(&ctx, &plan, &audit).await.unwrap();
     assert_eq!(outcomes.len(), 1);
     assert!(outcomes[0].ok, "{outcomes:#?}");
     assert_eq!(cache.config_get("maxmemory-policy").await.unwrap().as_deref(), Some("allkeys-lru"));
-    let entries = audit.read().unwrap();
+    let entries = audit.log().read().unwrap();
     assert_eq!(entries.len(), 1);
     let e = &entries[0];
     assert_eq!((e.actor.as_str(), e.action.as_str(), e.target.as_str()), ("it", "redis-set-policy", "redis:main"));
@@ -155,9 +155,9 @@ async fn perf_stack_redis_full_noeviction_then_set_policy_planned_and_applied() 
     let after = redis::analyze("main", cache.as_ref(), &cfg, &probes, None).await;
     assert_eq!(finding(&after, "eviction-policy", "main").verdict, Status::Ok, "{after:#?}");
     // Applying the same plan again finds the policy changed since: skipped, not audited.
-    let again = stack_actions::apply(&ctx, &plan, &audit, "it").await.unwrap();
+    let again = stack_actions::apply(&ctx, &plan, &audit).await.unwrap();
     assert!(!again[0].ok && again[0].result.starts_with("skipped:"), "{again:#?}");
-    assert_eq!(audit.read().unwrap().len(), 1);
+    assert_eq!(audit.log().read().unwrap().len(), 1);
 }
 
 /// Stops at once on SIGTERM (a plain `sleep` as PID 1 ignores it, and a restart would wait for
@@ -348,8 +348,8 @@ async fn perf_stack_restart_with_dependents_in_dependency_order() {
         before.push(started_at(&rt, name).await);
     }
     let dir = tempfile::tempdir().unwrap();
-    let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-    let outcomes = stack_actions::apply(&ctx, &plan, &audit, "it").await.unwrap();
+    let audit = Audit::at(&dir.path().join("audit.jsonl"), "it").unwrap();
+    let outcomes = stack_actions::apply(&ctx, &plan, &audit).await.unwrap();
     assert!(outcomes.iter().all(|o| o.ok), "{outcomes:#?}");
     let mut after = Vec::new();
     for name in [&db_name, &api_name, &web_name, &worker_name, &other_name] {
@@ -361,7 +361,7 @@ async fn perf_stack_restart_with_dependents_in_dependency_order() {
     assert!(after.windows(2).take(3).all(|w| w[0] < w[1]), "restarted in plan order: {after:?}");
     assert_eq!(after[4], before[4], "an unrelated container is left alone");
     assert_eq!(outcomes[0].after["health"], "healthy", "waited for the healthcheck: {outcomes:#?}");
-    let entries = audit.read().unwrap();
+    let entries = audit.log().read().unwrap();
     let targets: Vec<&str> = entries.iter().map(|e| e.target.as_str()).collect();
     assert_eq!(targets, plan.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
     assert!(entries.iter().all(|e| e.action == "restart" && e.result == "ok"));

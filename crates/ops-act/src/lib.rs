@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub mod pg;
 pub mod services;
 
-use ops_core::audit::AuditLog;
+use ops_core::audit::Audit;
 
 /// What to do. Serialized with an `action` tag, the body of `POST /api/v1/actions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,16 +200,14 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
 /// # Errors
 /// `Unavailable` when the audit log cannot be written; errors of single targets are outcomes.
 pub async fn apply(ctx: &Context, plan: &ActionPlan, actor: &str) -> Result<ActionReport> {
-    let audit = AuditLog::open(&ctx.config.perf.audit_log)?;
+    let audit = Audit::open(&ctx.config, Some(actor))?;
     let outcomes = match &plan.action {
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
-            crate::pg::apply(ctx, plan, &audit, actor).await?
+            crate::pg::apply(ctx, plan, &audit).await?
         }
-        Action::RedisSetPolicy { .. } | Action::Restart { .. } => {
-            crate::services::apply(ctx, plan, &audit, actor).await?
-        }
+        Action::RedisSetPolicy { .. } | Action::Restart { .. } => crate::services::apply(ctx, plan, &audit).await?,
     };
-    Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.path().to_owned() })
+    Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.log().path().to_owned() })
 }
 
 #[cfg(test)]

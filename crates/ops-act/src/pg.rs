@@ -20,7 +20,7 @@ use ops_core::{Context, Error, Result};
 use serde_json::{Value, json};
 
 use crate::{Action, ActionPlan, Outcome, Target};
-use ops_core::audit::{AuditEntry, AuditLog};
+use ops_core::audit::Audit;
 use ops_core::units::count;
 use ops_core::units::{human_bytes, human_duration, percent};
 
@@ -308,13 +308,13 @@ async fn sessions_plan(
 /// # Errors
 /// `InvalidInput` for an action that is not a PostgreSQL one; `NotFound` for an unknown
 /// database; `Unavailable` when the audit log cannot be written (nothing further is done).
-pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &str) -> Result<Vec<Outcome>> {
+pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
     let (database, signal) = match &plan.action {
         Action::Terminate { database, .. } | Action::KillIdle { database, .. } => (database, BackendSignal::Terminate),
         Action::CancelSlow { database, .. } => (database, BackendSignal::Cancel),
         Action::Vacuum { database, analyze, .. } => {
             let (_, db) = ctx.database(database.as_deref())?;
-            return vacuum(db.as_ref(), plan, *analyze, audit, actor).await;
+            return vacuum(db.as_ref(), plan, *analyze, audit).await;
         }
         other => return Err(Error::invalid_input(format!("{} is not a PostgreSQL action", other.name()))),
     };
@@ -329,7 +329,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &s
                 (false, "skipped: the plan does not identify this backend (pid, backend_start)".to_owned(), Value::Null)
             }
         };
-        record(audit, actor, &plan.action, target, &before, &after, &result)?;
+        record(audit, &plan.action, target, &before, &after, &result)?;
         outcomes.push(Outcome { target: target.id.clone(), ok, result, before, after });
     }
     Ok(outcomes)
@@ -359,24 +359,8 @@ fn check_of(action: &Action, target: &Target) -> Option<BackendCheck> {
     })
 }
 
-fn record(
-    audit: &AuditLog,
-    actor: &str,
-    action: &Action,
-    target: &Target,
-    before: &Value,
-    after: &Value,
-    result: &str,
-) -> Result<()> {
-    audit.append(&AuditEntry {
-        time: Utc::now(),
-        actor: actor.to_owned(),
-        action: action.name().to_owned(),
-        target: target.id.clone(),
-        before: before.clone(),
-        after: after.clone(),
-        result: result.to_owned(),
-    })
+fn record(audit: &Audit, action: &Action, target: &Target, before: &Value, after: &Value, result: &str) -> Result<()> {
+    audit.record(action.name(), &target.id, before.clone(), after.clone(), result)
 }
 
 /// Why a backend no longer matches its check.
@@ -467,13 +451,7 @@ async fn settle(db: &dyn Database, pid: i32, signal: BackendSignal, check: &Back
     }
 }
 
-async fn vacuum(
-    db: &dyn Database,
-    plan: &ActionPlan,
-    analyze: bool,
-    audit: &AuditLog,
-    actor: &str,
-) -> Result<Vec<Outcome>> {
+async fn vacuum(db: &dyn Database, plan: &ActionPlan, analyze: bool, audit: &Audit) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for target in &plan.targets {
         let before = json!(target.details);
@@ -488,7 +466,7 @@ async fn vacuum(
         } else {
             vacuum_table(db, target, analyze).await
         };
-        record(audit, actor, &plan.action, target, &before, &after, &result)?;
+        record(audit, &plan.action, target, &before, &after, &result)?;
         outcomes.push(Outcome { target: target.id.clone(), ok, result, before, after });
     }
     Ok(outcomes)
@@ -637,8 +615,8 @@ mod tests {
         let ctx = ctx(db);
         let p = plan_of(&ctx, Action::KillIdle { database: None, older_than_secs: 600 }).await;
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-        let outcomes = apply(&ctx, &p, &audit, "tester").await.unwrap();
+        let audit = Audit::at(&dir.path().join("audit.jsonl"), "tester").unwrap();
+        let outcomes = apply(&ctx, &p, &audit).await.unwrap();
         let results: Vec<(&str, bool, &str)> =
             outcomes.iter().map(|o| (o.target.as_str(), o.ok, o.result.as_str())).collect();
         assert_eq!(
@@ -648,7 +626,7 @@ mod tests {
                 ("backend:2", false, "skipped: no longer idle (now active)"),
             ]
         );
-        let entries = audit.read().unwrap();
+        let entries = audit.log().read().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[1].actor.as_str(), entries[1].before["application"].as_str()), ("tester", Some("api")));
         assert_eq!(entries[1].after["state"], "active");
@@ -657,7 +635,7 @@ mod tests {
         let mut tampered = p.clone();
         tampered.targets[0].details.remove("backend_start");
         tampered.targets.truncate(1);
-        let outcomes = apply(&ctx, &tampered, &audit, "tester").await.unwrap();
+        let outcomes = apply(&ctx, &tampered, &audit).await.unwrap();
         assert!(outcomes[0].result.starts_with("skipped: the plan does not identify"), "{outcomes:#?}");
     }
 

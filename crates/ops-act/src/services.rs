@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
 use ops_core::ports::{Cache, ContainerRuntime, ContainerState, ContainerSummary};
 use ops_core::{Context, Error, ErrorKind, Result};
 use serde_json::json;
 
 use crate::{Action, ActionPlan, Outcome, Target};
-use ops_core::audit::{AuditEntry, AuditLog};
+use ops_core::audit::Audit;
 use ops_core::stack::{self, Stack, depends_on};
 use ops_core::units::human_duration;
 
@@ -52,8 +51,8 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
     }
 }
 
-/// Applies `plan` (made by [`plan`]) target by target, in order, appending an entry to `audit`
-/// for each target acted on (as `actor`). A target that changed since the plan is skipped
+/// Applies `plan` (made by [`plan`]) target by target, in order, appending a record to `audit`
+/// for each target acted on. A target that changed since the plan is skipped
 /// (`skipped: …`). A restarted container that does not run again (or is not healthy, with a
 /// healthcheck) within 2 minutes fails, and the containers after it in the plan are skipped
 /// (`skipped: stopped after … failed`): they would start against a dependency that is down.
@@ -61,26 +60,16 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
 /// # Errors
 /// Those of [`plan`] for the action, and `Unavailable` when the audit log cannot be written
 /// (what was done up to then stays done).
-pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &str) -> Result<Vec<Outcome>> {
+pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
     match &plan.action {
-        Action::RedisSetPolicy { cache, policy } => {
-            apply_policy(ctx, plan, cache.as_deref(), policy, audit, actor).await
-        }
-        Action::Restart { .. } => apply_restart(ctx, plan, audit, actor).await,
+        Action::RedisSetPolicy { cache, policy } => apply_policy(ctx, plan, cache.as_deref(), policy, audit).await,
+        Action::Restart { .. } => apply_restart(ctx, plan, audit).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
     }
 }
 
-fn entry(actor: &str, action: &Action, outcome: &Outcome) -> AuditEntry {
-    AuditEntry {
-        time: Utc::now(),
-        actor: actor.to_owned(),
-        action: action.name().to_owned(),
-        target: outcome.target.clone(),
-        before: outcome.before.clone(),
-        after: outcome.after.clone(),
-        result: outcome.result.clone(),
-    }
+fn record(audit: &Audit, action: &Action, outcome: &Outcome) -> Result<()> {
+    audit.record(action.name(), &outcome.target, outcome.before.clone(), outcome.after.clone(), &outcome.result)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,8 +124,7 @@ async fn apply_policy(
     plan: &ActionPlan,
     cache: Option<&str>,
     policy: &str,
-    audit: &AuditLog,
-    actor: &str,
+    audit: &Audit,
 ) -> Result<Vec<Outcome>> {
     check_policy(policy)?;
     let (_, cache) = ctx.cache(cache)?;
@@ -164,7 +152,7 @@ async fn apply_policy(
         };
         let outcome =
             Outcome { target: target.id.clone(), ok, result, before, after: json!({ "maxmemory-policy": after }) };
-        audit.append(&entry(actor, &plan.action, &outcome))?;
+        record(audit, &plan.action, &outcome)?;
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -243,7 +231,7 @@ async fn wait_ready(rt: &dyn ContainerRuntime, name: &str) -> (bool, String, ser
     (r.ok, result, r.state)
 }
 
-async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor: &str) -> Result<Vec<Outcome>> {
+async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
     let rt = stack::runtime(ctx)?;
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut failed: Option<String> = None;
@@ -282,7 +270,7 @@ async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &AuditLog, actor
             Err(e) => (false, format!("restart failed: {e}"), before.clone()),
         };
         let outcome = Outcome { target: target.id.clone(), ok, result, before, after };
-        audit.append(&entry(actor, &plan.action, &outcome))?;
+        record(audit, &plan.action, &outcome)?;
         if !ok {
             failed = Some(name);
         }
@@ -362,8 +350,8 @@ mod tests {
         assert_eq!(p.targets[1].details["role"], "dependent");
 
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-        let out = apply(&ctx, &p, &audit, "test").await.unwrap();
+        let audit = Audit::at(&dir.path().join("audit.jsonl"), "test").unwrap();
+        let out = apply(&ctx, &p, &audit).await.unwrap();
         let got: Vec<(bool, &str)> = out.iter().map(|o| (o.ok, o.result.as_str())).collect();
         assert_eq!(
             got,
@@ -374,7 +362,7 @@ mod tests {
                 (false, "skipped: stopped after shop-api-1 failed"),
             ]
         );
-        let entries = audit.read().unwrap();
+        let entries = audit.log().read().unwrap();
         assert_eq!(entries.len(), 2, "only what was done is audited");
         assert_eq!((entries[0].action.as_str(), entries[0].target.as_str()), ("restart", "container:shop-db-1"));
     }
@@ -417,10 +405,10 @@ mod tests {
             notes: Vec::new(),
         };
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
-        let out = apply(&ctx, &p, &audit, "test").await.unwrap();
+        let audit = Audit::at(&dir.path().join("audit.jsonl"), "test").unwrap();
+        let out = apply(&ctx, &p, &audit).await.unwrap();
         assert!(!out[0].ok);
         assert!(out[0].result.starts_with("skipped: the policy is allkeys-lfu now"), "{}", out[0].result);
-        assert!(audit.read().unwrap().is_empty());
+        assert!(audit.log().read().unwrap().is_empty());
     }
 }
