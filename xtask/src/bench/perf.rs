@@ -26,7 +26,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::cmd;
 use crate::test_env::POSTGRES_IMAGE;
 
-const LABEL: &str = "ops-bench";
 const PG_PASSWORD: &str = "benchpw";
 const PG_DB: &str = "bench";
 /// Target: median wall time of `opsctl perf analyze --section pg`, seconds.
@@ -85,8 +84,7 @@ impl Container {
 }
 
 fn start_postgres() -> Result<(Container, u16)> {
-    let label = format!("{LABEL}={}", std::process::id());
-    let id = cmd::capture(Command::new("docker").args(["run", "-d", "--rm", "--label", &label]).args([
+    let id = super::docker_run(&[
         "-p",
         "127.0.0.1::5432",
         "-e",
@@ -98,19 +96,9 @@ fn start_postgres() -> Result<(Container, u16)> {
         "fsync=off",
         "-c",
         "max_locks_per_transaction=256",
-    ]))?
-    .trim()
-    .to_owned();
+    ])?;
     let container = Container(id);
-    let out = cmd::capture(Command::new("docker").args(["port", &container.0, "5432/tcp"]))?;
-    let line = out.lines().next().context("docker port printed nothing")?;
-    let port: u16 = line
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .with_context(|| format!("unexpected `docker port` output {line:?}"))?;
+    let port = super::host_port(&container.0, "5432/tcp")?;
     let ready = cmd::wait_until(Duration::from_secs(90), Duration::from_millis(250), || {
         cmd::succeeds(Command::new("docker").args(["exec", &container.0, "pg_isready", "-q", "-d", PG_DB]))
             && container.psql("SELECT 1").is_ok()

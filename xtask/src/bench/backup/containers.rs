@@ -7,12 +7,7 @@ pub(super) fn docker() -> Command {
     Command::new("docker")
 }
 
-pub(super) fn host_port(id: &str, port: &str) -> Result<u16> {
-    let out = cmd::capture(docker().args(["port", id, port]))?;
-    let line = out.lines().next().context("docker port printed nothing")?;
-    let p = line.rsplit(':').next().unwrap_or_default();
-    p.trim().parse().with_context(|| format!("unexpected `docker port` output {line:?}"))
-}
+pub(super) use crate::bench::host_port;
 
 /// The PostgreSQL container, reached with the host's client programs.
 pub(super) struct Pg {
@@ -52,9 +47,7 @@ impl Pg {
 
 /// `docker run -d --rm` with this run's label; the guard removes the container whatever happens.
 pub(super) fn run_labelled(guard: &mut Guard, args: &[&str]) -> Result<String> {
-    let label = format!("{LABEL}={}", std::process::id());
-    let out = cmd::capture(docker().args(["run", "-d", "--rm", "--label", &label]).args(args))?;
-    let id = out.trim().to_owned();
+    let id = crate::bench::docker_run(args)?;
     guard.containers.push(id.clone());
     Ok(id)
 }

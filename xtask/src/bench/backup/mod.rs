@@ -41,7 +41,6 @@ const PG_DB: &str = "bench";
 const S3_ACCESS_KEY: &str = "opsaccess";
 const S3_SECRET_KEY: &str = "opssecret1234";
 const BUCKET: &str = "bench";
-const LABEL: &str = "ops-bench";
 const TIME: &str = "/usr/bin/time";
 
 /// Targets: gzip backup / raw pg_dump, pg_dump | gzip / gzip backup, zstd backup / raw, peak
