@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ops_core::ErrorKind;
 use ops_core::ports::{
-    ContainerFilter, ContainerRuntime, ContainerState, ExecSpec, HealthStatus, Healthcheck, LogOptions, LogStream,
-    PruneTarget, RestartPolicy, RunSpec,
+    ContainerFilter, ContainerRuntime, ContainerState, EnginePruneTarget, ExecSpec, HealthStatus, Healthcheck,
+    LogOptions, LogStream, RestartPolicy, RunSpec,
 };
 
 use crate::harness::{BASE_IMAGE, Cleanup, eventually, require_docker, unique};
@@ -211,8 +211,8 @@ async fn docker_prune_plan_is_separate_from_prune() {
         .targets
         .iter()
         .filter_map(|t| match t {
-            PruneTarget::Container { id, .. } => Some(id.as_str()),
-            PruneTarget::Image { .. } => None,
+            EnginePruneTarget::Container { id, .. } => Some(id.as_str()),
+            EnginePruneTarget::Image { .. } => None,
         })
         .collect();
     assert!(ids.contains(&s.id.as_str()), "stopped container planned");
@@ -220,11 +220,11 @@ async fn docker_prune_plan_is_separate_from_prune() {
     assert!(rt.inspect(&stopped).await.is_ok(), "planning removed nothing");
 
     // Prune only our own container (other tests' stopped containers are theirs).
-    let mine = ops_core::ports::PrunePlan {
+    let mine = ops_core::ports::EnginePrunePlan {
         targets: plan
             .targets
             .into_iter()
-            .filter(|t| matches!(t, PruneTarget::Container { id, .. } if *id == s.id))
+            .filter(|t| matches!(t, EnginePruneTarget::Container { id, .. } if *id == s.id))
             .collect(),
     };
     let report = rt.prune(&mine).await.unwrap();
@@ -232,8 +232,8 @@ async fn docker_prune_plan_is_separate_from_prune() {
     assert_eq!(rt.inspect(&stopped).await.unwrap_err().kind(), ErrorKind::NotFound);
 
     // A planned container that started again since is skipped, not removed.
-    let again = ops_core::ports::PrunePlan {
-        targets: vec![PruneTarget::Container { id: r.id.clone(), name: running.clone(), bytes: 0 }],
+    let again = ops_core::ports::EnginePrunePlan {
+        targets: vec![EnginePruneTarget::Container { id: r.id.clone(), name: running.clone(), bytes: 0 }],
     };
     let report = rt.prune(&again).await.unwrap();
     assert!(report.removed.is_empty() && report.skipped.len() == 1, "{report:?}");

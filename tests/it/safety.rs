@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use ops_backup::restore::{self, RestoreOptions};
-use ops_backup::retention::Action;
+use ops_backup::retention::Verdict;
 use ops_backup::{BackupOptions, DrillBackend, DrillOptions, NoProgress, backup, dr_test};
 use ops_core::config::{DatabaseConfig, OpsConfig, StorageConfig};
 use ops_core::{Context, ErrorKind, SecretUrl};
@@ -146,7 +146,7 @@ async fn safety_two_databases_keep_their_backups_apart() {
     let action = |id: &ops_backup::naming::BackupId| decisions.iter().find(|d| &d.id == id).unwrap().action;
     assert_eq!(
         [action(&a2.id), action(&b2.id), action(&a1.id), action(&b1.id)],
-        [Action::Keep, Action::Keep, Action::Delete, Action::Delete],
+        [Verdict::Keep, Verdict::Keep, Verdict::Delete, Verdict::Delete],
         "{decisions:#?}"
     );
     ops_backup::prune(&p.ctx, &ops_backup::PruneOptions { dry_run: false, ..Default::default() }, chrono::Utc::now())
@@ -345,7 +345,7 @@ async fn safety_a_backup_whose_manifest_cannot_be_read_is_never_guessed_or_prune
     .unwrap();
     let d = &plan.destinations[0].decisions;
     let old_d = d.iter().find(|x| x.id == old.id).unwrap();
-    assert_eq!(old_d.action, Action::Keep, "{d:#?}");
+    assert_eq!(old_d.action, Verdict::Keep, "{d:#?}");
     assert!(old_d.rule.contains("database unknown"), "{old_d:?}");
     assert!(p.dir.path().join(&old.manifest.dump_key).exists());
     // `latest` of alpha is the readable one.

@@ -70,7 +70,7 @@ impl Candidate {
 /// Keep or delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub enum Verdict {
     /// Keep.
     Keep,
     /// Delete.
@@ -88,7 +88,7 @@ pub struct Decision {
     /// Start time.
     pub started_at: DateTime<Utc>,
     /// Keep or delete.
-    pub action: Action,
+    pub action: Verdict,
     /// Why (`newest complete backup`, `daily 3 of 7`, `older than 30 days`).
     pub rule: String,
 }
@@ -139,26 +139,26 @@ pub fn plan(candidates: &[Candidate], policy: &RetentionPolicy, now: DateTime<Ut
             let age = now - c.started_at;
             let quiet = now - c.last_written.unwrap_or(c.started_at).max(c.started_at);
             let (action, rule) = if Some(&c.id) == newest_complete.as_ref() {
-                (Action::Keep, "newest complete backup".to_owned())
+                (Verdict::Keep, "newest complete backup".to_owned())
             } else if !c.complete {
                 if quiet > Duration::hours(INCOMPLETE_GRACE_HOURS) {
-                    (Action::Delete, format!("incomplete (no manifest) and older than {INCOMPLETE_GRACE_HOURS} h"))
+                    (Verdict::Delete, format!("incomplete (no manifest) and older than {INCOMPLETE_GRACE_HOURS} h"))
                 } else {
-                    (Action::Keep, format!("incomplete but younger than {INCOMPLETE_GRACE_HOURS} h (may be running)"))
+                    (Verdict::Keep, format!("incomplete but younger than {INCOMPLETE_GRACE_HOURS} h (may be running)"))
                 }
             } else if let Some(rule) = gfs {
-                (Action::Keep, rule)
+                (Verdict::Keep, rule)
             } else if policy.is_empty() {
-                (Action::Keep, "no retention configured".to_owned())
+                (Verdict::Keep, "no retention configured".to_owned())
             } else if let Some(days) = policy.max_age_days.filter(|d| age < Duration::days(i64::from(*d))) {
-                (Action::Keep, format!("younger than {days} days"))
+                (Verdict::Keep, format!("younger than {days} days"))
             } else {
                 let why = match policy.max_age_days {
                     Some(days) => format!("older than {days} days"),
                     None => "not kept by any daily/weekly/monthly rule".to_owned(),
                 };
                 let why = if c.verification_failed { format!("last verification failed; {why}") } else { why };
-                (Action::Delete, why)
+                (Verdict::Delete, why)
             };
             Decision { id: c.id.clone(), database: None, started_at: c.started_at, action, rule }
         })
@@ -287,7 +287,7 @@ pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Re
                 // may be some database's only one: it is never deleted.
                 let complete = candidates.iter().any(|c| c.id == d.id && c.complete);
                 if database.is_none() && complete {
-                    d.action = Action::Keep;
+                    d.action = Verdict::Keep;
                     d.rule = "database unknown (manifest unreadable): kept".to_owned();
                 }
                 d
@@ -297,7 +297,7 @@ pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Re
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
         if !dry_run {
-            for d in decisions.iter().filter(|d| d.action == Action::Delete) {
+            for d in decisions.iter().filter(|d| d.action == Verdict::Delete) {
                 let entry = all.iter().find(|b| b.id == d.id);
                 let dump_key = entry
                     .and_then(|b| b.copies.iter().find(|c| c.location == location))

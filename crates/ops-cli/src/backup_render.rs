@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ops_backup::catalog::BackupEntry;
 use ops_backup::progress::{Progress, ProgressEvent};
-use ops_backup::retention::{Action, PruneReport};
+use ops_backup::retention::{PruneReport, Verdict};
 use ops_backup::{BackupReport, DrillReport, RestorePlan, RestoreReport, VerifyReport};
 use ops_core::Result;
 
@@ -169,7 +169,7 @@ pub(crate) fn verify(out: &mut dyn Write, r: &VerifyReport) -> Result<()> {
 
 pub(crate) fn prune(out: &mut dyn Write, r: &PruneReport) -> Result<()> {
     for d in &r.destinations {
-        let deleting = d.decisions.iter().filter(|x| x.action == Action::Delete).count();
+        let deleting = d.decisions.iter().filter(|x| x.action == Verdict::Delete).count();
         let verb = if r.dry_run { "would delete" } else { "deleted" };
         writeln!(
             out,
@@ -180,8 +180,8 @@ pub(crate) fn prune(out: &mut dyn Write, r: &PruneReport) -> Result<()> {
         )?;
         for x in &d.decisions {
             let action = match x.action {
-                Action::Keep => "keep  ",
-                Action::Delete => "DELETE",
+                Verdict::Keep => "keep  ",
+                Verdict::Delete => "DELETE",
             };
             writeln!(out, "  {action} {:<12} {:<34} {}", x.database.as_deref().unwrap_or("?"), x.id.as_str(), x.rule)?;
         }

@@ -295,7 +295,7 @@ pub struct DiskUsage {
 /// What a prune would remove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum PruneTarget {
+pub enum EnginePruneTarget {
     /// A stopped container.
     Container {
         /// Id.
@@ -314,7 +314,7 @@ pub enum PruneTarget {
     },
 }
 
-impl PruneTarget {
+impl EnginePruneTarget {
     /// Bytes this item frees.
     #[must_use]
     pub const fn bytes(&self) -> u64 {
@@ -326,26 +326,26 @@ impl PruneTarget {
 
 /// The plan of a prune, computed without removing anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PrunePlan {
+pub struct EnginePrunePlan {
     /// Items to remove.
-    pub targets: Vec<PruneTarget>,
+    pub targets: Vec<EnginePruneTarget>,
 }
 
-impl PrunePlan {
+impl EnginePrunePlan {
     /// Bytes the whole plan frees.
     #[must_use]
     pub fn total_bytes(&self) -> u64 {
-        self.targets.iter().map(PruneTarget::bytes).sum()
+        self.targets.iter().map(EnginePruneTarget::bytes).sum()
     }
 }
 
 /// What a prune removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PruneReport {
+pub struct EnginePruneReport {
     /// Items removed.
-    pub removed: Vec<PruneTarget>,
+    pub removed: Vec<EnginePruneTarget>,
     /// Items that could not be removed, with the reason (for example: in use again).
-    pub skipped: Vec<(PruneTarget, String)>,
+    pub skipped: Vec<(EnginePruneTarget, String)>,
     /// Bytes freed.
     pub freed_bytes: u64,
 }
@@ -431,11 +431,11 @@ pub trait ContainerRuntime: Send + Sync {
     ///
     /// # Errors
     /// `Unavailable` when the engine cannot be reached.
-    async fn prune_plan(&self) -> Result<PrunePlan>;
+    async fn prune_plan(&self) -> Result<EnginePrunePlan>;
 
     /// Removes exactly the items of `plan`, skipping those that are no longer removable.
     ///
     /// # Errors
     /// `Unavailable` when the engine cannot be reached.
-    async fn prune(&self, plan: &PrunePlan) -> Result<PruneReport>;
+    async fn prune(&self, plan: &EnginePrunePlan) -> Result<EnginePruneReport>;
 }

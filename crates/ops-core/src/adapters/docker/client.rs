@@ -22,8 +22,8 @@ use tokio::sync::OnceCell;
 
 use crate::ports::container::{
     COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
-    ContainerStats, ContainerSummary, DiskUsage, ExecOutput, ExecSpec, HealthStatus, LogLine, LogOptions, LogStream,
-    PrunePlan, PruneReport, PruneTarget, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
+    ContainerStats, ContainerSummary, DiskUsage, EnginePrunePlan, EnginePruneReport, EnginePruneTarget, ExecOutput,
+    ExecSpec, HealthStatus, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
 };
 use crate::{Error, ErrorKind, Result};
 
@@ -496,7 +496,7 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
-    async fn prune_plan(&self) -> Result<PrunePlan> {
+    async fn prune_plan(&self) -> Result<EnginePrunePlan> {
         let d = self.client().await?;
         let stopped =
             HashMap::from([("status".to_owned(), vec!["exited".to_owned(), "created".to_owned(), "dead".to_owned()])]);
@@ -515,9 +515,9 @@ impl ContainerRuntime for DockerRuntime {
                 d.list_images(Some(ListImagesOptionsBuilder::new().filters(&dangling).build())),
             )
             .await?;
-        let mut targets: Vec<PruneTarget> = containers
+        let mut targets: Vec<EnginePruneTarget> = containers
             .into_iter()
-            .map(|c| PruneTarget::Container {
+            .map(|c| EnginePruneTarget::Container {
                 id: c.id.unwrap_or_default(),
                 name: c
                     .names
@@ -528,18 +528,20 @@ impl ContainerRuntime for DockerRuntime {
             })
             .collect();
         targets.extend(
-            images.into_iter().map(|i| PruneTarget::Image { id: i.id, bytes: u64::try_from(i.size).unwrap_or(0) }),
+            images
+                .into_iter()
+                .map(|i| EnginePruneTarget::Image { id: i.id, bytes: u64::try_from(i.size).unwrap_or(0) }),
         );
-        Ok(PrunePlan { targets })
+        Ok(EnginePrunePlan { targets })
     }
 
-    async fn prune(&self, plan: &PrunePlan) -> Result<PruneReport> {
+    async fn prune(&self, plan: &EnginePrunePlan) -> Result<EnginePruneReport> {
         let d = self.client().await?;
-        let mut report = PruneReport::default();
+        let mut report = EnginePruneReport::default();
         // Containers first: removing them can make their images dangling-and-unused.
         for target in &plan.targets {
             let result = match target {
-                PruneTarget::Container { id, .. } => {
+                EnginePruneTarget::Container { id, .. } => {
                     // Only a container that is still stopped: never force-remove a running one.
                     match self.inspect(id).await {
                         Ok(d)
@@ -554,7 +556,7 @@ impl ContainerRuntime for DockerRuntime {
                         Err(e) => Err(e),
                     }
                 }
-                PruneTarget::Image { id, .. } => {
+                EnginePruneTarget::Image { id, .. } => {
                     let opts = RemoveImageOptionsBuilder::new().force(false).build();
                     self.bounded(&format!("remove image {id}"), d.remove_image(id, Some(opts), None)).await.map(|_| ())
                 }
