@@ -97,8 +97,8 @@ redacted_string!(
 const SENSITIVE_QUERY_KEYS: &[&str] =
     &["password", "pass", "passwd", "secret", "token", "key", "sig", "signature", "auth", "sslpassword"];
 
-/// Replaces the credentials in a URL with `***`: the password of the user-info and the values
-/// of sensitive query parameters. A string that does not parse as a URL is replaced whole.
+/// Replaces the credentials in a URL with `***`: the password of the user-info (the whole
+/// user-info when it has no password) and the values of sensitive query parameters. A string that does not parse as a URL is replaced whole.
 #[must_use]
 pub fn redact_url(raw: &str) -> String {
     let Ok(mut url) = url::Url::parse(raw) else {
@@ -106,6 +106,10 @@ pub fn redact_url(raw: &str) -> String {
     };
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
+    } else if !url.username().is_empty() {
+        // A user-info without a password is often a token (`https://TOKEN@host`, a Sentry
+        // DSN): hidden whole.
+        let _ = url.set_username("***");
     }
     if url.query().is_some() {
         let pairs: Vec<(String, String)> = url
@@ -163,6 +167,14 @@ mod tests {
         assert_eq!(u.to_string(), "https://hooks.slack.com/***");
         assert_eq!(WebhookUrl::new("http://127.0.0.1:8080/hook/tok").to_string(), "http://127.0.0.1:8080/***");
         assert_eq!(serde_json::to_string(&u).unwrap(), "\"https://hooks.slack.com/***\"");
+    }
+
+    #[test]
+    fn a_user_info_without_a_password_is_hidden_whole() {
+        // Found by the config fuzz target: `postgres://u2${PW}@h/db` showed the secret.
+        assert_eq!(redact_url("postgres://u2fuzz-secret@h/db"), "postgres://***@h/db");
+        assert_eq!(redact_url("https://ghp_token@github.com/org/repo"), "https://***@github.com/org/repo");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub(crate) trait Interpolate {
         &mut self,
         f: &mut dyn FnMut(&mut String) -> Result<(), InterpolationError>,
     ) -> Result<(), InterpolationError>;
+
+    /// Visits every secret-typed value (`Secret`, `SecretUrl`, `WebhookUrl`) as it is shown:
+    /// its `Display`, which JSON, logs and errors use too. Plain values are shown as written.
+    fn each_shown_secret(&self, _f: &mut dyn FnMut(String)) {}
 }
 
 type Visit<'a> = &'a mut dyn FnMut(&mut String) -> Result<(), InterpolationError>;
@@ -82,17 +86,29 @@ impl Interpolate for Secret {
     fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
         f(self.expose_mut())
     }
+
+    fn each_shown_secret(&self, f: &mut dyn FnMut(String)) {
+        f(self.to_string());
+    }
 }
 
 impl Interpolate for SecretUrl {
     fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
         f(self.expose_mut())
     }
+
+    fn each_shown_secret(&self, f: &mut dyn FnMut(String)) {
+        f(self.to_string());
+    }
 }
 
 impl Interpolate for WebhookUrl {
     fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
         f(self.expose_mut())
+    }
+
+    fn each_shown_secret(&self, f: &mut dyn FnMut(String)) {
+        f(self.to_string());
     }
 }
 
@@ -111,17 +127,31 @@ impl<T: Interpolate> Interpolate for Option<T> {
     fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
         self.as_mut().map_or(Ok(()), |v| v.each_string(f))
     }
+
+    fn each_shown_secret(&self, f: &mut dyn FnMut(String)) {
+        if let Some(v) = self {
+            v.each_shown_secret(f);
+        }
+    }
 }
 
 impl<T: Interpolate> Interpolate for Vec<T> {
     fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
         self.iter_mut().try_for_each(|v| v.each_string(f))
     }
+
+    fn each_shown_secret(&self, f: &mut dyn FnMut(String)) {
+        self.iter().for_each(|v| v.each_shown_secret(f));
+    }
 }
 
 impl<T: Interpolate> Interpolate for BTreeMap<String, T> {
     fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
         self.values_mut().try_for_each(|v| v.each_string(f))
+    }
+
+    fn each_shown_secret(&self, f: &mut dyn FnMut(String)) {
+        self.values().for_each(|v| v.each_shown_secret(f));
     }
 }
 
@@ -131,6 +161,10 @@ macro_rules! interpolate_fields {
             fn each_string(&mut self, f: Visit<'_>) -> Result<(), InterpolationError> {
                 $( self.$field.each_string(f)?; )*
                 Ok(())
+            }
+
+            fn each_shown_secret(&self, f: &mut dyn FnMut(String)) {
+                $( self.$field.each_shown_secret(f); )*
             }
         }
     };

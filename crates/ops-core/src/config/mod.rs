@@ -107,6 +107,19 @@ pub struct DatabaseConfig {
     pub drill_image: Option<String>,
 }
 
+impl OpsConfig {
+    /// Every secret-typed value (passwords, keys, credential-bearing and webhook URLs) as it is
+    /// shown in output, JSON, logs and errors. None of them may reveal what it hides, whatever
+    /// was interpolated into it.
+    #[must_use]
+    pub fn shown_secrets(&self) -> Vec<String> {
+        use interpolate::Interpolate as _;
+        let mut out = Vec::new();
+        self.each_shown_secret(&mut |s| out.push(s));
+        out
+    }
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {

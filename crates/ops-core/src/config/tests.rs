@@ -351,3 +351,15 @@ fn errors_never_quote_a_value_from_the_environment() {
     assert!(!err.contains("fuzzsecret2"), "{err}");
     assert!(err.contains("databases.main.url"), "{err}");
 }
+
+#[test]
+fn secrets_interpolated_anywhere_in_a_secret_value_are_never_shown() {
+    let pw = "fuzz-secret-4c1d";
+    let e = env(&[("PW", pw)]);
+    let text = "[databases.main]\nurl = \" postgres://u2${PW}@h/dbx\"\n[[http]]\nname = \"api\"\nurl = \"https://${PW}@api.example.com/health\"\n";
+    let cfg = load_text(text, &e).unwrap();
+    let shown = cfg.shown_secrets();
+    assert!(shown.len() >= 2, "{shown:?}");
+    assert!(shown.iter().all(|s| !s.contains(pw)), "{shown:?}");
+    assert!(!serde_json::to_string(&cfg).unwrap().contains(pw));
+}
