@@ -487,7 +487,13 @@ where
 
 /// Who runs a command that changes the stack, for the audit log: `opsctl:USER@HOST`.
 pub(crate) fn actor(env: &BTreeMap<String, String>) -> String {
-    let user = env.get("SUDO_USER").or_else(|| env.get("USER")).map_or("unknown", String::as_str);
+    // Without USER (cron, systemd units), the process's uid: never an empty actor.
+    let uid = || {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata("/proc/self").map_or_else(|_| "unknown".to_owned(), |m| format!("uid{}", m.uid()))
+    };
+    let user =
+        env.get("SUDO_USER").or_else(|| env.get("USER")).or_else(|| env.get("LOGNAME")).cloned().unwrap_or_else(uid);
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     if host.is_empty() { format!("opsctl:{user}") } else { format!("opsctl:{user}@{host}") }
 }
