@@ -22,10 +22,12 @@ fuzz_target!(|data: &[u8]| {
     match resolve(ConfigSource { file_name: "fuzz.toml", text: Some(text), env: &env }) {
         Ok(cfg) => {
             // No secret-typed value shows what it hides (JSON, logs and errors show the same
-            // text), whatever was interpolated into it. A plain value (a check's name) is shown
-            // as written: the file chose to put the variable there.
+            // text), wherever the secret was interpolated into it: a key or password as `***`;
+            // in a URL its user-info and its sensitive query values. What a URL shows by design
+            // (host, path, query keys) and plain values (a check's name) are shown as written:
+            // the file chose to put the variable there.
             for shown in cfg.shown_secrets() {
-                assert!(!shown.contains(SECRET), "a secret shown: {shown}");
+                assert!(!reveals(&shown), "a secret shown: {shown}");
             }
             let json = serde_json::to_string(&cfg).unwrap_or_default();
             let plain = text.matches("${PW").count() + text.matches("${API_KEYS").count();
@@ -45,4 +47,13 @@ fn shown(text: &str, env: &BTreeMap<String, String>) -> String {
         Ok(cfg) => serde_json::to_string(&cfg).unwrap_or_default(),
         Err(e) => e.to_string(),
     }
+}
+
+/// Whether a shown secret-typed value shows the secret where it must be hidden.
+fn reveals(shown: &str) -> bool {
+    let Ok(u) = url::Url::parse(shown) else { return shown.contains(SECRET) };
+    let sensitive = |k: &str| ops_core::secret::SENSITIVE_QUERY_KEYS.iter().any(|s| k.to_ascii_lowercase().contains(s));
+    u.username().contains(SECRET)
+        || u.password().is_some_and(|p| p.contains(SECRET))
+        || u.query_pairs().any(|(k, v)| sensitive(&k) && v.contains(SECRET))
 }

@@ -82,7 +82,9 @@ impl Secret {
 
 redacted_string!(
     /// A URL that may carry credentials (a password in its user-info, a token in its query).
-    /// Prints with the password and the values of sensitive query parameters replaced by `***`.
+    /// Prints with the password (the whole user-info when it has no password) and the values of
+    /// sensitive query parameters replaced by `***`; scheme, host, port, path and query keys
+    /// are shown (a token belongs in the password, or in a `token=` parameter).
     SecretUrl,
     redact_url
 );
@@ -94,7 +96,8 @@ redacted_string!(
     redact_webhook
 );
 
-const SENSITIVE_QUERY_KEYS: &[&str] =
+/// Query parameters whose values a [`SecretUrl`] hides (a key containing any of these words).
+pub const SENSITIVE_QUERY_KEYS: &[&str] =
     &["password", "pass", "passwd", "secret", "token", "key", "sig", "signature", "auth", "sslpassword"];
 
 /// Replaces the credentials in a URL with `***`: the password of the user-info (the whole
