@@ -8,6 +8,10 @@ use libfuzzer_sys::fuzz_target;
 use ops_core::config::{ConfigSource, resolve};
 
 const SECRET: &str = "fuzz-secret-4c1d";
+/// The overlay's secrets: never interpolated by name in a plain field unless the file says so.
+const KEYS: &str = "fuzz-apikey-7e2a-0123456789abcdef";
+const AWS: &str = "fuzz-awssecret-91bc";
+const DB: &str = "fuzz-dbpass-55aa";
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -15,10 +19,16 @@ fuzz_target!(|data: &[u8]| {
     // text itself (as a key, in a url's host, through a `${UNSET:-default}`) may see it
     // quoted: resolved with other values in the environment, it still shows.
     let other = BTreeMap::from([("PW".to_owned(), "other-value".to_owned()), ("API_KEYS".to_owned(), "x".repeat(32))]);
-    if shown(text, &other).contains(SECRET) {
+    let spelled = shown(text, &other);
+    if [SECRET, KEYS, AWS, DB].iter().any(|s| spelled.contains(s)) {
         return;
     }
-    let env = BTreeMap::from([("PW".to_owned(), SECRET.to_owned()), ("API_KEYS".to_owned(), SECRET.repeat(2))]);
+    let env = BTreeMap::from([
+        ("PW".to_owned(), SECRET.to_owned()),
+        ("API_KEYS".to_owned(), KEYS.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), AWS.to_owned()),
+        ("DATABASE_URL".to_owned(), format!("postgres://app:{DB}@db:5432/app")),
+    ]);
     match resolve(ConfigSource { file_name: "fuzz.toml", text: Some(text), env: &env }) {
         Ok(cfg) => {
             // No secret-typed value shows what it hides (JSON, logs and errors show the same
@@ -29,14 +39,18 @@ fuzz_target!(|data: &[u8]| {
             for shown in cfg.shown_secrets() {
                 assert!(!reveals(&shown), "a secret shown: {shown}");
             }
+            // Each variable's value appears in the JSON only where the file names it.
             let json = serde_json::to_string(&cfg).unwrap_or_default();
-            let plain = text.matches("${PW").count() + text.matches("${API_KEYS").count();
-            assert!(plain > 0 || !json.contains(SECRET), "a secret in the json of a config that never names it");
+            for (var, value) in [("PW", SECRET), ("API_KEYS", KEYS), ("AWS_SECRET_ACCESS_KEY", AWS), ("DATABASE_URL", DB)] {
+                let named = text.contains(&format!("${{{var}"));
+                assert!(named || !json.contains(value), "{var} in the json of a config that never names it");
+            }
         }
         Err(e) => {
             // An error may quote the file's own text only as a key; the environment's secret
             // never appears (it can only come from interpolation).
-            assert!(!e.to_string().contains(SECRET), "a secret in a config error: {e}");
+            let e = e.to_string();
+            assert!([SECRET, KEYS, AWS, DB].iter().all(|s| !e.contains(s)), "a secret in a config error: {e}");
         }
     }
 });
@@ -51,9 +65,11 @@ fn shown(text: &str, env: &BTreeMap<String, String>) -> String {
 
 /// Whether a shown secret-typed value shows the secret where it must be hidden.
 fn reveals(shown: &str) -> bool {
-    let Ok(u) = url::Url::parse(shown) else { return shown.contains(SECRET) };
+    let Ok(u) = url::Url::parse(shown) else { return [SECRET, KEYS, AWS, DB].iter().any(|s| shown.contains(s)) };
     let sensitive = |k: &str| ops_core::secret::SENSITIVE_QUERY_KEYS.iter().any(|s| k.to_ascii_lowercase().contains(s));
-    u.username().contains(SECRET)
-        || u.password().is_some_and(|p| p.contains(SECRET))
-        || u.query_pairs().any(|(k, v)| sensitive(&k) && v.contains(SECRET))
+    [SECRET, KEYS, AWS, DB].iter().any(|secret| {
+        u.username().contains(secret)
+            || u.password().is_some_and(|p| p.contains(secret))
+            || u.query_pairs().any(|(k, v)| sensitive(&k) && v.contains(secret))
+    })
 }

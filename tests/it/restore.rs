@@ -100,8 +100,9 @@ async fn restore_safe_swap_replaces_the_database_and_restarts_dependents() {
     assert!(after.started_at > before, "the dependent was stopped and started");
     // The swap is in the audit log: who, which database, what was live before and after.
     let records = s.audit_records();
-    assert_eq!(records.len(), 1, "{records:#?}");
-    let r = &records[0];
+    assert_eq!(records.len(), 2, "the intent before the stop, then the outcome: {records:#?}");
+    assert_eq!((records[0].action.as_str(), records[0].result.as_str()), ("restore-swap", "started"));
+    let r = &records[1];
     assert_eq!((r.actor.as_str(), r.action.as_str(), r.result.as_str()), ("opsctl:it@host", "restore-swap", "ok"));
     assert_eq!(r.target, "database:main");
     assert_eq!(r.before["database"], "app");
@@ -202,8 +203,9 @@ async fn restore_in_place_from_s3_runs_the_post_restore_command() {
     assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, at_backup);
     assert!(databases(&s).await.iter().all(|d| !d.contains("__")), "in place leaves no side databases");
     let records = s.audit_records();
-    assert_eq!(records.len(), 1, "{records:#?}");
-    let r = &records[0];
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!((records[0].action.as_str(), records[0].result.as_str()), ("restore-in-place", "started"));
+    let r = &records[1];
     assert_eq!((r.actor.as_str(), r.action.as_str(), r.result.as_str()), ("library", "restore-in-place", "ok"));
     assert_eq!(r.target, "database:main");
     assert_eq!(r.before["dropped"], true);
@@ -254,4 +256,32 @@ async fn restore_whose_stop_fails_half_way_starts_what_it_stopped_and_drops_the_
     assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, live, "live database untouched");
     let dbs = databases(&s).await;
     assert!(dbs.iter().all(|d| !d.contains("__restore_") && !d.contains("__pre_restore_")), "{dbs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_without_a_writable_audit_log_changes_nothing() {
+    let s = stack(200).await;
+    let (api, _guard) = dependent(&s).await;
+    let ctx = with_dependent(&s, &api, None);
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let live = fingerprint(&s.rt, &s.pg, "app").await;
+    let before = s.rt.inspect(&api).await.unwrap().started_at;
+    // The audit log's directory would be a regular file: it cannot be created.
+    let blocker = s.local.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let mut config = (*ctx.config).clone();
+    config.perf.audit_log = blocker.join("audit.jsonl");
+    let ctx = Context::from_config(config).unwrap();
+    for in_place in [false, true] {
+        let opts =
+            RestoreOptions { source: report.id.to_string(), in_place, health_timeout_secs: 30, ..Default::default() };
+        let plan = restore::plan(&ctx, &opts).await.unwrap();
+        let e = ops_backup::restore(&ctx, &plan, &opts, &NoProgress).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.message().contains("audit log"), "{e}");
+    }
+    assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, live, "the live database is as it was");
+    assert!(databases(&s).await.iter().all(|d| !d.contains("__")), "no side database: {:?}", databases(&s).await);
+    let after = s.rt.inspect(&api).await.unwrap();
+    assert_eq!((after.state, after.started_at), (ContainerState::Running, before), "the dependent was never stopped");
 }

@@ -582,16 +582,20 @@ async fn tls_renew_runs_the_commands_in_order_only_when_due() {
     let audit = ops_core::audit::Audit::at(&dir.path().join("audit.jsonl"), "opsctl:it@host").unwrap();
     let report = renew(&runtime(&calls, &cert, fresh.clone(), 0), &options, &audit).await.unwrap();
     assert_eq!(*calls.lock().unwrap(), expected_calls());
-    // One audit record: who, which certificates, days left before and after, each command.
+    // The intent before the first command, then the outcome: who, which certificates, days
+    // left before and after, each command's program and exit (never its arguments).
     let records = audit.log().read().unwrap();
-    assert_eq!(records.len(), 1, "{records:?}");
-    let r = &records[0];
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!((records[0].action.as_str(), records[0].result.as_str()), ("tls-renew", "started"));
+    assert_eq!(records[0].after["commands"][0]["program"], "certbot", "{records:?}");
+    let r = &records[1];
     assert_eq!((r.actor.as_str(), r.action.as_str(), r.result.as_str()), ("opsctl:it@host", "tls-renew", "ok"));
     assert_eq!(r.target, format!("tls:{}", cert.display()));
     assert_eq!(r.before["certificates"][0]["days_left"], 10, "{r:?}");
     assert_eq!(r.after["certificates"][0]["days_left"], 90, "{r:?}");
-    assert_eq!(r.after["commands"][1]["cmd"][0], "nginx", "{r:?}");
+    assert_eq!(r.after["commands"][1]["program"], "nginx", "{r:?}");
     assert_eq!(r.after["commands"][1]["exit_code"], 0, "{r:?}");
+    assert!(!serde_json::to_string(r).unwrap().contains("reload"), "no arguments: {r:?}");
     assert_eq!(report.plan.before[0].status(), Status::Critical);
     assert_eq!(report.plan.before[0].days_left(), Some(10));
     assert_eq!(report.executed.len(), 2);
@@ -605,7 +609,7 @@ async fn tls_renew_runs_the_commands_in_order_only_when_due() {
     idle.expect_exec().never();
     let report = renew(&idle, &options, &audit).await.unwrap();
     assert!(!report.plan.run);
-    assert_eq!(audit.log().read().unwrap().len(), 1, "nothing ran, nothing recorded");
+    assert_eq!(audit.log().read().unwrap().len(), 2, "nothing ran, nothing recorded");
     assert!(report.executed.is_empty() && report.after.is_empty());
     assert_eq!(report.status, Status::Ok);
 
@@ -637,7 +641,7 @@ async fn tls_renew_stops_at_the_first_failed_command() {
     assert!(report.findings[0].message.contains("renewal failed"), "{:?}", report.findings);
     assert_eq!(report.after[0].days_left(), Some(5), "checked again all the same");
     let records = audit.log().read().unwrap();
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert!(records[0].result.contains("renewal failed"), "{records:?}");
-    assert_eq!(records[0].after["commands"].as_array().unwrap().len(), 1, "{records:?}");
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[1].result, "certbot in certbot exited 1", "{records:?}");
+    assert_eq!(records[1].after["commands"].as_array().unwrap().len(), 1, "{records:?}");
 }

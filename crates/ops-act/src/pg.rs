@@ -302,12 +302,11 @@ async fn sessions_plan(
 }
 
 /// Applies `plan`: every target re-checked against the live server and acted on only when it
-/// still matches, one audit entry per target (`actor` as given). Targets that changed are
+/// still matches, one audit record per target (by the audit's actor). Targets that changed are
 /// `skipped: …` outcomes, not errors.
 ///
 /// # Errors
-/// `InvalidInput` for an action that is not a PostgreSQL one; `NotFound` for an unknown
-/// database; `Unavailable` when the audit log cannot be written (nothing further is done).
+/// `InvalidInput` for an action that is not a PostgreSQL one, or an unknown database; `Unavailable` when the audit log cannot be written (nothing further is done).
 pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
     let (database, signal) = match &plan.action {
         Action::Terminate { database, .. } | Action::KillIdle { database, .. } => (database, BackendSignal::Terminate),

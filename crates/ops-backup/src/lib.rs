@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
-//! use ops_backup::retention::{plan, Action, Candidate, RetentionPolicy};
+//! use ops_backup::retention::{plan, Candidate, RetentionPolicy, Verdict};
 //! use ops_backup::naming::BackupId;
 //!
 //! let at = |d| Utc.with_ymd_and_hms(2026, 1, d, 2, 0, 0).unwrap();
@@ -26,7 +26,7 @@
 //!     .collect();
 //! let policy = RetentionPolicy { keep_daily: Some(3), ..Default::default() };
 //! let decisions = plan(&backups, &policy, at(10));
-//! assert_eq!(decisions.iter().filter(|d| d.action == Action::Keep).count(), 3);
+//! assert_eq!(decisions.iter().filter(|d| d.action == Verdict::Keep).count(), 3);
 //! ```
 
 pub mod backup;

@@ -158,6 +158,10 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
     };
     let source = source::resolve(ctx, &opts.source, &rules).await?;
     let dependents = dependents::resolve(ctx, &db_config.dependents).await?;
+    // The post-restore container is found now, not after the swap.
+    if let Some(p) = &db_config.post_restore {
+        dependents::resolve(ctx, std::slice::from_ref(&p.container)).await.map_err(|e| e.context("post-restore"))?;
+    }
     let live = db.name().to_owned();
     let ts = Utc::now().format("%Y%m%dT%H%M%SZ").to_string().to_lowercase();
     let strategy = if opts.in_place { Strategy::InPlace } else { Strategy::SafeSwap };
@@ -302,12 +306,18 @@ pub async fn restore_until(
                     return Err(interrupted());
                 }
             };
+            // No record, no change: the intent is on disk before the stack is touched.
+            if let Err(e) = record(&audit, plan, None) {
+                drop_side(db.as_ref(), &plan.restore_database).await;
+                return Err(e.context("the live database and the stack were not touched"));
+            }
             if let Err(e) = dependents::stop(ctx, &plan.dependents).await {
                 drop_side(db.as_ref(), &plan.restore_database).await;
+                record_outcome(&audit, plan, Err(&e));
                 return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
             }
             let swapped = swap_names(db.as_ref(), plan).await;
-            record(&audit, plan, swapped.as_ref().copied());
+            record_outcome(&audit, plan, swapped.as_ref().copied());
             match swapped {
                 Ok(()) => check,
                 Err(e) => return Err(restart_after(ctx, plan, e).await),
@@ -326,11 +336,15 @@ pub async fn restore_until(
                     problems.join("; ")
                 )));
             }
+            if let Err(e) = record(&audit, plan, None) {
+                return Err(e.context("the live database and the stack were not touched"));
+            }
             if let Err(e) = dependents::stop(ctx, &plan.dependents).await {
+                record_outcome(&audit, plan, Err(&e));
                 return Err(restart_after(ctx, plan, e.context("the live database was not touched")).await);
             }
             let restored = in_place(db.as_ref(), plan, progress).await;
-            record(&audit, plan, restored.as_ref().map(drop));
+            record_outcome(&audit, plan, restored.as_ref().map(drop));
             match restored {
                 Ok(check) => check,
                 Err(e) => return Err(restart_after(ctx, plan, e).await),
@@ -366,11 +380,10 @@ pub async fn restore_until(
     })
 }
 
-/// The audit record of the step that replaced the live database: the swap (the live database
+/// The audit record of the step that replaces the live database: the swap (the live database
 /// renamed away and kept, the restored copy renamed in), or the in-place drop and restore.
-/// A record that cannot be written after the change is logged loudly; the restore goes on, so
-/// the dependents are started again.
-fn record(audit: &Audit, plan: &RestorePlan, outcome: std::result::Result<(), &Error>) {
+/// With no outcome, the intent (`started`), written before the dependents stop.
+fn record(audit: &Audit, plan: &RestorePlan, outcome: Option<std::result::Result<(), &Error>>) -> Result<()> {
     let dependents: Vec<&str> = plan.dependents.iter().filter(|d| d.was_running).map(|d| d.name.as_str()).collect();
     let (action, before, after) = match plan.strategy {
         Strategy::SafeSwap => (
@@ -395,12 +408,18 @@ fn record(audit: &Audit, plan: &RestorePlan, outcome: std::result::Result<(), &E
         ),
     };
     let result = match outcome {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.to_string(),
+        None => "started".to_owned(),
+        Some(Ok(())) => "ok".to_owned(),
+        Some(Err(e)) => e.to_string(),
     };
-    let target = format!("database:{}", plan.database_config_name);
-    if let Err(e) = audit.record(action, &target, before, after, &result) {
-        tracing::error!(error = %e, action, target, "the restore's audit record could not be written");
+    audit.record(action, &format!("database:{}", plan.database_config_name), before, after, &result)
+}
+
+/// The outcome's record, after the change. One that cannot be written then is logged loudly
+/// (the intent is on disk); the restore goes on, so the dependents are started again.
+fn record_outcome(audit: &Audit, plan: &RestorePlan, outcome: std::result::Result<(), &Error>) {
+    if let Err(e) = record(audit, plan, Some(outcome)) {
+        tracing::error!(error = %e, database = %plan.database_config_name, "the restore's audit record could not be written");
     }
 }
 

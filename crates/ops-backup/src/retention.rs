@@ -262,6 +262,7 @@ pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Re
     let local_policy = opts.local.clone().or(configured.local).unwrap_or_default();
     let stores = target::stores(ctx)?;
     let mut destinations = Vec::new();
+    let mut audit_broken: Option<String> = None;
     for (i, store) in stores.iter().enumerate() {
         let policy = if i == 0 && ctx.storage.is_some() { primary_policy.clone() } else { local_policy.clone() };
         let location = store.location();
@@ -296,8 +297,28 @@ pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Re
         decisions.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
-        if !dry_run {
+        if let Some(audit) = audit.as_ref().filter(|_| !dry_run) {
             for d in decisions.iter().filter(|d| d.action == Verdict::Delete) {
+                let before = serde_json::json!({
+                    "backup_id": d.id.to_string(),
+                    "database": d.database,
+                    "started_at": d.started_at,
+                    "location": location,
+                    "rule": d.rule,
+                });
+                let target = format!("backup:{}", d.id);
+                // No record, no deletion: the intent is on disk first. A log that cannot be
+                // written stops the deletions (the report says which were left).
+                if let Some(why) = &audit_broken {
+                    failed.push((d.id.clone(), format!("not deleted: {why}")));
+                    continue;
+                }
+                if let Err(e) = audit.record("prune", &target, before.clone(), serde_json::Value::Null, "started") {
+                    let why = format!("the audit log cannot be written: {e}");
+                    failed.push((d.id.clone(), format!("not deleted: {why}")));
+                    audit_broken = Some(why);
+                    continue;
+                }
                 let entry = all.iter().find(|b| b.id == d.id);
                 let dump_key = entry
                     .and_then(|b| b.copies.iter().find(|c| c.location == location))
@@ -313,17 +334,9 @@ pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Re
                         break;
                     }
                 }
-                if let Some(audit) = &audit {
-                    let before = serde_json::json!({
-                        "backup_id": d.id.to_string(),
-                        "database": d.database,
-                        "started_at": d.started_at,
-                        "location": location,
-                        "rule": d.rule,
-                    });
-                    let result = error.as_ref().map_or_else(|| "ok".to_owned(), ToString::to_string);
-                    let target = format!("backup:{}", d.id);
-                    audit.record("prune", &target, before, serde_json::Value::Null, &result)?;
+                let result = error.as_ref().map_or_else(|| "ok".to_owned(), ToString::to_string);
+                if let Err(e) = audit.record("prune", &target, before, serde_json::Value::Null, &result) {
+                    tracing::error!(error = %e, backup = %d.id, "the prune's audit record could not be written");
                 }
                 match error {
                     None => deleted.push(d.id.clone()),

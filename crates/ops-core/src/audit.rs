@@ -44,14 +44,15 @@ impl AuditLog {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::private_fs::create_dir_all(dir).map_err(|e| {
-                Error::unavailable(format!("audit log directory {} cannot be created: {e}", dir.display()))
+                Error::unavailable(format!(
+                    "audit log directory {} (perf.audit-log) cannot be created: {e}",
+                    dir.display()
+                ))
             })?;
         }
-        crate::private_fs::options()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::unavailable(format!("audit log {} cannot be opened: {e}", path.display())))?;
+        crate::private_fs::options().create(true).append(true).open(path).map_err(|e| {
+            Error::unavailable(format!("audit log {} (perf.audit-log) cannot be opened: {e}", path.display()))
+        })?;
         Ok(Self { path: path.to_owned() })
     }
 
@@ -68,7 +69,9 @@ impl AuditLog {
     pub fn append(&self, entry: &AuditEntry) -> Result<()> {
         let mut line = serde_json::to_string(entry).map_err(|e| Error::internal(format!("audit entry: {e}")))?;
         line.push('\n');
-        let mut file = std::fs::OpenOptions::new()
+        // Created again when logrotate moved it away since it was opened.
+        let mut file = crate::private_fs::options()
+            .create(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::unavailable(format!("audit log {}: {e}", self.path.display())))?;

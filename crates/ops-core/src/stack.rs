@@ -143,14 +143,15 @@ impl Stack {
             );
         }
         let mut order: Vec<&str> = Vec::new();
-        let mut note = None;
+        let mut cycles: Vec<String> = Vec::new();
         while !pending.is_empty() {
             let ready: Vec<&str> = pending.iter().filter(|(_, needs)| needs.is_empty()).map(|(s, _)| *s).collect();
             let next: Vec<&str> = if ready.is_empty() {
-                // A cycle: go on in name order rather than not at all.
-                let left: Vec<&str> = pending.keys().copied().collect();
-                note = Some(format!("the depends_on of {} form a cycle: restarted in name order", left.join(", ")));
-                left
+                // A cycle: the first service by name that is on one goes first, and the order
+                // goes on from there; what merely waits on the cycle still waits.
+                let Some((first, members)) = first_on_a_cycle(&pending) else { break };
+                cycles.push(members.join(", "));
+                vec![first]
             } else {
                 ready
             };
@@ -164,6 +165,8 @@ impl Stack {
             }
             order.extend(next);
         }
+        let note = (!cycles.is_empty())
+            .then(|| format!("the depends_on of {} form a cycle: restarted in name order", cycles.join("; ")));
         let mut out = Vec::new();
         for s in order {
             let mut of: Vec<&ContainerSummary> =
@@ -173,6 +176,28 @@ impl Stack {
         }
         (out, note)
     }
+}
+
+/// The first service by name that depends on itself through `pending`'s needs, and the
+/// services of that cycle (those it reaches that reach it back), by name.
+fn first_on_a_cycle<'a>(pending: &BTreeMap<&'a str, BTreeSet<String>>) -> Option<(&'a str, Vec<&'a str>)> {
+    let reach = |from: &str| -> BTreeSet<&'a str> {
+        let mut seen: BTreeSet<&'a str> = BTreeSet::new();
+        let mut stack: Vec<&str> =
+            pending.get(from).map(|n| n.iter().map(String::as_str).collect()).unwrap_or_default();
+        while let Some(s) = stack.pop() {
+            if let Some((name, needs)) = pending.get_key_value(s)
+                && seen.insert(name)
+            {
+                stack.extend(needs.iter().map(String::as_str));
+            }
+        }
+        seen
+    };
+    pending.keys().find_map(|&s| {
+        let from_s = reach(s);
+        from_s.contains(s).then(|| (s, from_s.iter().copied().filter(|&o| reach(o).contains(s)).collect()))
+    })
 }
 
 /// Stops `names` (given in start order) last first, each within `timeout`; the first failure
@@ -366,6 +391,25 @@ mod tests {
         let (deps, cycle) = all.dependents(&roots);
         assert_eq!(names(&deps), ["p-a-1", "p-b-1"]);
         assert!(cycle.unwrap().contains("a, b"));
+    }
+
+    #[test]
+    fn what_waits_on_a_cycle_still_comes_after_it() {
+        // db <- x <-> y, and c needs x: x goes first (the cycle broken at its first name), then
+        // what needs only x (c and y, by name); c never before x.
+        let all = Stack {
+            containers: vec![
+                container("p", "db", "", ContainerState::Running),
+                container("p", "x", "db,y", ContainerState::Running),
+                container("p", "y", "x", ContainerState::Running),
+                container("p", "c", "x", ContainerState::Running),
+            ],
+        };
+        let roots = all.find("db").unwrap();
+        let (deps, cycle) = all.dependents(&roots);
+        assert_eq!(names(&deps), ["p-x-1", "p-c-1", "p-y-1"]);
+        let cycle = cycle.unwrap();
+        assert!(cycle.contains("of x, y form"), "{cycle}");
     }
 
     #[test]

@@ -17,12 +17,12 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
-/// [`human_bytes`] of a measured (fractional, possibly negative) amount, rounded down to whole
+/// [`human_bytes`] of a measured (fractional, possibly negative) amount, rounded to whole
 /// bytes; a negative amount reads as `0 B`.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // display only
 #[must_use]
 pub fn human_bytes_f64(bytes: f64) -> String {
-    human_bytes(if bytes.is_finite() && bytes > 0.0 { bytes as u64 } else { 0 })
+    human_bytes(if bytes.is_finite() && bytes > 0.0 { bytes.round() as u64 } else { 0 })
 }
 
 /// `45 s`, `4 min`, `2 h 5 min`, `3 d 4 h`: an age or a span.

@@ -1,6 +1,7 @@
 //! `ops-perf`: performance analysis with verdicts (the runbooks' `perf-analyze.sh`). It only
 //! reads: PostgreSQL statistics, Redis `INFO`, container stats, timed HTTP samples and the
-//! host's disks. A finding that has a remedy names it (`opsctl act …`, in `ops-act`); nothing
+//! host's disks. A finding that has a remedy names it (a SQL statement, or `opsctl pg …`, `opsctl
+//! redis set-policy`, `opsctl restart`, which run `ops-act`); nothing
 //! here changes the stack.
 
 pub mod containers;

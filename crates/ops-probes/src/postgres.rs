@@ -89,8 +89,13 @@ async fn check(db: &dyn Database, mut report: ProbeReport, t: &PostgresThreshold
     match db.backends().await {
         Ok(list) => {
             // Client sessions only, and never the probe's own.
-            let sessions: Vec<Backend> =
-                list.backends.into_iter().filter(|b| b.is_client() && b.pid != list.own_pid).collect();
+            // A session of a role whose details the probe may not see has no state: `unknown`.
+            let sessions: Vec<Backend> = list
+                .backends
+                .into_iter()
+                .filter(|b| b.is_client() && b.pid != list.own_pid)
+                .map(|b| if b.state.is_empty() { Backend { state: "unknown".to_owned(), ..b } } else { b })
+                .collect();
             let (observations, problems) = sessions_report(&sessions, t);
             observations.into_iter().for_each(|o| report.observe(o));
             problems.into_iter().for_each(|p| report.problem(p));

@@ -22,7 +22,8 @@ pub enum ApiError {
     TooManyRequests(std::time::Duration),
     /// The request took longer than `server.request-timeout-secs` (503).
     RequestTimeout(std::time::Duration),
-    /// The server's own configuration could not be wired (500, kind `wiring`).
+    /// The server's own configuration could not be wired (500, kind `wiring`). Its message is
+    /// shown: it names the configuration key an operator must fix, secrets as `***`.
     Wiring(crate::state::WiringError),
 }
 

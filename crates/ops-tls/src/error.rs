@@ -60,6 +60,9 @@ pub enum Error {
     /// A bug: the TLS library refused a configuration, a background task panicked.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The audit log could not be written: nothing was changed.
+    #[error("{0}")]
+    Audit(ops_core::Error),
 }
 
 impl Error {
@@ -77,6 +80,7 @@ impl Error {
                 _ => ErrorKind::InvalidInput,
             },
             Self::Internal(_) => ErrorKind::Internal,
+            Self::Audit(e) => e.kind(),
         }
     }
 

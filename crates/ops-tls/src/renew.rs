@@ -262,6 +262,8 @@ pub async fn apply_renew_plan(
             duration_ms: planning_ms + elapsed_ms(started),
         });
     }
+    // No record, no change: the intent is on disk before the first command runs.
+    record(audit, &plan, None)?;
     let mut executed = Vec::new();
     let mut findings = Vec::new();
     for command in &plan.commands {
@@ -288,33 +290,59 @@ pub async fn apply_renew_plan(
         tokio::time::sleep(Duration::from_millis(options.recheck_delay_ms)).await;
     }
     let after = check_all(options).await;
-    record(audit, &plan, &executed, after.as_deref().unwrap_or_default(), &findings);
+    if let Err(e) = record(audit, &plan, Some((&executed, after.as_deref().unwrap_or_default()))) {
+        tracing::error!(error = %e, "the renewal's audit record could not be written");
+    }
     let after = after?;
     let status = findings.iter().map(|f| f.status).max().unwrap_or(Status::Ok).max(worst(&after));
     Ok(RenewReport { status, plan, executed, after, findings, duration_ms: planning_ms + elapsed_ms(started) })
 }
 
-/// The audit record of a renewal that ran commands: each target's days left before and after,
-/// and each command's exit. Written after the second check; a record that cannot be written
-/// then is logged loudly (the commands have run).
-fn record(audit: &Audit, plan: &RenewPlan, executed: &[CommandOutcome], after: &[TargetReport], findings: &[Finding]) {
+/// The audit record of a renewal: each target's days left before and, once the commands ran,
+/// after; each command's container, program and exit. Never the arguments or the output: they
+/// may hold a token from the environment. Without an outcome, the intent (`started`).
+fn record(audit: &Audit, plan: &RenewPlan, outcome: Option<(&[CommandOutcome], &[TargetReport])>) -> Result<()> {
     let days = |reports: &[TargetReport]| {
         reports
             .iter()
             .map(|r| serde_json::json!({ "target": r.label(), "days_left": r.days_left(), "status": r.status() }))
             .collect::<Vec<_>>()
     };
-    let commands: Vec<_> = executed
-        .iter()
-        .map(|c| serde_json::json!({ "container": c.container, "cmd": c.cmd, "exit_code": c.exit_code, "error": c.error }))
-        .collect();
+    let program = |cmd: &[String]| cmd.first().cloned().unwrap_or_default();
     let before = serde_json::json!({ "due": plan.due, "certificates": days(&plan.before) });
-    let after = serde_json::json!({ "commands": commands, "certificates": days(after) });
-    let result = findings.first().map_or_else(|| "ok".to_owned(), |f| f.message.clone());
+    let (after, result) = match outcome {
+        None => {
+            let planned: Vec<_> = plan
+                .commands
+                .iter()
+                .map(|c| serde_json::json!({ "container": c.container, "program": program(&c.cmd) }))
+                .collect();
+            (serde_json::json!({ "commands": planned }), "started".to_owned())
+        }
+        Some((executed, after)) => {
+            let commands: Vec<_> = executed
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "container": c.container,
+                        "program": program(&c.cmd),
+                        "exit_code": c.exit_code,
+                        "ran": c.error.is_none(),
+                    })
+                })
+                .collect();
+            let result = match executed.iter().find(|c| !c.succeeded()) {
+                None => "ok".to_owned(),
+                Some(c) => match c.exit_code {
+                    Some(code) => format!("{} in {} exited {code}", program(&c.cmd), c.container),
+                    None => format!("{} in {} could not run", program(&c.cmd), c.container),
+                },
+            };
+            (serde_json::json!({ "commands": commands, "certificates": days(after) }), result)
+        }
+    };
     let target = format!("tls:{}", plan.before.iter().map(TargetReport::label).collect::<Vec<_>>().join(","));
-    if let Err(e) = audit.record("tls-renew", &target, before, after, &result) {
-        tracing::error!(error = %e, "the renewal's audit record could not be written");
-    }
+    audit.record("tls-renew", &target, before, after, &result).map_err(Error::Audit)
 }
 
 /// [`renew_plan`], then [`apply_renew_plan`].

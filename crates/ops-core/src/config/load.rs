@@ -120,55 +120,11 @@ pub fn resolve(src: ConfigSource<'_>) -> Result<OpsConfig, ConfigError> {
         Ok(())
     })
     .map_err(|e| from_interpolation(src.file_name, raw, e))?;
-    // A value that came from the environment may be a secret: an error that quotes part of a
-    // value (a check's name, a url's scheme) shows it redacted.
-    let scrub = |mut e: ConfigError| {
-        e.message = redact_env_values(&e.message, raw, src.env);
-        e
-    };
-    overlay_env(&mut cfg, src.env).map_err(scrub)?;
-    validate(&cfg, src.file_name, raw).map_err(scrub)?;
+    // Messages name keys and entries, never values: a value may have come from the
+    // environment, and may be a secret.
+    overlay_env(&mut cfg, src.env)?;
+    validate(&cfg, src.file_name, raw)?;
     Ok(cfg)
-}
-
-/// Variables whose values replace config values: the ones read by [`overlay_env`].
-const OVERLAY_VARS: [&str; 12] = [
-    "DATABASE_URL",
-    "S3_BUCKET",
-    "RETENTION_DAYS",
-    "BACKUP_ALERT_WEBHOOK",
-    "API_KEYS",
-    "ADMIN_KEYS",
-    "DOCKER_HOST",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-];
-
-/// `message` with the value of every variable the file interpolates (`${NAME}`) or the overlay
-/// reads replaced by `[redacted]`, longest first (and each comma-separated part of a list).
-fn redact_env_values(message: &str, raw: &str, env: &BTreeMap<String, String>) -> String {
-    let mut values: Vec<&str> = Vec::new();
-    let referenced =
-        raw.split("${").skip(1).map(|r| &r[..r.find(['}', ':']).unwrap_or(r.len())]).filter(|n| !n.is_empty());
-    for name in referenced.chain(OVERLAY_VARS) {
-        if let Some(v) = env.get(name) {
-            values.push(v.trim());
-            values.extend(v.split(',').map(str::trim));
-        }
-    }
-    values.retain(|v| v.len() >= 3);
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    values.dedup();
-    let mut out = message.to_owned();
-    for v in values {
-        if out.contains(v) {
-            out = out.replace(v, "[redacted]");
-        }
-    }
-    out
 }
 
 /// toml and serde quote the offending value ("invalid type: string \"hunter2\", expected a
@@ -349,14 +305,15 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         check_url(hook.expose(), &["http", "https"], true)
             .map_err(|m| err(&["notify", "webhooks"], format!("entry {}: {m}", i + 1)))?;
     }
-    let mut seen = std::collections::BTreeSet::new();
+    // Check names across kinds, and the entry that first used each.
+    let mut seen: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
     for (i, check) in cfg.http.iter().enumerate() {
         let idx = i.to_string();
         if check.name.is_empty() {
             return Err(err(&["http", &idx, "name"], "every [[http]] check needs a name".into()));
         }
-        if !seen.insert(format!("http:{}", check.name)) {
-            return Err(err(&["http", &idx, "name"], format!("duplicate check name {:?}", check.name)));
+        if let Some(first) = seen.insert(format!("http:{}", check.name), format!("[[http]] entry {i}")) {
+            return Err(err(&["http", &idx, "name"], format!("duplicate check name: {first} has the same one")));
         }
         check_url(check.url.expose(), &["http", "https"], true).map_err(|m| err(&["http", &idx, "url"], m))?;
     }
@@ -365,8 +322,8 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         if check.name.is_empty() {
             return Err(err(&["tls", &idx, "name"], "every [[tls]] check needs a name".into()));
         }
-        if !seen.insert(format!("tls:{}", check.name)) {
-            return Err(err(&["tls", &idx, "name"], format!("duplicate check name {:?}", check.name)));
+        if let Some(first) = seen.insert(format!("tls:{}", check.name), format!("[[tls]] entry {i}")) {
+            return Err(err(&["tls", &idx, "name"], format!("duplicate check name: {first} has the same one")));
         }
         match (&check.endpoint, &check.file) {
             (Some(ep), None) => {
@@ -401,8 +358,8 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         if check.name.is_empty() {
             return Err(err(&["tcp", &idx, "name"], "every [[tcp]] check needs a name".into()));
         }
-        if !seen.insert(format!("tcp:{}", check.name)) {
-            return Err(err(&["tcp", &idx, "name"], format!("duplicate check name {:?}", check.name)));
+        if let Some(first) = seen.insert(format!("tcp:{}", check.name), format!("[[tcp]] entry {i}")) {
+            return Err(err(&["tcp", &idx, "name"], format!("duplicate check name: {first} has the same one")));
         }
         if !is_host_port(&check.address) {
             return Err(err(&["tcp", &idx, "address"], "must be host:port, for example db:5432".into()));

@@ -346,6 +346,11 @@ fn errors_never_quote_a_value_from_the_environment() {
         let err = load_text(text, &e).unwrap_err().to_string();
         assert!(!err.contains(pw) && !err.contains("fuzz-secret"), "{text}: {err}");
     }
+    // Not even escaped, as `{:?}` would quote it.
+    let quoted = env(&[("PW", "ab\"cd-secret-99")]);
+    let err = load_text(cases[2], &quoted).unwrap_err().to_string();
+    assert!(!err.contains("cd-secret-99"), "{err}");
+    assert!(err.contains("[[tcp]] entry 0"), "{err}");
     // The overlay's variables too.
     let err = load_text("", &e).unwrap_err().to_string();
     assert!(!err.contains("fuzzsecret2"), "{err}");
