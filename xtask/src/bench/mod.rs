@@ -15,6 +15,26 @@ use anyhow::{Context, Result};
 
 use crate::cmd;
 
+/// Throwaway credentials of the benchmarks' PostgreSQL (bound to 127.0.0.1 only).
+pub const PG_PASSWORD: &str = "benchpw";
+/// Its database.
+pub const PG_DB: &str = "bench";
+
+/// `docker run` arguments of a throwaway PostgreSQL on a random 127.0.0.1 port, durability
+/// off, with `settings` (`name=value`) and `extra` docker flags.
+pub fn postgres_args(extra: &[&str], settings: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    args.extend(["-p", "127.0.0.1::5432", "-e"].map(str::to_owned));
+    args.push(format!("POSTGRES_PASSWORD={PG_PASSWORD}"));
+    args.push("-e".to_owned());
+    args.push(format!("POSTGRES_DB={PG_DB}"));
+    args.push(crate::test_env::POSTGRES_IMAGE.to_owned());
+    for setting in std::iter::once("fsync=off").chain(settings.iter().copied()) {
+        args.extend(["-c".to_owned(), setting.to_owned()]);
+    }
+    args
+}
+
 /// The label of every container a benchmark starts (`docker ps -f label=ops-bench`).
 pub const LABEL: &str = "ops-bench";
 

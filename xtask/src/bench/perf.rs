@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::{PG_DB, PG_PASSWORD};
 use crate::cmd;
 use crate::test_env::POSTGRES_IMAGE;
 
-const PG_PASSWORD: &str = "benchpw";
-const PG_DB: &str = "bench";
 /// Target: median wall time of `opsctl perf analyze --section pg`, seconds.
 const TARGET_SECS: f64 = 2.0;
 /// Catalog queries the section may send, whatever the number of tables.
@@ -84,19 +83,8 @@ impl Container {
 }
 
 fn start_postgres() -> Result<(Container, u16)> {
-    let id = super::docker_run(&[
-        "-p",
-        "127.0.0.1::5432",
-        "-e",
-        &format!("POSTGRES_PASSWORD={PG_PASSWORD}"),
-        "-e",
-        &format!("POSTGRES_DB={PG_DB}"),
-        POSTGRES_IMAGE,
-        "-c",
-        "fsync=off",
-        "-c",
-        "max_locks_per_transaction=256",
-    ])?;
+    let args = super::postgres_args(&[], &["max_locks_per_transaction=256"]);
+    let id = super::docker_run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let container = Container(id);
     let port = super::host_port(&container.0, "5432/tcp")?;
     let ready = cmd::wait_until(Duration::from_secs(90), Duration::from_millis(250), || {

@@ -53,25 +53,8 @@ pub(super) fn run_labelled(guard: &mut Guard, args: &[&str]) -> Result<String> {
 }
 
 pub(super) fn start_postgres(guard: &mut Guard) -> Result<((Pg, String), String)> {
-    let id = run_labelled(
-        guard,
-        &[
-            "--shm-size=512m",
-            "-p",
-            "127.0.0.1::5432",
-            "-e",
-            &format!("POSTGRES_PASSWORD={PG_PASSWORD}"),
-            "-e",
-            &format!("POSTGRES_DB={PG_DB}"),
-            POSTGRES_IMAGE,
-            "-c",
-            "fsync=off",
-            "-c",
-            "shared_buffers=256MB",
-            "-c",
-            "max_wal_size=4GB",
-        ],
-    )?;
+    let args = crate::bench::postgres_args(&["--shm-size=512m"], &["shared_buffers=256MB", "max_wal_size=4GB"]);
+    let id = run_labelled(guard, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let pg = Pg { port: host_port(&id, "5432/tcp")? };
     let ready = cmd::wait_until(Duration::from_secs(90), Duration::from_millis(250), || {
         cmd::succeeds(pg.cmd("pg_isready", PG_DB).args(["-t", "2"])) && pg.query(PG_DB, "SELECT 1").is_ok()

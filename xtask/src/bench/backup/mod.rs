@@ -32,12 +32,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::bench::{PG_DB, PG_PASSWORD};
 use crate::cmd::{self, median};
 use crate::test_env::{POSTGRES_IMAGE, S3_IMAGE};
 
-/// Throwaway credentials of the throwaway containers (bound to 127.0.0.1 only).
-const PG_PASSWORD: &str = "benchpw";
-const PG_DB: &str = "bench";
+/// Throwaway credentials of the throwaway S3 server (bound to 127.0.0.1 only).
 const S3_ACCESS_KEY: &str = "opsaccess";
 const S3_SECRET_KEY: &str = "opssecret1234";
 const BUCKET: &str = "bench";
