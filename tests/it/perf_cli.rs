@@ -28,22 +28,26 @@ fn idle_session(container: &str, app: &str) {
     assert!(status.success());
 }
 
+/// An `ops.toml` for `pg`'s database `app` with its audit log in a temporary directory, and
+/// `extra` appended: the directory (kept alive), the audit log's path and the file's path.
+fn config_file(pg: &harness::Postgres, extra: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let config = dir.path().join("ops.toml");
+    let text = format!(
+        "[databases.main]\nurl = \"{}\"\n\n[perf]\naudit-log = {:?}\n{extra}",
+        pg.url("postgres", "postgres", "app"),
+        audit.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    (dir, audit, config)
+}
+
 #[test]
 fn perf_cli_plans_then_applies_kill_idle_and_analyzes() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let pg = rt.block_on(harness::postgres(&[]));
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let config = dir.path().join("ops.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[databases.main]\nurl = \"{}\"\n\n[perf]\naudit-log = {:?}\n\n[perf.postgres]\nidle-connection-secs = 1\n",
-            pg.url("postgres", "postgres", "app"),
-            audit.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (_dir, audit, config) = config_file(&pg, "\n[perf.postgres]\nidle-connection-secs = 1\n");
     let config = config.to_str().unwrap();
     idle_session(pg.id(), "idle-worker");
     std::thread::sleep(Duration::from_secs(3));
@@ -90,18 +94,7 @@ fn perf_cli_plans_then_applies_kill_idle_and_analyzes() {
 #[tokio::test]
 async fn perf_api_analyze_and_actions_need_the_right_key() {
     let pg = harness::postgres(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let config = dir.path().join("ops.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[databases.main]\nurl = \"{}\"\n\n[perf]\naudit-log = {:?}\n",
-            pg.url("postgres", "postgres", "app"),
-            audit.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (_dir, audit, config) = config_file(&pg, "");
     let env = BTreeMap::from([
         ("API_KEYS".to_owned(), "read-key-0123456789".to_owned()),
         ("ADMIN_KEYS".to_owned(), "admin-key-0123456789".to_owned()),
