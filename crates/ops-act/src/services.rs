@@ -223,7 +223,7 @@ async fn plan_restart(ctx: &Context, action: &Action, service: &str, with_depend
 async fn wait_ready(rt: &dyn ContainerRuntime, name: &str) -> (bool, String, serde_json::Value) {
     let wait = stack::Wait { timeout: READY_TIMEOUT, poll: POLL, fail_on_exit: true };
     let r = stack::wait_ready(rt, name, wait).await;
-    let result = match (r.ok, r.detail.starts_with("exited")) {
+    let result = match (r.ok, r.exited) {
         (true, _) => "ok".to_owned(),
         (false, true) => format!("{} after the restart", r.detail),
         (false, false) => format!("not ready within {}: {}", human_duration(READY_TIMEOUT), r.detail),

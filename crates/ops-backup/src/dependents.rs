@@ -8,7 +8,7 @@ use ops_core::ports::ContainerState;
 use ops_core::stack::{self, Stack};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// A dependent container and whether it was running when the plan was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +56,8 @@ pub(crate) async fn resolve(ctx: &Context, names: &[String]) -> Result<Vec<Depen
     Ok(out)
 }
 
-fn running(deps: &[Dependent]) -> Vec<&str> {
-    deps.iter().filter(|d| d.was_running).map(|d| d.id.as_str()).collect()
+fn running(deps: &[Dependent]) -> Vec<stack::Member<'_>> {
+    deps.iter().filter(|d| d.was_running).map(|d| stack::Member { id: &d.id, name: &d.name }).collect()
 }
 
 /// Stops the running dependents, last first (the reverse of their start order).
@@ -65,9 +65,7 @@ pub(crate) async fn stop(ctx: &Context, deps: &[Dependent]) -> Result<()> {
     if deps.is_empty() {
         return Ok(());
     }
-    stack::stop_in_order(stack::runtime(ctx)?, &running(deps), Duration::from_secs(30))
-        .await
-        .map_err(|e| name_ids(e, deps))
+    stack::stop_in_order(stack::runtime(ctx)?, &running(deps), Duration::from_secs(30)).await
 }
 
 /// Starts the dependents that were running, in order; returns the names started.
@@ -75,22 +73,7 @@ pub(crate) async fn start(ctx: &Context, deps: &[Dependent]) -> Result<Vec<Strin
     if deps.is_empty() {
         return Ok(Vec::new());
     }
-    let started = stack::start_in_order(stack::runtime(ctx)?, &running(deps)).await.map_err(|e| name_ids(e, deps))?;
-    Ok(started.iter().map(|id| name_of(id, deps)).collect())
-}
-
-fn name_of(id: &str, deps: &[Dependent]) -> String {
-    deps.iter().find(|d| d.id == id).map_or_else(|| id.to_owned(), |d| d.name.clone())
-}
-
-/// The engine is driven by id (a renamed container is still the one planned); messages name
-/// the container.
-fn name_ids(e: Error, deps: &[Dependent]) -> Error {
-    let mut text = e.to_string();
-    for d in deps {
-        text = text.replace(&d.id, &d.name);
-    }
-    Error::new(e.kind(), text)
+    stack::start_in_order(stack::runtime(ctx)?, &running(deps)).await
 }
 
 /// Waits for every restarted dependent and every `[[http]]` check, within `timeout` in all.

@@ -200,30 +200,40 @@ fn first_on_a_cycle<'a>(pending: &BTreeMap<&'a str, BTreeSet<String>>) -> Option
     })
 }
 
-/// Stops `names` (given in start order) last first, each within `timeout`; the first failure
-/// ends it, naming the container.
+/// A container to act on: its id (what the engine is driven by, so a container renamed since
+/// the plan is still the one planned) and its name (what messages say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// Container id.
+    pub id: &'a str,
+    /// Container name.
+    pub name: &'a str,
+}
+
+/// Stops `members` (given in start order) last first, each within `timeout`; the first
+/// failure ends it, naming the container.
 ///
 /// # Errors
 /// What the engine said, with the container's name.
-pub async fn stop_in_order(rt: &dyn ContainerRuntime, names: &[&str], timeout: Duration) -> Result<()> {
-    for name in names.iter().rev() {
-        rt.stop(name, timeout).await.map_err(|e| e.context(format!("stopping {name}")))?;
+pub async fn stop_in_order(rt: &dyn ContainerRuntime, members: &[Member<'_>], timeout: Duration) -> Result<()> {
+    for m in members.iter().rev() {
+        rt.stop(m.id, timeout).await.map_err(|e| e.context(format!("stopping {}", m.name)))?;
     }
     Ok(())
 }
 
-/// Starts `names` in order. Every one is tried: one that does not start must not keep the
+/// Starts `members` in order. Every one is tried: one that does not start must not keep the
 /// others down. Returns the names started.
 ///
 /// # Errors
 /// `Unavailable` naming every container that did not start (and those that did).
-pub async fn start_in_order(rt: &dyn ContainerRuntime, names: &[&str]) -> Result<Vec<String>> {
+pub async fn start_in_order(rt: &dyn ContainerRuntime, members: &[Member<'_>]) -> Result<Vec<String>> {
     let mut started = Vec::new();
     let mut failed = Vec::new();
-    for name in names {
-        match rt.start(name).await {
-            Ok(()) => started.push((*name).to_owned()),
-            Err(e) => failed.push(format!("starting {name}: {e}")),
+    for m in members {
+        match rt.start(m.id).await {
+            Ok(()) => started.push(m.name.to_owned()),
+            Err(e) => failed.push(format!("starting {}: {e}", m.name)),
         }
     }
     if failed.is_empty() {
@@ -253,6 +263,8 @@ pub struct Readiness {
     pub ok: bool,
     /// `running, health healthy`, or why not.
     pub detail: String,
+    /// It exited (or died), with [`Wait::fail_on_exit`]: `detail` says with which code.
+    pub exited: bool,
     /// The last state seen, as the audit log keeps it ([`snapshot`]); null if never inspected.
     pub state: serde_json::Value,
 }
@@ -280,17 +292,17 @@ pub async fn wait_ready(rt: &dyn ContainerRuntime, name: &str, wait: Wait) -> Re
                 state = snapshot(d.state, d.health, d.started_at);
                 if d.state == ContainerState::Running && matches!(d.health, HealthStatus::None | HealthStatus::Healthy)
                 {
-                    return Readiness { ok: true, detail, state };
+                    return Readiness { ok: true, detail, exited: false, state };
                 }
                 if wait.fail_on_exit && matches!(d.state, ContainerState::Exited | ContainerState::Dead) {
                     let code = d.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
-                    return Readiness { ok: false, detail: format!("exited{code}"), state };
+                    return Readiness { ok: false, detail: format!("exited{code}"), exited: true, state };
                 }
             }
             Err(e) => detail = e.to_string(),
         }
         if Instant::now() >= deadline {
-            return Readiness { ok: false, detail, state };
+            return Readiness { ok: false, detail, exited: false, state };
         }
         tokio::time::sleep(wait.poll).await;
     }

@@ -11,6 +11,7 @@ use ops_core::config::{PerfConfig, ProbesConfig, ServiceMemoryThresholds};
 use ops_core::ports::{ContainerRuntime, ContainerState, ContainerStats, ContainerSummary};
 use ops_core::{ErrorKind, Status};
 
+use crate::report::over;
 use crate::{PerfFinding, Section, SectionReport};
 use ops_core::units::{human_bytes, human_duration, percent};
 use ops_probes::container::{discover, display_names};
@@ -20,17 +21,6 @@ use ops_probes::{Observation, Unit};
 const PARALLEL: usize = 8;
 /// One MB as `docker stats` shows memory (MiB).
 const MB: u64 = 1024 * 1024;
-
-/// `critical` over `critical`, `warn` over `warn`, else `ok` (the runbooks' "> 400 ms").
-pub(crate) fn over(value: f64, warn: f64, critical: f64) -> Status {
-    if value > critical {
-        Status::Critical
-    } else if value > warn {
-        Status::Warn
-    } else {
-        Status::Ok
-    }
-}
 
 /// What one container's sample gave.
 struct Sample {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use ops_core::config::{HttpCheckConfig, ProbesConfig};
 use ops_core::{Runbook, Status};
 
-use crate::containers::over;
+use crate::report::over;
 use crate::{PerfFinding, Section, SectionReport};
 use ops_probes::{NetOptions, Observation, ProbeReport, Unit};
 

@@ -216,3 +216,14 @@ pub struct PerfReport {
     /// The sections, in [`Section::ALL`] order.
     pub sections: Vec<SectionReport>,
 }
+
+/// `critical` over `critical`, `warn` over `warn`, else `ok` (the runbooks' "> 400 ms").
+pub(crate) fn over(value: f64, warn: f64, critical: f64) -> Status {
+    if value > critical {
+        Status::Critical
+    } else if value > warn {
+        Status::Warn
+    } else {
+        Status::Ok
+    }
+}

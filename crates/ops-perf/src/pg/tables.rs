@@ -21,15 +21,7 @@ const MIN_CACHE_BLOCKS: u64 = 1_000;
 /// Oldest tables listed as wraparound evidence.
 const OLDEST_TABLES: usize = 3;
 
-fn verdict_over(value: f64, warn: f64, critical: f64) -> Status {
-    if value > critical {
-        Status::Critical
-    } else if value > warn {
-        Status::Warn
-    } else {
-        Status::Ok
-    }
-}
+use crate::report::over as verdict_over;
 
 fn vacuum_evidence(t: &TableStats, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
     vec![
