@@ -69,6 +69,33 @@ pub enum Action {
         /// `allkeys-lru`, `noeviction`, ….
         policy: String,
     },
+    /// Start a stopped container (or every container of a Compose service).
+    Start {
+        /// Container name or Compose service.
+        service: String,
+    },
+    /// Stop a running container (or every container of a Compose service), with the
+    /// containers that depend on it first.
+    Stop {
+        /// Container name or Compose service.
+        service: String,
+        /// Also stop its running dependents (Compose `depends_on`), before it.
+        #[serde(default)]
+        with_dependents: bool,
+    },
+    /// Restart, in order, the containers that depend on a container (not the container
+    /// itself), and start those that stopped (they died while it was down): RB-001's "after
+    /// PostgreSQL is healthy, restart the dependent services".
+    RestartDependents {
+        /// Container name or Compose service.
+        service: String,
+    },
+    /// Start every stopped service container of the stack, each after what it depends on
+    /// (the full-stack restart after a reboot).
+    StartStack {},
+    /// Remove stopped containers and dangling images outside the operated stack
+    /// (`docker system prune` that never removes a stopped service of the stack).
+    EnginePrune {},
     /// Restart a container, and then, in order, the containers that depend on it.
     Restart {
         /// Container name or Compose service.
@@ -102,7 +129,11 @@ impl Action {
                 Ok(())
             }
             Self::RedisSetPolicy { policy, .. } => check_range("policy length", policy.len(), 1, 64).map(drop),
-            Self::Restart { service, .. } => check_range("service length", service.len(), 1, 255).map(drop),
+            Self::Restart { service, .. }
+            | Self::Start { service }
+            | Self::Stop { service, .. }
+            | Self::RestartDependents { service } => check_range("service length", service.len(), 1, 255).map(drop),
+            Self::StartStack {} | Self::EnginePrune {} => Ok(()),
         }
     }
 
@@ -116,6 +147,11 @@ impl Action {
             Self::Vacuum { .. } => "vacuum",
             Self::RedisSetPolicy { .. } => "redis-set-policy",
             Self::Restart { .. } => "restart",
+            Self::Start { .. } => "start",
+            Self::RestartDependents { .. } => "restart-dependents",
+            Self::Stop { .. } => "stop",
+            Self::StartStack {} => "start-stack",
+            Self::EnginePrune {} => "engine-prune",
         }
     }
 }
@@ -189,7 +225,7 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
             crate::pg::plan(ctx, action).await
         }
-        Action::RedisSetPolicy { .. } | Action::Restart { .. } => crate::services::plan(ctx, action).await,
+        _ => crate::services::plan(ctx, action).await,
     }
 }
 
@@ -205,7 +241,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, actor: &str) -> Result<Acti
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
             crate::pg::apply(ctx, plan, &audit).await?
         }
-        Action::RedisSetPolicy { .. } | Action::Restart { .. } => crate::services::apply(ctx, plan, &audit).await?,
+        _ => crate::services::apply(ctx, plan, &audit).await?,
     };
     Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.log().path().to_owned() })
 }

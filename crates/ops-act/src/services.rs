@@ -47,6 +47,11 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
     match action {
         Action::RedisSetPolicy { cache, policy } => plan_policy(ctx, action, cache.as_deref(), policy).await,
         Action::Restart { service, with_dependents } => plan_restart(ctx, action, service, *with_dependents).await,
+        Action::Start { service } => plan_start(ctx, action, service).await,
+        Action::RestartDependents { service } => plan_restart_dependents(ctx, action, service).await,
+        Action::Stop { service, with_dependents } => plan_stop(ctx, action, service, *with_dependents).await,
+        Action::StartStack {} => plan_start_stack(ctx, action).await,
+        Action::EnginePrune {} => plan_engine_prune(ctx, action).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
     }
 }
@@ -63,7 +68,10 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
 pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
     match &plan.action {
         Action::RedisSetPolicy { cache, policy } => apply_policy(ctx, plan, cache.as_deref(), policy, audit).await,
-        Action::Restart { .. } => apply_restart(ctx, plan, audit).await,
+        Action::Restart { .. } | Action::RestartDependents { .. } => apply_restart(ctx, plan, audit).await,
+        Action::Start { .. } | Action::StartStack {} => apply_start(ctx, plan, audit).await,
+        Action::Stop { .. } => apply_stop(ctx, plan, audit).await,
+        Action::EnginePrune {} => apply_engine_prune(ctx, plan, audit).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
     }
 }
@@ -219,6 +227,35 @@ async fn plan_restart(ctx: &Context, action: &Action, service: &str, with_depend
     Ok(plan)
 }
 
+async fn plan_restart_dependents(ctx: &Context, action: &Action, service: &str) -> Result<ActionPlan> {
+    let all = Stack::read(ctx).await?;
+    let roots = all.find(service)?;
+    let mut plan = new_plan(action);
+    let (deps, cycle) = all.dependents(&roots);
+    plan.notes.extend(cycle);
+    for d in deps {
+        match d.state {
+            ContainerState::Running => plan
+                .targets
+                .push(Target { id: format!("container:{}", d.name), details: container_details(d, "dependent") }),
+            // It died while what it depends on was down: a restart starts it.
+            ContainerState::Exited | ContainerState::Dead => plan
+                .targets
+                .push(Target { id: format!("container:{}", d.name), details: container_details(d, "start") }),
+            other => plan.notes.push(format!("{} is {other:?}: left alone", d.name).to_lowercase()),
+        }
+    }
+    plan.summary = match plan.targets.len() {
+        0 => format!("nothing depends on {service}: nothing to do"),
+        n => format!(
+            "restart {n} dependent{} of {service} in order: {}",
+            if n == 1 { "" } else { "s" },
+            plan.targets.iter().map(target_name).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Ok(plan)
+}
+
 /// Waits until `name` runs again after a restart (and is healthy, with a healthcheck).
 async fn wait_ready(rt: &dyn ContainerRuntime, name: &str) -> (bool, String, serde_json::Value) {
     let wait = stack::Wait { timeout: READY_TIMEOUT, poll: POLL, fail_on_exit: true };
@@ -274,6 +311,288 @@ async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Resul
         if !ok {
             failed = Some(name);
         }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// start, stop, start-stack
+
+fn new_plan(action: &Action) -> ActionPlan {
+    ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() }
+}
+
+fn target_name(target: &Target) -> String {
+    target
+        .details
+        .get("container")
+        .cloned()
+        .unwrap_or_else(|| target.id.strip_prefix("container:").unwrap_or(&target.id).to_owned())
+}
+
+async fn plan_start(ctx: &Context, action: &Action, service: &str) -> Result<ActionPlan> {
+    let all = Stack::read(ctx).await?;
+    let mut plan = new_plan(action);
+    for c in all.find(service)? {
+        if c.state == ContainerState::Running {
+            plan.notes.push(format!("{} is already running", c.name));
+        } else {
+            plan.targets.push(Target { id: format!("container:{}", c.name), details: container_details(c, "start") });
+        }
+    }
+    plan.summary = match plan.targets.len() {
+        0 => format!("{service} is running: nothing to do"),
+        _ => format!("start {}", plan.targets.iter().map(target_name).collect::<Vec<_>>().join(", ")),
+    };
+    Ok(plan)
+}
+
+async fn plan_stop(ctx: &Context, action: &Action, service: &str, with_dependents: bool) -> Result<ActionPlan> {
+    let all = Stack::read(ctx).await?;
+    let roots = all.find(service)?;
+    let mut plan = new_plan(action);
+    // What depends on it stops first: the reverse of the start order.
+    if with_dependents {
+        let (deps, cycle) = all.dependents(&roots);
+        plan.notes.extend(cycle);
+        for d in deps.iter().rev().filter(|d| d.state == ContainerState::Running) {
+            plan.targets
+                .push(Target { id: format!("container:{}", d.name), details: container_details(d, "dependent") });
+        }
+    }
+    for r in &roots {
+        if r.state == ContainerState::Running {
+            plan.targets.push(Target { id: format!("container:{}", r.name), details: container_details(r, "stop") });
+        } else {
+            plan.notes.push(format!("{} is {:?}: nothing to stop", r.name, r.state).to_lowercase());
+        }
+    }
+    plan.summary = match plan.targets.len() {
+        0 => format!("{service} is not running: nothing to do"),
+        _ => format!("stop {}", plan.targets.iter().map(target_name).collect::<Vec<_>>().join(", ")),
+    };
+    Ok(plan)
+}
+
+async fn plan_start_stack(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+    // Without a project every container of the host would be "the stack".
+    if ctx.config.project.compose_project.is_none() {
+        return Err(Error::invalid_input("start-stack needs project.compose-project: the stack is that project"));
+    }
+    let all = Stack::read(ctx).await?;
+    let mut plan = new_plan(action);
+    // Every stopped service container, each after what it depends on: the dependents of the
+    // whole stack, in start order, are the stack in start order.
+    let roots: Vec<&ContainerSummary> = all.containers.iter().filter(|c| depends_on(c).is_empty()).collect();
+    let (rest, cycle) = all.dependents(&roots);
+    plan.notes.extend(cycle);
+    let mut ordered: Vec<&ContainerSummary> = roots;
+    ordered.extend(rest);
+    for c in &all.containers {
+        if !ordered.iter().any(|o| o.id == c.id) {
+            ordered.push(c);
+        }
+    }
+    for c in ordered {
+        if c.state != ContainerState::Running {
+            plan.targets.push(Target { id: format!("container:{}", c.name), details: container_details(c, "start") });
+        }
+    }
+    plan.summary = match plan.targets.len() {
+        0 => "every container of the stack is running: nothing to do".to_owned(),
+        n => format!(
+            "start {n} container{} in dependency order: {}",
+            if n == 1 { "" } else { "s" },
+            plan.targets.iter().map(target_name).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Ok(plan)
+}
+
+/// Starts each planned container that is still stopped, waits until it is ready, and stops at
+/// the first that does not come up: what follows depends on it.
+async fn apply_start(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
+    let rt = stack::runtime(ctx)?;
+    let mut outcomes = Vec::new();
+    let mut failed: Option<String> = None;
+    for target in &plan.targets {
+        let name = target_name(target);
+        let skip = |result: String, before: serde_json::Value| Outcome {
+            target: target.id.clone(),
+            ok: false,
+            result,
+            before: before.clone(),
+            after: before,
+        };
+        if let Some(f) = &failed {
+            outcomes.push(skip(format!("skipped: stopped after {f} failed"), serde_json::Value::Null));
+            continue;
+        }
+        let d = match rt.inspect(&name).await {
+            Ok(d) => d,
+            Err(e) => {
+                outcomes.push(skip(format!("skipped: cannot inspect it: {e}"), serde_json::Value::Null));
+                failed = Some(name);
+                continue;
+            }
+        };
+        let before = stack::snapshot(d.state, d.health, d.started_at);
+        if d.state == ContainerState::Running {
+            outcomes.push(Outcome {
+                target: target.id.clone(),
+                ok: true,
+                result: "skipped: already running".to_owned(),
+                before: before.clone(),
+                after: before,
+            });
+            continue;
+        }
+        let (ok, result, after) = match rt.start(&name).await {
+            Ok(()) => wait_ready(rt, &name).await,
+            Err(e) => (false, format!("start failed: {e}"), before.clone()),
+        };
+        let outcome = Outcome { target: target.id.clone(), ok, result, before, after };
+        record(audit, &plan.action, &outcome)?;
+        if !ok {
+            failed = Some(name);
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+async fn apply_stop(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
+    let rt = stack::runtime(ctx)?;
+    let mut outcomes = Vec::new();
+    for target in &plan.targets {
+        let name = target_name(target);
+        let before = match rt.inspect(&name).await {
+            Ok(d) => stack::snapshot(d.state, d.health, d.started_at),
+            Err(e) => {
+                outcomes.push(Outcome {
+                    target: target.id.clone(),
+                    ok: false,
+                    result: format!("skipped: cannot inspect it: {e}"),
+                    before: serde_json::Value::Null,
+                    after: serde_json::Value::Null,
+                });
+                continue;
+            }
+        };
+        let stopped = rt.stop(&name, STOP_TIMEOUT).await;
+        let after = match rt.inspect(&name).await {
+            Ok(d) => stack::snapshot(d.state, d.health, d.started_at),
+            Err(_) => serde_json::Value::Null,
+        };
+        let (ok, result) = match stopped {
+            Ok(()) => (true, "ok".to_owned()),
+            Err(e) => (false, format!("stop failed: {e}")),
+        };
+        let outcome = Outcome { target: target.id.clone(), ok, result, before, after };
+        record(audit, &plan.action, &outcome)?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// engine-prune
+
+/// The names a prune must never remove: every container of the operated Compose project and
+/// the configured containers of databases and caches, stopped or not.
+async fn protected(ctx: &Context) -> Result<std::collections::BTreeSet<String>> {
+    let mut keep: std::collections::BTreeSet<String> = ctx
+        .config
+        .databases
+        .values()
+        .filter_map(|d| d.container.clone())
+        .chain(ctx.config.caches.values().filter_map(|c| c.container.clone()))
+        .collect();
+    let all = Stack::read(ctx).await?;
+    for c in &all.containers {
+        keep.insert(c.name.clone());
+        keep.insert(c.id.clone());
+        if let Some(s) = &c.compose_service {
+            keep.insert(s.clone());
+        }
+    }
+    Ok(keep)
+}
+
+fn prune_item_id(t: &ops_core::ports::EnginePruneTarget) -> String {
+    match t {
+        ops_core::ports::EnginePruneTarget::Container { name, .. } => format!("container:{name}"),
+        ops_core::ports::EnginePruneTarget::Image { id, .. } => format!("image:{id}"),
+    }
+}
+
+async fn plan_engine_prune(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+    let rt = stack::runtime(ctx)?;
+    let keep = protected(ctx).await?;
+    let engine_plan = rt.prune_plan().await?;
+    let mut plan = new_plan(action);
+    let mut bytes = 0u64;
+    for t in &engine_plan.targets {
+        if let ops_core::ports::EnginePruneTarget::Container { id, name, .. } = t
+            && (keep.contains(name) || keep.contains(id))
+        {
+            plan.notes.push(format!("{name} is a stopped container of the stack: kept"));
+            continue;
+        }
+        bytes = bytes.saturating_add(t.bytes());
+        plan.targets.push(Target {
+            id: prune_item_id(t),
+            details: BTreeMap::from([
+                ("bytes".to_owned(), t.bytes().to_string()),
+                ("item".to_owned(), serde_json::to_string(t).unwrap_or_default()),
+            ]),
+        });
+    }
+    plan.summary = match plan.targets.len() {
+        0 => "nothing to prune".to_owned(),
+        n => format!(
+            "remove {n} stopped container{} and dangling image{}, freeing {}",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "" } else { "s" },
+            ops_core::units::human_bytes(bytes)
+        ),
+    };
+    Ok(plan)
+}
+
+/// Removes what the plan listed that a fresh plan still lists (a container started since, or
+/// an image tagged since, is no longer a candidate and is skipped).
+async fn apply_engine_prune(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
+    let rt = stack::runtime(ctx)?;
+    let keep = protected(ctx).await?;
+    let fresh = rt.prune_plan().await?;
+    let mut outcomes = Vec::new();
+    for target in &plan.targets {
+        let now = fresh.targets.iter().find(|t| prune_item_id(t) == target.id);
+        let Some(item) = now.filter(|t| match t {
+            ops_core::ports::EnginePruneTarget::Container { id, name, .. } => {
+                !keep.contains(name) && !keep.contains(id)
+            }
+            ops_core::ports::EnginePruneTarget::Image { .. } => true,
+        }) else {
+            outcomes.push(Outcome {
+                target: target.id.clone(),
+                ok: false,
+                result: "skipped: no longer a prune candidate".to_owned(),
+                before: serde_json::Value::Null,
+                after: serde_json::Value::Null,
+            });
+            continue;
+        };
+        let one = ops_core::ports::EnginePrunePlan { targets: vec![item.clone()] };
+        let before = json!({ "bytes": item.bytes() });
+        let (ok, result) = match rt.prune(&one).await {
+            Ok(_) => (true, "ok".to_owned()),
+            Err(e) => (false, format!("prune failed: {e}")),
+        };
+        let outcome = Outcome { target: target.id.clone(), ok, result, before, after: json!({ "removed": ok }) };
+        record(audit, &plan.action, &outcome)?;
         outcomes.push(outcome);
     }
     Ok(outcomes)

@@ -36,7 +36,7 @@ pub mod compress;
 pub mod dependents;
 pub mod drill;
 pub mod error;
-mod lock;
+pub mod lock;
 pub mod manifest;
 pub mod naming;
 mod notify;

@@ -21,7 +21,7 @@ struct Holder {
 
 /// Both locks, released when dropped.
 #[derive(Debug)]
-pub(crate) struct OperationLock {
+pub struct OperationLock {
     _file: Option<File>,
     _db: Box<dyn HeldLock>,
 }
@@ -66,8 +66,13 @@ fn lock_file(dir: &Path, database: &str, operation: &str) -> Result<File> {
     }
 }
 
-/// Takes the local lock (when a local directory is configured), then the advisory lock.
-pub(crate) async fn acquire(db: &dyn Database, local_dir: Option<&Path>, operation: &str) -> Result<OperationLock> {
+/// Takes the local lock (when a local directory is configured), then the advisory lock: the
+/// one lock per database that backups, restores, drills and runbook steps with `lock = true`
+/// share.
+///
+/// # Errors
+/// `Conflict` naming who holds it; the errors of the lock file and of the database.
+pub async fn acquire(db: &dyn Database, local_dir: Option<&Path>, operation: &str) -> Result<OperationLock> {
     let name = db.name().to_owned();
     let file = local_dir.map(|d| lock_file(d, &name, operation)).transpose()?;
     match db.try_lock(&format!("ops:{name}")).await? {

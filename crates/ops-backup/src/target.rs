@@ -44,7 +44,7 @@ pub(crate) fn stores(ctx: &Context) -> Result<Vec<Arc<dyn ObjectStore>>> {
 }
 
 /// The local backup directory, where the lock file lives.
-pub(crate) fn local_dir(ctx: &Context) -> Option<PathBuf> {
+pub fn local_dir(ctx: &Context) -> Option<PathBuf> {
     let storage = ctx.config.storage.as_ref()?;
     storage.local_dir.clone().or_else(|| match storage.location() {
         Ok(ops_core::config::StorageLocation::Dir(d)) => Some(d),

@@ -121,7 +121,7 @@ pub(crate) async fn tls(
             Ok(Outcome { code: code_of(reports.iter().map(TargetReport::status)) })
         }
         TlsCommand::Renew { force, dry_run } => {
-            let opts = renew_options(&cfg, *force)?;
+            let opts = ops_probes::tls::renew_options(&cfg, *force)?;
             let plan = ops_tls::renew_plan(&opts).await.map_err(tls_error)?;
             if *dry_run || !plan.run {
                 if cli.json {
@@ -269,31 +269,4 @@ fn host_of(url: &ops_core::SecretUrl) -> String {
 
 fn tls_error(e: ops_tls::Error) -> ops_core::Error {
     ops_core::Error::new(e.kind(), e.to_string())
-}
-
-/// `[[tls]]` targets and `[[tls-renew]]` commands as renewal options.
-fn renew_options(cfg: &OpsConfig, force: bool) -> Result<RenewOptions> {
-    if cfg.tls_renew.is_empty() {
-        return Err(ops_core::Error::invalid_input(
-            "no [[tls-renew]] command in the configuration (for example container = \"certbot\", \
-             command = [\"certbot\", \"renew\"])",
-        ));
-    }
-    let timeout = Duration::from_secs(cfg.probes.timeout_secs.max(1));
-    Ok(RenewOptions {
-        endpoints: cfg.tls.iter().filter_map(|t| t.endpoint.clone()).collect(),
-        paths: cfg.tls.iter().filter_map(|t| t.file.clone()).collect(),
-        commands: cfg
-            .tls_renew
-            .iter()
-            .map(|r| RenewCommand {
-                container: r.container.clone(),
-                cmd: r.command.clone(),
-                timeout_secs: r.timeout_secs,
-            })
-            .collect(),
-        force,
-        check: ops_probes::tls::options(&cfg.probes.tls, None, timeout),
-        ..RenewOptions::default()
-    })
 }

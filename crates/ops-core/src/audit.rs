@@ -91,6 +91,42 @@ impl AuditLog {
     }
 }
 
+/// Copies the entries appended to `log` since the last mirror into the state store, so the
+/// store holds the audit trail too (the file stays the record written before each change).
+/// A file that was rotated or truncated since is mirrored from its start; entries already
+/// mirrored are not doubled. Returns how many lines were read.
+///
+/// # Errors
+/// `Unavailable` when the file cannot be read or the store written.
+pub async fn mirror(log: &AuditLog, store: &dyn crate::ports::StateStore) -> Result<usize> {
+    use sha2::Digest as _;
+    let bytes = match tokio::fs::read(log.path()).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::unavailable(format!("audit log {}: {e}", log.path().display()))),
+    };
+    let first_line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let head = hex::encode(&sha2::Sha256::digest(first_line)[..8]);
+    let source = log.path().display().to_string();
+    let start = match store.audit_mirror_position(&source).await? {
+        Some((offset, h)) if h == head && usize::try_from(offset).is_ok_and(|o| o <= bytes.len()) => {
+            usize::try_from(offset).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    // Only whole lines: a line being written now is mirrored next time.
+    let Some(end) = bytes[start..].iter().rposition(|b| *b == b'\n').map(|p| start + p + 1) else {
+        return Ok(0);
+    };
+    let text = String::from_utf8_lossy(&bytes[start..end]);
+    let entries: Vec<AuditEntry> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    for chunk in entries.chunks(500) {
+        store.mirror_audit(&source, chunk, start as u64, &head).await?;
+    }
+    store.mirror_audit(&source, &[], end as u64, &head).await?;
+    Ok(text.lines().count())
+}
+
 /// Who acts when the caller does not say: a program embedding the library.
 pub const LIBRARY_ACTOR: &str = "library";
 

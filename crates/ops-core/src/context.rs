@@ -30,6 +30,9 @@ pub struct Context {
     pub http: Option<Arc<dyn HttpClient>>,
     /// Makes database adapters for servers outside the config (DR drills).
     pub connector: Option<Arc<dyn DatabaseConnector>>,
+    /// The durable state (runs, budgets, approvals); opened by the binaries with
+    /// [`Context::open_state`] for the calls that need it.
+    pub state: Option<Arc<dyn crate::ports::StateStore>>,
 }
 
 impl fmt::Debug for Context {
@@ -41,6 +44,7 @@ impl fmt::Debug for Context {
             .field("storage", &self.storage.as_ref().map(|s| s.location()))
             .field("local_storage", &self.local_storage.as_ref().map(|s| s.location()))
             .field("notifiers", &self.notifiers.iter().map(|n| n.target()).collect::<Vec<_>>())
+            .field("state", &self.state.as_ref().map(|s| s.location()))
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +83,27 @@ impl Context {
             notifiers: Vec::new(),
             http: None,
             connector: None,
+            state: None,
         }
+    }
+
+    /// The state store, or why there is none.
+    ///
+    /// # Errors
+    /// `Internal` when it was not opened (a wiring bug of the caller).
+    pub fn state(&self) -> Result<&Arc<dyn crate::ports::StateStore>> {
+        self.state.as_ref().ok_or_else(|| crate::Error::internal("the state store was not opened (state.url)"))
+    }
+
+    /// Opens `state.url` (connects, creates the SQLite file, migrates) into [`Context::state`].
+    ///
+    /// # Errors
+    /// As [`crate::adapters::state::SqlStateStore::open`].
+    #[cfg(feature = "state")]
+    pub async fn open_state(&mut self) -> Result<()> {
+        let store = crate::adapters::state::SqlStateStore::open(&self.config.state.url).await?;
+        self.state = Some(Arc::new(store));
+        Ok(())
     }
 
     /// Wires the real adapters enabled by cargo features for everything `config` names.

@@ -20,6 +20,7 @@ pub mod dns;
 pub mod host;
 pub mod http;
 pub mod logs;
+pub mod named;
 mod net;
 pub mod postgres;
 pub mod redis;
@@ -32,4 +33,5 @@ pub mod triage;
 
 pub use net::NetOptions;
 pub use report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
+pub use support::evidence_line;
 pub use triage::{Incident, TriageOptions, TriageReport, triage};

@@ -61,7 +61,7 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
 /// A log or healthcheck line fit to be shown: credentials in URLs and `password=…`-style
 /// assignments replaced by `***`, control characters dropped, clipped to
 /// [`EVIDENCE_CHARS`].
-pub(crate) fn evidence_line(line: &str) -> String {
+pub fn evidence_line(line: &str) -> String {
     static RULES: LazyLock<[(Regex, &str); 2]> = LazyLock::new(|| {
         let re = |p: &str| Regex::new(p).expect("valid redaction pattern");
         [

@@ -147,6 +147,36 @@ pub fn from_path(name: &str, r: &PathReport) -> ProbeReport {
     report
 }
 
+/// `[[tls]]` targets and `[[tls-renew]]` commands as renewal options.
+///
+/// # Errors
+/// `InvalidInput` when no `[[tls-renew]]` command is configured.
+pub fn renew_options(cfg: &ops_core::config::OpsConfig, force: bool) -> ops_core::Result<ops_tls::RenewOptions> {
+    if cfg.tls_renew.is_empty() {
+        return Err(ops_core::Error::invalid_input(
+            "no [[tls-renew]] command in the configuration (for example container = \"certbot\", \
+             command = [\"certbot\", \"renew\"])",
+        ));
+    }
+    let timeout = Duration::from_secs(cfg.probes.timeout_secs.max(1));
+    Ok(ops_tls::RenewOptions {
+        endpoints: cfg.tls.iter().filter_map(|t| t.endpoint.clone()).collect(),
+        paths: cfg.tls.iter().filter_map(|t| t.file.clone()).collect(),
+        commands: cfg
+            .tls_renew
+            .iter()
+            .map(|r| ops_tls::RenewCommand {
+                container: r.container.clone(),
+                cmd: r.command.clone(),
+                timeout_secs: r.timeout_secs,
+            })
+            .collect(),
+        force,
+        check: options(&cfg.probes.tls, None, timeout),
+        ..ops_tls::RenewOptions::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

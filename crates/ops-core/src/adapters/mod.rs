@@ -13,6 +13,8 @@ pub mod postgres;
 pub mod redis;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "state")]
+pub mod state;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use super::{
     AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, HttpCheckConfig, NotifyConfig,
-    OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig, ServerConfig, StatusPageConfig, StorageConfig,
-    TcpCheckConfig, TlsCheckConfig, TlsRenewConfig,
+    OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig, RunbooksConfig, ServerConfig, StateConfig,
+    StatusPageConfig, StorageConfig, TcpCheckConfig, TlsCheckConfig, TlsRenewConfig,
 };
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
@@ -185,8 +185,12 @@ interpolate_fields!(OpsConfig {
     status_pages,
     tls_renew,
     perf,
-    server
+    server,
+    state,
+    runbooks
 });
+interpolate_fields!(StateConfig { url });
+interpolate_fields!(RunbooksConfig { dir, secrets });
 interpolate_fields!(PerfConfig { state_dir, audit_log });
 interpolate_fields!(ProjectConfig { name, compose_project });
 interpolate_fields!(DockerConfig { host });

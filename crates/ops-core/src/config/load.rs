@@ -284,6 +284,26 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    let state = cfg.state.url.expose();
+    if state.starts_with("sqlite://") {
+        if state.trim_start_matches("sqlite://").split('?').next().is_none_or(str::is_empty) {
+            return Err(err(&["state", "url"], "sqlite:// needs a file path: sqlite:///var/lib/ops/state.db".into()));
+        }
+    } else {
+        check_url(state, &["postgres", "postgresql"], true)
+            .map_err(|m| err(&["state", "url"], format!("{m}: use sqlite://PATH or postgres://user@host/db")))?;
+    }
+    let rb = &cfg.runbooks;
+    let ranges: [(&str, u64, u64, u64); 3] = [
+        ("approval-timeout-secs", rb.approval_timeout_secs, 1, 7 * 24 * 3600),
+        ("default-budget", u64::from(rb.default_budget), 1, 1000),
+        ("default-budget-window-mins", rb.default_budget_window_mins, 1, 7 * 24 * 60),
+    ];
+    for (key, v, min, max) in ranges {
+        if !(min..=max).contains(&v) {
+            return Err(err(&["runbooks", key], format!("must be between {min} and {max}")));
+        }
+    }
     let srv = &cfg.server;
     if srv.tls_cert.is_some() != srv.tls_key.is_some() {
         return Err(err(&["server", "tls-cert"], "tls-cert and tls-key go together: set both or neither".into()));

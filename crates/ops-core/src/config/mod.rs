@@ -63,6 +63,58 @@ pub struct OpsConfig {
     pub perf: PerfConfig,
     /// The API server.
     pub server: ServerConfig,
+    /// Where runs, budgets and approvals are kept (`[state]`).
+    pub state: StateConfig,
+    /// Runbooks as code (`[runbooks]`).
+    pub runbooks: RunbooksConfig,
+}
+
+/// `[state]`: the durable store of runs, budgets, approvals and the audit mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateConfig {
+    /// `sqlite:///var/lib/ops/state.db` (the default: one file) or `postgres://…` (several
+    /// `ops-server` replicas sharing state).
+    pub url: SecretUrl,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { url: SecretUrl::new(DEFAULT_STATE_URL) }
+    }
+}
+
+/// The default `state.url`.
+pub const DEFAULT_STATE_URL: &str = "sqlite:///var/lib/ops/state.db";
+
+/// `[runbooks]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunbooksConfig {
+    /// A directory of runbook files (`*.md`); one with a built-in's name replaces it.
+    pub dir: Option<PathBuf>,
+    /// Seconds a server run waits at a manual step for its approval (default 3600).
+    pub approval_timeout_secs: u64,
+    /// The budget of an action step that sets none: at most this many uses of one action on
+    /// one target per window (the circuit breaker).
+    pub default_budget: u32,
+    /// The window of that budget, minutes.
+    pub default_budget_window_mins: u64,
+    /// Values steps use as `{{secret.NAME}}` (an admin key for an event replay), shown as
+    /// `***` in every output, record and notification.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+impl Default for RunbooksConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            approval_timeout_secs: 3600,
+            default_budget: 3,
+            default_budget_window_mins: 60,
+            secrets: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[project]`.

@@ -18,6 +18,33 @@ pub struct HttpResponse {
     pub elapsed: Duration,
 }
 
+/// A request a runbook sends (RB-002's event replay: `POST /events/replay` with a bearer
+/// token). Header values may hold secrets: errors and records never show them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`.
+    pub method: String,
+    /// Where.
+    pub url: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, crate::Secret)>,
+    /// The body, if any.
+    pub body: Option<String>,
+    /// Longest wait for the answer.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &crate::secret::redact_url(&self.url))
+            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("body_bytes", &self.body.as_ref().map(String::len))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sends requests; redirects are not followed, so a redirect is visible as such.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -27,4 +54,10 @@ pub trait HttpClient: Send + Sync {
     /// # Errors
     /// `Unavailable` (connection refused, DNS, TLS), `Timeout`.
     async fn get(&self, url: &str, timeout: Duration) -> Result<HttpResponse>;
+
+    /// Sends `request`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a method or header the client cannot send; as [`HttpClient::get`].
+    async fn send(&self, request: &HttpRequest) -> Result<HttpResponse>;
 }

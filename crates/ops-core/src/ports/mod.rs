@@ -10,6 +10,7 @@ pub mod database;
 pub mod http;
 pub mod notifier;
 pub mod object_store;
+pub mod state;
 
 pub use cache::{Cache, CacheInfo, CachePing, KeySample, KeySize, QueueLength};
 pub use container::{
@@ -23,6 +24,7 @@ pub use database::{
     DumpFormat, DumpOptions, DumpStream, HeldLock, IndexStats, LockAttempt, PerfSnapshot, PgClient, Readiness,
     RestoreOutcome, SequenceStats, ServerVersion, SignalOutcome, Snapshot, StatementStats, TableInfo, TableStats,
 };
-pub use http::{HttpClient, HttpResponse};
+pub use http::{HttpClient, HttpRequest, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};
 pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport};
+pub use state::{Approval, BudgetDecision, BudgetRequest, RunQuery, StateStore, StoredRun};

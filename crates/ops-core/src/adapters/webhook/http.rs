@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use super::client::tls_config;
-use crate::ports::http::{HttpClient, HttpResponse};
+use crate::ports::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::{Error, ErrorKind, Result};
 
-/// Plain GETs with rustls (ring, webpki roots), no redirects followed.
+/// Requests with rustls (ring, webpki roots), no redirects followed.
 #[derive(Debug, Clone)]
 pub struct ReqwestHttp {
     http: reqwest::Client,
@@ -34,10 +34,36 @@ impl ReqwestHttp {
 #[async_trait]
 impl HttpClient for ReqwestHttp {
     async fn get(&self, url: &str, timeout: Duration) -> Result<HttpResponse> {
+        self.send(&HttpRequest {
+            method: "GET".to_owned(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            timeout,
+        })
+        .await
+    }
+
+    async fn send(&self, request: &HttpRequest) -> Result<HttpResponse> {
         let started = Instant::now();
-        let resp = self.http.get(url).timeout(timeout).send().await.map_err(|e| {
+        let url = &request.url;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| Error::invalid_input(format!("unknown http method {:?}", request.method)))?;
+        let mut builder = self.http.request(method, url).timeout(request.timeout);
+        for (name, value) in &request.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::invalid_input(format!("invalid header name {name:?}")))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+                .map_err(|_| Error::invalid_input(format!("the value of header {name} is not a valid header value")))?;
+            value.set_sensitive(true);
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let resp = builder.send().await.map_err(|e| {
             let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Unavailable };
-            Error::new(kind, format!("GET {}: {}", crate::secret::redact_url(url), e.without_url()))
+            Error::new(kind, format!("{} {}: {}", request.method, crate::secret::redact_url(url), e.without_url()))
         })?;
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();

@@ -1,0 +1,493 @@
+//! The [`StateStore`] on SQL: one file of SQLite (`sqlite:///var/lib/ops/state.db`, the
+//! default) or a PostgreSQL database shared by several replicas (`postgres://…`), through
+//! sqlx's `Any` driver so both run the same statements.
+//!
+//! Every statement is written once for both: text timestamps of fixed width (they sort as
+//! they compare), `$N` parameters (sqlx's SQLite driver takes them too), and `ON CONFLICT`
+//! upserts. The budget check takes a row lock on its key first (an upsert: on PostgreSQL the
+//! row's lock, on SQLite the database's write lock), so two replicas asking at once are
+//! served one after the other.
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::audit::AuditEntry;
+use crate::ports::state::{Approval, BudgetDecision, BudgetRequest, MAX_LISTED, RunQuery, StateStore, StoredRun};
+use crate::secret::SecretUrl;
+use crate::{Error, Result};
+
+/// The schema, one migration per version, in order. A migration is never edited once
+/// released: a change is a new version.
+const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
+    1,
+    "runs, budgets, approvals, audit mirror",
+    &[
+        "CREATE TABLE ops_runs (id TEXT PRIMARY KEY, runbook TEXT NOT NULL, status TEXT NOT NULL, \
+         started_at TEXT NOT NULL, updated_at TEXT NOT NULL, document TEXT NOT NULL)",
+        "CREATE INDEX ops_runs_started ON ops_runs (started_at)",
+        "CREATE TABLE ops_budget_keys (budget_key TEXT PRIMARY KEY, touched_at TEXT NOT NULL)",
+        "CREATE TABLE ops_budget_uses (budget_key TEXT NOT NULL, used_at TEXT NOT NULL, run_id TEXT NOT NULL)",
+        "CREATE INDEX ops_budget_uses_key ON ops_budget_uses (budget_key, used_at)",
+        "CREATE TABLE ops_approvals (run_id TEXT NOT NULL, step BIGINT NOT NULL, actor TEXT NOT NULL, \
+         approved_at TEXT NOT NULL, PRIMARY KEY (run_id, step))",
+        "CREATE TABLE ops_audit (id TEXT PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, \
+         action TEXT NOT NULL, target TEXT NOT NULL, state_before TEXT NOT NULL, state_after TEXT NOT NULL, \
+         result TEXT NOT NULL)",
+        "CREATE INDEX ops_audit_time ON ops_audit (time)",
+        "CREATE TABLE ops_audit_mirror (source TEXT PRIMARY KEY, position BIGINT NOT NULL, head TEXT NOT NULL)",
+    ],
+)];
+
+/// The newest schema version this build knows.
+#[must_use]
+pub fn schema_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Which engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A [`StateStore`] on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStateStore {
+    pool: AnyPool,
+    shown: String,
+}
+
+/// Where a `state.url` points, checked: `sqlite://PATH` (a relative or absolute path) or
+/// `postgres://…`.
+///
+/// # Errors
+/// `InvalidInput` naming what is wrong, never the URL's credentials.
+pub fn sqlite_path(url: &str) -> Result<Option<PathBuf>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(Error::invalid_input(
+                "state.url: sqlite:// needs a file path (sqlite:///var/lib/ops/state.db)",
+            ));
+        }
+        return Ok(Some(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(None);
+    }
+    Err(Error::invalid_input("state.url: use sqlite://PATH or postgres://user@host/db"))
+}
+
+impl SqlStateStore {
+    /// Connects (creating the SQLite file, owner-only, and its directory) and migrates.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URL of another scheme; `Unavailable` when the file or server
+    /// cannot be reached; as [`StateStore::migrate`].
+    pub async fn open(url: &SecretUrl) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose();
+        let (engine, connect_url) = match sqlite_path(raw)? {
+            Some(path) => {
+                create_private_file(&path)?;
+                (Engine::Sqlite, format!("sqlite://{}?mode=rwc", path.display()))
+            }
+            None => (Engine::Postgres, raw.to_owned()),
+        };
+        let shown = url.redacted();
+        let pool = AnyPoolOptions::new()
+            .max_connections(if engine == Engine::Sqlite { 4 } else { 5 })
+            .acquire_timeout(Duration::from_secs(15))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL: readers do not block the writer; a busy database is waited for,
+                        // not failed; every commit is on disk.
+                        for pragma in
+                            ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 15000", "PRAGMA synchronous = FULL"]
+                        {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&connect_url)
+            .await
+            .map_err(|e| Error::unavailable(format!("state store {shown}: {}", clean(&e))))?;
+        let store = Self { pool, shown };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn err(&self, what: &str, e: &sqlx::Error) -> Error {
+        Error::unavailable(format!("state store {}: {what}: {}", self.shown, clean(e)))
+    }
+
+    async fn applied(&self) -> Result<Vec<u32>> {
+        let rows = sqlx::query("SELECT version FROM ops_schema ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("reading the schema version", &e))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<i64, _>(0)
+                    .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+                    .map_err(|e| self.err("reading the schema version", &e))
+            })
+            .collect()
+    }
+}
+
+/// A database error without anything the server echoed of our statement's values.
+fn clean(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => format!("database error {}", d.code().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
+fn create_private_file(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::private_fs::create_dir_all(dir).map_err(|e| {
+            Error::unavailable(format!("state store directory {} (state.url) cannot be created: {e}", dir.display()))
+        })?;
+    }
+    crate::private_fs::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::unavailable(format!("state store {} (state.url) cannot be opened: {e}", path.display())))?;
+    Ok(())
+}
+
+/// Fixed-width UTC text: sorts as it compares.
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::integrity(format!("state store: a stored time does not parse: {e}")))
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String> {
+    row.try_get::<String, _>(column).map_err(|e| Error::integrity(format!("state store: column {column}: {e}")))
+}
+
+fn run_of(row: &AnyRow) -> Result<StoredRun> {
+    Ok(StoredRun {
+        id: text(row, "id")?,
+        runbook: text(row, "runbook")?,
+        status: text(row, "status")?,
+        started_at: parse_ts(&text(row, "started_at")?)?,
+        updated_at: parse_ts(&text(row, "updated_at")?)?,
+        document: serde_json::from_str(&text(row, "document")?)
+            .map_err(|e| Error::integrity(format!("state store: a run's document does not parse: {e}")))?,
+    })
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n.clamp(1, MAX_LISTED)).unwrap_or(1)
+}
+
+#[async_trait]
+impl StateStore for SqlStateStore {
+    fn location(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn migrate(&self) -> Result<u32> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS ops_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("creating the schema table", &e))?;
+        let applied = self.applied().await?;
+        if let Some(&newest) = applied.last()
+            && newest > schema_version()
+        {
+            return Err(Error::conflict(format!(
+                "state store {} has schema version {newest}, newer than this build's {}: upgrade ops",
+                self.shown,
+                schema_version()
+            )));
+        }
+        for (version, name, statements) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let mut tx = self.pool.begin().await.map_err(|e| self.err("starting a migration", &e))?;
+            // The version row first: a replica migrating at the same time waits on it, then
+            // fails on its key, and finds the migration done.
+            let claimed = sqlx::query("INSERT INTO ops_schema (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(i64::from(*version))
+                .bind(*name)
+                .bind(ts(Utc::now()))
+                .execute(&mut *tx)
+                .await;
+            if let Err(e) = claimed {
+                drop(tx);
+                if self.applied().await?.contains(version) {
+                    continue;
+                }
+                return Err(self.err(&format!("migration {version}"), &e));
+            }
+            for statement in *statements {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(&format!("migration {version} ({name})"), &e))?;
+            }
+            tx.commit().await.map_err(|e| self.err(&format!("migration {version}"), &e))?;
+        }
+        Ok(schema_version())
+    }
+
+    async fn save_run(&self, run: &StoredRun) -> Result<()> {
+        let document = serde_json::to_string(&run.document).map_err(|e| Error::internal(format!("run: {e}")))?;
+        sqlx::query(
+            "INSERT INTO ops_runs (id, runbook, status, started_at, updated_at, document) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET runbook = excluded.runbook, \
+             status = excluded.status, updated_at = excluded.updated_at, document = excluded.document",
+        )
+        .bind(&run.id)
+        .bind(&run.runbook)
+        .bind(&run.status)
+        .bind(ts(run.started_at))
+        .bind(ts(run.updated_at))
+        .bind(document)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("saving a run", &e))?;
+        Ok(())
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<StoredRun>> {
+        let row =
+            sqlx::query("SELECT id, runbook, status, started_at, updated_at, document FROM ops_runs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err("reading a run", &e))?;
+        row.as_ref().map(run_of).transpose()
+    }
+
+    async fn runs(&self, query: &RunQuery) -> Result<Vec<StoredRun>> {
+        // Empty filters match everything, so one statement serves every query.
+        let rows = sqlx::query(
+            "SELECT id, runbook, status, started_at, updated_at, document FROM ops_runs \
+             WHERE ($1 = '' OR runbook = $1) AND ($2 = '' OR status = $2) \
+             ORDER BY started_at DESC, id DESC LIMIT $3",
+        )
+        .bind(query.runbook.clone().unwrap_or_default())
+        .bind(query.status.clone().unwrap_or_default())
+        .bind(limit(if query.limit == 0 { 100 } else { query.limit }))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("listing runs", &e))?;
+        rows.iter().map(run_of).collect()
+    }
+
+    async fn take_budget(&self, request: &BudgetRequest) -> Result<BudgetDecision> {
+        let window = chrono::Duration::seconds(i64::try_from(request.window_secs).unwrap_or(i64::MAX / 1000));
+        let since = request.now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut tx = self.pool.begin().await.map_err(|e| self.err("starting a budget check", &e))?;
+        // The key's row, locked until commit: the next asker of this key waits here.
+        sqlx::query(
+            "INSERT INTO ops_budget_keys (budget_key, touched_at) VALUES ($1, $2) \
+             ON CONFLICT (budget_key) DO UPDATE SET touched_at = excluded.touched_at",
+        )
+        .bind(&request.key)
+        .bind(ts(request.now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err("locking a budget", &e))?;
+        let rows =
+            sqlx::query("SELECT used_at FROM ops_budget_uses WHERE budget_key = $1 AND used_at > $2 ORDER BY used_at")
+                .bind(&request.key)
+                .bind(ts(since))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err("reading a budget", &e))?;
+        let uses: Vec<DateTime<Utc>> =
+            rows.iter().map(|r| text(r, "used_at").and_then(|t| parse_ts(&t))).collect::<Result<_>>()?;
+        let used = u32::try_from(uses.len()).unwrap_or(u32::MAX);
+        let last_use = uses.last().copied();
+        let mut reason = None;
+        if used >= request.max {
+            reason = Some(format!(
+                "{used} of {} allowed in the last {}",
+                request.max,
+                crate::units::human_duration(Duration::from_secs(request.window_secs))
+            ));
+        } else if let Some(last) = last_use
+            && request.cooldown_secs > 0
+        {
+            let since_last = (request.now - last).to_std().unwrap_or_default();
+            if since_last < Duration::from_secs(request.cooldown_secs) {
+                reason = Some(format!(
+                    "cooldown: last use {} ago, {} required",
+                    crate::units::human_duration(since_last),
+                    crate::units::human_duration(Duration::from_secs(request.cooldown_secs))
+                ));
+            }
+        }
+        let granted = reason.is_none();
+        if granted {
+            sqlx::query("INSERT INTO ops_budget_uses (budget_key, used_at, run_id) VALUES ($1, $2, $3)")
+                .bind(&request.key)
+                .bind(ts(request.now))
+                .bind(&request.run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err("recording a budget use", &e))?;
+        }
+        tx.commit().await.map_err(|e| self.err("recording a budget use", &e))?;
+        Ok(BudgetDecision { granted, used, max: request.max, last_use, reason })
+    }
+
+    async fn budget_uses(&self, key: &str, since: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
+        let rows =
+            sqlx::query("SELECT used_at FROM ops_budget_uses WHERE budget_key = $1 AND used_at > $2 ORDER BY used_at")
+                .bind(key)
+                .bind(ts(since))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("reading a budget", &e))?;
+        rows.iter().map(|r| text(r, "used_at").and_then(|t| parse_ts(&t))).collect()
+    }
+
+    async fn approve(&self, approval: &Approval) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ops_approvals (run_id, step, actor, approved_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (run_id, step) DO NOTHING",
+        )
+        .bind(&approval.run_id)
+        .bind(i64::from(approval.step))
+        .bind(&approval.actor)
+        .bind(ts(approval.time))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("recording an approval", &e))?;
+        Ok(())
+    }
+
+    async fn approval(&self, run_id: &str, step: u32) -> Result<Option<Approval>> {
+        let row = sqlx::query("SELECT actor, approved_at FROM ops_approvals WHERE run_id = $1 AND step = $2")
+            .bind(run_id)
+            .bind(i64::from(step))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading an approval", &e))?;
+        row.map(|r| {
+            Ok(Approval {
+                run_id: run_id.to_owned(),
+                step,
+                actor: text(&r, "actor")?,
+                time: parse_ts(&text(&r, "approved_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn mirror_audit(&self, source: &str, entries: &[AuditEntry], offset: u64, head: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err("mirroring the audit log", &e))?;
+        for entry in entries {
+            let id = audit_id(source, head, entry);
+            sqlx::query(
+                "INSERT INTO ops_audit (id, time, actor, action, target, state_before, state_after, result) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(ts(entry.time))
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(entry.before.to_string())
+            .bind(entry.after.to_string())
+            .bind(&entry.result)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("mirroring the audit log", &e))?;
+        }
+        sqlx::query(
+            "INSERT INTO ops_audit_mirror (source, position, head) VALUES ($1, $2, $3) \
+             ON CONFLICT (source) DO UPDATE SET position = excluded.position, head = excluded.head",
+        )
+        .bind(source)
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .bind(head)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err("mirroring the audit log", &e))?;
+        tx.commit().await.map_err(|e| self.err("mirroring the audit log", &e))
+    }
+
+    async fn audit_mirror_position(&self, source: &str) -> Result<Option<(u64, String)>> {
+        let row = sqlx::query("SELECT position, head FROM ops_audit_mirror WHERE source = $1")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading the audit mirror", &e))?;
+        row.map(|r| {
+            let position = r.try_get::<i64, _>("position").map_err(|e| self.err("reading the audit mirror", &e))?;
+            Ok((u64::try_from(position).unwrap_or(0), text(&r, "head")?))
+        })
+        .transpose()
+    }
+
+    async fn audit(&self, n: usize) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT time, actor, action, target, state_before, state_after, result FROM ops_audit \
+             ORDER BY time DESC, id DESC LIMIT $1",
+        )
+        .bind(limit(n))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("reading the audit mirror", &e))?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let json = |c: &str| -> Result<serde_json::Value> {
+                    serde_json::from_str(&text(r, c)?).map_err(|e| Error::integrity(format!("audit mirror {c}: {e}")))
+                };
+                Ok(AuditEntry {
+                    time: parse_ts(&text(r, "time")?)?,
+                    actor: text(r, "actor")?,
+                    action: text(r, "action")?,
+                    target: text(r, "target")?,
+                    before: json("state_before")?,
+                    after: json("state_after")?,
+                    result: text(r, "result")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// An entry's id in the mirror: the same line of the same file mirrors to the same row.
+fn audit_id(source: &str, head: &str, entry: &AuditEntry) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(head.as_bytes());
+    h.update([0]);
+    h.update(serde_json::to_string(entry).unwrap_or_default().as_bytes());
+    hex::encode(&h.finalize()[..16])
+}

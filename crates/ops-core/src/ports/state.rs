@@ -1,0 +1,170 @@
+//! [`StateStore`]: what must survive a restart and be shared by several `ops-server`
+//! replicas: runbook runs, action budgets (the circuit breaker), approvals and the mirror of
+//! the audit log. Later capabilities (incidents, schedules, status history) add their tables
+//! by migration.
+//!
+//! The store keeps documents it does not interpret (a run is JSON to it) with the few columns
+//! it must query by, so the library that owns a document owns its shape.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::audit::AuditEntry;
+
+/// One stored run: the columns it is found by, and its document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRun {
+    /// Unique id (`run-20261202T114500Z-7f3a`).
+    pub id: String,
+    /// The runbook's name.
+    pub runbook: String,
+    /// `running`, `waiting`, `succeeded`, `failed`, `refused`, `planned`.
+    pub status: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it was last saved.
+    pub updated_at: DateTime<Utc>,
+    /// The whole run, as its owner serialized it.
+    pub document: serde_json::Value,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunQuery {
+    /// Only runs of this runbook.
+    pub runbook: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<String>,
+    /// At most this many (capped by the store at [`MAX_LISTED`]).
+    pub limit: usize,
+}
+
+/// The most rows one listing returns.
+pub const MAX_LISTED: usize = 1000;
+
+/// A use of a budgeted action asked for: at most `max` uses of `key` in `window_secs`, and
+/// none within `cooldown_secs` of the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetRequest {
+    /// What is budgeted: `restart:container:indexer` (the action and its target).
+    pub key: String,
+    /// Uses allowed in the window.
+    pub max: u32,
+    /// The window, seconds.
+    pub window_secs: u64,
+    /// Seconds that must pass after the last use; 0 for none.
+    pub cooldown_secs: u64,
+    /// The run that uses it (kept with the use, for the record).
+    pub run_id: String,
+    /// Now, as the caller sees it (tests give their own).
+    pub now: DateTime<Utc>,
+}
+
+/// The store's answer to a [`BudgetRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetDecision {
+    /// The use was recorded; the action may go ahead.
+    pub granted: bool,
+    /// Uses in the window before this one.
+    pub used: u32,
+    /// The limit.
+    pub max: u32,
+    /// The newest earlier use, if any.
+    pub last_use: Option<DateTime<Utc>>,
+    /// Why it was refused: `3 of 3 restarts in the last 60 min`, `cooldown: last use 40 s ago`.
+    pub reason: Option<String>,
+}
+
+/// A person's approval of a run's waiting step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The run.
+    pub run_id: String,
+    /// The step's index in the run.
+    pub step: u32,
+    /// Who approved (`api:<key fingerprint>`, `opsctl:root@host`).
+    pub actor: String,
+    /// When.
+    pub time: DateTime<Utc>,
+}
+
+/// Durable, shared state: SQLite for one host, PostgreSQL for several replicas.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Where it is, without credentials (`sqlite:///var/lib/ops/state.db`).
+    fn location(&self) -> String;
+
+    /// Applies the migrations this build knows and has not applied yet, each in its own
+    /// transaction, and returns the schema version.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot be reached; `Conflict` when it was written by a
+    /// newer build (a higher version than this one knows).
+    async fn migrate(&self) -> Result<u32>;
+
+    /// Inserts or replaces a run.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn save_run(&self, run: &StoredRun) -> Result<()>;
+
+    /// One run by id.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn run(&self, id: &str) -> Result<Option<StoredRun>>;
+
+    /// Runs, newest first.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn runs(&self, query: &RunQuery) -> Result<Vec<StoredRun>>;
+
+    /// Checks a budget and records the use when it is granted, atomically: two replicas
+    /// asking at once cannot both take the last use.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot be written; a refusal is a decision, not an error.
+    async fn take_budget(&self, request: &BudgetRequest) -> Result<BudgetDecision>;
+
+    /// The uses of a budget key since a time, oldest first (what a plan shows).
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn budget_uses(&self, key: &str, since: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>>;
+
+    /// Records an approval (the first one of a step wins; later ones are kept out).
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn approve(&self, approval: &Approval) -> Result<()>;
+
+    /// The approval of a run's step, if given.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn approval(&self, run_id: &str, step: u32) -> Result<Option<Approval>>;
+
+    /// Appends audit entries not yet mirrored; `source` names the file and `offset` is where
+    /// its lines end, so the next mirror reads only what was appended since.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn mirror_audit(&self, source: &str, entries: &[AuditEntry], offset: u64, head: &str) -> Result<()>;
+
+    /// Where the mirror of `source` stopped: the byte offset and the hash of the file's first
+    /// line then (a rotated file starts over).
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn audit_mirror_position(&self, source: &str) -> Result<Option<(u64, String)>>;
+
+    /// The newest mirrored audit entries, oldest first.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
+}
