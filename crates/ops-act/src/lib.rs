@@ -95,7 +95,12 @@ pub enum Action {
     StartStack {},
     /// Remove stopped containers and dangling images outside the operated stack
     /// (`docker system prune` that never removes a stopped service of the stack).
-    EnginePrune {},
+    EnginePrune {
+        /// Only stopped containers carrying this label (`key` or `key=value`), and no image:
+        /// what an operator marked disposable (CI runners, one-off jobs).
+        #[serde(default)]
+        label: Option<String>,
+    },
     /// Restart a container, and then, in order, the containers that depend on it.
     Restart {
         /// Container name or Compose service.
@@ -133,7 +138,10 @@ impl Action {
             | Self::Start { service }
             | Self::Stop { service, .. }
             | Self::RestartDependents { service } => check_range("service length", service.len(), 1, 255).map(drop),
-            Self::StartStack {} | Self::EnginePrune {} => Ok(()),
+            Self::StartStack {} => Ok(()),
+            Self::EnginePrune { label } => {
+                check_range("label length", label.as_deref().map_or(0, str::len), 0, 255).map(drop)
+            }
         }
     }
 
@@ -151,7 +159,7 @@ impl Action {
             Self::RestartDependents { .. } => "restart-dependents",
             Self::Stop { .. } => "stop",
             Self::StartStack {} => "start-stack",
-            Self::EnginePrune {} => "engine-prune",
+            Self::EnginePrune { .. } => "engine-prune",
         }
     }
 }

@@ -51,7 +51,7 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
         Action::RestartDependents { service } => plan_restart_dependents(ctx, action, service).await,
         Action::Stop { service, with_dependents } => plan_stop(ctx, action, service, *with_dependents).await,
         Action::StartStack {} => plan_start_stack(ctx, action).await,
-        Action::EnginePrune {} => plan_engine_prune(ctx, action).await,
+        Action::EnginePrune { label } => plan_engine_prune(ctx, action, label.as_deref()).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
     }
 }
@@ -71,7 +71,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
         Action::Restart { .. } | Action::RestartDependents { .. } => apply_restart(ctx, plan, audit).await,
         Action::Start { .. } | Action::StartStack {} => apply_start(ctx, plan, audit).await,
         Action::Stop { .. } => apply_stop(ctx, plan, audit).await,
-        Action::EnginePrune {} => apply_engine_prune(ctx, plan, audit).await,
+        Action::EnginePrune { label } => apply_engine_prune(ctx, plan, label.as_deref(), audit).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
     }
 }
@@ -527,19 +527,57 @@ fn prune_item_id(t: &ops_core::ports::EnginePruneTarget) -> String {
     }
 }
 
-async fn plan_engine_prune(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+/// The stopped containers carrying `label` (`key` or `key=value`): the only candidates of a
+/// labelled prune.
+async fn labelled(rt: &dyn ContainerRuntime, label: &str) -> Result<std::collections::BTreeSet<String>> {
+    let (k, v) = label.split_once('=').map_or((label, None), |(k, v)| (k, Some(v.to_owned())));
+    let filter = ops_core::ports::ContainerFilter {
+        all: true,
+        labels: BTreeMap::from([(k.to_owned(), v)]),
+        ..Default::default()
+    };
+    Ok(rt.list_containers(&filter).await?.into_iter().map(|c| c.id).collect())
+}
+
+/// A prune's candidates: the engine's, without the stack's containers, and with a label only
+/// the stopped containers carrying it.
+async fn prune_candidates(
+    ctx: &Context,
+    label: Option<&str>,
+) -> Result<(Vec<ops_core::ports::EnginePruneTarget>, Vec<String>)> {
     let rt = stack::runtime(ctx)?;
     let keep = protected(ctx).await?;
-    let engine_plan = rt.prune_plan().await?;
-    let mut plan = new_plan(action);
-    let mut bytes = 0u64;
-    for t in &engine_plan.targets {
-        if let ops_core::ports::EnginePruneTarget::Container { id, name, .. } = t
-            && (keep.contains(name) || keep.contains(id))
-        {
-            plan.notes.push(format!("{name} is a stopped container of the stack: kept"));
-            continue;
+    let only = match label.filter(|l| !l.is_empty()) {
+        Some(l) => Some(labelled(rt, l).await?),
+        None => None,
+    };
+    let mut notes = Vec::new();
+    let mut out = Vec::new();
+    for t in rt.prune_plan().await?.targets {
+        match &t {
+            ops_core::ports::EnginePruneTarget::Container { id, name, .. } => {
+                if keep.contains(name) || keep.contains(id) {
+                    notes.push(format!("{name} is a stopped container of the stack: kept"));
+                    continue;
+                }
+                if only.as_ref().is_some_and(|o| !o.contains(id)) {
+                    continue;
+                }
+            }
+            ops_core::ports::EnginePruneTarget::Image { .. } if only.is_some() => continue,
+            ops_core::ports::EnginePruneTarget::Image { .. } => {}
         }
+        out.push(t);
+    }
+    Ok((out, notes))
+}
+
+async fn plan_engine_prune(ctx: &Context, action: &Action, label: Option<&str>) -> Result<ActionPlan> {
+    let (candidates, notes) = prune_candidates(ctx, label).await?;
+    let mut plan = new_plan(action);
+    plan.notes = notes;
+    let mut bytes = 0u64;
+    for t in &candidates {
         bytes = bytes.saturating_add(t.bytes());
         plan.targets.push(Target {
             id: prune_item_id(t),
@@ -563,19 +601,18 @@ async fn plan_engine_prune(ctx: &Context, action: &Action) -> Result<ActionPlan>
 
 /// Removes what the plan listed that a fresh plan still lists (a container started since, or
 /// an image tagged since, is no longer a candidate and is skipped).
-async fn apply_engine_prune(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
+async fn apply_engine_prune(
+    ctx: &Context,
+    plan: &ActionPlan,
+    label: Option<&str>,
+    audit: &Audit,
+) -> Result<Vec<Outcome>> {
     let rt = stack::runtime(ctx)?;
-    let keep = protected(ctx).await?;
-    let fresh = rt.prune_plan().await?;
+    // The candidates now: a container started, or joined to the stack, since the plan is not.
+    let (fresh, _) = prune_candidates(ctx, label).await?;
     let mut outcomes = Vec::new();
     for target in &plan.targets {
-        let now = fresh.targets.iter().find(|t| prune_item_id(t) == target.id);
-        let Some(item) = now.filter(|t| match t {
-            ops_core::ports::EnginePruneTarget::Container { id, name, .. } => {
-                !keep.contains(name) && !keep.contains(id)
-            }
-            ops_core::ports::EnginePruneTarget::Image { .. } => true,
-        }) else {
+        let Some(item) = fresh.iter().find(|t| prune_item_id(t) == target.id) else {
             outcomes.push(Outcome {
                 target: target.id.clone(),
                 ok: false,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ops_core::config::{OpsConfig, TlsCheckConfig, load};
 use ops_core::{Context, Error, Result};
 use ops_probes::TriageOptions;
-use ops_tls::{RenewCommand, RenewOptions, TargetReport};
+use ops_tls::TargetReport;
 
 use crate::checks_render;
 use crate::render::write_json;

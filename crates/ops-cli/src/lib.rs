@@ -22,6 +22,8 @@ pub use ops_core::exit;
 mod perf;
 mod perf_render;
 mod render;
+mod runbook_render;
+mod runbooks;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -83,6 +85,69 @@ pub enum Command {
     Redis(RedisCommand),
     /// Restart a container (and, in order, what depends on it), planned first.
     Restart(RestartArgs),
+    /// Runbooks as code: list, show, check, plan and run them (check, guard, act, verify,
+    /// escalate); runs are kept in the state store.
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
+}
+
+/// `opsctl runbook …`.
+#[derive(Debug, Subcommand)]
+pub enum RunbookCommand {
+    /// Every runbook: the built-in ones and those of runbooks.dir.
+    List,
+    /// A runbook as a person reads it: the prose and its steps.
+    Show {
+        /// Runbook name.
+        name: String,
+    },
+    /// Validate the runbook files of a directory [default: runbooks.dir].
+    Check {
+        /// Directory of *.md runbooks.
+        dir: Option<PathBuf>,
+    },
+    /// Evaluate the checks and guards against the live stack and show the branch that would be
+    /// taken and what each action would touch; changes nothing.
+    Plan {
+        /// Runbook name.
+        name: String,
+        /// A parameter (repeatable): --param database=main
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = runbooks::param)]
+        params: Vec<(String, String)>,
+    },
+    /// Run a runbook: a plan without --apply; with it, act and keep the run in the state store.
+    Run {
+        /// Runbook name.
+        name: String,
+        /// A parameter (repeatable): --param database=main
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = runbooks::param)]
+        params: Vec<(String, String)>,
+        /// Act (default: print the plan only).
+        #[arg(long)]
+        apply: bool,
+        /// Agree in advance to the steps that need it (approval = "yes" or "approve", manual steps).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Recent runs, newest first.
+    Runs {
+        /// Only runs of this runbook.
+        #[arg(long)]
+        runbook: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+    },
+    /// One run, step by step.
+    ShowRun {
+        /// Run id.
+        id: String,
+    },
+    /// Approve the step a run waits at (an ops-server run paused at a manual step).
+    Approve {
+        /// Run id.
+        id: String,
+    },
 }
 
 /// `opsctl perf …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.
@@ -468,6 +533,7 @@ where
         Command::Pg(cmd) => runtime().and_then(|rt| rt.block_on(perf::pg(&cli, cmd, env, out))),
         Command::Redis(cmd) => runtime().and_then(|rt| rt.block_on(perf::redis(&cli, cmd, env, out))),
         Command::Restart(args) => runtime().and_then(|rt| rt.block_on(perf::restart(&cli, args, env, out))),
+        Command::Runbook(cmd) => runtime().and_then(|rt| rt.block_on(runbooks::runbook(&cli, cmd, env, out))),
     };
     // Checks speak the monitoring-plugin convention: a check that could not run is unknown.
     let plugin = matches!(cli.command, Command::Triage(_) | Command::Tls(_) | Command::Probe(_) | Command::Perf(_));

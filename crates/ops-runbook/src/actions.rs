@@ -222,13 +222,19 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
         Typed::Act(a) => {
             let p = ops_act::plan(ctx, &a).await?;
             let targets: Vec<String> = p.targets.iter().map(|t| t.id.clone()).collect();
-            let key_target = targets.first().cloned().unwrap_or_else(|| match &a {
+            // The budget is of the action on the container it names (not on what it touches
+            // first: the dependents of a restart-dependents).
+            let key_target = match &a {
                 ops_act::Action::Restart { service, .. }
                 | ops_act::Action::RestartDependents { service }
                 | ops_act::Action::Start { service }
-                | ops_act::Action::Stop { service, .. } => format!("container:{service}"),
-                _ => "stack".to_owned(),
-            });
+                | ops_act::Action::Stop { service, .. } => {
+                    let stack = ops_core::stack::Stack::read(ctx).await?;
+                    let names: Vec<String> = stack.find(service)?.iter().map(|c| c.name.clone()).collect();
+                    format!("container:{}", names.join(","))
+                }
+                _ => targets.first().cloned().unwrap_or_else(|| "stack".to_owned()),
+            };
             let database = match &a {
                 ops_act::Action::KillIdle { database, .. }
                 | ops_act::Action::CancelSlow { database, .. }

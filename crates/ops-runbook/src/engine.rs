@@ -42,6 +42,10 @@ pub struct RunOptions {
     /// Who runs it. Never deserialized, as `yes`.
     #[serde(skip)]
     pub actor: String,
+    /// The run's id, when the caller must know it before the run starts (a server answers
+    /// with it at once); a new one otherwise. Never deserialized.
+    #[serde(skip)]
+    pub run_id: Option<String>,
 }
 
 /// A person's answer at a manual step or an `approval = "approve"` action.
@@ -285,7 +289,7 @@ impl<'a> Exec<'a> {
             })
             .collect();
         let run = Run {
-            id: new_id(now),
+            id: opts.run_id.clone().unwrap_or_else(|| new_id(now)),
             runbook: rb.name.clone(),
             title: rb.title.clone(),
             mode,
@@ -517,8 +521,10 @@ impl<'a> Exec<'a> {
         let mut runbooks: Vec<String> =
             reports.iter().flat_map(|r| r.problems.iter().map(|p| p.runbook.as_str().to_owned())).collect();
         runbooks.dedup();
+        // Evidence of what is wrong; a passing check's response snippet is not evidence.
         let mut evidence: Vec<String> = reports
             .iter()
+            .filter(|r| r.status != Status::Ok)
             .flat_map(|r| r.problems.iter().flat_map(|p| p.evidence.iter()).chain(r.evidence.iter()))
             .map(|l| self.redact(l))
             .collect();
@@ -922,11 +928,7 @@ impl<'a> Exec<'a> {
         };
         if let Some((text, cond)) = &step.guard.unless {
             let holds = cond.eval(self);
-            out.push(v(
-                "unless",
-                !holds,
-                if holds { format!("{text} holds") } else { format!("{text} does not hold") },
-            ));
+            out.push(v("unless", !holds, self.unless_detail(text, cond, holds, "")));
         }
         match step.guard.approval {
             Approval::None => {}
@@ -1008,13 +1010,10 @@ impl<'a> Exec<'a> {
         if let Some((text, cond)) = &step.guard.unless {
             self.recheck(cond).await;
             let holds = cond.eval(&*self);
-            out.push(v(
-                "unless",
-                !holds,
-                if holds { format!("{text} holds now") } else { format!("{text} does not hold now") },
-            ));
+            let detail = self.unless_detail(text, cond, holds, " now");
+            out.push(v("unless", !holds, detail.clone()));
             if holds {
-                return (out, Some(format!("unless: {text} holds now")), None);
+                return (out, Some(format!("unless: {detail}")), None);
             }
         }
         if step.guard.approval == Approval::Approve {
@@ -1093,6 +1092,26 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// `upstream.status == 'critical' holds (status-page:stellar: major outage)`: the
+    /// condition, and what the steps it reads found.
+    fn unless_detail(&self, text: &str, cond: &Condition, holds: bool, when: &str) -> String {
+        let mut seen: Vec<String> = Vec::new();
+        for p in cond.references() {
+            if let Some(s) = self.states.get(&p[0])
+                && !s.message.is_empty()
+                && !seen.contains(&s.message)
+            {
+                seen.push(s.message.clone());
+            }
+        }
+        let verdict = if holds { "holds" } else { "does not hold" };
+        if seen.is_empty() {
+            format!("{text} {verdict}{when}")
+        } else {
+            format!("{text} {verdict}{when} ({})", seen.join("; "))
+        }
+    }
+
     /// Runs again the check steps `cond` reads, so it is judged on what is true now.
     async fn recheck(&mut self, cond: &Condition) {
         let ids: Vec<String> = cond.references().iter().map(|p| p[0].clone()).collect();
@@ -1114,22 +1133,26 @@ impl<'a> Exec<'a> {
         let mut text = format!("{}\n", self.rb.title);
         for s in self.run.steps.iter().filter(|s| !matches!(s.outcome, StepOutcome::NotReached | StepOutcome::Skipped))
         {
-            text.push_str(&format!("{}. [{:?}] {}: {}\n", s.index, s.outcome, s.title, s.detail).to_lowercase());
+            let outcome = serde_json::to_value(s.outcome).ok().and_then(|v| v.as_str().map(str::to_owned));
+            text.push_str(&format!("{}. [{}] {}: {}\n", s.index, outcome.unwrap_or_default(), s.title, s.detail));
         }
         let evidence: Vec<String> = self.run.steps.iter().flat_map(|s| s.evidence.iter().cloned()).collect::<Vec<_>>();
         let evidence = evidence[evidence.len().saturating_sub(5)..].join("\n");
+        let mut fields = BTreeMap::from([
+            ("run".to_owned(), self.run.id.clone()),
+            ("runbook".to_owned(), self.rb.name.clone()),
+            ("severity".to_owned(), severity.to_string()),
+            ("status".to_owned(), self.run.status.as_str().to_owned()),
+            ("actor".to_owned(), self.run.actor.clone()),
+        ]);
+        if !evidence.is_empty() {
+            fields.insert("evidence".to_owned(), self.redact(&evidence));
+        }
         let n = Notification {
             title: format!("runbook {} {} ({severity}): {why}", self.rb.name, self.run.status.as_str()),
             text: self.redact(&text),
             level: NotificationLevel::Critical,
-            fields: BTreeMap::from([
-                ("run".to_owned(), self.run.id.clone()),
-                ("runbook".to_owned(), self.rb.name.clone()),
-                ("severity".to_owned(), severity.to_string()),
-                ("status".to_owned(), self.run.status.as_str().to_owned()),
-                ("actor".to_owned(), self.run.actor.clone()),
-                ("evidence".to_owned(), self.redact(&evidence)),
-            ]),
+            fields,
         };
         let mut deliveries = Vec::new();
         if self.ctx.notifiers.is_empty() {
@@ -1213,7 +1236,8 @@ pub fn resolve_params(ctx: &Context, rb: &Runbook, opts: &RunOptions) -> Result<
         });
         let value = opts.params.get(name).cloned().or(from_incident).or_else(|| p.default.clone());
         let value = match (value, p.kind) {
-            (Some(v), _) if !v.is_empty() => v,
+            // Free text may be empty on purpose (an optional label).
+            (Some(v), kind) if !v.is_empty() || kind == ParamKind::Text => v,
             (_, ParamKind::Database) => ctx.database(None)?.0.to_owned(),
             (_, ParamKind::Cache) => ctx.cache(None)?.0.to_owned(),
             _ => {

@@ -39,6 +39,9 @@ pub struct Job {
     pub report: Option<Value>,
     /// The error: kind and message.
     pub error: Option<Value>,
+    /// Where a long job is (a runbook run: its step), while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Value>,
 }
 
 /// Jobs not finished (queued or running) the server holds at once.
@@ -128,6 +131,7 @@ impl Jobs {
                 finished_at: None,
                 report: None,
                 error: None,
+                progress: None,
             },
         );
         Ok(id)
@@ -163,6 +167,14 @@ impl Jobs {
             j.finished_at = Some(Utc::now());
             j.report = report;
             j.error = error;
+        }
+    }
+
+    /// Records how far a running job is.
+    pub fn set_progress(&self, id: &str, progress: Value) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(j) = jobs.get_mut(id) {
+            j.progress = Some(progress);
         }
     }
 

@@ -19,6 +19,12 @@
 //! - `GET /api/v1/perf` (read): the performance analysis, `?section=pg,redis&samples=5`.
 //! - `POST /api/v1/actions` (admin): `{"action": "kill-idle", "older-than-secs": 600,
 //!   "apply": false}` returns the plan; with `"apply": true` it acts and audits.
+//! - `GET /api/v1/runbooks`, `GET /api/v1/runbooks/{name}` (read): the catalog and one runbook
+//!   with its text; `POST /api/v1/runbooks/{name}/plan` (read): `{"params": {...}}`, the branch
+//!   that would be taken, nothing changed.
+//! - `POST /api/v1/runbooks/{name}/runs` (admin): a run as a job, 202 with the run's id;
+//!   `GET /api/v1/runs`, `GET /api/v1/runs/{id}` (read): runs from the state store;
+//!   `POST /api/v1/runs/{id}/approve` (admin): the step a run waits at goes on.
 //!
 //! Keys come from `API_KEYS` (read) and `ADMIN_KEYS` (read and act), comma-separated so old
 //! and new keys overlap during a rotation, sent as `Authorization: Bearer KEY` or
@@ -48,6 +54,7 @@ mod metrics;
 mod perf;
 mod rate;
 mod routes;
+mod runbooks;
 pub mod serve;
 mod state;
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::auth::{Access, access_for, presented_key};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{backups, checks, perf};
+use crate::{backups, checks, perf, runbooks};
 
 /// The whole HTTP API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -24,14 +24,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/triage", get(checks::triage))
         .route("/api/v1/probes", get(checks::probes))
         .route("/api/v1/tls", get(checks::tls))
-        .route("/api/v1/perf", get(perf::analyze));
+        .route("/api/v1/perf", get(perf::analyze))
+        .route("/api/v1/runbooks", get(runbooks::list))
+        .route("/api/v1/runbooks/{name}", get(runbooks::show))
+        .route("/api/v1/runbooks/{name}/plan", post(runbooks::plan))
+        .route("/api/v1/runs", get(runbooks::list_runs))
+        .route("/api/v1/runs/{id}", get(runbooks::get_run));
     let admin = Router::new()
         .route("/api/v1/config/reload", post(reload_config))
         .route("/api/v1/backups", post(backups::start_backup))
         .route("/api/v1/backups/{id}/verify", post(backups::verify))
         .route("/api/v1/dr-tests", post(backups::dr_test))
         .route("/api/v1/restores", post(backups::restore))
-        .route("/api/v1/actions", post(perf::act));
+        .route("/api/v1/actions", post(perf::act))
+        .route("/api/v1/runbooks/{name}/runs", post(runbooks::start))
+        .route("/api/v1/runs/{id}/approve", post(runbooks::approve));
     Router::new()
         .merge(read.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_read)))
         .merge(admin.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin)))

@@ -31,6 +31,19 @@ pub struct AppState {
     /// The newest performance analysis and its options: a burst of requests costs each
     /// database one analysis connection, not one each.
     last_perf: SharedRun<ops_perf::PerfOptions, ops_perf::PerfReport>,
+    /// The state store of `state.url`, opened on first use (and again when a reload changes
+    /// the url).
+    store: tokio::sync::Mutex<StoreSlot>,
+}
+
+/// The opened state store and the url it was opened from.
+#[derive(Default)]
+struct StoreSlot(Option<(String, Arc<dyn ops_core::ports::StateStore>)>);
+
+impl std::fmt::Debug for StoreSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StoreSlot").field(&self.0.as_ref().map(|(_, s)| s.location())).finish()
+    }
 }
 
 /// The newest result of a check run with options `K`: one run at a time, shared by every
@@ -116,7 +129,29 @@ impl AppState {
             last_triage: SharedRun::default(),
             last_tls: SharedRun::default(),
             last_perf: SharedRun::default(),
+            store: tokio::sync::Mutex::new(StoreSlot::default()),
         })
+    }
+
+    /// The state store (`state.url`), opened and migrated on first use.
+    ///
+    /// # Errors
+    /// A [`WiringError`] when it cannot be opened: the server's setup, not the request.
+    pub async fn state_store(&self) -> Result<Arc<dyn ops_core::ports::StateStore>, WiringError> {
+        let url = self.running().config.state.url.clone();
+        let mut held = self.store.lock().await;
+        if let Some((u, store)) = held.0.as_ref()
+            && u == url.expose()
+        {
+            return Ok(Arc::clone(store));
+        }
+        let store: Arc<dyn ops_core::ports::StateStore> = Arc::new(
+            ops_core::adapters::state::SqlStateStore::open(&url)
+                .await
+                .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() })?,
+        );
+        held.0 = Some((url.expose().to_owned(), Arc::clone(&store)));
+        Ok(store)
     }
 
     /// Resolves when the server stops (see [`Self::stop_jobs`]).

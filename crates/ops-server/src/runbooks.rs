@@ -1,0 +1,214 @@
+//! Runbook routes: the catalog (read), a plan (read: it changes nothing), a run as a job
+//! (admin: it acts; answered 202 with the run's id), a run's record, and the approval of a
+//! run waiting at a manual step (admin).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use ops_core::ports::{Approval, RunQuery, StateStore};
+use ops_runbook::{Catalog, Run, RunOptions};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::jobs::{JobStatus, Refusal};
+use crate::state::AppState;
+
+fn catalog(state: &AppState) -> Result<Catalog, ApiError> {
+    Ok(Catalog::load(state.running().config.runbooks.dir.as_deref())?)
+}
+
+fn summary(rb: &ops_runbook::Runbook) -> Value {
+    json!({
+        "name": rb.name,
+        "title": rb.title,
+        "applies-to": rb.applies_to,
+        "auto": rb.auto,
+        "severity": rb.severity,
+        "params": rb.params,
+        "steps": rb.steps.len(),
+        "built-in": rb.source.starts_with("built-in:"),
+    })
+}
+
+pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let c = catalog(&state)?;
+    Ok(Json(json!({ "runbooks": c.iter().map(summary).collect::<Vec<_>>() })))
+}
+
+pub(crate) async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let c = catalog(&state)?;
+    let rb = c.get(&name)?;
+    let mut v = summary(rb);
+    v["text"] = Value::String(rb.text.clone());
+    v["steps"] = rb
+        .steps
+        .iter()
+        .map(|s| {
+            json!({ "id": s.id, "kind": s.kind.name(), "line": s.line, "on-failure": s.on_failure,
+                          "when": s.when.as_ref().map(|w| &w.0) })
+        })
+        .collect();
+    Ok(Json(v))
+}
+
+/// A JSON body's run options (`{"params": {"database": "main"}}`), or none.
+fn options(body: &[u8]) -> Result<RunOptions, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RunOptions::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))
+}
+
+pub(crate) async fn plan(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let c = catalog(&state)?;
+    let rb = c.get(&name)?;
+    let mut opts = options(&body)?;
+    opts.actor = crate::auth::actor(&headers);
+    let mut ctx = state.context()?;
+    ctx.state = state.state_store().await.ok();
+    let run = ops_runbook::plan(&ctx, rb, &opts).await?;
+    Ok(Json(serde_json::to_value(&run).unwrap_or(Value::Null)))
+}
+
+/// Sees a server run's steps: the job's progress.
+struct JobProgress {
+    state: Arc<AppState>,
+    job: String,
+}
+
+impl ops_runbook::Observer for JobProgress {
+    fn update(&self, run: &Run) {
+        let done = run.steps.iter().filter(|s| s.started_at.is_some()).count();
+        self.state.jobs.set_progress(
+            &self.job,
+            json!({ "run": run.id, "status": run.status.as_str(), "steps-done": done, "steps": run.steps.len(),
+                    "waiting-for": run.waiting_for }),
+        );
+    }
+}
+
+pub(crate) async fn start(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let c = catalog(&state)?;
+    let rb = c.get(&name)?.clone();
+    let mut opts = options(&body)?;
+    // An admin key started it: that is the approval `approval = "yes"` steps ask for. Manual
+    // steps and `approval = "approve"` still wait for POST /api/v1/runs/{id}/approve.
+    opts.yes = true;
+    opts.actor = crate::auth::actor(&headers);
+    let mut ctx = state.context()?;
+    let store = state.state_store().await?;
+    ctx.state = Some(Arc::clone(&store));
+    // Bad parameters are refused now, not as a failed job.
+    ops_runbook::engine::resolve_params(&ctx, &rb, &opts)?;
+    let run_id = ops_runbook::run::new_id(chrono::Utc::now());
+    opts.run_id = Some(run_id.clone());
+    let job = state.jobs.admit("runbook", Some(&format!("runbook {name}"))).map_err(|r| match r {
+        Refusal::Busy(m) => ApiError::Core(ops_core::Error::conflict(m)),
+        Refusal::Full(m) => ApiError::Core(ops_core::Error::unavailable(format!("{m}: try again later"))),
+    })?;
+    let timeout = std::time::Duration::from_secs(state.running().config.runbooks.approval_timeout_secs.max(1));
+    let job_state = Arc::clone(&state);
+    let job_id = job.clone();
+    tokio::spawn(async move {
+        let _slot = job_state.jobs.run_slot(&job_id, "runbook").await;
+        let approver = ops_runbook::StoreApprover {
+            store: Arc::clone(&store),
+            timeout,
+            poll: std::time::Duration::from_millis(500),
+        };
+        let observer = JobProgress { state: Arc::clone(&job_state), job: job_id.clone() };
+        let work = ops_runbook::run(&ctx, &rb, &opts, &approver, &observer);
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work)).await {
+            Ok(Ok(run)) => {
+                let status = if run.ok() { JobStatus::Succeeded } else { JobStatus::Failed };
+                job_state.jobs.finish(&job_id, status, serde_json::to_value(&run).ok(), None);
+            }
+            Ok(Err(e)) => job_state.jobs.finish(
+                &job_id,
+                JobStatus::Failed,
+                None,
+                Some(json!({ "kind": e.kind(), "message": e.message() })),
+            ),
+            Err(_) => {
+                tracing::error!(job = %job_id, "runbook run panicked");
+                job_state.jobs.finish(
+                    &job_id,
+                    JobStatus::Failed,
+                    None,
+                    Some(json!({ "kind": "internal", "message": "the run stopped on an internal error; see the server log" })),
+                );
+            }
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run": run_id, "job": job, "status": "queued",
+                     "href": format!("/api/v1/runs/{run_id}"), "job-href": format!("/api/v1/jobs/{job}") })),
+    ))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<(Arc<dyn StateStore>, Run), ApiError> {
+    let store = state.state_store().await?;
+    let run = ops_runbook::run::load(store.as_ref(), id).await?;
+    Ok((store, run))
+}
+
+pub(crate) async fn get_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, run) = load(&state, &id).await?;
+    Ok(Json(serde_json::to_value(&run).unwrap_or(Value::Null)))
+}
+
+/// `?runbook=NAME&status=failed&limit=20`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunsQuery {
+    runbook: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    ops_core::limits::check_range("limit", limit, 1, ops_core::ports::state::MAX_LISTED)?;
+    let store = state.state_store().await?;
+    let runs =
+        ops_runbook::run::list(store.as_ref(), &RunQuery { runbook: q.runbook, status: q.status, limit }).await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+pub(crate) async fn approve(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (store, run) = load(&state, &id).await?;
+    let step = run.waiting_for.ok_or_else(|| {
+        ops_core::Error::conflict(format!("run {id} is not waiting for an approval ({})", run.status.as_str()))
+    })?;
+    let actor = crate::auth::actor(&headers);
+    store.approve(&Approval { run_id: run.id.clone(), step, actor: actor.clone(), time: chrono::Utc::now() }).await?;
+    Ok(Json(json!({ "run": run.id, "step": step, "approved-by": actor })))
+}
