@@ -20,6 +20,7 @@ mod probes_local;
 mod probes_net;
 mod redis;
 mod restore;
+mod runbooks;
 mod safety;
 mod safety_server;
 mod server;

@@ -543,6 +543,7 @@ impl<'a> Exec<'a> {
             outcome: "ok".to_owned(),
             runbooks,
             evidence,
+            obs,
             ..StepState::default()
         }
     }
@@ -953,9 +954,10 @@ impl<'a> Exec<'a> {
                         "budget",
                         used < max,
                         format!(
-                            "{used} of {max} uses of {} in the last {}",
+                            "{used} of {max} uses of {} in the last {}{}",
                             preview.budget_key,
-                            ops_core::units::human_duration(window)
+                            ops_core::units::human_duration(window),
+                            if used < max { "" } else { ": spent, the circuit breaker stops here" }
                         ),
                     ));
                     if !step.guard.cooldown.is_zero()
