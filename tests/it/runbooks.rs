@@ -130,11 +130,17 @@ timeout-secs = 5
     /// `opsctl --config … --json ARGS`, in-process on a blocking thread (it starts its own
     /// runtime): exit code and the JSON it printed.
     async fn opsctl(&self, args: &[&str]) -> (u8, Value, String) {
+        self.opsctl_env(args, &[]).await
+    }
+
+    /// [`Self::opsctl`] with more environment.
+    async fn opsctl_env(&self, args: &[&str], vars: &[(&str, &str)]) -> (u8, Value, String) {
+        let mut env = BTreeMap::from([("USER".to_owned(), "oncall".to_owned())]);
+        env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut argv: Vec<String> =
             vec!["opsctl".into(), "--config".into(), self.config_path.display().to_string(), "--json".into()];
         argv.extend(args.iter().map(|s| (*s).to_owned()));
         tokio::task::spawn_blocking(move || {
-            let env = BTreeMap::from([("USER".to_owned(), "oncall".to_owned())]);
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let code = ops_cli::run(argv, &env, &mut out, &mut err);
             let text = String::from_utf8_lossy(&out).into_owned();
@@ -570,4 +576,112 @@ async fn a_server_run_waits_at_a_manual_step_until_approved() {
     // A second approval of a finished run is refused.
     let (status, _) = call("POST", format!("/api/v1/runs/{id}/approve"), None).await;
     assert_eq!(status, 409);
+}
+
+/// RB-002's event replay: an `http` step whose bearer token comes from `[runbooks.secrets]`
+/// (the environment, in the config). The request carries it; no output, record, stored run or
+/// notification shows it, not even when the server echoes it back in an error.
+#[tokio::test]
+async fn an_http_step_sends_its_secret_and_shows_it_nowhere() {
+    const SECRET: &str = "adm1n-k3y-never-shown-0123456789";
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/events/replay",
+            axum::routing::post({
+                let seen = std::sync::Arc::clone(&seen);
+                move |headers: axum::http::HeaderMap, body: String| async move {
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    seen.lock().unwrap().push(format!("{auth} {body}"));
+                    if auth == format!("Bearer {SECRET}") { axum::http::StatusCode::ACCEPTED } else { axum::http::StatusCode::UNAUTHORIZED }
+                }
+            }),
+        )
+        .route(
+            "/events/broken",
+            axum::routing::post(|headers: axum::http::HeaderMap| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("bad request with {auth}"))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let s = ComposeStack::up("").await;
+    let dir = s.dir.path().join("runbooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("replay.md"),
+        format!(
+            r#"# Replay events (RB-002 step 5)
+
+```runbook
+name = "replay-events"
+title = "Replay the events the indexer missed"
+
+[params.from]
+type = "number"
+default = "100"
+```
+
+The API is alive first:
+
+```step
+id = "nginx-t"
+title = "the API's server is there (like nginx -t)"
+action = "exec"
+service = "api"
+command = ["busybox", "true"]
+```
+
+```step
+id = "replay"
+action = "http"
+method = "POST"
+url = "http://{addr}/events/replay"
+headers = {{ Authorization = "Bearer {{{{secret.admin-key}}}}" }}
+body = '{{"from_ledger": {{{{from}}}}}}'
+expect-status = [202]
+```
+
+```step
+id = "broken"
+action = "http"
+method = "POST"
+url = "http://{addr}/events/broken"
+headers = {{ Authorization = "Bearer {{{{secret.admin-key}}}}" }}
+```
+"#
+        ),
+    )
+    .unwrap();
+    let mut cfg = std::fs::read_to_string(&s.config_path).unwrap();
+    cfg.push_str(&format!("\n[runbooks]\ndir = \"{}\"\n\n[runbooks.secrets]\nadmin-key = \"${{ADMIN_KEY}}\"\n", dir.display()));
+    std::fs::write(&s.config_path, cfg).unwrap();
+
+    let (code, run, err) = s
+        .opsctl_env(&["runbook", "run", "replay-events", "--apply", "--param", "from=4242"], &[("ADMIN_KEY", SECRET)])
+        .await;
+    assert_eq!(code, 1, "{run:#} {err}");
+    assert_eq!(outcome(&run, "nginx-t"), "ok", "{run:#}");
+    assert_eq!(step(&run, "nginx-t")["result"]["exit_code"], 0);
+    assert_eq!(outcome(&run, "replay"), "ok", "{run:#}");
+    assert_eq!(step(&run, "replay")["result"]["http_status"], 202);
+    assert_eq!(outcome(&run, "broken"), "failed");
+    assert_eq!(seen.lock().unwrap().clone(), [format!("Bearer {SECRET} {{\"from_ledger\": 4242}}")], "the request had it");
+
+    // Nowhere else: the output, the evidence of the echo, the audit log, the stored run, the
+    // notification, the table.
+    let shown = run.to_string();
+    assert!(!shown.contains(SECRET) && shown.contains("***"), "{run:#}");
+    let audit = std::fs::read_to_string(s.dir.path().join("audit.jsonl")).unwrap();
+    assert!(!audit.contains(SECRET), "{audit}");
+    let db = std::fs::read(s.dir.path().join("state.db")).unwrap();
+    assert!(!db.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the stored run holds the secret");
+    let hooks = s.hooks.0.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1);
+    assert!(!hooks[0].to_string().contains(SECRET), "{:#}", hooks[0]);
+    let (_, table, _) = s.opsctl(&["runbook", "show-run", run["id"].as_str().unwrap()]).await;
+    assert!(!table.to_string().contains(SECRET));
 }

@@ -211,6 +211,19 @@ fn container_of(ctx: &Context, service: &str) -> String {
         .unwrap_or_else(|| service.to_owned())
 }
 
+/// The container an `exec` runs in: a configured database or cache name stands for its
+/// container, a Compose service for its first running container, else the name itself.
+async fn exec_target(ctx: &Context, service: &str) -> Result<String> {
+    let name = container_of(ctx, service);
+    let stack = ops_core::stack::Stack::read(ctx).await?;
+    let found = stack.find(&name)?;
+    Ok(found
+        .iter()
+        .find(|c| c.state == ops_core::ports::ContainerState::Running)
+        .or(found.first())
+        .map_or(name.clone(), |c| c.name.clone()))
+}
+
 /// Plans an action: reads the live state, changes nothing.
 ///
 /// # Errors
@@ -251,7 +264,7 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
             Ok((preview, Some(p)))
         }
         Typed::Exec(e) => {
-            let container = container_of(ctx, &e.service);
+            let container = exec_target(ctx, &e.service).await?;
             let rt = ops_core::stack::runtime(ctx)?;
             let d = rt.inspect(&container).await?;
             let program = e.command.first().cloned().unwrap_or_default();
@@ -392,7 +405,7 @@ pub async fn apply(
         }
         Typed::Exec(e) => {
             let rt = ops_core::stack::runtime(ctx)?;
-            let container = container_of(ctx, &e.service);
+            let container = exec_target(ctx, &e.service).await?;
             let program = e.command.first().cloned().unwrap_or_default();
             let target = format!("container:{container}");
             // The intent first: no record, no change.
