@@ -132,7 +132,8 @@ async fn probes_local_containers_of_a_compose_project() {
     // Error lines in the recent logs of the same containers.
     let containers = container::discover(&rt, Some(&project), &t).await.unwrap();
     assert_eq!(containers.len(), 4);
-    let log_reports = logs::probe_all(&rt, &containers, &LogThresholds::default(), TIMEOUT).await;
+    let log_reports =
+        logs::probe_all(&rt, &containers, &LogThresholds::default(), &logs::OwnActions::default(), TIMEOUT).await;
     let web_logs = find(&log_reports, "logs:web");
     assert_eq!(runbooks(web_logs), [(Runbook::LogErrors, Status::Warn)], "{web_logs:#?}");
     assert_eq!(web_logs.observation("matching_lines"), Some(2.0));
@@ -145,7 +146,7 @@ async fn probes_local_containers_of_a_compose_project() {
     assert!(api_logs.observation("matching_lines").is_some_and(|n| n >= 3.0), "{api_logs:#?}");
     assert_eq!(find(&log_reports, "logs:db").status, Status::Ok);
     let many = LogThresholds { critical_count: 3, ..LogThresholds::default() };
-    let api_logs = logs::probe_all(&rt, &containers, &many, TIMEOUT).await;
+    let api_logs = logs::probe_all(&rt, &containers, &many, &logs::OwnActions::default(), TIMEOUT).await;
     assert_eq!(find(&api_logs, "logs:api").status, Status::Critical);
 
     let json = serde_json::to_string(&(&reports, &log_reports)).unwrap();

@@ -545,7 +545,6 @@ async fn a_server_run_waits_at_a_manual_step_until_approved() {
     assert_eq!(status, 202, "{started:#}");
     let id = started["run"].as_str().unwrap().to_owned();
     let waiting = harness::eventually("the run waits for a person", Duration::from_secs(60), || {
-        let call = call.clone();
         let id = id.clone();
         async move {
             let (_, run) = call("GET", format!("/api/v1/runs/{id}"), None).await;
@@ -561,7 +560,6 @@ async fn a_server_run_waits_at_a_manual_step_until_approved() {
     let (status, approved) = call("POST", format!("/api/v1/runs/{id}/approve"), None).await;
     assert_eq!(status, 200, "{approved:#}");
     let done = harness::eventually("the run goes on after the approval", Duration::from_secs(90), || {
-        let call = call.clone();
         let id = id.clone();
         async move {
             let (_, run) = call("GET", format!("/api/v1/runs/{id}"), None).await;
@@ -591,9 +589,14 @@ async fn an_http_step_sends_its_secret_and_shows_it_nowhere() {
             axum::routing::post({
                 let seen = std::sync::Arc::clone(&seen);
                 move |headers: axum::http::HeaderMap, body: String| async move {
-                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    let auth =
+                        headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
                     seen.lock().unwrap().push(format!("{auth} {body}"));
-                    if auth == format!("Bearer {SECRET}") { axum::http::StatusCode::ACCEPTED } else { axum::http::StatusCode::UNAUTHORIZED }
+                    if auth == format!("Bearer {SECRET}") {
+                        axum::http::StatusCode::ACCEPTED
+                    } else {
+                        axum::http::StatusCode::UNAUTHORIZED
+                    }
                 }
             }),
         )
@@ -657,7 +660,10 @@ headers = {{ Authorization = "Bearer {{{{secret.admin-key}}}}" }}
     )
     .unwrap();
     let mut cfg = std::fs::read_to_string(&s.config_path).unwrap();
-    cfg.push_str(&format!("\n[runbooks]\ndir = \"{}\"\n\n[runbooks.secrets]\nadmin-key = \"${{ADMIN_KEY}}\"\n", dir.display()));
+    cfg.push_str(&format!(
+        "\n[runbooks]\ndir = \"{}\"\n\n[runbooks.secrets]\nadmin-key = \"${{ADMIN_KEY}}\"\n",
+        dir.display()
+    ));
     std::fs::write(&s.config_path, cfg).unwrap();
 
     let (code, run, err) = s
@@ -669,7 +675,11 @@ headers = {{ Authorization = "Bearer {{{{secret.admin-key}}}}" }}
     assert_eq!(outcome(&run, "replay"), "ok", "{run:#}");
     assert_eq!(step(&run, "replay")["result"]["http_status"], 202);
     assert_eq!(outcome(&run, "broken"), "failed");
-    assert_eq!(seen.lock().unwrap().clone(), [format!("Bearer {SECRET} {{\"from_ledger\": 4242}}")], "the request had it");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [format!("Bearer {SECRET} {{\"from_ledger\": 4242}}")],
+        "the request had it"
+    );
 
     // Nowhere else: the output, the evidence of the echo, the audit log, the stored run, the
     // notification, the table.

@@ -14,7 +14,7 @@ use ops_tls::TargetReport;
 
 use crate::checks_render;
 use crate::render::write_json;
-use crate::{Cli, Outcome, ProbeCommand, TlsCommand, TriageArgs};
+use crate::{Cli, Outcome, ProbeCommand, TlsCommand, TriageArgs, exit};
 
 pub(crate) use ops_core::exit::{code_of, plugin};
 
@@ -36,14 +36,24 @@ pub(crate) async fn triage(
         timeout_secs: args.timeout,
         skip_logs: args.no_logs,
     };
+    let catalog = ops_runbook::Catalog::load(ctx.config.runbooks.dir.as_deref())?;
     let Some(every) = args.watch else {
         let report = ops_probes::triage(&ctx, &opts).await;
-        if cli.json {
-            write_json(out, &report)?;
-        } else {
-            checks_render::triage(out, &report, args.verbose)?;
+        let remedies = remedies(&catalog, &report);
+        if !cli.json {
+            checks_render::triage(out, &report, args.verbose, &remedies)?;
         }
-        return Ok(Outcome { code: code_of(report.probes.iter().map(|p| p.status)) });
+        if args.fix {
+            let (code, runs) = fix(cli, args, env, ctx, &catalog, &remedies, out).await?;
+            if cli.json {
+                write_json(out, &serde_json::json!({ "triage": with_remedies(&report, &remedies), "fixes": runs }))?;
+            }
+            return Ok(Outcome { code });
+        }
+        if cli.json {
+            write_json(out, &with_remedies(&report, &remedies))?;
+        }
+        return Ok(Outcome { code: ops_core::exit::code_of_severity(report.severity) });
     };
     // Watch: one run every N seconds until Ctrl-C; the exit code is the last run's.
     let interval = Duration::from_secs(every.max(1));
@@ -51,17 +61,18 @@ pub(crate) async fn triage(
     let mut stop = Box::pin(tokio::signal::ctrl_c());
     loop {
         let report = ops_probes::triage(&ctx, &opts).await;
-        let code = code_of(report.probes.iter().map(|p| p.status));
+        let code = ops_core::exit::code_of_severity(report.severity);
+        let remedies = remedies(&catalog, &report);
         if cli.json {
             // One JSON document per line, so `--watch --json | jq` streams.
-            let line = serde_json::to_string(&report)
+            let line = serde_json::to_string(&with_remedies(&report, &remedies))
                 .map_err(|e| ops_core::Error::internal(format!("rendering json: {e}")))?;
             writeln!(out, "{line}")?;
         } else {
             if clear {
                 write!(out, "\x1b[2J\x1b[H")?;
             }
-            checks_render::triage(out, &report, args.verbose)?;
+            checks_render::triage(out, &report, args.verbose, &remedies)?;
             writeln!(out, "\n(every {} s; Ctrl-C to stop)", interval.as_secs())?;
         }
         out.flush()?;
@@ -70,6 +81,110 @@ pub(crate) async fn triage(
             () = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// The runbook of each incident, and how to run it.
+fn remedies(
+    catalog: &ops_runbook::Catalog,
+    report: &ops_probes::TriageReport,
+) -> Vec<Option<ops_runbook::catalog::Remedy>> {
+    report
+        .incidents
+        .iter()
+        .map(|i| {
+            let related: Vec<&str> = i.consequences.iter().chain(&i.also).map(|e| e.check.as_str()).collect();
+            catalog.remedy(i.runbook.as_str(), &i.check, &related, Some(i.severity))
+        })
+        .collect()
+}
+
+/// The triage report as JSON, each incident with its `remedy` (the runbook and its command).
+fn with_remedies(
+    report: &ops_probes::TriageReport,
+    remedies: &[Option<ops_runbook::catalog::Remedy>],
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
+    if let Some(incidents) = v.get_mut("incidents").and_then(serde_json::Value::as_array_mut) {
+        for (i, r) in incidents.iter_mut().zip(remedies) {
+            if let Some(r) = r {
+                i["remedy"] = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+            }
+        }
+    }
+    v
+}
+
+/// `opsctl triage --fix [--apply [--yes]]`: each incident's runbook planned, or run (those
+/// marked `auto`, and with `--yes` the others).
+async fn fix(
+    cli: &Cli,
+    args: &TriageArgs,
+    env: &BTreeMap<String, String>,
+    mut ctx: Context,
+    catalog: &ops_runbook::Catalog,
+    remedies: &[Option<ops_runbook::catalog::Remedy>],
+    out: &mut dyn Write,
+) -> Result<(u8, Vec<ops_runbook::Run>)> {
+    if args.apply {
+        ctx.open_state().await?;
+    } else if ctx.open_state().await.is_err() {
+        ctx.state = None;
+    }
+    let actor = crate::actor(env);
+    let mut all_ok = true;
+    let mut done: Vec<String> = Vec::new();
+    let mut runs = Vec::new();
+    for rem in remedies.iter().flatten() {
+        // One run per runbook and parameters: two incidents of one cause need one fix.
+        let key = rem.command.clone();
+        if done.contains(&key) {
+            continue;
+        }
+        done.push(key);
+        if !cli.json {
+            writeln!(out, "\n== {}", rem.command)?;
+        }
+        if !rem.missing.is_empty() {
+            all_ok = false;
+            if !cli.json {
+                writeln!(
+                    out,
+                    "not planned: give {}",
+                    rem.missing.iter().map(|m| format!("--param {m}=…")).collect::<Vec<_>>().join(" ")
+                )?;
+            }
+            continue;
+        }
+        let rb = catalog.get(&rem.runbook)?;
+        let opts = ops_runbook::RunOptions {
+            params: rem.params.clone(),
+            incident: Some(rem.incident.clone()),
+            yes: args.yes,
+            actor: actor.clone(),
+            run_id: None,
+        };
+        let act = args.apply && (rem.auto || args.yes);
+        let run = if act {
+            let approver: Box<dyn ops_runbook::Approver> = if args.yes {
+                Box::new(ops_runbook::Preapproved(format!("{actor} (--yes)")))
+            } else {
+                Box::new(ops_runbook::Unattended)
+            };
+            ops_runbook::run(&ctx, rb, &opts, approver.as_ref(), &ops_runbook::Quiet).await?
+        } else {
+            ops_runbook::plan(&ctx, rb, &opts).await?
+        };
+        all_ok &= run.ok();
+        if cli.json {
+            runs.push(run);
+        } else {
+            crate::runbook_render::run(out, &run)?;
+            if args.apply && !act {
+                writeln!(out, "(not run: {} is not marked auto; add --yes to run it)", rem.runbook)?;
+            }
+        }
+    }
+    Ok((if all_ok { exit::OK } else { exit::FINDINGS }, runs))
 }
 
 /// `opsctl tls check|renew`.

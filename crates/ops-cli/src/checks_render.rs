@@ -13,7 +13,12 @@ use ops_tls::{RenewPlan, RenewReport, TargetReport};
 const OK_SHOWN: usize = 12;
 
 /// `opsctl triage`.
-pub(crate) fn triage(out: &mut dyn Write, r: &TriageReport, verbose: bool) -> Result<()> {
+pub(crate) fn triage(
+    out: &mut dyn Write,
+    r: &TriageReport,
+    verbose: bool,
+    remedies: &[Option<ops_runbook::catalog::Remedy>],
+) -> Result<()> {
     let secs = r.duration_ms as f64 / 1000.0;
     match r.severity {
         None => writeln!(out, "OK  all {} checks ok  ({secs:.1} s)", r.probes.len())?,
@@ -27,10 +32,13 @@ pub(crate) fn triage(out: &mut dyn Write, r: &TriageReport, verbose: bool) -> Re
             r.probes.len()
         )?,
     }
-    for i in &r.incidents {
+    for (n, i) in r.incidents.iter().enumerate() {
         writeln!(out)?;
         writeln!(out, "{}  {:<5} {}  {}", i.severity, mark(i.status), i.check, i.message)?;
-        writeln!(out, "    runbook: {}", i.runbook)?;
+        match remedies.get(n).and_then(Option::as_ref) {
+            Some(rem) => writeln!(out, "    runbook: {}  ->  {}", i.runbook, rem.command)?,
+            None => writeln!(out, "    runbook: {}", i.runbook)?,
+        }
         for c in &i.consequences {
             writeln!(out, "    -> {} {}  {}  ({})", c.severity, c.check, c.message, c.runbook)?;
         }
@@ -40,7 +48,9 @@ pub(crate) fn triage(out: &mut dyn Write, r: &TriageReport, verbose: bool) -> Re
         for a in &i.advice {
             writeln!(out, "    ! {a}")?;
         }
-        for e in i.evidence.iter().take(if verbose { usize::MAX } else { 3 }) {
+        // The newest lines explain the outage; the oldest of a log are its startup.
+        let shown = if verbose { i.evidence.len() } else { 3 };
+        for e in &i.evidence[i.evidence.len().saturating_sub(shown)..] {
             writeln!(out, "    | {}", one_line(e, 160))?;
         }
     }

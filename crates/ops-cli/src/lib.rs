@@ -345,6 +345,16 @@ pub struct TriageArgs {
     /// Show all evidence, every healthy check, and one line per probe.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Plan each incident's runbook against the live stack (changes nothing without --apply).
+    #[arg(long, conflicts_with = "watch")]
+    pub fix: bool,
+    /// With --fix: run the runbooks marked `auto`; the others need --yes.
+    #[arg(long, requires = "fix")]
+    pub apply: bool,
+    /// With --fix --apply: also run the runbooks not marked `auto`, and agree to their steps
+    /// that need it.
+    #[arg(long, requires = "apply")]
+    pub yes: bool,
 }
 
 /// `opsctl tls …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.

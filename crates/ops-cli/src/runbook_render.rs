@@ -58,7 +58,7 @@ pub(crate) fn detail_json(rb: &Runbook) -> serde_json::Value {
 
 /// `opsctl runbook list`.
 pub(crate) fn list(out: &mut dyn Write, c: &Catalog) -> Result<()> {
-    writeln!(out, "{:<24} {:<5} {:<4} {:<6} {}", "NAME", "SEV", "AUTO", "STEPS", "TITLE")?;
+    writeln!(out, "{:<24} {:<5} {:<4} {:<6} TITLE", "NAME", "SEV", "AUTO", "STEPS")?;
     for rb in c.iter() {
         writeln!(
             out,
@@ -90,7 +90,7 @@ pub(crate) fn run(out: &mut dyn Write, r: &Run) -> Result<()> {
         writeln!(out, "run {} by {}", r.id, r.actor)?;
     }
     writeln!(out)?;
-    writeln!(out, " {:>2}  {:<14} {:<8} {:<10} {:>8}  {}", "#", "STEP", "KIND", "OUTCOME", "TOOK", "DETAIL")?;
+    writeln!(out, " {:>2}  {:<14} {:<8} {:<10} {:>8}  DETAIL", "#", "STEP", "KIND", "OUTCOME", "TOOK")?;
     for s in &r.steps {
         let id = if s.on_failure { format!("{} (!)", s.id) } else { s.id.clone() };
         writeln!(
@@ -133,7 +133,7 @@ pub(crate) fn run(out: &mut dyn Write, r: &Run) -> Result<()> {
 
 /// `opsctl runbook runs`.
 pub(crate) fn runs(out: &mut dyn Write, runs: &[Run]) -> Result<()> {
-    writeln!(out, "{:<32} {:<24} {:<10} {:<20} {}", "RUN", "RUNBOOK", "STATUS", "STARTED", "BY")?;
+    writeln!(out, "{:<32} {:<24} {:<10} {:<20} BY", "RUN", "RUNBOOK", "STATUS", "STARTED")?;
     for r in runs {
         writeln!(
             out,

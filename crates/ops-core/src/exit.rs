@@ -71,6 +71,17 @@ pub fn code_of(statuses: impl IntoIterator<Item = Status>) -> u8 {
     }
 }
 
+/// The plugin exit code of a triage: its worst incident's severity, so a P3 (host load) is a
+/// warning and not a page. P1 and P2 are critical, P3 and P4 warnings, no incident ok.
+#[must_use]
+pub const fn code_of_severity(severity: Option<crate::Severity>) -> u8 {
+    match severity {
+        Some(crate::Severity::P1 | crate::Severity::P2) => plugin::CRITICAL,
+        Some(crate::Severity::P3 | crate::Severity::P4) => plugin::WARNING,
+        None => plugin::OK,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

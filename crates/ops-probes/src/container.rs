@@ -236,7 +236,13 @@ pub fn assess(d: &ContainerDetails, now: DateTime<Utc>, t: &ContainerThresholds)
                 && matches!(d.restart_policy.as_str(), "no" | "")
                 && !named(&t.critical)
                 && !named(&t.services);
-            let message = format!("exited with code {code}{}{}", exit_meaning(code, d.oom_killed), ago(d.finished_at));
+            let message = if code == 0 && !finished_job {
+                // A service does not end by itself with 0: someone stopped it (`docker stop`,
+                // `docker compose stop`), and it shut down cleanly.
+                format!("stopped: exited with code 0 after a stop request (a clean shutdown){}", ago(d.finished_at))
+            } else {
+                format!("exited with code {code}{}{}", exit_meaning(code, d.oom_killed), ago(d.finished_at))
+            };
             problems.push(with_error(if finished_job {
                 Problem::new(
                     Runbook::ContainerDown,

@@ -21,6 +21,63 @@ use ops_core::units::{human_duration, plural};
 /// Containers whose logs are read at the same time.
 const PARALLEL: usize = 8;
 
+/// What this tool itself did recently (from its audit log), so the log lines its own actions
+/// cause (a restore's or `kill-idle`'s terminated sessions, a restart's shutdown) are
+/// attributed to them and not reported as problems.
+#[derive(Debug, Clone, Default)]
+pub struct OwnActions {
+    /// (when, action, the container names it touched; empty: every database's).
+    actions: Vec<(chrono::DateTime<Utc>, String, Vec<String>)>,
+    /// The containers of the configured databases.
+    databases: Vec<String>,
+}
+
+/// Lines a recorded action causes, and for how long after it.
+const OWN_LINES: &str = "terminating connection due to administrator command|canceling statement due to user \
+                         request|shutdown|shut down|the database system is starting up";
+const OWN_AFTER: chrono::Duration = chrono::Duration::seconds(120);
+
+impl OwnActions {
+    /// From the audit log's entries and the configuration (which containers are databases).
+    #[must_use]
+    pub fn new(entries: &[ops_core::audit::AuditEntry], cfg: &ops_core::config::OpsConfig) -> Self {
+        let actions = entries
+            .iter()
+            .filter(|e| e.result != "started" || e.action.starts_with("restore"))
+            .filter_map(|e| {
+                let containers = match e.action.as_str() {
+                    "terminate" | "kill-idle" | "cancel-slow" | "restore-swap" | "restore-in-place" => Vec::new(),
+                    "restart" | "restart-dependents" | "start" | "stop" | "start-stack" => {
+                        vec![e.target.strip_prefix("container:")?.to_owned()]
+                    }
+                    _ => return None,
+                };
+                Some((e.time, e.action.clone(), containers))
+            })
+            .collect();
+        let databases = cfg.databases.values().filter_map(|d| d.container.clone()).collect();
+        Self { actions, databases }
+    }
+
+    /// The action of ours that caused `line` of container `c`, if one did.
+    fn cause(&self, c: &ContainerSummary, line: &LogLine, own: &Regex) -> Option<&str> {
+        let at = line.timestamp?;
+        if !own.is_match(&line.text) {
+            return None;
+        }
+        let is = |n: &String| *n == c.name || c.compose_service.as_ref() == Some(n);
+        self.actions
+            .iter()
+            .filter(|(t, _, _)| at >= *t - chrono::Duration::seconds(5) && at <= *t + OWN_AFTER)
+            .find(
+                |(_, _, targets)| {
+                    if targets.is_empty() { self.databases.iter().any(is) } else { targets.iter().any(is) }
+                },
+            )
+            .map(|(_, a, _)| a.as_str())
+    }
+}
+
 /// Reads the last `t.window_secs` of each container's logs (at most `t.tail` lines), each
 /// within `timeout`, and counts the lines matching `t.pattern` case-insensitively. Pass the
 /// containers of [`container::discover`](crate::container::discover). Returns nothing when
@@ -30,6 +87,7 @@ pub async fn probe_all(
     rt: &dyn ContainerRuntime,
     containers: &[ContainerSummary],
     t: &LogThresholds,
+    own: &OwnActions,
     timeout: Duration,
 ) -> Vec<ProbeReport> {
     if t.warn_count == 0 {
@@ -57,7 +115,7 @@ pub async fn probe_all(
             let mut base = ProbeReport::new(ProbeKind::Logs, &name, c.name.clone());
             base.aliases = aliases(c, &name, ProbeKind::Logs);
             base.depends_on = vec![format!("{}:{name}", ProbeKind::Container)];
-            within(base, timeout, move |report| probe_one(rt, c, report, pattern, t)).boxed()
+            within(base, timeout, move |report| probe_one(rt, c, report, pattern, t, own)).boxed()
         })
         .collect();
     futures::stream::iter(probes).buffered(PARALLEL).collect().await
@@ -69,13 +127,38 @@ async fn probe_one(
     mut report: ProbeReport,
     pattern: &Regex,
     t: &LogThresholds,
+    own: &OwnActions,
 ) -> ProbeReport {
     let window = Duration::from_secs(t.window_secs);
     let since = Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
     let tail = usize::try_from(t.tail).unwrap_or(usize::MAX);
-    let options = LogOptions { tail: Some(tail), since: Some(since), timestamps: false };
+    let options = LogOptions { tail: Some(tail), since: Some(since), timestamps: true };
     match rt.logs(&c.id, &options).await {
         Ok(lines) => {
+            // Lines this tool's own recorded actions caused are theirs, not a problem.
+            static OWN: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+                RegexBuilder::new(OWN_LINES).case_insensitive(true).build().expect("valid pattern")
+            });
+            let mut caused: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+            let lines: Vec<LogLine> = lines
+                .into_iter()
+                .filter(|l| match own.cause(c, l, &OWN) {
+                    Some(action) => {
+                        *caused.entry(action).or_default() += 1;
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            if !caused.is_empty() {
+                #[allow(clippy::cast_precision_loss)]
+                report.observe(Observation::new("own_action_lines", caused.values().sum::<u64>() as f64, Unit::Count));
+                let what: Vec<String> = caused.iter().map(|(a, n)| format!("{n} after our {a}")).collect();
+                report.evidence.push(format!(
+                    "not counted: lines caused by this tool's own recorded actions ({})",
+                    what.join(", ")
+                ));
+            }
             let (observations, problem) = assess(&lines, pattern, t);
             observations.into_iter().for_each(|o| report.observe(o));
             problem.into_iter().for_each(|p| report.problem(p));
@@ -217,7 +300,9 @@ mod tests {
             }
         });
         let containers = [summary("shop-api-1", "api"), summary("shop-db-1", "db")];
-        let reports = probe_all(&rt, &containers, &LogThresholds::default(), Duration::from_secs(5)).await;
+        let reports =
+            probe_all(&rt, &containers, &LogThresholds::default(), &OwnActions::default(), Duration::from_secs(5))
+                .await;
         assert_eq!(reports.len(), 2);
         let api = &reports[0];
         assert_eq!((api.name.as_str(), api.status), ("logs:api", Status::Warn));
@@ -233,10 +318,47 @@ mod tests {
         let rt = MockContainerRuntime::new();
         let containers = [summary("shop-api-1", "api")];
         let off = LogThresholds { warn_count: 0, ..LogThresholds::default() };
-        assert!(probe_all(&rt, &containers, &off, Duration::from_secs(1)).await.is_empty());
+        assert!(probe_all(&rt, &containers, &off, &OwnActions::default(), Duration::from_secs(1)).await.is_empty());
         let bad = LogThresholds { pattern: "error(".to_owned(), ..LogThresholds::default() };
-        let reports = probe_all(&rt, &containers, &bad, Duration::from_secs(1)).await;
+        let reports = probe_all(&rt, &containers, &bad, &OwnActions::default(), Duration::from_secs(1)).await;
         assert_eq!(reports.len(), 1);
         assert_eq!((reports[0].name.as_str(), reports[0].status), ("logs", Status::Unknown));
+    }
+
+    #[tokio::test]
+    async fn lines_our_own_recorded_actions_caused_are_not_problems() {
+        let acted = Utc::now() - chrono::Duration::minutes(20);
+        let at = move |secs: i64| LogLine {
+            stream: LogStream::Stderr,
+            timestamp: Some(acted + chrono::Duration::seconds(secs)),
+            text: "FATAL:  terminating connection due to administrator command".to_owned(),
+        };
+        let mut rt = MockContainerRuntime::new();
+        rt.expect_logs().returning(move |_, options| {
+            assert!(options.timestamps, "the lines' times are what ties them to an action");
+            // One just after our kill-idle, one ten minutes later: someone else's.
+            Ok(vec![at(1), at(600)])
+        });
+        let mut cfg = ops_core::config::OpsConfig::default();
+        cfg.databases.insert(
+            "main".into(),
+            ops_core::config::DatabaseConfig { container: Some("db".into()), ..Default::default() },
+        );
+        let entry = ops_core::audit::AuditEntry {
+            time: acted,
+            actor: "opsctl:root".into(),
+            action: "kill-idle".into(),
+            target: "backend:42".into(),
+            before: serde_json::Value::Null,
+            after: serde_json::Value::Null,
+            result: "ok".into(),
+        };
+        let own = OwnActions::new(&[entry], &cfg);
+        let containers = [summary("shop-db-1", "db")];
+        let reports = probe_all(&rt, &containers, &LogThresholds::default(), &own, Duration::from_secs(5)).await;
+        let r = &reports[0];
+        assert_eq!(r.observation("matching_lines"), Some(1.0), "{r:#?}");
+        assert_eq!(r.observation("own_action_lines"), Some(1.0));
+        assert!(r.evidence[0].contains("1 after our kill-idle"), "{:?}", r.evidence);
     }
 }

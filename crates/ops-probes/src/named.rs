@@ -56,6 +56,23 @@ impl<'a> CheckName<'a> {
     }
 }
 
+/// The newest entries of the audit log (its last MiB; none when there is no log yet).
+pub(crate) async fn recent_audit(cfg: &ops_core::config::OpsConfig) -> Vec<ops_core::audit::AuditEntry> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    const TAIL: u64 = 1 << 20;
+    let Ok(mut file) = tokio::fs::File::open(&cfg.perf.audit_log).await else { return Vec::new() };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if file.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL))).await.is_err() {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.take(TAIL).read_to_end(&mut bytes).await.is_err() {
+        return Vec::new();
+    }
+    // A cut first line does not parse and is skipped.
+    String::from_utf8_lossy(&bytes).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
 /// Options of [`probe_named`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamedOptions {
@@ -159,7 +176,8 @@ pub async fn probe_named(
                 Ok(crate::container::probe_containers(rt, &wanted, &t, timeout).await)
             } else {
                 let logs = opts.logs.as_ref().unwrap_or(&cfg.probes.logs);
-                Ok(crate::logs::probe_all(rt, &wanted, logs, timeout).await)
+                let own = crate::logs::OwnActions::new(&recent_audit(cfg).await, cfg);
+                Ok(crate::logs::probe_all(rt, &wanted, logs, &own, timeout).await)
             }
         }
         _ => Err(Error::invalid_input(format!("unknown check kind {:?}", check.kind))),

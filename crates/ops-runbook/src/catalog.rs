@@ -110,6 +110,76 @@ impl Catalog {
     }
 }
 
+/// The runbook an incident names and how to run it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remedy {
+    /// The runbook.
+    pub runbook: String,
+    /// Whether it may act without a confirmation (`auto`).
+    pub auto: bool,
+    /// The parameters the incident fills.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// Parameters it needs that the incident does not give.
+    pub missing: Vec<String>,
+    /// `opsctl runbook run database-down --param database=main --apply`.
+    pub command: String,
+    /// What started it, for [`crate::RunOptions::incident`].
+    pub incident: crate::run::IncidentRef,
+}
+
+impl Catalog {
+    /// The runbook for an incident of triage (its runbook, its check and the checks it takes
+    /// down), with the parameters the incident gives: a `database` from `postgres:NAME` (also
+    /// when the incident is the database's container), a `service` from `container:NAME`, a
+    /// `cache` from `redis:NAME`, a `check` from the check itself.
+    #[must_use]
+    pub fn remedy(
+        &self,
+        runbook: &str,
+        check: &str,
+        related: &[&str],
+        severity: Option<ops_core::Severity>,
+    ) -> Option<Remedy> {
+        let rb = self.for_incident(runbook)?;
+        let mut params = std::collections::BTreeMap::new();
+        let mut missing = Vec::new();
+        for (name, p) in &rb.params {
+            let from = |prefixes: &[&str]| {
+                std::iter::once(check).chain(related.iter().copied()).find_map(|c| {
+                    let (kind, rest) = c.split_once(':')?;
+                    prefixes.contains(&kind).then(|| rest.to_owned())
+                })
+            };
+            let value = match p.kind {
+                crate::format::ParamKind::Database => from(&["postgres"]),
+                crate::format::ParamKind::Cache => from(&["redis", "queue"]),
+                crate::format::ParamKind::Service => from(&["container", "logs"]),
+                crate::format::ParamKind::Check => Some(check.to_owned()),
+                _ => None,
+            };
+            match (value, &p.default) {
+                (Some(v), _) => {
+                    params.insert(name.clone(), v);
+                }
+                (None, Some(_)) => {}
+                (None, None)
+                    if matches!(p.kind, crate::format::ParamKind::Database | crate::format::ParamKind::Cache) => {}
+                (None, None) => missing.push(name.clone()),
+            }
+        }
+        let mut command = format!("opsctl runbook run {}", rb.name);
+        for (k, v) in &params {
+            command.push_str(&format!(" --param {k}={v}"));
+        }
+        for k in &missing {
+            command.push_str(&format!(" --param {k}=…"));
+        }
+        command.push_str(" --apply");
+        let incident = crate::run::IncidentRef { runbook: runbook.to_owned(), check: check.to_owned(), severity };
+        Some(Remedy { runbook: rb.name.clone(), auto: rb.auto, params, missing, command, incident })
+    }
+}
+
 /// Loads every `*.md` of `dir`, sorted by file name; all the errors, not only the first
 /// (`opsctl runbook check` lists them).
 ///

@@ -155,10 +155,22 @@ pub fn assess(reports: &[ProbeReport], cfg: &OpsConfig) -> Vec<Incident> {
         let ranked = ranked(r, overrides);
         let root = root_of(i);
         if root == i {
-            let (severity, cause) = ranked[0];
-            let also = ranked[1..]
+            // The severity is the worst problem's; the runbook is the most specific one among
+            // the problems as bad as it (an OOM kill, not "container down").
+            let severity = ranked[0].0;
+            let worst = ranked.iter().map(|(_, p)| p.status).max().unwrap_or(Status::Critical);
+            let head = ranked
                 .iter()
-                .map(|(s, p)| Effect {
+                .enumerate()
+                .filter(|(_, (_, p))| p.status == worst)
+                .max_by_key(|(n, (_, p))| (specificity(p.runbook), std::cmp::Reverse(*n)))
+                .map_or(0, |(n, _)| n);
+            let cause = ranked[head].1;
+            let also = ranked
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| *n != head)
+                .map(|(_, (s, p))| Effect {
                     check: r.name.clone(),
                     runbook: p.runbook,
                     severity: *s,
@@ -207,6 +219,7 @@ pub fn assess(reports: &[ProbeReport], cfg: &OpsConfig) -> Vec<Incident> {
             incident.consequences.push(effect);
         }
     }
+    name_the_service(reports, cfg, &mut incidents);
     for incident in incidents.values_mut() {
         incident.response_time = incident.severity.response_time().to_owned();
         incident.consequences.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.check.cmp(&b.check)));
@@ -215,6 +228,41 @@ pub fn assess(reports: &[ProbeReport], cfg: &OpsConfig) -> Vec<Incident> {
     let mut out: Vec<Incident> = incidents.into_values().collect();
     out.sort_by(|a, b| a.severity.cmp(&b.severity).then(b.status.cmp(&a.status)).then(a.check.cmp(&b.check)));
     out
+}
+
+/// How much a runbook says about what to do: a container that is down says less than one that
+/// was OOM-killed; a log line or a probe that could not tell says least.
+const fn specificity(rb: Runbook) -> u8 {
+    match rb {
+        Runbook::LogErrors | Runbook::ProbeFailed => 0,
+        Runbook::ContainerDown => 1,
+        Runbook::OomKilled => 4,
+        Runbook::CrashLoop => 3,
+        _ => 2,
+    }
+}
+
+/// A container that is a configured database's or cache's is that service: its incident's
+/// runbook is the service's (`database-down`, `cache-down`, the one to run), whose check
+/// stays among its consequences.
+fn name_the_service(reports: &[ProbeReport], cfg: &OpsConfig, incidents: &mut BTreeMap<usize, Incident>) {
+    for (i, incident) in incidents.iter_mut() {
+        let root = &reports[*i];
+        if root.kind != ProbeKind::Container || incident.runbook != Runbook::ContainerDown {
+            continue;
+        }
+        let names: Vec<&String> = std::iter::once(&root.name).chain(&root.aliases).collect();
+        let service = incident.consequences.iter().find(|e| {
+            matches!(e.runbook, Runbook::DatabaseDown | Runbook::CacheDown)
+                && reports
+                    .iter()
+                    .find(|r| r.name == e.check)
+                    .is_some_and(|r| implicit_dependencies(cfg, r).iter().any(|d| names.contains(&d)))
+        });
+        if let Some(service) = service {
+            incident.runbook = service.runbook;
+        }
+    }
 }
 
 /// The problems of a report with their severities, most urgent first.
@@ -282,7 +330,8 @@ mod tests {
         let incidents = assess(&[api, web, db, db_container], &cfg);
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         let i = &incidents[0];
-        assert_eq!((i.check.as_str(), i.runbook), ("container:db", Runbook::ContainerDown));
+        // The database's container is the database: its runbook is the one to run.
+        assert_eq!((i.check.as_str(), i.runbook), ("container:db", Runbook::DatabaseDown));
         assert_eq!(i.severity, Severity::P1, "the database being down makes it a P1");
         assert_eq!(i.response_time, "15 minutes");
         let effects: Vec<_> = i.consequences.iter().map(|e| (e.check.as_str(), e.runbook)).collect();
@@ -352,5 +401,22 @@ mod tests {
         assert_eq!(incidents[0].runbook, Runbook::CacheFull);
         assert_eq!(incidents[0].severity, Severity::P2);
         assert_eq!(incidents[0].also[0].runbook, Runbook::CacheDegraded);
+    }
+
+    #[test]
+    fn the_headline_is_the_most_specific_runbook() {
+        let cfg = OpsConfig::default();
+        let worker = report(
+            ProbeKind::Container,
+            "worker",
+            vec![
+                crit(Runbook::ContainerDown, "exited with code 137"),
+                crit(Runbook::OomKilled, "killed by the OOM killer"),
+            ],
+        );
+        let incidents = assess(&[worker], &cfg);
+        assert_eq!(incidents[0].runbook, Runbook::OomKilled, "raise the memory limit before restarting");
+        assert_eq!(incidents[0].message, "killed by the OOM killer");
+        assert_eq!(incidents[0].also[0].runbook, Runbook::ContainerDown);
     }
 }

@@ -215,7 +215,8 @@ async fn engine_host_containers(ctx: &Context, opts: &TriageOptions, timeout: Du
         Ok(Ok(list)) if !list.is_empty() => {
             out.extend(crate::container::probe_containers(rt, &list, t, timeout).await);
             if !opts.skip_logs {
-                out.extend(crate::logs::probe_all(rt, &list, &cfg.probes.logs, timeout).await);
+                let own = crate::logs::OwnActions::new(&crate::named::recent_audit(cfg).await, cfg);
+                out.extend(crate::logs::probe_all(rt, &list, &cfg.probes.logs, &own, timeout).await);
             }
         }
         // Nothing listed, or the listing failed: probe_all says which, as its report.

@@ -351,7 +351,7 @@ async fn tables_on(conn: &mut PgConnection, exact: &[String], database: &str) ->
 
 /// An open `REPEATABLE READ` transaction with an exported snapshot.
 struct PgSnapshot {
-    conn: tokio::sync::Mutex<PgConnection>,
+    conn: tokio::sync::Mutex<PgConnectionSlot>,
     id: String,
     database: String,
 }
@@ -362,6 +362,23 @@ impl std::fmt::Debug for PgSnapshot {
     }
 }
 
+/// Ends the snapshot's transaction and closes its session, so the server logs no "unexpected
+/// EOF on client connection with an open transaction" after every backup (a line the next
+/// triage would report as a problem).
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        // The connection is ours alone now: moved out and finished on the runtime.
+        let conn = std::mem::replace(self.conn.get_mut(), PgConnectionSlot::Closed);
+        if let PgConnectionSlot::Open(mut conn) = conn {
+            handle.spawn(async move {
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                let _ = sqlx::Connection::close(conn).await;
+            });
+        }
+    }
+}
+
 #[async_trait]
 impl Snapshot for PgSnapshot {
     fn id(&self) -> String {
@@ -369,9 +386,18 @@ impl Snapshot for PgSnapshot {
     }
 
     async fn tables(&self, exact: &[String]) -> Result<Vec<TableInfo>> {
-        let mut conn = self.conn.lock().await;
-        tables_on(&mut conn, exact, &self.database).await
+        let mut slot = self.conn.lock().await;
+        match &mut *slot {
+            PgConnectionSlot::Open(conn) => tables_on(conn, exact, &self.database).await,
+            PgConnectionSlot::Closed => Err(Error::internal("the snapshot was closed")),
+        }
     }
+}
+
+/// The snapshot's session, until it is closed.
+enum PgConnectionSlot {
+    Open(PgConnection),
+    Closed,
 }
 
 /// A session holding an advisory lock; closing the connection releases it.
@@ -570,7 +596,11 @@ impl Database for PostgresDatabase {
             .fetch_one(&mut conn)
             .await
             .map_err(|e| db_err(e, "export a snapshot"))?;
-        Ok(Box::new(PgSnapshot { conn: tokio::sync::Mutex::new(conn), id, database: self.name.clone() }))
+        Ok(Box::new(PgSnapshot {
+            conn: tokio::sync::Mutex::new(PgConnectionSlot::Open(conn)),
+            id,
+            database: self.name.clone(),
+        }))
     }
 
     async fn try_lock(&self, name: &str) -> Result<LockAttempt> {
