@@ -241,6 +241,23 @@ async fn backup_verify_reports_a_flipped_byte() {
     assert!(remote.ok, "the S3 copy is intact: {remote:?}");
 }
 
+/// A backup leaves no trace in the server's log: its snapshot session ends its transaction and
+/// closes, so the next triage does not report "unexpected EOF on client connection with an
+/// open transaction" as a log error of the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_closes_its_snapshot_session_cleanly() {
+    let s = stack(50).await;
+    backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let logs = s
+        .rt
+        .logs(s.pg.id(), &ops_core::ports::LogOptions { tail: Some(500), ..Default::default() })
+        .await
+        .unwrap();
+    let eof: Vec<&str> = logs.iter().map(|l| l.text.as_str()).filter(|t| t.contains("unexpected EOF")).collect();
+    assert!(eof.is_empty(), "{eof:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_concurrent_second_is_refused() {
     let s = stack(2000).await;

@@ -79,7 +79,10 @@ async fn triage_database_stopped_is_p1_with_the_api_failure_as_consequence() {
     assert_eq!(after.severity, Some(Severity::P1), "{:#?}", after.incidents);
     let first = &after.incidents[0];
     assert_eq!(first.check, "container:db", "{:#?}", after.incidents);
-    assert_eq!(first.runbook, Runbook::ContainerDown);
+    // The database's container is the database: the runbook to run is database-down, and a
+    // container stopped by a stop request says so.
+    assert_eq!(first.runbook, Runbook::DatabaseDown);
+    assert!(first.message.starts_with("stopped: exited with code 0 after a stop request"), "{}", first.message);
     assert_eq!(first.severity, Severity::P1);
     let effects: Vec<(&str, Runbook)> = first.consequences.iter().map(|e| (e.check.as_str(), e.runbook)).collect();
     assert!(effects.contains(&("postgres:main", Runbook::DatabaseDown)), "{effects:?}");
@@ -89,7 +92,7 @@ async fn triage_database_stopped_is_p1_with_the_api_failure_as_consequence() {
     let api = ours(&after, "http:api");
     assert!(api.evidence.iter().any(|e| e.contains("database unreachable")), "{api:#?}");
     assert!(
-        after.summary.starts_with("P1 (respond within 15 minutes): container-down on container:db"),
+        after.summary.starts_with("P1 (respond within 15 minutes): database-down on container:db"),
         "{}",
         after.summary
     );

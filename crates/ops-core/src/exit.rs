@@ -93,4 +93,14 @@ mod tests {
         assert_eq!(code_of([Status::Warn, Status::Unknown]), plugin::UNKNOWN);
         assert_eq!(code_of([Status::Unknown, Status::Critical, Status::Warn]), plugin::CRITICAL);
     }
+
+    #[test]
+    fn a_triage_exits_by_its_worst_severity() {
+        use crate::Severity;
+        assert_eq!(code_of_severity(Some(Severity::P1)), plugin::CRITICAL);
+        assert_eq!(code_of_severity(Some(Severity::P2)), plugin::CRITICAL);
+        assert_eq!(code_of_severity(Some(Severity::P3)), plugin::WARNING, "host load is not a page");
+        assert_eq!(code_of_severity(Some(Severity::P4)), plugin::WARNING);
+        assert_eq!(code_of_severity(None), plugin::OK);
+    }
 }
