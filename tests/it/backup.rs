@@ -249,11 +249,8 @@ async fn backup_closes_its_snapshot_session_cleanly() {
     let s = stack(50).await;
     backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let logs = s
-        .rt
-        .logs(s.pg.id(), &ops_core::ports::LogOptions { tail: Some(500), ..Default::default() })
-        .await
-        .unwrap();
+    let logs =
+        s.rt.logs(s.pg.id(), &ops_core::ports::LogOptions { tail: Some(500), ..Default::default() }).await.unwrap();
     let eof: Vec<&str> = logs.iter().map(|l| l.text.as_str()).filter(|t| t.contains("unexpected EOF")).collect();
     assert!(eof.is_empty(), "{eof:?}");
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask`: project automation (`ci`, `test-env`, `bench backup|probes|perf`) built on std and anyhow only.
+//! `cargo xtask`: project automation (`ci`, `test-env`, `bench backup|probes|perf|runbook`) built on std and anyhow only.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
@@ -45,6 +45,9 @@ commands:
                          5 indexes each (default 1,000 tables, 5 runs): under 2 s,
                          and as many catalog queries as on an empty database;
                          target/bench/perf.md
+  bench runbook          the runbook engine's overhead per step (50 steps, planned and
+                         run, against the same checks called directly, in one release
+                         process); target/bench/runbook.md
 ";
 
 fn main() -> ExitCode {
@@ -105,6 +108,12 @@ fn run() -> Result<()> {
                     Ok(())
                 })?;
                 return bench::probes::probes(&opts);
+            }
+            if what == "runbook" {
+                if let Some(a) = args.first() {
+                    bail!("bench: unknown argument {a:?}\n{USAGE}");
+                }
+                return bench::runbook::runbook();
             }
             if what == "perf" {
                 let mut opts = bench::perf::Options::default();

@@ -4,10 +4,12 @@
 //! - [`backup`]: backups and restores against `pg_dump`, `gzip`, `zstd` and `psql` pipelines.
 //! - [`perf`]: `opsctl perf analyze` against the runbooks' `perf-analyze.sh` queries.
 //! - [`probes`]: `opsctl triage` against the first responder's one-liners.
+//! - [`runbook`]: the runbook engine's overhead per step against the checks called directly.
 
 pub mod backup;
 pub mod perf;
 pub mod probes;
+pub mod runbook;
 
 use std::process::Command;
 
