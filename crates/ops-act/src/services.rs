@@ -273,31 +273,20 @@ async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Resul
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut failed: Option<String> = None;
     for target in &plan.targets {
-        let name = target
-            .details
-            .get("container")
-            .cloned()
-            .unwrap_or_else(|| target.id.strip_prefix("container:").unwrap_or(&target.id).to_owned());
-        let skip = |result: String, before: serde_json::Value| Outcome {
-            target: target.id.clone(),
-            ok: false,
-            result,
-            before: before.clone(),
-            after: before,
-        };
+        let name = target_name(target);
         if let Some(f) = &failed {
-            outcomes.push(skip(format!("skipped: stopped after {f} failed"), serde_json::Value::Null));
+            outcomes.push(skipped(target, format!("skipped: stopped after {f} failed")));
             continue;
         }
         let before = match rt.inspect(&name).await {
             Ok(d) => stack::snapshot(d.state, d.health, d.started_at),
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                outcomes.push(skip("skipped: the container no longer exists".to_owned(), serde_json::Value::Null));
+                outcomes.push(skipped(target, "skipped: the container no longer exists".to_owned()));
                 continue;
             }
             Err(e) => {
                 // Nothing was done to it; what depends on it is not touched either.
-                outcomes.push(skip(format!("skipped: cannot inspect it: {e}"), serde_json::Value::Null));
+                outcomes.push(skipped(target, format!("skipped: cannot inspect it: {e}")));
                 failed = Some(name);
                 continue;
             }
@@ -321,6 +310,17 @@ async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Resul
 
 fn new_plan(action: &Action) -> ActionPlan {
     ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() }
+}
+
+/// A target left alone, and why.
+fn skipped(target: &Target, result: String) -> Outcome {
+    Outcome {
+        target: target.id.clone(),
+        ok: false,
+        result,
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+    }
 }
 
 fn target_name(target: &Target) -> String {
@@ -418,21 +418,14 @@ async fn apply_start(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<
     let mut failed: Option<String> = None;
     for target in &plan.targets {
         let name = target_name(target);
-        let skip = |result: String, before: serde_json::Value| Outcome {
-            target: target.id.clone(),
-            ok: false,
-            result,
-            before: before.clone(),
-            after: before,
-        };
         if let Some(f) = &failed {
-            outcomes.push(skip(format!("skipped: stopped after {f} failed"), serde_json::Value::Null));
+            outcomes.push(skipped(target, format!("skipped: stopped after {f} failed")));
             continue;
         }
         let d = match rt.inspect(&name).await {
             Ok(d) => d,
             Err(e) => {
-                outcomes.push(skip(format!("skipped: cannot inspect it: {e}"), serde_json::Value::Null));
+                outcomes.push(skipped(target, format!("skipped: cannot inspect it: {e}")));
                 failed = Some(name);
                 continue;
             }

@@ -62,8 +62,9 @@ pub struct ActionResult {
     pub evidence: Vec<String>,
 }
 
-/// The actions of `ops-act`.
-const ACT: [&str; 10] = [
+/// The actions of `ops-act` a runbook may name (a pid is not a runbook's to know, so no
+/// `terminate`).
+pub const ACT: [&str; 10] = [
     "restart",
     "restart-dependents",
     "start",
@@ -75,6 +76,40 @@ const ACT: [&str; 10] = [
     "vacuum",
     "redis-set-policy",
 ];
+
+/// The actions only a runbook runs.
+pub const OWN: [&str; 5] = ["exec", "http", "backup", "restore", "tls-renew"];
+
+/// Whether a step may name `name`.
+#[must_use]
+pub fn is_action(name: &str) -> bool {
+    ACT.contains(&name) || OWN.contains(&name)
+}
+
+/// Every action a step may name.
+#[must_use]
+pub fn names() -> Vec<&'static str> {
+    ACT.iter().chain(OWN.iter()).copied().collect()
+}
+
+/// The result of an action with one target.
+fn one(
+    target: &str,
+    ok: bool,
+    summary: String,
+    exit_code: Option<i64>,
+    http_status: Option<u16>,
+    evidence: Vec<String>,
+) -> ActionResult {
+    ActionResult {
+        ok,
+        summary,
+        outcomes: vec![format!("{target}: {}", if ok { "ok" } else { "failed" })],
+        exit_code,
+        http_status,
+        evidence,
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -437,14 +472,7 @@ pub async fn apply(
                 json!({ "exit": code }),
                 if ok { "ok" } else { &summary },
             )?;
-            Ok(ActionResult {
-                ok,
-                summary,
-                outcomes: vec![format!("{target}: {}", if ok { "ok" } else { "failed" })],
-                exit_code: code,
-                http_status: None,
-                evidence,
-            })
+            Ok(one(&target, ok, summary, code, None, evidence))
         }
         Typed::Http(h) => {
             let client = ctx.http.as_ref().ok_or_else(|| Error::internal("no http client wired"))?;
@@ -484,14 +512,7 @@ pub async fn apply(
                 json!({ "status": status }),
                 if ok { "ok" } else { &summary },
             )?;
-            Ok(ActionResult {
-                ok,
-                summary,
-                outcomes: vec![format!("{target}: {}", if ok { "ok" } else { "failed" })],
-                exit_code: None,
-                http_status: status,
-                evidence,
-            })
+            Ok(one(&target, ok, summary, None, status, evidence))
         }
         Typed::Backup(b) => {
             let opts = ops_backup::BackupOptions { database: b.database.clone(), ..Default::default() };

@@ -1268,3 +1268,66 @@ pub fn resolve_params(ctx: &Context, rb: &Runbook, opts: &RunOptions) -> Result<
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::parse;
+
+    fn rb(steps: &str) -> Runbook {
+        let text = format!(
+            "```runbook\nname = \"t\"\ntitle = \"t\"\n[params.service]\ntype = \"service\"\n\
+             [params.note]\ntype = \"text\"\ndefault = \"\"\n```\n{steps}"
+        );
+        parse("t.md", &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn conditions_read_observations_and_a_plan_shows_the_branch() {
+        let r = rb("```step\nid = \"host\"\ncheck = \"host\"\n```\n\
+                    ```step\nid = \"yes\"\nwhen = \"host.obs.cpu_cores >= 1 and host.status != 'critical' or host.ok\"\nmanual = \"{{service}}\"\n```\n\
+                    ```step\nid = \"no\"\nwhen = \"host.obs.cpu_cores < 1\"\nmanual = \"x\"\n```\n");
+        let ctx = Context::empty(ops_core::config::OpsConfig::default());
+        let opts = RunOptions { params: BTreeMap::from([("service".into(), "api".into())]), ..RunOptions::default() };
+        let run = plan(&ctx, &r, &opts).await.unwrap();
+        let got: Vec<StepOutcome> = run.steps.iter().map(|s| s.outcome).collect();
+        assert_eq!(got, [StepOutcome::Ok, StepOutcome::WouldRun, StepOutcome::Skipped], "{run:#?}");
+        assert_eq!(run.steps[1].detail, "would ask a person: api");
+        assert_eq!(run.status, RunStatus::Planned);
+        assert!(run.ok());
+    }
+
+    #[test]
+    fn parameters_are_checked_before_anything_runs() {
+        let r = rb("```step\ncheck = \"host\"\n```\n");
+        let ctx = Context::empty(ops_core::config::OpsConfig::default());
+        let with = |k: &str, v: &str| RunOptions {
+            params: BTreeMap::from([("service".into(), "api".into()), (k.into(), v.into())]),
+            ..RunOptions::default()
+        };
+        let e = resolve_params(&ctx, &r, &RunOptions::default()).unwrap_err();
+        assert!(e.message().contains("needs parameter service"), "{e}");
+        let e = resolve_params(&ctx, &r, &with("nope", "x")).unwrap_err();
+        assert!(e.message().contains("has no parameter \"nope\""), "{e}");
+        let e = resolve_params(&ctx, &r, &with("service", "api; rm -rf /")).unwrap_err();
+        assert_eq!(e.kind(), ops_core::ErrorKind::InvalidInput);
+        let ok = resolve_params(&ctx, &r, &with("note", "")).unwrap();
+        assert_eq!(ok["note"], "", "free text may be empty");
+        // From the incident: a container check fills the service.
+        let opts = RunOptions {
+            incident: Some(IncidentRef {
+                runbook: "container-down".into(),
+                check: "container:worker".into(),
+                severity: None,
+            }),
+            ..RunOptions::default()
+        };
+        assert_eq!(resolve_params(&ctx, &r, &opts).unwrap()["service"], "worker");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(redact("Bearer s3cr3t-key and s3cr3t-key", &["s3cr3t-key".into()]), "Bearer *** and ***");
+        assert_eq!(redact("abc", &["a".into()]), "abc", "too short to be a secret worth hiding");
+    }
+}

@@ -222,26 +222,6 @@ impl From<LoadError> for ops_core::Error {
     }
 }
 
-/// The actions a step may name: `ops-act`'s (a pid is not a runbook's to know, so no
-/// `terminate`), and those only a runbook runs.
-pub const ACTIONS: [&str; 15] = [
-    "restart",
-    "restart-dependents",
-    "start",
-    "stop",
-    "start-stack",
-    "engine-prune",
-    "kill-idle",
-    "cancel-slow",
-    "vacuum",
-    "redis-set-policy",
-    "exec",
-    "http",
-    "backup",
-    "restore",
-    "tls-renew",
-];
-
 /// Keys every step may have, whatever its kind.
 const COMMON_KEYS: [&str; 5] = ["id", "title", "when", "on-failure", "timeout-secs"];
 /// Keys of the guards (action steps only).
@@ -502,8 +482,8 @@ fn parse_step(h: &Header, earlier: &[Step], id: &str, mut t: toml::Table, line: 
         }
         _ => {
             let name = get_str(&t, "action")?.ok_or("action must be a string")?;
-            if !ACTIONS.contains(&name.as_str()) {
-                return Err(format!("unknown action {name:?}: one of {}", ACTIONS.join(", ")));
+            if !crate::actions::is_action(&name) {
+                return Err(format!("unknown action {name:?}: one of {}", crate::actions::names().join(", ")));
             }
             allowed.extend(GUARD_KEYS.iter().map(|k| (*k).to_owned()));
             let mut args = t.clone();

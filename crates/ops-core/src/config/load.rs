@@ -294,6 +294,13 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             .map_err(|m| err(&["state", "url"], format!("{m}: use sqlite://PATH or postgres://user@host/db")))?;
     }
     let rb = &cfg.runbooks;
+    // A runbook secret is hidden by replacing its text everywhere it is shown: a short one
+    // would be found in ordinary words (and guessed).
+    for (name, secret) in &rb.secrets {
+        if secret.expose().chars().count() < 8 {
+            return Err(err(&["runbooks", "secrets", name], "must be at least 8 characters".into()));
+        }
+    }
     let ranges: [(&str, u64, u64, u64); 3] = [
         ("approval-timeout-secs", rb.approval_timeout_secs, 1, 7 * 24 * 3600),
         ("default-budget", u64::from(rb.default_budget), 1, 1000),
