@@ -24,5 +24,6 @@ mod runbooks;
 mod safety;
 mod safety_server;
 mod server;
+mod state;
 mod tls;
 mod triage;

@@ -557,7 +557,10 @@ async fn a_server_run_waits_at_a_manual_step_until_approved() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(s.state("indexer").await, before, "nothing happens while it waits");
 
-    let (status, approved) = call("POST", format!("/api/v1/runs/{id}/approve"), None).await;
+    // An approval of another step than the one waiting is refused: approve what you read.
+    let (status, _) = call("POST", format!("/api/v1/runs/{id}/approve"), Some(json!({"step": 9}))).await;
+    assert_eq!(status, 409);
+    let (status, approved) = call("POST", format!("/api/v1/runs/{id}/approve"), Some(json!({"step": 3}))).await;
     assert_eq!(status, 200, "{approved:#}");
     let done = harness::eventually("the run goes on after the approval", Duration::from_secs(90), || {
         let id = id.clone();

@@ -394,10 +394,22 @@ async fn plan_start_stack(ctx: &Context, action: &Action) -> Result<ActionPlan> 
             ordered.push(c);
         }
     }
+    let rt = stack::runtime(ctx)?;
     for c in ordered {
-        if c.state != ContainerState::Running {
-            plan.targets.push(Target { id: format!("container:{}", c.name), details: container_details(c, "start") });
+        if c.state == ContainerState::Running {
+            continue;
         }
+        // A job that finished by itself (exit 0, no restart policy: a migration, a seeder) is
+        // not a service to bring back.
+        if let Ok(d) = rt.inspect(&c.id).await
+            && d.exit_code == Some(0)
+            && matches!(d.restart_policy.as_str(), "no" | "")
+            && d.state == ContainerState::Exited
+        {
+            plan.notes.push(format!("{} finished by itself (exit 0, no restart policy): left alone", c.name));
+            continue;
+        }
+        plan.targets.push(Target { id: format!("container:{}", c.name), details: container_details(c, "start") });
     }
     plan.summary = match plan.targets.len() {
         0 => "every container of the stack is running: nothing to do".to_owned(),

@@ -36,7 +36,15 @@ pub(crate) async fn triage(
         timeout_secs: args.timeout,
         skip_logs: args.no_logs,
     };
-    let catalog = ops_runbook::Catalog::load(ctx.config.runbooks.dir.as_deref())?;
+    // A runbook file that does not load must not turn the monitoring check into "unknown":
+    // triage goes on with the built-in runbooks and says why.
+    let catalog = match ops_runbook::Catalog::load(ctx.config.runbooks.dir.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "warning: runbooks.dir: {e}; using the built-in runbooks");
+            ops_runbook::Catalog::built_in()?
+        }
+    };
     let Some(every) = args.watch else {
         let report = ops_probes::triage(&ctx, &opts).await;
         let remedies = remedies(&catalog, &report);
@@ -131,7 +139,8 @@ async fn fix(
         ctx.state = None;
     }
     let actor = crate::actor(env);
-    let mut all_ok = true;
+    // An incident no runbook handles is not fixed.
+    let mut all_ok = remedies.iter().all(Option::is_some);
     let mut done: Vec<String> = Vec::new();
     let mut runs = Vec::new();
     for rem in remedies.iter().flatten() {

@@ -100,30 +100,38 @@ impl AuditLog {
 /// `Unavailable` when the file cannot be read or the store written.
 pub async fn mirror(log: &AuditLog, store: &dyn crate::ports::StateStore) -> Result<usize> {
     use sha2::Digest as _;
-    let bytes = match tokio::fs::read(log.path()).await {
-        Ok(b) => b,
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncSeekExt as _};
+    let unavailable = |e: std::io::Error| Error::unavailable(format!("audit log {}: {e}", log.path().display()));
+    let mut file = match tokio::fs::File::open(log.path()).await {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::unavailable(format!("audit log {}: {e}", log.path().display()))),
+        Err(e) => return Err(unavailable(e)),
     };
-    let first_line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    let head = hex::encode(&sha2::Sha256::digest(first_line)[..8]);
-    let source = log.path().display().to_string();
+    let len = file.metadata().await.map_err(unavailable)?.len();
+    // The first line names the file: a rotated or truncated log has another.
+    let mut first = Vec::new();
+    tokio::io::BufReader::new((&mut file).take(64 * 1024)).read_until(b'\n', &mut first).await.map_err(unavailable)?;
+    let head = hex::encode(&sha2::Sha256::digest(&first)[..8]);
+    // One position per host and file: replicas sharing a store each mirror their own log.
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let source = format!("{host}:{}", log.path().display());
     let start = match store.audit_mirror_position(&source).await? {
-        Some((offset, h)) if h == head && usize::try_from(offset).is_ok_and(|o| o <= bytes.len()) => {
-            usize::try_from(offset).unwrap_or(0)
-        }
+        Some((offset, h)) if h == head && offset <= len => offset,
         _ => 0,
     };
+    file.seek(std::io::SeekFrom::Start(start)).await.map_err(unavailable)?;
+    let mut bytes = Vec::new();
+    file.take(len - start).read_to_end(&mut bytes).await.map_err(unavailable)?;
     // Only whole lines: a line being written now is mirrored next time.
-    let Some(end) = bytes[start..].iter().rposition(|b| *b == b'\n').map(|p| start + p + 1) else {
+    let Some(end) = bytes.iter().rposition(|b| *b == b'\n').map(|p| p + 1) else {
         return Ok(0);
     };
-    let text = String::from_utf8_lossy(&bytes[start..end]);
+    let text = String::from_utf8_lossy(&bytes[..end]);
     let entries: Vec<AuditEntry> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     for chunk in entries.chunks(500) {
-        store.mirror_audit(&source, chunk, start as u64, &head).await?;
+        store.mirror_audit(&source, chunk, start, &head).await?;
     }
-    store.mirror_audit(&source, &[], end as u64, &head).await?;
+    store.mirror_audit(&source, &[], start + end as u64, &head).await?;
     Ok(text.lines().count())
 }
 

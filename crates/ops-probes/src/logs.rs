@@ -33,8 +33,15 @@ pub struct OwnActions {
 }
 
 /// Lines a recorded action causes, and for how long after it.
-const OWN_LINES: &str = "terminating connection due to administrator command|canceling statement due to user \
-                         request|shutdown|shut down|the database system is starting up";
+/// Lines a recorded action on a database's sessions causes.
+const SESSION_LINES: &str =
+    "terminating connection due to administrator command|canceling statement due to user request";
+/// Lines a recorded restart, stop or start of a container causes in that container's log.
+const CONTAINER_LINES: &str =
+    "terminating connection due to administrator command|shutdown|shut down|the database system is starting up";
+/// How long before its record a container action began (a restart is recorded once the
+/// container is back, up to two minutes later), and how long after it its lines go on.
+const OWN_BEFORE: chrono::Duration = chrono::Duration::seconds(150);
 const OWN_AFTER: chrono::Duration = chrono::Duration::seconds(120);
 
 impl OwnActions {
@@ -43,7 +50,9 @@ impl OwnActions {
     pub fn new(entries: &[ops_core::audit::AuditEntry], cfg: &ops_core::config::OpsConfig) -> Self {
         let actions = entries
             .iter()
-            .filter(|e| e.result != "started" || e.action.starts_with("restore"))
+            // What was done: a failed action's record is no excuse for the lines after it (a
+            // restore's intent is: its sessions are terminated before its outcome is known).
+            .filter(|e| e.result == "ok" || (e.result == "started" && e.action.starts_with("restore")))
             .filter_map(|e| {
                 let containers = match e.action.as_str() {
                     "terminate" | "kill-idle" | "cancel-slow" | "restore-swap" | "restore-in-place" => Vec::new(),
@@ -59,21 +68,27 @@ impl OwnActions {
         Self { actions, databases }
     }
 
-    /// The action of ours that caused `line` of container `c`, if one did.
-    fn cause(&self, c: &ContainerSummary, line: &LogLine, own: &Regex) -> Option<&str> {
+    /// The action of ours that caused `line` of container `c`, if one did: a session action
+    /// on any database's container (its terminated or cancelled sessions), a container action
+    /// on that container (its shutdown and start).
+    fn cause(&self, c: &ContainerSummary, line: &LogLine, sessions: &Regex, container: &Regex) -> Option<&str> {
         let at = line.timestamp?;
-        if !own.is_match(&line.text) {
-            return None;
-        }
         let is = |n: &String| *n == c.name || c.compose_service.as_ref() == Some(n);
         self.actions
             .iter()
-            .filter(|(t, _, _)| at >= *t - chrono::Duration::seconds(5) && at <= *t + OWN_AFTER)
-            .find(
-                |(_, _, targets)| {
-                    if targets.is_empty() { self.databases.iter().any(is) } else { targets.iter().any(is) }
-                },
-            )
+            .find(|(t, _, targets)| {
+                if targets.is_empty() {
+                    at >= *t - chrono::Duration::seconds(5)
+                        && at <= *t + OWN_AFTER
+                        && self.databases.iter().any(is)
+                        && sessions.is_match(&line.text)
+                } else {
+                    at >= *t - OWN_BEFORE
+                        && at <= *t + OWN_AFTER
+                        && targets.iter().any(is)
+                        && container.is_match(&line.text)
+                }
+            })
             .map(|(_, a, _)| a.as_str())
     }
 }
@@ -136,13 +151,16 @@ async fn probe_one(
     match rt.logs(&c.id, &options).await {
         Ok(lines) => {
             // Lines this tool's own recorded actions caused are theirs, not a problem.
-            static OWN: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-                RegexBuilder::new(OWN_LINES).case_insensitive(true).build().expect("valid pattern")
+            static SESSIONS: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+                RegexBuilder::new(SESSION_LINES).case_insensitive(true).build().expect("valid pattern")
+            });
+            static CONTAINER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+                RegexBuilder::new(CONTAINER_LINES).case_insensitive(true).build().expect("valid pattern")
             });
             let mut caused: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
             let lines: Vec<LogLine> = lines
                 .into_iter()
-                .filter(|l| match own.cause(c, l, &OWN) {
+                .filter(|l| match own.cause(c, l, &SESSIONS, &CONTAINER) {
                     Some(action) => {
                         *caused.entry(action).or_default() += 1;
                         false

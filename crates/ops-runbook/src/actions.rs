@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::format::Header;
 
 /// An action step's arguments with its templates expanded.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Resolved {
     /// The action.
     pub name: String,
@@ -23,6 +23,13 @@ pub struct Resolved {
     pub args: serde_json::Value,
     /// The same with every secret shown as `***` (what is shown and recorded).
     pub shown: serde_json::Value,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `args` holds the secrets; what is shown never does.
+        f.debug_struct("Resolved").field("name", &self.name).field("shown", &self.shown).finish_non_exhaustive()
+    }
 }
 
 /// What an action step would touch.
@@ -172,6 +179,7 @@ const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 /// Checks an action's arguments when the file is loaded: templates name parameters, and the
 /// arguments (with placeholder values) are what the action takes.
 pub(crate) fn check_args(name: &str, args: &toml::Table, h: &Header) -> std::result::Result<(), String> {
+    check_template_places(name, args, h)?;
     let mut json = serde_json::to_value(args).map_err(|e| e.to_string())?;
     let mut problem = None;
     visit_strings(&mut json, &mut |s| {
@@ -184,6 +192,45 @@ pub(crate) fn check_args(name: &str, args: &toml::Table, h: &Header) -> std::res
         return Err(p);
     }
     typed(name, &json).map(drop).map_err(|e| format!("{name}: {}", e.message()))
+}
+
+/// Where a caller's values may not go: free text or numbers into a program's arguments, and
+/// any parameter into where a request goes (its scheme and host). Names (a service, a
+/// database) are checked plain words; text is not.
+fn check_template_places(name: &str, args: &toml::Table, h: &Header) -> std::result::Result<(), String> {
+    let refs = |v: &toml::Value| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut json = serde_json::to_value(v).unwrap_or_default();
+        visit_strings(&mut json, &mut |s| out.extend(crate::template::references(s).unwrap_or_default()));
+        out
+    };
+    let free = |r: &str| {
+        let head = r.split('.').next().unwrap_or_default();
+        h.params
+            .get(head)
+            .is_some_and(|p| matches!(p.kind, crate::format::ParamKind::Text | crate::format::ParamKind::Number))
+    };
+    if name == "exec"
+        && let Some(cmd) = args.get("command")
+        && let Some(r) = refs(cmd).into_iter().find(|r| free(r))
+    {
+        return Err(format!("exec: {{{{{r}}}}} is free text: a caller's text never becomes a program's argument"));
+    }
+    if name == "http"
+        && let Some(toml::Value::String(url)) = args.get("url")
+    {
+        let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let authority_end = after_scheme.find('/').unwrap_or(after_scheme.len());
+        if url.split("://").next().is_some_and(|s| s.contains("{{")) || after_scheme[..authority_end].contains("{{") {
+            return Err("http: the url's scheme and host are written in the runbook, never a parameter".to_owned());
+        }
+        if let Some(h) = args.get("headers")
+            && let Some(r) = refs(h).into_iter().find(|r| free(r))
+        {
+            return Err(format!("http: {{{{{r}}}}} is free text: headers take names and secrets only"));
+        }
+    }
+    Ok(())
 }
 
 enum Typed {
@@ -281,7 +328,18 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
                     let names: Vec<String> = stack.find(service)?.iter().map(|c| c.name.clone()).collect();
                     format!("container:{}", names.join(","))
                 }
-                _ => targets.first().cloned().unwrap_or_else(|| "stack".to_owned()),
+                // Sessions and tables change from one run to the next; the database does not.
+                ops_act::Action::KillIdle { database, .. }
+                | ops_act::Action::CancelSlow { database, .. }
+                | ops_act::Action::Vacuum { database, .. }
+                | ops_act::Action::Terminate { database, .. } => {
+                    format!("database:{}", ctx.database(database.as_deref())?.0)
+                }
+                ops_act::Action::RedisSetPolicy { cache, .. } => format!("cache:{}", ctx.cache(cache.as_deref())?.0),
+                ops_act::Action::EnginePrune { .. } => "engine".to_owned(),
+                ops_act::Action::StartStack {} => {
+                    format!("stack:{}", ctx.config.project.compose_project.clone().unwrap_or_default())
+                }
             };
             let database = match &a {
                 ops_act::Action::KillIdle { database, .. }
@@ -463,7 +521,7 @@ pub async fn apply(
                     let summary = format!("{program} in {container} exited {}{expected}", o.exit_code);
                     (ok, summary, Some(o.exit_code), tail)
                 }
-                Err(err) => (false, format!("{program} in {container}: {err}"), None, Vec::new()),
+                Err(err) => (false, redact(&format!("{program} in {container}: {err}")), None, Vec::new()),
             };
             audit.record(
                 "exec",

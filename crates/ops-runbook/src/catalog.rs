@@ -154,7 +154,11 @@ impl Catalog {
                 crate::format::ParamKind::Database => from(&["postgres"]),
                 crate::format::ParamKind::Cache => from(&["redis", "queue"]),
                 crate::format::ParamKind::Service => from(&["container", "logs"]),
-                crate::format::ParamKind::Check => Some(check.to_owned()),
+                crate::format::ParamKind::Check
+                    if p.of.as_deref().is_none_or(|of| check.split(':').next() == Some(of)) =>
+                {
+                    Some(check.to_owned())
+                }
                 _ => None,
             };
             match (value, &p.default) {

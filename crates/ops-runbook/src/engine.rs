@@ -341,10 +341,15 @@ impl<'a> Exec<'a> {
                 self.run.steps[i].detail = "not reached: an earlier step ended the run".to_owned();
                 continue;
             }
+            if escalated.is_some() {
+                self.run.steps[i].detail = "not reached: the run handed over to people".to_owned();
+                continue;
+            }
             let verdict = self.step(i, step).await;
             match verdict {
                 Verdict::Go => {}
                 Verdict::Fail(status, why) => failure = Some((status, format!("step {} ({}): {why}", i + 1, step.id))),
+                // Handed over: what follows is for the people told, not for this run.
                 Verdict::Escalate(why) => escalated = Some(why),
             }
             self.save().await;
@@ -538,7 +543,7 @@ impl<'a> Exec<'a> {
             .join("; ");
         StepState {
             status: Some(status),
-            ok: passes(status) && errors.is_empty(),
+            ok: !reports.is_empty() && reports.iter().all(|r| passes(r.status)) && errors.is_empty(),
             message: self.redact(&message),
             outcome: "ok".to_owned(),
             runbooks,
@@ -548,13 +553,13 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn results(reports: &[ProbeReport]) -> Vec<CheckResult> {
+    fn results(&self, reports: &[ProbeReport]) -> Vec<CheckResult> {
         reports
             .iter()
             .map(|r| CheckResult {
                 name: r.name.clone(),
                 status: r.status,
-                message: r.message.clone(),
+                message: self.redact(&r.message),
                 runbooks: r.problems.iter().map(|p| p.runbook.as_str().to_owned()).collect(),
                 observations: r.observations.iter().rev().map(|o| (o.name.clone(), o.value)).collect(),
                 duration_ms: r.duration_ms,
@@ -563,8 +568,9 @@ impl<'a> Exec<'a> {
     }
 
     fn record_checks(&mut self, i: usize, reports: &[ProbeReport], state: &StepState) {
+        let checks = self.results(reports);
         let rec = &mut self.run.steps[i];
-        rec.checks = Self::results(reports);
+        rec.checks = checks;
         let ev = &state.evidence;
         // The newest lines explain the outage; a log's first lines are its startup.
         rec.evidence = ev[ev.len().saturating_sub(EVIDENCE_LINES)..].to_vec();
@@ -582,18 +588,7 @@ impl<'a> Exec<'a> {
             Ok(n) => n,
             Err(e) => return self.fail(i, StepOutcome::Error, e),
         };
-        let mut opts = NamedOptions::default();
-        if pattern.is_some() || since.is_some() {
-            let mut logs = self.ctx.config.probes.logs.clone();
-            if let Some(p) = pattern {
-                p.clone_into(&mut logs.pattern);
-            }
-            if let Some(m) = since {
-                logs.window_secs = m.saturating_mul(60);
-            }
-            logs.warn_count = logs.warn_count.max(1);
-            opts.logs = Some(logs);
-        }
+        let opts = self.named_options(pattern, since);
         let timeout = self.timeout(step, Duration::from_secs(self.ctx.config.probes.timeout_secs.max(1)));
         let (reports, errors) = self.run_checks(&names, timeout, &opts).await;
         let state = self.state_of(&reports, &errors);
@@ -740,6 +735,8 @@ impl<'a> Exec<'a> {
         let decision = self.approver.decide(&self.run, &self.run.steps[i], prompt).await;
         self.run.status = RunStatus::Running;
         self.run.waiting_for = None;
+        // Saved at once: an approval that comes later finds the run no longer waiting.
+        self.save().await;
         match decision {
             Ok(Decision::Approved(who)) => {
                 if let Some(audit) = &self.audit {
@@ -928,7 +925,7 @@ impl<'a> Exec<'a> {
             at: at.to_owned(),
         };
         if let Some((text, cond)) = &step.guard.unless {
-            let holds = cond.eval(self);
+            let holds = self.unless_holds(cond).0;
             out.push(v("unless", !holds, self.unless_detail(text, cond, holds, "")));
         }
         match step.guard.approval {
@@ -946,10 +943,11 @@ impl<'a> Exec<'a> {
         }
         let (max, window) = self.budget(step);
         if let Some(store) = self.store.clone().or_else(|| self.ctx.state.clone()) {
-            let since = Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::hours(1));
-            match store.budget_uses(&preview.budget_key, since).await {
+            let back = |d: Duration| Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
+            let window_start = back(window);
+            match store.budget_uses(&preview.budget_key, back(window.max(step.guard.cooldown))).await {
                 Ok(uses) => {
-                    let used = u32::try_from(uses.len()).unwrap_or(u32::MAX);
+                    let used = u32::try_from(uses.iter().filter(|u| **u > window_start).count()).unwrap_or(u32::MAX);
                     out.push(v(
                         "budget",
                         used < max,
@@ -1009,15 +1007,7 @@ impl<'a> Exec<'a> {
             detail,
             at: "act".to_owned(),
         };
-        if let Some((text, cond)) = &step.guard.unless {
-            self.recheck(cond).await;
-            let holds = cond.eval(&*self);
-            let detail = self.unless_detail(text, cond, holds, " now");
-            out.push(v("unless", !holds, detail.clone()));
-            if holds {
-                return (out, Some(format!("unless: {detail}")), None);
-            }
-        }
+        // A person first (that may take long), then what the guards read, read now.
         if step.guard.approval == Approval::Approve {
             let i = self.rb.steps.iter().position(|s| s.id == step.id).unwrap_or(0);
             match self.ask(i, &format!("approve: {}", preview.summary)).await {
@@ -1026,6 +1016,15 @@ impl<'a> Exec<'a> {
                     out.push(v("approval", false, why.clone()));
                     return (out, Some(format!("approval: {why}")), None);
                 }
+            }
+        }
+        if let Some((text, cond)) = &step.guard.unless {
+            self.recheck(cond).await;
+            let holds = self.unless_holds(cond).0;
+            let detail = self.unless_detail(text, cond, holds, " now");
+            out.push(v("unless", !holds, detail.clone()));
+            if holds {
+                return (out, Some(format!("unless: {detail}")), None);
             }
         }
         let mut lock = None;
@@ -1096,6 +1095,17 @@ impl<'a> Exec<'a> {
 
     /// `upstream.status == 'critical' holds (status-page:stellar: major outage)`: the
     /// condition, and what the steps it reads found.
+    /// Whether `cond` holds, or cannot be told (a step it reads was not run, or its check
+    /// could not tell): a guard that cannot be evaluated refuses.
+    fn unless_holds(&self, cond: &Condition) -> (bool, bool) {
+        let unknown = cond.references().iter().any(|p| {
+            p[0] != "params"
+                && p[0] != "incident"
+                && self.states.get(&p[0]).is_none_or(|s| matches!(s.status, None | Some(Status::Unknown)))
+        });
+        (cond.eval(self) || unknown, unknown)
+    }
+
     fn unless_detail(&self, text: &str, cond: &Condition, holds: bool, when: &str) -> String {
         let mut seen: Vec<String> = Vec::new();
         for p in cond.references() {
@@ -1106,7 +1116,11 @@ impl<'a> Exec<'a> {
                 seen.push(s.message.clone());
             }
         }
-        let verdict = if holds { "holds" } else { "does not hold" };
+        let verdict = match (holds, self.unless_holds(cond).1) {
+            (_, true) => "cannot be told (a check it reads could not tell): refused to be safe",
+            (true, false) => "holds",
+            (false, false) => "does not hold",
+        };
         if seen.is_empty() {
             format!("{text} {verdict}{when}")
         } else {
@@ -1115,14 +1129,32 @@ impl<'a> Exec<'a> {
     }
 
     /// Runs again the check steps `cond` reads, so it is judged on what is true now.
+    /// A check step's options: its own log pattern and window.
+    fn named_options(&self, pattern: Option<&str>, since: Option<u64>) -> NamedOptions {
+        let mut opts = NamedOptions::default();
+        if pattern.is_some() || since.is_some() {
+            let mut logs = self.ctx.config.probes.logs.clone();
+            if let Some(p) = pattern {
+                p.clone_into(&mut logs.pattern);
+            }
+            if let Some(m) = since {
+                logs.window_secs = m.saturating_mul(60);
+            }
+            logs.warn_count = logs.warn_count.max(1);
+            opts.logs = Some(logs);
+        }
+        opts
+    }
+
     async fn recheck(&mut self, cond: &Condition) {
         let ids: Vec<String> = cond.references().iter().map(|p| p[0].clone()).collect();
         for id in ids {
             let Some(step) = self.rb.steps.iter().find(|s| s.id == id) else { continue };
-            let StepKind::Check { check, .. } = &step.kind else { continue };
+            let StepKind::Check { check, pattern, since_mins } = &step.kind else { continue };
             let Ok(names) = self.check_names(check) else { continue };
             let timeout = self.timeout(step, Duration::from_secs(self.ctx.config.probes.timeout_secs.max(1)));
-            let (reports, errors) = self.run_checks(&names, timeout, &NamedOptions::default()).await;
+            let opts = self.named_options(pattern.as_deref(), *since_mins);
+            let (reports, errors) = self.run_checks(&names, timeout, &opts).await;
             let state = self.state_of(&reports, &errors);
             self.states.insert(id, state);
         }
@@ -1232,7 +1264,9 @@ pub fn resolve_params(ctx: &Context, rb: &Runbook, opts: &RunOptions) -> Result<
                 (ParamKind::Database, "postgres")
                 | (ParamKind::Cache, "redis" | "queue")
                 | (ParamKind::Service, "container" | "logs") => Some(rest.to_owned()),
-                (ParamKind::Check, _) if !i.check.is_empty() => Some(i.check.clone()),
+                (ParamKind::Check, kind) if !i.check.is_empty() && p.of.as_deref().is_none_or(|of| of == kind) => {
+                    Some(i.check.clone())
+                }
                 _ => None,
             }
         });
@@ -1258,6 +1292,11 @@ pub fn resolve_params(ctx: &Context, rb: &Runbook, opts: &RunOptions) -> Result<
             return Err(Error::invalid_input(format!(
                 "parameter {name}: letters, digits and - _ . : / only, at most 255 characters"
             )));
+        }
+        if let (ParamKind::Check, Some(of)) = (p.kind, &p.of)
+            && value.split(':').next() != Some(of.as_str())
+        {
+            return Err(Error::invalid_input(format!("parameter {name} names a {of} check: {of}:NAME")));
         }
         match p.kind {
             ParamKind::Database => drop(ctx.database(Some(&value))?),

@@ -76,6 +76,11 @@ pub struct Param {
     /// required (databases and caches default to "the only one, or `main`").
     #[serde(default)]
     pub default: Option<String>,
+    /// For a `check` parameter: the kind of check it names (`status-page`, `http`); the
+    /// incident fills it only with a check of that kind, and a value of another kind is
+    /// refused.
+    #[serde(default)]
+    pub of: Option<String>,
 }
 
 /// Who must agree before an action step acts.
@@ -522,6 +527,14 @@ fn parse_step(h: &Header, earlier: &[Step], id: &str, mut t: toml::Table, line: 
             }
         };
         guard.lock = get_bool(&t, "lock")?;
+        if guard.lock
+            && let StepKind::Action { name, .. } = &kind
+            && !["kill-idle", "cancel-slow", "vacuum"].contains(&name.as_str())
+        {
+            return Err(format!(
+                "lock is for kill-idle, cancel-slow and vacuum (a {name} takes its own locks, or names no database)"
+            ));
+        }
     }
     t.retain(|k, _| !allowed.contains(k));
     if let Some(k) = t.keys().next() {
@@ -534,6 +547,9 @@ fn parse_step(h: &Header, earlier: &[Step], id: &str, mut t: toml::Table, line: 
 /// The kind before the first `:` is literal and known; templates name parameters.
 fn check_check_name(check: &str, h: &Header) -> Result<(), String> {
     check_templates(check, h)?;
+    if crate::template::references(check)?.iter().any(|r| r.starts_with("secret.")) {
+        return Err("a check name is shown everywhere: it never holds a secret".to_owned());
+    }
     let kind = check.split(':').next().unwrap_or_default();
     // A check parameter (`{{check}}`) is checked when it is given.
     if kind.starts_with("{{") {
@@ -653,6 +669,22 @@ mod tests {
         assert!(!e.message.contains("s3cret"), "{e}");
         let e = parse("x.md", "```step\ncheck = \"host\"\n").unwrap_err();
         assert!(e.message.contains("not closed"), "{e}");
+        // What a caller gives never chooses a program's words or a request's host.
+        let text_param = "# T\n\n```runbook\nname = \"t\"\ntitle = \"T\"\n[params.note]\ntype = \"text\"\n```\n";
+        let e = parse(
+            "rb.md",
+            &format!("{text_param}```step\naction = \"exec\"\nservice = \"api\"\ncommand = [\"sh\", \"-c\", \"{{{{note}}}}\"]\n```\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("never becomes a program's argument"), "{e}");
+        let e =
+            parse("rb.md", &format!("{text_param}```step\naction = \"http\"\nurl = \"http://{{{{note}}}}/x\"\n```\n"))
+                .unwrap_err();
+        assert!(e.message.contains("scheme and host"), "{e}");
+        let e = err("```step\naction = \"restart\"\nservice = \"x\"\nlock = true\n```\n");
+        assert!(e.message.contains("lock is for"), "{e}");
+        let e = err("```step\ncheck = \"http:{{secret.key}}\"\n```\n");
+        assert!(e.message.contains("never holds a secret"), "{e}");
         let e = parse("x.md", "```step\ncheck = \"host\"\n```\n").unwrap_err();
         assert!(e.message.contains("no ```runbook block"), "{e}");
     }

@@ -16,8 +16,13 @@ use crate::error::ApiError;
 use crate::jobs::{JobStatus, Refusal};
 use crate::state::AppState;
 
-fn catalog(state: &AppState) -> Result<Catalog, ApiError> {
-    Ok(Catalog::load(state.running().config.runbooks.dir.as_deref())?)
+/// The catalog, read on a blocking thread (a directory of files).
+async fn catalog(state: &AppState) -> Result<Catalog, ApiError> {
+    let dir = state.running().config.runbooks.dir.clone();
+    let loaded = tokio::task::spawn_blocking(move || Catalog::load(dir.as_deref()))
+        .await
+        .map_err(|e| ops_core::Error::internal(format!("loading runbooks: {e}")))?;
+    Ok(loaded?)
 }
 
 fn summary(rb: &ops_runbook::Runbook) -> Value {
@@ -34,7 +39,7 @@ fn summary(rb: &ops_runbook::Runbook) -> Value {
 }
 
 pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let c = catalog(&state)?;
+    let c = catalog(&state).await?;
     Ok(Json(json!({ "runbooks": c.iter().map(summary).collect::<Vec<_>>() })))
 }
 
@@ -42,7 +47,7 @@ pub(crate) async fn show(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let c = catalog(&state)?;
+    let c = catalog(&state).await?;
     let rb = c.get(&name)?;
     let mut v = summary(rb);
     v["text"] = Value::String(rb.text.clone());
@@ -72,7 +77,7 @@ pub(crate) async fn plan(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let c = catalog(&state)?;
+    let c = catalog(&state).await?;
     let rb = c.get(&name)?;
     let mut opts = options(&body)?;
     opts.actor = crate::auth::actor(&headers);
@@ -105,7 +110,7 @@ pub(crate) async fn start(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let c = catalog(&state)?;
+    let c = catalog(&state).await?;
     let rb = c.get(&name)?.clone();
     let mut opts = options(&body)?;
     // An admin key started it: that is the approval `approval = "yes"` steps ask for. Manual
@@ -199,15 +204,37 @@ pub(crate) async fn list_runs(
     Ok(Json(json!({ "runs": runs })))
 }
 
+/// `{"step": 3}`: the step the approver read (optional; when given it must be the one the run
+/// waits at, so an approval is never taken for a later step).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    step: Option<u32>,
+}
+
 pub(crate) async fn approve(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let wanted: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))?
+    };
     let (store, run) = load(&state, &id).await?;
     let step = run.waiting_for.ok_or_else(|| {
         ops_core::Error::conflict(format!("run {id} is not waiting for an approval ({})", run.status.as_str()))
     })?;
+    if let Some(w) = wanted.step
+        && w != step
+    {
+        return Err(ApiError::Core(ops_core::Error::conflict(format!(
+            "run {id} waits at step {step}, not {w}: read it again before approving"
+        ))));
+    }
     let actor = crate::auth::actor(&headers);
     store.approve(&Approval { run_id: run.id.clone(), step, actor: actor.clone(), time: chrono::Utc::now() }).await?;
     Ok(Json(json!({ "run": run.id, "step": step, "approved-by": actor })))

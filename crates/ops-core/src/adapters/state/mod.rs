@@ -302,8 +302,14 @@ impl StateStore for SqlStateStore {
     }
 
     async fn take_budget(&self, request: &BudgetRequest) -> Result<BudgetDecision> {
-        let window = chrono::Duration::seconds(i64::try_from(request.window_secs).unwrap_or(i64::MAX / 1000));
-        let since = request.now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        let window_start =
+            request.now.checked_sub_signed(secs(request.window_secs)).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        // Far enough back for the cooldown too, which may be longer than the window.
+        let since = request
+            .now
+            .checked_sub_signed(secs(request.window_secs.max(request.cooldown_secs)))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let mut tx = self.pool.begin().await.map_err(|e| self.err("starting a budget check", &e))?;
         // The key's row, locked until commit: the next asker of this key waits here.
         sqlx::query(
@@ -324,7 +330,7 @@ impl StateStore for SqlStateStore {
                 .map_err(|e| self.err("reading a budget", &e))?;
         let uses: Vec<DateTime<Utc>> =
             rows.iter().map(|r| text(r, "used_at").and_then(|t| parse_ts(&t))).collect::<Result<_>>()?;
-        let used = u32::try_from(uses.len()).unwrap_or(u32::MAX);
+        let used = u32::try_from(uses.iter().filter(|u| **u > window_start).count()).unwrap_or(u32::MAX);
         let last_use = uses.last().copied();
         let mut reason = None;
         if used >= request.max {

@@ -1,0 +1,132 @@
+//! The `StateStore` contract, run against both real adapters: a SQLite file and a PostgreSQL
+//! server (what several ops-server replicas share).
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use ops_core::SecretUrl;
+use ops_core::adapters::state::{SqlStateStore, schema_version};
+use ops_core::audit::{AuditEntry, AuditLog};
+use ops_core::ports::{Approval, BudgetRequest, RunQuery, StateStore, StoredRun};
+
+use crate::harness;
+
+fn run(id: &str, runbook: &str, status: &str, minutes_ago: i64) -> StoredRun {
+    let t = Utc::now() - Duration::minutes(minutes_ago);
+    StoredRun {
+        id: id.to_owned(),
+        runbook: runbook.to_owned(),
+        status: status.to_owned(),
+        started_at: t,
+        updated_at: t,
+        document: serde_json::json!({ "id": id, "steps": [{ "outcome": "ok" }] }),
+    }
+}
+
+async fn contract(url: &SecretUrl) {
+    let store = Arc::new(SqlStateStore::open(url).await.unwrap());
+    // Opening again (another process, another replica) applies nothing twice.
+    let again = SqlStateStore::open(url).await.unwrap();
+    assert_eq!(again.migrate().await.unwrap(), schema_version());
+    assert!(!store.location().contains("statepw"), "{}", store.location());
+
+    // Runs: saved, replaced, listed newest first, filtered.
+    store.save_run(&run("run-1", "database-down", "running", 10)).await.unwrap();
+    store.save_run(&run("run-2", "cache-down", "failed", 5)).await.unwrap();
+    store.save_run(&run("run-1", "database-down", "succeeded", 10)).await.unwrap();
+    assert_eq!(store.run("run-1").await.unwrap().unwrap().status, "succeeded");
+    assert!(store.run("run-9").await.unwrap().is_none());
+    let all = store.runs(&RunQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["run-2", "run-1"]);
+    let failed =
+        store.runs(&RunQuery { status: Some("failed".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    let one =
+        store.runs(&RunQuery { runbook: Some("database-down".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(one[0].document["steps"][0]["outcome"], "ok");
+
+    // Budgets: two replicas asking at once for the last use get one use between them.
+    let now = Utc::now();
+    let ask = |run_id: &str| BudgetRequest {
+        key: "restart:container:db".into(),
+        max: 3,
+        window_secs: 3600,
+        cooldown_secs: 0,
+        run_id: run_id.into(),
+        now,
+    };
+    assert!(store.take_budget(&ask("a")).await.unwrap().granted);
+    assert!(store.take_budget(&ask("b")).await.unwrap().granted);
+    let (x, y) = tokio::join!(store.take_budget(&ask("c")), again.take_budget(&ask("d")));
+    let granted = [x.unwrap().granted, y.unwrap().granted];
+    assert_eq!(granted.iter().filter(|g| **g).count(), 1, "{granted:?}");
+    let refused = store.take_budget(&ask("e")).await.unwrap();
+    assert!(!refused.granted);
+    assert_eq!((refused.used, refused.max), (3, 3));
+    assert_eq!(store.budget_uses("restart:container:db", now - Duration::hours(1)).await.unwrap().len(), 3);
+
+    // Approvals: the first one of a step is the one kept.
+    let approve = |actor: &str| Approval { run_id: "run-1".into(), step: 3, actor: actor.into(), time: Utc::now() };
+    assert!(store.approval("run-1", 3).await.unwrap().is_none());
+    store.approve(&approve("api:first")).await.unwrap();
+    store.approve(&approve("api:second")).await.unwrap();
+    assert_eq!(store.approval("run-1", 3).await.unwrap().unwrap().actor, "api:first");
+
+    // The audit mirror: what was appended since the last mirror, no line twice.
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let entry = |action: &str| AuditEntry {
+        time: Utc::now(),
+        actor: "opsctl:oncall".into(),
+        action: action.into(),
+        target: "container:db".into(),
+        before: serde_json::json!({ "state": "exited" }),
+        after: serde_json::Value::Null,
+        result: "ok".into(),
+    };
+    log.append(&entry("restart")).unwrap();
+    log.append(&entry("restart-dependents")).unwrap();
+    assert_eq!(ops_core::audit::mirror(&log, store.as_ref()).await.unwrap(), 2);
+    assert_eq!(ops_core::audit::mirror(&log, store.as_ref()).await.unwrap(), 0, "nothing new");
+    log.append(&entry("runbook")).unwrap();
+    assert_eq!(ops_core::audit::mirror(&log, store.as_ref()).await.unwrap(), 1);
+    let mirrored = store.audit(10).await.unwrap();
+    let actions: Vec<&str> = mirrored.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["restart", "restart-dependents", "runbook"]);
+    assert_eq!(mirrored[0], log.read().unwrap()[0]);
+    // Rotated (logrotate moved it away and a new file began): mirrored from its start.
+    std::fs::remove_file(log.path()).unwrap();
+    log.append(&entry("stop")).unwrap();
+    assert_eq!(ops_core::audit::mirror(&log, store.as_ref()).await.unwrap(), 1);
+    assert_eq!(store.audit(10).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_its_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&SecretUrl::new(format!("sqlite://{}/state.db", dir.path().display()))).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_its_contract() {
+    let pg = harness::postgres(&[]).await;
+    let rt = harness::require_docker().await;
+    let create = ops_core::ports::ExecSpec {
+        cmd: [
+            "psql",
+            "-U",
+            "postgres",
+            "-c",
+            "CREATE ROLE state LOGIN PASSWORD 'statepw'",
+            "-c",
+            "CREATE DATABASE opsstate OWNER state",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        ..Default::default()
+    };
+    use ops_core::ports::ContainerRuntime as _;
+    let out = rt.exec(pg.id(), &create).await.unwrap();
+    assert_eq!(out.exit_code, 0, "{}", out.stderr);
+    contract(&SecretUrl::new(pg.url("state", "statepw", "opsstate"))).await;
+}
