@@ -57,7 +57,8 @@ async fn contract(url: &SecretUrl) {
     };
     assert!(store.take_budget(&ask("a")).await.unwrap().granted);
     assert!(store.take_budget(&ask("b")).await.unwrap().granted);
-    let (x, y) = tokio::join!(store.take_budget(&ask("c")), again.take_budget(&ask("d")));
+    let (c, d) = (ask("c"), ask("d"));
+    let (x, y) = tokio::join!(store.take_budget(&c), again.take_budget(&d));
     let granted = [x.unwrap().granted, y.unwrap().granted];
     assert_eq!(granted.iter().filter(|g| **g).count(), 1, "{granted:?}");
     let refused = store.take_budget(&ask("e")).await.unwrap();

@@ -172,7 +172,7 @@ fn create_private_file(path: &Path) -> Result<()> {
 
 /// Fixed-width UTC text: sorts as it compares.
 fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
 fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
