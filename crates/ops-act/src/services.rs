@@ -68,8 +68,8 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
 pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
     match &plan.action {
         Action::RedisSetPolicy { cache, policy } => apply_policy(ctx, plan, cache.as_deref(), policy, audit).await,
-        Action::Restart { .. } | Action::RestartDependents { .. } => apply_restart(ctx, plan, audit).await,
-        Action::Start { .. } | Action::StartStack {} => apply_start(ctx, plan, audit).await,
+        Action::Restart { .. } | Action::RestartDependents { .. } => apply_in_order(ctx, plan, audit, false).await,
+        Action::Start { .. } | Action::StartStack {} => apply_in_order(ctx, plan, audit, true).await,
         Action::Stop { .. } => apply_stop(ctx, plan, audit).await,
         Action::EnginePrune { label } => apply_engine_prune(ctx, plan, label.as_deref(), audit).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
@@ -268,7 +268,10 @@ async fn wait_ready(rt: &dyn ContainerRuntime, name: &str) -> (bool, String, ser
     (r.ok, result, r.state)
 }
 
-async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
+/// Restarts (or, `start_only`, starts when stopped) each planned container in order, waits
+/// until it is ready, and stops at the first that does not come back: what follows depends
+/// on it.
+async fn apply_in_order(ctx: &Context, plan: &ActionPlan, audit: &Audit, start_only: bool) -> Result<Vec<Outcome>> {
     let rt = stack::runtime(ctx)?;
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut failed: Option<String> = None;
@@ -278,8 +281,8 @@ async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Resul
             outcomes.push(skipped(target, format!("skipped: stopped after {f} failed")));
             continue;
         }
-        let before = match rt.inspect(&name).await {
-            Ok(d) => stack::snapshot(d.state, d.health, d.started_at),
+        let d = match rt.inspect(&name).await {
+            Ok(d) => d,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 outcomes.push(skipped(target, "skipped: the container no longer exists".to_owned()));
                 continue;
@@ -291,9 +294,22 @@ async fn apply_restart(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Resul
                 continue;
             }
         };
-        let (ok, result, after) = match rt.restart(&name, STOP_TIMEOUT).await {
+        let before = stack::snapshot(d.state, d.health, d.started_at);
+        if start_only && d.state == ContainerState::Running {
+            let after = before.clone();
+            outcomes.push(Outcome {
+                target: target.id.clone(),
+                ok: true,
+                result: "skipped: already running".to_owned(),
+                before,
+                after,
+            });
+            continue;
+        }
+        let done = if start_only { rt.start(&name).await } else { rt.restart(&name, STOP_TIMEOUT).await };
+        let (ok, result, after) = match done {
             Ok(()) => wait_ready(rt, &name).await,
-            Err(e) => (false, format!("restart failed: {e}"), before.clone()),
+            Err(e) => (false, format!("{} failed: {e}", if start_only { "start" } else { "restart" }), before.clone()),
         };
         let outcome = Outcome { target: target.id.clone(), ok, result, before, after };
         record(audit, &plan.action, &outcome)?;
@@ -420,51 +436,6 @@ async fn plan_start_stack(ctx: &Context, action: &Action) -> Result<ActionPlan> 
         ),
     };
     Ok(plan)
-}
-
-/// Starts each planned container that is still stopped, waits until it is ready, and stops at
-/// the first that does not come up: what follows depends on it.
-async fn apply_start(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
-    let rt = stack::runtime(ctx)?;
-    let mut outcomes = Vec::new();
-    let mut failed: Option<String> = None;
-    for target in &plan.targets {
-        let name = target_name(target);
-        if let Some(f) = &failed {
-            outcomes.push(skipped(target, format!("skipped: stopped after {f} failed")));
-            continue;
-        }
-        let d = match rt.inspect(&name).await {
-            Ok(d) => d,
-            Err(e) => {
-                outcomes.push(skipped(target, format!("skipped: cannot inspect it: {e}")));
-                failed = Some(name);
-                continue;
-            }
-        };
-        let before = stack::snapshot(d.state, d.health, d.started_at);
-        if d.state == ContainerState::Running {
-            outcomes.push(Outcome {
-                target: target.id.clone(),
-                ok: true,
-                result: "skipped: already running".to_owned(),
-                before: before.clone(),
-                after: before,
-            });
-            continue;
-        }
-        let (ok, result, after) = match rt.start(&name).await {
-            Ok(()) => wait_ready(rt, &name).await,
-            Err(e) => (false, format!("start failed: {e}"), before.clone()),
-        };
-        let outcome = Outcome { target: target.id.clone(), ok, result, before, after };
-        record(audit, &plan.action, &outcome)?;
-        if !ok {
-            failed = Some(name);
-        }
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
 }
 
 async fn apply_stop(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
