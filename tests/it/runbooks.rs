@@ -32,13 +32,13 @@ fn free_port() -> u16 {
 }
 
 /// A Compose project of its own, its config file, state store, audit log and webhook receiver.
-struct ComposeStack {
+pub(crate) struct ComposeStack {
     project: String,
     ports: [(&'static str, u16); 3],
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     rt: DockerRuntime,
-    hooks: Receiver,
-    config_path: std::path::PathBuf,
+    pub(crate) hooks: Receiver,
+    pub(crate) config_path: std::path::PathBuf,
 }
 
 impl Drop for ComposeStack {
@@ -50,7 +50,7 @@ impl Drop for ComposeStack {
 impl ComposeStack {
     /// Brings the stack up (`docker compose up -d --wait`) and writes an `ops.toml` for it,
     /// with `extra` appended.
-    async fn up(extra: &str) -> Self {
+    pub(crate) async fn up(extra: &str) -> Self {
         require_compose();
         let rt = harness::require_docker().await;
         let (hooks, hook_url) = webhook().await;
@@ -104,11 +104,11 @@ timeout-secs = 5
         stack
     }
 
-    fn port(&self, name: &str) -> u16 {
+    pub(crate) fn port(&self, name: &str) -> u16 {
         self.ports.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).unwrap()
     }
 
-    fn compose(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn compose(&self, args: &[&str]) -> std::process::Output {
         let mut c = Command::new("docker");
         c.args(["compose", "-p", &self.project, "-f", COMPOSE_FILE]).args(args);
         for (k, v) in &self.ports {
@@ -118,23 +118,23 @@ timeout-secs = 5
         c.output().expect("docker compose runs")
     }
 
-    fn container(&self, service: &str) -> String {
+    pub(crate) fn container(&self, service: &str) -> String {
         format!("{}-{service}-1", self.project)
     }
 
-    async fn state(&self, service: &str) -> (ContainerState, Option<chrono::DateTime<chrono::Utc>>) {
+    pub(crate) async fn state(&self, service: &str) -> (ContainerState, Option<chrono::DateTime<chrono::Utc>>) {
         let d = self.rt.inspect(&self.container(service)).await.unwrap();
         (d.state, d.started_at)
     }
 
     /// `opsctl --config … --json ARGS`, in-process on a blocking thread (it starts its own
     /// runtime): exit code and the JSON it printed.
-    async fn opsctl(&self, args: &[&str]) -> (u8, Value, String) {
+    pub(crate) async fn opsctl(&self, args: &[&str]) -> (u8, Value, String) {
         self.opsctl_env(args, &[]).await
     }
 
     /// [`Self::opsctl`] with more environment.
-    async fn opsctl_env(&self, args: &[&str], vars: &[(&str, &str)]) -> (u8, Value, String) {
+    pub(crate) async fn opsctl_env(&self, args: &[&str], vars: &[(&str, &str)]) -> (u8, Value, String) {
         let mut env = BTreeMap::from([("USER".to_owned(), "oncall".to_owned())]);
         env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut argv: Vec<String> =
@@ -151,11 +151,11 @@ timeout-secs = 5
         .unwrap()
     }
 
-    fn audit(&self) -> Vec<ops_core::audit::AuditEntry> {
+    pub(crate) fn audit(&self) -> Vec<ops_core::audit::AuditEntry> {
         ops_core::audit::AuditLog::open(&self.dir.path().join("audit.jsonl")).unwrap().read().unwrap()
     }
 
-    async fn health(&self) -> u16 {
+    pub(crate) async fn health(&self) -> u16 {
         let url = format!("http://127.0.0.1:{}/cgi-bin/health", self.port("OPS_IT_API_PORT"));
         match tokio::time::timeout(Duration::from_secs(5), async {
             let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port("OPS_IT_API_PORT"))).await?;

@@ -1,6 +1,7 @@
 //! `cargo xtask test-env`: make a Debian machine able to run every integration test.
 //!
-//! Idempotent: installs only missing packages, starts dockerd only when no engine answers, and
+//! Idempotent: installs only missing packages, starts dockerd only when no engine answers, runs
+//! `npm ci` for the browser check only when its `node_modules` does not match the lockfile, and
 //! builds only missing images (all of them with `--rebuild`).
 
 use std::fs;
@@ -15,9 +16,18 @@ use crate::cmd;
 /// Host packages the integration tests need (checked with dpkg-query, installed with apt-get).
 /// `postgresql-client-15` is what the `postgresql-client` metapackage pulls in on bookworm; naming
 /// it directly guarantees pg_dump/psql 15. `debian-archive-keyring` is what debootstrap verifies
-/// the mirror with (normally present; listed so a minimal host gets it too).
-const PACKAGES: &[&str] =
-    &["docker.io", "debootstrap", "postgresql-client-15", "ca-certificates", "debian-archive-keyring"];
+/// the mirror with (normally present; listed so a minimal host gets it too). `chromium` is the
+/// headless browser the page checks drive (`/usr/bin/chromium`, through playwright-core), `wrk`
+/// the HTTP load generator of the benchmark.
+const PACKAGES: &[&str] = &[
+    "docker.io",
+    "debootstrap",
+    "postgresql-client-15",
+    "ca-certificates",
+    "debian-archive-keyring",
+    "chromium",
+    "wrk",
+];
 
 /// The PostgreSQL server of the drill's local cluster (`opsctl dr-test --backend local`, and
 /// `auto` without a container runtime); the tests' backups are of PostgreSQL 15.
@@ -91,6 +101,8 @@ pub fn run(opts: &Options) -> Result<()> {
     steps.run("docker engine", || ensure_docker(&env))?;
     steps.run("seaweedfs (second S3 server)", || ensure_seaweedfs(&env))?;
     steps.run("docker compose v2 plugin", || ensure_compose(&env))?;
+    steps.run("node.js + npm", || ensure_node(&env))?;
+    steps.run(&format!("npm ci {BROWSER_DIR}"), || ensure_browser_modules(&env))?;
 
     let mut stale_ids = Vec::new();
     let mut base_built = false;
@@ -261,6 +273,78 @@ fn ensure_compose(env: &Env) -> Result<String> {
     let v = cmd::capture(Command::new("docker").args(["compose", "version", "--short"]))
         .context("docker compose does not run after pip install")?;
     Ok(format!("installed ({})", v.trim()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// the browser check: node + playwright-core + axe-core, driving the Debian chromium
+
+/// The npm project of the browser check (`check-page.mjs`), relative to the repository root.
+const BROWSER_DIR: &str = "tests/browser";
+/// Written into `node_modules` after a successful `npm ci`: the hash of package.json and
+/// package-lock.json it was installed from. `npm ci` removes `node_modules` first, so a failed
+/// run leaves no stale stamp behind.
+const NPM_STAMP: &str = ".ops-test-env-lock-hash";
+
+/// Node.js and npm: used as found (CI images bring Node.js 20); otherwise Debian's `nodejs`, then
+/// `npm` if that did not bring it (a NodeSource `nodejs` bundles npm and conflicts with Debian's).
+fn ensure_node(env: &Env) -> Result<String> {
+    let mut installed = Vec::new();
+    if !cmd::exists("node") || !cmd::exists("npm") {
+        cmd::require_root("install nodejs and npm")?;
+        let log = env.log("apt-nodejs.log")?;
+        println!("test-env: installing nodejs/npm (apt-get update + install; log {})", log.display());
+        cmd::logged(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"), &log)?;
+        for (program, package) in [("node", "nodejs"), ("npm", "npm")] {
+            if !cmd::exists(program) {
+                apt_install(&log, &[package])?;
+                installed.push(package);
+            }
+        }
+    }
+    let node = cmd::capture(Command::new("node").arg("--version")).context("node does not run")?;
+    let npm = cmd::capture(Command::new("npm").arg("--version")).context("npm does not run")?;
+    let how = if installed.is_empty() { "exists".to_owned() } else { format!("installed {}", installed.join(", ")) };
+    Ok(format!("{how} (node {}, npm {})", node.trim(), npm.trim()))
+}
+
+/// `npm ci` in [`BROWSER_DIR`] (playwright-core without its browser download, axe-core), skipped
+/// when `node_modules` was installed from the same package.json and package-lock.json.
+fn ensure_browser_modules(env: &Env) -> Result<String> {
+    let dir = env.root.join(BROWSER_DIR);
+    let mut inputs = String::new();
+    for name in ["package.json", "package-lock.json"] {
+        let path = dir.join(name);
+        inputs.push_str(&fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+        inputs.push('\0');
+    }
+    let hash = context_hash(None, &inputs)?;
+    let modules = dir.join("node_modules");
+    let stamp = modules.join(NPM_STAMP);
+    let versions = || {
+        cmd::capture(Command::new("node").current_dir(&dir).args([
+            "-p",
+            "['playwright-core', 'axe-core'].map((p) => `${p} ${require(`./node_modules/${p}/package.json`).version}`).join(', ')",
+        ]))
+        .map(|s| s.trim().to_owned())
+    };
+    if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hash)
+        && let Ok(v) = versions()
+    {
+        return Ok(format!("node_modules matches package-lock.json, skipped ({v})"));
+    }
+    let log = env.log("npm-ci.log")?;
+    println!("test-env: npm ci in {} (log {})", dir.display(), log.display());
+    cmd::logged(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(&dir)
+            // playwright-core drives /usr/bin/chromium; it must never fetch a browser of its own.
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
+        &log,
+    )?;
+    let v = versions().context("the browser check's packages are not loadable after npm ci")?;
+    fs::write(&stamp, format!("{hash}\n")).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(format!("installed {v}"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ pub(crate) async fn triage(
     env: &BTreeMap<String, String>,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
-    let ctx = Context::from_config(config(cli, env)?)?;
+    let mut ctx = Context::from_config(config(cli, env)?)?;
     let opts = TriageOptions {
         concurrency: args.concurrency.and_then(|n| usize::try_from(n).ok()),
         timeout_secs: args.timeout,
@@ -48,18 +48,24 @@ pub(crate) async fn triage(
     let Some(every) = args.watch else {
         let report = ops_probes::triage(&ctx, &opts).await;
         let remedies = remedies(&catalog, &report);
+        let recorded = if args.no_record { None } else { crate::incidents::record(&mut ctx, &report).await };
         if !cli.json {
             checks_render::triage(out, &report, args.verbose, &remedies)?;
+            checks_render::recorded(out, recorded.as_ref())?;
         }
         if args.fix {
             let (code, runs) = fix(cli, args, env, ctx, &catalog, &remedies, out).await?;
             if cli.json {
-                write_json(out, &serde_json::json!({ "triage": with_remedies(&report, &remedies), "fixes": runs }))?;
+                let mut triage = with_remedies(&report, &remedies);
+                triage["recorded"] = serde_json::to_value(&recorded).unwrap_or_default();
+                write_json(out, &serde_json::json!({ "triage": triage, "fixes": runs }))?;
             }
             return Ok(Outcome { code });
         }
         if cli.json {
-            write_json(out, &with_remedies(&report, &remedies))?;
+            let mut triage = with_remedies(&report, &remedies);
+            triage["recorded"] = serde_json::to_value(&recorded).unwrap_or_default();
+            write_json(out, &triage)?;
         }
         return Ok(Outcome { code: ops_core::exit::code_of_severity(report.severity) });
     };
@@ -71,9 +77,12 @@ pub(crate) async fn triage(
         let report = ops_probes::triage(&ctx, &opts).await;
         let code = ops_core::exit::code_of_severity(report.severity);
         let remedies = remedies(&catalog, &report);
+        let recorded = if args.no_record { None } else { crate::incidents::record(&mut ctx, &report).await };
         if cli.json {
             // One JSON document per line, so `--watch --json | jq` streams.
-            let line = serde_json::to_string(&with_remedies(&report, &remedies))
+            let mut triage = with_remedies(&report, &remedies);
+            triage["recorded"] = serde_json::to_value(&recorded).unwrap_or_default();
+            let line = serde_json::to_string(&triage)
                 .map_err(|e| ops_core::Error::internal(format!("rendering json: {e}")))?;
             writeln!(out, "{line}")?;
         } else {
@@ -81,6 +90,7 @@ pub(crate) async fn triage(
                 write!(out, "\x1b[2J\x1b[H")?;
             }
             checks_render::triage(out, &report, args.verbose, &remedies)?;
+            checks_render::recorded(out, recorded.as_ref())?;
             writeln!(out, "\n(every {} s; Ctrl-C to stop)", interval.as_secs())?;
         }
         out.flush()?;

@@ -172,3 +172,18 @@ pub(crate) fn renew_report(out: &mut dyn Write, r: &RenewReport) -> Result<()> {
     }
     Ok(())
 }
+
+/// What a triage recorded in the state store: incidents opened, updated and resolved.
+pub(crate) fn recorded(out: &mut dyn Write, recorded: Option<&ops_incident::ObserveReport>) -> Result<()> {
+    let Some(r) = recorded else { return Ok(()) };
+    for id in &r.opened {
+        writeln!(out, "incident {id} opened: opsctl incident show {id}")?;
+    }
+    for id in r.updated.iter().filter(|id| !r.resolved.contains(id)) {
+        writeln!(out, "incident {id} updated")?;
+    }
+    for id in &r.resolved {
+        writeln!(out, "incident {id} resolved: opsctl incident report {id}")?;
+    }
+    Ok(())
+}

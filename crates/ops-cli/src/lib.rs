@@ -18,6 +18,7 @@ mod backup_render;
 mod checks;
 mod checks_render;
 mod commands;
+mod incidents;
 pub use ops_core::exit;
 mod perf;
 mod perf_render;
@@ -89,6 +90,166 @@ pub enum Command {
     /// escalate); runs are kept in the state store.
     #[command(subcommand)]
     Runbook(RunbookCommand),
+    /// Incidents built from evidence: list, show, open, note, update, acknowledge, resolve,
+    /// and the post-incident report.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+    /// The public status page: show it, export it as static files, publish it, override a
+    /// component, plan maintenance.
+    #[command(subcommand)]
+    Status(StatusCommand),
+}
+
+/// `opsctl incident …`. Unknown id: exit 6.
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Incidents, newest first: the open ones [--all: the last 100].
+    List {
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One incident: where it stands, its response times and its whole timeline.
+    Show {
+        /// Incident id.
+        id: String,
+    },
+    /// Open an incident by hand (triage opens them by itself at incidents.open-at).
+    Open {
+        /// Internal title.
+        title: String,
+        /// P1 to P4.
+        #[arg(long, default_value = "P2", value_parser = severity)]
+        severity: ops_core::Severity,
+        /// A check it concerns (repeatable): it resolves by itself once they pass.
+        #[arg(long = "check", value_name = "KIND:NAME")]
+        checks: Vec<String>,
+        /// A status-page component it affects (repeatable).
+        #[arg(long = "component", value_name = "NAME")]
+        components: Vec<String>,
+        /// The public title [default: from the components].
+        #[arg(long)]
+        public_title: Option<String>,
+        /// The first public update [default: "We are investigating …"].
+        #[arg(long)]
+        update: Option<String>,
+    },
+    /// Add an internal note (never shown publicly).
+    Note {
+        /// Incident id.
+        id: String,
+        /// The note.
+        text: String,
+        /// It is a user's report: more than triage.escalation.reports within the window
+        /// raises the severity.
+        #[arg(long)]
+        user_report: bool,
+    },
+    /// Post a public status update (status page, feed, webhooks).
+    Update {
+        /// Incident id.
+        id: String,
+        /// The public text.
+        text: String,
+        /// investigating, identified, monitoring or resolved [default: unchanged]
+        #[arg(long, value_parser = public_status)]
+        status: Option<ops_incident::PublicStatus>,
+    },
+    /// Acknowledge: you are taking it.
+    Ack {
+        /// Incident id.
+        id: String,
+    },
+    /// Resolve by hand, with an optional public text.
+    Resolve {
+        /// Incident id.
+        id: String,
+        /// The public text [default: "This incident has been resolved …"].
+        text: Option<String>,
+    },
+    /// The post-incident report (Markdown; --json for tools).
+    Report {
+        /// Incident id.
+        id: String,
+        /// Write it to this file instead of standard output.
+        #[arg(long, short, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `opsctl status …`.
+#[derive(Debug, Subcommand)]
+pub enum StatusCommand {
+    /// Each component's status now, and why; the open incidents.
+    Show,
+    /// Write the page, its feed and its Statuspage v2 JSON as static files.
+    Export {
+        /// Directory (created when missing).
+        dir: PathBuf,
+    },
+    /// Upload the static page to [status.publish] (another bucket or provider).
+    Publish,
+    /// Show a component with this status instead of its checks' [or clear the override].
+    Override {
+        /// Component name.
+        component: String,
+        /// operational, degraded-performance, partial-outage, major-outage,
+        /// under-maintenance, or clear.
+        status: String,
+    },
+    /// Maintenance windows.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
+}
+
+/// `opsctl status maintenance …`.
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Planned, in progress and recent windows.
+    List,
+    /// Plan a window: its components show "under maintenance" while it lasts.
+    Add {
+        /// Public title.
+        title: String,
+        /// Start, RFC 3339 (2026-12-05T02:00:00Z).
+        #[arg(long, value_parser = utc_time)]
+        start: chrono::DateTime<chrono::Utc>,
+        /// End, RFC 3339.
+        #[arg(long, value_parser = utc_time)]
+        end: chrono::DateTime<chrono::Utc>,
+        /// A component under maintenance (repeatable, at least one).
+        #[arg(long = "component", value_name = "NAME", required = true)]
+        components: Vec<String>,
+        /// Public text.
+        #[arg(long, default_value = "")]
+        text: String,
+    },
+    /// Cancel a window.
+    Cancel {
+        /// Maintenance id (mnt-…).
+        id: String,
+    },
+}
+
+fn severity(s: &str) -> std::result::Result<ops_core::Severity, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "P1" => Ok(ops_core::Severity::P1),
+        "P2" => Ok(ops_core::Severity::P2),
+        "P3" => Ok(ops_core::Severity::P3),
+        "P4" => Ok(ops_core::Severity::P4),
+        _ => Err(format!("{s:?}: use P1, P2, P3 or P4")),
+    }
+}
+
+fn public_status(s: &str) -> std::result::Result<ops_incident::PublicStatus, String> {
+    ops_incident::PublicStatus::parse(s)
+        .ok_or_else(|| format!("{s:?}: use investigating, identified, monitoring or resolved"))
+}
+
+fn utc_time(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?}: {e}; write 2026-12-05T02:00:00Z"))
 }
 
 /// `opsctl runbook …`.
@@ -355,6 +516,9 @@ pub struct TriageArgs {
     /// that need it.
     #[arg(long, requires = "apply")]
     pub yes: bool,
+    /// Do not record incidents and status history in the state store (incidents.record).
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 /// `opsctl tls …`. Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown.
@@ -544,6 +708,8 @@ where
         Command::Redis(cmd) => runtime().and_then(|rt| rt.block_on(perf::redis(&cli, cmd, env, out))),
         Command::Restart(args) => runtime().and_then(|rt| rt.block_on(perf::restart(&cli, args, env, out))),
         Command::Runbook(cmd) => runtime().and_then(|rt| rt.block_on(runbooks::runbook(&cli, cmd, env, out))),
+        Command::Incident(cmd) => runtime().and_then(|rt| rt.block_on(incidents::incident(&cli, cmd, env, out))),
+        Command::Status(cmd) => runtime().and_then(|rt| rt.block_on(incidents::status(&cli, cmd, env, out))),
     };
     // Checks speak the monitoring-plugin convention: a check that could not run is unknown.
     let plugin = matches!(cli.command, Command::Triage(_) | Command::Tls(_) | Command::Probe(_) | Command::Perf(_));

@@ -140,31 +140,14 @@ impl Context {
         }
         if let Some(storage) = &config.storage {
             let location = storage.location().map_err(|m| crate::Error::invalid_input(format!("storage.url {m}")))?;
-            ctx.storage = Some(match location {
-                StorageLocation::Dir(dir) => Arc::new(crate::adapters::fs::FsStore::new(dir)),
-                #[cfg(feature = "s3")]
-                StorageLocation::S3 { bucket, prefix } => {
-                    use crate::adapters::s3::{S3Options, S3Store};
-                    let mut opts = S3Options::new(
-                        bucket,
-                        storage.access_key_id.clone().unwrap_or_default(),
-                        storage.secret_access_key.clone().unwrap_or_default(),
-                    );
-                    opts.prefix = prefix;
-                    opts.endpoint.clone_from(&storage.endpoint);
-                    if let Some(region) = &storage.region {
-                        opts.region.clone_from(region);
-                    }
-                    opts.path_style = storage.path_style.unwrap_or(storage.endpoint.is_some());
-                    Arc::new(S3Store::new(opts)?)
-                }
-                #[cfg(not(feature = "s3"))]
-                StorageLocation::S3 { .. } => {
-                    return Err(crate::Error::unsupported(
-                        "storage.url is s3:// but ops-core was built without the s3 feature",
-                    ));
-                }
-            });
+            ctx.storage = Some(object_store(
+                location,
+                storage.endpoint.as_deref(),
+                storage.region.as_deref(),
+                storage.path_style,
+                storage.access_key_id.as_ref(),
+                storage.secret_access_key.as_ref(),
+            )?);
             ctx.local_storage = storage
                 .local_dir
                 .as_ref()
@@ -184,6 +167,46 @@ impl Context {
         }
         Ok(ctx)
     }
+}
+
+/// The object store at a location (`storage.url`, `status.publish.url`): a directory, or an
+/// S3 bucket with its endpoint, region and keys.
+///
+/// # Errors
+/// `Unsupported` for S3 without the `s3` feature; as [`crate::adapters::s3::S3Store::new`].
+#[allow(clippy::needless_pass_by_value)] // a location is made to be used once
+pub fn object_store(
+    location: StorageLocation,
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    path_style: Option<bool>,
+    access_key_id: Option<&crate::secret::Secret>,
+    secret_access_key: Option<&crate::secret::Secret>,
+) -> Result<Arc<dyn ObjectStore>> {
+    Ok(match location {
+        StorageLocation::Dir(dir) => Arc::new(crate::adapters::fs::FsStore::new(dir)),
+        #[cfg(feature = "s3")]
+        StorageLocation::S3 { bucket, prefix } => {
+            use crate::adapters::s3::{S3Options, S3Store};
+            let mut opts = S3Options::new(
+                bucket,
+                access_key_id.cloned().unwrap_or_default(),
+                secret_access_key.cloned().unwrap_or_default(),
+            );
+            opts.prefix = prefix;
+            opts.endpoint = endpoint.map(str::to_owned);
+            if let Some(region) = region {
+                region.clone_into(&mut opts.region);
+            }
+            opts.path_style = path_style.unwrap_or(endpoint.is_some());
+            Arc::new(S3Store::new(opts)?)
+        }
+        #[cfg(not(feature = "s3"))]
+        StorageLocation::S3 { .. } => {
+            let _ = (endpoint, region, path_style, access_key_id, secret_access_key);
+            return Err(crate::Error::unsupported("an s3:// url needs ops-core built with the s3 feature"));
+        }
+    })
 }
 
 /// "Named, or the only one, or `main`" over the configured and the wired names.

@@ -32,7 +32,7 @@ pub mod stack;
 pub mod units;
 pub mod vocab;
 
-pub use context::Context;
+pub use context::{Context, object_store};
 pub use error::{Error, ErrorKind, Result};
 pub use secret::{Secret, SecretUrl, WebhookUrl};
 pub use vocab::{Finding, Runbook, Severity, Status};

@@ -179,6 +179,13 @@ async fn probe_one(
         report.problem(problem);
     }
     report.observe(Observation::new("restarts", f64::from(d.restart_count), Unit::Count));
+    // How long a stopped container has been down: when the outage began, for an incident's
+    // detection time.
+    if d.state != ContainerState::Running
+        && let Some(down) = age(d.finished_at, now)
+    {
+        report.observe(Observation::new("down_for", down.as_secs_f64(), Unit::Seconds));
+    }
     // A sample of a container between two crashes says nothing.
     let looping = report.problems.iter().any(|p| p.runbook == Runbook::CrashLoop);
     if d.state == ContainerState::Running && !looping {

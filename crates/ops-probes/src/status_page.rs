@@ -1,6 +1,8 @@
 //! An upstream provider's status (`[[status-pages]]`), from its Atlassian Statuspage:
 //! `GET {url}/api/v2/status.json`, `status.indicator` and `status.description`.
 //!
+//! A `summary.json` URL also names the open incidents in the evidence.
+//!
 //! `minor` is `upstream-incident` warn, `major` and `critical` are critical, `none` is ok. The
 //! message names what depends on the provider, because during an upstream incident restarting
 //! it does not help: `upstream incident at stellar: Partial System Outage — do not restart
@@ -44,6 +46,15 @@ pub async fn probe(config: &StatusPageConfig, options: &NetOptions) -> ProbeRepo
     if !about.is_empty() {
         report.evidence.push(format!("page: {about}"));
     }
+    // `summary.json` names the open incidents: say which (a few, each cut short).
+    for incident in page.incidents.iter().filter(|i| i.status != "resolved").take(5) {
+        report.evidence.push(format!(
+            "incident: {} ({}, impact {})",
+            net::snippet(incident.name.as_bytes(), 200),
+            net::snippet(incident.status.as_bytes(), 40),
+            net::snippet(incident.impact.as_bytes(), 40)
+        ));
+    }
     match judge(&config.name, &page.status, &config.affects) {
         Some(problem) => report.problem(problem),
         None => report.message = format!("{}: {}", config.name, description(&page.status)),
@@ -71,6 +82,16 @@ fn status_url(url: &str) -> String {
 struct StatusDocument {
     page: PageInfo,
     status: PageStatus,
+    /// Open incidents, when the URL is `summary.json` or `incidents/unresolved.json`.
+    incidents: Vec<PageIncident>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+struct PageIncident {
+    name: String,
+    status: String,
+    impact: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

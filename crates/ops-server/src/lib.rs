@@ -49,6 +49,7 @@ mod auth;
 mod backups;
 mod checks;
 mod error;
+mod incidents;
 mod jobs;
 mod metrics;
 mod perf;
@@ -57,6 +58,7 @@ mod routes;
 mod runbooks;
 pub mod serve;
 mod state;
+mod status;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::auth::{Access, access_for, presented_key};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{backups, checks, perf, runbooks};
+use crate::{backups, checks, incidents, perf, runbooks, status};
 
 /// The whole HTTP API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -29,7 +29,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/runbooks/{name}", get(runbooks::show))
         .route("/api/v1/runbooks/{name}/plan", post(runbooks::plan))
         .route("/api/v1/runs", get(runbooks::list_runs))
-        .route("/api/v1/runs/{id}", get(runbooks::get_run));
+        .route("/api/v1/runs/{id}", get(runbooks::get_run))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::get))
+        .route("/api/v1/incidents/{id}/report", get(incidents::report))
+        .route("/api/v1/status", get(status::internal));
     let admin = Router::new()
         .route("/api/v1/config/reload", post(reload_config))
         .route("/api/v1/backups", post(backups::start_backup))
@@ -38,10 +42,26 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/restores", post(backups::restore))
         .route("/api/v1/actions", post(perf::act))
         .route("/api/v1/runbooks/{name}/runs", post(runbooks::start))
-        .route("/api/v1/runs/{id}/approve", post(runbooks::approve));
+        .route("/api/v1/runs/{id}/approve", post(runbooks::approve))
+        .route("/api/v1/incidents", post(incidents::open))
+        .route("/api/v1/incidents/{id}/notes", post(incidents::note))
+        .route("/api/v1/incidents/{id}/updates", post(incidents::update))
+        .route("/api/v1/incidents/{id}/ack", post(incidents::ack))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/api/v1/status/overrides", post(status::set_override))
+        .route("/api/v1/status/maintenances", post(status::add_maintenance))
+        .route("/api/v1/status/maintenances/{id}", axum::routing::delete(status::cancel_maintenance));
+    // The public status page: no key, read-only, one rate limit for everyone.
+    let public = Router::new()
+        .route("/status", get(status::page))
+        .route("/status/", get(status::page))
+        .route("/status/feed.atom", get(status::feed))
+        .route("/api/v2/{*document}", get(status::json_document))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), status::rate_limit));
     Router::new()
         .merge(read.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_read)))
         .merge(admin.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin)))
+        .merge(public)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -34,6 +34,9 @@ pub struct AppState {
     /// The state store of `state.url`, opened on first use (and again when a reload changes
     /// the url).
     store: tokio::sync::Mutex<StoreSlot>,
+    /// The newest public status page: the public routes serve it for a few seconds, so a
+    /// crowd of readers costs one build.
+    last_page: SharedRun<(), ops_status::StatusPage>,
 }
 
 /// The opened state store and the url it was opened from.
@@ -59,6 +62,13 @@ impl<K, T> Default for SharedRun<K, T> {
     }
 }
 
+impl<K, T> SharedRun<K, T> {
+    /// Forgets the newest result: the next caller builds anew.
+    async fn clear(&self) {
+        *self.last.lock().await = None;
+    }
+}
+
 impl<K: PartialEq, T> SharedRun<K, T> {
     async fn get<Fut>(&self, key: K, not_before: std::time::Instant, run: Fut) -> Result<Arc<T>, WiringError>
     where
@@ -76,6 +86,9 @@ impl<K: PartialEq, T> SharedRun<K, T> {
         Ok(value)
     }
 }
+
+/// How long a built status page is served before it is built again.
+const PAGE_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every `[[tls]]` target's report, and the entries that could not be checked (name, why).
 pub type TlsChecks = (Vec<ops_tls::TargetReport>, Vec<(String, String)>);
@@ -130,6 +143,7 @@ impl AppState {
             last_tls: SharedRun::default(),
             last_perf: SharedRun::default(),
             store: tokio::sync::Mutex::new(StoreSlot::default()),
+            last_page: SharedRun::default(),
         })
     }
 
@@ -152,6 +166,54 @@ impl AppState {
         );
         held.0 = Some((url.expose().to_owned(), Arc::clone(&store)));
         Ok(store)
+    }
+
+    /// The incident desk and the status board of the configuration in force, over the state
+    /// store.
+    ///
+    /// # Errors
+    /// Why the configuration or the store could not be wired; a team template that does not
+    /// compile.
+    pub async fn desk(&self) -> Result<(ops_incident::Incidents, ops_status::StatusBoard), WiringError> {
+        let running = self.running();
+        let ctx = running.context.as_ref().map_err(Clone::clone)?;
+        let store = self.state_store().await?;
+        let templates =
+            ops_incident::comms::Templates::load(running.config.incidents.templates_dir.as_deref()).map_err(|e| {
+                WiringError { kind: e.kind(), message: format!("incidents.templates-dir: {}", e.message()) }
+            })?;
+        let desk = ops_incident::Incidents::new(
+            Arc::clone(&store),
+            ctx.notifiers.clone(),
+            ops_incident::IncidentOptions::from_config(&running.config),
+            Arc::new(templates),
+        );
+        let board = ops_status::StatusBoard::new(store, ops_status::StatusOptions::from_config(&running.config));
+        Ok((desk, board))
+    }
+
+    /// The public status page, built at most every few seconds.
+    ///
+    /// # Errors
+    /// Why it could not be built.
+    pub async fn status_page(&self) -> Result<Arc<ops_status::StatusPage>, crate::error::ApiError> {
+        let not_before = std::time::Instant::now().checked_sub(PAGE_REUSE).unwrap_or_else(std::time::Instant::now);
+        let built: Result<Arc<ops_status::StatusPage>, WiringError> = self
+            .last_page
+            .get((), not_before, async {
+                let (desk, board) = self.desk().await?;
+                board
+                    .page(&desk, chrono::Utc::now())
+                    .await
+                    .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() })
+            })
+            .await;
+        Ok(built?)
+    }
+
+    /// Forgets the cached page after a change a person made (an update, an override).
+    pub async fn page_changed(&self) {
+        self.last_page.clear().await;
     }
 
     /// Resolves when the server stops (see [`Self::stop_jobs`]).
@@ -271,6 +333,25 @@ impl AppState {
                 let ctx = running.context.as_ref().map_err(Clone::clone)?;
                 let report = ops_probes::triage(ctx, &ops_probes::TriageOptions::default()).await;
                 self.metrics.record_triage(&report);
+                if running.config.incidents.record {
+                    match self.desk().await {
+                        Ok((desk, board)) => match board.record_triage(&desk, &report, chrono::Utc::now()).await {
+                            Ok(r) => {
+                                for id in &r.opened {
+                                    tracing::warn!(incident = %id, "incident opened");
+                                }
+                                for id in &r.resolved {
+                                    tracing::info!(incident = %id, "incident resolved");
+                                }
+                                if !r.opened.is_empty() || !r.updated.is_empty() {
+                                    self.last_page.clear().await;
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "incidents not recorded"),
+                        },
+                        Err(e) => tracing::warn!(error = %e, "incidents not recorded"),
+                    }
+                }
                 Ok(report)
             })
             .await

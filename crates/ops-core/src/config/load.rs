@@ -311,6 +311,7 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             return Err(err(&["runbooks", key], format!("must be between {min} and {max}")));
         }
     }
+    validate_incidents(cfg).map_err(|(path, m)| err(&path.iter().map(String::as_str).collect::<Vec<_>>(), m))?;
     let srv = &cfg.server;
     if srv.tls_cert.is_some() != srv.tls_key.is_some() {
         return Err(err(&["server", "tls-cert"], "tls-cert and tls-key go together: set both or neither".into()));
@@ -425,6 +426,73 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         listen
             .parse::<SocketAddr>()
             .map_err(|_| err(&["server", "listen"], "must be an address with a port, like 127.0.0.1:9187".into()))?;
+    }
+    Ok(())
+}
+
+/// `[incidents]` and `[status]`: ranges, component names and their checks, the publish target.
+fn validate_incidents(cfg: &OpsConfig) -> Result<(), (Vec<String>, String)> {
+    let at = |p: &[&str]| p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let inc = &cfg.incidents;
+    if inc.resolve_after_secs > 7 * 24 * 3600 {
+        return Err((at(&["incidents", "resolve-after-secs"]), format!("must be at most {} (a week)", 7 * 24 * 3600)));
+    }
+    for (severity, mins) in &inc.update_every_mins {
+        if !(1..=7 * 24 * 60).contains(mins) {
+            return Err((
+                at(&["incidents", "update-every-mins", &severity.to_string()]),
+                format!("must be between 1 and {}", 7 * 24 * 60),
+            ));
+        }
+    }
+    let st = &cfg.status;
+    if !(1..=90).contains(&st.history_days) {
+        return Err((at(&["status", "history-days"]), "must be between 1 and 90".into()));
+    }
+    if !(1..=100_000).contains(&st.rate_limit_per_second) {
+        return Err((at(&["status", "rate-limit-per-second"]), "must be between 1 and 100000".into()));
+    }
+    if let Some(url) = &st.public_url {
+        check_url(url, &["http", "https"], true).map_err(|m| (at(&["status", "public-url"]), m))?;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, c) in st.components.iter().enumerate() {
+        let idx = i.to_string();
+        if c.name.trim().is_empty() || c.name.chars().count() > 100 {
+            return Err((at(&["status", "components", &idx, "name"]), "needs a name of 1 to 100 characters".into()));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err((at(&["status", "components", &idx, "name"]), "duplicate component name".into()));
+        }
+        if c.checks.is_empty() {
+            return Err((
+                at(&["status", "components", &idx, "checks"]),
+                "names at least one check, like [\"http:api\"] (the names `opsctl probe` shows)".into(),
+            ));
+        }
+        if let Some(bad) =
+            c.checks.iter().position(|k| !k.split_once(':').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()))
+        {
+            return Err((
+                at(&["status", "components", &idx, "checks"]),
+                format!("entry {} is not a check name of the form kind:name", bad + 1),
+            ));
+        }
+    }
+    if let Some(publish) = &st.publish {
+        let location = publish.location().map_err(|m| (at(&["status", "publish", "url"]), m))?;
+        if let Some(endpoint) = &publish.endpoint {
+            check_url(endpoint, &["http", "https"], true).map_err(|m| (at(&["status", "publish", "endpoint"]), m))?;
+        }
+        let has = |s: &Option<Secret>| s.as_ref().is_some_and(|s| !s.is_empty());
+        if matches!(location, StorageLocation::S3 { .. })
+            && (!has(&publish.access_key_id) || !has(&publish.secret_access_key))
+        {
+            return Err((
+                at(&["status", "publish", "url"]),
+                "s3 publishing needs access-key-id and secret-access-key".into(),
+            ));
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Severity;
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 pub use checks::{
@@ -67,6 +68,116 @@ pub struct OpsConfig {
     pub state: StateConfig,
     /// Runbooks as code (`[runbooks]`).
     pub runbooks: RunbooksConfig,
+    /// Incidents built from triage (`[incidents]`).
+    pub incidents: IncidentsConfig,
+    /// The public status page (`[status]`).
+    pub status: StatusConfig,
+}
+
+/// `[incidents]`: when triage opens and resolves an incident, and how often people hear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IncidentsConfig {
+    /// Whether triage (`opsctl triage`, the server's background triage) records incidents in
+    /// the state store (default true).
+    pub record: bool,
+    /// Triage opens an incident for a finding of this severity or worse (default `P2`).
+    pub open_at: Severity,
+    /// An incident resolves once its checks have passed for this many seconds (default 300).
+    pub resolve_after_secs: u64,
+    /// Minutes between status updates per severity: the "next update due" deadline, with a
+    /// reminder when it passes (default P1 15, P2 30, P3 120, P4 none).
+    pub update_every_mins: BTreeMap<Severity, u64>,
+    /// A directory of templates replacing the built-in messages: `initial.txt`, `update.txt`,
+    /// `resolved.txt`, `reminder.txt` (MiniJinja).
+    pub templates_dir: Option<PathBuf>,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        Self {
+            record: true,
+            open_at: Severity::P2,
+            resolve_after_secs: 300,
+            update_every_mins: BTreeMap::from([(Severity::P1, 15), (Severity::P2, 30), (Severity::P3, 120)]),
+            templates_dir: None,
+        }
+    }
+}
+
+/// `[status]`: the public status page of `ops-server` and `opsctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StatusConfig {
+    /// The page's title (default: the project's name and "status").
+    pub title: Option<String>,
+    /// Where the page is published (`https://status.example.com`): the links of the feed and
+    /// the JSON's `page.url`.
+    pub public_url: Option<String>,
+    /// The components shown, each from its checks (`[[status.components]]`).
+    pub components: Vec<StatusComponentConfig>,
+    /// Days of daily history kept and shown (default and most 90).
+    pub history_days: u32,
+    /// Requests per second the public routes answer, all clients together (default 50);
+    /// more get 429.
+    pub rate_limit_per_second: u32,
+    /// Where `opsctl status publish` uploads the static page (`[status.publish]`).
+    pub publish: Option<PublishConfig>,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            title: None,
+            public_url: None,
+            components: Vec::new(),
+            history_days: 90,
+            rate_limit_per_second: 50,
+            publish: None,
+        }
+    }
+}
+
+/// One component of the status page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StatusComponentConfig {
+    /// Its public name (`API`).
+    pub name: String,
+    /// One public line about it.
+    pub description: Option<String>,
+    /// The checks it is made of (`http:api`, `container:api`): all failing is a major outage,
+    /// some a partial outage, a warning degraded performance.
+    pub checks: Vec<String>,
+}
+
+/// `[status.publish]`: an object store of its own (another bucket or provider), so the page
+/// stays up when this host is down.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PublishConfig {
+    /// `s3://bucket/prefix` or a directory.
+    pub url: String,
+    /// S3 endpoint for non-AWS providers.
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    pub region: Option<String>,
+    /// Path-style addressing (default: on when an endpoint is set).
+    pub path_style: Option<bool>,
+    /// Access key id.
+    pub access_key_id: Option<Secret>,
+    /// Secret access key.
+    pub secret_access_key: Option<Secret>,
+}
+
+impl PublishConfig {
+    /// Where the page goes, checked like `storage.url`.
+    ///
+    /// # Errors
+    /// As [`StorageConfig::location`].
+    pub fn location(&self) -> Result<StorageLocation, String> {
+        parse_storage_url(&self.url)
+    }
 }
 
 /// `[state]`: the durable store of runs, budgets, approvals and the audit mirror.

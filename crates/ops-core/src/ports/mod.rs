@@ -27,4 +27,7 @@ pub use database::{
 pub use http::{HttpClient, HttpRequest, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};
 pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport};
-pub use state::{Approval, BudgetDecision, BudgetRequest, RunQuery, StateStore, StoredRun};
+pub use state::{
+    Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS, RunQuery,
+    StateStore, StoredEvent, StoredIncident, StoredRun,
+};

@@ -90,6 +90,71 @@ pub struct Approval {
     pub time: DateTime<Utc>,
 }
 
+/// One stored incident: the columns it is found by, and its document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredIncident {
+    /// Unique id (`inc-20261202T114500Z-7f3a`).
+    pub id: String,
+    /// `open`, `acknowledged`, `mitigated`, `resolved`.
+    pub status: String,
+    /// `P1` … `P4`.
+    pub severity: String,
+    /// When it opened.
+    pub opened_at: DateTime<Utc>,
+    /// When it was last saved.
+    pub updated_at: DateTime<Utc>,
+    /// When it resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// What makes it unique while it is open (its root check, `postgres:main`): a second
+    /// observer cannot open the same incident twice. Resolved incidents keep their id here.
+    pub open_key: String,
+    /// The whole incident header, as its owner serialized it (events are kept apart).
+    pub document: serde_json::Value,
+}
+
+/// Which incidents to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentQuery {
+    /// Only incidents not resolved.
+    pub unresolved: bool,
+    /// Only incidents opened at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many (capped by the store at [`MAX_LISTED`]).
+    pub limit: usize,
+}
+
+/// One event of an incident's append-only log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Its place in the log, from 1; given by the store.
+    pub seq: u64,
+    /// When it happened.
+    pub time: DateTime<Utc>,
+    /// What kind of event (`opened`, `probe`, `note`), for its owner.
+    pub kind: String,
+    /// The event, as its owner serialized it.
+    pub document: serde_json::Value,
+}
+
+/// The most events one incident keeps; later ones are refused (`Conflict`).
+pub const MAX_EVENTS: u64 = 20_000;
+
+/// Samples of one component's status on one UTC day (for the status page's history).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentDay {
+    /// The component's name.
+    pub component: String,
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Samples per status (`operational`, `degraded_performance`, `partial_outage`,
+    /// `major_outage`, `under_maintenance`).
+    pub samples: std::collections::BTreeMap<String, u64>,
+}
+
+/// The statuses a component sample may have, in the order of the store's columns.
+pub const COMPONENT_STATUSES: [&str; 5] =
+    ["operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"];
+
 /// Durable, shared state: SQLite for one host, PostgreSQL for several replicas.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -167,4 +232,91 @@ pub trait StateStore: Send + Sync {
     /// # Errors
     /// `Unavailable` when the read fails.
     async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Inserts a new incident unless an unresolved one holds the same `open_key`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails. `Ok(false)` when another open incident has the key.
+    async fn open_incident(&self, incident: &StoredIncident) -> Result<bool>;
+
+    /// Replaces an incident's header (status, severity, times, document).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown id; `Unavailable` when the write fails.
+    async fn save_incident(&self, incident: &StoredIncident) -> Result<()>;
+
+    /// One incident by id.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn incident(&self, id: &str) -> Result<Option<StoredIncident>>;
+
+    /// Incidents, newest first.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<StoredIncident>>;
+
+    /// Appends an event to an incident's log and returns its sequence number. The log is
+    /// append-only: nothing edits or removes an event.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown incident; `Conflict` past [`MAX_EVENTS`]; `Unavailable`.
+    async fn append_incident_event(
+        &self,
+        incident_id: &str,
+        time: DateTime<Utc>,
+        kind: &str,
+        document: &serde_json::Value,
+    ) -> Result<u64>;
+
+    /// An incident's events in order.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn incident_events(&self, incident_id: &str) -> Result<Vec<StoredEvent>>;
+
+    /// Stores a small document by collection and key (component overrides, maintenance
+    /// windows, the last status of each check), replacing any earlier one.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn put_document(&self, collection: &str, key: &str, document: &serde_json::Value) -> Result<()>;
+
+    /// Removes a document; `false` when there was none.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn delete_document(&self, collection: &str, key: &str) -> Result<bool>;
+
+    /// The documents of a collection by key (at most [`MAX_LISTED`]).
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn documents(&self, collection: &str) -> Result<Vec<(String, serde_json::Value)>>;
+
+    /// Counts one sample of each component's status on a UTC day (one statement for all).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a status not in [`COMPONENT_STATUSES`]; `Unavailable`.
+    async fn add_component_samples(&self, day: chrono::NaiveDate, samples: &[(String, String)]) -> Result<()>;
+
+    /// The daily samples of every component from `since` (a UTC day) on, oldest first.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn component_days(&self, since: chrono::NaiveDate) -> Result<Vec<ComponentDay>>;
+
+    /// Takes or renews a named lease until `until`: granted when nobody holds it, when it
+    /// expired, or when `holder` already holds it. Two replicas asking at once: one wins.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn try_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool>;
+
+    /// Gives a lease back (only its holder can).
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }

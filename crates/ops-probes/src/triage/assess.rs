@@ -121,6 +121,16 @@ pub fn assess(reports: &[ProbeReport], cfg: &OpsConfig) -> Vec<Incident> {
                 names.extend(cfg.triage.depends_on.get(n).into_iter().flatten().cloned());
             }
             names.extend(implicit_dependencies(cfg, r));
+            // An endpoint named like a Compose service is served by that service's container:
+            // it depends on the container and on what the container depends on (the API's
+            // health fails when its database is down, though its own container runs).
+            if matches!(r.kind, ProbeKind::Http | ProbeKind::Tcp)
+                && let Some((_, service)) = r.name.split_once(':')
+                && let Some(&c) = index.get(format!("container:{service}").as_str())
+            {
+                names.push(reports[c].name.clone());
+                names.extend(reports[c].depends_on.iter().cloned());
+            }
             let mut out: Vec<usize> = names.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
             out.retain(|d| *d != i);
             out.dedup();

@@ -20,31 +20,55 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::audit::AuditEntry;
-use crate::ports::state::{Approval, BudgetDecision, BudgetRequest, MAX_LISTED, RunQuery, StateStore, StoredRun};
+use crate::ports::state::{
+    Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS, MAX_LISTED,
+    RunQuery, StateStore, StoredEvent, StoredIncident, StoredRun,
+};
 use crate::secret::SecretUrl;
 use crate::{Error, Result};
 
 /// The schema, one migration per version, in order. A migration is never edited once
 /// released: a change is a new version.
-const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
-    1,
-    "runs, budgets, approvals, audit mirror",
-    &[
-        "CREATE TABLE ops_runs (id TEXT PRIMARY KEY, runbook TEXT NOT NULL, status TEXT NOT NULL, \
+const MIGRATIONS: &[(u32, &str, &[&str])] = &[
+    (
+        1,
+        "runs, budgets, approvals, audit mirror",
+        &[
+            "CREATE TABLE ops_runs (id TEXT PRIMARY KEY, runbook TEXT NOT NULL, status TEXT NOT NULL, \
          started_at TEXT NOT NULL, updated_at TEXT NOT NULL, document TEXT NOT NULL)",
-        "CREATE INDEX ops_runs_started ON ops_runs (started_at)",
-        "CREATE TABLE ops_budget_keys (budget_key TEXT PRIMARY KEY, touched_at TEXT NOT NULL)",
-        "CREATE TABLE ops_budget_uses (budget_key TEXT NOT NULL, used_at TEXT NOT NULL, run_id TEXT NOT NULL)",
-        "CREATE INDEX ops_budget_uses_key ON ops_budget_uses (budget_key, used_at)",
-        "CREATE TABLE ops_approvals (run_id TEXT NOT NULL, step BIGINT NOT NULL, actor TEXT NOT NULL, \
+            "CREATE INDEX ops_runs_started ON ops_runs (started_at)",
+            "CREATE TABLE ops_budget_keys (budget_key TEXT PRIMARY KEY, touched_at TEXT NOT NULL)",
+            "CREATE TABLE ops_budget_uses (budget_key TEXT NOT NULL, used_at TEXT NOT NULL, run_id TEXT NOT NULL)",
+            "CREATE INDEX ops_budget_uses_key ON ops_budget_uses (budget_key, used_at)",
+            "CREATE TABLE ops_approvals (run_id TEXT NOT NULL, step BIGINT NOT NULL, actor TEXT NOT NULL, \
          approved_at TEXT NOT NULL, PRIMARY KEY (run_id, step))",
-        "CREATE TABLE ops_audit (id TEXT PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, \
+            "CREATE TABLE ops_audit (id TEXT PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, \
          action TEXT NOT NULL, target TEXT NOT NULL, state_before TEXT NOT NULL, state_after TEXT NOT NULL, \
          result TEXT NOT NULL)",
-        "CREATE INDEX ops_audit_time ON ops_audit (time)",
-        "CREATE TABLE ops_audit_mirror (source TEXT PRIMARY KEY, position BIGINT NOT NULL, head TEXT NOT NULL)",
-    ],
-)];
+            "CREATE INDEX ops_audit_time ON ops_audit (time)",
+            "CREATE TABLE ops_audit_mirror (source TEXT PRIMARY KEY, position BIGINT NOT NULL, head TEXT NOT NULL)",
+        ],
+    ),
+    (
+        2,
+        "incidents, documents, component history, leases",
+        &[
+            "CREATE TABLE ops_incidents (id TEXT PRIMARY KEY, status TEXT NOT NULL, severity TEXT NOT NULL, \
+         opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, resolved_at TEXT NOT NULL, open_key TEXT NOT NULL UNIQUE, \
+         document TEXT NOT NULL)",
+            "CREATE INDEX ops_incidents_opened ON ops_incidents (opened_at)",
+            "CREATE TABLE ops_incident_events (incident_id TEXT NOT NULL, seq BIGINT NOT NULL, time TEXT NOT NULL, \
+         kind TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (incident_id, seq))",
+            "CREATE TABLE ops_documents (collection TEXT NOT NULL, doc_key TEXT NOT NULL, updated_at TEXT NOT NULL, \
+         document TEXT NOT NULL, PRIMARY KEY (collection, doc_key))",
+            "CREATE TABLE ops_component_days (component TEXT NOT NULL, day TEXT NOT NULL, operational BIGINT NOT NULL, \
+         degraded_performance BIGINT NOT NULL, partial_outage BIGINT NOT NULL, major_outage BIGINT NOT NULL, \
+         under_maintenance BIGINT NOT NULL, PRIMARY KEY (component, day))",
+            "CREATE INDEX ops_component_days_day ON ops_component_days (day)",
+            "CREATE TABLE ops_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL)",
+        ],
+    ),
+];
 
 /// The newest schema version this build knows.
 #[must_use]
@@ -196,6 +220,33 @@ fn run_of(row: &AnyRow) -> Result<StoredRun> {
             .map_err(|e| Error::integrity(format!("state store: a run's document does not parse: {e}")))?,
     })
 }
+
+fn incident_of(row: &AnyRow) -> Result<StoredIncident> {
+    let resolved = text(row, "resolved_at")?;
+    Ok(StoredIncident {
+        id: text(row, "id")?,
+        status: text(row, "status")?,
+        severity: text(row, "severity")?,
+        opened_at: parse_ts(&text(row, "opened_at")?)?,
+        updated_at: parse_ts(&text(row, "updated_at")?)?,
+        resolved_at: if resolved.is_empty() { None } else { Some(parse_ts(&resolved)?) },
+        open_key: text(row, "open_key")?,
+        document: json_of(row, "document")?,
+    })
+}
+
+fn json_of(row: &AnyRow, column: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(&text(row, column)?)
+        .map_err(|e| Error::integrity(format!("state store: a stored {column} does not parse: {e}")))
+}
+
+fn count(row: &AnyRow, column: &str) -> Result<u64> {
+    let n =
+        row.try_get::<i64, _>(column).map_err(|e| Error::integrity(format!("state store: column {column}: {e}")))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+const INCIDENT_COLUMNS: &str = "id, status, severity, opened_at, updated_at, resolved_at, open_key, document";
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n.clamp(1, MAX_LISTED)).unwrap_or(1)
@@ -483,6 +534,263 @@ impl StateStore for SqlStateStore {
             .collect::<Result<Vec<_>>>()?;
         out.reverse();
         Ok(out)
+    }
+
+    async fn open_incident(&self, incident: &StoredIncident) -> Result<bool> {
+        let document =
+            serde_json::to_string(&incident.document).map_err(|e| Error::internal(format!("incident: {e}")))?;
+        let done = sqlx::query(&format!(
+            "INSERT INTO ops_incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (open_key) DO NOTHING"
+        ))
+        .bind(&incident.id)
+        .bind(&incident.status)
+        .bind(&incident.severity)
+        .bind(ts(incident.opened_at))
+        .bind(ts(incident.updated_at))
+        .bind(incident.resolved_at.map(ts).unwrap_or_default())
+        .bind(&incident.open_key)
+        .bind(document)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("opening an incident", &e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn save_incident(&self, incident: &StoredIncident) -> Result<()> {
+        let document =
+            serde_json::to_string(&incident.document).map_err(|e| Error::internal(format!("incident: {e}")))?;
+        let done = sqlx::query(
+            "UPDATE ops_incidents SET status = $2, severity = $3, updated_at = $4, resolved_at = $5, open_key = $6, \
+             document = $7 WHERE id = $1",
+        )
+        .bind(&incident.id)
+        .bind(&incident.status)
+        .bind(&incident.severity)
+        .bind(ts(incident.updated_at))
+        .bind(incident.resolved_at.map(ts).unwrap_or_default())
+        .bind(&incident.open_key)
+        .bind(document)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("saving an incident", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("no incident {}", incident.id)));
+        }
+        Ok(())
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<StoredIncident>> {
+        let row = sqlx::query(&format!("SELECT {INCIDENT_COLUMNS} FROM ops_incidents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading an incident", &e))?;
+        row.as_ref().map(incident_of).transpose()
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<StoredIncident>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM ops_incidents WHERE ($1 = 0 OR resolved_at = '') AND opened_at >= $2 \
+             ORDER BY opened_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(i64::from(query.unresolved))
+        .bind(query.since.map(ts).unwrap_or_default())
+        .bind(limit(if query.limit == 0 { 100 } else { query.limit }))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("listing incidents", &e))?;
+        rows.iter().map(incident_of).collect()
+    }
+
+    async fn append_incident_event(
+        &self,
+        incident_id: &str,
+        time: DateTime<Utc>,
+        kind: &str,
+        document: &serde_json::Value,
+    ) -> Result<u64> {
+        let body = serde_json::to_string(document).map_err(|e| Error::internal(format!("incident event: {e}")))?;
+        // Two writers may pick the same next number; the key refuses the second, which tries
+        // again with the number after.
+        for _ in 0..8 {
+            let mut tx = self.pool.begin().await.map_err(|e| self.err("appending an incident event", &e))?;
+            let exists = sqlx::query("SELECT id FROM ops_incidents WHERE id = $1")
+                .bind(incident_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err("appending an incident event", &e))?;
+            if exists.is_none() {
+                return Err(Error::not_found(format!("no incident {incident_id}")));
+            }
+            let row =
+                sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM ops_incident_events WHERE incident_id = $1")
+                    .bind(incident_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| self.err("appending an incident event", &e))?;
+            let seq = count(&row, "last")? + 1;
+            if seq > MAX_EVENTS {
+                return Err(Error::conflict(format!(
+                    "incident {incident_id} has {MAX_EVENTS} events, the most one keeps"
+                )));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO ops_incident_events (incident_id, seq, time, kind, document) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(incident_id)
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(ts(time))
+            .bind(kind)
+            .bind(&body)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    tx.commit().await.map_err(|e| self.err("appending an incident event", &e))?;
+                    return Ok(seq);
+                }
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => continue,
+                Err(e) => return Err(self.err("appending an incident event", &e)),
+            }
+        }
+        Err(Error::unavailable(format!("state store {}: appending an incident event: too much contention", self.shown)))
+    }
+
+    async fn incident_events(&self, incident_id: &str) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, time, kind, document FROM ops_incident_events WHERE incident_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(incident_id)
+        .bind(i64::try_from(MAX_EVENTS).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("reading incident events", &e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    seq: count(r, "seq")?,
+                    time: parse_ts(&text(r, "time")?)?,
+                    kind: text(r, "kind")?,
+                    document: json_of(r, "document")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_document(&self, collection: &str, key: &str, document: &serde_json::Value) -> Result<()> {
+        let body = serde_json::to_string(document).map_err(|e| Error::internal(format!("document: {e}")))?;
+        sqlx::query(
+            "INSERT INTO ops_documents (collection, doc_key, updated_at, document) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (collection, doc_key) DO UPDATE SET updated_at = excluded.updated_at, \
+             document = excluded.document",
+        )
+        .bind(collection)
+        .bind(key)
+        .bind(ts(Utc::now()))
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("saving a document", &e))?;
+        Ok(())
+    }
+
+    async fn delete_document(&self, collection: &str, key: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM ops_documents WHERE collection = $1 AND doc_key = $2")
+            .bind(collection)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("removing a document", &e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn documents(&self, collection: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let rows =
+            sqlx::query("SELECT doc_key, document FROM ops_documents WHERE collection = $1 ORDER BY doc_key LIMIT $2")
+                .bind(collection)
+                .bind(limit(MAX_LISTED))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("reading documents", &e))?;
+        rows.iter().map(|r| Ok((text(r, "doc_key")?, json_of(r, "document")?))).collect()
+    }
+
+    async fn add_component_samples(&self, day: chrono::NaiveDate, samples: &[(String, String)]) -> Result<()> {
+        let day = day.format("%Y-%m-%d").to_string();
+        let mut tx = self.pool.begin().await.map_err(|e| self.err("recording component status", &e))?;
+        for (component, status) in samples {
+            let Some(column) = COMPONENT_STATUSES.iter().position(|s| s == status) else {
+                return Err(Error::invalid_input(format!(
+                    "component status {status:?} is not one of {COMPONENT_STATUSES:?}"
+                )));
+            };
+            let mut query = sqlx::query(
+                "INSERT INTO ops_component_days (component, day, operational, degraded_performance, partial_outage, \
+                 major_outage, under_maintenance) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (component, day) \
+                 DO UPDATE SET operational = ops_component_days.operational + excluded.operational, \
+                 degraded_performance = ops_component_days.degraded_performance + excluded.degraded_performance, \
+                 partial_outage = ops_component_days.partial_outage + excluded.partial_outage, \
+                 major_outage = ops_component_days.major_outage + excluded.major_outage, \
+                 under_maintenance = ops_component_days.under_maintenance + excluded.under_maintenance",
+            )
+            .bind(component)
+            .bind(&day);
+            for i in 0..COMPONENT_STATUSES.len() {
+                query = query.bind(i64::from(i == column));
+            }
+            query.execute(&mut *tx).await.map_err(|e| self.err("recording component status", &e))?;
+        }
+        tx.commit().await.map_err(|e| self.err("recording component status", &e))
+    }
+
+    async fn component_days(&self, since: chrono::NaiveDate) -> Result<Vec<ComponentDay>> {
+        let rows = sqlx::query(
+            "SELECT component, day, operational, degraded_performance, partial_outage, major_outage, \
+             under_maintenance FROM ops_component_days WHERE day >= $1 ORDER BY day, component LIMIT $2",
+        )
+        .bind(since.format("%Y-%m-%d").to_string())
+        .bind(limit(MAX_LISTED) * 100)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("reading component history", &e))?;
+        rows.iter()
+            .map(|r| {
+                let mut samples = std::collections::BTreeMap::new();
+                for status in COMPONENT_STATUSES {
+                    samples.insert(status.to_owned(), count(r, status)?);
+                }
+                Ok(ComponentDay { component: text(r, "component")?, day: text(r, "day")?, samples })
+            })
+            .collect()
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
+        // One statement: insert, or take over an expired lease or one's own; a lease held by
+        // someone else is left alone and nothing is written.
+        let done = sqlx::query(
+            "INSERT INTO ops_leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
+             SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE ops_leases.expires_at < $4 OR ops_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(ts(until))
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("taking a lease", &e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ops_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("releasing a lease", &e))?;
+        Ok(())
     }
 }
 

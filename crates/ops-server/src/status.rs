@@ -1,0 +1,145 @@
+//! The public status page (`/status`, its Atom feed, and the Statuspage v2 JSON under
+//! `/api/v2/`): no key, read-only, rate-limited for all clients together, served from a page
+//! built at most every few seconds. And the internal routes that change it: overrides and
+//! maintenance windows (admin key), the status with its reasons (read key).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use ops_status::model::ComponentStatus;
+use ops_status::render::{self, Links};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// No scripts, no frames, no forms; styles only inline (the page has no JavaScript at all).
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Every public request takes a token of one bucket shared by all clients
+/// (`status.rate-limit-per-second`): the page is cheap, but never unbounded.
+pub(crate) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let per_second = state.running().config.status.rate_limit_per_second;
+    match state.rate.check("public-status-page", per_second, std::time::Instant::now()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            state.metrics.record_rate_limited();
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response();
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}
+
+fn with_headers(mut resp: Response, content_type: &'static str) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// `GET /status`.
+pub(crate) async fn page(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let page = state.status_page().await?;
+    let links = Links { feed: "/status/feed.atom".to_owned(), summary: "/api/v2/summary.json".to_owned() };
+    Ok(with_headers(render::html(&page, &links).into_response(), "text/html; charset=utf-8"))
+}
+
+/// `GET /status/feed.atom`.
+pub(crate) async fn feed(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let page = state.status_page().await?;
+    let href = page
+        .url
+        .as_deref()
+        .map_or_else(|| "/status/feed.atom".to_owned(), |u| format!("{}/feed.atom", u.trim_end_matches('/')));
+    Ok(with_headers(render::atom(&page, &href).into_response(), "application/atom+xml; charset=utf-8"))
+}
+
+/// `GET /api/v2/{document}`: one of the Statuspage v2 documents.
+pub(crate) async fn json_document(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    if !render::JSON_DOCUMENTS.contains(&path.as_str()) {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": { "kind": "not-found", "message": "no such route" } })),
+        )
+            .into_response());
+    }
+    let page = state.status_page().await?;
+    let doc = render::json_document(&page, &path).unwrap_or(Value::Null);
+    let mut resp = with_headers(Json(doc).into_response(), "application/json");
+    // Status-page readers fetch the JSON from other origins.
+    resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    Ok(resp)
+}
+
+/// `GET /api/v1/status`: the components with why they have their status (internal).
+pub(crate) async fn internal(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let (_, board) = state.desk().await?;
+    let current = board.current(Utc::now()).await?;
+    let components: Vec<Value> = current
+        .iter()
+        .map(|(c, status, reason, since)| {
+            json!({ "name": c.name, "status": status, "reason": reason, "since": since, "checks": c.checks })
+        })
+        .collect();
+    let overrides = board.overrides().await?;
+    let maintenances = board.maintenances().await?;
+    Ok(Json(json!({ "components": components, "overrides": overrides, "maintenances": maintenances })))
+}
+
+/// `{"component": "API", "status": "major_outage"}`, `"status": null` to clear.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OverrideBody {
+    component: String,
+    status: Option<ComponentStatus>,
+}
+
+/// `POST /api/v1/status/overrides`.
+pub(crate) async fn set_override(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(b): Json<OverrideBody>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, board) = state.desk().await?;
+    let cleared = board.set_override(&b.component, b.status, &crate::auth::actor(&headers), Utc::now()).await?;
+    state.page_changed().await;
+    Ok(Json(json!({ "component": b.component, "status": b.status, "cleared": cleared })))
+}
+
+/// `POST /api/v1/status/maintenances`.
+pub(crate) async fn add_maintenance(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(b): Json<ops_status::build::MaintenanceRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (_, board) = state.desk().await?;
+    let m = board.schedule_maintenance(&b, &crate::auth::actor(&headers), Utc::now()).await?;
+    state.page_changed().await;
+    Ok((StatusCode::CREATED, Json(json!(m))))
+}
+
+/// `DELETE /api/v1/status/maintenances/{id}`.
+pub(crate) async fn cancel_maintenance(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, board) = state.desk().await?;
+    board.cancel_maintenance(&id).await?;
+    state.page_changed().await;
+    Ok(Json(json!({ "cancelled": id })))
+}
