@@ -235,3 +235,177 @@ async fn a_database_outage_becomes_an_incident_a_status_page_and_a_report() {
         serde_json::from_slice(&std::fs::read(dir.path().join("api/v2/summary.json")).unwrap()).unwrap();
     assert_eq!(exported_summary["components"], summary["components"]);
 }
+
+/// A server over its own SQLite store, with an admin key, in-process.
+fn server(dir: &Path, extra: &str) -> (std::sync::Arc<ops_server::AppState>, String) {
+    let admin = "b".repeat(64);
+    let text = format!(
+        "[state]\nurl = \"sqlite://{}/state.db\"\n[perf]\naudit-log = \"{}/audit.jsonl\"\n{STATUS_CONFIG}\n{extra}",
+        dir.display(),
+        dir.display()
+    );
+    let path = dir.join("ops.toml");
+    std::fs::write(&path, text).unwrap();
+    let env = BTreeMap::new();
+    let mut config = ops_core::config::load(Some(&path), &env).unwrap().config;
+    config.server.admin_keys = vec![ops_core::Secret::new(admin.clone())];
+    (ops_server::AppState::from_config(config, None, env), admin)
+}
+
+/// The incident routes check what they are given; the public routes take no key, change
+/// nothing and are rate-limited; a public update is escaped in every form it is shown in.
+#[tokio::test]
+async fn incident_routes_refuse_bad_input_and_the_public_page_is_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, admin) = server(dir.path(), "");
+    let call = |method: &'static str, path: &str, body: &str| {
+        let state = std::sync::Arc::clone(&state);
+        let (admin, path, body) = (admin.clone(), path.to_owned(), body.to_owned());
+        async move { crate::harness::api_call(&state, method, &path, &admin, &body).await }
+    };
+    let (status, body) = call(
+        "POST",
+        "/api/v1/incidents",
+        r#"{"title": "payments <b>down</b>", "severity": "P1", "components": ["API"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["incident"]["id"].as_str().unwrap().to_owned();
+    let hostile = r#"<script>alert(1)</script> & <a href="javascript:x">click</a> ]]> | `tick` [x](y)"#;
+    let (status, body) = call(
+        "POST",
+        &format!("/api/v1/incidents/{id}/updates"),
+        &serde_json::json!({ "text": hostile, "status": "identified" }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) =
+        call("POST", &format!("/api/v1/incidents/{id}/notes"), &serde_json::json!({ "text": SECRET }).to_string())
+            .await;
+    assert_eq!(status, 201);
+
+    // Bad input: unknown and malformed ids, empty and overlong text, unknown fields.
+    let missing = "inc-20260101T000000Z-00000000";
+    for (method, path, body, want) in [
+        ("GET", format!("/api/v1/incidents/{missing}"), String::new(), 404),
+        ("GET", "/api/v1/incidents/..%2F..%2Fetc".to_owned(), String::new(), 422),
+        ("POST", format!("/api/v1/incidents/{missing}/ack"), String::new(), 404),
+        ("POST", format!("/api/v1/incidents/{id}/notes"), r#"{"text": ""}"#.to_owned(), 422),
+        (
+            "POST",
+            format!("/api/v1/incidents/{id}/notes"),
+            serde_json::json!({ "text": "x".repeat(4001) }).to_string(),
+            422,
+        ),
+        ("POST", format!("/api/v1/incidents/{id}/notes"), r#"{"text": "x", "admin": true}"#.to_owned(), 422),
+        ("POST", "/api/v1/incidents".to_owned(), r#"{"title": "x", "severity": "P9"}"#.to_owned(), 422),
+        ("GET", format!("/api/v1/incidents/{id}/report?format=pdf"), String::new(), 422),
+        (
+            "POST",
+            "/api/v1/status/overrides".to_owned(),
+            r#"{"component": "Nope", "status": "major_outage"}"#.to_owned(),
+            422,
+        ),
+    ] {
+        let (status, body) = call(method, &path, &body).await;
+        assert_eq!(status.as_u16(), want, "{method} {path}: {body}");
+    }
+
+    // The report escapes what people typed, in Markdown and JSON.
+    let (status, markdown) = call("GET", &format!("/api/v1/incidents/{id}/report?format=markdown"), "").await;
+    assert_eq!(status, 200);
+    assert!(!markdown.contains("<script>") && markdown.contains("&lt;script&gt;"), "{markdown}");
+    assert!(markdown.contains(SECRET), "internal notes are in the internal report");
+
+    // Public routes: no key needed, nothing internal, escaped.
+    let public = |path: &str| {
+        let state = std::sync::Arc::clone(&state);
+        let path = path.to_owned();
+        async move { crate::harness::api_call(&state, "GET", &path, "", "").await }
+    };
+    let (status, html) = public("/status").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("&lt;script&gt;") && !html.contains("<script>") && !html.contains("href=\"javascript"),
+        "{html}"
+    );
+    assert!(!html.contains(SECRET) && !html.contains("payments <b>"), "the internal title and notes stay inside");
+    let (_, feed) = public("/status/feed.atom").await;
+    assert!(feed.contains("&lt;script&gt;") && !feed.contains("]]>") && !feed.contains(SECRET), "{feed}");
+    let (_, json) = public("/api/v2/incidents/unresolved.json").await;
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["incidents"][0]["incident_updates"][0]["body"], hostile, "JSON carries the text as it was typed");
+    assert!(!json.contains(SECRET));
+    for (method, path) in [("POST", "/status"), ("DELETE", "/api/v2/summary.json"), ("PUT", "/status/feed.atom")] {
+        let (status, _) = crate::harness::api_call(&state, method, path, "", "").await;
+        assert_eq!(status.as_u16(), 405, "{method} {path} changes nothing");
+    }
+    let (status, _) = public("/api/v2/../../state.db").await;
+    assert_eq!(status.as_u16(), 404);
+    let (status, _) = public("/api/v1/incidents").await;
+    assert_eq!(status.as_u16(), 401, "the internal routes still need a key");
+
+    // Rate-limited, all clients together.
+    let dir2 = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(dir.path().join("ops.toml"))
+        .unwrap()
+        .replace("[status]\n", "[status]\nrate-limit-per-second = 2\n");
+    std::fs::write(dir2.path().join("ops.toml"), text).unwrap();
+    let config = ops_core::config::load(Some(&dir2.path().join("ops.toml")), &BTreeMap::new()).unwrap().config;
+    let slow = ops_server::AppState::from_config(config, None, BTreeMap::new());
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(crate::harness::api_call(&slow, "GET", "/api/v2/status.json", "", "").await.0.as_u16());
+    }
+    assert!(codes.contains(&200) && codes.contains(&429), "{codes:?}");
+}
+
+/// `opsctl status publish` uploads the page to another bucket, where it is served as files.
+#[tokio::test]
+async fn the_page_is_published_to_an_object_store_of_its_own() {
+    use ops_core::adapters::s3::{S3Options, S3Store};
+    use ops_core::ports::ObjectStore as _;
+    let (_s3, endpoint) = crate::harness::s3().await;
+    let bucket = S3Store::new({
+        let mut o = S3Options::new(
+            "status-site",
+            ops_core::Secret::new(crate::harness::S3_ACCESS_KEY),
+            ops_core::Secret::new(crate::harness::S3_SECRET_KEY),
+        );
+        o.endpoint = Some(endpoint.clone());
+        o.path_style = true;
+        o
+    })
+    .unwrap();
+    bucket.ensure_bucket().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let publish = format!(
+        "[status.publish]\nurl = \"s3://status-site/page\"\nendpoint = \"{endpoint}\"\naccess-key-id = \"{}\"\nsecret-access-key = \"{}\"\n",
+        crate::harness::S3_ACCESS_KEY,
+        crate::harness::S3_SECRET_KEY
+    );
+    let (state, _) = server(dir.path(), &publish);
+    drop(state);
+    let config = dir.path().join("ops.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let argv = ["opsctl", "--config", config.to_str().unwrap(), "--json", "status", "publish"];
+        let code = ops_cli::run(argv, &BTreeMap::new(), &mut out, &mut err);
+        (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, 0, "{} {}", out.1, out.2);
+    assert!(!out.1.contains(crate::harness::S3_SECRET_KEY) && !out.2.contains(crate::harness::S3_SECRET_KEY));
+    let keys: Vec<String> = bucket.list("page/").await.unwrap().into_iter().map(|m| m.key).collect();
+    for want in
+        ["page/index.html", "page/feed.atom", "page/api/v2/summary.json", "page/api/v2/incidents/unresolved.json"]
+    {
+        assert!(keys.iter().any(|k| k == want), "{want} in {keys:?}");
+    }
+    let mut body = bucket.get("page/api/v2/status.json").await.unwrap();
+    let mut text = String::new();
+    body.read_to_string(&mut text).await.unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["status"]["indicator"], "none");
+}

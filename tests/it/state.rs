@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use ops_core::ErrorKind;
 use ops_core::SecretUrl;
 use ops_core::adapters::state::{SqlStateStore, schema_version};
 use ops_core::audit::{AuditEntry, AuditLog};
-use ops_core::ports::{Approval, BudgetRequest, RunQuery, StateStore, StoredRun};
+use ops_core::ports::{Approval, BudgetRequest, IncidentQuery, RunQuery, StateStore, StoredIncident, StoredRun};
 
 use crate::harness;
 
@@ -100,6 +101,111 @@ async fn contract(url: &SecretUrl) {
     log.append(&entry("stop")).unwrap();
     assert_eq!(ops_core::audit::mirror(&log, store.as_ref()).await.unwrap(), 1);
     assert_eq!(store.audit(10).await.unwrap().len(), 4);
+
+    incidents_contract(&store, &again).await;
+}
+
+fn incident(id: &str, open_key: &str, minutes_ago: i64) -> StoredIncident {
+    let t = Utc::now() - Duration::minutes(minutes_ago);
+    StoredIncident {
+        id: id.into(),
+        status: "open".into(),
+        severity: "P1".into(),
+        opened_at: t,
+        updated_at: t,
+        resolved_at: None,
+        open_key: open_key.into(),
+        document: serde_json::json!({ "id": id }),
+    }
+}
+
+/// Incidents, their append-only logs, documents, the component history and leases.
+async fn incidents_contract(store: &SqlStateStore, other: &SqlStateStore) {
+    // One open incident per key: a second observer (another replica) cannot open it twice.
+    assert!(store.open_incident(&incident("inc-1", "root:container:db", 30)).await.unwrap());
+    assert!(!other.open_incident(&incident("inc-2", "root:container:db", 20)).await.unwrap());
+    assert!(store.open_incident(&incident("inc-3", "inc-3", 10)).await.unwrap());
+    let open = store.incidents(&IncidentQuery { unresolved: true, limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(open.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["inc-3", "inc-1"]);
+    // Resolved, it frees its key, and leaves the unresolved list.
+    let mut one = store.incident("inc-1").await.unwrap().unwrap();
+    one.status = "resolved".into();
+    one.resolved_at = Some(Utc::now());
+    one.open_key = "inc-1".into();
+    store.save_incident(&one).await.unwrap();
+    assert!(other.open_incident(&incident("inc-2", "root:container:db", 1)).await.unwrap());
+    let open = store.incidents(&IncidentQuery { unresolved: true, limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(open.len(), 2);
+    let recent = store
+        .incidents(&IncidentQuery { since: Some(Utc::now() - Duration::minutes(15)), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(recent.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["inc-2", "inc-3"]);
+    assert!(store.incident("inc-1").await.unwrap().unwrap().resolved_at.is_some());
+    assert_eq!(store.save_incident(&incident("inc-9", "inc-9", 0)).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    // Events: numbered in order, also when two writers append at once.
+    let t = Utc::now();
+    let doc = |n: u32| serde_json::json!({ "n": n });
+    assert_eq!(store.append_incident_event("inc-2", t, "opened", &doc(1)).await.unwrap(), 1);
+    let (two, three) = (doc(2), doc(3));
+    let (a, b) = tokio::join!(
+        store.append_incident_event("inc-2", t, "note", &two),
+        other.append_incident_event("inc-2", t, "note", &three)
+    );
+    let mut seqs = [a.unwrap(), b.unwrap()];
+    seqs.sort_unstable();
+    assert_eq!(seqs, [2, 3]);
+    let events = store.incident_events("inc-2").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(events[0].kind, "opened");
+    assert_eq!(events[0].document, doc(1));
+    assert_eq!(
+        store.append_incident_event("inc-none", t, "note", &doc(1)).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // Documents: put, replace, list by collection, delete.
+    store.put_document("check-status", "http:api", &serde_json::json!({ "status": "ok" })).await.unwrap();
+    store.put_document("check-status", "http:api", &serde_json::json!({ "status": "critical" })).await.unwrap();
+    store.put_document("check-status", "container:db", &serde_json::json!({ "status": "ok" })).await.unwrap();
+    store.put_document("status-override", "API", &serde_json::json!({ "status": "major_outage" })).await.unwrap();
+    let docs = other.documents("check-status").await.unwrap();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[1], ("http:api".to_owned(), serde_json::json!({ "status": "critical" })));
+    assert!(store.delete_document("status-override", "API").await.unwrap());
+    assert!(!store.delete_document("status-override", "API").await.unwrap());
+    assert!(store.documents("status-override").await.unwrap().is_empty());
+
+    // The component history: samples counted per day and status.
+    let today = Utc::now().date_naive();
+    let yesterday = today - Duration::days(1);
+    let samples = |s: &str| vec![("API".to_owned(), s.to_owned()), ("Database".to_owned(), "operational".to_owned())];
+    store.add_component_samples(yesterday, &samples("operational")).await.unwrap();
+    store.add_component_samples(today, &samples("major_outage")).await.unwrap();
+    other.add_component_samples(today, &samples("operational")).await.unwrap();
+    assert_eq!(
+        store.add_component_samples(today, &samples("broken")).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let days = store.component_days(today).await.unwrap();
+    let api = days.iter().find(|d| d.component == "API").unwrap();
+    assert_eq!((api.samples["major_outage"], api.samples["operational"]), (1, 1));
+    assert_eq!(store.component_days(yesterday).await.unwrap().len(), 4);
+
+    // Leases: one holder at a time; taken over once expired; given back by its holder.
+    let now = Utc::now();
+    let later = now + Duration::seconds(60);
+    assert!(store.try_lease("observe", "a", now, later).await.unwrap());
+    assert!(!other.try_lease("observe", "b", now, later).await.unwrap());
+    assert!(store.try_lease("observe", "a", now, later).await.unwrap(), "the holder renews");
+    assert!(
+        other.try_lease("observe", "b", later + Duration::seconds(1), later + Duration::seconds(60)).await.unwrap()
+    );
+    other.release_lease("observe", "a").await.unwrap();
+    assert!(!store.try_lease("observe", "a", later + Duration::seconds(2), later).await.unwrap(), "only b releases");
+    other.release_lease("observe", "b").await.unwrap();
+    assert!(store.try_lease("observe", "a", now, later).await.unwrap());
 }
 
 #[tokio::test]

@@ -29,3 +29,6 @@ pub mod report;
 pub use model::{Event, EventKind, Incident, IncidentRecord, IncidentStatus, PublicStatus};
 pub use observe::{CHECK_STATUS, CheckState, ObserveReport};
 pub use record::{IncidentOptions, Incidents, OpenRequest};
+
+#[cfg(test)]
+mod tests;

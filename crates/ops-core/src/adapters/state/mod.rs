@@ -611,16 +611,17 @@ impl StateStore for SqlStateStore {
         document: &serde_json::Value,
     ) -> Result<u64> {
         let body = serde_json::to_string(document).map_err(|e| Error::internal(format!("incident event: {e}")))?;
-        // Two writers may pick the same next number; the key refuses the second, which tries
-        // again with the number after.
+        // The incident's row is locked first, by a write (PostgreSQL: its row lock; SQLite: the
+        // database's write lock, waited for): appenders take their numbers one after the
+        // other. The key would refuse a duplicate number anyway, and that is retried.
         for _ in 0..8 {
             let mut tx = self.pool.begin().await.map_err(|e| self.err("appending an incident event", &e))?;
-            let exists = sqlx::query("SELECT id FROM ops_incidents WHERE id = $1")
+            let locked = sqlx::query("UPDATE ops_incidents SET updated_at = updated_at WHERE id = $1")
                 .bind(incident_id)
-                .fetch_optional(&mut *tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err("appending an incident event", &e))?;
-            if exists.is_none() {
+            if locked.rows_affected() == 0 {
                 return Err(Error::not_found(format!("no incident {incident_id}")));
             }
             let row =

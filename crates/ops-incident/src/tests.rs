@@ -1,0 +1,275 @@
+//! The incident desk against a real SQLite state store, with triage reports built by hand and
+//! a notifier that keeps what it is told. Times are given, so the escalation and reminder
+//! rules are tested without waiting.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use ops_core::adapters::state::SqlStateStore;
+use ops_core::config::{OpsConfig, StatusComponentConfig};
+use ops_core::ports::{Delivery, IncidentQuery, Notification, Notifier, StateStore};
+use ops_core::{ErrorKind, Runbook, SecretUrl, Severity, Status};
+use ops_probes::{ProbeKind, ProbeReport, Problem, TriageReport};
+
+use crate::comms::Templates;
+use crate::{EventKind, IncidentOptions, IncidentStatus, Incidents, OpenRequest, PublicStatus};
+
+#[derive(Default)]
+struct Told(Mutex<Vec<Notification>>);
+
+#[async_trait]
+impl Notifier for Told {
+    fn target(&self) -> String {
+        "test".into()
+    }
+    async fn notify(&self, n: &Notification) -> ops_core::Result<Delivery> {
+        self.0.lock().unwrap().push(n.clone());
+        Ok(Delivery { target: "test".into(), attempts: 1, status: 200 })
+    }
+}
+
+impl Told {
+    fn titles(&self) -> Vec<String> {
+        self.0.lock().unwrap().iter().map(|n| n.title.clone()).collect()
+    }
+}
+
+struct Desk {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn StateStore>,
+    told: Arc<Told>,
+    desk: Incidents,
+}
+
+async fn desk() -> Desk {
+    let dir = tempfile::tempdir().unwrap();
+    let url = SecretUrl::new(format!("sqlite://{}/state.db", dir.path().display()));
+    let store: Arc<dyn StateStore> = Arc::new(SqlStateStore::open(&url).await.unwrap());
+    let told = Arc::new(Told::default());
+    let mut options = IncidentOptions::from_config(&OpsConfig::default());
+    options.audit_log = None;
+    options.incidents.resolve_after_secs = 60;
+    options.project = "shop".into();
+    options.components =
+        vec![StatusComponentConfig { name: "API".into(), description: None, checks: vec!["http:api".into()] }];
+    let desk = Incidents::new(
+        Arc::clone(&store),
+        vec![Arc::clone(&told) as Arc<dyn Notifier>],
+        options,
+        Arc::new(Templates::built_in()),
+    );
+    Desk { _dir: dir, store, told, desk }
+}
+
+fn at(minute: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + minute * 60, 0).unwrap()
+}
+
+fn probe(kind: ProbeKind, name: &str, problem: Option<(Runbook, Status, &str)>, deps: &[&str]) -> ProbeReport {
+    let mut r = ProbeReport::new(kind, name.split_once(':').map_or(name, |(_, n)| n), "target");
+    r.name = name.to_owned();
+    r.depends_on = deps.iter().map(|d| (*d).to_owned()).collect();
+    if let Some((runbook, status, message)) = problem {
+        r.problem(Problem::new(runbook, status, message));
+    }
+    r.finish(std::time::Duration::from_millis(5))
+}
+
+fn triage(probes: Vec<ProbeReport>, now: DateTime<Utc>) -> TriageReport {
+    ops_probes::triage::finish(probes, &OpsConfig::default(), now, std::time::Duration::from_millis(5))
+}
+
+/// The API down alone: a P2 (`api-down`).
+fn api_down(now: DateTime<Utc>) -> TriageReport {
+    triage(vec![probe(ProbeKind::Http, "http:api", Some((Runbook::ApiDown, Status::Critical, "HTTP 503")), &[])], now)
+}
+
+fn healthy(now: DateTime<Utc>) -> TriageReport {
+    triage(vec![probe(ProbeKind::Http, "http:api", None, &[])], now)
+}
+
+fn kinds(events: &[crate::Event]) -> Vec<&'static str> {
+    events.iter().map(|e| e.kind.name()).collect()
+}
+
+#[tokio::test]
+async fn triage_opens_reminds_escalates_mitigates_and_resolves() {
+    let d = desk().await;
+    // Healthy first: nothing opens.
+    assert!(d.desk.observe(&healthy(at(0)), at(0)).await.unwrap().opened.is_empty());
+
+    let r = d.desk.observe(&api_down(at(1)), at(1)).await.unwrap();
+    assert_eq!(r.transitions, ["http:api ok → critical"]);
+    let id = r.opened[0].clone();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.severity, Severity::P2);
+    assert_eq!(rec.incident.components, ["API"]);
+    assert_eq!(rec.incident.public_title, "Degraded service: API");
+    assert_eq!(rec.incident.next_update_due, Some(at(31)), "P2: an update every 30 minutes");
+    assert_eq!(kinds(&rec.events), ["opened", "update", "notified"]);
+    assert!(d.told.titles()[0].starts_with("🚨 [SEV-2] Degraded service: API (shop)"), "{:?}", d.told.titles());
+
+    // Still down, the same finding: nothing new, nothing opened twice.
+    let r = d.desk.observe(&api_down(at(10)), at(10)).await.unwrap();
+    assert!(r.opened.is_empty() && r.updated.is_empty(), "{r:?}");
+
+    // The update is overdue: one reminder per deadline.
+    d.desk.observe(&api_down(at(32)), at(32)).await.unwrap();
+    d.desk.observe(&api_down(at(33)), at(33)).await.unwrap();
+    let reminders = d.told.titles().iter().filter(|t| t.starts_with("⏰")).count();
+    assert_eq!(reminders, 1, "{:?}", d.told.titles());
+
+    // A P2 open over two hours is a P1.
+    d.desk.observe(&api_down(at(122)), at(122)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.severity, Severity::P1);
+    let severity = rec.events.iter().find_map(|e| match &e.kind {
+        EventKind::Severity { from, to, reason } => Some((*from, *to, reason.clone())),
+        _ => None,
+    });
+    assert_eq!(severity.unwrap().0, Severity::P2);
+
+    // Checks pass: mitigated (monitoring), then resolved once clean for resolve-after.
+    let r = d.desk.observe(&healthy(at(123)), at(123)).await.unwrap();
+    assert_eq!(r.transitions, ["http:api critical → ok"]);
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.status, IncidentStatus::Mitigated);
+    assert_eq!(rec.incident.public_status, PublicStatus::Monitoring);
+    assert_eq!(rec.incident.mitigated_at, Some(at(123)));
+    let r = d.desk.observe(&healthy(at(124)), at(124)).await.unwrap();
+    assert_eq!(r.resolved, [id.clone()]);
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.status, IncidentStatus::Resolved);
+    assert_eq!(rec.durations.to_resolve_secs, Some(123 * 60));
+    assert_eq!(rec.durations.to_mitigate_secs, Some(122 * 60));
+    assert!(d.told.titles().last().unwrap().starts_with("✅ [SEV-1] Resolved"), "{:?}", d.told.titles());
+    assert!(
+        d.store
+            .incidents(&IncidentQuery { unresolved: true, limit: 5, ..Default::default() })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // It stays resolved: a later failure opens a new incident.
+    let r = d.desk.observe(&api_down(at(200)), at(200)).await.unwrap();
+    assert_eq!(r.opened.len(), 1);
+    assert_ne!(r.opened[0], id);
+}
+
+#[tokio::test]
+async fn a_consequence_is_filed_under_its_cause_and_the_detection_gap_is_measured() {
+    let d = desk().await;
+    let mut container = probe(
+        ProbeKind::Container,
+        "container:db",
+        Some((Runbook::ContainerDown, Status::Critical, "exited with code 0")),
+        &[],
+    );
+    container.observe(ops_probes::Observation::new("down_for", 180.0, ops_probes::Unit::Seconds));
+    let db = probe(
+        ProbeKind::Postgres,
+        "postgres:main",
+        Some((Runbook::DatabaseDown, Status::Critical, "connection refused")),
+        &["container:db"],
+    );
+    let api =
+        probe(ProbeKind::Http, "http:api", Some((Runbook::ApiDown, Status::Critical, "HTTP 503")), &["postgres:main"]);
+    let r = d.desk.observe(&triage(vec![container, db, api], at(10)), at(10)).await.unwrap();
+    assert_eq!(r.opened.len(), 1, "one incident for the cause: {r:?}");
+    let rec = d.desk.load(&r.opened[0]).await.unwrap();
+    assert_eq!(rec.incident.root.as_deref(), Some("container:db"));
+    assert!(rec.incident.checks.contains("http:api"));
+    assert_eq!(rec.incident.detected_at, at(7), "the container exited 3 minutes before");
+    assert_eq!(rec.durations.detection_gap_secs, 180);
+    let report = crate::report::build(&rec, at(20));
+    assert_eq!(report.timeline[0].kind, "detected");
+    assert!(report.action_items.iter().any(|a| a.action.starts_with("Detect container:db failing sooner")));
+}
+
+#[tokio::test]
+async fn a_burst_of_user_reports_raises_the_severity_one_level() {
+    let d = desk().await;
+    let request = OpenRequest {
+        title: "checkout slow".into(),
+        severity: Some(Severity::P3),
+        components: vec!["API".into()],
+        ..Default::default()
+    };
+    let rec = d.desk.open(&request, "opsctl:oncall", at(0)).await.unwrap();
+    let id = rec.incident.id;
+    for i in 0..10 {
+        d.desk.note(&id, &format!("user {i} says it is slow"), true, "opsctl:oncall", at(1)).await.unwrap();
+    }
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.severity, Severity::P3, "10 is not more than 10");
+    d.desk.note(&id, "one more", true, "opsctl:oncall", at(2)).await.unwrap();
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.severity, Severity::P2);
+    // Internal notes are never sent.
+    assert!(d.told.0.lock().unwrap().iter().all(|n| !n.text.contains("says it is slow")));
+}
+
+#[tokio::test]
+async fn an_incident_that_fails_again_after_mitigation_relapses() {
+    let d = desk().await;
+    let id = d.desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
+    d.desk.observe(&healthy(at(1)), at(1)).await.unwrap();
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.status, IncidentStatus::Mitigated);
+    d.desk.observe(&api_down(at(1) + Duration::seconds(30)), at(1) + Duration::seconds(30)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.status, IncidentStatus::Open);
+    assert_eq!(rec.incident.public_status, PublicStatus::Investigating);
+    assert!(rec.incident.mitigated_at.is_none() && rec.incident.clean_since.is_none());
+    assert!(kinds(&rec.events).contains(&"relapsed"));
+    // Clean again, long enough: resolved, with one relapse in the report.
+    d.desk.observe(&healthy(at(3)), at(3)).await.unwrap();
+    d.desk.observe(&healthy(at(5)), at(5)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.status, IncidentStatus::Resolved);
+    assert_eq!(crate::report::build(&rec, at(6)).impact.relapses, 1);
+}
+
+#[tokio::test]
+async fn one_observer_at_a_time() {
+    let d = desk().await;
+    assert!(d.store.try_lease("incidents-observe", "another", at(0), Utc::now() + Duration::minutes(1)).await.unwrap());
+    let r = d.desk.observe(&api_down(Utc::now()), Utc::now()).await.unwrap();
+    assert_eq!(r.skipped.as_deref(), Some("another observer is recording incidents"));
+    assert!(r.opened.is_empty());
+}
+
+#[tokio::test]
+async fn by_hand_open_update_acknowledge_resolve_and_bad_input() {
+    let d = desk().await;
+    let request = OpenRequest { title: "payments failing".into(), severity: Some(Severity::P1), ..Default::default() };
+    let rec = d.desk.open(&request, "api:abc", at(0)).await.unwrap();
+    let id = rec.incident.id.clone();
+    assert_eq!(rec.incident.public_title, "Outage: our services");
+    // Triage never resolves an incident without checks.
+    d.desk.observe(&healthy(at(10)), at(10)).await.unwrap();
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.status, IncidentStatus::Open);
+
+    d.desk.acknowledge(&id, "api:abc", at(3)).await.unwrap();
+    assert_eq!(d.desk.acknowledge(&id, "api:abc", at(4)).await.unwrap_err().kind(), ErrorKind::Conflict);
+    d.desk.update(&id, Some(PublicStatus::Identified), "The provider is down.", "api:abc", at(5)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.public_status, PublicStatus::Identified);
+    assert_eq!(rec.durations.to_acknowledge_secs, Some(180));
+    assert_eq!(rec.incident.next_update_due, Some(at(20)), "an update moves the deadline");
+    // An update saying resolved resolves it.
+    d.desk.update(&id, Some(PublicStatus::Resolved), "Payments work again.", "api:abc", at(30)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.status, IncidentStatus::Resolved);
+    assert_eq!(rec.updates().last().unwrap().2, "Payments work again.");
+    assert_eq!(d.desk.resolve(&id, None, "api:abc", at(31)).await.unwrap_err().kind(), ErrorKind::Conflict);
+
+    assert_eq!(d.desk.load("inc-20260101T000000Z-00000000").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(d.desk.load("../etc/passwd").await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(d.desk.note(&id, "   ", false, "x", at(32)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        d.desk.note(&id, &"x".repeat(5000), false, "x", at(32)).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(d.desk.note(&id, "bell\u{7}", false, "x", at(32)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    let unknown = OpenRequest { title: "x".into(), components: vec!["Nope".into()], ..Default::default() };
+    assert_eq!(d.desk.open(&unknown, "x", at(0)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+}
