@@ -349,6 +349,24 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_named_like_a_service_fails_with_what_its_container_needs() {
+        let mut cfg = OpsConfig::default();
+        cfg.databases.insert("main".into(), DatabaseConfig { container: Some("db".into()), ..Default::default() });
+        let db_container = report(ProbeKind::Container, "db", vec![crit(Runbook::ContainerDown, "exited (0)")]);
+        // The API's container runs; Compose says it depends on the database's.
+        let mut api_container = report(ProbeKind::Container, "api", vec![]);
+        api_container.depends_on.push("container:db".into());
+        let api = report(ProbeKind::Http, "api", vec![crit(Runbook::ApiDown, "503")]);
+        let other = report(ProbeKind::Http, "billing", vec![crit(Runbook::ApiDown, "503")]);
+        let incidents = assess(&[api, other, api_container, db_container], &cfg);
+        let got: Vec<_> = incidents
+            .iter()
+            .map(|i| (i.check.as_str(), i.consequences.iter().map(|c| c.check.as_str()).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(got, [("container:db", vec!["http:api"]), ("http:billing", vec![])], "{incidents:#?}");
+    }
+
+    #[test]
     fn a_healthy_dependency_does_not_absorb_a_failure() {
         let cfg = OpsConfig::default();
         let db = report(ProbeKind::Postgres, "main", vec![]);
