@@ -144,7 +144,8 @@ pub struct ActionItem {
 pub fn build(record: &IncidentRecord, now: DateTime<Utc>) -> PostIncidentReport {
     let inc = &record.incident;
     let mut timeline = Vec::new();
-    if inc.detected_at < inc.opened_at {
+    // A gap under a second is the triage's own run time, not a detection gap.
+    if (inc.opened_at - inc.detected_at).num_seconds() >= 1 {
         timeline.push(TimelineRow {
             time: inc.detected_at,
             kind: "detected".into(),
@@ -347,7 +348,9 @@ pub fn describe(event: &Event) -> String {
         EventKind::Relapsed { check } => format!("relapsed: {check} failing again"),
         EventKind::Resolved { reason } => format!("resolved: {reason}"),
         EventKind::Notified { message, delivered, failed } => {
-            if failed.is_empty() {
+            if failed.is_empty() && *delivered == 0 {
+                format!("{message} message not sent: no webhooks configured (notify.webhooks)")
+            } else if failed.is_empty() {
                 format!("{message} message sent ({delivered} delivered)")
             } else {
                 format!("{message} message: {delivered} delivered, failed: {}", failed.join("; "))
@@ -363,7 +366,8 @@ pub fn md(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '~' | '!' | '(' | ')' | '{' | '}' => {
+            // Parentheses and `!` mean something only after a bracket, which is escaped.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -531,7 +535,8 @@ mod tests {
     fn markdown_text_cannot_break_out() {
         assert_eq!(md("a | b"), "a \\| b");
         assert_eq!(md("<script>x</script>"), "&lt;script&gt;x&lt;/script&gt;");
-        assert_eq!(md("[x](javascript:1)"), "\\[x\\]\\(javascript:1\\)");
+        assert_eq!(md("[x](javascript:1)"), "\\[x\\](javascript:1)");
+        assert_eq!(md("![img](x) (fine)"), "!\\[img\\](x) (fine)");
         assert_eq!(md("line\nbreak"), "line break");
         assert_eq!(code("a`b"), "``a`b``");
         assert_eq!(code("x|y"), "`x\\|y`");
