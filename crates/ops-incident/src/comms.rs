@@ -238,16 +238,11 @@ pub fn utc_minute(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// `45s`, `12m 05s`, `1h 05m`, `2d 03h`.
+/// A duration in seconds as people read it (`45 s`, `12 min`, `1 h 5 min`): the project's
+/// one formatter, `ops_core::units::human_duration`.
 #[must_use]
 pub fn human_secs(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
-        3600..86_400 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d {:02}h", s / 86_400, (s % 86_400) / 3600),
-    }
+    ops_core::units::human_duration(std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
 }
 
 /// The level of a message about `incident`.
@@ -333,7 +328,7 @@ mod tests {
             latest_update: Some("We are <b>on it</b> & more".into()),
             started: "2026-12-02 11:45 UTC".into(),
             resolved: None,
-            duration: "3m 00s".into(),
+            duration: "3 min".into(),
             next_update_due: Some("2026-12-02 12:00 UTC".into()),
             update_every_mins: Some(15),
         }
@@ -377,10 +372,9 @@ mod tests {
 
     #[test]
     fn durations_read_like_a_person_wrote_them() {
-        assert_eq!(human_secs(45), "45s");
-        assert_eq!(human_secs(725), "12m 05s");
-        assert_eq!(human_secs(3900), "1h 05m");
-        assert_eq!(human_secs(183_600), "2d 03h");
+        assert_eq!(human_secs(45), "45 s");
+        assert_eq!(human_secs(-5), "0 s");
+        assert_eq!(human_secs(3900), "1 h 5 min");
         assert_eq!(sev(Severity::P2), "SEV-2");
     }
 }

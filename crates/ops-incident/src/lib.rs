@@ -23,7 +23,7 @@
 pub mod comms;
 pub mod model;
 mod observe;
-mod record;
+pub mod record;
 pub mod report;
 
 pub use model::{Event, EventKind, Incident, IncidentRecord, IncidentStatus, PublicStatus};

@@ -256,7 +256,7 @@ impl EventKind {
 /// An incident's header: what it is about and where it stands, kept current from its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
-    /// `inc-20261202T114500Z-7f3a`.
+    /// `inc-20261202T114500Z-7f3a09bc`.
     pub id: String,
     /// Internal title (`database-down on container:db`).
     pub title: String,
@@ -303,10 +303,21 @@ pub struct Incident {
     pub reminded_for: Option<DateTime<Utc>>,
     /// Who or what opened it.
     pub opened_by: String,
-    /// Audit entries up to this time are in the log.
-    pub gathered_until: DateTime<Utc>,
     /// The status each run was last recorded in, by run id.
     pub runs: BTreeMap<String, String>,
+    /// The newest public update's text (what a message quotes).
+    #[serde(default)]
+    pub latest_update: Option<String>,
+    /// The severity it may not go below: the highest an escalation rule reached, or the one a
+    /// person chose when opening it.
+    #[serde(default)]
+    pub floor: Option<Severity>,
+    /// The audit entries already in its log (their digests), so none is recorded twice.
+    #[serde(default)]
+    pub actions_seen: BTreeSet<String>,
+    /// Events in its log when it was last saved.
+    #[serde(default)]
+    pub logged: u64,
 }
 
 impl Incident {
@@ -363,20 +374,16 @@ impl IncidentRecord {
     }
 }
 
-/// A new incident id: the time and four random bytes.
+/// A new incident id (`inc-20261202T114500Z-7f3a09bc`).
 #[must_use]
 pub fn new_id(now: DateTime<Utc>) -> String {
-    let mut bytes = [0u8; 4];
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes = now.timestamp_subsec_nanos().to_be_bytes();
-    }
-    format!("inc-{}-{}", now.format("%Y%m%dT%H%M%SZ"), hex::encode(bytes))
+    ops_core::ids::new_id("inc", now)
 }
 
 /// Whether `id` has the shape of an incident id (what a caller may ask for).
 #[must_use]
 pub fn valid_id(id: &str) -> bool {
-    id.len() <= 64 && id.starts_with("inc-") && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    ops_core::ids::valid_id("inc", id)
 }
 
 /// The most characters a note, update or title may have.

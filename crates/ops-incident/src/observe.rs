@@ -5,20 +5,24 @@
 //! checks have passed for `incidents.resolve-after-secs`, and sends the reminders of overdue
 //! updates.
 //!
-//! One observer at a time: it holds a lease in the state store, so the server's background
-//! triage and an `opsctl triage` (or several replicas) never record the same change twice.
+//! One observer at a time: it holds a lease in the state store while it reads and commits
+//! (store work only, renewed between incidents), so the server's background triage and an
+//! `opsctl triage` (or several replicas) never record the same change twice. Messages go out
+//! after the lease is given back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
-use ops_core::ports::{IncidentQuery, RunQuery};
-use ops_core::{Result, Severity, Status};
+use ops_core::audit::AuditEntry;
+use ops_core::ports::{IncidentQuery, RunQuery, StoredRun};
+use ops_core::{ErrorKind, Result, Severity, Status};
 use ops_probes::{ProbeKind, TriageReport};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Consequence, EventKind, Incident, IncidentStatus, PublicStatus};
+use crate::model::{Consequence, Event, EventKind, Incident, IncidentStatus, PublicStatus};
 use crate::record::{
-    EventOpened, Incidents, NewIncident, identified_text, monitoring_text, relapsed_text, user_reports,
+    Change, EventOpened, Incidents, NewIncident, close, escalate_to, identified_text, load_versioned, monitoring_text,
+    relapsed_text, user_reports,
 };
 
 /// The store collection of each check's last status.
@@ -26,6 +30,15 @@ pub const CHECK_STATUS: &str = "check-status";
 
 /// The lease one observer holds.
 const LEASE: &str = "incidents-observe";
+
+/// How long the lease lasts unless renewed.
+const LEASE_SECS: i64 = 120;
+
+/// Audit entries read per observation (the newest).
+const AUDIT_READ: usize = 500;
+
+/// Audit entries an incident remembers having recorded.
+const ACTIONS_REMEMBERED: usize = 2000;
 
 /// What one observation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,31 +69,77 @@ pub struct CheckState {
     pub alerts: BTreeSet<String>,
 }
 
+/// Each check's state before and after one observation.
+#[derive(Debug, Clone, Default)]
+struct States {
+    before: BTreeMap<String, CheckState>,
+    after: BTreeMap<String, CheckState>,
+}
+
+/// What every incident of one observation is compared with, read once.
+struct Seen<'a> {
+    report: &'a TriageReport,
+    states: States,
+    /// Every name of a check (its name and aliases) to all of them.
+    aliases: BTreeMap<String, BTreeSet<String>>,
+    runs: Vec<StoredRun>,
+    audit: Vec<AuditEntry>,
+    /// The incident that gets the alerts (the most urgent open one).
+    alerts_to: Option<String>,
+}
+
+/// Whether an incident is clean now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clean {
+    Yes,
+    No,
+    /// Its checks were not all seen: nothing changes.
+    Unknown,
+}
+
+/// What triage says about one open incident this time.
+#[derive(Debug, Clone, Default)]
+struct Matched {
+    base: Option<Severity>,
+    checks: BTreeSet<String>,
+}
+
 impl Incidents {
-    /// Records what `report` shows, at `now`. Never fails on one incident's trouble: what
-    /// could not be recorded is logged and the rest goes on.
+    /// Records what `report` shows, at `now`, then sends the messages it calls for.
     ///
     /// # Errors
-    /// The store's errors on the lease or the check states.
+    /// The store's errors on the lease, the check states or the open incidents; one
+    /// incident's trouble is logged and the others go on.
     pub async fn observe(&self, report: &TriageReport, now: DateTime<Utc>) -> Result<ObserveReport> {
         let mut out = ObserveReport::default();
         if !self.options.incidents.record {
             out.skipped = Some("incidents.record is off".into());
             return Ok(out);
         }
-        let holder = crate::model::new_id(now);
-        if !self.store.try_lease(LEASE, &holder, now, now + Duration::seconds(120)).await? {
+        let holder = ops_core::ids::new_id("observer", now);
+        if !self.store.try_lease(LEASE, &holder, now, now + Duration::seconds(LEASE_SECS)).await? {
             out.skipped = Some("another observer is recording incidents".into());
             return Ok(out);
         }
-        let result = self.observe_held(report, now, &mut out).await;
+        let mut outbox = Vec::new();
+        let result = self.observe_held(report, now, &holder, &mut out, &mut outbox).await;
         if let Err(e) = self.store.release_lease(LEASE, &holder).await {
             tracing::warn!(error = %e, "could not release the incidents lease");
+        }
+        for (incident, messages) in outbox {
+            self.deliver(&incident, &messages, now).await;
         }
         result.map(|()| out)
     }
 
-    async fn observe_held(&self, report: &TriageReport, now: DateTime<Utc>, out: &mut ObserveReport) -> Result<()> {
+    async fn observe_held(
+        &self,
+        report: &TriageReport,
+        now: DateTime<Utc>,
+        holder: &str,
+        out: &mut ObserveReport,
+        outbox: &mut Vec<(Incident, Vec<&'static str>)>,
+    ) -> Result<()> {
         if let Some(path) = &self.options.audit_log
             && path.exists()
         {
@@ -94,40 +153,73 @@ impl Incidents {
             }
         }
         let states = self.check_transitions(report, now, out).await?;
-        let mut open: Vec<Incident> =
-            self.list(&IncidentQuery { unresolved: true, limit: 1000, ..Default::default() }).await?;
+        let mut open = self.list(&IncidentQuery { unresolved: true, limit: 1000, ..Default::default() }).await?;
 
-        // Which triage finding belongs to which open incident; the others may open one.
-        let mut matched: BTreeMap<String, Severity> = BTreeMap::new();
+        // Each finding belongs to the open incident of its root, or of which it is a part;
+        // the others may open one.
+        let mut matched: BTreeMap<String, Matched> = BTreeMap::new();
+        let mut opened: Vec<Incident> = Vec::new();
         for finding in &report.incidents {
             let mut checks: BTreeSet<String> = BTreeSet::from([finding.check.clone()]);
             checks.extend(finding.consequences.iter().map(|c| c.check.clone()));
-            if let Some(incident) = open.iter_mut().find(|i| !i.checks.is_disjoint(&checks)) {
-                let base = matched.entry(incident.id.clone()).or_insert(finding.severity);
-                *base = (*base).min(finding.severity);
-                incident.checks.extend(checks);
+            let owner = open
+                .iter()
+                .chain(&opened)
+                .find(|i| i.root.as_deref() == Some(finding.check.as_str()))
+                .or_else(|| open.iter().chain(&opened).find(|i| i.checks.contains(&finding.check)))
+                .map(|i| i.id.clone());
+            if let Some(id) = owner {
+                let m = matched.entry(id).or_default();
+                m.base = Some(m.base.map_or(finding.severity, |b| b.min(finding.severity)));
+                m.checks.extend(checks);
                 continue;
             }
             if finding.severity > self.options.incidents.open_at {
                 continue;
             }
             match self.open_from(finding, report, &states, now).await {
-                Ok(Some(incident)) => {
+                Ok(Some((incident, messages))) => {
                     out.opened.push(incident.id.clone());
-                    matched.insert(incident.id.clone(), finding.severity);
+                    outbox.push((incident.clone(), messages));
+                    opened.push(incident);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, check = %finding.check, "incident not opened"),
             }
         }
-        for mut incident in open {
+        if open.is_empty() {
+            return Ok(());
+        }
+        let seen = Seen {
+            report,
+            aliases: aliases(report),
+            runs: self.store.runs(&RunQuery { limit: 100, ..Default::default() }).await?,
+            audit: self.store.audit(AUDIT_READ).await?,
+            alerts_to: {
+                open.sort_by_key(|i| (i.severity, i.opened_at));
+                open.first().map(|i| i.id.clone())
+            },
+            states,
+        };
+        for incident in open {
+            // Still ours? Another observer may have taken over a lease that ran out.
+            if !self.store.try_lease(LEASE, holder, now, now + Duration::seconds(LEASE_SECS)).await? {
+                tracing::warn!("the incidents lease was lost: another observer goes on");
+                break;
+            }
             let id = incident.id.clone();
-            match self.follow(&mut incident, report, &states, matched.get(&id).copied(), now, out).await {
-                Ok(changed) => {
-                    if changed && !out.updated.contains(&id) {
-                        out.updated.push(id);
+            let m = matched.remove(&id).unwrap_or_default();
+            match self.follow(&id, &seen, &m, now).await {
+                Ok(Some((incident, messages, resolved))) => {
+                    if resolved {
+                        out.resolved.push(id.clone());
+                    }
+                    out.updated.push(id);
+                    if !messages.is_empty() {
+                        outbox.push((incident, messages));
                     }
                 }
+                Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, incident = %id, "incident not updated"),
             }
         }
@@ -151,11 +243,7 @@ impl Incidents {
             .collect();
         let mut after = before.clone();
         for probe in &report.probes {
-            let alerts: BTreeSet<String> = if probe.kind == ProbeKind::Alertmanager {
-                probe.problems.iter().map(|p| p.message.clone()).collect()
-            } else {
-                BTreeSet::new()
-            };
+            let alerts = firing(probe);
             let previous = before.get(&probe.name);
             if previous.is_some_and(|p| p.status == probe.status && p.alerts == alerts) {
                 continue;
@@ -183,14 +271,14 @@ impl Incidents {
         Ok(States { before, after })
     }
 
-    /// Opens an incident for a triage finding.
+    /// Opens an incident for a triage finding; `None` when another observer opened it first.
     async fn open_from(
         &self,
         finding: &ops_probes::Incident,
         report: &TriageReport,
         states: &States,
         now: DateTime<Utc>,
-    ) -> Result<Option<Incident>> {
+    ) -> Result<Option<(Incident, Vec<&'static str>)>> {
         let mut checks: BTreeSet<String> = BTreeSet::from([finding.check.clone()]);
         checks.extend(finding.consequences.iter().map(|c| c.check.clone()));
         // The first evidence: when any of its checks began failing (a container's exit time
@@ -220,10 +308,6 @@ impl Incidents {
             },
             now,
         );
-        if !self.store.open_incident(&crate::record::stored_of(&incident)?).await? {
-            // Another observer opened it first (the lease expired under a slow run).
-            return Ok(None);
-        }
         let opened = EventOpened {
             message: finding.message.clone(),
             evidence: finding.evidence.clone(),
@@ -238,105 +322,105 @@ impl Incidents {
                 })
                 .collect(),
         };
-        let record = self.after_open(incident, opened, None, "triage", now).await?;
-        Ok(Some(record.incident))
+        let (incident, mut change) = self.opening(incident, opened, None, "triage", now);
+        // Alerts already firing when it opens are part of its evidence.
+        for probe in report.probes.iter().filter(|p| p.kind == ProbeKind::Alertmanager) {
+            for alert in firing(probe) {
+                change.push(now, "triage", alert_event(&alert, "firing"));
+            }
+        }
+        let messages = std::mem::take(&mut change.messages);
+        Ok(self.insert_new(&incident, &change, now).await?.map(|stored| (stored, messages)))
     }
 
-    /// Records what changed on one open incident; `base` is the severity triage gives it now
-    /// (none when no finding is about it).
+    /// Records what changed on one open incident, committing again from a fresh read when
+    /// somebody saved it meanwhile. `Some((header, messages, resolved))` when it changed.
     async fn follow(
         &self,
-        incident: &mut Incident,
-        report: &TriageReport,
-        states: &States,
-        base: Option<Severity>,
+        id: &str,
+        seen: &Seen<'_>,
+        m: &Matched,
         now: DateTime<Utc>,
-        out: &mut ObserveReport,
-    ) -> Result<bool> {
-        let record = self.load(&incident.id).await?;
-        let events = record.events;
-        let before = incident.clone();
-        // The checks grew in `observe_held`; the stored header is older.
-        let checks = incident.checks.clone();
-        *incident = record.incident;
-        incident.checks = checks;
-        let mut changed = incident.checks != before.checks;
-        // Checks of the incident that changed status; alerts that fired or resolved.
-        for probe in &report.probes {
-            let Some(CheckState { status: from, alerts: alerts_before, .. }) = states.before.get(&probe.name) else {
-                continue;
-            };
+    ) -> Result<Option<(Incident, Vec<&'static str>, bool)>> {
+        let mut last = None;
+        for _ in 0..6 {
+            let loaded = load_versioned(self.store.as_ref(), id, "").await?;
+            if loaded.incident.status == IncidentStatus::Resolved {
+                return Ok(None);
+            }
+            let mut incident = loaded.incident.clone();
+            let mut change = Change::default();
+            self.follow_change(&mut incident, &loaded.events, seen, m, now, &mut change);
+            if change.is_empty() && incident == loaded.incident {
+                return Ok(None);
+            }
+            let resolved = incident.status == IncidentStatus::Resolved;
+            match self.commit(&mut incident, loaded.version, &change, now).await {
+                Ok(_) => return Ok(Some((incident, change.messages, resolved))),
+                Err(e) if e.kind() == ErrorKind::Conflict => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ops_core::Error::conflict(format!("incident {id} keeps changing"))))
+    }
+
+    /// The change one observation makes to one incident: pure, from what was read.
+    fn follow_change(
+        &self,
+        incident: &mut Incident,
+        events: &[Event],
+        seen: &Seen<'_>,
+        m: &Matched,
+        now: DateTime<Utc>,
+        change: &mut Change,
+    ) {
+        // Its checks grow with the consequences triage files under it.
+        let grown: BTreeSet<String> = m.checks.difference(&incident.checks).cloned().collect();
+        if !grown.is_empty() {
+            incident.checks.extend(grown);
+            for c in self.options.components_of(&incident.checks) {
+                if !incident.components.contains(&c) {
+                    incident.components.push(c);
+                }
+            }
+        }
+        let names = expand(&incident.checks, &seen.aliases);
+
+        // Its checks that changed status; alerts fired or resolved (on the most urgent one).
+        for probe in &seen.report.probes {
+            let Some(before) = seen.states.before.get(&probe.name) else { continue };
             if probe.kind == ProbeKind::Alertmanager {
-                let now_firing: BTreeSet<String> = probe.problems.iter().map(|p| p.message.clone()).collect();
-                for fired in now_firing.difference(alerts_before) {
-                    let (name, summary) = fired.split_once(": ").unwrap_or((fired.as_str(), ""));
-                    let kind = EventKind::Alert { name: name.into(), state: "firing".into(), summary: summary.into() };
-                    self.append(incident, now, "triage", kind).await?;
-                    changed = true;
+                if seen.alerts_to.as_deref() != Some(incident.id.as_str()) {
+                    continue;
                 }
-                for gone in alerts_before.difference(&now_firing) {
-                    let (name, summary) = gone.split_once(": ").unwrap_or((gone.as_str(), ""));
-                    let kind =
-                        EventKind::Alert { name: name.into(), state: "resolved".into(), summary: summary.into() };
-                    self.append(incident, now, "triage", kind).await?;
-                    changed = true;
+                let now_firing = firing(probe);
+                for fired in now_firing.difference(&before.alerts) {
+                    change.push(now, "triage", alert_event(fired, "firing"));
                 }
-            } else if incident.checks.contains(&probe.name) && *from != probe.status {
-                let kind = EventKind::Probe {
-                    check: probe.name.clone(),
-                    from: *from,
-                    to: probe.status,
-                    message: probe.message.clone(),
-                };
-                self.append(incident, now, "triage", kind).await?;
-                changed = true;
+                for gone in before.alerts.difference(&now_firing) {
+                    change.push(now, "triage", alert_event(gone, "resolved"));
+                }
+            } else if names.contains(&probe.name) && before.status != probe.status {
+                change.push(
+                    now,
+                    "triage",
+                    EventKind::Probe {
+                        check: probe.name.clone(),
+                        from: before.status,
+                        to: probe.status,
+                        message: probe.message.clone(),
+                    },
+                );
             }
         }
 
-        changed |= self.gather_runs(incident, &events, now).await?;
-        changed |= self.gather_actions(incident, now).await?;
+        let ours = self.gather_runs(incident, events, seen, &names, now, change);
+        self.gather_actions(incident, seen, &names, &ours, now, change);
+        self.severity(incident, events, m, now, change);
 
-        // Severity: what triage says now, raised by the escalation rules.
-        if let Some(base) = base {
-            incident.base_severity = base;
-        }
-        if incident.status != IncidentStatus::Mitigated {
-            let reports = user_reports(&events);
-            let to = ops_probes::triage::escalation::escalate(
-                incident.base_severity,
-                incident.opened_at,
-                &reports,
-                now,
-                &self.options.escalation,
-            );
-            if to != incident.severity {
-                let reason = if to == incident.base_severity {
-                    format!("triage: {}", report.summary)
-                } else if to
-                    == ops_probes::triage::escalation::by_age(
-                        incident.base_severity,
-                        incident.opened_at,
-                        now,
-                        &self.options.escalation,
-                    )
-                {
-                    format!("{} open longer than its escalation window", incident.base_severity)
-                } else {
-                    format!(
-                        "more than {} user reports within {} min",
-                        self.options.escalation.reports, self.options.escalation.reports_window_minutes
-                    )
-                };
-                self.change_severity(incident, to, &reason, now).await?;
-                self.tell(incident, "update", None, now).await?;
-                changed = true;
-            }
-        }
-
-        // Clean: nothing about it is incident-worthy any more, and its root passes.
         if !incident.checks.is_empty() {
-            let clean = self.is_clean(incident, report);
-            changed |= self.settle(incident, clean, report, now, out).await?;
+            let clean = self.clean(incident, seen);
+            self.settle(incident, clean, seen, now, change);
         }
 
         // An overdue update gets one reminder per deadline.
@@ -346,100 +430,141 @@ impl Incidents {
             && incident.reminded_for != Some(due)
         {
             incident.reminded_for = Some(due);
-            self.tell(incident, "reminder", None, now).await?;
-            changed = true;
+            change.tell(incident, "reminder", now, &self.options);
         }
-        if changed {
-            self.save(incident, now).await?;
-        }
-        Ok(changed)
     }
 
-    fn is_clean(&self, incident: &Incident, report: &TriageReport) -> bool {
-        let about_it = report.incidents.iter().any(|f| {
+    /// Triage's severity, raised by the escalation rules; never below the floor (the highest
+    /// an escalation reached, or what a person chose).
+    fn severity(
+        &self,
+        incident: &mut Incident,
+        events: &[Event],
+        m: &Matched,
+        now: DateTime<Utc>,
+        change: &mut Change,
+    ) {
+        if incident.status == IncidentStatus::Mitigated {
+            return;
+        }
+        let base_changed = m.base.is_some_and(|b| b != incident.base_severity);
+        if let Some(base) = m.base {
+            incident.base_severity = base;
+        }
+        let cfg = &self.options.escalation;
+        let by_age = ops_probes::triage::escalation::by_age(incident.base_severity, incident.opened_at, now, cfg);
+        let by_rules = ops_probes::triage::escalation::by_reports(by_age, &user_reports(events), now, cfg).min(by_age);
+        let to = incident.floor.map_or(by_rules, |f| by_rules.min(f));
+        if to == incident.severity {
+            return;
+        }
+        if to < incident.base_severity && to == by_rules {
+            let reason = if by_age < incident.base_severity {
+                format!("{} open longer than its escalation window", incident.base_severity)
+            } else {
+                format!("more than {} user reports within {} min", cfg.reports, cfg.reports_window_minutes)
+            };
+            escalate_to(incident, change, to, &reason, now);
+        } else {
+            let from = incident.severity;
+            incident.severity = to;
+            let reason = if base_changed {
+                format!("triage: {}", seen_summary(incident.base_severity))
+            } else {
+                "kept by an earlier escalation".to_owned()
+            };
+            change.push(now, "triage", EventKind::Severity { from, to, reason });
+        }
+        change.tell(incident, "update", now, &self.options);
+    }
+
+    /// Clean when its root (or, opened by hand, every one of its checks) is seen passing and
+    /// nothing triage files under it is incident-worthy; unknown when a check it needs was
+    /// not seen at all.
+    fn clean(&self, incident: &Incident, seen: &Seen<'_>) -> Clean {
+        let status_of = |name: &str| -> Option<Status> {
+            let names = expand(&BTreeSet::from([name.to_owned()]), &seen.aliases);
+            seen.report.probes.iter().find(|p| names.contains(&p.name)).map(|p| p.status)
+        };
+        let worthy = seen.report.incidents.iter().any(|f| {
             let touches =
                 incident.checks.contains(&f.check) || f.consequences.iter().any(|c| incident.checks.contains(&c.check));
             touches && f.severity <= self.options.incidents.open_at
         });
-        let root_ok = incident
-            .root
-            .as_ref()
-            .is_none_or(|root| report.probes.iter().find(|p| &p.name == root).is_none_or(|p| p.status == Status::Ok));
-        !about_it && root_ok
+        let needed: Vec<&String> = match &incident.root {
+            Some(root) => vec![root],
+            None => incident.checks.iter().collect(),
+        };
+        let statuses: Vec<Option<Status>> = needed.iter().map(|c| status_of(c)).collect();
+        if worthy || statuses.iter().any(|s| s.is_some_and(|s| s != Status::Ok)) {
+            Clean::No
+        } else if statuses.iter().all(Option::is_some) {
+            Clean::Yes
+        } else {
+            Clean::Unknown
+        }
     }
 
     /// Mitigated, relapsed, resolved: the incident's life from whether it is clean now.
-    async fn settle(
-        &self,
-        incident: &mut Incident,
-        clean: bool,
-        report: &TriageReport,
-        now: DateTime<Utc>,
-        out: &mut ObserveReport,
-    ) -> Result<bool> {
-        if clean {
-            let since = *incident.clean_since.get_or_insert(now);
-            if incident.status != IncidentStatus::Mitigated {
-                incident.status = IncidentStatus::Mitigated;
-                incident.mitigated_at = Some(now);
-                let reason = format!("all {} checks pass", incident.checks.len());
-                self.append(incident, now, "triage", EventKind::Mitigated { reason }).await?;
-                let text = monitoring_text(&incident.components);
-                incident.public_status = PublicStatus::Monitoring;
-                self.append(
-                    incident,
-                    now,
-                    "triage",
-                    EventKind::Update { status: PublicStatus::Monitoring, text: text.clone() },
-                )
-                .await?;
-                self.tell(incident, "update", Some(&text), now).await?;
+    fn settle(&self, incident: &mut Incident, clean: Clean, seen: &Seen<'_>, now: DateTime<Utc>, change: &mut Change) {
+        match clean {
+            Clean::Unknown => {}
+            Clean::Yes => {
+                let since = *incident.clean_since.get_or_insert(now);
+                if incident.status != IncidentStatus::Mitigated {
+                    incident.status = IncidentStatus::Mitigated;
+                    incident.mitigated_at = Some(now);
+                    let reason = match &incident.root {
+                        Some(root) => format!("{root} passes and nothing filed under it is failing"),
+                        None => format!("all {} checks pass", incident.checks.len()),
+                    };
+                    change.push(now, "triage", EventKind::Mitigated { reason });
+                    let text = monitoring_text(&incident.components);
+                    change.update(incident, now, "triage", PublicStatus::Monitoring, &text);
+                    change.tell(incident, "update", now, &self.options);
+                }
+                let after = Duration::seconds(i64::try_from(self.options.incidents.resolve_after_secs).unwrap_or(300));
+                if now - since >= after {
+                    let reason = format!("its checks passed for {}", crate::comms::human_secs(after.num_seconds()));
+                    close(incident, change, &reason, None, "triage", now, &self.options);
+                }
             }
-            let after = Duration::seconds(i64::try_from(self.options.incidents.resolve_after_secs).unwrap_or(300));
-            if now - since >= after {
-                let reason = format!("its checks passed for {}", crate::comms::human_secs(after.num_seconds()));
-                self.close(incident, &reason, None, "triage", now).await?;
-                out.resolved.push(incident.id.clone());
+            Clean::No => {
+                if incident.status == IncidentStatus::Mitigated {
+                    let failing = seen
+                        .report
+                        .incidents
+                        .iter()
+                        .find(|f| incident.checks.contains(&f.check))
+                        .map_or_else(|| incident.root.clone().unwrap_or_default(), |f| f.check.clone());
+                    incident.status = if incident.acknowledged_at.is_some() {
+                        IncidentStatus::Acknowledged
+                    } else {
+                        IncidentStatus::Open
+                    };
+                    incident.mitigated_at = None;
+                    change.push(now, "triage", EventKind::Relapsed { check: failing });
+                    let text = relapsed_text(&incident.components);
+                    change.update(incident, now, "triage", PublicStatus::Investigating, &text);
+                    change.tell(incident, "update", now, &self.options);
+                }
+                incident.clean_since = None;
             }
-            return Ok(true);
         }
-        let mut changed = false;
-        if incident.status == IncidentStatus::Mitigated {
-            let failing = report
-                .incidents
-                .iter()
-                .find(|f| incident.checks.contains(&f.check))
-                .map_or_else(|| incident.root.clone().unwrap_or_default(), |f| f.check.clone());
-            incident.status =
-                if incident.acknowledged_at.is_some() { IncidentStatus::Acknowledged } else { IncidentStatus::Open };
-            incident.mitigated_at = None;
-            self.append(incident, now, "triage", EventKind::Relapsed { check: failing }).await?;
-            let text = relapsed_text(&incident.components);
-            incident.public_status = PublicStatus::Investigating;
-            self.append(
-                incident,
-                now,
-                "triage",
-                EventKind::Update { status: PublicStatus::Investigating, text: text.clone() },
-            )
-            .await?;
-            self.tell(incident, "update", Some(&text), now).await?;
-            changed = true;
-        }
-        if incident.clean_since.take().is_some() {
-            changed = true;
-        }
-        Ok(changed)
     }
 
-    /// Runbook runs about this incident, new or changed since last time.
-    async fn gather_runs(
+    /// Runs about this incident (linked to one of its checks, or of its runbooks), new or
+    /// changed since last time; returns them. The first applied run of its runbook tells the
+    /// public the cause is identified.
+    fn gather_runs<'s>(
         &self,
         incident: &mut Incident,
-        events: &[crate::model::Event],
+        events: &[Event],
+        seen: &'s Seen<'_>,
+        names: &BTreeSet<String>,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let runs = self.store.runs(&RunQuery { limit: 100, ..Default::default() }).await?;
+        change: &mut Change,
+    ) -> Vec<&'s StoredRun> {
         let since = incident.opened_at - Duration::minutes(5);
         let mut runbooks: BTreeSet<String> = incident.runbook.iter().cloned().collect();
         for e in events {
@@ -447,81 +572,131 @@ impl Incidents {
                 runbooks.extend(consequences.iter().map(|c| c.runbook.clone()));
             }
         }
-        let only_open =
-            self.list(&IncidentQuery { unresolved: true, limit: 2, ..Default::default() }).await?.len() <= 1;
-        let mut changed = false;
-        let mut runs: Vec<_> = runs.into_iter().filter(|r| r.started_at >= since).collect();
-        runs.sort_by_key(|r| r.updated_at);
-        for run in runs {
-            if !(only_open || runbooks.contains(&run.runbook)) {
-                continue;
-            }
+        let mut ours: Vec<&StoredRun> = seen
+            .runs
+            .iter()
+            .filter(|r| r.started_at >= since && r.status != "planned")
+            .filter(|r| {
+                let linked = r.document["incident"]["check"].as_str();
+                match linked {
+                    Some(check) => names.contains(check),
+                    None => runbooks.contains(&r.runbook),
+                }
+            })
+            .collect();
+        ours.sort_by_key(|r| r.updated_at);
+        for run in &ours {
             if incident.runs.get(&run.id) == Some(&run.status) {
                 continue;
             }
-            let first_run = incident.runs.is_empty();
             incident.runs.insert(run.id.clone(), run.status.clone());
-            let kind = EventKind::Run { id: run.id.clone(), runbook: run.runbook.clone(), status: run.status.clone() };
-            self.append(incident, run.updated_at.min(now), "runbook", kind).await?;
-            if first_run && incident.public_status == PublicStatus::Investigating {
-                let text = identified_text();
-                incident.public_status = PublicStatus::Identified;
-                self.append(
-                    incident,
-                    now,
-                    "triage",
-                    EventKind::Update { status: PublicStatus::Identified, text: text.clone() },
-                )
-                .await?;
-                self.tell(incident, "update", Some(&text), now).await?;
+            change.push(
+                run.updated_at.min(now),
+                "runbook",
+                EventKind::Run { id: run.id.clone(), runbook: run.runbook.clone(), status: run.status.clone() },
+            );
+            let fixing = incident.runbook.as_deref() == Some(run.runbook.as_str())
+                && matches!(run.status.as_str(), "running" | "waiting" | "succeeded");
+            if fixing
+                && incident.public_status == PublicStatus::Investigating
+                && incident.status != IncidentStatus::Mitigated
+            {
+                change.update(incident, now, "triage", PublicStatus::Identified, &identified_text());
+                change.tell(incident, "update", now, &self.options);
             }
-            changed = true;
         }
-        Ok(changed)
+        ours
     }
 
-    /// Audit entries (actions, restores, prunes, renewals) since the last gathering.
-    async fn gather_actions(&self, incident: &mut Incident, now: DateTime<Utc>) -> Result<bool> {
-        let entries = self.store.audit(500).await?;
-        let from = incident.gathered_until.max(incident.opened_at - Duration::minutes(5));
-        let only_open =
-            self.list(&IncidentQuery { unresolved: true, limit: 2, ..Default::default() }).await?.len() <= 1;
-        let mut changed = false;
-        let mut newest = incident.gathered_until;
-        for entry in entries.iter().filter(|e| e.time > from && e.time <= now) {
-            newest = newest.max(entry.time);
-            // An action is this incident's when it touched one of its checks' targets, or when
-            // it is the only incident open.
-            let about = incident
-                .checks
-                .iter()
-                .any(|c| c == &entry.target || c.ends_with(&format!(":{}", target_name(&entry.target))));
-            if !(only_open || about) {
+    /// Audit entries (actions, restores, prunes, renewals) about this incident: on one of its
+    /// checks' targets, or taken while one of its runs ran. Each is recorded once.
+    fn gather_actions(
+        &self,
+        incident: &mut Incident,
+        seen: &Seen<'_>,
+        names: &BTreeSet<String>,
+        runs: &[&StoredRun],
+        now: DateTime<Utc>,
+        change: &mut Change,
+    ) {
+        let from = incident.opened_at - Duration::minutes(5);
+        let slack = Duration::seconds(1);
+        for entry in seen.audit.iter().filter(|e| e.time >= from && e.time <= now) {
+            let digest = digest(entry);
+            if incident.actions_seen.contains(&digest) {
                 continue;
             }
-            let kind = EventKind::Action {
-                action: entry.action.clone(),
-                target: entry.target.clone(),
-                result: entry.result.clone(),
-            };
-            self.append(incident, entry.time, &entry.actor, kind).await?;
-            changed = true;
+            let on_target = names.contains(&entry.target);
+            let in_run = runs.iter().any(|r| entry.time >= r.started_at - slack && entry.time <= r.updated_at + slack);
+            if !(on_target || in_run) || entry.action == "runbook" {
+                continue;
+            }
+            if incident.actions_seen.len() >= ACTIONS_REMEMBERED {
+                break;
+            }
+            incident.actions_seen.insert(digest);
+            change.push(
+                entry.time,
+                &entry.actor,
+                EventKind::Action {
+                    action: entry.action.clone(),
+                    target: entry.target.clone(),
+                    result: entry.result.clone(),
+                },
+            );
         }
-        if newest > incident.gathered_until {
-            incident.gathered_until = newest;
-            changed = true;
-        }
-        Ok(changed)
     }
 }
 
-fn target_name(target: &str) -> &str {
-    target.split_once(':').map_or(target, |(_, n)| n)
+/// The firing alerts of an Alertmanager probe report (`alertname: summary`).
+fn firing(probe: &ops_probes::ProbeReport) -> BTreeSet<String> {
+    if probe.kind == ProbeKind::Alertmanager {
+        probe.problems.iter().map(|p| p.message.clone()).collect()
+    } else {
+        BTreeSet::new()
+    }
 }
 
-/// Each check's state before and after one observation.
-#[derive(Debug, Clone, Default)]
-struct States {
-    before: BTreeMap<String, CheckState>,
-    after: BTreeMap<String, CheckState>,
+fn alert_event(alert: &str, state: &str) -> EventKind {
+    let (name, summary) = alert.split_once(": ").unwrap_or((alert, ""));
+    EventKind::Alert { name: name.into(), state: state.into(), summary: summary.into() }
+}
+
+/// Every probe's names (its name and aliases), each to all of them.
+fn aliases(report: &TriageReport) -> BTreeMap<String, BTreeSet<String>> {
+    let mut map = BTreeMap::new();
+    for p in &report.probes {
+        let all: BTreeSet<String> = std::iter::once(&p.name).chain(&p.aliases).cloned().collect();
+        for n in &all {
+            map.entry(n.clone()).or_insert_with(BTreeSet::new).extend(all.iter().cloned());
+        }
+    }
+    map
+}
+
+/// `checks` with every alias of each.
+fn expand(checks: &BTreeSet<String>, aliases: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    let mut out = checks.clone();
+    for c in checks {
+        if let Some(all) = aliases.get(c) {
+            out.extend(all.iter().cloned());
+        }
+    }
+    out
+}
+
+/// One audit entry's identity.
+fn digest(entry: &AuditEntry) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        entry.time.timestamp_nanos_opt().unwrap_or_default(),
+        entry.actor,
+        entry.action,
+        entry.target,
+        entry.result
+    )
+}
+
+fn seen_summary(severity: Severity) -> String {
+    format!("its findings are {severity} now")
 }

@@ -1,6 +1,13 @@
 //! [`Incidents`]: the incident desk. It keeps each incident's header and append-only log in
 //! the state store, and tells people (through the message templates) when one opens,
 //! changes, resolves, or when an update is overdue.
+//!
+//! Every change is computed from what was read (header, version and log), then committed in
+//! one transaction (the header, only if nobody saved it meanwhile, and the new events), and
+//! computed again from a fresh read when somebody did: a person's acknowledgement is never
+//! overwritten by an observer that read the header before it. Messages go out after the
+//! commit, each in a task of its own, so neither a slow webhook nor a dropped request leaves
+//! the log ahead of the header.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -8,14 +15,21 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use ops_core::config::{EscalationConfig, IncidentsConfig, OpsConfig, StatusComponentConfig};
-use ops_core::ports::{IncidentQuery, Notifier, StateStore, StoredIncident};
-use ops_core::{Error, Result, Severity};
+use ops_core::ports::{IncidentQuery, MAX_EVENTS, NewEvent, Notifier, StateStore, StoredEvent, StoredIncident};
+use ops_core::{Error, ErrorKind, Result, Severity};
 use serde::{Deserialize, Serialize};
 
 use crate::comms::{self, MessageFacts, Templates};
 use crate::model::{
     Event, EventKind, Incident, IncidentRecord, IncidentStatus, PublicStatus, check_text, new_id, valid_id,
 };
+
+/// Events kept for the lifecycle at the end of a log: past `MAX_EVENTS - RESERVE`, evidence
+/// (checks, alerts, runs, actions) is no longer recorded, so an incident can always resolve.
+const RESERVE: u64 = 100;
+
+/// Times a change is computed again when the header was saved meanwhile.
+const ATTEMPTS: usize = 6;
 
 /// What the desk needs to know from the configuration; the caller gives it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,11 +81,11 @@ impl IncidentOptions {
 pub struct OpenRequest {
     /// Internal title.
     pub title: String,
-    /// Severity (default P2).
+    /// Severity (default P2); triage never lowers it.
     pub severity: Option<Severity>,
     /// Public title (default: from the components).
     pub public_title: Option<String>,
-    /// Checks it concerns: it resolves by itself once they pass.
+    /// Checks it concerns, as triage names them: it resolves by itself once every one passes.
     pub checks: Vec<String>,
     /// Public components it affects, besides those of its checks.
     pub components: Vec<String>,
@@ -100,6 +114,112 @@ struct EventDoc {
     actor: String,
     #[serde(flatten)]
     kind: EventKind,
+}
+
+/// An incident as read for a change: its header, the version it was read at, its log.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub incident: Incident,
+    pub version: u64,
+    pub events: Vec<Event>,
+}
+
+/// What one change does: events to append and messages to send once it is committed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Change {
+    pub events: Vec<(DateTime<Utc>, String, EventKind)>,
+    pub messages: Vec<&'static str>,
+}
+
+impl Change {
+    pub fn push(&mut self, time: DateTime<Utc>, actor: &str, kind: EventKind) {
+        self.events.push((time, actor.to_owned(), kind));
+    }
+
+    /// A public update: the event, and the header's public status and text.
+    pub fn update(
+        &mut self,
+        incident: &mut Incident,
+        time: DateTime<Utc>,
+        actor: &str,
+        status: PublicStatus,
+        text: &str,
+    ) {
+        incident.public_status = status;
+        incident.latest_update = Some(text.to_owned());
+        self.push(time, actor, EventKind::Update { status, text: text.to_owned() });
+    }
+
+    /// A message to send after the commit; all but a reminder move the update deadline.
+    pub fn tell(
+        &mut self,
+        incident: &mut Incident,
+        message: &'static str,
+        now: DateTime<Utc>,
+        options: &IncidentOptions,
+    ) {
+        if message != "reminder" {
+            incident.last_update_at = now;
+            incident.reminded_for = None;
+            incident.next_update_due = if incident.status == IncidentStatus::Resolved {
+                None
+            } else {
+                options.update_every(incident.severity).and_then(|m| {
+                    now.checked_add_signed(Duration::minutes(i64::try_from(m).unwrap_or(i64::MAX / 60_000)))
+                })
+            };
+        }
+        if !self.messages.contains(&message) {
+            self.messages.push(message);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.messages.is_empty()
+    }
+}
+
+/// Reads an incident's header.
+///
+/// # Errors
+/// `Integrity` when it does not parse.
+pub fn parse_header(stored: &StoredIncident) -> Result<Incident> {
+    serde_json::from_value(stored.document.clone())
+        .map_err(|e| Error::integrity(format!("incident {}: its record does not parse: {e}", stored.id)))
+}
+
+/// Reads one event of an incident's log.
+///
+/// # Errors
+/// `Integrity` when it does not parse.
+pub fn parse_event(incident_id: &str, stored: StoredEvent) -> Result<Event> {
+    let doc: EventDoc = serde_json::from_value(stored.document)
+        .map_err(|err| Error::integrity(format!("incident {incident_id} event {}: {err}", stored.seq)))?;
+    Ok(Event { seq: stored.seq, time: stored.time, actor: doc.actor, kind: doc.kind })
+}
+
+/// One incident with its log (only the events of `kind` unless it is empty), from a store.
+///
+/// # Errors
+/// `NotFound` for an unknown or malformed id (a malformed one never reaches the store); the
+/// store's errors.
+pub async fn load(store: &dyn StateStore, id: &str, kind: &str) -> Result<IncidentRecord> {
+    let loaded = load_versioned(store, id, kind).await?;
+    Ok(IncidentRecord { durations: loaded.incident.durations(), incident: loaded.incident, events: loaded.events })
+}
+
+pub(crate) async fn load_versioned(store: &dyn StateStore, id: &str, kind: &str) -> Result<Loaded> {
+    if !valid_id(id) {
+        return Err(Error::not_found(format!(
+            "no incident {:?}: ids look like inc-20261202T114500Z-7f3a09bc",
+            id.chars().take(80).collect::<String>()
+        )));
+    }
+    let stored = store.incident(id).await?.ok_or_else(|| Error::not_found(format!("no incident {id}")))?;
+    let incident = parse_header(&stored)?;
+    let events =
+        store.incident_events(id, kind).await?.into_iter().map(|e| parse_event(id, e)).collect::<Result<Vec<_>>>()?;
+    Ok(Loaded { incident, version: stored.version, events })
 }
 
 impl Incidents {
@@ -132,28 +252,18 @@ impl Incidents {
         &self.options
     }
 
+    /// The store it keeps incidents in.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
     /// One incident with its log.
     ///
     /// # Errors
-    /// `InvalidInput` for a malformed id, `NotFound` for an unknown one, the store's errors.
+    /// `NotFound` for an unknown or malformed id; the store's errors.
     pub async fn load(&self, id: &str) -> Result<IncidentRecord> {
-        if !valid_id(id) {
-            return Err(Error::invalid_input("an incident id looks like inc-20261202T114500Z-7f3a09bc"));
-        }
-        let stored = self.store.incident(id).await?.ok_or_else(|| Error::not_found(format!("no incident {id}")))?;
-        let incident = header_of(&stored)?;
-        let events = self
-            .store
-            .incident_events(id)
-            .await?
-            .into_iter()
-            .map(|e| {
-                let doc: EventDoc = serde_json::from_value(e.document)
-                    .map_err(|err| Error::integrity(format!("incident {id} event {}: {err}", e.seq)))?;
-                Ok(Event { seq: e.seq, time: e.time, actor: doc.actor, kind: doc.kind })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(IncidentRecord { durations: incident.durations(), incident, events })
+        load(self.store.as_ref(), id, "").await
     }
 
     /// Incidents, newest first.
@@ -161,13 +271,14 @@ impl Incidents {
     /// # Errors
     /// The store's errors; `Integrity` for a header that does not parse.
     pub async fn list(&self, query: &IncidentQuery) -> Result<Vec<Incident>> {
-        self.store.incidents(query).await?.iter().map(header_of).collect()
+        self.store.incidents(query).await?.iter().map(parse_header).collect()
     }
 
     /// Opens an incident by hand, with its first public update, and tells people.
     ///
     /// # Errors
-    /// `InvalidInput` for an empty or overlong title or text; the store's errors.
+    /// `InvalidInput` for an empty or overlong title or text, a component that is not
+    /// configured, or a check triage has never seen; the store's errors.
     pub async fn open(&self, request: &OpenRequest, actor: &str, now: DateTime<Utc>) -> Result<IncidentRecord> {
         let title = check_text("the title", &request.title)?;
         let public_title = request.public_title.as_deref().map(|t| check_text("the public title", t)).transpose()?;
@@ -175,28 +286,39 @@ impl Incidents {
         if request.checks.len() > 100 || request.components.len() > 100 {
             return Err(Error::invalid_input("at most 100 checks and 100 components"));
         }
-        for check in &request.checks {
-            check_text("a check name", check)?;
+        // A check that does not exist would never pass: only those triage has seen.
+        if !request.checks.is_empty() {
+            let seen: BTreeSet<String> =
+                self.store.documents(crate::observe::CHECK_STATUS).await?.into_iter().map(|(k, _)| k).collect();
+            if let Some(unknown) = request.checks.iter().find(|c| !seen.contains(*c)) {
+                return Err(Error::invalid_input(format!(
+                    "no check {:?} has been seen by triage (names look like http:api; `opsctl triage -v` lists them)",
+                    unknown.chars().take(80).collect::<String>()
+                )));
+            }
         }
         let checks: BTreeSet<String> = request.checks.iter().cloned().collect();
         let mut components = self.options.components_of(&checks);
         for c in &request.components {
             if !self.options.components.iter().any(|k| &k.name == c) {
-                return Err(Error::invalid_input(format!("no status component {c:?} ([[status.components]])")));
+                return Err(Error::invalid_input(format!(
+                    "no status component {:?} ([[status.components]])",
+                    c.chars().take(80).collect::<String>()
+                )));
             }
             if !components.contains(c) {
                 components.push(c.clone());
             }
         }
         let severity = request.severity.unwrap_or(Severity::P2);
-        let incident = self.new_incident(
+        let mut incident = self.new_incident(
             NewIncident {
-                title,
+                title: title.clone(),
                 public_title,
                 severity,
                 root: None,
                 runbook: None,
-                cause: request.title.trim().to_owned(),
+                cause: title.clone(),
                 checks,
                 components,
                 detected_at: now,
@@ -204,17 +326,14 @@ impl Incidents {
             },
             now,
         );
-        if !self.store.open_incident(&stored_of(&incident)?).await? {
+        // A person chose the severity: triage never lowers it.
+        incident.floor = Some(severity);
+        let opened = EventOpened { message: title, ..Default::default() };
+        let (incident, change) = self.opening(incident, opened, update, actor, now);
+        if !self.open_with(&incident, &change, now).await? {
             return Err(Error::conflict(format!("incident {} exists", incident.id)));
         }
-        self.after_open(
-            incident,
-            EventOpened { message: request.title.trim().to_owned(), ..Default::default() },
-            update,
-            actor,
-            now,
-        )
-        .await
+        self.load(&incident.id).await
     }
 
     pub(crate) fn new_incident(&self, n: NewIncident, now: DateTime<Utc>) -> Incident {
@@ -243,23 +362,26 @@ impl Incidents {
             next_update_due: None,
             reminded_for: None,
             opened_by: n.opened_by,
-            gathered_until: now,
             runs: BTreeMap::new(),
+            latest_update: None,
+            floor: None,
+            actions_seen: BTreeSet::new(),
+            logged: 0,
         }
     }
 
-    /// The events of a new incident (it is already in the store): opened, the first public
-    /// update, and the initial message.
-    pub(crate) async fn after_open(
+    /// The first events of a new incident: opened, the first public update, the initial
+    /// message.
+    pub(crate) fn opening(
         &self,
         mut incident: Incident,
         opened: EventOpened,
         update: Option<String>,
         actor: &str,
         now: DateTime<Utc>,
-    ) -> Result<IncidentRecord> {
-        self.append(
-            &incident,
+    ) -> (Incident, Change) {
+        let mut change = Change::default();
+        change.push(
             now,
             actor,
             EventKind::Opened {
@@ -269,19 +391,155 @@ impl Incidents {
                 evidence: opened.evidence,
                 consequences: opened.consequences,
             },
-        )
-        .await?;
+        );
         let text = update.unwrap_or_else(|| investigating_text(incident.severity, &incident.components));
-        self.append(
-            &incident,
+        change.update(&mut incident, now, actor, PublicStatus::Investigating, &text);
+        change.tell(&mut incident, "initial", now, &self.options);
+        (incident, change)
+    }
+
+    /// Inserts a new incident with its first events; `false` when an open incident already
+    /// holds its root. Then tells people.
+    pub(crate) async fn open_with(&self, incident: &Incident, change: &Change, now: DateTime<Utc>) -> Result<bool> {
+        match self.insert_new(incident, change, now).await? {
+            Some(incident) => {
+                self.deliver(&incident, &change.messages, now).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Inserts a new incident with its first events; `None` when an open incident already
+    /// holds its root, else the header as stored.
+    pub(crate) async fn insert_new(
+        &self,
+        incident: &Incident,
+        change: &Change,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Incident>> {
+        let mut incident = incident.clone();
+        incident.logged = change.events.len() as u64;
+        let stored = stored_of(&incident, 0, now)?;
+        let events = new_events(&change.events)?;
+        Ok(self.store.open_incident(&stored, &events).await?.map(|_| incident))
+    }
+
+    /// Reads the incident, lets `f` compute a change on the header and log, commits it
+    /// (again from a fresh read when the header was saved meanwhile), then tells people.
+    /// Returns the committed events.
+    pub(crate) async fn change<F>(&self, id: &str, now: DateTime<Utc>, mut f: F) -> Result<Vec<Event>>
+    where
+        F: FnMut(&mut Incident, &[Event], &mut Change) -> Result<()>,
+    {
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let loaded = load_versioned(self.store.as_ref(), id, "").await?;
+            let mut incident = loaded.incident.clone();
+            let mut change = Change::default();
+            f(&mut incident, &loaded.events, &mut change)?;
+            if change.is_empty() && incident == loaded.incident {
+                return Ok(Vec::new());
+            }
+            match self.commit(&mut incident, loaded.version, &change, now).await {
+                Ok(events) => {
+                    self.deliver(&incident, &change.messages, now).await;
+                    return Ok(events);
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::conflict(format!("incident {id} keeps changing"))))
+    }
+
+    /// Commits a change: the header (if still at `version`) and the events, in one
+    /// transaction. Past the reserve at the end of the log, evidence is left out.
+    pub(crate) async fn commit(
+        &self,
+        incident: &mut Incident,
+        version: u64,
+        change: &Change,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let full = incident.logged >= MAX_EVENTS - RESERVE;
+        let kept: Vec<(DateTime<Utc>, String, EventKind)> = change
+            .events
+            .iter()
+            .filter(|(_, _, k)| {
+                !full
+                    || !matches!(
+                        k,
+                        EventKind::Probe { .. }
+                            | EventKind::Alert { .. }
+                            | EventKind::Run { .. }
+                            | EventKind::Action { .. }
+                    )
+            })
+            .cloned()
+            .collect();
+        if kept.len() < change.events.len() {
+            tracing::warn!(incident = %incident.id, "incident log nearly full: evidence no longer recorded");
+        }
+        incident.logged += kept.len() as u64;
+        let stored = stored_of(incident, version, now)?;
+        let seqs = self.store.commit_incident(&stored, &new_events(&kept)?).await?;
+        Ok(kept.into_iter().zip(seqs).map(|((time, actor, kind), seq)| Event { seq, time, actor, kind }).collect())
+    }
+
+    /// Sends each message in a task of its own (a dropped caller does not stop it) and records
+    /// what was delivered; waits for them.
+    pub(crate) async fn deliver(&self, incident: &Incident, messages: &[&'static str], now: DateTime<Utc>) {
+        let mut tasks = Vec::new();
+        for message in messages {
+            let desk = self.clone();
+            let incident = incident.clone();
+            let message = *message;
+            tasks.push(tokio::spawn(async move { desk.send_one(&incident, message, now).await }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn send_one(&self, incident: &Incident, message: &'static str, now: DateTime<Utc>) {
+        let facts = MessageFacts::of(
+            incident,
+            &incident.cause,
+            incident.latest_update.as_deref(),
+            &self.options.project,
+            self.options.status_url.as_deref(),
+            self.options.update_every(incident.severity),
             now,
-            actor,
-            EventKind::Update { status: PublicStatus::Investigating, text: text.clone() },
-        )
-        .await?;
-        self.tell(&mut incident, "initial", Some(&text), now).await?;
-        self.save(&incident, now).await?;
-        self.load(&incident.id).await
+        );
+        let (delivered, failed) = match self.templates.render(message, &facts) {
+            Ok(rendered) if !self.notifiers.is_empty() => {
+                let fields = BTreeMap::from([
+                    ("incident".to_owned(), incident.id.clone()),
+                    ("severity".to_owned(), incident.severity.to_string()),
+                    ("status".to_owned(), incident.public_status.as_str().to_owned()),
+                    ("message".to_owned(), message.to_owned()),
+                ]);
+                let sent = comms::send(&self.notifiers, &rendered, comms::level(message, incident), fields).await;
+                (sent.delivered, sent.failed)
+            }
+            Ok(_) => (0, Vec::new()),
+            // A broken team template must not stop the record: say so on the incident.
+            Err(e) => (0, vec![format!("template: {}", e.message())]),
+        };
+        if !failed.is_empty() {
+            tracing::warn!(incident = %incident.id, message, failed = ?failed, "incident message not delivered everywhere");
+        }
+        let kind = EventKind::Notified { message: message.to_owned(), delivered, failed };
+        let doc = serde_json::to_value(EventDoc { actor: "ops".to_owned(), kind: kind.clone() });
+        match doc {
+            Ok(doc) => {
+                if let Err(e) = self.store.append_incident_event(&incident.id, now, kind.name(), &doc).await {
+                    tracing::warn!(incident = %incident.id, error = %e, "message not recorded on the incident");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "message not recorded"),
+        }
     }
 
     /// Adds a person's internal note; a user report may raise the severity (the "burst of
@@ -298,30 +556,29 @@ impl Incidents {
         now: DateTime<Utc>,
     ) -> Result<Event> {
         let text = check_text("the note", text)?;
-        let record = self.load(id).await?;
-        let mut incident = record.incident;
-        let event = self.append(&incident, now, actor, EventKind::Note { text, user_report }).await?;
-        if user_report && incident.status != IncidentStatus::Resolved {
-            let mut reports = user_reports(&record.events);
-            reports.push(now);
-            let to = ops_probes::triage::escalation::escalate(
-                incident.base_severity,
-                incident.opened_at,
-                &reports,
-                now,
-                &self.options.escalation,
-            );
-            if to < incident.severity {
-                let reason = format!(
-                    "more than {} user reports within {} min",
-                    self.options.escalation.reports, self.options.escalation.reports_window_minutes
-                );
-                self.change_severity(&mut incident, to, &reason, now).await?;
-                self.tell(&mut incident, "update", None, now).await?;
-                self.save(&incident, now).await?;
-            }
-        }
-        Ok(event)
+        let escalation = self.options.escalation.clone();
+        let options = self.options.clone();
+        let events = self
+            .change(id, now, |incident, events, change| {
+                change.push(now, actor, EventKind::Note { text: text.clone(), user_report });
+                if user_report && incident.status != IncidentStatus::Resolved {
+                    let mut reports = user_reports(events);
+                    reports.push(now);
+                    let by_reports =
+                        ops_probes::triage::escalation::by_reports(incident.severity, &reports, now, &escalation);
+                    if by_reports < incident.severity {
+                        let reason = format!(
+                            "more than {} user reports within {} min",
+                            escalation.reports, escalation.reports_window_minutes
+                        );
+                        escalate_to(incident, change, by_reports, &reason, now);
+                        change.tell(incident, "update", now, &options);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        events.into_iter().next().ok_or_else(|| Error::internal("the note was not recorded"))
     }
 
     /// Posts a public status update (the status page, the feed and the webhooks).
@@ -341,16 +598,19 @@ impl Incidents {
         if status == Some(PublicStatus::Resolved) {
             return self.resolve(id, Some(&text), actor, now).await;
         }
-        let mut incident = self.load(id).await?.incident;
-        if incident.status == IncidentStatus::Resolved {
-            return Err(Error::conflict(format!("incident {id} is resolved")));
-        }
-        let status = status.unwrap_or(incident.public_status);
-        incident.public_status = status;
-        let event = self.append(&incident, now, actor, EventKind::Update { status, text: text.clone() }).await?;
-        self.tell(&mut incident, "update", Some(&text), now).await?;
-        self.save(&incident, now).await?;
-        Ok(event)
+        let options = self.options.clone();
+        let events = self
+            .change(id, now, |incident, _, change| {
+                if incident.status == IncidentStatus::Resolved {
+                    return Err(Error::conflict(format!("incident {id} is resolved")));
+                }
+                let status = status.unwrap_or(incident.public_status);
+                change.update(incident, now, actor, status, &text);
+                change.tell(incident, "update", now, &options);
+                Ok(())
+            })
+            .await?;
+        events.into_iter().next().ok_or_else(|| Error::internal("the update was not recorded"))
     }
 
     /// A person takes the incident.
@@ -358,20 +618,26 @@ impl Incidents {
     /// # Errors
     /// As [`Incidents::load`]; `Conflict` when it is already acknowledged or resolved.
     pub async fn acknowledge(&self, id: &str, actor: &str, now: DateTime<Utc>) -> Result<Event> {
-        let mut incident = self.load(id).await?.incident;
-        if let Some(at) = incident.acknowledged_at {
-            return Err(Error::conflict(format!("incident {id} was acknowledged at {}", comms::utc_minute(at))));
-        }
-        if incident.status == IncidentStatus::Resolved {
-            return Err(Error::conflict(format!("incident {id} is resolved")));
-        }
-        incident.acknowledged_at = Some(now);
-        if incident.status == IncidentStatus::Open {
-            incident.status = IncidentStatus::Acknowledged;
-        }
-        let event = self.append(&incident, now, actor, EventKind::Acknowledged).await?;
-        self.save(&incident, now).await?;
-        Ok(event)
+        let events = self
+            .change(id, now, |incident, _, change| {
+                if let Some(at) = incident.acknowledged_at {
+                    return Err(Error::conflict(format!(
+                        "incident {id} was acknowledged at {}",
+                        comms::utc_minute(at)
+                    )));
+                }
+                if incident.status == IncidentStatus::Resolved {
+                    return Err(Error::conflict(format!("incident {id} is resolved")));
+                }
+                incident.acknowledged_at = Some(now);
+                if incident.status == IncidentStatus::Open {
+                    incident.status = IncidentStatus::Acknowledged;
+                }
+                change.push(now, actor, EventKind::Acknowledged);
+                Ok(())
+            })
+            .await?;
+        events.into_iter().next().ok_or_else(|| Error::internal("the acknowledgement was not recorded"))
     }
 
     /// Resolves the incident by hand, with a public update, and tells people.
@@ -380,135 +646,51 @@ impl Incidents {
     /// As [`Incidents::load`]; `Conflict` when it is already resolved.
     pub async fn resolve(&self, id: &str, text: Option<&str>, actor: &str, now: DateTime<Utc>) -> Result<Event> {
         let text = text.map(|t| check_text("the update", t)).transpose()?;
-        let mut incident = self.load(id).await?.incident;
-        if incident.status == IncidentStatus::Resolved {
-            return Err(Error::conflict(format!("incident {id} is already resolved")));
-        }
-        self.close(&mut incident, "resolved by hand", text, actor, now).await
-    }
-
-    /// Marks `incident` resolved: the public update, the event, the message, the header.
-    pub(crate) async fn close(
-        &self,
-        incident: &mut Incident,
-        reason: &str,
-        text: Option<String>,
-        actor: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Event> {
-        let text = text.unwrap_or_else(|| resolved_text(&incident.components));
-        incident.status = IncidentStatus::Resolved;
-        incident.public_status = PublicStatus::Resolved;
-        incident.resolved_at = Some(now);
-        incident.mitigated_at.get_or_insert(now);
-        incident.next_update_due = None;
-        self.append(incident, now, actor, EventKind::Update { status: PublicStatus::Resolved, text: text.clone() })
-            .await?;
-        let event = self.append(incident, now, actor, EventKind::Resolved { reason: reason.to_owned() }).await?;
-        self.tell(incident, "resolved", Some(&text), now).await?;
-        self.save(incident, now).await?;
-        Ok(event)
-    }
-
-    /// Sets a new severity, with its event.
-    pub(crate) async fn change_severity(
-        &self,
-        incident: &mut Incident,
-        to: Severity,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let from = incident.severity;
-        incident.severity = to;
-        self.append(incident, now, "triage", EventKind::Severity { from, to, reason: reason.to_owned() }).await?;
-        Ok(())
-    }
-
-    /// Renders and sends one message, records it, and moves the update deadline.
-    pub(crate) async fn tell(
-        &self,
-        incident: &mut Incident,
-        message: &str,
-        latest_update: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        if message != "reminder" {
-            incident.last_update_at = now;
-            incident.reminded_for = None;
-            incident.next_update_due = if incident.status == IncidentStatus::Resolved {
-                None
-            } else {
-                self.options.update_every(incident.severity).and_then(|m| {
-                    now.checked_add_signed(Duration::minutes(i64::try_from(m).unwrap_or(i64::MAX / 60_000)))
-                })
-            };
-        }
-        let latest = match latest_update {
-            Some(t) => Some(t.to_owned()),
-            None => self.latest_update(&incident.id).await?,
-        };
-        let facts = MessageFacts::of(
-            incident,
-            &incident.cause,
-            latest.as_deref(),
-            &self.options.project,
-            self.options.status_url.as_deref(),
-            self.options.update_every(incident.severity),
-            now,
-        );
-        let (delivered, failed) = match self.templates.render(message, &facts) {
-            Ok(rendered) => {
-                if self.notifiers.is_empty() {
-                    (0, Vec::new())
-                } else {
-                    let fields = BTreeMap::from([
-                        ("incident".to_owned(), incident.id.clone()),
-                        ("severity".to_owned(), incident.severity.to_string()),
-                        ("status".to_owned(), incident.public_status.as_str().to_owned()),
-                        ("message".to_owned(), message.to_owned()),
-                    ]);
-                    let sent = comms::send(&self.notifiers, &rendered, comms::level(message, incident), fields).await;
-                    (sent.delivered, sent.failed)
+        let options = self.options.clone();
+        let events = self
+            .change(id, now, |incident, _, change| {
+                if incident.status == IncidentStatus::Resolved {
+                    return Err(Error::conflict(format!("incident {id} is already resolved")));
                 }
-            }
-            // A broken team template must not stop the record: say so on the incident.
-            Err(e) => (0, vec![format!("template: {}", e.message())]),
-        };
-        if !failed.is_empty() {
-            tracing::warn!(incident = %incident.id, message, failed = ?failed, "incident message not delivered everywhere");
-        }
-        self.append(incident, now, "ops", EventKind::Notified { message: message.to_owned(), delivered, failed })
+                close(incident, change, "resolved by hand", text.clone(), actor, now, &options);
+                Ok(())
+            })
             .await?;
-        Ok(())
+        events.into_iter().find(|e| e.kind.name() == "resolved").ok_or_else(|| Error::internal("not resolved"))
     }
+}
 
-    async fn latest_update(&self, id: &str) -> Result<Option<String>> {
-        let events = self.store.incident_events(id).await?;
-        Ok(events.iter().rev().find_map(|e| {
-            (e.kind == "update").then(|| e.document.get("text").and_then(|t| t.as_str()).map(str::to_owned)).flatten()
-        }))
-    }
+/// Marks `incident` resolved: the public update, the event, the message.
+pub(crate) fn close(
+    incident: &mut Incident,
+    change: &mut Change,
+    reason: &str,
+    text: Option<String>,
+    actor: &str,
+    now: DateTime<Utc>,
+    options: &IncidentOptions,
+) {
+    let text = text.unwrap_or_else(|| resolved_text(&incident.components));
+    incident.status = IncidentStatus::Resolved;
+    incident.resolved_at = Some(now);
+    incident.mitigated_at.get_or_insert(now);
+    change.update(incident, now, actor, PublicStatus::Resolved, &text);
+    change.push(now, actor, EventKind::Resolved { reason: reason.to_owned() });
+    change.tell(incident, "resolved", now, options);
+}
 
-    /// Appends one event.
-    pub(crate) async fn append(
-        &self,
-        incident: &Incident,
-        time: DateTime<Utc>,
-        actor: &str,
-        kind: EventKind,
-    ) -> Result<Event> {
-        let doc = serde_json::to_value(EventDoc { actor: actor.to_owned(), kind: kind.clone() })
-            .map_err(|e| Error::internal(format!("incident event: {e}")))?;
-        let seq = self.store.append_incident_event(&incident.id, time, kind.name(), &doc).await?;
-        Ok(Event { seq, time, actor: actor.to_owned(), kind })
-    }
-
-    /// Saves the header.
-    pub(crate) async fn save(&self, incident: &Incident, now: DateTime<Utc>) -> Result<()> {
-        let mut stored = stored_of(incident)?;
-        stored.updated_at = now;
-        self.store.save_incident(&stored).await
-    }
+/// Raises the severity by an escalation rule: it stays at least that high from now on.
+pub(crate) fn escalate_to(
+    incident: &mut Incident,
+    change: &mut Change,
+    to: Severity,
+    reason: &str,
+    now: DateTime<Utc>,
+) {
+    let from = incident.severity;
+    incident.severity = to;
+    incident.floor = Some(incident.floor.map_or(to, |f| f.min(to)));
+    change.push(now, "triage", EventKind::Severity { from, to, reason: reason.to_owned() });
 }
 
 /// What a new incident starts from.
@@ -534,18 +716,24 @@ pub(crate) struct EventOpened {
     pub consequences: Vec<crate::model::Consequence>,
 }
 
-fn header_of(stored: &StoredIncident) -> Result<Incident> {
-    serde_json::from_value(stored.document.clone())
-        .map_err(|e| Error::integrity(format!("incident {}: its record does not parse: {e}", stored.id)))
+fn new_events(events: &[(DateTime<Utc>, String, EventKind)]) -> Result<Vec<NewEvent>> {
+    events
+        .iter()
+        .map(|(time, actor, kind)| {
+            let document = serde_json::to_value(EventDoc { actor: actor.clone(), kind: kind.clone() })
+                .map_err(|e| Error::internal(format!("incident event: {e}")))?;
+            Ok(NewEvent { time: *time, kind: kind.name().to_owned(), document })
+        })
+        .collect()
 }
 
-pub(crate) fn stored_of(incident: &Incident) -> Result<StoredIncident> {
+pub(crate) fn stored_of(incident: &Incident, version: u64, now: DateTime<Utc>) -> Result<StoredIncident> {
     Ok(StoredIncident {
         id: incident.id.clone(),
         status: incident.status.to_string(),
         severity: incident.severity.to_string(),
         opened_at: incident.opened_at,
-        updated_at: incident.opened_at,
+        updated_at: now,
         resolved_at: incident.resolved_at,
         // While open, the root makes it unique: two observers cannot open it twice.
         open_key: match (&incident.root, incident.status) {
@@ -553,6 +741,7 @@ pub(crate) fn stored_of(incident: &Incident) -> Result<StoredIncident> {
             _ => incident.id.clone(),
         },
         document: serde_json::to_value(incident).map_err(|e| Error::internal(format!("incident: {e}")))?,
+        version,
     })
 }
 
@@ -585,22 +774,20 @@ pub(crate) fn identified_text() -> String {
 }
 
 pub(crate) fn monitoring_text(components: &[String]) -> String {
-    format!(
-        "A fix has been applied and {} working again. We are monitoring the results.",
-        verb(components, "is", "are")
-    )
+    format!("A fix has been applied and {} working again. We are monitoring the results.", verb(components))
 }
 
 pub(crate) fn relapsed_text(components: &[String]) -> String {
-    format!("{} failing again. We are investigating.", capitalised(&verb(components, "is", "are")))
+    format!("{} failing again. We are investigating.", capitalised(&verb(components)))
 }
 
 pub(crate) fn resolved_text(components: &[String]) -> String {
-    format!("This incident has been resolved: {} working normally.", verb(components, "is", "are"))
+    format!("This incident has been resolved: {} working normally.", verb(components))
 }
 
-fn verb(components: &[String], one: &str, many: &str) -> String {
-    format!("{} {}", list_names(components), if components.len() > 1 { many } else { one })
+/// "API is", "API and Database are", "some of our services are".
+fn verb(components: &[String]) -> String {
+    format!("{} {}", list_names(components), if components.len() == 1 { "is" } else { "are" })
 }
 
 fn capitalised(s: &str) -> String {

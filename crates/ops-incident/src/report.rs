@@ -268,7 +268,7 @@ fn action_items(
             due: due.to_owned(),
         });
     }
-    let target = response_target_secs(inc.initial_severity);
+    let target = inc.initial_severity.response_secs();
     if let Some(ack) = d.to_acknowledge_secs
         && ack > target
     {
@@ -298,15 +298,6 @@ fn action_items(
         });
     }
     items
-}
-
-fn response_target_secs(severity: ops_core::Severity) -> i64 {
-    match severity {
-        ops_core::Severity::P1 => 15 * 60,
-        ops_core::Severity::P2 => 3600,
-        ops_core::Severity::P3 => 4 * 3600,
-        ops_core::Severity::P4 => 24 * 3600,
-    }
 }
 
 /// One event in words.

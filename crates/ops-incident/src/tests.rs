@@ -263,7 +263,7 @@ async fn by_hand_open_update_acknowledge_resolve_and_bad_input() {
     assert_eq!(d.desk.resolve(&id, None, "api:abc", at(31)).await.unwrap_err().kind(), ErrorKind::Conflict);
 
     assert_eq!(d.desk.load("inc-20260101T000000Z-00000000").await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(d.desk.load("../etc/passwd").await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(d.desk.load("../etc/passwd").await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(d.desk.note(&id, "   ", false, "x", at(32)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(
         d.desk.note(&id, &"x".repeat(5000), false, "x", at(32)).await.unwrap_err().kind(),
@@ -272,4 +272,157 @@ async fn by_hand_open_update_acknowledge_resolve_and_bad_input() {
     assert_eq!(d.desk.note(&id, "bell\u{7}", false, "x", at(32)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
     let unknown = OpenRequest { title: "x".into(), components: vec!["Nope".into()], ..Default::default() };
     assert_eq!(d.desk.open(&unknown, "x", at(0)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+/// A notifier that holds every message while its gate is closed.
+#[derive(Default)]
+struct Gate {
+    closed: std::sync::atomic::AtomicBool,
+    open: tokio::sync::Notify,
+    held: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Notifier for Gate {
+    fn target(&self) -> String {
+        "gate".into()
+    }
+    async fn notify(&self, _: &Notification) -> ops_core::Result<Delivery> {
+        use std::sync::atomic::Ordering;
+        if self.closed.load(Ordering::SeqCst) {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            self.open.notified().await;
+        }
+        Ok(Delivery { target: "gate".into(), attempts: 1, status: 200 })
+    }
+}
+
+#[tokio::test]
+async fn a_person_acting_while_the_observer_sends_is_not_overwritten() {
+    use std::sync::atomic::Ordering;
+    let d = desk().await;
+    let gate = Arc::new(Gate::default());
+    let desk = Incidents::new(
+        Arc::clone(&d.store),
+        vec![Arc::clone(&gate) as Arc<dyn Notifier>],
+        d.desk.options().clone(),
+        Arc::new(Templates::built_in()),
+    );
+    let id = desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
+    // The observer mitigates it and is held sending the update…
+    gate.closed.store(true, Ordering::SeqCst);
+    let observer = tokio::spawn({
+        let desk = desk.clone();
+        async move { desk.observe(&healthy(at(1)), at(1)).await.unwrap() }
+    });
+    while gate.held.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // … while a person takes it.
+    desk.acknowledge(&id, "opsctl:oncall", at(2)).await.unwrap();
+    gate.closed.store(false, Ordering::SeqCst);
+    gate.open.notify_waiters();
+    let r = observer.await.unwrap();
+    assert_eq!(r.updated, [id.clone()]);
+    let rec = desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.acknowledged_at, Some(at(2)), "the acknowledgement stays");
+    assert_eq!(rec.incident.status, IncidentStatus::Mitigated, "and so does the mitigation");
+    let kinds = kinds(&rec.events);
+    assert!(kinds.contains(&"acknowledged") && kinds.contains(&"mitigated"), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn escalations_hold_and_a_chosen_severity_is_never_lowered() {
+    let d = desk().await;
+    d.desk.observe(&healthy(at(0)), at(0)).await.unwrap();
+    // Opened by hand as a P1 with a check triage sees as a P2: it stays a P1.
+    let request = OpenRequest {
+        title: "checkout down".into(),
+        severity: Some(Severity::P1),
+        checks: vec!["http:api".into()],
+        ..Default::default()
+    };
+    let id = d.desk.open(&request, "opsctl:oncall", at(1)).await.unwrap().incident.id;
+    d.desk.observe(&api_down(at(2)), at(2)).await.unwrap();
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.severity, Severity::P1);
+    d.desk.resolve(&id, None, "x", at(3)).await.unwrap();
+
+    // Opened by triage as a P2; a burst of reports makes it a P1, and it stays one after the
+    // reports' window has passed.
+    let id = d.desk.observe(&api_down(at(10)), at(10)).await.unwrap().opened[0].clone();
+    for i in 0..11 {
+        d.desk.note(&id, &format!("report {i}"), true, "api:k", at(11)).await.unwrap();
+    }
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.severity, Severity::P1);
+    let r = d.desk.observe(&api_down(at(30)), at(30)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.severity, Severity::P1, "{r:?} {:?}", kinds(&rec.events));
+}
+
+#[tokio::test]
+async fn an_incident_whose_checks_were_not_seen_is_left_as_it_is() {
+    let d = desk().await;
+    let id = d.desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
+    // A triage without its root (a probe left out, `--no-logs`): nothing is known.
+    let r = d.desk.observe(&triage(Vec::new(), at(1)), at(1)).await.unwrap();
+    assert!(r.updated.is_empty(), "{r:?}");
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.status, IncidentStatus::Open);
+    // A check triage never saw cannot be named.
+    let request = OpenRequest { title: "x".into(), checks: vec!["http:typo".into()], ..Default::default() };
+    assert_eq!(d.desk.open(&request, "x", at(2)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Mitigated and waiting to resolve: a quiet observation changes nothing.
+    d.desk.observe(&healthy(at(3)), at(3)).await.unwrap();
+    let r = d.desk.observe(&healthy(at(3) + Duration::seconds(10)), at(3) + Duration::seconds(10)).await.unwrap();
+    assert!(r.updated.is_empty(), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_new_root_opens_its_own_incident() {
+    let d = desk().await;
+    let api_id = d.desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
+    // Now the API fails because the web tier it depends on does.
+    let web = probe(ProbeKind::Http, "http:web", Some((Runbook::ApiDown, Status::Critical, "HTTP 502")), &[]);
+    let api = probe(ProbeKind::Http, "http:api", Some((Runbook::ApiDown, Status::Critical, "HTTP 503")), &["http:web"]);
+    let r = d.desk.observe(&triage(vec![web, api], at(1)), at(1)).await.unwrap();
+    assert_eq!(r.opened.len(), 1, "{r:?}");
+    assert_ne!(r.opened[0], api_id);
+    assert_eq!(d.desk.load(&r.opened[0]).await.unwrap().incident.root.as_deref(), Some("http:web"));
+    assert_eq!(d.desk.load(&api_id).await.unwrap().incident.status, IncidentStatus::Open, "its root still fails");
+}
+
+#[tokio::test]
+async fn runs_belong_to_the_incident_of_their_runbook_or_check() {
+    let d = desk().await;
+    let id = d.desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
+    let run = |id: &str, runbook: &str, status: &str, doc: serde_json::Value| ops_core::ports::StoredRun {
+        id: id.into(),
+        runbook: runbook.into(),
+        status: status.into(),
+        started_at: at(1),
+        updated_at: at(1),
+        document: doc,
+    };
+    d.store.save_run(&run("run-1", "backup-verify", "failed", serde_json::json!({}))).await.unwrap();
+    d.desk.observe(&api_down(at(2)), at(2)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert!(!kinds(&rec.events).contains(&"run"), "another runbook's run is not this incident's");
+    assert_eq!(rec.incident.public_status, PublicStatus::Investigating);
+    d.store.save_run(&run("run-2", "api-down", "running", serde_json::json!({}))).await.unwrap();
+    d.store
+        .save_run(&run("run-3", "crash-loop", "succeeded", serde_json::json!({ "incident": { "check": "http:api" } })))
+        .await
+        .unwrap();
+    d.desk.observe(&api_down(at(3)), at(3)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    let runs: Vec<String> = rec
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Run { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.contains(&"run-2".to_owned()) && runs.contains(&"run-3".to_owned()));
+    assert_eq!(rec.incident.public_status, PublicStatus::Identified, "its own runbook is being applied");
 }

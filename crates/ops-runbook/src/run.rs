@@ -259,18 +259,13 @@ impl Run {
 /// A new run id: time, then random.
 #[must_use]
 pub fn new_id(now: DateTime<Utc>) -> String {
-    let mut bytes = [0u8; 4];
-    // A clock-only id would collide across replicas; without randomness, the nanoseconds.
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes = now.timestamp_subsec_nanos().to_be_bytes();
-    }
-    format!("run-{}-{}", now.format("%Y%m%dT%H%M%SZ"), hex::encode(bytes))
+    ops_core::ids::new_id("run", now)
 }
 
 /// Whether `id` has the shape of a run id (what an HTTP caller may ask for).
 #[must_use]
 pub fn valid_id(id: &str) -> bool {
-    id.len() <= 64 && id.starts_with("run-") && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    ops_core::ids::valid_id("run", id)
 }
 
 /// One run from the store.

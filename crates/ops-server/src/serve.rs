@@ -222,7 +222,8 @@ pub async fn serve_on(
         };
         let _ = stream.set_nodelay(true);
         let stream = WriteDeadline::new(stream);
-        let router = router.clone();
+        // The client's address, for the public routes' per-client rate limit.
+        let router = router.clone().layer(axum::Extension(Peer(peer.ip())));
         let opts = opts.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -263,6 +264,10 @@ pub async fn serve_on(
     }
     Ok(())
 }
+
+/// The address a request came from (the socket's peer: a proxy's, behind one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// Serves one connection; on the stop signal, finishes the request in flight and closes.
 async fn drive<I, S>(

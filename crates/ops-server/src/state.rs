@@ -22,6 +22,8 @@ pub struct AppState {
     pub jobs: Jobs,
     /// Requests per key.
     pub(crate) rate: crate::rate::RateLimiter,
+    /// Public status-page requests per client address.
+    pub(crate) public_rate: crate::rate::RateLimiter,
     /// Set when the server stops: backups and drills in progress fail cleanly.
     stopping: tokio::sync::watch::Sender<bool>,
     /// The newest triage, so a burst of requests runs the checklist once.
@@ -63,9 +65,19 @@ impl<K, T> Default for SharedRun<K, T> {
 }
 
 impl<K, T> SharedRun<K, T> {
-    /// Forgets the newest result: the next caller builds anew.
+    /// Forgets the newest result: the next caller builds anew (the stale one stays for
+    /// [`SharedRun::newest`]).
     async fn clear(&self) {
-        *self.last.lock().await = None;
+        let mut last = self.last.lock().await;
+        if let Some((at, _, _)) = last.as_mut() {
+            // Old enough that every caller builds again.
+            *at = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or(*at);
+        }
+    }
+
+    /// The newest result, however old.
+    async fn newest(&self) -> Option<Arc<T>> {
+        self.last.lock().await.as_ref().map(|(_, _, v)| Arc::clone(v))
     }
 }
 
@@ -117,13 +129,18 @@ pub struct Running {
     pub config: Arc<OpsConfig>,
     /// The adapters, or why they could not be wired.
     pub context: Result<Context, WiringError>,
+    /// The incident message templates, compiled once (`incidents.templates-dir`).
+    pub templates: Result<Arc<ops_incident::comms::Templates>, WiringError>,
 }
 
 impl Running {
     fn new(config: OpsConfig) -> Self {
         let context = Context::from_config(config.clone())
             .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() });
-        Self { config: Arc::new(config), context }
+        let templates = ops_incident::comms::Templates::load(config.incidents.templates_dir.as_deref())
+            .map(Arc::new)
+            .map_err(|e| WiringError { kind: e.kind(), message: format!("incidents.templates-dir: {}", e.message()) });
+        Self { config: Arc::new(config), context, templates }
     }
 }
 
@@ -138,6 +155,7 @@ impl AppState {
             metrics: Metrics::new(),
             jobs: Jobs::default(),
             rate: crate::rate::RateLimiter::default(),
+            public_rate: crate::rate::RateLimiter::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             last_triage: SharedRun::default(),
             last_tls: SharedRun::default(),
@@ -177,38 +195,52 @@ impl AppState {
     pub async fn desk(&self) -> Result<(ops_incident::Incidents, ops_status::StatusBoard), WiringError> {
         let running = self.running();
         let ctx = running.context.as_ref().map_err(Clone::clone)?;
-        let store = self.state_store().await?;
-        let templates =
-            ops_incident::comms::Templates::load(running.config.incidents.templates_dir.as_deref()).map_err(|e| {
-                WiringError { kind: e.kind(), message: format!("incidents.templates-dir: {}", e.message()) }
-            })?;
+        let templates = running.templates.as_ref().map_err(Clone::clone)?;
+        let board = self.board().await?;
         let desk = ops_incident::Incidents::new(
-            Arc::clone(&store),
+            Arc::clone(board.store()),
             ctx.notifiers.clone(),
             ops_incident::IncidentOptions::from_config(&running.config),
-            Arc::new(templates),
+            Arc::clone(templates),
         );
-        let board = ops_status::StatusBoard::new(store, ops_status::StatusOptions::from_config(&running.config));
         Ok((desk, board))
     }
 
-    /// The public status page, built at most every few seconds.
+    /// The status board of the configuration in force (it needs no templates).
     ///
     /// # Errors
-    /// Why it could not be built.
-    pub async fn status_page(&self) -> Result<Arc<ops_status::StatusPage>, crate::error::ApiError> {
+    /// Why the store could not be opened.
+    pub async fn board(&self) -> Result<ops_status::StatusBoard, WiringError> {
+        let running = self.running();
+        let store = self.state_store().await?;
+        Ok(ops_status::StatusBoard::new(store, ops_status::StatusOptions::from_config(&running.config)))
+    }
+
+    /// The public status page, built at most every few seconds. When it cannot be built, the
+    /// last one built is served (it says when it was updated); without one, the error, which
+    /// the public routes answer without its details.
+    ///
+    /// # Errors
+    /// Why it could not be built and none was built before.
+    pub async fn status_page(&self) -> Result<Arc<ops_status::StatusPage>, WiringError> {
         let not_before = std::time::Instant::now().checked_sub(PAGE_REUSE).unwrap_or_else(std::time::Instant::now);
-        let built: Result<Arc<ops_status::StatusPage>, WiringError> = self
+        let built = self
             .last_page
             .get((), not_before, async {
-                let (desk, board) = self.desk().await?;
+                let board = self.board().await?;
                 board
-                    .page(&desk, chrono::Utc::now())
+                    .page(chrono::Utc::now())
                     .await
                     .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() })
             })
             .await;
-        Ok(built?)
+        match built {
+            Ok(page) => Ok(page),
+            Err(e) => {
+                tracing::warn!(error = %e, "status page not built");
+                self.last_page.newest().await.ok_or(e)
+            }
+        }
     }
 
     /// Forgets the cached page after a change a person made (an update, an override).

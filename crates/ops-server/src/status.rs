@@ -22,11 +22,13 @@ use crate::state::AppState;
 /// No scripts, no frames, no forms; styles only inline (the page has no JavaScript at all).
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Every public request takes a token of one bucket shared by all clients
-/// (`status.rate-limit-per-second`): the page is cheap, but never unbounded.
+/// Every public request takes a token of its client's bucket (`status.rate-limit-per-second`,
+/// bursts of twice that): the page is cheap, but never unbounded.
 pub(crate) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let per_second = state.running().config.status.rate_limit_per_second;
-    match state.rate.check("public-status-page", per_second, std::time::Instant::now()) {
+    // Per client address (the socket's: behind a proxy, the proxy's, shared by all).
+    let who = req.extensions().get::<crate::serve::Peer>().map_or_else(|| "local".to_owned(), |p| p.0.to_string());
+    match state.public_rate.check(&who, per_second, std::time::Instant::now()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
             state.metrics.record_rate_limited();
@@ -49,16 +51,27 @@ fn with_headers(mut resp: Response, content_type: &'static str) -> Response {
     resp
 }
 
+/// The page, or a 503 without details (they go to the log): the public never sees the
+/// server's internals.
+async fn public_page(state: &AppState) -> Result<Arc<ops_status::StatusPage>, Response> {
+    state.status_page().await.map_err(|_| {
+        let mut resp =
+            (StatusCode::SERVICE_UNAVAILABLE, "the status page is not available right now\n").into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        resp
+    })
+}
+
 /// `GET /status`.
-pub(crate) async fn page(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let page = state.status_page().await?;
+pub(crate) async fn page(State(state): State<Arc<AppState>>) -> Result<Response, Response> {
+    let page = public_page(&state).await?;
     let links = Links { feed: "/status/feed.atom".to_owned(), summary: "/api/v2/summary.json".to_owned() };
     Ok(with_headers(render::html(&page, &links).into_response(), "text/html; charset=utf-8"))
 }
 
 /// `GET /status/feed.atom`.
-pub(crate) async fn feed(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let page = state.status_page().await?;
+pub(crate) async fn feed(State(state): State<Arc<AppState>>) -> Result<Response, Response> {
+    let page = public_page(&state).await?;
     let href = page
         .url
         .as_deref()
@@ -70,7 +83,7 @@ pub(crate) async fn feed(State(state): State<Arc<AppState>>) -> Result<Response,
 pub(crate) async fn json_document(
     State(state): State<Arc<AppState>>,
     Path(path): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
     if !render::JSON_DOCUMENTS.contains(&path.as_str()) {
         return Ok((
             StatusCode::NOT_FOUND,
@@ -78,7 +91,7 @@ pub(crate) async fn json_document(
         )
             .into_response());
     }
-    let page = state.status_page().await?;
+    let page = public_page(&state).await?;
     let doc = render::json_document(&page, &path).unwrap_or(Value::Null);
     let mut resp = with_headers(Json(doc).into_response(), "application/json");
     // Status-page readers fetch the JSON from other origins.
@@ -88,7 +101,7 @@ pub(crate) async fn json_document(
 
 /// `GET /api/v1/status`: the components with why they have their status (internal).
 pub(crate) async fn internal(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let (_, board) = state.desk().await?;
+    let board = state.board().await?;
     let current = board.current(Utc::now()).await?;
     let components: Vec<Value> = current
         .iter()
@@ -115,7 +128,7 @@ pub(crate) async fn set_override(
     headers: HeaderMap,
     Json(b): Json<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, board) = state.desk().await?;
+    let board = state.board().await?;
     let cleared = board.set_override(&b.component, b.status, &crate::auth::actor(&headers), Utc::now()).await?;
     state.page_changed().await;
     Ok(Json(json!({ "component": b.component, "status": b.status, "cleared": cleared })))
@@ -127,7 +140,7 @@ pub(crate) async fn add_maintenance(
     headers: HeaderMap,
     Json(b): Json<ops_status::build::MaintenanceRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (_, board) = state.desk().await?;
+    let board = state.board().await?;
     let m = board.schedule_maintenance(&b, &crate::auth::actor(&headers), Utc::now()).await?;
     state.page_changed().await;
     Ok((StatusCode::CREATED, Json(json!(m))))
@@ -138,7 +151,7 @@ pub(crate) async fn cancel_maintenance(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, board) = state.desk().await?;
+    let board = state.board().await?;
     board.cancel_maintenance(&id).await?;
     state.page_changed().await;
     Ok(Json(json!({ "cancelled": id })))

@@ -137,6 +137,12 @@ impl StatusBoard {
         Ok(observed)
     }
 
+    /// The store it reads.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
     /// The options.
     #[must_use]
     pub const fn options(&self) -> &StatusOptions {
@@ -212,11 +218,13 @@ impl StatusBoard {
         Ok(samples.len())
     }
 
-    /// The whole page at `now`.
+    /// The whole page at `now`. It reads at most `history-days` of samples, the open
+    /// incidents and the 50 newest of the history (their public updates only), so its cost
+    /// does not grow with the store.
     ///
     /// # Errors
     /// The store's errors.
-    pub async fn page(&self, incidents: &Incidents, now: DateTime<Utc>) -> Result<StatusPage> {
+    pub async fn page(&self, now: DateTime<Utc>) -> Result<StatusPage> {
         let days = self.options.history_days.clamp(1, 90);
         let first_day = now.date_naive() - Duration::days(i64::from(days) - 1);
         let samples = self.store.component_days(first_day).await?;
@@ -243,12 +251,25 @@ impl StatusBoard {
                 history,
             });
         }
+        // Every open incident, however old, and the newest of the history.
         let since = now - Duration::days(i64::from(days));
-        let stored =
-            incidents.list(&IncidentQuery { since: Some(since), limit: MAX_INCIDENTS, ..Default::default() }).await?;
+        let mut stored = self
+            .store
+            .incidents(&IncidentQuery { unresolved: true, limit: MAX_INCIDENTS, ..Default::default() })
+            .await?;
+        let recent = self
+            .store
+            .incidents(&IncidentQuery { since: Some(since), limit: MAX_INCIDENTS, ..Default::default() })
+            .await?;
+        for r in recent {
+            if !stored.iter().any(|s| s.id == r.id) {
+                stored.push(r);
+            }
+        }
+        stored.sort_by(|a, b| b.opened_at.cmp(&a.opened_at).then_with(|| b.id.cmp(&a.id)));
         let mut public = Vec::new();
-        for inc in stored {
-            let record = incidents.load(&inc.id).await?;
+        for inc in &stored {
+            let record = ops_incident::record::load(self.store.as_ref(), &inc.id, "update").await?;
             public.push(public_incident(&record));
         }
         let unresolved: Vec<PublicIncident> = public.iter().filter(|i| i.status != "resolved").cloned().collect();
@@ -351,7 +372,7 @@ impl StatusBoard {
         for c in components {
             self.known(c)?;
         }
-        let id = ops_incident::model::new_id(now).replacen("inc-", "mnt-", 1);
+        let id = ops_core::ids::new_id("mnt", now);
         let m = Maintenance {
             id: id.clone(),
             title,
@@ -372,8 +393,11 @@ impl StatusBoard {
     /// # Errors
     /// `NotFound` for an unknown id; the store's errors.
     pub async fn cancel_maintenance(&self, id: &str) -> Result<()> {
-        if !(id.starts_with("mnt-") && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
-            return Err(Error::invalid_input("a maintenance id looks like mnt-20261202T114500Z-7f3a09bc"));
+        if !ops_core::ids::valid_id("mnt", id) {
+            return Err(Error::not_found(format!(
+                "no maintenance {:?}: ids look like mnt-20261202T114500Z-7f3a09bc",
+                id.chars().take(80).collect::<String>()
+            )));
         }
         if self.store.delete_document(MAINTENANCES, id).await? {
             Ok(())

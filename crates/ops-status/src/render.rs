@@ -206,6 +206,7 @@ pub fn atom(page: &StatusPage, feed_href: &str) -> String {
     s.push_str(&format!("  <id>urn:ops-status:{}</id>\n", page_id(page)));
     s.push_str(&format!("  <title>{}</title>\n", xml(&page.title)));
     s.push_str(&format!("  <updated>{}</updated>\n", ts(updated)));
+    s.push_str(&format!("  <author><name>{}</name></author>\n", xml(&page.title)));
     s.push_str(&format!("  <link rel=\"self\" type=\"application/atom+xml\" href=\"{}\"/>\n", xml(feed_href)));
     if let Some(b) = &base {
         s.push_str(&format!("  <link rel=\"alternate\" type=\"text/html\" href=\"{}/\"/>\n", xml(b)));

@@ -93,7 +93,7 @@ pub struct Approval {
 /// One stored incident: the columns it is found by, and its document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredIncident {
-    /// Unique id (`inc-20261202T114500Z-7f3a`).
+    /// Unique id (`inc-20261202T114500Z-7f3a09bc`).
     pub id: String,
     /// `open`, `acknowledged`, `mitigated`, `resolved`.
     pub status: String,
@@ -109,6 +109,20 @@ pub struct StoredIncident {
     /// observer cannot open the same incident twice. Resolved incidents keep their id here.
     pub open_key: String,
     /// The whole incident header, as its owner serialized it (events are kept apart).
+    pub document: serde_json::Value,
+    /// How many times it was saved: a save names the version it read, and a header changed
+    /// meanwhile is not overwritten (`Conflict`).
+    pub version: u64,
+}
+
+/// An event to append to an incident's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// When it happened.
+    pub time: DateTime<Utc>,
+    /// Its kind (`opened`, `probe`, `note`).
+    pub kind: String,
+    /// The event, as its owner serialized it.
     pub document: serde_json::Value,
 }
 
@@ -233,17 +247,21 @@ pub trait StateStore: Send + Sync {
     /// `Unavailable` when the read fails.
     async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 
-    /// Inserts a new incident unless an unresolved one holds the same `open_key`.
+    /// Inserts a new incident with its first events, in one transaction, unless an
+    /// unresolved one holds the same `open_key`; returns the events' sequence numbers.
     ///
     /// # Errors
-    /// `Unavailable` when the write fails. `Ok(false)` when another open incident has the key.
-    async fn open_incident(&self, incident: &StoredIncident) -> Result<bool>;
+    /// `Unavailable` when the write fails. `Ok(None)` when another open incident has the key.
+    async fn open_incident(&self, incident: &StoredIncident, events: &[NewEvent]) -> Result<Option<Vec<u64>>>;
 
-    /// Replaces an incident's header (status, severity, times, document).
+    /// Saves an incident's header and appends events, in one transaction, if the header is
+    /// still at `incident.version` (the one read); the stored version goes up by one. Returns
+    /// the events' sequence numbers.
     ///
     /// # Errors
-    /// `NotFound` for an unknown id; `Unavailable` when the write fails.
-    async fn save_incident(&self, incident: &StoredIncident) -> Result<()>;
+    /// `Conflict` when the header was saved meanwhile (read it again and redo the change) or
+    /// the log is full ([`MAX_EVENTS`]); `NotFound` for an unknown id; `Unavailable`.
+    async fn commit_incident(&self, incident: &StoredIncident, events: &[NewEvent]) -> Result<Vec<u64>>;
 
     /// One incident by id.
     ///
@@ -270,11 +288,11 @@ pub trait StateStore: Send + Sync {
         document: &serde_json::Value,
     ) -> Result<u64>;
 
-    /// An incident's events in order.
+    /// An incident's events in order; only those of `kind` unless it is empty.
     ///
     /// # Errors
     /// `Unavailable` when the read fails.
-    async fn incident_events(&self, incident_id: &str) -> Result<Vec<StoredEvent>>;
+    async fn incident_events(&self, incident_id: &str, kind: &str) -> Result<Vec<StoredEvent>>;
 
     /// Stores a small document by collection and key (component overrides, maintenance
     /// windows, the last status of each check), replacing any earlier one.
@@ -295,7 +313,7 @@ pub trait StateStore: Send + Sync {
     /// `Unavailable` when the read fails.
     async fn documents(&self, collection: &str) -> Result<Vec<(String, serde_json::Value)>>;
 
-    /// Counts one sample of each component's status on a UTC day (one statement for all).
+    /// Counts one sample of each component's status on a UTC day (one transaction).
     ///
     /// # Errors
     /// `InvalidInput` for a status not in [`COMPONENT_STATUSES`]; `Unavailable`.

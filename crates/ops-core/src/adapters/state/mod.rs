@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Row};
 use crate::audit::AuditEntry;
 use crate::ports::state::{
     Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS, MAX_LISTED,
-    RunQuery, StateStore, StoredEvent, StoredIncident, StoredRun,
+    NewEvent, RunQuery, StateStore, StoredEvent, StoredIncident, StoredRun,
 };
 use crate::secret::SecretUrl;
 use crate::{Error, Result};
@@ -55,7 +55,7 @@ const MIGRATIONS: &[(u32, &str, &[&str])] = &[
         &[
             "CREATE TABLE ops_incidents (id TEXT PRIMARY KEY, status TEXT NOT NULL, severity TEXT NOT NULL, \
          opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, resolved_at TEXT NOT NULL, open_key TEXT NOT NULL UNIQUE, \
-         document TEXT NOT NULL)",
+         document TEXT NOT NULL, version BIGINT NOT NULL)",
             "CREATE INDEX ops_incidents_opened ON ops_incidents (opened_at)",
             "CREATE TABLE ops_incident_events (incident_id TEXT NOT NULL, seq BIGINT NOT NULL, time TEXT NOT NULL, \
          kind TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (incident_id, seq))",
@@ -153,6 +153,40 @@ impl SqlStateStore {
         Ok(store)
     }
 
+    /// Inserts events numbered from `first`, in the caller's transaction.
+    async fn insert_events(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        incident_id: &str,
+        first: u64,
+        events: &[NewEvent],
+    ) -> Result<Vec<u64>> {
+        let mut seqs = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let seq = first + i as u64;
+            if seq > MAX_EVENTS {
+                return Err(Error::conflict(format!(
+                    "incident {incident_id} has {MAX_EVENTS} events, the most one keeps"
+                )));
+            }
+            let body =
+                serde_json::to_string(&event.document).map_err(|e| Error::internal(format!("incident event: {e}")))?;
+            sqlx::query(
+                "INSERT INTO ops_incident_events (incident_id, seq, time, kind, document) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(incident_id)
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(ts(event.time))
+            .bind(&event.kind)
+            .bind(body)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| self.err("appending an incident event", &e))?;
+            seqs.push(seq);
+        }
+        Ok(seqs)
+    }
+
     fn err(&self, what: &str, e: &sqlx::Error) -> Error {
         Error::unavailable(format!("state store {}: {what}: {}", self.shown, clean(e)))
     }
@@ -232,6 +266,7 @@ fn incident_of(row: &AnyRow) -> Result<StoredIncident> {
         resolved_at: if resolved.is_empty() { None } else { Some(parse_ts(&resolved)?) },
         open_key: text(row, "open_key")?,
         document: json_of(row, "document")?,
+        version: count(row, "version")?,
     })
 }
 
@@ -246,7 +281,7 @@ fn count(row: &AnyRow, column: &str) -> Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-const INCIDENT_COLUMNS: &str = "id, status, severity, opened_at, updated_at, resolved_at, open_key, document";
+const INCIDENT_COLUMNS: &str = "id, status, severity, opened_at, updated_at, resolved_at, open_key, document, version";
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n.clamp(1, MAX_LISTED)).unwrap_or(1)
@@ -536,11 +571,12 @@ impl StateStore for SqlStateStore {
         Ok(out)
     }
 
-    async fn open_incident(&self, incident: &StoredIncident) -> Result<bool> {
+    async fn open_incident(&self, incident: &StoredIncident, events: &[NewEvent]) -> Result<Option<Vec<u64>>> {
         let document =
             serde_json::to_string(&incident.document).map_err(|e| Error::internal(format!("incident: {e}")))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err("opening an incident", &e))?;
         let done = sqlx::query(&format!(
-            "INSERT INTO ops_incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO ops_incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) \
              ON CONFLICT (open_key) DO NOTHING"
         ))
         .bind(&incident.id)
@@ -551,18 +587,26 @@ impl StateStore for SqlStateStore {
         .bind(incident.resolved_at.map(ts).unwrap_or_default())
         .bind(&incident.open_key)
         .bind(document)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.err("opening an incident", &e))?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let seqs = self.insert_events(&mut tx, &incident.id, 1, events).await?;
+        tx.commit().await.map_err(|e| self.err("opening an incident", &e))?;
+        Ok(Some(seqs))
     }
 
-    async fn save_incident(&self, incident: &StoredIncident) -> Result<()> {
+    async fn commit_incident(&self, incident: &StoredIncident, events: &[NewEvent]) -> Result<Vec<u64>> {
         let document =
             serde_json::to_string(&incident.document).map_err(|e| Error::internal(format!("incident: {e}")))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err("saving an incident", &e))?;
+        // The header first, and only if nobody saved it since it was read: this write also
+        // locks the row (SQLite: the database), so the events' numbers are taken in turn.
         let done = sqlx::query(
             "UPDATE ops_incidents SET status = $2, severity = $3, updated_at = $4, resolved_at = $5, open_key = $6, \
-             document = $7 WHERE id = $1",
+             document = $7, version = version + 1 WHERE id = $1 AND version = $8",
         )
         .bind(&incident.id)
         .bind(&incident.status)
@@ -571,13 +615,25 @@ impl StateStore for SqlStateStore {
         .bind(incident.resolved_at.map(ts).unwrap_or_default())
         .bind(&incident.open_key)
         .bind(document)
-        .execute(&self.pool)
+        .bind(i64::try_from(incident.version).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.err("saving an incident", &e))?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!("no incident {}", incident.id)));
+            drop(tx);
+            return Err(match self.incident(&incident.id).await? {
+                Some(_) => Error::conflict(format!("incident {} was changed meanwhile", incident.id)),
+                None => Error::not_found(format!("no incident {}", incident.id)),
+            });
         }
-        Ok(())
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM ops_incident_events WHERE incident_id = $1")
+            .bind(&incident.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.err("saving an incident", &e))?;
+        let seqs = self.insert_events(&mut tx, &incident.id, count(&row, "last")? + 1, events).await?;
+        tx.commit().await.map_err(|e| self.err("saving an incident", &e))?;
+        Ok(seqs)
     }
 
     async fn incident(&self, id: &str) -> Result<Option<StoredIncident>> {
@@ -658,11 +714,13 @@ impl StateStore for SqlStateStore {
         Err(Error::unavailable(format!("state store {}: appending an incident event: too much contention", self.shown)))
     }
 
-    async fn incident_events(&self, incident_id: &str) -> Result<Vec<StoredEvent>> {
+    async fn incident_events(&self, incident_id: &str, kind: &str) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
-            "SELECT seq, time, kind, document FROM ops_incident_events WHERE incident_id = $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, time, kind, document FROM ops_incident_events WHERE incident_id = $1 \
+             AND ($2 = '' OR kind = $2) ORDER BY seq LIMIT $3",
         )
         .bind(incident_id)
+        .bind(kind)
         .bind(i64::try_from(MAX_EVENTS).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
