@@ -84,6 +84,15 @@ pub(crate) async fn backup(
 pub(crate) fn config_check(cli: &Cli, env: &BTreeMap<String, String>, out: &mut dyn Write) -> Result<Outcome> {
     match load(cli.config.as_deref(), env) {
         Ok(loaded) => {
+            // The message templates are files of their own: a broken one is named here, not
+            // at the first incident.
+            if let Err(e) = ops_incident::comms::Templates::load(loaded.config.incidents.templates_dir.as_deref()) {
+                if cli.json {
+                    write_json(out, &serde_json::json!({ "valid": false, "error": { "message": e.message() } }))?;
+                    return Ok(Outcome { code: exit::INVALID_INPUT });
+                }
+                return Err(e);
+            }
             let file = loaded.path.as_ref().map(|p| p.display().to_string());
             if cli.json {
                 write_json(out, &serde_json::json!({ "valid": true, "file": file, "config": loaded.config }))?;

@@ -577,3 +577,55 @@ mod tests {
         assert_eq!(component_id("ß").len(), 12);
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration, Utc};
+    use ops_core::SecretUrl;
+    use ops_core::adapters::state::SqlStateStore;
+    use ops_core::config::{OpsConfig, StatusComponentConfig};
+    use ops_core::ports::StateStore;
+    use ops_incident::comms::Templates;
+    use ops_incident::{IncidentOptions, Incidents, OpenRequest};
+
+    use super::{StatusBoard, StatusOptions};
+
+    #[tokio::test]
+    async fn an_open_incident_older_than_the_history_is_still_on_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = SecretUrl::new(format!("sqlite://{}/state.db", dir.path().display()));
+        let store: Arc<dyn StateStore> = Arc::new(SqlStateStore::open(&url).await.unwrap());
+        let components =
+            vec![StatusComponentConfig { name: "API".into(), description: None, checks: vec!["http:api".into()] }];
+        let mut options = IncidentOptions::from_config(&OpsConfig::default());
+        options.components.clone_from(&components);
+        options.audit_log = None;
+        let desk = Incidents::new(Arc::clone(&store), Vec::new(), options, Arc::new(Templates::built_in()));
+        let now: DateTime<Utc> = Utc::now();
+        let old = OpenRequest {
+            title: "payments down".into(),
+            severity: Some(ops_core::Severity::P1),
+            components: vec!["API".into()],
+            ..Default::default()
+        };
+        let id = desk.open(&old, "x", now - Duration::days(3)).await.unwrap().incident.id;
+        // Many newer resolved ones.
+        for i in 0..55 {
+            let r = OpenRequest { title: format!("blip {i}"), ..Default::default() };
+            let rec = desk.open(&r, "x", now - Duration::hours(1)).await.unwrap();
+            desk.resolve(&rec.incident.id, None, "x", now - Duration::minutes(50)).await.unwrap();
+        }
+        let board = StatusBoard::new(
+            Arc::clone(&store),
+            StatusOptions { title: "t".into(), url: None, components, history_days: 1 },
+        );
+        let page = board.page(now).await.unwrap();
+        assert_eq!(page.unresolved.len(), 1);
+        assert_eq!(page.unresolved[0].id, id);
+        assert_eq!(page.indicator.indicator, "critical", "{:?}", page.indicator);
+        assert_eq!(page.components[0].status, crate::model::ComponentStatus::MajorOutage, "opened by hand on it");
+        assert!(page.incidents.len() <= 51, "at most 50 of the history and the open ones");
+    }
+}
