@@ -27,7 +27,7 @@ pub mod record;
 pub mod report;
 
 pub use model::{Event, EventKind, Incident, IncidentRecord, IncidentStatus, PublicStatus};
-pub use observe::{CHECK_STATUS, CheckState, ObserveReport};
+pub use observe::{CHECK_STATUS, CheckState, ObserveReport, check_states};
 pub use record::{IncidentOptions, Incidents, OpenRequest};
 
 #[cfg(test)]

@@ -69,6 +69,19 @@ pub struct CheckState {
     pub alerts: BTreeSet<String>,
 }
 
+/// Each check's last state, as the newest observation recorded it.
+///
+/// # Errors
+/// The store's errors.
+pub async fn check_states(store: &dyn ops_core::ports::StateStore) -> Result<BTreeMap<String, CheckState>> {
+    Ok(store
+        .documents(CHECK_STATUS)
+        .await?
+        .into_iter()
+        .filter_map(|(k, v)| serde_json::from_value(v).ok().map(|s| (k, s)))
+        .collect())
+}
+
 /// Each check's state before and after one observation.
 #[derive(Debug, Clone, Default)]
 struct States {
@@ -234,13 +247,7 @@ impl Incidents {
         now: DateTime<Utc>,
         out: &mut ObserveReport,
     ) -> Result<States> {
-        let before: BTreeMap<String, CheckState> = self
-            .store
-            .documents(CHECK_STATUS)
-            .await?
-            .into_iter()
-            .filter_map(|(k, v)| serde_json::from_value(v).ok().map(|s| (k, s)))
-            .collect();
+        let before = check_states(self.store.as_ref()).await?;
         let mut after = before.clone();
         for probe in &report.probes {
             let alerts = firing(probe);

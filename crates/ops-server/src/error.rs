@@ -101,3 +101,13 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A request's JSON body, or the type's default when the body is empty; a body that does not
+/// parse (unknown fields included) is `InvalidInput` (422).
+pub(crate) fn json_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))
+}

@@ -64,20 +64,12 @@ pub(crate) async fn report(
     }
 }
 
-fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))
-}
-
 pub(crate) async fn open(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request: ops_incident::OpenRequest = body(&bytes)?;
+    let request: ops_incident::OpenRequest = crate::error::json_body(&bytes)?;
     let (desk, _) = state.desk().await?;
     let record = desk.open(&request, &crate::auth::actor(&headers), chrono::Utc::now()).await?;
     state.page_changed().await;
@@ -98,7 +90,7 @@ pub(crate) async fn note(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b: NoteBody = body(&bytes)?;
+    let b: NoteBody = crate::error::json_body(&bytes)?;
     let (desk, _) = state.desk().await?;
     let event = desk.note(&id, &b.text, b.user_report, &crate::auth::actor(&headers), chrono::Utc::now()).await?;
     Ok((StatusCode::CREATED, Json(json!(event))))
@@ -118,7 +110,7 @@ pub(crate) async fn update(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b: UpdateBody = body(&bytes)?;
+    let b: UpdateBody = crate::error::json_body(&bytes)?;
     let (desk, _) = state.desk().await?;
     let event = desk.update(&id, b.status, &b.text, &crate::auth::actor(&headers), chrono::Utc::now()).await?;
     state.page_changed().await;
@@ -148,7 +140,7 @@ pub(crate) async fn resolve(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let b: ResolveBody = body(&bytes)?;
+    let b: ResolveBody = crate::error::json_body(&bytes)?;
     let (desk, _) = state.desk().await?;
     let event = desk.resolve(&id, b.text.as_deref(), &crate::auth::actor(&headers), chrono::Utc::now()).await?;
     state.page_changed().await;

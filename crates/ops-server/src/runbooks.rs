@@ -64,11 +64,7 @@ pub(crate) async fn show(
 
 /// A JSON body's run options (`{"params": {"database": "main"}}`), or none.
 fn options(body: &[u8]) -> Result<RunOptions, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(RunOptions::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))
+    crate::error::json_body(body)
 }
 
 pub(crate) async fn plan(

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ops_core::config::{OpsConfig, StatusComponentConfig};
 use ops_core::ports::{IncidentQuery, StateStore};
 use ops_core::{Error, Result, Severity, Status};
-use ops_incident::{CHECK_STATUS, CheckState, EventKind, Incident, IncidentStatus, Incidents};
+use ops_incident::{CheckState, EventKind, Incident, IncidentStatus, Incidents};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
@@ -158,13 +158,7 @@ impl StatusBoard {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(StatusComponentConfig, ComponentStatus, String, DateTime<Utc>)>> {
-        let checks: BTreeMap<String, CheckState> = self
-            .store
-            .documents(CHECK_STATUS)
-            .await?
-            .into_iter()
-            .filter_map(|(k, v)| serde_json::from_value(v).ok().map(|s| (k, s)))
-            .collect();
+        let checks = ops_incident::check_states(self.store.as_ref()).await?;
         let overrides = self.overrides().await?;
         let maintenances = self.maintenances().await?;
         let open = self.store.incidents(&IncidentQuery { unresolved: true, limit: 200, ..Default::default() }).await?;
