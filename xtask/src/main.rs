@@ -1,4 +1,4 @@
-//! `cargo xtask`: project automation (`ci`, `test-env`, `bench backup|probes|perf|runbook`) built on std and anyhow only.
+//! `cargo xtask`: project automation (`ci`, `test-env`, `bench backup|probes|perf|runbook|status`) built on std and anyhow only.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
@@ -48,6 +48,12 @@ commands:
   bench runbook          the runbook engine's overhead per step (50 steps, planned and
                          run, against the same checks called directly, in one release
                          process); target/bench/runbook.md
+  bench status [--runs N] [--seconds N]
+                         the status page's build cost with 90 days against 2 years of
+                         history (at most 1.5x), then ops-server in release mode over
+                         the 90-day store: wrk -t2 -c32 --latency on /health/live,
+                         /status and /api/v2/summary.json (N runs of N seconds each,
+                         default 3 x 10 s; needs wrk); target/bench/status.md
 ";
 
 fn main() -> ExitCode {
@@ -114,6 +120,18 @@ fn run() -> Result<()> {
                     bail!("bench: unknown argument {a:?}\n{USAGE}");
                 }
                 return bench::runbook::runbook();
+            }
+            if what == "status" {
+                let mut opts = bench::status::Options::default();
+                numeric_flags(args, |flag, n| {
+                    match flag {
+                        "--runs" => opts.runs = n.max(1),
+                        "--seconds" => opts.seconds = n.clamp(1, 600),
+                        other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
+                    }
+                    Ok(())
+                })?;
+                return bench::status::status(&opts);
             }
             if what == "perf" {
                 let mut opts = bench::perf::Options::default();

@@ -138,7 +138,7 @@ async fn triage_opens_reminds_escalates_mitigates_and_resolves() {
     assert_eq!(rec.incident.public_status, PublicStatus::Monitoring);
     assert_eq!(rec.incident.mitigated_at, Some(at(123)));
     let r = d.desk.observe(&healthy(at(124)), at(124)).await.unwrap();
-    assert_eq!(r.resolved, [id.clone()]);
+    assert_eq!(r.resolved, std::slice::from_ref(&id));
     let rec = d.desk.load(&id).await.unwrap();
     assert_eq!(rec.incident.status, IncidentStatus::Resolved);
     assert_eq!(rec.durations.to_resolve_secs, Some(123 * 60));
@@ -323,7 +323,7 @@ async fn a_person_acting_while_the_observer_sends_is_not_overwritten() {
     gate.closed.store(false, Ordering::SeqCst);
     gate.open.notify_waiters();
     let r = observer.await.unwrap();
-    assert_eq!(r.updated, [id.clone()]);
+    assert_eq!(r.updated, std::slice::from_ref(&id));
     let rec = desk.load(&id).await.unwrap();
     assert_eq!(rec.incident.acknowledged_at, Some(at(2)), "the acknowledgement stays");
     assert_eq!(rec.incident.status, IncidentStatus::Mitigated, "and so does the mitigation");

@@ -36,9 +36,9 @@ pub struct AppState {
     /// The state store of `state.url`, opened on first use (and again when a reload changes
     /// the url).
     store: tokio::sync::Mutex<StoreSlot>,
-    /// The newest public status page: the public routes serve it for a few seconds, so a
-    /// crowd of readers costs one build.
-    last_page: SharedRun<(), ops_status::StatusPage>,
+    /// The newest public status page, rendered in every public form: the public routes serve
+    /// it for a few seconds, so a crowd of readers costs one build and no rendering.
+    page: PageCache,
 }
 
 /// The opened state store and the url it was opened from.
@@ -64,23 +64,6 @@ impl<K, T> Default for SharedRun<K, T> {
     }
 }
 
-impl<K, T> SharedRun<K, T> {
-    /// Forgets the newest result: the next caller builds anew (the stale one stays for
-    /// [`SharedRun::newest`]).
-    async fn clear(&self) {
-        let mut last = self.last.lock().await;
-        if let Some((at, _, _)) = last.as_mut() {
-            // Old enough that every caller builds again.
-            *at = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or(*at);
-        }
-    }
-
-    /// The newest result, however old.
-    async fn newest(&self) -> Option<Arc<T>> {
-        self.last.lock().await.as_ref().map(|(_, _, v)| Arc::clone(v))
-    }
-}
-
 impl<K: PartialEq, T> SharedRun<K, T> {
     async fn get<Fut>(&self, key: K, not_before: std::time::Instant, run: Fut) -> Result<Arc<T>, WiringError>
     where
@@ -96,6 +79,78 @@ impl<K: PartialEq, T> SharedRun<K, T> {
         let value = Arc::new(run.await?);
         *last = Some((std::time::Instant::now(), key, Arc::clone(&value)));
         Ok(value)
+    }
+}
+
+/// The status page rendered once in every public form (the HTML with the server's links, the
+/// Atom feed, each Statuspage v2 document), served as bytes.
+#[derive(Debug)]
+pub struct PublicPage {
+    /// The page.
+    pub page: ops_status::StatusPage,
+    /// `/status`.
+    pub html: bytes::Bytes,
+    /// `/status/feed.atom`.
+    pub atom: bytes::Bytes,
+    /// `/api/v2/{document}`, by document.
+    pub json: BTreeMap<&'static str, bytes::Bytes>,
+}
+
+impl PublicPage {
+    fn render(page: ops_status::StatusPage) -> Self {
+        use ops_status::render;
+        let links = render::Links { feed: "/status/feed.atom".to_owned(), summary: "/api/v2/summary.json".to_owned() };
+        let feed = page
+            .url
+            .as_deref()
+            .map_or_else(|| "/status/feed.atom".to_owned(), |u| format!("{}/feed.atom", u.trim_end_matches('/')));
+        let json = render::JSON_DOCUMENTS
+            .iter()
+            .filter_map(|d| {
+                render::json_document(&page, d)
+                    .and_then(|v| serde_json::to_vec(&v).ok())
+                    .map(|b| (*d, bytes::Bytes::from(b)))
+            })
+            .collect();
+        Self {
+            html: bytes::Bytes::from(render::html(&page, &links)),
+            atom: bytes::Bytes::from(render::atom(&page, &feed)),
+            json,
+            page,
+        }
+    }
+}
+
+/// The newest [`PublicPage`] and when it was built; one builder at a time.
+#[derive(Debug, Default)]
+struct PageCache {
+    current: RwLock<Option<(std::time::Instant, Arc<PublicPage>)>>,
+    building: tokio::sync::Mutex<()>,
+}
+
+impl PageCache {
+    fn fresh(&self, now: std::time::Instant) -> Option<Arc<PublicPage>> {
+        let current = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.as_ref().filter(|(at, _)| now.saturating_duration_since(*at) < PAGE_REUSE).map(|(_, p)| Arc::clone(p))
+    }
+
+    fn newest(&self) -> Option<Arc<PublicPage>> {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|(_, p)| Arc::clone(p))
+    }
+
+    fn set(&self, page: Arc<PublicPage>) {
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), page));
+    }
+
+    /// The next reader builds anew (the old page stays for when that fails).
+    fn expire(&self) {
+        let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, _)) = current.as_mut()
+            && let Some(old) = at.checked_sub(PAGE_REUSE)
+        {
+            *at = old;
+        }
     }
 }
 
@@ -161,7 +216,7 @@ impl AppState {
             last_tls: SharedRun::default(),
             last_perf: SharedRun::default(),
             store: tokio::sync::Mutex::new(StoreSlot::default()),
-            last_page: SharedRun::default(),
+            page: PageCache::default(),
         })
     }
 
@@ -216,36 +271,46 @@ impl AppState {
         Ok(ops_status::StatusBoard::new(store, ops_status::StatusOptions::from_config(&running.config)))
     }
 
-    /// The public status page, built at most every few seconds. When it cannot be built, the
+    /// The public status page, built and rendered at most every few seconds. Readers of a
+    /// fresh page take a read lock only; one builder at a time. When it cannot be built, the
     /// last one built is served (it says when it was updated); without one, the error, which
     /// the public routes answer without its details.
     ///
     /// # Errors
     /// Why it could not be built and none was built before.
-    pub async fn status_page(&self) -> Result<Arc<ops_status::StatusPage>, WiringError> {
-        let not_before = std::time::Instant::now().checked_sub(PAGE_REUSE).unwrap_or_else(std::time::Instant::now);
-        let built = self
-            .last_page
-            .get((), not_before, async {
-                let board = self.board().await?;
-                board
-                    .page(chrono::Utc::now())
-                    .await
-                    .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() })
-            })
-            .await;
+    pub async fn status_page(&self) -> Result<Arc<PublicPage>, WiringError> {
+        let now = std::time::Instant::now();
+        if let Some(page) = self.page.fresh(now) {
+            return Ok(page);
+        }
+        let _building = self.page.building.lock().await;
+        if let Some(page) = self.page.fresh(now) {
+            return Ok(page);
+        }
+        let built = async {
+            let board = self.board().await?;
+            board
+                .page(chrono::Utc::now())
+                .await
+                .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() })
+        }
+        .await;
         match built {
-            Ok(page) => Ok(page),
+            Ok(page) => {
+                let public = Arc::new(PublicPage::render(page));
+                self.page.set(Arc::clone(&public));
+                Ok(public)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "status page not built");
-                self.last_page.newest().await.ok_or(e)
+                self.page.newest().ok_or(e)
             }
         }
     }
 
     /// Forgets the cached page after a change a person made (an update, an override).
     pub async fn page_changed(&self) {
-        self.last_page.clear().await;
+        self.page.expire();
     }
 
     /// Resolves when the server stops (see [`Self::stop_jobs`]).
@@ -376,7 +441,7 @@ impl AppState {
                                     tracing::info!(incident = %id, "incident resolved");
                                 }
                                 if !r.opened.is_empty() || !r.updated.is_empty() {
-                                    self.last_page.clear().await;
+                                    self.page.expire();
                                 }
                             }
                             Err(e) => tracing::warn!(error = %e, "incidents not recorded"),

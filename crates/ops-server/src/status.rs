@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use ops_status::model::ComponentStatus;
-use ops_status::render::{self, Links};
+use ops_status::render;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -53,7 +53,7 @@ fn with_headers(mut resp: Response, content_type: &'static str) -> Response {
 
 /// The page, or a 503 without details (they go to the log): the public never sees the
 /// server's internals.
-async fn public_page(state: &AppState) -> Result<Arc<ops_status::StatusPage>, Response> {
+async fn public_page(state: &AppState) -> Result<Arc<crate::state::PublicPage>, Response> {
     state.status_page().await.map_err(|_| {
         let mut resp =
             (StatusCode::SERVICE_UNAVAILABLE, "the status page is not available right now\n").into_response();
@@ -65,18 +65,13 @@ async fn public_page(state: &AppState) -> Result<Arc<ops_status::StatusPage>, Re
 /// `GET /status`.
 pub(crate) async fn page(State(state): State<Arc<AppState>>) -> Result<Response, Response> {
     let page = public_page(&state).await?;
-    let links = Links { feed: "/status/feed.atom".to_owned(), summary: "/api/v2/summary.json".to_owned() };
-    Ok(with_headers(render::html(&page, &links).into_response(), "text/html; charset=utf-8"))
+    Ok(with_headers(page.html.clone().into_response(), "text/html; charset=utf-8"))
 }
 
 /// `GET /status/feed.atom`.
 pub(crate) async fn feed(State(state): State<Arc<AppState>>) -> Result<Response, Response> {
     let page = public_page(&state).await?;
-    let href = page
-        .url
-        .as_deref()
-        .map_or_else(|| "/status/feed.atom".to_owned(), |u| format!("{}/feed.atom", u.trim_end_matches('/')));
-    Ok(with_headers(render::atom(&page, &href).into_response(), "application/atom+xml; charset=utf-8"))
+    Ok(with_headers(page.atom.clone().into_response(), "application/atom+xml; charset=utf-8"))
 }
 
 /// `GET /api/v2/{document}`: one of the Statuspage v2 documents.
@@ -92,8 +87,8 @@ pub(crate) async fn json_document(
             .into_response());
     }
     let page = public_page(&state).await?;
-    let doc = render::json_document(&page, &path).unwrap_or(Value::Null);
-    let mut resp = with_headers(Json(doc).into_response(), "application/json");
+    let body = page.json.get(path.as_str()).cloned().unwrap_or_default();
+    let mut resp = with_headers(body.into_response(), "application/json");
     // Status-page readers fetch the JSON from other origins.
     resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     Ok(resp)

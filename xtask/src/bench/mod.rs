@@ -5,11 +5,14 @@
 //! - [`perf`]: `opsctl perf analyze` against the runbooks' `perf-analyze.sh` queries.
 //! - [`probes`]: `opsctl triage` against the first responder's one-liners.
 //! - [`runbook`]: the runbook engine's overhead per step against the checks called directly.
+//! - [`status`]: the status page's build cost against the history stored, and its routes'
+//!   requests per second under `wrk` against `/health/live`.
 
 pub mod backup;
 pub mod perf;
 pub mod probes;
 pub mod runbook;
+pub mod status;
 
 use std::process::Command;
 
