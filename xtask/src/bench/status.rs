@@ -263,7 +263,7 @@ pub fn status(opts: &Options) -> Result<()> {
         "## cargo xtask bench status\n\n### Page build (bench_page, one process)\n\n{build_table}\n\
          ### Served by ops-server (`wrk -t{THREADS} -c{CONNECTIONS} -d{}s --latency`, loopback)\n\n{md}\n\
          {} cores, wrk and the server on the same machine; 90 days of history and 30 incidents in the store; \
-         the page is rebuilt at most every 5 s, the HTML and JSON are rendered per request.\n",
+         the page is rebuilt at most every 5 s, and rendered once per build (HTML, feed and JSON served as bytes).\n",
         opts.seconds,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
     );
