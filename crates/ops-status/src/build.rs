@@ -622,4 +622,54 @@ mod store_tests {
         assert_eq!(page.components[0].status, crate::model::ComponentStatus::MajorOutage, "opened by hand on it");
         assert!(page.incidents.len() <= 51, "at most 50 of the history and the open ones");
     }
+
+    /// A secret that reached an evidence line (a health endpoint that echoes a token, a log
+    /// line) is kept in the internal record and shown nowhere public.
+    #[tokio::test]
+    async fn a_secret_in_an_evidence_line_never_reaches_the_public_page() {
+        use ops_probes::{ProbeKind, ProbeReport, Problem};
+        const SECRET: &str = "tok_live_5ecret_in_evidence_91f3";
+        let dir = tempfile::tempdir().unwrap();
+        let url = SecretUrl::new(format!("sqlite://{}/state.db", dir.path().display()));
+        let store: Arc<dyn StateStore> = Arc::new(SqlStateStore::open(&url).await.unwrap());
+        let components =
+            vec![StatusComponentConfig { name: "API".into(), description: None, checks: vec!["http:api".into()] }];
+        let mut options = IncidentOptions::from_config(&OpsConfig::default());
+        options.components.clone_from(&components);
+        options.audit_log = None;
+        let desk = Incidents::new(Arc::clone(&store), Vec::new(), options, Arc::new(Templates::built_in()));
+        let mut probe = ProbeReport::new(ProbeKind::Http, "api", "http://api/health");
+        let mut problem = Problem::new(ops_core::Runbook::ApiDown, ops_core::Status::Critical, "HTTP 500");
+        problem.evidence.push(format!("body: {{\"error\": \"bad token {SECRET}\"}}"));
+        probe.problem(problem);
+        probe.evidence.push(format!("body: {{\"error\": \"bad token {SECRET}\"}}"));
+        let probe = probe.finish(std::time::Duration::from_millis(3));
+        let now = Utc::now();
+        let report =
+            ops_probes::triage::finish(vec![probe], &OpsConfig::default(), now, std::time::Duration::from_millis(3));
+        let board = StatusBoard::new(
+            Arc::clone(&store),
+            StatusOptions {
+                title: "t".into(),
+                url: Some("https://status.example.com".into()),
+                components,
+                history_days: 90,
+            },
+        );
+        let r = board.record_triage(&desk, &report, now).await.unwrap();
+        let id = r.opened.first().expect("an incident opened").clone();
+        let record = desk.load(&id).await.unwrap();
+        let internal = serde_json::to_string(&record).unwrap();
+        assert!(internal.contains(SECRET), "the internal record keeps its evidence");
+        let page = board.page(now).await.unwrap();
+        assert_eq!(page.unresolved.len(), 1);
+        let links = crate::render::Links { feed: "feed.atom".into(), summary: "summary.json".into() };
+        let mut public = vec![crate::render::html(&page, &links), crate::render::atom(&page, "feed.atom")];
+        for doc in crate::render::JSON_DOCUMENTS {
+            public.push(crate::render::json_document(&page, doc).unwrap().to_string());
+        }
+        for text in &public {
+            assert!(!text.contains(SECRET) && !text.contains("bad token") && !text.contains("http:api"), "{text}");
+        }
+    }
 }
