@@ -315,9 +315,10 @@ pub struct Incident {
     /// The audit entries already in its log (their digests), so none is recorded twice.
     #[serde(default)]
     pub actions_seen: BTreeSet<String>,
-    /// Events in its log when it was last saved.
+    /// One of its checks has been seen failing since it opened (an incident opened by hand
+    /// on checks that pass is not "fixed" by them passing).
     #[serde(default)]
-    pub logged: u64,
+    pub failing_seen: bool,
 }
 
 impl Incident {

@@ -15,14 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use ops_core::audit::AuditEntry;
 use ops_core::ports::{IncidentQuery, RunQuery, StoredRun};
-use ops_core::{ErrorKind, Result, Severity, Status};
+use ops_core::{Result, Severity, Status};
 use ops_probes::{ProbeKind, TriageReport};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Consequence, Event, EventKind, Incident, IncidentStatus, PublicStatus};
 use crate::record::{
-    Change, EventOpened, Incidents, NewIncident, close, escalate_to, identified_text, load_versioned, monitoring_text,
-    relapsed_text, user_reports,
+    Change, EventOpened, Incidents, NewIncident, close, escalate_to, identified_text, is_stale, last_seq,
+    load_versioned, monitoring_text, relapsed_text, user_reports,
 };
 
 /// The store collection of each check's last status.
@@ -99,6 +99,10 @@ struct Seen<'a> {
     audit: Vec<AuditEntry>,
     /// The incident that gets the alerts (the most urgent open one).
     alerts_to: Option<String>,
+    /// Open incidents per root runbook.
+    by_runbook: BTreeMap<String, usize>,
+    /// Runs already on an open incident, to its id.
+    taken: BTreeMap<String, String>,
 }
 
 /// Whether an incident is clean now.
@@ -134,13 +138,15 @@ impl Incidents {
             out.skipped = Some("another observer is recording incidents".into());
             return Ok(out);
         }
-        let mut outbox = Vec::new();
-        let result = self.observe_held(report, now, &holder, &mut out, &mut outbox).await;
+        let mut sending = Vec::new();
+        let result = self.observe_held(report, now, &holder, &mut out, &mut sending).await;
         if let Err(e) = self.store.release_lease(LEASE, &holder).await {
             tracing::warn!(error = %e, "could not release the incidents lease");
         }
-        for (incident, messages) in outbox {
-            self.deliver(&incident, &messages, now).await;
+        // Messages left as soon as their change was committed (a dropped caller loses none);
+        // wait for them here, out of the lease.
+        for task in sending {
+            let _ = task.await;
         }
         result.map(|()| out)
     }
@@ -151,7 +157,7 @@ impl Incidents {
         now: DateTime<Utc>,
         holder: &str,
         out: &mut ObserveReport,
-        outbox: &mut Vec<(Incident, Vec<&'static str>)>,
+        sending: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<()> {
         if let Some(path) = &self.options.audit_log
             && path.exists()
@@ -191,56 +197,76 @@ impl Incidents {
                 continue;
             }
             match self.open_from(finding, report, &states, now).await {
-                Ok(Some((incident, messages))) => {
+                Ok(Some((incident, messages, logged))) => {
                     out.opened.push(incident.id.clone());
-                    outbox.push((incident.clone(), messages));
+                    sending.extend(self.spawn_delivery(&incident, &messages, logged, now));
                     opened.push(incident);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, check = %finding.check, "incident not opened"),
             }
         }
-        if open.is_empty() {
-            return Ok(());
-        }
-        let seen = Seen {
-            report,
-            aliases: aliases(report),
-            runs: self.store.runs(&RunQuery { limit: 100, ..Default::default() }).await?,
-            audit: self.store.audit(AUDIT_READ).await?,
-            alerts_to: {
-                open.sort_by_key(|i| (i.severity, i.opened_at));
-                open.first().map(|i| i.id.clone())
-            },
-            states,
-        };
-        for incident in open {
-            // Still ours? Another observer may have taken over a lease that ran out.
-            if !self.store.try_lease(LEASE, holder, now, now + Duration::seconds(LEASE_SECS)).await? {
-                tracing::warn!("the incidents lease was lost: another observer goes on");
-                break;
+        let mut complete = true;
+        if !open.is_empty() {
+            // A run not linked to an incident goes by its runbook, to the one open incident of
+            // that runbook only; a run already on another incident is not taken again.
+            let mut by_runbook: BTreeMap<String, usize> = BTreeMap::new();
+            for i in &open {
+                if let Some(r) = &i.runbook {
+                    *by_runbook.entry(r.clone()).or_default() += 1;
+                }
             }
-            let id = incident.id.clone();
-            let m = matched.remove(&id).unwrap_or_default();
-            match self.follow(&id, &seen, &m, now).await {
-                Ok(Some((incident, messages, resolved))) => {
-                    if resolved {
-                        out.resolved.push(id.clone());
+            let taken: BTreeMap<String, String> =
+                open.iter().flat_map(|i| i.runs.keys().map(move |r| (r.clone(), i.id.clone()))).collect();
+            let seen = Seen {
+                report,
+                aliases: aliases(report),
+                runs: self.store.runs(&RunQuery { limit: 100, ..Default::default() }).await?,
+                audit: self.store.audit(AUDIT_READ).await?,
+                alerts_to: {
+                    open.sort_by_key(|i| (i.severity, i.opened_at));
+                    open.first().map(|i| i.id.clone())
+                },
+                states: states.clone(),
+                by_runbook,
+                taken,
+            };
+            for incident in open {
+                // Still ours? Another observer may have taken over a lease that ran out.
+                let wall = Utc::now().max(now);
+                if !self.store.try_lease(LEASE, holder, wall, wall + Duration::seconds(LEASE_SECS)).await? {
+                    tracing::warn!("the incidents lease was lost: another observer goes on");
+                    complete = false;
+                    break;
+                }
+                let id = incident.id.clone();
+                let m = matched.remove(&id).unwrap_or_default();
+                match self.follow(&id, &seen, &m, now).await {
+                    Ok(Some((incident, messages, resolved, logged))) => {
+                        if resolved {
+                            out.resolved.push(id.clone());
+                        }
+                        out.updated.push(id);
+                        sending.extend(self.spawn_delivery(&incident, &messages, logged, now));
                     }
-                    out.updated.push(id);
-                    if !messages.is_empty() {
-                        outbox.push((incident, messages));
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, incident = %id, "incident not updated");
+                        complete = false;
                     }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, incident = %id, "incident not updated"),
             }
+        }
+        // The checks' new states are kept once every incident has taken its events from them;
+        // otherwise the next observation finds the same changes again.
+        if complete {
+            self.save_states(&states).await?;
         }
         Ok(())
     }
 
-    /// Compares each check with its last status; records the changes, and returns the states
-    /// before and after this observation.
+    /// Compares each check with its last status, and returns the states before and after
+    /// this observation (kept by [`Self::save_states`] once it is recorded).
     async fn check_transitions(
         &self,
         report: &TriageReport,
@@ -270,12 +296,22 @@ impl Incidents {
                 out.transitions.push(format!("{} {} → {}", probe.name, p.status, probe.status));
             }
             let state = CheckState { status: probe.status, since, message: probe.message.clone(), alerts };
-            let doc =
-                serde_json::to_value(&state).map_err(|e| ops_core::Error::internal(format!("check state: {e}")))?;
-            self.store.put_document(CHECK_STATUS, &probe.name, &doc).await?;
             after.insert(probe.name.clone(), state);
         }
         Ok(States { before, after })
+    }
+
+    /// Keeps the states that changed.
+    async fn save_states(&self, states: &States) -> Result<()> {
+        for (name, state) in &states.after {
+            if states.before.get(name) == Some(state) {
+                continue;
+            }
+            let doc =
+                serde_json::to_value(state).map_err(|e| ops_core::Error::internal(format!("check state: {e}")))?;
+            self.store.put_document(CHECK_STATUS, name, &doc).await?;
+        }
+        Ok(())
     }
 
     /// Opens an incident for a triage finding; `None` when another observer opened it first.
@@ -285,7 +321,7 @@ impl Incidents {
         report: &TriageReport,
         states: &States,
         now: DateTime<Utc>,
-    ) -> Result<Option<(Incident, Vec<&'static str>)>> {
+    ) -> Result<Option<(Incident, Vec<&'static str>, u64)>> {
         let mut checks: BTreeSet<String> = BTreeSet::from([finding.check.clone()]);
         checks.extend(finding.consequences.iter().map(|c| c.check.clone()));
         // The first evidence: when any of its checks began failing (a container's exit time
@@ -329,6 +365,8 @@ impl Incidents {
                 })
                 .collect(),
         };
+        let mut incident = incident;
+        incident.failing_seen = true;
         let (incident, mut change) = self.opening(incident, opened, None, "triage", now);
         // Alerts already firing when it opens are part of its evidence.
         for probe in report.probes.iter().filter(|p| p.kind == ProbeKind::Alertmanager) {
@@ -337,18 +375,20 @@ impl Incidents {
             }
         }
         let messages = std::mem::take(&mut change.messages);
-        Ok(self.insert_new(&incident, &change, now).await?.map(|stored| (stored, messages)))
+        let logged = change.events.len() as u64;
+        Ok(self.insert_new(&incident, &change, now).await?.map(|stored| (stored, messages, logged)))
     }
 
     /// Records what changed on one open incident, committing again from a fresh read when
-    /// somebody saved it meanwhile. `Some((header, messages, resolved))` when it changed.
+    /// somebody saved it meanwhile. `Some((header, messages, resolved, last seq))` when it
+    /// changed.
     async fn follow(
         &self,
         id: &str,
         seen: &Seen<'_>,
         m: &Matched,
         now: DateTime<Utc>,
-    ) -> Result<Option<(Incident, Vec<&'static str>, bool)>> {
+    ) -> Result<Option<(Incident, Vec<&'static str>, bool, u64)>> {
         let mut last = None;
         for _ in 0..6 {
             let loaded = load_versioned(self.store.as_ref(), id, "").await?;
@@ -362,9 +402,12 @@ impl Incidents {
                 return Ok(None);
             }
             let resolved = incident.status == IncidentStatus::Resolved;
-            match self.commit(&mut incident, loaded.version, &change, now).await {
-                Ok(_) => return Ok(Some((incident, change.messages, resolved))),
-                Err(e) if e.kind() == ErrorKind::Conflict => last = Some(e),
+            match self.commit(&incident, &loaded, &change, now).await {
+                Ok(events) => {
+                    let seq = events.last().map_or(last_seq(&loaded.events), |e| e.seq);
+                    return Ok(Some((incident, change.messages, resolved, seq)));
+                }
+                Err(e) if is_stale(&e) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -392,6 +435,11 @@ impl Incidents {
             }
         }
         let names = expand(&incident.checks, &seen.aliases);
+        if !incident.failing_seen
+            && seen.report.probes.iter().any(|p| names.contains(&p.name) && p.status != Status::Ok)
+        {
+            incident.failing_seen = true;
+        }
 
         // Its checks that changed status; alerts fired or resolved (on the most urgent one).
         for probe in &seen.report.probes {
@@ -421,7 +469,7 @@ impl Incidents {
             }
         }
 
-        let ours = self.gather_runs(incident, events, seen, &names, now, change);
+        let ours = self.gather_runs(incident, seen, &names, now, change);
         self.gather_actions(incident, seen, &names, &ours, now, change);
         self.severity(incident, events, m, now, change);
 
@@ -487,7 +535,8 @@ impl Incidents {
 
     /// Clean when its root (or, opened by hand, every one of its checks) is seen passing and
     /// nothing triage files under it is incident-worthy; unknown when a check it needs was
-    /// not seen at all.
+    /// not seen at all, or none of its checks has failed since it opened (checks that always
+    /// passed say nothing about a problem a person reported).
     fn clean(&self, incident: &Incident, seen: &Seen<'_>) -> Clean {
         let status_of = |name: &str| -> Option<Status> {
             let names = expand(&BTreeSet::from([name.to_owned()]), &seen.aliases);
@@ -505,7 +554,7 @@ impl Incidents {
         let statuses: Vec<Option<Status>> = needed.iter().map(|c| status_of(c)).collect();
         if worthy || statuses.iter().any(|s| s.is_some_and(|s| s != Status::Ok)) {
             Clean::No
-        } else if statuses.iter().all(Option::is_some) {
+        } else if statuses.iter().all(Option::is_some) && incident.failing_seen {
             Clean::Yes
         } else {
             Clean::Unknown
@@ -560,34 +609,31 @@ impl Incidents {
         }
     }
 
-    /// Runs about this incident (linked to one of its checks, or of its runbooks), new or
-    /// changed since last time; returns them. The first applied run of its runbook tells the
-    /// public the cause is identified.
+    /// Runs about this incident, new or changed since last time: linked to one of its checks,
+    /// or (not linked) of its runbook when it is the one open incident of that runbook. A run
+    /// that started before it opened counts only if it was still going then, and never says
+    /// the cause is identified. The first such run of its own runbook tells the public the
+    /// cause is identified.
     fn gather_runs<'s>(
         &self,
         incident: &mut Incident,
-        events: &[Event],
         seen: &'s Seen<'_>,
         names: &BTreeSet<String>,
         now: DateTime<Utc>,
         change: &mut Change,
     ) -> Vec<&'s StoredRun> {
         let since = incident.opened_at - Duration::minutes(5);
-        let mut runbooks: BTreeSet<String> = incident.runbook.iter().cloned().collect();
-        for e in events {
-            if let EventKind::Opened { consequences, .. } = &e.kind {
-                runbooks.extend(consequences.iter().map(|c| c.runbook.clone()));
-            }
-        }
         let mut ours: Vec<&StoredRun> = seen
             .runs
             .iter()
             .filter(|r| r.started_at >= since && r.status != "planned")
-            .filter(|r| {
-                let linked = r.document["incident"]["check"].as_str();
-                match linked {
-                    Some(check) => names.contains(check),
-                    None => runbooks.contains(&r.runbook),
+            .filter(|r| r.started_at >= incident.opened_at || r.updated_at >= incident.opened_at)
+            .filter(|r| seen.taken.get(&r.id).is_none_or(|owner| owner == &incident.id))
+            .filter(|r| match r.document["incident"]["check"].as_str() {
+                Some(check) => names.contains(check),
+                None => {
+                    incident.runbook.as_deref() == Some(r.runbook.as_str())
+                        && seen.by_runbook.get(&r.runbook).copied().unwrap_or(0) <= 1
                 }
             })
             .collect();
@@ -603,6 +649,7 @@ impl Incidents {
                 EventKind::Run { id: run.id.clone(), runbook: run.runbook.clone(), status: run.status.clone() },
             );
             let fixing = incident.runbook.as_deref() == Some(run.runbook.as_str())
+                && run.started_at >= incident.opened_at
                 && matches!(run.status.as_str(), "running" | "waiting" | "succeeded");
             if fixing
                 && incident.public_status == PublicStatus::Investigating

@@ -366,7 +366,7 @@ impl Incidents {
             latest_update: None,
             floor: None,
             actions_seen: BTreeSet::new(),
-            logged: 0,
+            failing_seen: false,
         }
     }
 
@@ -403,7 +403,7 @@ impl Incidents {
     pub(crate) async fn open_with(&self, incident: &Incident, change: &Change, now: DateTime<Utc>) -> Result<bool> {
         match self.insert_new(incident, change, now).await? {
             Some(incident) => {
-                self.deliver(&incident, &change.messages, now).await;
+                self.deliver(&incident, &change.messages, change.events.len() as u64, now).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -418,11 +418,9 @@ impl Incidents {
         change: &Change,
         now: DateTime<Utc>,
     ) -> Result<Option<Incident>> {
-        let mut incident = incident.clone();
-        incident.logged = change.events.len() as u64;
-        let stored = stored_of(&incident, 0, now)?;
+        let stored = stored_of(incident, 0, now)?;
         let events = new_events(&change.events)?;
-        Ok(self.store.open_incident(&stored, &events).await?.map(|_| incident))
+        Ok(self.store.open_incident(&stored, &events).await?.map(|_| incident.clone()))
     }
 
     /// Reads the incident, lets `f` compute a change on the header and log, commits it
@@ -441,28 +439,32 @@ impl Incidents {
             if change.is_empty() && incident == loaded.incident {
                 return Ok(Vec::new());
             }
-            match self.commit(&mut incident, loaded.version, &change, now).await {
+            match self.commit(&incident, &loaded, &change, now).await {
                 Ok(events) => {
-                    self.deliver(&incident, &change.messages, now).await;
+                    let last_seq = events.last().map_or(last_seq(&loaded.events), |e| e.seq);
+                    for task in self.spawn_delivery(&incident, &change.messages, last_seq, now) {
+                        let _ = task.await;
+                    }
                     return Ok(events);
                 }
-                Err(e) if e.kind() == ErrorKind::Conflict => last = Some(e),
+                Err(e) if is_stale(&e) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| Error::conflict(format!("incident {id} keeps changing"))))
     }
 
-    /// Commits a change: the header (if still at `version`) and the events, in one
-    /// transaction. Past the reserve at the end of the log, evidence is left out.
+    /// Commits a change: the header (if still at the version read) and the events, in one
+    /// transaction. Near the end of the log, evidence is left out, so the lifecycle always
+    /// fits.
     pub(crate) async fn commit(
         &self,
-        incident: &mut Incident,
-        version: u64,
+        incident: &Incident,
+        loaded: &Loaded,
         change: &Change,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
-        let full = incident.logged >= MAX_EVENTS - RESERVE;
+        let full = last_seq(&loaded.events) >= MAX_EVENTS - RESERVE;
         let kept: Vec<(DateTime<Utc>, String, EventKind)> = change
             .events
             .iter()
@@ -481,28 +483,48 @@ impl Incidents {
         if kept.len() < change.events.len() {
             tracing::warn!(incident = %incident.id, "incident log nearly full: evidence no longer recorded");
         }
-        incident.logged += kept.len() as u64;
-        let stored = stored_of(incident, version, now)?;
+        let stored = stored_of(incident, loaded.version, now)?;
         let seqs = self.store.commit_incident(&stored, &new_events(&kept)?).await?;
         Ok(kept.into_iter().zip(seqs).map(|((time, actor, kind), seq)| Event { seq, time, actor, kind }).collect())
     }
 
-    /// Sends each message in a task of its own (a dropped caller does not stop it) and records
-    /// what was delivered; waits for them.
-    pub(crate) async fn deliver(&self, incident: &Incident, messages: &[&'static str], now: DateTime<Utc>) {
-        let mut tasks = Vec::new();
-        for message in messages {
-            let desk = self.clone();
-            let incident = incident.clone();
-            let message = *message;
-            tasks.push(tokio::spawn(async move { desk.send_one(&incident, message, now).await }));
-        }
-        for t in tasks {
-            let _ = t.await;
+    /// Sends each message in a task of its own, at once: a caller dropped after its commit
+    /// (a request timing out) does not lose them. The tasks record what was delivered.
+    pub(crate) fn spawn_delivery(
+        &self,
+        incident: &Incident,
+        messages: &[&'static str],
+        last_seq: u64,
+        now: DateTime<Utc>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        // Near the end of the log, deliveries are no longer recorded (the lifecycle needs the
+        // room).
+        let record = last_seq + (messages.len() as u64) < MAX_EVENTS - RESERVE / 2;
+        messages
+            .iter()
+            .map(|message| {
+                let desk = self.clone();
+                let incident = incident.clone();
+                let message = *message;
+                tokio::spawn(async move { desk.send_one(&incident, message, record, now).await })
+            })
+            .collect()
+    }
+
+    /// Sends and waits.
+    pub(crate) async fn deliver(
+        &self,
+        incident: &Incident,
+        messages: &[&'static str],
+        last_seq: u64,
+        now: DateTime<Utc>,
+    ) {
+        for task in self.spawn_delivery(incident, messages, last_seq, now) {
+            let _ = task.await;
         }
     }
 
-    async fn send_one(&self, incident: &Incident, message: &'static str, now: DateTime<Utc>) {
+    async fn send_one(&self, incident: &Incident, message: &'static str, record: bool, now: DateTime<Utc>) {
         let facts = MessageFacts::of(
             incident,
             &incident.cause,
@@ -529,6 +551,9 @@ impl Incidents {
         };
         if !failed.is_empty() {
             tracing::warn!(incident = %incident.id, message, failed = ?failed, "incident message not delivered everywhere");
+        }
+        if !record {
+            return;
         }
         let kind = EventKind::Notified { message: message.to_owned(), delivered, failed };
         let doc = serde_json::to_value(EventDoc { actor: "ops".to_owned(), kind: kind.clone() });
@@ -691,6 +716,17 @@ pub(crate) fn escalate_to(
     incident.severity = to;
     incident.floor = Some(incident.floor.map_or(to, |f| f.min(to)));
     change.push(now, "triage", EventKind::Severity { from, to, reason: reason.to_owned() });
+}
+
+/// The newest sequence number of a log read whole.
+pub(crate) fn last_seq(events: &[Event]) -> u64 {
+    events.iter().map(|e| e.seq).max().unwrap_or(0)
+}
+
+/// A commit refused because the header was saved since it was read: compute it again. (A
+/// full log is a conflict too, but trying again cannot help it.)
+pub(crate) fn is_stale(e: &Error) -> bool {
+    e.kind() == ErrorKind::Conflict && e.message().ends_with("was changed meanwhile")
 }
 
 /// What a new incident starts from.

@@ -274,61 +274,178 @@ async fn by_hand_open_update_acknowledge_resolve_and_bad_input() {
     assert_eq!(d.desk.open(&unknown, "x", at(0)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
 }
 
-/// A notifier that holds every message while its gate is closed.
-#[derive(Default)]
-struct Gate {
-    closed: std::sync::atomic::AtomicBool,
-    open: tokio::sync::Notify,
-    held: std::sync::atomic::AtomicUsize,
+/// A store that lets a person acknowledge the incident between an observer's read and its
+/// commit, once: the observer's commit must then be refused and computed again.
+struct Racing {
+    inner: Arc<dyn StateStore>,
+    person: tokio::sync::Mutex<Option<Incidents>>,
 }
 
 #[async_trait]
-impl Notifier for Gate {
-    fn target(&self) -> String {
-        "gate".into()
+impl StateStore for Racing {
+    fn location(&self) -> String {
+        self.inner.location()
     }
-    async fn notify(&self, _: &Notification) -> ops_core::Result<Delivery> {
-        use std::sync::atomic::Ordering;
-        if self.closed.load(Ordering::SeqCst) {
-            self.held.fetch_add(1, Ordering::SeqCst);
-            self.open.notified().await;
+    async fn migrate(&self) -> ops_core::Result<u32> {
+        self.inner.migrate().await
+    }
+    async fn save_run(&self, run: &ops_core::ports::StoredRun) -> ops_core::Result<()> {
+        self.inner.save_run(run).await
+    }
+    async fn run(&self, id: &str) -> ops_core::Result<Option<ops_core::ports::StoredRun>> {
+        self.inner.run(id).await
+    }
+    async fn runs(&self, q: &ops_core::ports::RunQuery) -> ops_core::Result<Vec<ops_core::ports::StoredRun>> {
+        self.inner.runs(q).await
+    }
+    async fn take_budget(
+        &self,
+        r: &ops_core::ports::BudgetRequest,
+    ) -> ops_core::Result<ops_core::ports::BudgetDecision> {
+        self.inner.take_budget(r).await
+    }
+    async fn budget_uses(&self, key: &str, since: DateTime<Utc>) -> ops_core::Result<Vec<DateTime<Utc>>> {
+        self.inner.budget_uses(key, since).await
+    }
+    async fn approve(&self, a: &ops_core::ports::Approval) -> ops_core::Result<()> {
+        self.inner.approve(a).await
+    }
+    async fn approval(&self, run_id: &str, step: u32) -> ops_core::Result<Option<ops_core::ports::Approval>> {
+        self.inner.approval(run_id, step).await
+    }
+    async fn mirror_audit(
+        &self,
+        source: &str,
+        entries: &[ops_core::audit::AuditEntry],
+        offset: u64,
+        head: &str,
+    ) -> ops_core::Result<()> {
+        self.inner.mirror_audit(source, entries, offset, head).await
+    }
+    async fn audit_mirror_position(&self, source: &str) -> ops_core::Result<Option<(u64, String)>> {
+        self.inner.audit_mirror_position(source).await
+    }
+    async fn audit(&self, limit: usize) -> ops_core::Result<Vec<ops_core::audit::AuditEntry>> {
+        self.inner.audit(limit).await
+    }
+    async fn open_incident(
+        &self,
+        i: &ops_core::ports::StoredIncident,
+        e: &[ops_core::ports::NewEvent],
+    ) -> ops_core::Result<Option<Vec<u64>>> {
+        self.inner.open_incident(i, e).await
+    }
+    async fn commit_incident(
+        &self,
+        i: &ops_core::ports::StoredIncident,
+        e: &[ops_core::ports::NewEvent],
+    ) -> ops_core::Result<Vec<u64>> {
+        // The person acts between the observer's read and its commit.
+        if let Some(person) = self.person.lock().await.take() {
+            person.acknowledge(&i.id, "opsctl:oncall", at(2)).await.unwrap();
         }
-        Ok(Delivery { target: "gate".into(), attempts: 1, status: 200 })
+        self.inner.commit_incident(i, e).await
+    }
+    async fn incident(&self, id: &str) -> ops_core::Result<Option<ops_core::ports::StoredIncident>> {
+        self.inner.incident(id).await
+    }
+    async fn incidents(&self, q: &IncidentQuery) -> ops_core::Result<Vec<ops_core::ports::StoredIncident>> {
+        self.inner.incidents(q).await
+    }
+    async fn append_incident_event(
+        &self,
+        id: &str,
+        time: DateTime<Utc>,
+        kind: &str,
+        doc: &serde_json::Value,
+    ) -> ops_core::Result<u64> {
+        self.inner.append_incident_event(id, time, kind, doc).await
+    }
+    async fn incident_events(&self, id: &str, kind: &str) -> ops_core::Result<Vec<ops_core::ports::StoredEvent>> {
+        self.inner.incident_events(id, kind).await
+    }
+    async fn put_document(&self, c: &str, k: &str, d: &serde_json::Value) -> ops_core::Result<()> {
+        self.inner.put_document(c, k, d).await
+    }
+    async fn delete_document(&self, c: &str, k: &str) -> ops_core::Result<bool> {
+        self.inner.delete_document(c, k).await
+    }
+    async fn documents(&self, c: &str) -> ops_core::Result<Vec<(String, serde_json::Value)>> {
+        self.inner.documents(c).await
+    }
+    async fn add_component_samples(&self, day: chrono::NaiveDate, s: &[(String, String)]) -> ops_core::Result<()> {
+        self.inner.add_component_samples(day, s).await
+    }
+    async fn component_days(&self, since: chrono::NaiveDate) -> ops_core::Result<Vec<ops_core::ports::ComponentDay>> {
+        self.inner.component_days(since).await
+    }
+    async fn try_lease(&self, n: &str, h: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> ops_core::Result<bool> {
+        self.inner.try_lease(n, h, now, until).await
+    }
+    async fn release_lease(&self, n: &str, h: &str) -> ops_core::Result<()> {
+        self.inner.release_lease(n, h).await
     }
 }
 
 #[tokio::test]
-async fn a_person_acting_while_the_observer_sends_is_not_overwritten() {
-    use std::sync::atomic::Ordering;
+async fn a_person_acting_between_the_observers_read_and_commit_is_not_overwritten() {
     let d = desk().await;
-    let gate = Arc::new(Gate::default());
-    let desk = Incidents::new(
-        Arc::clone(&d.store),
-        vec![Arc::clone(&gate) as Arc<dyn Notifier>],
-        d.desk.options().clone(),
-        Arc::new(Templates::built_in()),
-    );
-    let id = desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
-    // The observer mitigates it and is held sending the update…
-    gate.closed.store(true, Ordering::SeqCst);
-    let observer = tokio::spawn({
-        let desk = desk.clone();
-        async move { desk.observe(&healthy(at(1)), at(1)).await.unwrap() }
-    });
-    while gate.held.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    // … while a person takes it.
-    desk.acknowledge(&id, "opsctl:oncall", at(2)).await.unwrap();
-    gate.closed.store(false, Ordering::SeqCst);
-    gate.open.notify_waiters();
-    let r = observer.await.unwrap();
+    let id = d.desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
+    let racing: Arc<dyn StateStore> =
+        Arc::new(Racing { inner: Arc::clone(&d.store), person: tokio::sync::Mutex::new(Some(d.desk.clone())) });
+    let observer = Incidents::new(racing, Vec::new(), d.desk.options().clone(), Arc::new(Templates::built_in()));
+    // The observer reads the open incident, the person acknowledges it, the observer commits
+    // its mitigation: refused (the header changed), computed again, committed.
+    let r = observer.observe(&healthy(at(1)), at(1)).await.unwrap();
     assert_eq!(r.updated, std::slice::from_ref(&id));
-    let rec = desk.load(&id).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
     assert_eq!(rec.incident.acknowledged_at, Some(at(2)), "the acknowledgement stays");
     assert_eq!(rec.incident.status, IncidentStatus::Mitigated, "and so does the mitigation");
     let kinds = kinds(&rec.events);
-    assert!(kinds.contains(&"acknowledged") && kinds.contains(&"mitigated"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "mitigated").count(), 1, "recorded once: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "acknowledged").count(), 1, "{kinds:?}");
+}
+
+#[tokio::test]
+async fn an_incident_opened_on_passing_checks_waits_for_them_to_fail_first() {
+    let d = desk().await;
+    d.desk.observe(&healthy(at(0)), at(0)).await.unwrap();
+    let request = OpenRequest {
+        title: "checkout broken for EU customers".into(),
+        checks: vec!["http:api".into()],
+        ..Default::default()
+    };
+    let id = d.desk.open(&request, "x", at(1)).await.unwrap().incident.id;
+    d.desk.observe(&healthy(at(2)), at(2)).await.unwrap();
+    d.desk.observe(&healthy(at(10)), at(10)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.status, IncidentStatus::Open, "passing checks fixed nothing a person reported");
+    // Once its check has failed and passes again, it is mitigated.
+    d.desk.observe(&api_down(at(11)), at(11)).await.unwrap();
+    d.desk.observe(&healthy(at(12)), at(12)).await.unwrap();
+    assert_eq!(d.desk.load(&id).await.unwrap().incident.status, IncidentStatus::Mitigated);
+}
+
+#[tokio::test]
+async fn a_full_log_still_lets_the_incident_resolve() {
+    let d = desk().await;
+    let id = d.desk.observe(&api_down(at(0)), at(0)).await.unwrap().opened[0].clone();
+    let filler = ops_core::ports::NewEvent {
+        time: at(0),
+        kind: "note".into(),
+        document: serde_json::json!({ "actor": "x", "kind": "note", "text": "x", "user_report": false }),
+    };
+    let have = d.store.incident_events(&id, "").await.unwrap().len() as u64;
+    let fill = vec![filler; usize::try_from(ops_core::ports::MAX_EVENTS - 60 - have).unwrap()];
+    let stored = d.store.incident(&id).await.unwrap().unwrap();
+    d.store.commit_incident(&stored, &fill).await.unwrap();
+    // Evidence is no longer recorded, the lifecycle is.
+    d.desk.observe(&healthy(at(1)), at(1)).await.unwrap();
+    d.desk.observe(&healthy(at(3)), at(3)).await.unwrap();
+    let rec = d.desk.load(&id).await.unwrap();
+    assert_eq!(rec.incident.status, IncidentStatus::Resolved);
+    assert!(rec.events.len() as u64 <= ops_core::ports::MAX_EVENTS);
+    assert!(!kinds(&rec.events[rec.events.len() - 10..]).contains(&"probe"), "evidence left out near the end");
 }
 
 #[tokio::test]

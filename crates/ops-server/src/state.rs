@@ -121,11 +121,14 @@ impl PublicPage {
     }
 }
 
-/// The newest [`PublicPage`] and when it was built; one builder at a time.
+/// The newest [`PublicPage`] and when it was built; one builder at a time; the last failure.
 #[derive(Debug, Default)]
 struct PageCache {
     current: RwLock<Option<(std::time::Instant, Arc<PublicPage>)>>,
     building: tokio::sync::Mutex<()>,
+    /// Bumped by every change made through the API: a build that began before it is not fresh.
+    generation: std::sync::atomic::AtomicU64,
+    failure: RwLock<Option<(std::time::Instant, WiringError)>>,
 }
 
 impl PageCache {
@@ -138,13 +141,31 @@ impl PageCache {
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|(_, p)| Arc::clone(p))
     }
 
-    fn set(&self, page: Arc<PublicPage>) {
-        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((std::time::Instant::now(), page));
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Keeps a page built from `generation`: fresh if nothing changed since, else only as the
+    /// newest to fall back on.
+    fn set(&self, page: Arc<PublicPage>, generation: u64) {
+        let now = std::time::Instant::now();
+        let at = if self.generation() == generation { now } else { now.checked_sub(PAGE_REUSE).unwrap_or(now) };
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((at, page));
+        *self.failure.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    fn fail(&self, e: WiringError) {
+        *self.failure.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((std::time::Instant::now(), e));
+    }
+
+    fn failed(&self) -> Option<(std::time::Instant, WiringError)> {
+        self.failure.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The next reader builds anew (the old page stays for when that fails).
     fn expire(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *self.failure.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((at, _)) = current.as_mut()
             && let Some(old) = at.checked_sub(PAGE_REUSE)
@@ -153,6 +174,9 @@ impl PageCache {
         }
     }
 }
+
+/// The longest a status page build may take.
+const PAGE_BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a built status page is served before it is built again.
 const PAGE_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -283,26 +307,49 @@ impl AppState {
         if let Some(page) = self.page.fresh(now) {
             return Ok(page);
         }
-        let _building = self.page.building.lock().await;
+        // One builder; the others get the newest page at once rather than wait for it.
+        let building = match self.page.building.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.page.newest() {
+                Some(page) => return Ok(page),
+                None => self.page.building.lock().await,
+            },
+        };
         if let Some(page) = self.page.fresh(now) {
             return Ok(page);
         }
-        let built = async {
+        // A build that failed a moment ago is not tried again at once: the store is not
+        // hammered while it is down, and readers get the newest page meanwhile.
+        if let Some((at, e)) = self.page.failed()
+            && now.saturating_duration_since(at) < PAGE_REUSE
+        {
+            return self.page.newest().ok_or(e);
+        }
+        let generation = self.page.generation();
+        let built = tokio::time::timeout(PAGE_BUILD_LIMIT, async {
             let board = self.board().await?;
             board
                 .page(chrono::Utc::now())
                 .await
                 .map_err(|e| WiringError { kind: e.kind(), message: e.message().to_owned() })
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(WiringError {
+                kind: ops_core::ErrorKind::Timeout,
+                message: "building the status page took too long".into(),
+            })
+        });
+        drop(building);
         match built {
             Ok(page) => {
                 let public = Arc::new(PublicPage::render(page));
-                self.page.set(Arc::clone(&public));
+                self.page.set(Arc::clone(&public), generation);
                 Ok(public)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "status page not built");
+                self.page.fail(e.clone());
                 self.page.newest().ok_or(e)
             }
         }

@@ -249,7 +249,11 @@ impl StatusBoard {
         let since = now - Duration::days(i64::from(days));
         let mut stored = self
             .store
-            .incidents(&IncidentQuery { unresolved: true, limit: MAX_INCIDENTS, ..Default::default() })
+            .incidents(&IncidentQuery {
+                unresolved: true,
+                limit: ops_core::ports::state::MAX_LISTED,
+                ..Default::default()
+            })
             .await?;
         let recent = self
             .store
