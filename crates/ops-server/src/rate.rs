@@ -28,9 +28,15 @@ impl RateLimiter {
         let rate = f64::from(per_second.max(1));
         let burst = rate * 2.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Keys come from the configuration; a reload can change them, so forget old ones.
+        // Forget clients that have been idle long enough to be full again (a reload can
+        // change the keys; public readers come and go): a client being limited keeps its
+        // bucket, so a flood of new addresses does not reset anyone's limit. Past a hard cap
+        // (that many clients limited at once), start over.
         if buckets.len() > 1024 {
-            buckets.clear();
+            buckets.retain(|_, b| now.saturating_duration_since(b.at).as_secs_f64() * rate < burst);
+            if buckets.len() > 16_384 {
+                buckets.clear();
+            }
         }
         let b = buckets.entry(who.to_owned()).or_insert(Bucket { tokens: burst, at: now });
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
@@ -42,6 +48,22 @@ impl RateLimiter {
         } else {
             Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
         }
+    }
+}
+
+/// The bucket of a client address: an IPv4 address, or an IPv6 address's /64 (one host
+/// rotating through its prefix is one client).
+#[must_use]
+pub fn client_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -60,5 +82,28 @@ mod tests {
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
         assert!(r.check("other", 10, t0).is_ok(), "keys have their own buckets");
         assert!(r.check("k", 10, t0 + Duration::from_millis(150)).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_new_clients_does_not_reset_a_limited_one() {
+        let r = RateLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            assert!(r.check("busy", 10, t0).is_ok());
+        }
+        assert!(r.check("busy", 10, t0).is_err());
+        for i in 0..2000 {
+            let _ = r.check(&format!("client-{i}"), 10, t0 + Duration::from_millis(10));
+        }
+        assert!(r.check("busy", 10, t0 + Duration::from_millis(20)).is_err(), "still limited");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_eq!(client_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(client_key("10.0.0.1".parse().unwrap()), "10.0.0.1");
     }
 }

@@ -27,7 +27,10 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'
 pub(crate) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let per_second = state.running().config.status.rate_limit_per_second;
     // Per client address (the socket's: behind a proxy, the proxy's, shared by all).
-    let who = req.extensions().get::<crate::serve::Peer>().map_or_else(|| "local".to_owned(), |p| p.0.to_string());
+    let who = req
+        .extensions()
+        .get::<crate::serve::Peer>()
+        .map_or_else(|| "local".to_owned(), |p| crate::rate::client_key(p.0));
     match state.public_rate.check(&who, per_second, std::time::Instant::now()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
