@@ -267,7 +267,16 @@ impl StatusBoard {
         stored.sort_by(|a, b| b.opened_at.cmp(&a.opened_at).then_with(|| b.id.cmp(&a.id)));
         let mut public = Vec::new();
         for inc in &stored {
-            let record = ops_incident::record::load(self.store.as_ref(), &inc.id, "update").await?;
+            // The header as listed, and only its public updates: one query per incident.
+            let incident = ops_incident::record::parse_header(inc)?;
+            let events = self
+                .store
+                .incident_events(&inc.id, "update")
+                .await?
+                .into_iter()
+                .map(|e| ops_incident::record::parse_event(&inc.id, e))
+                .collect::<Result<Vec<_>>>()?;
+            let record = ops_incident::IncidentRecord { durations: incident.durations(), incident, events };
             public.push(public_incident(&record));
         }
         let unresolved: Vec<PublicIncident> = public.iter().filter(|i| i.status != "resolved").cloned().collect();
@@ -590,8 +599,8 @@ mod store_tests {
 
     use super::{StatusBoard, StatusOptions};
 
-    #[tokio::test]
-    async fn an_open_incident_older_than_the_history_is_still_on_the_page() {
+    /// A SQLite store, one component (API, made of `http:api`) and a desk over them.
+    async fn setup() -> (tempfile::TempDir, Arc<dyn StateStore>, Vec<StatusComponentConfig>, Incidents) {
         let dir = tempfile::tempdir().unwrap();
         let url = SecretUrl::new(format!("sqlite://{}/state.db", dir.path().display()));
         let store: Arc<dyn StateStore> = Arc::new(SqlStateStore::open(&url).await.unwrap());
@@ -601,6 +610,12 @@ mod store_tests {
         options.components.clone_from(&components);
         options.audit_log = None;
         let desk = Incidents::new(Arc::clone(&store), Vec::new(), options, Arc::new(Templates::built_in()));
+        (dir, store, components, desk)
+    }
+
+    #[tokio::test]
+    async fn an_open_incident_older_than_the_history_is_still_on_the_page() {
+        let (_dir, store, components, desk) = setup().await;
         let now: DateTime<Utc> = Utc::now();
         let old = OpenRequest {
             title: "payments down".into(),
@@ -633,15 +648,7 @@ mod store_tests {
     async fn a_secret_in_an_evidence_line_never_reaches_the_public_page() {
         use ops_probes::{ProbeKind, ProbeReport, Problem};
         const SECRET: &str = "tok_live_5ecret_in_evidence_91f3";
-        let dir = tempfile::tempdir().unwrap();
-        let url = SecretUrl::new(format!("sqlite://{}/state.db", dir.path().display()));
-        let store: Arc<dyn StateStore> = Arc::new(SqlStateStore::open(&url).await.unwrap());
-        let components =
-            vec![StatusComponentConfig { name: "API".into(), description: None, checks: vec!["http:api".into()] }];
-        let mut options = IncidentOptions::from_config(&OpsConfig::default());
-        options.components.clone_from(&components);
-        options.audit_log = None;
-        let desk = Incidents::new(Arc::clone(&store), Vec::new(), options, Arc::new(Templates::built_in()));
+        let (_dir, store, components, desk) = setup().await;
         let mut probe = ProbeReport::new(ProbeKind::Http, "api", "http://api/health");
         let mut problem = Problem::new(ops_core::Runbook::ApiDown, ops_core::Status::Critical, "HTTP 500");
         problem.evidence.push(format!("body: {{\"error\": \"bad token {SECRET}\"}}"));
