@@ -24,6 +24,7 @@ mod restore;
 mod runbooks;
 mod safety;
 mod safety_server;
+mod schedule;
 mod server;
 mod state;
 mod support_browser;

@@ -9,7 +9,8 @@ use ops_core::SecretUrl;
 use ops_core::adapters::state::{SqlStateStore, schema_version};
 use ops_core::audit::{AuditEntry, AuditLog};
 use ops_core::ports::{
-    Approval, BudgetRequest, IncidentQuery, NewEvent, RunQuery, StateStore, StoredIncident, StoredRun,
+    Approval, BudgetRequest, IncidentQuery, NewEvent, RunQuery, ScheduleQuery, ScheduledRun, StateStore,
+    StoredIncident, StoredRun,
 };
 
 use crate::harness;
@@ -105,6 +106,7 @@ async fn contract(url: &SecretUrl) {
     assert_eq!(store.audit(10).await.unwrap().len(), 4);
 
     incidents_contract(&store, &again).await;
+    schedule_contract(&store, &again).await;
 }
 
 fn incident(id: &str, open_key: &str, minutes_ago: i64) -> StoredIncident {
@@ -268,4 +270,81 @@ async fn the_postgres_store_keeps_its_contract() {
     let out = rt.exec(pg.id(), &create).await.unwrap();
     assert_eq!(out.exit_code, 0, "{}", out.stderr);
     contract(&SecretUrl::new(pg.url("state", "statepw", "opsstate"))).await;
+}
+
+fn ledger_row(job: &str, due: chrono::DateTime<Utc>, holder: &str) -> ScheduledRun {
+    ScheduledRun {
+        job: job.to_owned(),
+        scheduled_at: due,
+        holder: holder.to_owned(),
+        status: "running".to_owned(),
+        started_at: due,
+        finished_at: None,
+        heartbeat_at: due,
+        error: None,
+        detail: serde_json::json!({ "cron": "0 2 * * *" }),
+    }
+}
+
+/// The schedule ledger: one claim per job and due time across replicas, a finish only by its
+/// holder, stale runs failed once, the newest rows kept.
+async fn schedule_contract(store: &SqlStateStore, other: &SqlStateStore) {
+    use chrono::SubsecRound as _;
+    let due = Utc::now().trunc_subsecs(0) - Duration::minutes(5);
+    let a = ledger_row("backup-main", due, "a");
+    assert!(store.claim_scheduled_run(&a).await.unwrap());
+    assert!(!other.claim_scheduled_run(&ledger_row("backup-main", due, "b")).await.unwrap(), "claimed once");
+    assert!(other.claim_scheduled_run(&ledger_row("drill-main", due, "b")).await.unwrap(), "another job");
+    // Only the holder finishes its run.
+    let mut done = a.clone();
+    done.status = "success".to_owned();
+    done.finished_at = Some(due + Duration::seconds(30));
+    done.detail = serde_json::json!({ "backup": "main-1" });
+    let mut stolen = done.clone();
+    stolen.holder = "b".to_owned();
+    assert!(!other.finish_scheduled_run(&stolen).await.unwrap());
+    assert!(store.finish_scheduled_run(&done).await.unwrap());
+    assert!(!store.finish_scheduled_run(&done).await.unwrap(), "finished once");
+    let rows = other
+        .scheduled_runs(&ScheduleQuery { job: Some("backup-main".into()), status: None, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![done.clone()]);
+    // b stopped beating: its running row fails once, with why; a's rows are not touched.
+    let now = Utc::now();
+    store.heartbeat_scheduled_runs("a", now).await.unwrap();
+    let (first, second) = tokio::join!(store.abandon_scheduled_runs(now, now), other.abandon_scheduled_runs(now, now));
+    let mut abandoned = first.unwrap();
+    abandoned.extend(second.unwrap());
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert_eq!((abandoned[0].job.as_str(), abandoned[0].status.as_str()), ("drill-main", "failure"));
+    assert!(abandoned[0].error.as_deref().unwrap().contains("ops-server b stopped"), "{abandoned:?}");
+    let failed =
+        store.scheduled_runs(&ScheduleQuery { job: None, status: Some("failure".into()), limit: 10 }).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].finished_at.is_some());
+    // A live holder's heartbeat keeps its run.
+    let live = ledger_row("verify-main", due, "a");
+    assert!(store.claim_scheduled_run(&live).await.unwrap());
+    store.heartbeat_scheduled_runs("a", now).await.unwrap();
+    assert!(store.abandon_scheduled_runs(now - Duration::seconds(60), now).await.unwrap().is_empty());
+    // The newest rows of a job are kept, newest first.
+    for i in 0..ops_core::ports::MAX_LEDGER_PER_JOB + 5 {
+        let mut row = ledger_row("tick", due + Duration::seconds(i as i64), "a");
+        row.status = "success".to_owned();
+        assert!(store.claim_scheduled_run(&row).await.unwrap());
+    }
+    let ticks =
+        store.scheduled_runs(&ScheduleQuery { job: Some("tick".into()), status: None, limit: 5000 }).await.unwrap();
+    assert_eq!(ticks.len(), ops_core::ports::MAX_LEDGER_PER_JOB);
+    assert_eq!(ticks[0].scheduled_at, due + Duration::seconds(ops_core::ports::MAX_LEDGER_PER_JOB as i64 + 4));
+    assert_eq!(
+        store
+            .scheduled_runs(&ScheduleQuery { job: Some("backup-main".into()), ..Default::default() })
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "other jobs keep theirs"
+    );
 }

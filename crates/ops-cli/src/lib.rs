@@ -25,6 +25,7 @@ mod perf_render;
 mod render;
 mod runbook_render;
 mod runbooks;
+mod schedule;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -98,6 +99,25 @@ pub enum Command {
     /// component, plan maintenance.
     #[command(subcommand)]
     Status(StatusCommand),
+    /// The jobs ops-server runs on a schedule (`[[schedule]]`): each one's last result and
+    /// next time, and its ledger of runs.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// `opsctl schedule …`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Every entry: its cron and time zone, next due time, last result and last success.
+    List,
+    /// One entry's runs, newest first: due time, start, end, result, error.
+    Runs {
+        /// The entry's name.
+        name: String,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 /// `opsctl incident …`. Unknown id: exit 6.
@@ -710,6 +730,7 @@ where
         Command::Runbook(cmd) => runtime().and_then(|rt| rt.block_on(runbooks::runbook(&cli, cmd, env, out))),
         Command::Incident(cmd) => runtime().and_then(|rt| rt.block_on(incidents::incident(&cli, cmd, env, out))),
         Command::Status(cmd) => runtime().and_then(|rt| rt.block_on(incidents::status(&cli, cmd, env, out))),
+        Command::Schedule(cmd) => runtime().and_then(|rt| rt.block_on(schedule::schedule(&cli, cmd, env, out))),
     };
     // Checks speak the monitoring-plugin convention: a check that could not run is unknown.
     let plugin = matches!(cli.command, Command::Triage(_) | Command::Tls(_) | Command::Probe(_) | Command::Perf(_));

@@ -108,23 +108,10 @@ pub(crate) fn config_summary(out: &mut dyn Write, file: Option<&str>, cfg: &OpsC
 
 /// The status as a fixed-width mark: `ok`, `WARN`, `CRIT`, `UNKN`.
 pub(crate) const fn mark(status: ops_core::Status) -> &'static str {
-    match status {
-        ops_core::Status::Ok => "ok",
-        ops_core::Status::Warn => "WARN",
-        ops_core::Status::Critical => "CRIT",
-        ops_core::Status::Unknown => "UNKN",
-    }
+    status.mark()
 }
 
 /// The suffix of a value in a unit (`ms`, `%`; nothing for counts).
 pub(crate) const fn unit(u: ops_probes::Unit) -> &'static str {
-    use ops_probes::Unit;
-    match u {
-        Unit::Seconds => "s",
-        Unit::Milliseconds => "ms",
-        Unit::Bytes => "B",
-        Unit::Percent => "%",
-        Unit::Days => "d",
-        Unit::Count | Unit::Ratio => "",
-    }
+    u.suffix()
 }

@@ -19,6 +19,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// A fixed-width mark for tables and reports: `ok`, `WARN`, `CRIT`, `UNKN`.
+    #[must_use]
+    pub const fn mark(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warn => "WARN",
+            Self::Critical => "CRIT",
+            Self::Unknown => "UNKN",
+        }
+    }
+
     /// A stable lowercase name.
     #[must_use]
     pub const fn as_str(self) -> &'static str {

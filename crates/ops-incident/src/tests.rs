@@ -385,6 +385,28 @@ impl StateStore for Racing {
     async fn release_lease(&self, n: &str, h: &str) -> ops_core::Result<()> {
         self.inner.release_lease(n, h).await
     }
+    async fn claim_scheduled_run(&self, r: &ops_core::ports::ScheduledRun) -> ops_core::Result<bool> {
+        self.inner.claim_scheduled_run(r).await
+    }
+    async fn finish_scheduled_run(&self, r: &ops_core::ports::ScheduledRun) -> ops_core::Result<bool> {
+        self.inner.finish_scheduled_run(r).await
+    }
+    async fn heartbeat_scheduled_runs(&self, h: &str, now: DateTime<Utc>) -> ops_core::Result<()> {
+        self.inner.heartbeat_scheduled_runs(h, now).await
+    }
+    async fn abandon_scheduled_runs(
+        &self,
+        stale: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> ops_core::Result<Vec<ops_core::ports::ScheduledRun>> {
+        self.inner.abandon_scheduled_runs(stale, now).await
+    }
+    async fn scheduled_runs(
+        &self,
+        q: &ops_core::ports::ScheduleQuery,
+    ) -> ops_core::Result<Vec<ops_core::ports::ScheduledRun>> {
+        self.inner.scheduled_runs(q).await
+    }
 }
 
 #[tokio::test]

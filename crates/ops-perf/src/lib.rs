@@ -9,9 +9,11 @@ pub mod host;
 pub mod http;
 pub mod pg;
 pub mod redis;
+mod render;
 mod report;
 pub mod state;
 
+pub use render::render_text;
 pub use report::{PerfFinding, PerfReport, Section, SectionReport, Window};
 pub use state::StateDir;
 

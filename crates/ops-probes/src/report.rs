@@ -88,6 +88,21 @@ pub enum Unit {
     Ratio,
 }
 
+impl Unit {
+    /// The suffix of a value in this unit (`ms`, `%`; nothing for counts).
+    #[must_use]
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Self::Seconds => "s",
+            Self::Milliseconds => "ms",
+            Self::Bytes => "B",
+            Self::Percent => "%",
+            Self::Days => "d",
+            Self::Count | Self::Ratio => "",
+        }
+    }
+}
+
 /// One measured value, with its unit (`ttfb` 412 ms, `disk_used` 71.3 %).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {

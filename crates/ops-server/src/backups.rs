@@ -69,7 +69,7 @@ fn options<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, A
         .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
+pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
@@ -111,22 +111,32 @@ pub(crate) async fn start_backup(
     let exclusive = format!("database {name}");
     let stopping = state.stopping();
     spawn_job(&state, "backup", Some(&exclusive), async move {
-        let r = ops_backup::backup_until(&ctx, &opts, &ops_backup::NoProgress, stopping).await;
-        match &r {
-            // Refused (another operation holds the lock): no backup ran, nothing to record.
-            Err(e) if e.kind() == ops_core::ErrorKind::Conflict => {}
-            Ok(report) => {
-                let m = &report.manifest;
-                #[allow(clippy::cast_precision_loss)]
-                let finished = m.finished_at.timestamp_millis() as f64 / 1000.0;
-                metrics_state
-                    .metrics
-                    .record_backup(&m.database_config_name, Some((finished, m.duration_seconds, m.size_bytes)));
-            }
-            Err(_) => metrics_state.metrics.record_backup(&name, None),
-        }
-        (r.map(|r| to_value(&r)), true)
+        (backup_recorded(&metrics_state, &ctx, &opts, &name, stopping).await, true)
     })
+}
+
+/// A backup of `name` (the database `opts` names), its outcome recorded in the metrics: the
+/// route's job and the scheduler's.
+pub(crate) async fn backup_recorded(
+    state: &AppState,
+    ctx: &ops_core::Context,
+    opts: &ops_backup::BackupOptions,
+    name: &str,
+    stop: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Result<Value, ops_core::Error> {
+    let r = ops_backup::backup_until(ctx, opts, &ops_backup::NoProgress, stop).await;
+    match &r {
+        // Refused (another operation holds the lock): no backup ran, nothing to record.
+        Err(e) if e.kind() == ops_core::ErrorKind::Conflict => {}
+        Ok(report) => {
+            let m = &report.manifest;
+            #[allow(clippy::cast_precision_loss)]
+            let finished = m.finished_at.timestamp_millis() as f64 / 1000.0;
+            state.metrics.record_backup(&m.database_config_name, Some((finished, m.duration_seconds, m.size_bytes)));
+        }
+        Err(_) => state.metrics.record_backup(name, None),
+    }
+    r.map(|r| to_value(&r))
 }
 
 pub(crate) async fn verify(
@@ -169,14 +179,25 @@ pub(crate) async fn dr_test(
     let exclusive = format!("database {name}");
     let stopping = state.stopping();
     spawn_job(&state, "dr-test", Some(&exclusive), async move {
-        match ops_backup::dr_test(&ctx, &opts, &ops_backup::NoProgress, stopping).await {
-            Ok(r) => {
-                metrics_state.metrics.record_drill(&name, r.passed, r.restore_seconds);
-                (Ok(to_value(&r)), r.passed)
-            }
-            Err(e) => (Err(e), false),
-        }
+        drill_recorded(&metrics_state, &ctx, &opts, &name, stopping).await
     })
+}
+
+/// A restore drill of `name`, its outcome recorded in the metrics: (report, passed).
+pub(crate) async fn drill_recorded(
+    state: &AppState,
+    ctx: &ops_core::Context,
+    opts: &ops_backup::DrillOptions,
+    name: &str,
+    stop: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> (Result<Value, ops_core::Error>, bool) {
+    match ops_backup::dr_test(ctx, opts, &ops_backup::NoProgress, stop).await {
+        Ok(r) => {
+            state.metrics.record_drill(name, r.passed, r.restore_seconds);
+            (Ok(to_value(&r)), r.passed)
+        }
+        Err(e) => (Err(e), false),
+    }
 }
 
 /// A JSON body of options `T` plus one boolean `flag` (`"confirm"`, `"apply"`), with unknown

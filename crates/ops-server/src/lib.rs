@@ -25,6 +25,9 @@
 //! - `POST /api/v1/runbooks/{name}/runs` (admin): a run as a job, 202 with the run's id;
 //!   `GET /api/v1/runs`, `GET /api/v1/runs/{id}` (read): runs from the state store;
 //!   `POST /api/v1/runs/{id}/approve` (admin): the step a run waits at goes on.
+//! - `GET /api/v1/schedule`, `GET /api/v1/schedule/{name}/runs` (read): the `[[schedule]]`
+//!   entries with their next due time and last run; one entry's ledger. The entries run in
+//!   the background ([`scheduler`]).
 //!
 //! Keys come from `API_KEYS` (read) and `ADMIN_KEYS` (read and act), comma-separated so old
 //! and new keys overlap during a rotation, sent as `Authorization: Bearer KEY` or
@@ -56,6 +59,7 @@ mod perf;
 mod rate;
 mod routes;
 mod runbooks;
+pub mod scheduler;
 pub mod serve;
 mod state;
 mod status;
@@ -167,6 +171,9 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
             }
         }
     });
+    // `[[schedule]]`: jobs run unattended, each due time once across the replicas sharing
+    // the state store (the entries are read at each tick, so a reload changes them).
+    tokio::spawn(scheduler::run(std::sync::Arc::clone(&state), scheduler::holder_name()));
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, tls = serve_opts.tls.is_some(), "ops-server listening");

@@ -15,6 +15,17 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobResultLabels {
+    job: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -40,6 +51,10 @@ pub struct Metrics {
     backup_age: DbGauge,
     drill_success: DbGauge,
     drill_restore: DbGauge,
+    job_last_run: Family<JobResultLabels, Gauge<f64, AtomicU64>>,
+    job_last_success: Family<JobLabel, Gauge<f64, AtomicU64>>,
+    job_runs: Family<JobResultLabels, Counter>,
+    job_missed: Family<JobLabel, Counter>,
     /// Databases with a successful backup, whose age is refreshed at scrape time.
     backed_up: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The samples of the last triage and TLS runs, under names without the `ops_` prefix
@@ -100,9 +115,33 @@ impl Metrics {
         let backup_age = gauge("backup_age_seconds", "Age of the newest successful backup at scrape time");
         let drill_success = gauge("dr_test_success", "1 when the last DR drill passed");
         let drill_restore = gauge("dr_test_restore_seconds", "Restore time measured by the last DR drill");
+        let job_last_run = Family::<JobResultLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "job_last_run_timestamp_seconds",
+            "When each scheduled job last ended, by result (success, failure, skipped), from the shared ledger",
+            job_last_run.clone(),
+        );
+        let job_last_success = Family::<JobLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "job_last_success_timestamp_seconds",
+            "When each scheduled job last succeeded, from the shared ledger",
+            job_last_success.clone(),
+        );
+        let job_runs = Family::<JobResultLabels, Counter>::default();
+        registry.register("job_runs", "Scheduled runs this process ended, by job and result", job_runs.clone());
+        let job_missed = Family::<JobLabel, Counter>::default();
+        registry.register(
+            "job_missed",
+            "Scheduled due times that did not run on time (the server was down or late)",
+            job_missed.clone(),
+        );
         Self {
             registry,
             reloads,
+            job_last_run,
+            job_last_success,
+            job_runs,
+            job_missed,
             rate_limited,
             last_reload,
             backup_success,
@@ -115,6 +154,37 @@ impl Metrics {
             backed_up: std::sync::Mutex::default(),
             checks: std::sync::Mutex::default(),
         }
+    }
+
+    /// Counts a scheduled run this process ended (`success`, `failure`, `skipped`) and moves
+    /// its last-run time.
+    pub fn record_job(&self, job: &str, result: &str, at: chrono::DateTime<chrono::Utc>) {
+        let labels = JobResultLabels { job: job.to_owned(), result: result.to_owned() };
+        self.job_runs.get_or_create(&labels).inc();
+        self.set_job_last(job, result, at);
+    }
+
+    /// Sets the last time `job` ended with `result`, unless a later one is known (the ledger
+    /// is refreshed after runs this process saw).
+    pub fn set_job_last(&self, job: &str, result: &str, at: chrono::DateTime<chrono::Utc>) {
+        #[allow(clippy::cast_precision_loss)]
+        let secs = at.timestamp_millis() as f64 / 1000.0;
+        let gauge =
+            self.job_last_run.get_or_create(&JobResultLabels { job: job.to_owned(), result: result.to_owned() });
+        if gauge.get() < secs {
+            gauge.set(secs);
+        }
+        if result == "success" {
+            let gauge = self.job_last_success.get_or_create(&JobLabel { job: job.to_owned() });
+            if gauge.get() < secs {
+                gauge.set(secs);
+            }
+        }
+    }
+
+    /// Counts due times of `job` that did not run on time.
+    pub fn record_missed(&self, job: &str, n: u64) {
+        self.job_missed.get_or_create(&JobLabel { job: job.to_owned() }).inc_by(n);
     }
 
     /// Counts one request refused for its key's rate.

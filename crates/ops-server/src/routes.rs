@@ -33,7 +33,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents", get(incidents::list))
         .route("/api/v1/incidents/{id}", get(incidents::get))
         .route("/api/v1/incidents/{id}/report", get(incidents::report))
-        .route("/api/v1/status", get(status::internal));
+        .route("/api/v1/status", get(status::internal))
+        .route("/api/v1/schedule", get(crate::scheduler::list))
+        .route("/api/v1/schedule/{name}/runs", get(crate::scheduler::runs));
     let admin = Router::new()
         .route("/api/v1/config/reload", post(reload_config))
         .route("/api/v1/backups", post(backups::start_backup))

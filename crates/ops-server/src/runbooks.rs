@@ -84,9 +84,9 @@ pub(crate) async fn plan(
 }
 
 /// Sees a server run's steps: the job's progress.
-struct JobProgress {
-    state: Arc<AppState>,
-    job: String,
+pub(crate) struct JobProgress {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) job: String,
 }
 
 impl ops_runbook::Observer for JobProgress {

@@ -312,6 +312,7 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         }
     }
     validate_incidents(cfg).map_err(|(path, m)| err(&path.iter().map(String::as_str).collect::<Vec<_>>(), m))?;
+    super::schedule::validate(cfg).map_err(|(path, m)| err(&path.iter().map(String::as_str).collect::<Vec<_>>(), m))?;
     let srv = &cfg.server;
     if srv.tls_cert.is_some() != srv.tls_key.is_some() {
         return Err(err(&["server", "tls-cert"], "tls-cert and tls-key go together: set both or neither".into()));

@@ -7,6 +7,7 @@
 mod checks;
 mod interpolate;
 mod load;
+mod schedule;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,7 @@ pub use checks::{
     StatusPageConfig, TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
 };
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
+pub use schedule::{CatchUpPolicy, JobKind, MAX_SCHEDULES, OverlapPolicy, ScheduleConfig};
 
 /// The whole configuration of one operated stack.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +74,8 @@ pub struct OpsConfig {
     pub incidents: IncidentsConfig,
     /// The public status page (`[status]`).
     pub status: StatusConfig,
+    /// Jobs `ops-server` runs on a schedule (`[[schedule]]`).
+    pub schedule: Vec<ScheduleConfig>,
 }
 
 /// `[incidents]`: when triage opens and resolves an incident, and how often people hear.

@@ -368,3 +368,57 @@ fn secrets_interpolated_anywhere_in_a_secret_value_are_never_shown() {
     assert!(shown.iter().all(|s| !s.contains(pw)), "{shown:?}");
     assert!(!serde_json::to_string(&cfg).unwrap().contains(pw));
 }
+
+const SCHEDULE: &str = r#"
+[databases.main]
+url = "postgres://app@localhost/app"
+
+[[schedule]]
+name = "backup-main"
+job = "backup"
+database = "main"
+cron = "0 2 * * *"
+
+[[schedule]]
+name = "perf-weekly"
+job = "perf"
+cron = "0 3 * * SUN"
+timezone = "Europe/Berlin"
+jitter-secs = 300
+"#;
+
+#[test]
+fn schedule_entries_parse_and_bad_ones_name_their_line_and_key() {
+    let cfg = load_text(SCHEDULE, &BTreeMap::new()).unwrap();
+    assert_eq!(cfg.schedule.len(), 2);
+    assert_eq!(cfg.schedule[0].job, JobKind::Backup);
+    assert_eq!(cfg.schedule[0].timezone, "UTC");
+    assert_eq!(cfg.schedule[0].catch_up, CatchUpPolicy::RunOnce);
+    assert_eq!(cfg.schedule[0].overlap, OverlapPolicy::Skip);
+    assert_eq!(cfg.schedule[1].timeout(), 3600);
+    for (from, to, key) in [
+        ("cron = \"0 3 * * SUN\"", "cron = \"0 3 * SUN\"", "schedule.1.cron"),
+        ("cron = \"0 2 * * *\"", "cron = \"0 25 * * *\"", "schedule.0.cron"),
+        ("timezone = \"Europe/Berlin\"", "timezone = \"Europe/Bærlin\"", "schedule.1.timezone"),
+        ("name = \"perf-weekly\"", "name = \"backup-main\"", "schedule.1.name"),
+        ("name = \"perf-weekly\"", "name = \"Perf Weekly\"", "schedule.1.name"),
+        ("database = \"main\"", "database = \"other\"", "schedule.0.database"),
+        ("jitter-secs = 300", "jitter-secs = 700000", "schedule.1.jitter-secs"),
+    ] {
+        let text = SCHEDULE.replace(from, to);
+        let e = load_text(&text, &BTreeMap::new()).unwrap_err();
+        let line = text.lines().collect::<Vec<_>>().iter().rposition(|l| l.contains(to)).unwrap() + 1;
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+        assert!(e.to_string().starts_with(&format!("ops.toml:{line}:")), "{e}");
+    }
+    // An unknown job names itself, with the jobs there are.
+    let text = SCHEDULE.replace("job = \"perf\"", "job = \"perv\"");
+    let e = load_text(&text, &BTreeMap::new()).unwrap_err();
+    assert!(e.to_string().contains("key-rotation-reminder"), "{e}");
+    assert_eq!(e.line, Some(text.lines().position(|l| l.contains("perv")).unwrap() + 1), "{e}");
+    // A jitter as long as the time between two runs would reorder them.
+    let text = SCHEDULE.replace("cron = \"0 3 * * SUN\"", "cron = \"*/5 * * * *\"");
+    let e = load_text(&text, &BTreeMap::new()).unwrap_err();
+    assert!(e.to_string().contains("less than the time between two runs (300 s)"), "{e}");
+}

@@ -28,6 +28,7 @@ pub use http::{HttpClient, HttpRequest, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};
 pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport};
 pub use state::{
-    Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS, NewEvent,
-    RunQuery, StateStore, StoredEvent, StoredIncident, StoredRun,
+    Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS,
+    MAX_LEDGER_PER_JOB, NewEvent, RunQuery, ScheduleQuery, ScheduledRun, StateStore, StoredEvent, StoredIncident,
+    StoredRun,
 };

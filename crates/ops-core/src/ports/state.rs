@@ -169,6 +169,45 @@ pub struct ComponentDay {
 pub const COMPONENT_STATUSES: [&str; 5] =
     ["operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"];
 
+/// One run of a scheduled job in the ledger: claimed by one replica for its due time, so a
+/// run happens once however many replicas share the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledRun {
+    /// The `[[schedule]]` entry's name.
+    pub job: String,
+    /// The time it was due (before jitter): with `job`, its key.
+    pub scheduled_at: DateTime<Utc>,
+    /// The `ops-server` process that claimed it.
+    pub holder: String,
+    /// `running`, `success`, `failure`, `skipped` (overlap) or `missed` (catch-up `skip`).
+    pub status: String,
+    /// When it started (or was recorded).
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last sign of life of its holder while it runs.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Why it failed or was skipped.
+    pub error: Option<String>,
+    /// What the job reported (backup id and size, findings, the runbook run's id), and the
+    /// cron expression it was scheduled by.
+    pub detail: serde_json::Value,
+}
+
+/// Which ledger rows to list, newest due time first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleQuery {
+    /// Only this job's rows.
+    pub job: Option<String>,
+    /// Only rows in this status.
+    pub status: Option<String>,
+    /// At most this many (capped by the store at [`MAX_LISTED`]).
+    pub limit: usize,
+}
+
+/// The most ledger rows kept per job; older ones are removed when a run is claimed.
+pub const MAX_LEDGER_PER_JOB: usize = 1000;
+
 /// Durable, shared state: SQLite for one host, PostgreSQL for several replicas.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -337,4 +376,41 @@ pub trait StateStore: Send + Sync {
     /// # Errors
     /// `Unavailable` when the write fails.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// Claims a scheduled run: inserts its ledger row unless one exists for the same job
+    /// and due time (another replica claimed it, or it was recorded as missed); trims the
+    /// job's ledger to [`MAX_LEDGER_PER_JOB`] rows. `true` when this caller got it.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn claim_scheduled_run(&self, run: &ScheduledRun) -> Result<bool>;
+
+    /// Records the end of a run its holder still holds (status `running`); `false` when it
+    /// was declared abandoned meanwhile (the row is left as it is).
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn finish_scheduled_run(&self, run: &ScheduledRun) -> Result<bool>;
+
+    /// Moves the heartbeat of every running row of `holder` to `now`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn heartbeat_scheduled_runs(&self, holder: &str, now: DateTime<Utc>) -> Result<()>;
+
+    /// Marks as failed the running rows whose heartbeat is older than `stale_before` (their
+    /// holder died) and returns them as they now are.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn abandon_scheduled_runs(
+        &self,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScheduledRun>>;
+
+    /// Ledger rows, newest due time first.
+    ///
+    /// # Errors
+    /// `Unavailable` when the read fails.
+    async fn scheduled_runs(&self, query: &ScheduleQuery) -> Result<Vec<ScheduledRun>>;
 }

@@ -21,8 +21,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::audit::AuditEntry;
 use crate::ports::state::{
-    Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS, MAX_LISTED,
-    NewEvent, RunQuery, StateStore, StoredEvent, StoredIncident, StoredRun,
+    Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS,
+    MAX_LEDGER_PER_JOB, MAX_LISTED, NewEvent, RunQuery, ScheduleQuery, ScheduledRun, StateStore, StoredEvent,
+    StoredIncident, StoredRun,
 };
 use crate::secret::SecretUrl;
 use crate::{Error, Result};
@@ -66,6 +67,16 @@ const MIGRATIONS: &[(u32, &str, &[&str])] = &[
          under_maintenance BIGINT NOT NULL, PRIMARY KEY (component, day))",
             "CREATE INDEX ops_component_days_day ON ops_component_days (day)",
             "CREATE TABLE ops_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL)",
+        ],
+    ),
+    (
+        3,
+        "scheduled runs",
+        &[
+            "CREATE TABLE ops_schedule_runs (job TEXT NOT NULL, scheduled_at TEXT NOT NULL, holder TEXT NOT NULL, \
+         status TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, \
+         error TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (job, scheduled_at))",
+            "CREATE INDEX ops_schedule_runs_status ON ops_schedule_runs (status, heartbeat_at)",
         ],
     ),
 ];
@@ -851,6 +862,147 @@ impl StateStore for SqlStateStore {
             .map_err(|e| self.err("releasing a lease", &e))?;
         Ok(())
     }
+
+    async fn claim_scheduled_run(&self, run: &ScheduledRun) -> Result<bool> {
+        let detail = serde_json::to_string(&run.detail).map_err(|e| Error::internal(format!("ledger row: {e}")))?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err("claiming a scheduled run", &e))?;
+        let done = sqlx::query(
+            "INSERT INTO ops_schedule_runs (job, scheduled_at, holder, status, started_at, finished_at, heartbeat_at, \
+             error, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job, scheduled_at) DO NOTHING",
+        )
+        .bind(&run.job)
+        .bind(ts(run.scheduled_at))
+        .bind(&run.holder)
+        .bind(&run.status)
+        .bind(ts(run.started_at))
+        .bind(run.finished_at.map(ts).unwrap_or_default())
+        .bind(ts(run.heartbeat_at))
+        .bind(run.error.clone().unwrap_or_default())
+        .bind(detail)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err("claiming a scheduled run", &e))?;
+        let claimed = done.rows_affected() == 1;
+        if claimed {
+            // The ledger keeps the newest rows of each job.
+            sqlx::query(
+                "DELETE FROM ops_schedule_runs WHERE job = $1 AND scheduled_at < (SELECT MIN(scheduled_at) FROM \
+                 (SELECT scheduled_at FROM ops_schedule_runs WHERE job = $1 ORDER BY scheduled_at DESC LIMIT $2) \
+                 AS newest)",
+            )
+            .bind(&run.job)
+            .bind(limit(MAX_LEDGER_PER_JOB))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("trimming the schedule ledger", &e))?;
+        }
+        tx.commit().await.map_err(|e| self.err("claiming a scheduled run", &e))?;
+        Ok(claimed)
+    }
+
+    async fn finish_scheduled_run(&self, run: &ScheduledRun) -> Result<bool> {
+        let detail = serde_json::to_string(&run.detail).map_err(|e| Error::internal(format!("ledger row: {e}")))?;
+        let done = sqlx::query(
+            "UPDATE ops_schedule_runs SET status = $1, finished_at = $2, heartbeat_at = $3, error = $4, detail = $5 \
+             WHERE job = $6 AND scheduled_at = $7 AND holder = $8 AND status = 'running'",
+        )
+        .bind(&run.status)
+        .bind(run.finished_at.map(ts).unwrap_or_default())
+        .bind(ts(run.heartbeat_at))
+        .bind(run.error.clone().unwrap_or_default())
+        .bind(detail)
+        .bind(&run.job)
+        .bind(ts(run.scheduled_at))
+        .bind(&run.holder)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("recording a scheduled run", &e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn heartbeat_scheduled_runs(&self, holder: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE ops_schedule_runs SET heartbeat_at = $1 WHERE holder = $2 AND status = 'running'")
+            .bind(ts(now))
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("renewing scheduled runs", &e))?;
+        Ok(())
+    }
+
+    async fn abandon_scheduled_runs(
+        &self,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScheduledRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM ops_schedule_runs WHERE status = 'running' AND heartbeat_at < $1 LIMIT $2"
+        ))
+        .bind(ts(stale_before))
+        .bind(limit(MAX_LISTED))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("reading stale scheduled runs", &e))?;
+        let mut abandoned = Vec::new();
+        for row in &rows {
+            let mut run = scheduled_run_of(row)?;
+            run.status = "failure".to_owned();
+            run.finished_at = Some(now);
+            run.error = Some(format!("ops-server {} stopped while it ran (no heartbeat)", run.holder));
+            // The same condition again: a row another replica marked, or one whose holder
+            // came back meanwhile, is left alone.
+            let done = sqlx::query(
+                "UPDATE ops_schedule_runs SET status = $1, finished_at = $2, error = $3 \
+                 WHERE job = $4 AND scheduled_at = $5 AND status = 'running' AND heartbeat_at < $6",
+            )
+            .bind(&run.status)
+            .bind(ts(now))
+            .bind(run.error.clone().unwrap_or_default())
+            .bind(&run.job)
+            .bind(ts(run.scheduled_at))
+            .bind(ts(stale_before))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("abandoning a scheduled run", &e))?;
+            if done.rows_affected() == 1 {
+                abandoned.push(run);
+            }
+        }
+        Ok(abandoned)
+    }
+
+    async fn scheduled_runs(&self, query: &ScheduleQuery) -> Result<Vec<ScheduledRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM ops_schedule_runs WHERE ($1 = '' OR job = $1) AND ($2 = '' OR status = $2) \
+             ORDER BY scheduled_at DESC, job LIMIT $3"
+        ))
+        .bind(query.job.clone().unwrap_or_default())
+        .bind(query.status.clone().unwrap_or_default())
+        .bind(limit(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("reading the schedule ledger", &e))?;
+        rows.iter().map(scheduled_run_of).collect()
+    }
+}
+
+const SCHEDULE_COLUMNS: &str =
+    "job, scheduled_at, holder, status, started_at, finished_at, heartbeat_at, error, detail";
+
+fn scheduled_run_of(row: &AnyRow) -> Result<ScheduledRun> {
+    let finished = text(row, "finished_at")?;
+    let error = text(row, "error")?;
+    Ok(ScheduledRun {
+        job: text(row, "job")?,
+        scheduled_at: parse_ts(&text(row, "scheduled_at")?)?,
+        holder: text(row, "holder")?,
+        status: text(row, "status")?,
+        started_at: parse_ts(&text(row, "started_at")?)?,
+        finished_at: if finished.is_empty() { None } else { Some(parse_ts(&finished)?) },
+        heartbeat_at: parse_ts(&text(row, "heartbeat_at")?)?,
+        error: if error.is_empty() { None } else { Some(error) },
+        detail: json_of(row, "detail")?,
+    })
 }
 
 /// An entry's id in the mirror: the same line of the same file mirrors to the same row.
