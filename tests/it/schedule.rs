@@ -91,7 +91,7 @@ url = "{backups}"
 [databases.main]
 url = "{main}"
 [databases.down]
-url = "postgres://postgres:postgres@127.0.0.1:9/down"
+url = "postgres://postgres:s3cr3t-down@127.0.0.1:9/down"
 
 # Two entries on one database at the same second: they share database:main.
 [[schedule]]
@@ -165,7 +165,9 @@ catch-up = "skip"
     // The database that is down: a failed run with the reason.
     assert_eq!(down[0].status, "failure", "{down:?}");
     assert!(!down[0].error.as_deref().unwrap_or_default().is_empty());
+    assert!(!format!("{down:?}").contains("s3cr3t-down"), "{down:?}");
     let m = replica.metrics();
+    assert!(!m.contains("s3cr3t-down"));
     assert_eq!(sample(&m, &format!("ops_job_runs_total{{job=\"{}\",result=\"success\"}}", ran.job)), Some(1.0), "{m}");
     assert_eq!(sample(&m, &format!("ops_job_runs_total{{job=\"{}\",result=\"skipped\"}}", skipped.job)), Some(1.0));
     assert!(sample(&m, &format!("ops_job_last_success_timestamp_seconds{{job=\"{}\"}}", ran.job)).unwrap() > 0.0);
@@ -284,7 +286,10 @@ message = "rotate the keys"
     let mut one = Replica::start(&config);
     let mut two = Replica::start(&config);
     let abandoned = eventually("the dead replica's run is failed", Duration::from_secs(30), || async {
-        rows(&store, "remind").await.into_iter().find(|r| r.scheduled_at == dead.scheduled_at && r.status == "failure")
+        rows(&store, "remind")
+            .await
+            .into_iter()
+            .find(|r| r.scheduled_at == dead.scheduled_at && r.status == "abandoned")
     })
     .await;
     assert!(abandoned.error.unwrap().contains("gone:1:dead"));
@@ -312,7 +317,7 @@ message = "rotate the keys"
     let victim_holder = victim.holder.clone();
     victim.kill();
     let killed = Utc::now();
-    let taken = eventually("the survivor runs the next due time", Duration::from_secs(30), || async {
+    let taken = eventually("the survivor runs the next due time", Duration::from_secs(60), || async {
         rows(&store, "remind").await.into_iter().find(|r| r.scheduled_at > killed && r.status == "success")
     })
     .await;
@@ -320,16 +325,21 @@ message = "rotate the keys"
     eprintln!("failover: the next due time ran {failover} ms after the kill, by {}", taken.holder);
     assert_eq!(taken.holder, survivor.holder);
     assert_ne!(taken.holder, victim_holder);
-    assert!(failover < 3_000, "{failover} ms");
+    // Killed between two runs, the next due second is the survivor's. Killed in the middle
+    // of one, that run's locks hold until they expire (STALE_AFTER) and the run is abandoned.
+    let mid_run =
+        rows(&store, "remind").await.into_iter().any(|r| r.holder == victim_holder && r.finished_at.is_none());
+    let bound = if mid_run { ops_server::scheduler::STALE_AFTER.as_millis() as i64 + 3_000 } else { 3_000 };
+    assert!(failover < bound, "{failover} ms (killed mid-run: {mid_run})");
     // No due time after the kill is lost.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after: BTreeSet<i64> = rows(&store, "remind")
         .await
         .into_iter()
-        .filter(|r| r.scheduled_at > killed + chrono::Duration::seconds(1) && r.status == "success")
+        .filter(|r| r.scheduled_at > killed + chrono::Duration::seconds(1) && r.status != "running")
         .map(|r| r.scheduled_at.timestamp())
         .collect();
     let (first, last) = (*after.first().unwrap(), *after.last().unwrap());
-    assert_eq!(after.len() as i64, last - first + 1, "a second without its run: {after:?}");
+    assert_eq!(after.len() as i64, last - first + 1, "a second without its row: {after:?}");
     assert!(survivor.metrics().contains("ops_job_runs_total{job=\"remind\",result=\"success\"}"));
 }

@@ -317,12 +317,21 @@ async fn schedule_contract(store: &SqlStateStore, other: &SqlStateStore) {
     let mut abandoned = first.unwrap();
     abandoned.extend(second.unwrap());
     assert_eq!(abandoned.len(), 1, "{abandoned:?}");
-    assert_eq!((abandoned[0].job.as_str(), abandoned[0].status.as_str()), ("drill-main", "failure"));
+    assert_eq!((abandoned[0].job.as_str(), abandoned[0].status.as_str()), ("drill-main", "abandoned"));
     assert!(abandoned[0].error.as_deref().unwrap().contains("ops-server b stopped"), "{abandoned:?}");
     let failed =
-        store.scheduled_runs(&ScheduleQuery { job: None, status: Some("failure".into()), limit: 10 }).await.unwrap();
+        store.scheduled_runs(&ScheduleQuery { job: None, status: Some("abandoned".into()), limit: 10 }).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert!(failed[0].finished_at.is_some());
+    // Its holder was alive after all: it records how the run ended, once.
+    let mut late = ledger_row("drill-main", due, "b");
+    late.status = "success".to_owned();
+    late.finished_at = Some(now);
+    assert!(other.finish_scheduled_run(&late).await.unwrap());
+    assert!(!other.finish_scheduled_run(&late).await.unwrap());
+    // A running row is never trimmed.
+    let long = ledger_row("tick", due - Duration::days(1), "a");
+    assert!(store.claim_scheduled_run(&long).await.unwrap());
     // A live holder's heartbeat keeps its run.
     let live = ledger_row("verify-main", due, "a");
     assert!(store.claim_scheduled_run(&live).await.unwrap());
@@ -334,10 +343,19 @@ async fn schedule_contract(store: &SqlStateStore, other: &SqlStateStore) {
         row.status = "success".to_owned();
         assert!(store.claim_scheduled_run(&row).await.unwrap());
     }
-    let ticks =
-        store.scheduled_runs(&ScheduleQuery { job: Some("tick".into()), status: None, limit: 5000 }).await.unwrap();
+    let ticks = store
+        .scheduled_runs(&ScheduleQuery { job: Some("tick".into()), status: Some("success".into()), limit: 5000 })
+        .await
+        .unwrap();
     assert_eq!(ticks.len(), ops_core::ports::MAX_LEDGER_PER_JOB);
     assert_eq!(ticks[0].scheduled_at, due + Duration::seconds(ops_core::ports::MAX_LEDGER_PER_JOB as i64 + 4));
+    assert_eq!(ticks.last().unwrap().scheduled_at, due + Duration::seconds(5), "the five oldest went");
+    let running = store
+        .scheduled_runs(&ScheduleQuery { job: Some("tick".into()), status: Some("running".into()), limit: 10 })
+        .await
+        .unwrap();
+    let key = |r: &ScheduledRun| (r.job.clone(), r.scheduled_at, r.status.clone());
+    assert_eq!(running.iter().map(key).collect::<Vec<_>>(), vec![key(&long)], "a running row is never trimmed");
     assert_eq!(
         store
             .scheduled_runs(&ScheduleQuery { job: Some("backup-main".into()), ..Default::default() })

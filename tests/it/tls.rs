@@ -14,7 +14,8 @@ use ops_core::ports::ExecOutput;
 use ops_core::ports::container::MockContainerRuntime;
 use ops_core::{ErrorKind, Status};
 use ops_tls::metrics::{
-    OPS_TLS_DAYS_LEFT, PROBE_SSL_EARLIEST_CERT_EXPIRY, PROBE_SSL_LAST_CHAIN_EXPIRY, PROBE_TLS_VERSION_INFO,
+    OPS_TLS_CERT_EXPIRY, PROBE_SSL_EARLIEST_CERT_EXPIRY, PROBE_SSL_LAST_CHAIN_EXPIRY, PROBE_SSL_LAST_CHAIN_INFO,
+    PROBE_SUCCESS, PROBE_TLS_VERSION_INFO,
 };
 use ops_tls::{
     ChainProblem, CheckOptions, ConnectionStage, EndpointReport, KeyType, MetricSample, RenewCommand, RenewOptions,
@@ -217,10 +218,16 @@ async fn tls_endpoint_valid_chain_is_ok_with_every_fact() {
     assert_eq!(report.verified_earliest_expiry, Some(in_days(90)));
     assert!(report.duration_ms < TIMEOUT_MS);
 
-    let samples = endpoint_metrics(std::slice::from_ref(&report));
+    let samples = endpoint_metrics(&[("", &report)]);
     assert_eq!(metric(&samples, PROBE_SSL_EARLIEST_CERT_EXPIRY), Some(unix(in_days(90))));
     assert_eq!(metric(&samples, PROBE_SSL_LAST_CHAIN_EXPIRY), Some(unix(in_days(90))));
-    assert_eq!(metric(&samples, OPS_TLS_DAYS_LEFT), Some(90.0));
+    assert_eq!(metric(&samples, OPS_TLS_CERT_EXPIRY), Some(unix(in_days(90))));
+    assert_eq!(metric(&samples, PROBE_SUCCESS), Some(1.0));
+    let info = samples.iter().find(|s| s.name == PROBE_SSL_LAST_CHAIN_INFO).unwrap();
+    let label = |k: &str| info.labels.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(label("fingerprint_sha256"), report.presented_chain[0].fingerprint_sha256);
+    assert_eq!(label("fingerprint_sha256").len(), 64);
+    assert_eq!(label("subjectalternative"), "example.com,www.example.com");
     let version = samples.iter().find(|s| s.name == PROBE_TLS_VERSION_INFO).unwrap();
     assert!(version.labels.contains(&("version", "TLS 1.3".to_owned())));
 
@@ -280,10 +287,13 @@ async fn tls_endpoint_expired_is_critical_with_reason_and_still_measured() {
     assert!(messages(&report).contains("expired 3 day(s) ago"), "{}", messages(&report));
     assert_eq!(report.tls_version.as_deref(), Some("TLS 1.3"), "the handshake still finished");
 
-    let samples = endpoint_metrics(std::slice::from_ref(&report));
-    assert_eq!(metric(&samples, PROBE_SSL_EARLIEST_CERT_EXPIRY), Some(unix(in_days(-3))));
-    assert_eq!(metric(&samples, PROBE_SSL_LAST_CHAIN_EXPIRY), Some(0.0));
-    assert_eq!(metric(&samples, OPS_TLS_DAYS_LEFT), Some(-3.0));
+    let samples = endpoint_metrics(&[("", &report)]);
+    // The handshake fails for a verifying client: no probe_ssl_* series (as blackbox), our
+    // own series still has the expiry.
+    assert_eq!(metric(&samples, PROBE_SUCCESS), Some(0.0));
+    assert_eq!(metric(&samples, PROBE_SSL_EARLIEST_CERT_EXPIRY), None);
+    assert_eq!(metric(&samples, PROBE_SSL_LAST_CHAIN_EXPIRY), None);
+    assert_eq!(metric(&samples, OPS_TLS_CERT_EXPIRY), Some(unix(in_days(-3))));
 }
 
 #[tokio::test]
@@ -359,7 +369,7 @@ async fn tls_endpoint_cross_signed_spare_does_not_raise_a_false_alarm() {
     assert_eq!(report.days_left, Some(90));
     assert!(report.verified_chain.iter().all(|c| c.issuer != "CN=Old Root"), "{:?}", report.verified_chain);
 
-    let samples = endpoint_metrics(std::slice::from_ref(&report));
+    let samples = endpoint_metrics(&[("", &report)]);
     assert_eq!(metric(&samples, PROBE_SSL_EARLIEST_CERT_EXPIRY), Some(unix(in_days(5))));
     assert_eq!(metric(&samples, PROBE_SSL_LAST_CHAIN_EXPIRY), Some(unix(in_days(90))));
 }
@@ -381,7 +391,10 @@ async fn tls_endpoint_connection_refused_is_critical() {
     assert!(failure.message.contains("cannot connect"), "{failure:?}");
     assert!(report.presented_chain.is_empty() && report.verification.is_none() && report.tls_version.is_none());
     assert!(report.duration_ms < TIMEOUT_MS);
-    assert!(endpoint_metrics(std::slice::from_ref(&report)).is_empty());
+    let samples = endpoint_metrics(&[("", &report)]);
+    let names: Vec<&str> = samples.iter().map(|s| s.name).collect();
+    assert_eq!(names, [PROBE_SUCCESS, "probe_duration_seconds"]);
+    assert_eq!(metric(&samples, PROBE_SUCCESS), Some(0.0));
 }
 
 #[tokio::test]

@@ -18,7 +18,9 @@ use crate::cmd;
 /// it directly guarantees pg_dump/psql 15. `debian-archive-keyring` is what debootstrap verifies
 /// the mirror with (normally present; listed so a minimal host gets it too). `chromium` is the
 /// headless browser the page checks drive (`/usr/bin/chromium`, through playwright-core), `wrk`
-/// the HTTP load generator of the benchmark.
+/// the HTTP load generator of the benchmark. `prometheus` brings `promtool` (the generated
+/// alert rules and `/metrics` are checked with it), `prometheus-blackbox-exporter` is run side
+/// by side with our probes, `prometheus-alertmanager` routes alerts to ops-server.
 const PACKAGES: &[&str] = &[
     "docker.io",
     "debootstrap",
@@ -27,6 +29,9 @@ const PACKAGES: &[&str] = &[
     "debian-archive-keyring",
     "chromium",
     "wrk",
+    "prometheus",
+    "prometheus-blackbox-exporter",
+    "prometheus-alertmanager",
 ];
 
 /// The PostgreSQL server of the drill's local cluster (`opsctl dr-test --backend local`, and

@@ -31,7 +31,9 @@ pub(crate) async fn schedule(
     match cmd {
         ScheduleCommand::List => {
             let jobs = ops_core::schedule::overview(&entries, store.as_ref(), Utc::now()).await?;
-            let failing = jobs.iter().any(|j| j.last.as_ref().is_some_and(|r| r.status == "failure"));
+            let failing = jobs
+                .iter()
+                .any(|j| j.last.as_ref().is_some_and(|r| matches!(r.status.as_str(), "failure" | "abandoned")));
             if cli.json {
                 write_json(out, &serde_json::json!({ "jobs": jobs }))?;
             } else if jobs.is_empty() {

@@ -14,7 +14,7 @@
 
 use std::str::FromStr as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// A parsed cron expression and its time zone.
 #[derive(Debug, Clone)]
@@ -26,6 +26,10 @@ pub struct CronSchedule {
 
 /// The most fire times counted between two instants (a per-second job down for a week).
 pub const MAX_COUNTED: u32 = 100_000;
+/// The largest change of a zone's offset at once (daylight saving, a zone moving), hours.
+const MAX_SHIFT_HOURS: i64 = 3;
+/// The most wall-clock candidates one search looks at.
+const MAX_CANDIDATES: usize = 100_000;
 
 impl CronSchedule {
     /// Parses a cron expression (5 fields: minute hour day-of-month month day-of-week, with
@@ -90,14 +94,107 @@ impl CronSchedule {
         self.tz.name()
     }
 
-    /// The first fire time strictly after `t`.
+    /// The first fire time strictly after `t`, in whole seconds.
+    ///
+    /// The expression matches wall-clock times in the zone. A wall-clock time that happens
+    /// twice (clocks going back) fires twice for an interval or wildcard expression
+    /// (`*/15 * * * *`: every quarter hour of both passes) and once, at its first pass, for a
+    /// fixed time (`30 2 * * *`); one that never happens (clocks going forward) fires at the
+    /// end of the gap for a fixed time and not at all for an interval.
     #[must_use]
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         use chrono::SubsecRound as _;
-        // Whole seconds in and out: every replica computes the same due time, whatever the
-        // fraction of a second it asks at.
-        let local = t.trunc_subsecs(0).with_timezone(&self.tz);
-        self.cron.find_next_occurrence(&local, false).ok().map(|n| n.with_timezone(&Utc).trunc_subsecs(0))
+        let t = t.trunc_subsecs(0);
+        // Wall-clock candidates in order; near an offset change, from early enough to catch
+        // the second pass of a repeated hour whose wall-clock time is before `t`'s.
+        let mut naive = self.local(t) - self.slack(t);
+        let mut best: Option<DateTime<Utc>> = None;
+        for _ in 0..MAX_CANDIDATES {
+            let candidate = self.cron.find_next_occurrence(&naive.and_utc(), false).ok()?.naive_utc();
+            if let Some(b) = best
+                && candidate > self.local(b) + self.slack(b)
+            {
+                break;
+            }
+            for instant in self.instants(candidate) {
+                if instant > t && best.is_none_or(|b| instant < b) {
+                    best = Some(instant);
+                }
+            }
+            naive = candidate;
+        }
+        best
+    }
+
+    fn local(&self, t: DateTime<Utc>) -> chrono::NaiveDateTime {
+        t.with_timezone(&self.tz).naive_local()
+    }
+
+    /// How far wall-clock order may differ from time order around `t`: nothing unless the
+    /// zone's offset changes within [`MAX_SHIFT_HOURS`] of it.
+    fn slack(&self, t: DateTime<Utc>) -> Duration {
+        use chrono::{Offset as _, TimeZone as _};
+        let shift = Duration::hours(MAX_SHIFT_HOURS);
+        let offset = |t: DateTime<Utc>| self.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        let here = offset(t);
+        if offset(t - shift) == here && offset(t + shift) == here { Duration::zero() } else { shift }
+    }
+
+    /// The latest fire time at or before `t`, in whole seconds.
+    #[must_use]
+    pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        use chrono::SubsecRound as _;
+        let t = t.trunc_subsecs(0);
+        let mut naive = self.local(t) + self.slack(t);
+        let mut inclusive = true;
+        let mut best: Option<DateTime<Utc>> = None;
+        for _ in 0..MAX_CANDIDATES {
+            let candidate = self.cron.find_previous_occurrence(&naive.and_utc(), inclusive).ok()?.naive_utc();
+            inclusive = false;
+            if let Some(b) = best
+                && candidate < self.local(b) - self.slack(b)
+            {
+                break;
+            }
+            for instant in self.instants(candidate) {
+                if instant <= t && best.is_none_or(|b| instant > b) {
+                    best = Some(instant);
+                }
+            }
+            naive = candidate;
+        }
+        best
+    }
+
+    /// The instants a matching wall-clock time stands for in the zone (see [`Self::next_after`]).
+    fn instants(&self, naive: chrono::NaiveDateTime) -> Vec<DateTime<Utc>> {
+        use chrono::TimeZone as _;
+        let fixed = self.cron.determine_job_type() == croner::JobType::FixedTime;
+        match self.tz.from_local_datetime(&naive) {
+            chrono::LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+            chrono::LocalResult::Ambiguous(first, second) => {
+                if fixed {
+                    vec![first.with_timezone(&Utc)]
+                } else {
+                    vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
+                }
+            }
+            chrono::LocalResult::None if fixed => {
+                // The first wall-clock minute after the gap.
+                let mut after = naive;
+                for _ in 0..(MAX_SHIFT_HOURS * 60) {
+                    after += Duration::minutes(1);
+                    if let Some(t) = self.tz.from_local_datetime(&after).earliest() {
+                        // 02:30 on the night 02:00 becomes 03:00: 03:00 (whole minutes, as
+                        // gaps start and end on them).
+                        let t = t.with_timezone(&Utc);
+                        return vec![t - Duration::seconds(i64::from(chrono::Timelike::second(&t)))];
+                    }
+                }
+                Vec::new()
+            }
+            chrono::LocalResult::None => Vec::new(),
+        }
     }
 
     /// The fire times in `(after, until]`: how many (at most [`MAX_COUNTED`]) and the latest.
@@ -115,8 +212,7 @@ impl CronSchedule {
             t = next;
             if count >= MAX_COUNTED {
                 // Jump to the latest fire time without counting the rest one by one.
-                let local = until.with_timezone(&self.tz);
-                last = self.cron.find_previous_occurrence(&local, true).ok().map(|p| p.with_timezone(&Utc)).or(last);
+                last = self.latest_at_or_before(until).or(last);
                 break;
             }
         }
@@ -211,6 +307,8 @@ pub async fn overview(
 
 #[cfg(test)]
 mod tests {
+    use chrono::Timelike as _;
+
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -266,6 +364,27 @@ mod tests {
         // Fall back (2026-10-25 03:00 -> 02:00): 02:30 happens twice; the job runs once.
         let (n, _) = s.due_between(t("2026-10-24T12:00:00Z"), t("2026-10-25T12:00:00Z"));
         assert_eq!(n, 1);
+        // Clocks going back: an interval job runs through both passes of the repeated hour,
+        // every quarter hour, never earlier than asked.
+        let quarter = CronSchedule::parse("*/15 * * * *", "Europe/Berlin").unwrap();
+        let (n, _) = quarter.due_between(t("2026-10-24T23:00:00Z"), t("2026-10-25T02:00:00Z"));
+        assert_eq!(n, 12, "three hours of quarter hours");
+        let mut at = t("2026-10-24T23:50:00Z");
+        for _ in 0..12 {
+            let next = quarter.next_after(at).unwrap();
+            assert_eq!(
+                next - at,
+                chrono::Duration::minutes(if at.minute().is_multiple_of(15) { 15 } else { 10 }),
+                "{at}"
+            );
+            at = next;
+        }
+        // A fixed time asked for during the second pass is tomorrow's, not one before.
+        let second_pass = t("2026-10-25T01:15:00Z"); // 02:15 CET, after 02:15 CEST
+        let next = s.next_after(second_pass).unwrap();
+        assert!(next > second_pass);
+        assert_eq!(next, t("2026-10-26T01:30:00Z"));
+        assert_eq!(s.latest_at_or_before(second_pass), Some(t("2026-10-25T00:30:00Z")));
         // A fixed UTC offset would be an hour off half the year.
         assert_eq!(s.next_after(t("2026-07-01T12:00:00Z")).unwrap(), t("2026-07-02T00:30:00Z"));
         assert_eq!(s.next_after(t("2026-12-01T12:00:00Z")).unwrap(), t("2026-12-02T01:30:00Z"));

@@ -40,6 +40,7 @@ pub async fn probe(check: &DnsCheckConfig, options: &NetOptions) -> ProbeReport 
             let message =
                 format!("no answer from the resolver for {name} within {:.1} s", options.timeout.as_secs_f64());
             report.problem(Problem::new(Runbook::DnsFailure, Status::Critical, message));
+            report.exchange_ok = Some(false);
             return report.finish(started.elapsed());
         }
         Ok(Err(e)) => {
@@ -49,6 +50,7 @@ pub async fn probe(check: &DnsCheckConfig, options: &NetOptions) -> ProbeReport 
                 Status::Critical,
                 format!("{name} does not resolve: {e}"),
             ));
+            report.exchange_ok = Some(false);
             return report.finish(started.elapsed());
         }
         Ok(Ok(addrs)) => {
@@ -73,6 +75,7 @@ pub async fn probe(check: &DnsCheckConfig, options: &NetOptions) -> ProbeReport 
             report.message = format!("{name} resolves to {} ({})", list(&found), ops_core::units::human_latency(took))
         }
     }
+    report.exchange_ok = Some(report.problems.is_empty());
     report.finish(started.elapsed())
 }
 

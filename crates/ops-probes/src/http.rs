@@ -26,7 +26,8 @@ const SNIPPET_CHARS: usize = 300;
 /// thresholds (the check's own override those of `[probes.http]`). The time limit is the check's
 /// `timeout-secs`, else `options.timeout`.
 ///
-/// Observations (ms): `dns`, `connect`, `tls` (HTTPS), `ttfb`, `total`, `redirect` (time of the
+/// Observations (ms): `dns`, `connect`, `tls` (HTTPS), `ttfb` (request sent to response head),
+/// `transfer` (reading the body), `total`, `redirect` (time of the
 /// hops before the last, when redirects were followed); `status_code`, `body_bytes`,
 /// `redirects`. The phases are those of the last hop.
 pub async fn probe(check: &HttpCheckConfig, thresholds: &HttpThresholds, options: &NetOptions) -> ProbeReport {
@@ -38,6 +39,10 @@ pub async fn probe(check: &HttpCheckConfig, thresholds: &HttpThresholds, options
 
     let (trace, result) = net::get(check.url.expose(), check.follow_redirects, BODY_KEPT, limit, options).await;
     observe_phases(&mut report, &trace);
+    report.exchange_ok = Some(match &result {
+        Ok(response) => status_problem(check, response).is_none() && body_problem(check, &response.body).is_none(),
+        Err(_) => false,
+    });
     match result {
         Err(Failure::Unusable(reason)) => {
             report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, reason));
@@ -91,6 +96,7 @@ fn observe_phases(report: &mut ProbeReport, trace: &Trace) {
         ("connect", trace.connect),
         ("tls", trace.tls),
         ("ttfb", trace.ttfb),
+        ("transfer", trace.transfer),
         ("total", trace.total),
     ];
     for (name, value) in phases {

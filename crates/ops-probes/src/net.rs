@@ -223,6 +223,8 @@ pub(crate) struct Trace {
     pub(crate) connect: Option<Duration>,
     pub(crate) tls: Option<Duration>,
     pub(crate) ttfb: Option<Duration>,
+    /// Response head to the end of the body (what was read of it).
+    pub(crate) transfer: Option<Duration>,
     /// Request start to body read, redirects included.
     pub(crate) total: Option<Duration>,
     /// Redirects followed.
@@ -507,6 +509,7 @@ where
     trace.ttfb = Some(t.elapsed());
 
     trace.stage = Stage::Body;
+    let body_started = Instant::now();
     let (parts, mut body) = response.into_parts();
     let mut kept = Vec::new();
     let mut read: u64 = 0;
@@ -523,6 +526,7 @@ where
             }
         }
     }
+    trace.transfer = Some(body_started.elapsed());
     let location_raw = parts.headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     Ok(RawResponse { status: parts.status, location_raw, location: None, body: kept, body_bytes: read })
 }

@@ -204,6 +204,12 @@ pub struct ProbeReport {
     /// `db` of container `shop-db-1`; `postgres:main` for the database's container).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Whether the protocol exchange succeeded, as blackbox_exporter's `probe_success` means
+    /// it, whatever our verdict on latency or expiry: an HTTP response with an expected status
+    /// and body, a TCP connection, a DNS answer as expected, a verified TLS handshake. `None`
+    /// for checks that are not network probes (host, containers, databases, backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_ok: Option<bool>,
 }
 
 impl ProbeReport {
@@ -225,6 +231,7 @@ impl ProbeReport {
             critical: false,
             depends_on: Vec::new(),
             aliases: Vec::new(),
+            exchange_ok: None,
         }
     }
 

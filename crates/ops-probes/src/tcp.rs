@@ -43,6 +43,7 @@ pub async fn probe(check: &TcpCheckConfig, options: &NetOptions) -> ProbeReport 
         ))
     };
     let outcome = tokio::time::timeout(options.timeout, attempt).await;
+    report.exchange_ok = Some(matches!(outcome, Ok(Ok(_))));
     match outcome {
         Ok(Ok(message)) => report.message = message,
         Ok(Err(reason)) => report.problem(Problem::new(Runbook::PortClosed, Status::Critical, reason)),

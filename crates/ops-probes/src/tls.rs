@@ -92,6 +92,7 @@ fn runbook_of(finding: &Finding, failure_message: Option<(&str, ConnectionStage)
 pub fn from_endpoint(name: &str, r: &EndpointReport) -> ProbeReport {
     let name = if name.is_empty() { r.target.as_str() } else { name };
     let mut report = ProbeReport::new(ProbeKind::Tls, name, r.target.clone());
+    report.exchange_ok = Some(r.handshake_verified());
     let failure = r.connection_failure.as_ref().map(|f| (f.message.as_str(), f.stage));
     for f in &r.findings {
         report.problem(Problem::of(f, runbook_of(f, failure)));

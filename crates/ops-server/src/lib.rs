@@ -173,7 +173,7 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
     });
     // `[[schedule]]`: jobs run unattended, each due time once across the replicas sharing
     // the state store (the entries are read at each tick, so a reload changes them).
-    tokio::spawn(scheduler::run(std::sync::Arc::clone(&state), scheduler::holder_name()));
+    let scheduler = tokio::spawn(scheduler::run(std::sync::Arc::clone(&state), scheduler::holder_name()));
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, tls = serve_opts.tls.is_some(), "ops-server listening");
@@ -183,6 +183,10 @@ pub async fn serve(args: Args, env: BTreeMap<String, String>) -> anyhow::Result<
     let left = state.stop_jobs(std::time::Duration::from_secs(60)).await;
     if !left.is_empty() {
         tracing::warn!(jobs = ?left, "jobs still running at exit");
+    }
+    // Scheduled runs record how they ended before the process goes.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), scheduler).await.is_err() {
+        tracing::warn!("scheduled runs still in progress at exit: their rows are failed by the next ops-server");
     }
     tracing::info!("ops-server stopped");
     Ok(())

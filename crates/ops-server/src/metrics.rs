@@ -192,15 +192,19 @@ impl Metrics {
         self.rate_limited.inc();
     }
 
-    /// Replaces the probe and triage samples with those of `report`.
+    /// Replaces the probe and triage samples with those of `report`. Every probe has
+    /// `ops_probe_status` and `ops_probe_duration_seconds`; the network probes (HTTP, TCP, DNS)
+    /// also have blackbox_exporter's series with its meanings: `probe_success` is whether the
+    /// exchange succeeded, not our verdict (a 200 in 900 ms is a success that is slow).
+    /// TLS endpoints get theirs from [`Self::record_tls`]. Every probe series is labelled
+    /// `probe`, `kind` and `target`.
     pub fn record_triage(&self, report: &ops_probes::TriageReport) {
         let mut samples = Vec::new();
         for p in &report.probes {
-            let labels = || vec![("probe", p.name.clone()), ("kind", p.kind.as_str().to_owned())];
-            let success = matches!(p.status, ops_core::Status::Ok | ops_core::Status::Warn);
-            samples.push(sample("probe_success", labels(), if success { 1.0 } else { 0.0 }));
+            let labels =
+                || vec![("probe", p.name.clone()), ("kind", p.kind.as_str().to_owned()), ("target", p.target.clone())];
             #[allow(clippy::cast_precision_loss)]
-            samples.push(sample("probe_duration_seconds", labels(), p.duration_ms as f64 / 1000.0));
+            let took = p.duration_ms as f64 / 1000.0;
             let status = match p.status {
                 ops_core::Status::Ok => 0.0,
                 ops_core::Status::Warn => 1.0,
@@ -208,6 +212,51 @@ impl Metrics {
                 ops_core::Status::Unknown => 3.0,
             };
             samples.push(sample("ops_probe_status", labels(), status));
+            samples.push(sample("ops_probe_duration_seconds", labels(), took));
+            if p.kind == ops_probes::ProbeKind::Tls {
+                continue;
+            }
+            let Some(ok) = p.exchange_ok else { continue };
+            samples.push(sample("probe_success", labels(), if ok { 1.0 } else { 0.0 }));
+            samples.push(sample("probe_duration_seconds", labels(), took));
+            let ms = |name: &str| p.observation(name).map(|v| v / 1000.0);
+            match p.kind {
+                ops_probes::ProbeKind::Http => {
+                    samples.push(sample(
+                        "probe_http_status_code",
+                        labels(),
+                        p.observation("status_code").unwrap_or(0.0),
+                    ));
+                    let answered = p.observation("status_code").is_some();
+                    let tls = answered && p.observation("tls").is_some();
+                    samples.push(sample("probe_http_ssl", labels(), if tls { 1.0 } else { 0.0 }));
+                    for (phase, ours) in [
+                        ("resolve", "dns"),
+                        ("connect", "connect"),
+                        ("tls", "tls"),
+                        ("processing", "ttfb"),
+                        ("transfer", "transfer"),
+                    ] {
+                        let mut l = labels();
+                        l.push(("phase", phase.to_owned()));
+                        samples.push(sample("probe_http_duration_seconds", l, ms(ours).unwrap_or(0.0)));
+                    }
+                    if let Some(dns) = ms("dns") {
+                        samples.push(sample("probe_dns_lookup_time_seconds", labels(), dns));
+                    }
+                }
+                ops_probes::ProbeKind::Tcp => {
+                    if let Some(dns) = ms("dns") {
+                        samples.push(sample("probe_dns_lookup_time_seconds", labels(), dns));
+                    }
+                }
+                ops_probes::ProbeKind::Dns => {
+                    if let Some(dns) = ms("resolve") {
+                        samples.push(sample("probe_dns_lookup_time_seconds", labels(), dns));
+                    }
+                }
+                _ => {}
+            }
         }
         // 1 for P1 … 4 for P4, 0 when nothing is wrong: `ops_triage_severity > 0 and <= 2` pages.
         let severity = report.severity.map_or(0.0, |s| match s {
@@ -226,15 +275,17 @@ impl Metrics {
         self.checks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).triage = samples;
     }
 
-    /// Replaces the TLS samples with those of `reports`.
-    pub fn record_tls(&self, reports: &[ops_tls::TargetReport]) {
-        let endpoints: Vec<_> = reports
+    /// Replaces the TLS samples with those of `reports`, each with its `[[tls]]` name.
+    pub fn record_tls(&self, reports: &[(String, ops_tls::TargetReport)]) {
+        let endpoints: Vec<(&str, &ops_tls::EndpointReport)> = reports
             .iter()
-            .filter_map(|r| if let ops_tls::TargetReport::Endpoint(e) = r { Some(e.clone()) } else { None })
+            .filter_map(
+                |(name, r)| if let ops_tls::TargetReport::Endpoint(e) = r { Some((name.as_str(), e)) } else { None },
+            )
             .collect();
         let paths: Vec<_> = reports
             .iter()
-            .filter_map(|r| if let ops_tls::TargetReport::Path(p) = r { Some(p.clone()) } else { None })
+            .filter_map(|(_, r)| if let ops_tls::TargetReport::Path(p) = r { Some(p.clone()) } else { None })
             .collect();
         let mut samples = ops_tls::endpoint_metrics(&endpoints);
         samples.extend(ops_tls::file_metrics(&paths));
@@ -296,9 +347,10 @@ impl Metrics {
         }
     }
 
-    /// The text exposition.
+    /// The exposition: OpenMetrics text when `openmetrics` (the scraper asked for it), else
+    /// the classic Prometheus text format (0.0.4).
     #[must_use]
-    pub fn encode(&self) -> String {
+    pub fn encode_as(&self, openmetrics: bool) -> String {
         self.refresh_ages();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -310,8 +362,81 @@ impl Metrics {
         }
         let checks = self.checks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         render_samples(&mut out, checks.triage.iter().chain(checks.tls.iter()));
-        out.push_str("# EOF\n");
-        out
+        if openmetrics {
+            out.push_str("# EOF\n");
+            out
+        } else {
+            classic(&out)
+        }
+    }
+
+    /// The OpenMetrics exposition.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        self.encode_as(true)
+    }
+}
+
+/// OpenMetrics text as the classic text format: a counter family is named by its `_total`
+/// sample, `# UNIT` and `# EOF` lines go.
+fn classic(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            // Held until its TYPE line says whether the family is a counter.
+            if let Some(h) = help.take() {
+                out.push_str(h);
+                out.push('\n');
+            }
+            help = Some(line);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "stateset" | "gaugehistogram" => (name.to_owned(), "gauge"),
+                "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            if let Some(h) = help.take() {
+                let text = h.strip_prefix("# HELP ").and_then(|r| r.split_once(' ')).map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The help text of a check sample (`probe_*`, `ops_probe_*`, `ops_triage_*`, `ops_tls_*`).
+fn help_of(name: &str) -> &'static str {
+    if let Some(h) = ops_tls::metrics_help(name) {
+        return h;
+    }
+    match name {
+        "ops_probe_status" => "Our verdict on each check: 0 ok, 1 warn, 2 critical, 3 unknown",
+        "ops_probe_duration_seconds" => "How long each check took, in seconds",
+        "probe_http_status_code" => "The HTTP response's status code, 0 without a response",
+        "probe_http_ssl" => "1 when the HTTP response came over TLS",
+        "probe_http_duration_seconds" => "Duration of each phase of the HTTP request (the last hop), in seconds",
+        "probe_dns_lookup_time_seconds" => "How long resolving the name took, in seconds",
+        "ops_triage_severity" => "The worst incident of the last triage: 1 for P1 to 4 for P4, 0 for none",
+        "ops_triage_incidents" => "Incidents the last triage found, by severity",
+        "ops_triage_last_run_timestamp_seconds" => "When the last triage ran, unix seconds",
+        _ => "A check sample of ops-server",
     }
 }
 
@@ -327,6 +452,7 @@ fn render_samples<'a>(out: &mut String, samples: impl Iterator<Item = &'a ops_tl
         by_name.entry(s.name).or_default().push(s);
     }
     for (name, samples) in by_name {
+        let _ = writeln!(out, "# HELP {name} {}", help_of(name));
         let _ = writeln!(out, "# TYPE {name} gauge");
         for s in samples {
             let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();

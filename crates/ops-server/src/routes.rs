@@ -160,12 +160,21 @@ async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) 
     (status, Json(json!({ "status": if ok { "ready" } else { "not-ready" }, "checks": checks })))
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut resp = state.metrics.encode().into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+/// The classic text format, or OpenMetrics when the scraper's `Accept` asks for it (as
+/// Prometheus does, preferring it).
+async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("application/openmetrics-text"));
+    let mut resp = state.metrics.encode_as(openmetrics).into_response();
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 

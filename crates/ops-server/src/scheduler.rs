@@ -29,10 +29,14 @@ use serde_json::{Value, json};
 use crate::jobs::{JobStatus, Refusal};
 use crate::state::AppState;
 
-/// A run whose holder has not renewed its heartbeat for this long is failed.
-pub const STALE_AFTER: StdDuration = StdDuration::from_secs(60);
+/// A run whose holder has not renewed its heartbeat for this long is abandoned, and a lock
+/// not renewed for this long is free again.
+pub const STALE_AFTER: StdDuration = StdDuration::from_secs(30);
 /// How often a holder renews its runs and locks.
-const HEARTBEAT: StdDuration = StdDuration::from_secs(10);
+const HEARTBEAT: StdDuration = StdDuration::from_secs(5);
+/// Due times whose claim could not be written, kept to be recorded as failed once the store
+/// answers again (the oldest go first when more pile up).
+const MAX_UNRECORDED: usize = 1000;
 /// A run this long past its due time (plus its jitter) is a missed run.
 pub const LATE_AFTER: StdDuration = StdDuration::from_secs(60);
 /// How often the scheduler looks for due runs.
@@ -66,48 +70,98 @@ fn fingerprint(s: &ScheduleConfig) -> String {
     format!("{} {}", s.cron.trim(), s.timezone.trim())
 }
 
-/// Runs the scheduler as `holder` (see [`holder_name`]) until the server stops.
+/// Aborts a task when dropped (a run that panicked must not keep renewing its locks).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Due times whose claim could not be written.
+type Unrecorded = Arc<std::sync::Mutex<std::collections::VecDeque<ScheduledRun>>>;
+
+/// Runs the scheduler as `holder` (see [`holder_name`]) until the server stops; then waits
+/// for the runs in progress to end and be recorded (a backup or drill stops cleanly, a run
+/// waiting for a lock gives up).
 pub async fn run(state: Arc<AppState>, holder: String) {
     let mut cursors: BTreeMap<String, Cursor> = BTreeMap::new();
     let mut last_maintenance = std::time::Instant::now().checked_sub(HEARTBEAT).unwrap_or_else(std::time::Instant::now);
-    let mut last_refresh =
-        std::time::Instant::now().checked_sub(LEDGER_REFRESH).unwrap_or_else(std::time::Instant::now);
     let mut warned = false;
     let mut stopping = state.stopping();
+    let mut runs = tokio::task::JoinSet::new();
+    let unrecorded: Unrecorded = Arc::default();
+    let _refresh = AbortOnDrop(tokio::spawn(refresh_metrics_every(Arc::clone(&state))));
     tracing::info!(%holder, "scheduler started");
     loop {
         let entries = state.running().config.schedule.clone();
-        if !entries.is_empty() {
+        let pending = !unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty();
+        if !entries.is_empty() || pending {
             match state.state_store().await {
                 Ok(store) => {
+                    if warned {
+                        tracing::info!("the state store answers again: scheduled jobs run");
+                    }
                     warned = false;
                     if last_maintenance.elapsed() >= HEARTBEAT {
                         last_maintenance = std::time::Instant::now();
-                        maintain(&state, store.as_ref(), &holder).await;
+                        maintain(store.as_ref(), &holder).await;
                     }
-                    if last_refresh.elapsed() >= LEDGER_REFRESH {
-                        last_refresh = std::time::Instant::now();
-                        refresh_metrics(&state, store.as_ref(), &entries).await;
+                    if pending {
+                        record_unrecorded(&state, store.as_ref(), &unrecorded).await;
                     }
-                    tick(&state, &store, &holder, &entries, &mut cursors).await;
+                    tick(&state, &store, &holder, &entries, &mut cursors, &mut runs, &unrecorded).await;
                 }
                 Err(e) if !warned => {
                     warned = true;
-                    tracing::error!(error = %e, "scheduled jobs cannot run: the state store is unavailable");
+                    tracing::error!(
+                        error = %e,
+                        "scheduled jobs cannot run: the state store is unavailable (the due times that pass \
+                         meanwhile are missed runs when it answers again)"
+                    );
                 }
                 Err(_) => {}
             }
         }
+        while runs.try_join_next().is_some() {}
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
             () = &mut stopping => break,
         }
     }
+    if !runs.is_empty() {
+        tracing::info!(runs = runs.len(), "waiting for scheduled runs in progress to end");
+    }
+    while runs.join_next().await.is_some() {}
     tracing::info!("scheduler stopped");
 }
 
-/// Renews this holder's runs and fails the runs of holders that died.
-async fn maintain(state: &AppState, store: &dyn StateStore, holder: &str) {
+/// Records as failed the due times whose claim could not be written (a replica that did
+/// claim one keeps its row).
+async fn record_unrecorded(state: &AppState, store: &dyn StateStore, unrecorded: &Unrecorded) {
+    let rows: Vec<ScheduledRun> =
+        unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).collect();
+    for (i, row) in rows.iter().enumerate() {
+        match store.claim_scheduled_run(row).await {
+            Ok(true) => state.metrics.record_job(&row.job, "failure", row.finished_at.unwrap_or(row.started_at)),
+            Ok(false) => {}
+            Err(_) => {
+                // Still down: keep them for the next time.
+                let mut q = unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for r in rows[i..].iter().rev() {
+                    q.push_front(r.clone());
+                }
+                q.truncate(MAX_UNRECORDED);
+                return;
+            }
+        }
+    }
+}
+
+/// Renews this holder's runs and marks abandoned the runs of holders that died (counted in
+/// the metrics by the ledger refresh, not here: this process did not end them).
+async fn maintain(store: &dyn StateStore, holder: &str) {
     let now = Utc::now();
     if let Err(e) = store.heartbeat_scheduled_runs(holder, now).await {
         tracing::warn!(error = %e, "scheduled runs not renewed");
@@ -117,24 +171,34 @@ async fn maintain(state: &AppState, store: &dyn StateStore, holder: &str) {
         Ok(abandoned) => {
             for run in abandoned {
                 tracing::warn!(job = %run.job, holder = %run.holder, due = %run.scheduled_at, "scheduled run abandoned");
-                state.metrics.record_job(&run.job, "failure", now);
             }
         }
         Err(e) => tracing::warn!(error = %e, "abandoned runs not checked"),
     }
 }
 
-/// The last run and last success of every entry, from the ledger all replicas share.
-async fn refresh_metrics(state: &AppState, store: &dyn StateStore, entries: &[ScheduleConfig]) {
-    for entry in entries {
-        for result in ["success", "failure", "skipped"] {
-            let q = ScheduleQuery { job: Some(entry.name.clone()), status: Some(result.to_owned()), limit: 1 };
-            if let Ok(rows) = store.scheduled_runs(&q).await
-                && let Some(row) = rows.first()
-            {
-                state.metrics.set_job_last(&entry.name, result, row.finished_at.unwrap_or(row.started_at));
+/// Every [`LEDGER_REFRESH`], the last run and last success of every entry from the ledger all
+/// replicas share (an abandoned run counts as a failure).
+async fn refresh_metrics_every(state: Arc<AppState>) {
+    loop {
+        let entries = state.running().config.schedule.clone();
+        if !entries.is_empty()
+            && let Ok(store) = state.state_store().await
+        {
+            for entry in &entries {
+                for (status, result) in
+                    [("success", "success"), ("failure", "failure"), ("abandoned", "failure"), ("skipped", "skipped")]
+                {
+                    let q = ScheduleQuery { job: Some(entry.name.clone()), status: Some(status.to_owned()), limit: 1 };
+                    if let Ok(rows) = store.scheduled_runs(&q).await
+                        && let Some(row) = rows.first()
+                    {
+                        state.metrics.set_job_last(&entry.name, result, row.finished_at.unwrap_or(row.started_at));
+                    }
+                }
             }
         }
+        tokio::time::sleep(LEDGER_REFRESH).await;
     }
 }
 
@@ -144,6 +208,8 @@ async fn tick(
     holder: &str,
     entries: &[ScheduleConfig],
     cursors: &mut BTreeMap<String, Cursor>,
+    runs: &mut tokio::task::JoinSet<()>,
+    unrecorded: &Unrecorded,
 ) {
     let now = Utc::now();
     cursors.retain(|name, _| entries.iter().any(|e| &e.name == name));
@@ -167,7 +233,7 @@ async fn tick(
             if now < start_at {
                 continue;
             }
-            spawn_run(state, store, holder, entry, latest, Catch::OnTime);
+            spawn_run(Spawn { state, store, holder, unrecorded }, runs, entry, latest, Catch::OnTime);
         } else {
             // Missed: earlier ones are counted; the latest runs once or is recorded missed.
             let missed = match entry.catch_up {
@@ -179,7 +245,7 @@ async fn tick(
                 CatchUpPolicy::RunOnce => Catch::Late { missed },
                 CatchUpPolicy::Skip => Catch::Missed { missed },
             };
-            spawn_run(state, store, holder, entry, latest, catch);
+            spawn_run(Spawn { state, store, holder, unrecorded }, runs, entry, latest, catch);
         }
         if let Some(c) = cursors.get_mut(&entry.name) {
             c.after = latest;
@@ -222,20 +288,28 @@ enum Catch {
     },
 }
 
+/// What a spawned run needs of the scheduler.
+struct Spawn<'a> {
+    state: &'a Arc<AppState>,
+    store: &'a Arc<dyn StateStore>,
+    holder: &'a str,
+    unrecorded: &'a Unrecorded,
+}
+
 fn spawn_run(
-    state: &Arc<AppState>,
-    store: &Arc<dyn StateStore>,
-    holder: &str,
+    with: Spawn<'_>,
+    runs: &mut tokio::task::JoinSet<()>,
     entry: &ScheduleConfig,
     due: DateTime<Utc>,
     catch: Catch,
 ) {
-    let state = Arc::clone(state);
-    let store = Arc::clone(store);
-    let holder = holder.to_owned();
+    let state = Arc::clone(with.state);
+    let store = Arc::clone(with.store);
+    let holder = with.holder.to_owned();
+    let unrecorded = Arc::clone(with.unrecorded);
     let entry = entry.clone();
-    tokio::spawn(async move {
-        claim_and_run(&state, store, &holder, &entry, due, catch).await;
+    runs.spawn(async move {
+        claim_and_run(&state, store, &holder, &entry, due, catch, &unrecorded).await;
     });
 }
 
@@ -246,7 +320,11 @@ async fn claim_and_run(
     entry: &ScheduleConfig,
     due: DateTime<Utc>,
     catch: Catch,
+    unrecorded: &Unrecorded,
 ) {
+    if state.is_stopping() {
+        return;
+    }
     let now = Utc::now();
     let mut detail = json!({ "schedule": fingerprint(entry), "job": entry.job.as_str() });
     let (status, missed) = match catch {
@@ -275,10 +353,17 @@ async fn claim_and_run(
         Ok(true) => {}
         Ok(false) => return, // another replica has it
         Err(e) => {
-            // Nothing can be recorded; the run cannot be known to be this replica's, so it
-            // does not run, and says so loudly.
+            // The run cannot be known to be this replica's, so it does not run; it is recorded
+            // as failed when the store answers again (unless a replica did claim it).
             tracing::error!(job = %entry.name, due = %due, error = %e, "scheduled run not claimed: it does not run");
-            state.metrics.record_job(&entry.name, "failure", now);
+            row.status = "failure".to_owned();
+            row.finished_at = Some(now);
+            row.error = Some("the state store could not be written at its time, so it did not run".to_owned());
+            let mut q = unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if q.len() >= MAX_UNRECORDED {
+                q.pop_front();
+            }
+            q.push_back(row);
             return;
         }
     }
@@ -295,19 +380,28 @@ async fn claim_and_run(
     }
     let locks = locks_of(state, entry);
     let run_key = format!("{}@{}", entry.name, due.timestamp());
-    let outcome = match acquire(state, store.as_ref(), entry, &locks, &run_key, due).await {
-        Err(busy) => Outcome { status: "skipped", error: Some(busy), detail: Value::Null },
-        Ok(slot) => {
-            let renew = renew_while_running(Arc::clone(&store), locks.clone(), run_key.clone(), holder.to_owned());
-            let outcome = execute(state, entry, &slot.job_id).await;
-            renew.abort();
-            for lock in &locks {
-                let _ = store.release_lease(&format!("lock:{lock}"), &run_key).await;
-            }
-            let status = if outcome.status == "success" { JobStatus::Succeeded } else { JobStatus::Failed };
-            let error = outcome.error.as_ref().map(|m| json!({ "kind": "failed", "message": m }));
-            state.jobs.finish(&slot.job_id, status, Some(outcome.detail.clone()), error);
-            outcome
+    let (outcome, job_id) = match acquire(state, store.as_ref(), entry, &locks, &run_key, due).await {
+        Err(busy) => (Outcome { status: "skipped", error: Some(busy), detail: Value::Null }, None),
+        Ok(job_id) => {
+            let renew =
+                AbortOnDrop(renew_while_running(Arc::clone(&store), locks.clone(), run_key.clone(), holder.to_owned()));
+            // A verification waits for one of the server's verification slots, renewing.
+            let _slot = state.jobs.run_slot(&job_id, entry.job.as_str()).await;
+            // A run that panics is a failed run, never one left `running`.
+            let work = std::panic::AssertUnwindSafe(execute(state, entry, &job_id));
+            let outcome = match futures::FutureExt::catch_unwind(work).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::error!(job = %entry.name, "scheduled run panicked");
+                    Outcome {
+                        status: "failure",
+                        error: Some("the run stopped on an internal error; see the server log".to_owned()),
+                        detail: Value::Null,
+                    }
+                }
+            };
+            drop(renew);
+            (outcome, Some(job_id))
         }
     };
     let end = Utc::now();
@@ -318,18 +412,34 @@ async fn claim_and_run(
     if !outcome.detail.is_null() {
         row.detail["report"] = outcome.detail;
     }
-    match store.finish_scheduled_run(&row).await {
-        Ok(true) => {}
+    // The ledger first, then the job and the locks: a stopping server waits for its jobs, so
+    // the row is written before it exits.
+    let recorded = match store.finish_scheduled_run(&row).await {
+        Ok(true) => true,
         Ok(false) => {
-            tracing::warn!(job = %entry.name, "the run was declared abandoned meanwhile; its end is not recorded")
+            tracing::warn!(job = %entry.name, "the run's row was taken meanwhile; its end is not recorded");
+            false
         }
-        Err(e) => tracing::error!(job = %entry.name, error = %e, "the end of a scheduled run could not be recorded"),
+        Err(e) => {
+            tracing::error!(job = %entry.name, error = %e, "the end of a scheduled run could not be recorded");
+            true
+        }
+    };
+    if let Some(job_id) = job_id {
+        let status = if outcome.status == "success" { JobStatus::Succeeded } else { JobStatus::Failed };
+        let error = outcome.error.as_ref().map(|m| json!({ "kind": "failed", "message": m }));
+        state.jobs.finish(&job_id, status, row.detail.get("report").cloned(), error);
+        for lock in &locks {
+            let _ = store.release_lease(&format!("lock:{lock}"), &run_key).await;
+        }
     }
     match &row.error {
         Some(e) => tracing::warn!(job = %entry.name, status = %row.status, error = %e, "scheduled run ended"),
         None => tracing::info!(job = %entry.name, status = %row.status, "scheduled run ended"),
     }
-    state.metrics.record_job(&entry.name, outcome.status, end);
+    if recorded {
+        state.metrics.record_job(&entry.name, outcome.status, end);
+    }
 }
 
 /// The locks a run takes: its own job, its database, the entry's.
@@ -345,6 +455,8 @@ fn locks_of(state: &AppState, entry: &ScheduleConfig) -> Vec<String> {
             locks.push(l.clone());
         }
     }
+    // One order everywhere: two runs waiting for the same locks never hold one each.
+    locks.sort();
     locks
 }
 
@@ -354,14 +466,8 @@ fn database_of(state: &AppState, entry: &ScheduleConfig) -> Option<String> {
     ops_backup::target::database_name(&ctx, entry.database.as_deref()).ok()
 }
 
-struct Slot {
-    job_id: String,
-    /// A verification's slot among the server's verifications, held while it runs.
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-/// Takes the run's leases and its job slot, waiting (policy `wait`) until the job is due
-/// again; `Err` says what holds it.
+/// Takes the run's leases and its place among the server's jobs (its id), waiting (policy
+/// `wait`) until the job is due again or the server stops; `Err` says what holds it.
 async fn acquire(
     state: &AppState,
     store: &dyn StateStore,
@@ -369,7 +475,7 @@ async fn acquire(
     locks: &[String],
     run_key: &str,
     due: DateTime<Utc>,
-) -> Result<Slot, String> {
+) -> Result<String, String> {
     let give_up = CronSchedule::parse(&entry.cron, &entry.timezone)
         .ok()
         .and_then(|s| s.next_after(due))
@@ -384,7 +490,10 @@ async fn acquire(
                 if Utc::now() + Duration::seconds(2) >= give_up {
                     return Err(format!("{busy} until the job was due again (overlap = \"wait\")"));
                 }
-                tokio::time::sleep(StdDuration::from_secs(2)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(StdDuration::from_secs(2)) => {}
+                    () = state.stopping() => return Err(format!("{busy}; ops-server stopped meanwhile")),
+                }
             }
         }
     }
@@ -396,7 +505,7 @@ async fn try_acquire(
     entry: &ScheduleConfig,
     locks: &[String],
     run_key: &str,
-) -> Result<Slot, String> {
+) -> Result<String, String> {
     let now = Utc::now();
     let until = now + Duration::from_std(STALE_AFTER).unwrap_or_default();
     let mut taken: Vec<&String> = Vec::new();
@@ -432,10 +541,7 @@ async fn try_acquire(
         None
     };
     match (refused, admitted) {
-        (None, Some(job_id)) => {
-            let permit = state.jobs.run_slot(&job_id, entry.job.as_str()).await;
-            Ok(Slot { job_id, _permit: permit })
-        }
+        (None, Some(job_id)) => Ok(job_id),
         (refused, _) => {
             for lock in taken {
                 let _ = store.release_lease(&format!("lock:{lock}"), run_key).await;
@@ -482,6 +588,11 @@ impl Outcome {
         match result {
             Ok((true, detail)) => Self { status: "success", error: None, detail },
             Ok((false, detail)) => Self { status: "failure", error: Some(failed_because(&detail)), detail },
+            // Another operation holds the database (a backup started by hand or on another
+            // host, caught by the backup's own lock): nothing ran, as with a held lock.
+            Err(e) if e.kind() == ops_core::ErrorKind::Conflict => {
+                Self { status: "skipped", error: Some(e.to_string()), detail: Value::Null }
+            }
             Err(e) => Self { status: "failure", error: Some(e.to_string()), detail: Value::Null },
         }
     }

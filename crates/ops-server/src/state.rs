@@ -368,6 +368,12 @@ impl AppState {
         })
     }
 
+    /// Whether the server is stopping.
+    #[must_use]
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// Tells every job in progress to stop (a backup or drill fails cleanly: nothing partial
     /// kept, a failure record, a notification; a restore stops only before its swap), then
     /// waits up to `limit` for every job to end, and for a restore past its swap as long as
@@ -516,14 +522,18 @@ impl AppState {
                 let timeout = std::time::Duration::from_secs(cfg.probes.timeout_secs.max(1));
                 let checks = cfg.tls.iter().map(|c| ops_probes::tls::check_target(c, &cfg.probes.tls, timeout));
                 let mut reports = Vec::new();
+                let mut named = Vec::new();
                 let mut unusable = Vec::new();
                 for (c, r) in cfg.tls.iter().zip(futures::future::join_all(checks).await) {
                     match r {
-                        Ok(r) => reports.push(r),
+                        Ok(r) => {
+                            named.push((c.name.clone(), r.clone()));
+                            reports.push(r);
+                        }
                         Err(e) => unusable.push((c.name.clone(), e.to_string())),
                     }
                 }
-                self.metrics.record_tls(&reports);
+                self.metrics.record_tls(&named);
                 Ok((reports, unusable))
             })
             .await

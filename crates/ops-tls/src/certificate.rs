@@ -48,6 +48,10 @@ pub struct CertificateInfo {
     /// Signature algorithm (`ecdsa-with-SHA256`, `sha256WithRSAEncryption`, `ed25519`), or its
     /// dotted OID when unknown.
     pub signature_algorithm: String,
+    /// SHA-256 of the DER certificate, lower-case hex (blackbox_exporter's
+    /// `fingerprint_sha256`, `openssl x509 -fingerprint -sha256` without colons).
+    #[serde(default)]
+    pub fingerprint_sha256: String,
 }
 
 /// Type and size of a public key.
@@ -106,6 +110,10 @@ impl CertificateInfo {
             is_ca: cert.is_ca(),
             public_key: public_key_info(cert),
             signature_algorithm: oid_name(&cert.signature_algorithm.algorithm),
+            fingerprint_sha256: {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(cert.as_raw()))
+            },
         }
     }
 

@@ -72,6 +72,19 @@ pub struct EndpointReport {
 }
 
 impl EndpointReport {
+    /// Whether the handshake succeeded as a verifying client sees it: a chain to a trusted
+    /// root, the leaf covering the name, nothing expired. What blackbox_exporter's
+    /// `probe_success` means for a TLS target (it fails the handshake otherwise).
+    #[must_use]
+    pub fn handshake_verified(&self) -> bool {
+        self.connection_failure.is_none()
+            && self.tls_version.is_some()
+            && self.verification.as_ref().is_some_and(|v| v.valid)
+            && self.hostname_match == Some(true)
+            && self.verified_earliest_expiry.is_some_and(|t| t > self.checked_at)
+            && self.presented_chain.first().is_none_or(|leaf| leaf.not_before <= self.checked_at)
+    }
+
     /// The leaf certificate, when one was received.
     #[must_use]
     pub fn leaf(&self) -> Option<&CertificateInfo> {

@@ -69,7 +69,7 @@ pub use error::{Error, Result};
 pub use expiry::{days_left, expiry_status};
 pub use file::{FileReport, PathReport, check_path, check_pem};
 pub use hostname::{dns_name_matches, hostname_matches};
-pub use metrics::{MetricSample, endpoint_metrics, file_metrics};
+pub use metrics::{MetricSample, endpoint_metrics, file_metrics, help as metrics_help};
 pub use options::CheckOptions;
 pub use renew::{
     CommandOutcome, RenewCommand, RenewOptions, RenewPlan, RenewReport, TargetReport, apply_renew_plan, renew,

@@ -179,7 +179,9 @@ pub struct ScheduledRun {
     pub scheduled_at: DateTime<Utc>,
     /// The `ops-server` process that claimed it.
     pub holder: String,
-    /// `running`, `success`, `failure`, `skipped` (overlap) or `missed` (catch-up `skip`).
+    /// `running`, `success`, `failure`, `skipped` (overlap), `missed` (catch-up `skip`) or
+    /// `abandoned` (its holder stopped renewing it: a failure, unless the holder comes back
+    /// and records how it ended).
     pub status: String,
     /// When it started (or was recorded).
     pub started_at: DateTime<Utc>,
@@ -384,8 +386,8 @@ pub trait StateStore: Send + Sync {
     /// `Unavailable` when the write fails.
     async fn claim_scheduled_run(&self, run: &ScheduledRun) -> Result<bool>;
 
-    /// Records the end of a run its holder still holds (status `running`); `false` when it
-    /// was declared abandoned meanwhile (the row is left as it is).
+    /// Records the end of a run by its holder (status `running`, or `abandoned` when the
+    /// holder was thought dead and was not); `false` when the row is another's or ended.
     ///
     /// # Errors
     /// `Unavailable` when the write fails.
@@ -397,7 +399,7 @@ pub trait StateStore: Send + Sync {
     /// `Unavailable` when the write fails.
     async fn heartbeat_scheduled_runs(&self, holder: &str, now: DateTime<Utc>) -> Result<()>;
 
-    /// Marks as failed the running rows whose heartbeat is older than `stale_before` (their
+    /// Marks `abandoned` the running rows whose heartbeat is older than `stale_before` (their
     /// holder died) and returns them as they now are.
     ///
     /// # Errors

@@ -886,9 +886,9 @@ impl StateStore for SqlStateStore {
         if claimed {
             // The ledger keeps the newest rows of each job.
             sqlx::query(
-                "DELETE FROM ops_schedule_runs WHERE job = $1 AND scheduled_at < (SELECT MIN(scheduled_at) FROM \
-                 (SELECT scheduled_at FROM ops_schedule_runs WHERE job = $1 ORDER BY scheduled_at DESC LIMIT $2) \
-                 AS newest)",
+                "DELETE FROM ops_schedule_runs WHERE job = $1 AND status <> 'running' AND scheduled_at < \
+                 (SELECT MIN(scheduled_at) FROM (SELECT scheduled_at FROM ops_schedule_runs WHERE job = $1 \
+                 ORDER BY scheduled_at DESC LIMIT $2) AS newest)",
             )
             .bind(&run.job)
             .bind(limit(MAX_LEDGER_PER_JOB))
@@ -904,7 +904,7 @@ impl StateStore for SqlStateStore {
         let detail = serde_json::to_string(&run.detail).map_err(|e| Error::internal(format!("ledger row: {e}")))?;
         let done = sqlx::query(
             "UPDATE ops_schedule_runs SET status = $1, finished_at = $2, heartbeat_at = $3, error = $4, detail = $5 \
-             WHERE job = $6 AND scheduled_at = $7 AND holder = $8 AND status = 'running'",
+             WHERE job = $6 AND scheduled_at = $7 AND holder = $8 AND status IN ('running', 'abandoned')",
         )
         .bind(&run.status)
         .bind(run.finished_at.map(ts).unwrap_or_default())
@@ -946,7 +946,7 @@ impl StateStore for SqlStateStore {
         let mut abandoned = Vec::new();
         for row in &rows {
             let mut run = scheduled_run_of(row)?;
-            run.status = "failure".to_owned();
+            run.status = "abandoned".to_owned();
             run.finished_at = Some(now);
             run.error = Some(format!("ops-server {} stopped while it ran (no heartbeat)", run.holder));
             // The same condition again: a row another replica marked, or one whose holder
@@ -972,16 +972,31 @@ impl StateStore for SqlStateStore {
     }
 
     async fn scheduled_runs(&self, query: &ScheduleQuery) -> Result<Vec<ScheduledRun>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM ops_schedule_runs WHERE ($1 = '' OR job = $1) AND ($2 = '' OR status = $2) \
-             ORDER BY scheduled_at DESC, job LIMIT $3"
-        ))
-        .bind(query.job.clone().unwrap_or_default())
-        .bind(query.status.clone().unwrap_or_default())
-        .bind(limit(query.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err("reading the schedule ledger", &e))?;
+        // One statement per filter, so each uses the (job, scheduled_at) key or the status
+        // index rather than a scan.
+        let filter = match (query.job.is_some(), query.status.is_some()) {
+            (true, true) => "WHERE job = $1 AND status = $2",
+            (true, false) => "WHERE job = $1",
+            (false, true) => "WHERE status = $1",
+            (false, false) => "",
+        };
+        let sql =
+            format!("SELECT {SCHEDULE_COLUMNS} FROM ops_schedule_runs {filter} ORDER BY scheduled_at DESC, job LIMIT ");
+        let mut q = String::new();
+        let mut binds: Vec<String> = Vec::new();
+        binds.extend(query.job.clone());
+        binds.extend(query.status.clone());
+        q.push_str(&sql);
+        q.push_str(&format!("${}", binds.len() + 1));
+        let mut statement = sqlx::query(&q);
+        for b in &binds {
+            statement = statement.bind(b);
+        }
+        let rows = statement
+            .bind(limit(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("reading the schedule ledger", &e))?;
         rows.iter().map(scheduled_run_of).collect()
     }
 }
