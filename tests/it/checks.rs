@@ -272,3 +272,182 @@ async fn checks_server_triage_tls_routes_and_metrics() {
     assert_eq!(om.matches("# EOF").count(), 1);
     assert!(om.contains("# TYPE ops_api_rate_limited counter"), "{om}");
 }
+
+/// The sample of `name` on the line that contains `with` (a label pair), if any.
+fn sample_of(text: &str, name: &str, with: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .find(|l| l.contains(with))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The value of `label` on the first line of `name` that contains `with`.
+fn label_of(text: &str, name: &str, with: &str, label: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.starts_with(&format!("{name}{{")) && l.contains(with))?;
+    let start = line.find(&format!("{label}=\""))? + label.len() + 2;
+    let end = start + line[start..].find('"')?;
+    Some(line[start..end].to_owned())
+}
+
+/// blackbox_exporter 0.23 (Debian's) and ops-server probe the same targets: a certificate
+/// with 10 days left, a self-signed one, a 200 that takes 900 ms, a refused port. The series
+/// existing rules read have the same values, so the same rules give the same alerts; our own
+/// verdicts stay in `ops_probe_status`. `promtool check metrics` accepts the exposition.
+#[tokio::test]
+async fn checks_probe_series_agree_with_blackbox_exporter_on_the_same_targets() {
+    let pki = Pki::new();
+    let (c, k) = pki.leaf(-10, 10);
+    let valid = serve(c, &k).await;
+    let self_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["example.com".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "example.com");
+    validity(&mut params, -1, 50);
+    let self_signed = serve(params.self_signed(&self_key).unwrap().der().clone(), &self_key).await;
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            "ok"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = format!("http://{}/slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let refused = format!("127.0.0.1:{}", crate::harness::free_port());
+
+    let ca = pki.ca_file().display().to_string();
+    let text = format!(
+        r#"[probes.tls]
+ca-file = "{ca}"
+[[tls]]
+name = "valid"
+endpoint = "{valid}"
+server-name = "example.com"
+[[tls]]
+name = "self-signed"
+endpoint = "{self_signed}"
+server-name = "example.com"
+[[http]]
+name = "slow"
+url = "{slow}"
+[[http]]
+name = "down"
+url = "http://{refused}/"
+[[tcp]]
+name = "refused"
+address = "{refused}"
+"#
+    );
+    let path = pki.dir.path().join("side-by-side.toml");
+    std::fs::write(&path, text).unwrap();
+    let loaded = ops_core::config::load(Some(&path), &BTreeMap::new()).unwrap();
+    let state = ops_server::AppState::from_config(loaded.config, Some(path), BTreeMap::new());
+    state.triage(std::time::Instant::now()).await.unwrap();
+    state.tls(std::time::Instant::now()).await.unwrap();
+    let ours = state.metrics.encode_as(false);
+
+    let bb = crate::harness::blackbox(&format!(
+        r#"modules:
+  http_2xx:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+  tcp_connect:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+  tls_ca:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls: true
+      tls_config:
+        ca_file: "{ca}"
+        server_name: example.com
+"#
+    ))
+    .await;
+    let client = crate::harness::http_client();
+    let probe = |module: &'static str, target: String| {
+        let (client, url) = (client.clone(), format!("{}/probe", bb.url));
+        async move {
+            let url =
+                reqwest::Url::parse_with_params(&url, &[("module", module), ("target", target.as_str())]).unwrap();
+            let r = client.get(url).send().await.unwrap();
+            assert!(r.status().is_success());
+            r.text().await.unwrap()
+        }
+    };
+
+    // A certificate with 10 days left: the handshake succeeds for both; the expiry series agree.
+    let theirs = probe("tls_ca", valid.to_string()).await;
+    let mine = format!("target=\"{valid}\"");
+    for name in [
+        "probe_success",
+        "probe_ssl_earliest_cert_expiry",
+        "probe_ssl_last_chain_expiry_timestamp_seconds",
+        "probe_tls_version_info",
+    ] {
+        let (a, b) = (sample_of(&theirs, name, ""), sample_of(&ours, name, &mine));
+        assert!(a.is_some() && a == b, "{name}: blackbox {a:?}, ours {b:?}\n{theirs}\n{ours}");
+    }
+    assert_eq!(sample_of(&ours, "probe_success", &mine), Some(1.0));
+    for label in ["fingerprint_sha256", "subjectalternative"] {
+        let a = label_of(&theirs, "probe_ssl_last_chain_info", "", label);
+        let b = label_of(&ours, "probe_ssl_last_chain_info", &mine, label);
+        assert!(a.is_some() && a == b, "{label}: blackbox {a:?}, ours {b:?}");
+    }
+    assert_eq!(
+        label_of(&theirs, "probe_tls_version_info", "", "version"),
+        label_of(&ours, "probe_tls_version_info", &mine, "version")
+    );
+    // Our verdict on 10 days left is ours alone.
+    assert!(sample_of(&ours, "ops_probe_status", "probe=\"tls:valid\"").unwrap() >= 1.0, "{ours}");
+
+    // A self-signed certificate (50 days left): the handshake fails for a verifying client;
+    // no probe_ssl_* series on either side, so "expires soon" rules stay quiet.
+    let theirs = probe("tls_ca", self_signed.to_string()).await;
+    let mine = format!("target=\"{self_signed}\"");
+    assert_eq!(sample_of(&theirs, "probe_success", ""), Some(0.0), "{theirs}");
+    assert_eq!(sample_of(&ours, "probe_success", &mine), Some(0.0), "{ours}");
+    for name in ["probe_ssl_earliest_cert_expiry", "probe_ssl_last_chain_expiry_timestamp_seconds"] {
+        assert_eq!(sample_of(&theirs, name, ""), None, "{name}\n{theirs}");
+        assert_eq!(sample_of(&ours, name, &mine), None, "{name}\n{ours}");
+    }
+    assert!(sample_of(&ours, "ops_tls_cert_expiry_timestamp_seconds", &mine).is_some());
+
+    // A 200 that takes 900 ms: a success with status 200 for both; ours is also critical.
+    let theirs = probe("http_2xx", slow.clone()).await;
+    let mine = format!("target=\"{slow}\"");
+    for name in ["probe_success", "probe_http_status_code", "probe_http_ssl"] {
+        let (a, b) = (sample_of(&theirs, name, ""), sample_of(&ours, name, &mine));
+        assert!(a.is_some() && a == b, "{name}: blackbox {a:?}, ours {b:?}");
+    }
+    assert_eq!(sample_of(&ours, "probe_success", &mine), Some(1.0));
+    assert_eq!(sample_of(&ours, "ops_probe_status", "probe=\"http:slow\""), Some(2.0), "{ours}");
+    let processing = sample_of(&ours, "probe_http_duration_seconds", &format!("{mine},phase=\"processing\"")).unwrap();
+    assert!(processing >= 0.85, "{processing}");
+
+    // A refused port: failure, status code 0, on both sides.
+    let theirs = probe("http_2xx", format!("http://{refused}/")).await;
+    let mine = format!("target=\"http://{refused}/\"");
+    for name in ["probe_success", "probe_http_status_code"] {
+        let (a, b) = (sample_of(&theirs, name, ""), sample_of(&ours, name, &mine));
+        assert!(a == Some(0.0) && a == b, "{name}: blackbox {a:?}, ours {b:?}");
+    }
+    let theirs = probe("tcp_connect", refused.clone()).await;
+    let mine = format!("target=\"{refused}\"");
+    assert_eq!(sample_of(&theirs, "probe_success", ""), Some(0.0));
+    assert_eq!(sample_of(&ours, "probe_success", &mine), Some(0.0));
+
+    // Host, engine and container checks are no probe_success: a full disk is not "probe failed".
+    assert!(ours.lines().any(|l| l.starts_with("ops_probe_status{") && l.contains("kind=\"host\"")), "{ours}");
+    assert!(!ours.lines().any(|l| l.starts_with("probe_success{") && l.contains("kind=\"host\"")), "{ours}");
+    // promtool accepts the exposition (help on every family, base units, counters' _total).
+    let (code, out) = crate::harness::promtool(&["check", "metrics"], &ours);
+    assert_eq!(code, 0, "{out}\n{ours}");
+}

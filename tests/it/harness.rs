@@ -361,3 +361,116 @@ pub async fn start(rt: &DockerRuntime, spec: &ops_core::ports::RunSpec) -> (Stri
     let c = rt.run_ephemeral(spec).await.unwrap_or_else(|e| panic!("start {:?}: {e}", spec.name));
     (c.name, Cleanup(c.id))
 }
+
+/// A program of Debian's Prometheus packages (installed by `cargo xtask test-env`), or a
+/// failure saying how to get it: a test that needs it never skips.
+pub fn prometheus_tool(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new("/usr/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test-env` (it installs Debian's prometheus, \
+         prometheus-blackbox-exporter and prometheus-alertmanager)",
+        path.display()
+    );
+    path
+}
+
+/// A free port on 127.0.0.1 (bound and released: a program started right after takes it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A program started by a test, killed when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Starts `program` with `args` (`{dir}` replaced by a temp dir holding `files`), listening
+    /// on `port`, and waits until `ready_path` answers 200.
+    pub async fn start(program: &str, args: &[&str], files: &[(&str, &str)], port: u16, ready_path: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let d = dir.path().display().to_string();
+        let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &d)).collect();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = std::process::Command::new(prometheus_tool(program))
+            .args(&args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let daemon = Daemon { child, url: url.clone(), _dir: dir };
+        let client = http_client();
+        let ready = format!("{url}{ready_path}");
+        let log_path = daemon._dir.path().join("log");
+        eventually(&format!("{program} answers"), Duration::from_secs(30), || {
+            let (client, ready, log_path) = (client.clone(), ready.clone(), log_path.clone());
+            async move {
+                match client.get(&ready).send().await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => {
+                        // Dead already: say what it said.
+                        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                        assert!(!log.contains("level=fatal") && !log.contains("level=FATAL"), "{log}");
+                        None
+                    }
+                }
+            }
+        })
+        .await;
+        daemon
+    }
+}
+
+/// A real blackbox_exporter (Debian's `prometheus-blackbox-exporter`) on loopback with
+/// `config` as its modules.
+pub async fn blackbox(config: &str) -> Daemon {
+    let port = free_port();
+    let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    Daemon::start(
+        "prometheus-blackbox-exporter",
+        &["--config.file={dir}/blackbox.yml", &listen],
+        &[("blackbox.yml", config)],
+        port,
+        "/-/healthy",
+    )
+    .await
+}
+
+/// `promtool ARGS…` with `stdin`: its exit code and output.
+pub fn promtool(args: &[&str], stdin: &str) -> (i32, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(prometheus_tool("promtool"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// An HTTP client for the programs the tests start (rustls with ring, as everywhere).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
