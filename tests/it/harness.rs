@@ -436,6 +436,21 @@ impl Daemon {
     }
 }
 
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) on loopback, no cluster, with
+/// `config` as its YAML configuration.
+pub async fn alertmanager(config: &str) -> Daemon {
+    let port = free_port();
+    let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    Daemon::start(
+        "prometheus-alertmanager",
+        &["--config.file={dir}/alertmanager.yml", "--storage.path={dir}", &listen, "--cluster.listen-address="],
+        &[("alertmanager.yml", config)],
+        port,
+        "/-/ready",
+    )
+    .await
+}
+
 /// A real blackbox_exporter (Debian's `prometheus-blackbox-exporter`) on loopback with
 /// `config` as its modules.
 pub async fn blackbox(config: &str) -> Daemon {

@@ -4,6 +4,7 @@
 //! testcontainers on random 127.0.0.1 ports. Without a Docker engine these tests fail with a
 //! message saying how to get one; they never skip.
 
+mod alerts;
 mod backup;
 mod checks;
 mod cli;

@@ -516,7 +516,8 @@ async fn dns_localhost_and_an_invalid_name() {
 #[tokio::test]
 async fn alertmanager_two_firing_alerts() {
     let addr = serve().await;
-    let config = AlertmanagerConfig { url: SecretUrl::new(format!("http://{addr}/am/")) };
+    let config =
+        AlertmanagerConfig { url: SecretUrl::new(format!("http://{addr}/am/")), ..AlertmanagerConfig::default() };
     let r = alertmanager::probe(&config, &options()).await;
     assert_eq!(r.name, "alertmanager");
     assert_eq!(runbooks(&r), [(Runbook::AlertFiring, Status::Critical), (Runbook::AlertFiring, Status::Warn)]);
@@ -536,14 +537,18 @@ async fn alertmanager_two_firing_alerts() {
 #[tokio::test]
 async fn alertmanager_unreachable_or_silent_is_unknown() {
     let closed = closed_port().await;
-    let config = AlertmanagerConfig { url: SecretUrl::new(format!("http://admin:hunter2@{closed}")) };
+    let config = AlertmanagerConfig {
+        url: SecretUrl::new(format!("http://admin:hunter2@{closed}")),
+        ..AlertmanagerConfig::default()
+    };
     let r = alertmanager::probe(&config, &options()).await;
     assert_eq!(runbooks(&r), [(Runbook::ProbeFailed, Status::Unknown)]);
     assert!(r.message.contains("connection refused"), "{}", r.message);
     assert!(!format!("{r:?}").contains("hunter2"));
 
     let silent = silent().await;
-    let config = AlertmanagerConfig { url: SecretUrl::new(format!("http://{silent}")) };
+    let config =
+        AlertmanagerConfig { url: SecretUrl::new(format!("http://{silent}")), ..AlertmanagerConfig::default() };
     let started = Instant::now();
     let r = alertmanager::probe(&config, &NetOptions::new(Duration::from_millis(500))).await;
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());

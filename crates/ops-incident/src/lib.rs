@@ -10,6 +10,7 @@
 //!   [`Incidents::observe`] a triage report.
 //! - [`comms`]: the message templates (MiniJinja, replaceable) and their delivery.
 //! - [`report`]: the post-incident report (Markdown or JSON).
+//! - [`alerts`]: Alertmanager's alerts, one incident per alert group.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -20,6 +21,7 @@
 //! assert_eq!(report::md("a | <b>"), "a \\| &lt;b&gt;");
 //! ```
 
+pub mod alerts;
 pub mod comms;
 pub mod model;
 mod observe;

@@ -137,7 +137,11 @@ pub async fn probe_named(
             one(crate::status_page::probe(c, &net).await)
         }
         "alertmanager" => {
-            let c = cfg.alertmanager.as_ref().ok_or_else(|| Error::invalid_input("no [alertmanager] configured"))?;
+            let c = cfg
+                .alertmanager
+                .as_ref()
+                .filter(|c| c.has_url())
+                .ok_or_else(|| Error::invalid_input("no [alertmanager] url configured"))?;
             one(crate::alertmanager::probe(c, &net).await)
         }
         "host" => {

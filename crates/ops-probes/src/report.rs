@@ -144,13 +144,17 @@ pub struct Problem {
     /// First diagnostic evidence: log lines, a response snippet, the alert's labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<String>,
+    /// Its own severity when its source gives one (an alert's `severity` label): triage takes
+    /// it over the runbook's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<ops_core::Severity>,
 }
 
 impl Problem {
     /// A problem without evidence.
     #[must_use]
     pub fn new(runbook: Runbook, status: Status, message: impl Into<String>) -> Self {
-        Self { runbook, status, message: message.into(), evidence: Vec::new() }
+        Self { runbook, status, message: message.into(), evidence: Vec::new(), severity: None }
     }
 
     /// A check's [`Finding`](ops_core::Finding) as a probe's problem, under the runbook that

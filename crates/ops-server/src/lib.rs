@@ -25,6 +25,8 @@
 //! - `POST /api/v1/runbooks/{name}/runs` (admin): a run as a job, 202 with the run's id;
 //!   `GET /api/v1/runs`, `GET /api/v1/runs/{id}` (read): runs from the state store;
 //!   `POST /api/v1/runs/{id}/approve` (admin): the step a run waits at goes on.
+//! - `POST /api/v1/alertmanager` (webhook key): Alertmanager's webhook; an alert's `auto`
+//!   runbook runs under a silence of its target (`alerts`).
 //! - `GET /api/v1/schedule`, `GET /api/v1/schedule/{name}/runs` (read): the `[[schedule]]`
 //!   entries with their next due time and last run; one entry's ledger. The entries run in
 //!   the background ([`scheduler`]).
@@ -48,6 +50,7 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary crate
 
+mod alerts;
 mod auth;
 mod backups;
 mod checks;

@@ -53,6 +53,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/overrides", post(status::set_override))
         .route("/api/v1/status/maintenances", post(status::add_maintenance))
         .route("/api/v1/status/maintenances/{id}", axum::routing::delete(status::cancel_maintenance));
+    // Alertmanager's webhook: its own keys, a bounded body.
+    let webhook = Router::new()
+        .route("/api/v1/alertmanager", post(crate::alerts::intake))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_webhook_key))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::alerts::MAX_BODY));
     // The public status page: no key, read-only, one rate limit for everyone.
     let public = Router::new()
         .route("/status", get(status::page))
@@ -63,6 +68,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(read.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_read)))
         .merge(admin.route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin)))
+        .merge(webhook)
         .merge(public)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -108,6 +114,19 @@ fn access(state: &AppState, req: &Request) -> Access {
 
 async fn require_read(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     match access(&state, &req) {
+        Access::None => ApiError::Unauthenticated.into_response(),
+        Access::Read | Access::Admin => match rate_limited(&state, &req) {
+            Some(refused) => refused,
+            None => next.run(req).await,
+        },
+    }
+}
+
+/// A key of `alertmanager.webhook-keys` (Alertmanager's `http_config.authorization`).
+async fn require_webhook_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let running = state.running();
+    let keys = running.config.alertmanager.as_ref().map(|a| a.webhook_keys.clone()).unwrap_or_default();
+    match access_for(presented_key(req.headers()), &keys, &[]) {
         Access::None => ApiError::Unauthenticated.into_response(),
         Access::Read | Access::Admin => match rate_limited(&state, &req) {
             Some(refused) => refused,

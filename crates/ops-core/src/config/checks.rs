@@ -299,12 +299,83 @@ pub struct DnsCheckConfig {
     pub critical: bool,
 }
 
-/// `[alertmanager]`: an Alertmanager whose firing alerts triage reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[alertmanager]`: an Alertmanager whose firing alerts triage reports, which sends its
+/// alerts to `POST /api/v1/alertmanager`, and in which ops-server silences a target while a
+/// runbook acts on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AlertmanagerConfig {
-    /// Base URL (`http://alertmanager:9093`).
+    /// Base URL (`http://alertmanager:9093`): read by triage, used for silences and to check
+    /// an alert still fires before acting. Empty: the webhook only (no probe, no silences).
     pub url: SecretUrl,
+    /// Bearer keys Alertmanager's `webhook_configs` entry sends (`http_config.authorization`);
+    /// also `ALERTMANAGER_WEBHOOK_KEYS`, comma-separated. None: the webhook refuses everything.
+    pub webhook_keys: Vec<crate::secret::Secret>,
+    /// Alert names never recorded nor acted on (default `Watchdog`, `InfoInhibitor`: the
+    /// always-firing alerts of kube-prometheus and similar rule sets).
+    pub ignore: Vec<String>,
+    /// `severity` label values that are no problem (default `none`, `info`).
+    pub low_severities: Vec<String>,
+    /// What those are: `P4` (default; recorded, never paging) or `ignore`.
+    pub low_severity: LowSeverity,
+    /// The runbook of an alert by its name, for alerts without a `runbook` label or
+    /// annotation (`ServiceDown = "container-down"`).
+    pub runbooks: BTreeMap<String, String>,
+    /// Silence the target's alerts while a runbook acts on it (default true; needs `url`).
+    pub silence: bool,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::default(),
+            webhook_keys: Vec::new(),
+            ignore: vec!["Watchdog".to_owned(), "InfoInhibitor".to_owned()],
+            low_severities: vec!["none".to_owned(), "info".to_owned()],
+            low_severity: LowSeverity::P4,
+            runbooks: BTreeMap::new(),
+            silence: true,
+        }
+    }
+}
+
+/// What an alert of a low severity (`none`, `info`) is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LowSeverity {
+    /// Recorded as P4: on the incident, never paging.
+    #[default]
+    P4,
+    /// Not recorded at all.
+    #[serde(rename = "ignore")]
+    Ignore,
+}
+
+impl AlertmanagerConfig {
+    /// The severity an alert's `severity` label stands for (`None`: ignore it): `critical` and
+    /// `page` P2, the low ones P4 (or ignored), anything else P3.
+    #[must_use]
+    pub fn severity_of(&self, name: &str, severity_label: Option<&str>) -> Option<Severity> {
+        if self.ignore.iter().any(|i| i == name) {
+            return None;
+        }
+        let label = severity_label.unwrap_or_default().to_ascii_lowercase();
+        if self.low_severities.iter().any(|l| l.eq_ignore_ascii_case(&label)) {
+            return match self.low_severity {
+                LowSeverity::P4 => Some(Severity::P4),
+                LowSeverity::Ignore => None,
+            };
+        }
+        Some(match label.as_str() {
+            "critical" | "page" => Severity::P2,
+            _ => Severity::P3,
+        })
+    }
+
+    /// Whether an Alertmanager URL is configured (probe, silences, re-checks).
+    #[must_use]
+    pub fn has_url(&self) -> bool {
+        !self.url.expose().trim().is_empty()
+    }
 }
 
 /// `[[status-pages]]`: an upstream provider's Atlassian Statuspage.

@@ -202,7 +202,7 @@ interpolate_fields!(NotifyConfig { webhooks });
 interpolate_fields!(HttpCheckConfig { name, url, expect_body, depends_on });
 interpolate_fields!(TcpCheckConfig { name, address, depends_on });
 interpolate_fields!(DnsCheckConfig { name, expect });
-interpolate_fields!(AlertmanagerConfig { url });
+interpolate_fields!(AlertmanagerConfig { url, webhook_keys });
 interpolate_fields!(StatusPageConfig { name, url, affects });
 interpolate_fields!(TlsRenewConfig { container, command });
 interpolate_fields!(TlsCheckConfig { name, endpoint, file, server_name, depends_on });

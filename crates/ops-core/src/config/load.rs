@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::interpolate::{Interpolate, InterpolationError, expand};
-use super::{OpsConfig, StorageConfig, StorageLocation};
+use super::{AlertmanagerConfig, OpsConfig, StorageConfig, StorageLocation};
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 /// What [`resolve`] reads: the file (if any) and a snapshot of the environment.
@@ -217,6 +217,9 @@ fn overlay_env(cfg: &mut OpsConfig, env: &BTreeMap<String, String>) -> Result<()
     if let Some(keys) = get("ADMIN_KEYS") {
         cfg.server.admin_keys = split_keys(keys);
     }
+    if let Some(keys) = get("ALERTMANAGER_WEBHOOK_KEYS") {
+        cfg.alertmanager.get_or_insert_with(AlertmanagerConfig::default).webhook_keys = split_keys(keys);
+    }
     if cfg.docker.host.is_none() {
         cfg.docker.host = get("DOCKER_HOST").map(str::to_owned);
     }
@@ -404,7 +407,28 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         }
     }
     if let Some(am) = &cfg.alertmanager {
-        check_url(am.url.expose(), &["http", "https"], true).map_err(|m| err(&["alertmanager", "url"], m))?;
+        if am.has_url() {
+            check_url(am.url.expose(), &["http", "https"], true).map_err(|m| err(&["alertmanager", "url"], m))?;
+        } else if am.webhook_keys.is_empty() {
+            return Err(err(
+                &["alertmanager", "url"],
+                "[alertmanager] needs a url, webhook-keys (ALERTMANAGER_WEBHOOK_KEYS), or both".into(),
+            ));
+        }
+        if let Some(i) = am.webhook_keys.iter().position(|k| k.expose().chars().count() < MIN_API_KEY_LEN) {
+            return Err(err(
+                &["alertmanager", "webhook-keys"],
+                format!(
+                    "entry {} is shorter than {MIN_API_KEY_LEN} characters: make one with `opsctl keys generate`",
+                    i + 1
+                ),
+            ));
+        }
+        for (alert, runbook) in &am.runbooks {
+            if runbook.trim().is_empty() || alert.trim().is_empty() {
+                return Err(err(&["alertmanager", "runbooks"], "maps an alert name to a runbook name".into()));
+            }
+        }
     }
     for (i, page) in cfg.status_pages.iter().enumerate() {
         let idx = i.to_string();

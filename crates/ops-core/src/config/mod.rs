@@ -21,9 +21,9 @@ use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 pub use checks::{
     AlertmanagerConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig, HostThresholds,
-    HttpThresholds, LogThresholds, PerfConfig, PerfContainerThresholds, PerfHttpConfig, PerfPostgresThresholds,
-    PerfRedisThresholds, PostgresThresholds, ProbesConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds,
-    StatusPageConfig, TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
+    HttpThresholds, LogThresholds, LowSeverity, PerfConfig, PerfContainerThresholds, PerfHttpConfig,
+    PerfPostgresThresholds, PerfRedisThresholds, PostgresThresholds, ProbesConfig, QueueThresholds, RedisThresholds,
+    ServiceMemoryThresholds, StatusPageConfig, TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
 };
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
 pub use schedule::{CatchUpPolicy, JobKind, MAX_SCHEDULES, OverlapPolicy, ScheduleConfig};

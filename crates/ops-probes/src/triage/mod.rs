@@ -144,7 +144,7 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
             crate::dns::probe(check, net).map(|r| vec![r]),
         ));
     }
-    if let Some(am) = &cfg.alertmanager {
+    if let Some(am) = cfg.alertmanager.as_ref().filter(|am| am.has_url()) {
         jobs.push(bounded(
             ProbeKind::Alertmanager,
             "",

@@ -79,6 +79,9 @@ pub fn severity(problem: &Problem, check_is_critical: bool, overrides: &BTreeMap
     if check_is_critical && failed {
         return Severity::P1;
     }
+    if let Some(own) = problem.severity {
+        return own;
+    }
     overrides.get(&problem.runbook).copied().unwrap_or_else(|| default_severity(problem.runbook, problem.status))
 }
 
