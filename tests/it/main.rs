@@ -22,6 +22,7 @@ mod probes_local;
 mod probes_net;
 mod redis;
 mod restore;
+mod rules;
 mod runbooks;
 mod safety;
 mod safety_server;

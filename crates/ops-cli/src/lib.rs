@@ -103,6 +103,21 @@ pub enum Command {
     /// next time, and its ledger of runs.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Prometheus alerting rules on the metrics ops-server exports, each naming its runbook.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+/// `opsctl alerts …`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Prints a Prometheus rule file: the runbooks' alert table and this project's own
+    /// alerts, each with severity, priority, summary and a `runbook` annotation.
+    Rules {
+        /// The rule group's name.
+        #[arg(long, default_value = "ops")]
+        group: String,
+    },
 }
 
 /// `opsctl schedule …`.
@@ -730,6 +745,23 @@ where
         Command::Runbook(cmd) => runtime().and_then(|rt| rt.block_on(runbooks::runbook(&cli, cmd, env, out))),
         Command::Incident(cmd) => runtime().and_then(|rt| rt.block_on(incidents::incident(&cli, cmd, env, out))),
         Command::Status(cmd) => runtime().and_then(|rt| rt.block_on(incidents::status(&cli, cmd, env, out))),
+        Command::Alerts(AlertsCommand::Rules { group }) => {
+            if cli.json {
+                let rules: Vec<serde_json::Value> = ops_runbook::alert_rules::rules()
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({ "alert": r.alert, "expr": r.expr, "for": r.for_, "severity": r.severity,
+                                            "priority": r.priority, "summary": r.summary, "runbook": r.runbook })
+                    })
+                    .collect();
+                render::write_json(out, &serde_json::json!({ "group": group, "rules": rules }))
+                    .map(|()| Outcome { code: exit::OK })
+            } else {
+                write!(out, "{}", ops_runbook::alert_rules::rule_file(group))
+                    .map(|()| Outcome { code: exit::OK })
+                    .map_err(|e| ops_core::Error::unavailable(format!("writing the rules: {e}")))
+            }
+        }
         Command::Schedule(cmd) => runtime().and_then(|rt| rt.block_on(schedule::schedule(&cli, cmd, env, out))),
     };
     // Checks speak the monitoring-plugin convention: a check that could not run is unknown.

@@ -8,6 +8,7 @@
 //! - [`engine`]: [`plan`] (reads, changes nothing, shows the branch) and [`run`] (acts,
 //!   guarded at the moment of acting, budgets in the state store, escalation to webhooks).
 //! - [`run`](mod@run): the run record kept in the state store.
+//! - [`alert_rules`]: a Prometheus rule file whose alerts name these runbooks.
 //!
 //! It builds on `ops-probes` to look, `ops-act` to change the stack, `ops-backup` and
 //! `ops-tls` for their actions: the one crate that needs both looking and acting.
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod actions;
+pub mod alert_rules;
 pub mod catalog;
 pub mod condition;
 pub mod engine;

@@ -213,6 +213,31 @@ impl Metrics {
             };
             samples.push(sample("ops_probe_status", labels(), status));
             samples.push(sample("ops_probe_duration_seconds", labels(), took));
+            // What each check measured, in base units, for rules (hit rate, disk, latency);
+            // a measurement repeated under the same name and labels once.
+            let mut seen = std::collections::BTreeSet::new();
+            for o in &p.observations {
+                let (value, suffix) = match o.unit {
+                    ops_probes::Unit::Milliseconds => (o.value / 1000.0, "_seconds"),
+                    ops_probes::Unit::Seconds => (o.value, "_seconds"),
+                    ops_probes::Unit::Days => (o.value * 86_400.0, "_seconds"),
+                    ops_probes::Unit::Percent => (o.value / 100.0, "_ratio"),
+                    ops_probes::Unit::Bytes => (o.value, "_bytes"),
+                    ops_probes::Unit::Count | ops_probes::Unit::Ratio => (o.value, ""),
+                };
+                if !value.is_finite() {
+                    continue;
+                }
+                let mut l = labels();
+                let name = format!("{}{suffix}", o.name);
+                let detail = o.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                if !seen.insert((name.clone(), detail.clone())) {
+                    continue;
+                }
+                l.push(("name", name));
+                l.push(("detail", detail));
+                samples.push(sample("ops_probe_value", l, value));
+            }
             if p.kind == ops_probes::ProbeKind::Tls {
                 continue;
             }
@@ -429,6 +454,9 @@ fn help_of(name: &str) -> &'static str {
     match name {
         "ops_probe_status" => "Our verdict on each check: 0 ok, 1 warn, 2 critical, 3 unknown",
         "ops_probe_duration_seconds" => "How long each check took, in seconds",
+        "ops_probe_value" => {
+            "What each check measured, in base units, by name (hit_rate_ratio, disk_used_ratio, latency_seconds)"
+        }
         "probe_http_status_code" => "The HTTP response's status code, 0 without a response",
         "probe_http_ssl" => "1 when the HTTP response came over TLS",
         "probe_http_duration_seconds" => "Duration of each phase of the HTTP request (the last hop), in seconds",
