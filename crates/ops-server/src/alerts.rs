@@ -271,7 +271,10 @@ async fn hand_over(
             return note(state, group, vec![text(format!("alert {name}: runbook {} not planned: {e}", rb.name))]).await;
         }
     };
-    let params: Vec<String> = opts.params.iter().map(|(k, v)| format!("--param {k}={v}")).collect();
+    // Label values came from the alert: quoted, so the command is safe to paste into a shell.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let params: Vec<String> =
+        opts.params.iter().map(|(k, v)| format!("--param {}", quote(&format!("{k}={v}")))).collect();
     let command = format!("opsctl runbook run {} {} --apply", rb.name, params.join(" ")).replace("  ", " ");
     let steps: Vec<String> = plan
         .steps

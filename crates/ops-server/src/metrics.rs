@@ -229,7 +229,8 @@ impl Metrics {
                     continue;
                 }
                 let mut l = labels();
-                let name = format!("{}{suffix}", o.name);
+                // `disk_used_bytes` stays itself, never `disk_used_bytes_bytes`.
+                let name = if o.name.ends_with(suffix) { o.name.clone() } else { format!("{}{suffix}", o.name) };
                 let detail = o.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
                 if !seen.insert((name.clone(), detail.clone())) {
                     continue;
