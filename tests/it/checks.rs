@@ -88,7 +88,8 @@ fn opsctl(args: &[&str], env: &[(&str, &str)]) -> (u8, String, String) {
 }
 
 fn config_with_tls(pki: &Pki, endpoints: &[(&str, SocketAddr, bool)]) -> PathBuf {
-    let mut text = format!("[probes.tls]\nca-file = {:?}\n\n", pki.ca_file().display().to_string());
+    let mut text =
+        format!("{}\n[probes.tls]\nca-file = {:?}\n\n", crate::harness::CALM_HOST, pki.ca_file().display().to_string());
     for (name, addr, critical) in endpoints {
         text.push_str(&format!(
             "[[tls]]\nname = \"{name}\"\nendpoint = \"{addr}\"\nserver-name = \"example.com\"\ncritical = {critical}\n\n"

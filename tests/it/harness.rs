@@ -10,6 +10,11 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 pub const BASE_IMAGE: &str = "ops-test/base:bookworm";
 
+/// `[probes.host]` thresholds no test machine reaches: a test about the stack must not
+/// depend on how full the machine's own disk is or how busy its two cores are.
+pub const CALM_HOST: &str = "[probes.host]\ndisk-warn-percent = 98\ndisk-critical-percent = 99\n\
+memory-warn-percent = 98\nmemory-critical-percent = 99\nload-warn-per-core = 50\nload-critical-per-core = 100\n";
+
 /// Fails the test, loudly, when Docker or the test images are missing.
 pub async fn require_docker() -> DockerRuntime {
     let host = std::env::var("DOCKER_HOST").ok();

@@ -1326,7 +1326,13 @@ mod tests {
         let r = rb("```step\nid = \"host\"\ncheck = \"host\"\n```\n\
                     ```step\nid = \"yes\"\nwhen = \"host.obs.cpu_cores >= 1 and host.status != 'critical' or host.ok\"\nmanual = \"{{service}}\"\n```\n\
                     ```step\nid = \"no\"\nwhen = \"host.obs.cpu_cores < 1\"\nmanual = \"x\"\n```\n");
-        let ctx = Context::empty(ops_core::config::OpsConfig::default());
+        // Thresholds the test machine does not reach: its own full disk is not this test's branch.
+        let mut config = ops_core::config::OpsConfig::default();
+        let host = &mut config.probes.host;
+        (host.disk_warn_percent, host.disk_critical_percent) = (98.0, 99.0);
+        (host.memory_warn_percent, host.memory_critical_percent) = (98.0, 99.0);
+        (host.load_warn_per_core, host.load_critical_per_core) = (50.0, 100.0);
+        let ctx = Context::empty(config);
         let opts = RunOptions { params: BTreeMap::from([("service".into(), "api".into())]), ..RunOptions::default() };
         let run = plan(&ctx, &r, &opts).await.unwrap();
         let got: Vec<StepOutcome> = run.steps.iter().map(|s| s.outcome).collect();
