@@ -1,8 +1,10 @@
 //! Alertmanager in and out, with a real Alertmanager (Debian's `prometheus-alertmanager`) on
 //! loopback routing to a real ops-server socket: a firing alert runs its `auto` runbook, a
 //! silence of the target is in Alertmanager while the runbook acts and expires after it
-//! verified, the same alert delivered twice acts once, a resolved alert never acts, and bad
-//! deliveries are refused without a trace.
+//! verified, the same alert delivered twice (or twice in one notification) acts once, a
+//! resolved alert never acts (nor a firing delivery that arrives after its resolution), a
+//! notification's alerts start one run per runbook and target, and bad deliveries are refused
+//! without a trace.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -265,8 +267,8 @@ url = "http://{ix_addr}/lag"
     assert_eq!((v["new"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(1)), "{v}");
     // A resolved alert never acts, even one seen for the first time.
     ix.lagging.store(true, Ordering::SeqCst);
-    let resolved =
-        webhook("resolved", "00000000000000bb", "IndexerStall", &chrono::Utc::now().to_rfc3339()).to_string();
+    let stall_start = chrono::Utc::now().to_rfc3339();
+    let resolved = webhook("resolved", "00000000000000bb", "IndexerStall", &stall_start).to_string();
     let (code, body) = post(&client, &hook, Some(KEY), resolved).await;
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -295,7 +297,45 @@ url = "http://{ix_addr}/lag"
         async move { (desk.load(&id).await.ok()?.incident.status == ops_incident::IncidentStatus::Resolved).then_some(()) }
     })
     .await;
+    let closed = serde_json::to_string(&desk.load(&incidents[0].id).await.unwrap().events).unwrap();
+    assert!(closed.contains("Alertmanager resolved every alert of its group"), "{closed}");
     let all = desk.list(&ops_core::ports::IncidentQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(all.len(), 1, "no incident for the Watchdog nor the duplicates: {all:?}");
     assert_eq!(ix.replays.load(Ordering::SeqCst), 1, "a resolution never acts");
+
+    // A firing delivery that arrives after the same alert's resolution is stale: no run.
+    let late = webhook("firing", "00000000000000bb", "IndexerStall", &stall_start).to_string();
+    let (code, body) = post(&client, &hook, Some(KEY), late).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["new"].as_u64(), v["duplicates"].as_u64(), &v["acting"]), (Some(0), Some(1), &json!([])), "{v}");
+
+    // One notification carrying the same alert twice takes it once; two alerts asking the same
+    // runbook for the same target start it once; their `priority` label is the severity.
+    let mut batch = webhook("firing", "00000000000000d1", "IndexerLagAgain", &chrono::Utc::now().to_rfc3339());
+    batch["alerts"][0]["labels"]["priority"] = json!("P1");
+    let first = batch["alerts"][0].clone();
+    let mut second = first.clone();
+    second["fingerprint"] = json!("00000000000000d2");
+    second["labels"]["pod"] = json!("indexer-2");
+    batch["alerts"] = json!([first.clone(), first, second]);
+    let (code, body) = post(&client, &hook, Some(KEY), batch.to_string()).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["new"].as_u64(), v["duplicates"].as_u64()), (Some(2), Some(1)), "{v}");
+    assert_eq!(v["acting"].as_array().map(Vec::len), Some(1), "{v}");
+    let urgent = desk.load(v["incident"].as_str().unwrap()).await.unwrap();
+    assert_eq!(urgent.incident.severity, ops_core::Severity::P1);
+    // Neither fires in Alertmanager: the re-check before acting leaves them alone, and says so.
+    let noted = eventually("the re-check on the incident", Duration::from_secs(30), || {
+        let (desk, id) = (desk.clone(), urgent.incident.id.clone());
+        async move {
+            let r = desk.load(&id).await.ok()?;
+            let shown = serde_json::to_string(&r.events).ok()?;
+            shown.contains("no longer fires in Alertmanager").then_some(shown)
+        }
+    })
+    .await;
+    assert!(noted.contains("replay-events not run"), "{noted}");
+    assert_eq!(ix.replays.load(Ordering::SeqCst), 1, "acted once in all");
 }

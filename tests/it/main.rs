@@ -14,6 +14,7 @@ mod harness;
 mod incidents;
 mod notifier;
 mod object_store;
+mod openapi;
 mod perf_cli;
 mod perf_pg;
 mod perf_stack;

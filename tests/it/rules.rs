@@ -41,13 +41,14 @@ const CASES: &[Case] = &[
             (r#"ops_probe_status{probe="container:db", kind="container", target="db"}"#, "1x10"),
         ],
         eval: "5m",
-        expected: &[(r#"probe: "container:web", kind: container, target: web"#, "container:web is down")],
+        expected: &[(r#"probe: "container:web", kind: container, target: web, service: web"#, "web is down")],
     },
     Case {
         alert: "IndexerLag",
         series: &[
             (r#"ops_probe_status{probe="http:indexer", kind="http", target="http://indexer/health"}"#, "1x10"),
             (r#"ops_probe_status{probe="http:api", kind="http", target="http://api/health"}"#, "2x10"),
+            (r#"ops_probe_status{probe="queue:indexer", kind="queue", target="redis"}"#, "3x10"),
         ],
         eval: "10m",
         expected: &[(
@@ -168,26 +169,46 @@ const CASES: &[Case] = &[
     Case {
         alert: "BackupJobFailed",
         series: &[
-            (r#"ops_job_last_run_timestamp_seconds{job="backup-main", result="failure"}"#, "200x5"),
-            (r#"ops_job_last_success_timestamp_seconds{job="backup-main"}"#, "100x5"),
-            (r#"ops_job_last_run_timestamp_seconds{job="recovered", result="failure"}"#, "100x5"),
-            (r#"ops_job_last_success_timestamp_seconds{job="recovered"}"#, "200x5"),
-            (r#"ops_job_last_run_timestamp_seconds{job="never-ok", result="failure"}"#, "100x5"),
+            // Two replicas export the shared ledger: one alert.
+            (
+                r#"ops_job_last_run_timestamp_seconds{job="backup-main", kind="backup", result="failure", instance="a"}"#,
+                "200x5",
+            ),
+            (
+                r#"ops_job_last_run_timestamp_seconds{job="backup-main", kind="backup", result="failure", instance="b"}"#,
+                "200x5",
+            ),
+            (r#"ops_job_last_success_timestamp_seconds{job="backup-main", kind="backup", instance="a"}"#, "100x5"),
+            (r#"ops_job_last_success_timestamp_seconds{job="backup-main", kind="backup", instance="b"}"#, "100x5"),
+            (r#"ops_job_last_run_timestamp_seconds{job="recovered", kind="backup", result="failure"}"#, "100x5"),
+            (r#"ops_job_last_success_timestamp_seconds{job="recovered", kind="backup"}"#, "200x5"),
+            (r#"ops_job_last_run_timestamp_seconds{job="never-ok", kind="dr-test", result="failure"}"#, "100x5"),
+            // Not a backup job: a failed performance report is not a backup problem.
+            (r#"ops_job_last_run_timestamp_seconds{job="weekly-perf", kind="perf", result="failure"}"#, "100x5"),
         ],
         eval: "2m",
         expected: &[
-            ("job: backup-main, result: failure", "the newest run of scheduled job backup-main failed"),
-            ("job: never-ok, result: failure", "the newest run of scheduled job never-ok failed"),
+            (
+                "job: backup-main, kind: backup, result: failure",
+                "the newest run of scheduled job backup-main (backup) failed",
+            ),
+            (
+                "job: never-ok, kind: dr-test, result: failure",
+                "the newest run of scheduled job never-ok (dr-test) failed",
+            ),
         ],
     },
     Case {
         alert: "ScheduledJobMissed",
         series: &[
-            (r#"ops_job_missed_total{job="backup-main"}"#, "0 0 1 1 1 1"),
-            (r#"ops_job_missed_total{job="tls"}"#, "0x5"),
+            (r#"ops_job_missed_total{job="backup-main", kind="backup"}"#, "0 0 1 1 1 1"),
+            (r#"ops_job_missed_total{job="tls", kind="tls-renew"}"#, "0x5"),
         ],
         eval: "4m",
-        expected: &[("job: backup-main", "scheduled job backup-main missed runs: ops-server was down or late")],
+        expected: &[(
+            "job: backup-main, kind: backup",
+            "scheduled job backup-main missed runs: ops-server was down or late",
+        )],
     },
 ];
 

@@ -121,6 +121,7 @@ cron = "*/4 * * * * *"
 name = "tick-skip"
 job = "triage"
 cron = "*/4 * * * * *"
+timezone = "Europe/Berlin"
 catch-up = "skip"
 "#,
         dir = dir.path().display(),
@@ -168,17 +169,36 @@ catch-up = "skip"
     assert!(!format!("{down:?}").contains("s3cr3t-down"), "{down:?}");
     let m = replica.metrics();
     assert!(!m.contains("s3cr3t-down"));
-    assert_eq!(sample(&m, &format!("ops_job_runs_total{{job=\"{}\",result=\"success\"}}", ran.job)), Some(1.0), "{m}");
-    assert_eq!(sample(&m, &format!("ops_job_runs_total{{job=\"{}\",result=\"skipped\"}}", skipped.job)), Some(1.0));
-    assert!(sample(&m, &format!("ops_job_last_success_timestamp_seconds{{job=\"{}\"}}", ran.job)).unwrap() > 0.0);
+    assert_eq!(
+        sample(&m, &format!("ops_job_runs_total{{job=\"{}\",kind=\"backup\",result=\"success\"}}", ran.job)),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, &format!("ops_job_runs_total{{job=\"{}\",kind=\"backup\",result=\"skipped\"}}", skipped.job)),
+        Some(1.0)
+    );
+    assert!(
+        sample(&m, &format!("ops_job_last_success_timestamp_seconds{{job=\"{}\",kind=\"backup\"}}", ran.job)).unwrap()
+            > 0.0
+    );
     let failed_at =
-        sample(&m, "ops_job_last_run_timestamp_seconds{job=\"backup-down\",result=\"failure\"}").expect("failure time");
+        sample(&m, "ops_job_last_run_timestamp_seconds{job=\"backup-down\",kind=\"backup\",result=\"failure\"}")
+            .expect("failure time");
     assert!((failed_at - down[0].finished_at.unwrap().timestamp() as f64).abs() < 2.0, "{failed_at}");
     assert_eq!(sample(&m, "ops_backup_success{database=\"down\"}"), Some(0.0), "{down:?}");
     // The runs are jobs of the server too, and `opsctl schedule list` shows them.
     let (code, out) = opsctl(&config, &["schedule", "list"]).await;
     assert_eq!(code, 1, "the newest run of backup-down failed: {out}");
     assert!(out.contains("backup-down") && out.contains("failure"), "{out}");
+    // A table: every row's columns start where the header's do, a time zone and all.
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("  └")).collect();
+    let (header, table) = lines.split_first().unwrap();
+    let next_col = header.find("NEXT").unwrap();
+    for row in table {
+        assert_eq!(row.get(next_col..next_col + 2), Some("20"), "NEXT column misaligned: {out}");
+    }
+    assert!(out.contains("*/4 * * * * * Europe/Berlin"), "{out}");
     let (_, json) = opsctl(&config, &["--json", "schedule", "list"]).await;
     let jobs: Value = serde_json::from_str(&json).unwrap();
     let down_job = jobs["jobs"].as_array().unwrap().iter().find(|j| j["name"] == "backup-down").unwrap();
@@ -189,6 +209,13 @@ catch-up = "skip"
     eventually("both ticks ran", Duration::from_secs(60), || async {
         let ok = |rows: Vec<ScheduledRun>| rows.iter().any(|r| r.status == "success");
         (ok(rows(&store, "tick").await) && ok(rows(&store, "tick-skip").await)).then_some(())
+    })
+    .await;
+    // Killed between runs: a run killed midway keeps its lock until it goes stale
+    // (STALE_AFTER), and the catch-up run would rightly be skipped as overlapping it.
+    eventually("no tick running", Duration::from_secs(30), || async {
+        let busy = |rows: Vec<ScheduledRun>| rows.iter().any(|r| r.status == "running");
+        (!busy(rows(&store, "tick").await) && !busy(rows(&store, "tick-skip").await)).then_some(())
     })
     .await;
     replica.kill();
@@ -215,8 +242,8 @@ catch-up = "skip"
         .collect();
     assert_eq!(late_rows.len(), 1, "only the latest missed time runs: {late_rows:?}");
     let m = replica.metrics();
-    assert!(sample(&m, "ops_job_missed_total{job=\"tick\"}").unwrap() >= 1.0, "{m}");
-    assert!(sample(&m, "ops_job_missed_total{job=\"tick-skip\"}").unwrap() >= 2.0, "{m}");
+    assert!(sample(&m, "ops_job_missed_total{job=\"tick\",kind=\"triage\"}").unwrap() >= 1.0, "{m}");
+    assert!(sample(&m, "ops_job_missed_total{job=\"tick-skip\",kind=\"triage\"}").unwrap() >= 2.0, "{m}");
 }
 
 /// `opsctl` in-process, on a thread of its own (it runs its own runtime).
@@ -341,5 +368,9 @@ message = "rotate the keys"
         .collect();
     let (first, last) = (*after.first().unwrap(), *after.last().unwrap());
     assert_eq!(after.len() as i64, last - first + 1, "a second without its row: {after:?}");
-    assert!(survivor.metrics().contains("ops_job_runs_total{job=\"remind\",result=\"success\"}"));
+    assert!(
+        survivor
+            .metrics()
+            .contains("ops_job_runs_total{job=\"remind\",kind=\"key-rotation-reminder\",result=\"success\"}")
+    );
 }

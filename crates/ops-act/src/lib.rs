@@ -22,6 +22,7 @@ use ops_core::audit::Audit;
 
 /// What to do. Serialized with an `action` tag, the body of `POST /api/v1/actions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "kebab-case", rename_all_fields = "kebab-case", deny_unknown_fields)]
 pub enum Action {
     /// Terminate one backend (`pg_terminate_backend`).
@@ -166,6 +167,7 @@ impl Action {
 
 /// One thing an action would touch, with what a person needs to decide.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Target {
     /// `backend:4242`, `table:public.orders`, `redis:main`, `container:api`.
     pub id: String,
@@ -176,6 +178,7 @@ pub struct Target {
 
 /// What an action would do; nothing has run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionPlan {
     /// The action asked for.
     pub action: Action,
@@ -190,6 +193,7 @@ pub struct ActionPlan {
 
 /// What applying one target did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Outcome {
     /// The target's id.
     pub target: String,
@@ -205,12 +209,14 @@ pub struct Outcome {
 
 /// The result of [`apply`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionReport {
     /// The plan that was applied.
     pub plan: ActionPlan,
     /// One outcome per target, in order.
     pub outcomes: Vec<Outcome>,
     /// Where the audit entries went.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub audit_log: std::path::PathBuf,
 }
 

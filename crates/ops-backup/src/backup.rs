@@ -19,6 +19,7 @@ use crate::{Error, Result, lock, target};
 
 /// Options of [`backup`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BackupOptions {
     /// Config name of the database; the only one, or `main`, when unset.
@@ -35,6 +36,7 @@ pub struct BackupOptions {
 
 /// One destination of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationReport {
     /// Where (`s3://bucket/prefix`, `file:///dir`).
     pub location: String,
@@ -48,6 +50,7 @@ pub struct DestinationReport {
 
 /// What a successful backup did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupReport {
     /// Backup id.
     pub id: BackupId,

@@ -25,6 +25,7 @@ use crate::{Error, Result, target};
 
 /// One backup in one destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Copy {
     /// Where.
     pub location: String,
@@ -49,6 +50,7 @@ pub struct Copy {
 /// What a failed backup leaves behind: `{id}.failed.json`, so the failure stays visible to
 /// `list`, to ops-server's metrics after a restart, and to whoever looks at the bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailureRecord {
     /// When it failed.
     pub failed_at: DateTime<Utc>,
@@ -63,6 +65,7 @@ pub struct FailureRecord {
 
 /// One backup, over all destinations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupEntry {
     /// Backup id.
     pub id: BackupId,

@@ -9,6 +9,7 @@ use crate::manifest::Manifest;
 
 /// One table: what the manifest says and what the restored database has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableCheck {
     /// `schema.table`.
     pub table: String,
@@ -24,6 +25,7 @@ pub struct TableCheck {
 
 /// The proof, table by table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreCheck {
     /// Whether everything matched.
     pub ok: bool,

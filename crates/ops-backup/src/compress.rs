@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Compression of a dump.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip (`.sql.gz`), the runbooks' format.

@@ -12,6 +12,7 @@ use crate::Result;
 
 /// A dependent container and whether it was running when the plan was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dependent {
     /// What the config names (container name or Compose service).
     pub configured: String,
@@ -25,6 +26,7 @@ pub struct Dependent {
 
 /// The result of one health check after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthResult {
     /// What was checked (`container api`, `http api`).
     pub check: String,

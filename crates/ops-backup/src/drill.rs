@@ -29,6 +29,7 @@ use ops_core::adapters::local_cluster::{self as cluster, ClusterInfo, LocalClust
 
 /// Where the throwaway server of a drill runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DrillBackend {
     /// The container runtime when one is configured and answers `ping`, else a local cluster.
@@ -77,6 +78,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of [`dr_test`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DrillOptions {
     /// Config name of the database; the only one, or `main`, when unset.
@@ -145,6 +147,7 @@ impl Default for DrillOptions {
 
 /// What a drill proved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillReport {
     /// Whether the drill passed: restorable, every table matches, RTO and RPO within target.
     pub passed: bool,

@@ -13,6 +13,7 @@ use crate::{Error, Result};
 
 /// Who holds a lock file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct Holder {
     pid: u32,
     operation: String,

@@ -12,6 +12,7 @@ pub const MANIFEST_VERSION: u32 = 1;
 
 /// One table as it was in the dump's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableCount {
     /// Schema.
     pub schema: String,
@@ -33,6 +34,7 @@ impl TableCount {
 
 /// Everything known about one backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Manifest {
     /// Format version.
     pub manifest_version: u32,

@@ -16,6 +16,7 @@ pub const FAILED_SUFFIX: &str = ".failed.json";
 
 /// Identifies one backup: its prefix (by default the database name) and its start time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupId(String);
 
 impl BackupId {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happened to one notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationOutcome {
     /// Where it went (redacted).
     pub target: String,

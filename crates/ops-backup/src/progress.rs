@@ -4,6 +4,7 @@ use serde::Serialize;
 
 /// Something that happened during a long operation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "event", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ProgressEvent {

@@ -29,6 +29,7 @@ use crate::{Error, Result, lock, target, verify};
 
 /// Options of [`plan`] and [`restore`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RestoreOptions {
     /// Config name of the database; the only one, or `main`, when unset.
@@ -85,6 +86,7 @@ impl RestoreOptions {
 
 /// How the live database is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Restore beside, verify, then rename (the default).
@@ -95,6 +97,7 @@ pub enum Strategy {
 
 /// What a restore will do, printable before anything happens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestorePlan {
     /// Config name of the database.
     pub database_config_name: String,
@@ -120,6 +123,7 @@ pub struct RestorePlan {
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreReport {
     /// The plan that ran.
     pub plan: RestorePlan,

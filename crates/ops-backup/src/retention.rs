@@ -18,6 +18,7 @@ use crate::{Error, Result, target};
 
 /// How long backups are kept in one destination. Nothing configured keeps everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RetentionPolicy {
     /// Keep every backup younger than this many days.
@@ -69,6 +70,7 @@ impl Candidate {
 
 /// Keep or delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Keep.
@@ -79,6 +81,7 @@ pub enum Verdict {
 
 /// One decision and the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     /// Backup id.
     pub id: BackupId,
@@ -167,6 +170,7 @@ pub fn plan(candidates: &[Candidate], policy: &RetentionPolicy, now: DateTime<Ut
 
 /// The plan for one destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationPlan {
     /// Where.
     pub location: String,
@@ -192,6 +196,7 @@ pub const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(24 *
 
 /// What `prune` planned and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PruneReport {
     /// Whether anything was deleted.
     pub dry_run: bool,

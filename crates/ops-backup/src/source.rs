@@ -27,6 +27,7 @@ use crate::{Error, Result, target};
 
 /// A resolved source.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Source {
     /// What the user asked for.
     pub requested: String,

@@ -18,6 +18,7 @@ use crate::{Error, Result, target};
 
 /// The last verification of a copy, stored beside it as `{id}.verify.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationRecord {
     /// When.
     pub verified_at: DateTime<Utc>,
@@ -29,6 +30,7 @@ pub struct VerificationRecord {
 
 /// The verification of one copy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CopyVerification {
     /// Where.
     pub location: String,
@@ -46,6 +48,7 @@ pub struct CopyVerification {
 
 /// The verification of a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyReport {
     /// Backup id.
     pub id: BackupId,

@@ -39,28 +39,40 @@ pub(crate) async fn schedule(
             } else if jobs.is_empty() {
                 writeln!(out, "no [[schedule]] entry in the configuration")?;
             } else {
-                writeln!(
-                    out,
-                    "{:<24} {:<22} {:<18} {:<24} {:<9} {:<24} LAST SUCCESS",
-                    "NAME", "JOB", "CRON", "NEXT", "LAST", "LAST RUN"
-                )?;
-                for j in &jobs {
-                    let cron = if j.timezone == "UTC" { j.cron.clone() } else { format!("{} {}", j.cron, j.timezone) };
-                    let (last, at) = j.last.as_ref().map_or(("never".to_owned(), None), |r| {
-                        (r.status.clone(), r.finished_at.or(Some(r.started_at)))
-                    });
-                    writeln!(
-                        out,
-                        "{:<24} {:<22} {:<18} {:<24} {:<9} {:<24} {}",
-                        j.name,
-                        j.job,
-                        cron,
-                        when(j.next),
-                        last,
-                        when(at),
-                        when(j.last_success)
-                    )?;
-                    if let Some(e) = j.last.as_ref().and_then(|r| r.error.as_deref()) {
+                // Columns as wide as their widest cell: a cron with its time zone
+                // (`0 2 * * * Europe/Berlin`) or a long name keeps the table aligned.
+                let rows: Vec<([String; 7], Option<&str>)> = jobs
+                    .iter()
+                    .map(|j| {
+                        let cron =
+                            if j.timezone == "UTC" { j.cron.clone() } else { format!("{} {}", j.cron, j.timezone) };
+                        let (last, at) = j.last.as_ref().map_or(("never".to_owned(), None), |r| {
+                            (r.status.clone(), r.finished_at.or(Some(r.started_at)))
+                        });
+                        let cells =
+                            [j.name.clone(), j.job.clone(), cron, when(j.next), last, when(at), when(j.last_success)];
+                        (cells, j.last.as_ref().and_then(|r| r.error.as_deref()))
+                    })
+                    .collect();
+                let header = ["NAME", "JOB", "CRON", "NEXT", "LAST", "LAST RUN", "LAST SUCCESS"];
+                let mut widths = header.map(|h| h.chars().count());
+                for (cells, _) in &rows {
+                    for (w, c) in widths.iter_mut().zip(cells) {
+                        *w = (*w).max(c.chars().count());
+                    }
+                }
+                let line = |cells: &[&str]| {
+                    let padded: Vec<String> = cells
+                        .iter()
+                        .zip(widths)
+                        .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
+                        .collect();
+                    padded.join("  ").trim_end().to_owned()
+                };
+                writeln!(out, "{}", line(&header))?;
+                for (cells, error) in &rows {
+                    writeln!(out, "{}", line(&cells.each_ref().map(String::as_str)))?;
+                    if let Some(e) = error {
                         writeln!(out, "  └ {e}")?;
                     }
                 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// One applied action on one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// When it was applied.
     pub time: DateTime<Utc>,

@@ -254,6 +254,8 @@ pub fn jitter_secs(job: &str, due: DateTime<Utc>, max_secs: u64) -> u64 {
 
 /// One `[[schedule]]` entry as `opsctl schedule list` and `GET /api/v1/schedule` show it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ScheduledJob))]
 #[serde(rename_all = "kebab-case")]
 pub struct JobStatus {
     /// The entry's name.

@@ -14,6 +14,7 @@ macro_rules! redacted_string {
     ($(#[$doc:meta])* $name:ident, $shown:expr) => {
         $(#[$doc])*
         #[derive(Clone, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub struct $name(String);
 
         impl $name {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The outcome of a check. Ordered from best to worst, so `max()` gives the overall status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Works as expected.
@@ -50,6 +51,7 @@ impl fmt::Display for Status {
 
 /// Incident severity, as the runbooks classify it. `P1` is the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Severity {
     /// Complete outage or data at risk: respond within 15 minutes.
     P1,
@@ -109,6 +111,7 @@ impl fmt::Display for Severity {
 /// The runbook that applies to a problem: what probes classify their problems by, what triage
 /// turns into a severity, and what `[triage.severity]` keys name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Runbook {
     /// The container engine does not answer.
@@ -238,6 +241,7 @@ impl fmt::Display for Runbook {
 
 /// One thing a check found, with the evidence a person needs to believe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// What the finding is about (`container:api`, `database:main`).
     pub subject: String,

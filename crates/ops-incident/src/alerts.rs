@@ -13,6 +13,9 @@ use ops_core::{Result, Severity};
 use crate::model::{EventKind, IncidentStatus};
 use crate::record::{EventOpened, Incidents, NewIncident, escalate_to, parse_header};
 
+/// Why an incident of an alert group resolved, on its log.
+const RESOLVED_BY_GROUP: &str = "Alertmanager resolved every alert of its group";
+
 /// One alert of a notification, as the incident sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertNotice {
@@ -101,7 +104,17 @@ impl Incidents {
                     Ok(())
                 })
                 .await?;
-                let resolved = if group_resolved { self.resolve(&id, None, actor, now).await.is_ok() } else { false };
+                // Already resolved (by hand) is fine; a store that failed is an error, so
+                // the delivery is not taken and Alertmanager's retry resolves it.
+                let resolved = if group_resolved {
+                    match self.resolve_because(&id, RESOLVED_BY_GROUP, None, actor, now).await {
+                        Ok(_) => true,
+                        Err(e) if e.kind() == ops_core::ErrorKind::Conflict => false,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    false
+                };
                 return Ok(Some(GroupRecord { incident: id, opened: false, resolved, root }));
             }
             let firing: Vec<&AlertNotice> = alerts.iter().filter(|a| a.firing).collect();

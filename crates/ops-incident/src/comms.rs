@@ -122,6 +122,7 @@ impl Templates {
 
 /// A rendered message: its first line and the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rendered {
     /// The first line.
     pub title: String,
@@ -146,6 +147,7 @@ pub fn escape_text(text: &str) -> String {
 
 /// What a message template can say: the incident's public facts and its cause.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageFacts {
     /// The project's name.
     pub project: String,
@@ -258,6 +260,7 @@ pub fn level(message: &str, incident: &Incident) -> NotificationLevel {
 
 /// What sending one message did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sent {
     /// Deliveries that succeeded.
     pub delivered: u32,

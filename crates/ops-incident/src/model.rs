@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where an incident is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentStatus {
     /// Detected, nobody has taken it yet.
@@ -49,6 +50,7 @@ impl std::fmt::Display for IncidentStatus {
 /// The status an incident shows the public: Atlassian Statuspage's words, which status-page
 /// readers understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PublicStatus {
     /// Looking into it.
@@ -93,6 +95,7 @@ impl PublicStatus {
 
 /// A problem of another check that the incident's cause brought about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Consequence {
     /// The check (`http:api`).
     pub check: String,
@@ -106,6 +109,7 @@ pub struct Consequence {
 
 /// One event of an incident's log: what happened, when, and who or what saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Its place in the log, from 1.
     pub seq: u64,
@@ -121,6 +125,7 @@ pub struct Event {
 /// What happened. Only [`EventKind::Update`] (and the incident's public title) is public:
 /// everything else is internal and never reaches the status page or its feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EventKind {
     /// The incident opened.
@@ -255,6 +260,7 @@ impl EventKind {
 
 /// An incident's header: what it is about and where it stands, kept current from its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Incident {
     /// `inc-20261202T114500Z-7f3a09bc`.
     pub id: String,
@@ -343,6 +349,7 @@ impl Incident {
 
 /// The incident's response times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Durations {
     /// Opening to acknowledgement.
     pub to_acknowledge_secs: Option<i64>,
@@ -356,6 +363,7 @@ pub struct Durations {
 
 /// An incident with its whole log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentRecord {
     /// The header.
     pub incident: Incident,

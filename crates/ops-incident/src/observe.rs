@@ -42,6 +42,7 @@ const ACTIONS_REMEMBERED: usize = 2000;
 
 /// What one observation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ObserveReport {
     /// Incidents opened.
     pub opened: Vec<String>,
@@ -57,6 +58,7 @@ pub struct ObserveReport {
 
 /// A check's last status, kept in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckState {
     /// The status.
     pub status: Status,

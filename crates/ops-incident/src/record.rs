@@ -33,6 +33,7 @@ const ATTEMPTS: usize = 6;
 
 /// What the desk needs to know from the configuration; the caller gives it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentOptions {
     /// `[incidents]`.
     pub incidents: IncidentsConfig,
@@ -45,6 +46,7 @@ pub struct IncidentOptions {
     /// The status page's public address, for messages.
     pub status_url: Option<String>,
     /// The audit log mirrored into the store before actions are gathered (`perf.audit-log`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub audit_log: Option<PathBuf>,
 }
 
@@ -77,6 +79,7 @@ impl IncidentOptions {
 
 /// What a person opening an incident by hand gives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OpenRequest {
     /// Internal title.
@@ -110,6 +113,7 @@ impl std::fmt::Debug for Incidents {
 
 /// The document of one event in the store (its seq and time are columns).
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct EventDoc {
     actor: String,
     #[serde(flatten)]
@@ -670,6 +674,22 @@ impl Incidents {
     /// # Errors
     /// As [`Incidents::load`]; `Conflict` when it is already resolved.
     pub async fn resolve(&self, id: &str, text: Option<&str>, actor: &str, now: DateTime<Utc>) -> Result<Event> {
+        self.resolve_because(id, "resolved by hand", text, actor, now).await
+    }
+
+    /// Resolves the incident for `reason` (on its log: "resolved by hand", "every alert of
+    /// its group resolved"), with a public update, and tells people.
+    ///
+    /// # Errors
+    /// As [`Incidents::resolve`].
+    pub async fn resolve_because(
+        &self,
+        id: &str,
+        reason: &str,
+        text: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Event> {
         let text = text.map(|t| check_text("the update", t)).transpose()?;
         let options = self.options.clone();
         let events = self
@@ -677,7 +697,7 @@ impl Incidents {
                 if incident.status == IncidentStatus::Resolved {
                     return Err(Error::conflict(format!("incident {id} is already resolved")));
                 }
-                close(incident, change, "resolved by hand", text.clone(), actor, now, &options);
+                close(incident, change, reason, text.clone(), actor, now, &options);
                 Ok(())
             })
             .await?;

@@ -11,6 +11,7 @@ use crate::model::{Durations, Event, EventKind, IncidentRecord};
 
 /// A post-incident report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PostIncidentReport {
     /// Incident id.
     pub id: String,
@@ -50,6 +51,7 @@ pub struct PostIncidentReport {
 
 /// One row of the timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineRow {
     /// When.
     pub time: DateTime<Utc>,
@@ -63,6 +65,7 @@ pub struct TimelineRow {
 
 /// The root cause as the evidence shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RootCause {
     /// The failing check at the root.
     pub check: Option<String>,
@@ -76,6 +79,7 @@ pub struct RootCause {
 
 /// What was done to fix it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resolution {
     /// Runbook runs: id, runbook, final status, and the command that shows it.
     pub runs: Vec<RunTaken>,
@@ -87,6 +91,7 @@ pub struct Resolution {
 
 /// A runbook run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunTaken {
     /// The run's id.
     pub id: String,
@@ -100,6 +105,7 @@ pub struct RunTaken {
 
 /// An action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionTaken {
     /// When.
     pub time: DateTime<Utc>,
@@ -115,6 +121,7 @@ pub struct ActionTaken {
 
 /// The incident's impact.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Impact {
     /// Public components affected.
     pub components: Vec<String>,
@@ -130,6 +137,7 @@ pub struct Impact {
 
 /// An action item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionItem {
     /// What to do.
     pub action: String,

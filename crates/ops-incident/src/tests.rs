@@ -385,6 +385,9 @@ impl StateStore for Racing {
     async fn release_lease(&self, n: &str, h: &str) -> ops_core::Result<()> {
         self.inner.release_lease(n, h).await
     }
+    async fn prune_leases(&self, p: &str, now: DateTime<Utc>) -> ops_core::Result<u64> {
+        self.inner.prune_leases(p, now).await
+    }
     async fn claim_scheduled_run(&self, r: &ops_core::ports::ScheduledRun) -> ops_core::Result<bool> {
         self.inner.claim_scheduled_run(r).await
     }

@@ -19,6 +19,7 @@ pub use state::StateDir;
 
 /// Options of [`analyze`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PerfOptions {
     /// Sections to run; all when empty.

@@ -25,6 +25,7 @@ const RECOMMENDED_POLICY: &str = "allkeys-lru";
 
 /// The counters a run keeps for the next one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct Counters {
     /// `run_id`: a new one means a new process.
     run_id: String,

@@ -9,6 +9,7 @@ use ops_probes::Observation;
 
 /// What part of the stack a section covers (`--section`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Section {
     /// PostgreSQL: queries, indexes, tables, sessions.
@@ -59,6 +60,7 @@ impl std::str::FromStr for Section {
 
 /// One finding: what was looked at, the verdict, the numbers, and what to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerfFinding {
     /// What kind of check (`slow-query`, `index-candidate`, `unused-index`, `duplicate-index`,
     /// `invalid-index`, `dead-tuples`, `wraparound`, `sequence`, `cache-hit`, `long-running`,
@@ -129,6 +131,7 @@ impl PerfFinding {
 
 /// The statistics window a section's cumulative numbers cover.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "since", rename_all = "kebab-case")]
 pub enum Window {
     /// Since the server (or its statistics) started: no earlier snapshot.
@@ -145,6 +148,7 @@ pub enum Window {
 
 /// One section of one target (`pg` of `postgres:main`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SectionReport {
     /// Which section.
     pub section: Section,
@@ -206,6 +210,7 @@ impl SectionReport {
 
 /// What [`analyze`](super::analyze) found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerfReport {
     /// Worst verdict of any section.
     pub status: Status,

@@ -14,6 +14,7 @@ pub struct StateDir {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct Stored<T> {
     taken_at: DateTime<Utc>,
     data: T,

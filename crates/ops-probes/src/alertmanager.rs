@@ -2,8 +2,8 @@
 //! `GET {url}/api/v2/alerts?active=true&silenced=false&inhibited=false`.
 //!
 //! One `alert-firing` problem per alert, with the severity its `severity` label stands for
-//! ([`AlertmanagerConfig::severity_of`]: `critical`/`page` P2, `none`/`info` P4 or ignored, any
-//! other P3); the `ignore`d names (`Watchdog`) are left out. When Alertmanager sends its
+//! ([`AlertmanagerConfig::severity_of_alert`]: its `priority` label `P1` … `P4` when it has one,
+//! else `critical`/`page` P2, `none`/`info` P4 or ignored, any other P3); the `ignore`d names (`Watchdog`) are left out. When Alertmanager sends its
 //! alerts to ops-server's webhook (`webhook-keys`), they become incidents from there, one per
 //! alert group, and the probe reports only that it answers and how many fire. An Alertmanager
 //! that does not answer makes the report `unknown` (`probe-failed`).
@@ -53,10 +53,8 @@ pub async fn probe(config: &AlertmanagerConfig, options: &NetOptions) -> ProbeRe
             return report.finish(started.elapsed());
         }
     };
-    let alerts: Vec<Alert> = alerts
-        .into_iter()
-        .filter(|a| config.severity_of(a.name(), a.labels.get("severity").map(String::as_str)).is_some())
-        .collect();
+    let alerts: Vec<Alert> =
+        alerts.into_iter().filter(|a| config.severity_of_alert(a.name(), &a.labels).is_some()).collect();
     report.observe(Observation::new("firing", alerts.len() as f64, Unit::Count));
     report.message = match alerts.len() {
         0 => "no alerts firing".to_owned(),
@@ -81,7 +79,7 @@ pub async fn probe(config: &AlertmanagerConfig, options: &NetOptions) -> ProbeRe
         return report.finish(started.elapsed());
     }
     for alert in &alerts {
-        let severity = config.severity_of(alert.name(), alert.labels.get("severity").map(String::as_str));
+        let severity = config.severity_of_alert(alert.name(), &alert.labels);
         report.problem(alert.problem(severity));
     }
     report.finish(started.elapsed())
@@ -169,6 +167,7 @@ fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
 
 /// Alertmanager's webhook payload, version 4 (`webhook_configs`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookMessage {
     /// `4`.
@@ -189,6 +188,7 @@ pub struct WebhookMessage {
 
 /// One alert of a [`WebhookMessage`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookAlert {
     /// `firing` or `resolved`.
@@ -298,20 +298,45 @@ impl WebhookAlert {
     }
 }
 
-/// Whether the alert with `fingerprint` still fires in the Alertmanager at `config.url`.
+/// Whether the alert with `fingerprint` still fires in the Alertmanager at `config.url`:
+/// active, not inhibited, and silenced by none but `ours` (the silences ops-server made while
+/// its runbooks act, which must not make another alert of the same target look resolved). An
+/// alert that is gone, or that a person silenced, does not fire.
 ///
 /// # Errors
 /// Why Alertmanager could not be asked.
 pub async fn still_firing(
     config: &AlertmanagerConfig,
     fingerprint: &str,
+    ours: &[String],
     options: &NetOptions,
 ) -> Result<bool, String> {
-    let url = alerts_url(config.url.expose())?;
-    let (_, body) = net::get_document(&url, MAX_ANSWER, options).await;
+    let mut url = net::parse_url(&api_url(config.url.expose(), "alerts")?)?;
+    url.query_pairs_mut()
+        .append_pair("active", "true")
+        .append_pair("silenced", "true")
+        .append_pair("inhibited", "true");
+    let (_, body) = net::get_document(url.as_str(), MAX_ANSWER, options).await;
     let alerts: Vec<serde_json::Value> =
         serde_json::from_slice(&body?).map_err(|e| format!("the answer is not a v2 alert list ({e})"))?;
-    Ok(alerts.iter().any(|a| a.get("fingerprint").and_then(serde_json::Value::as_str) == Some(fingerprint)))
+    Ok(fires(&alerts, fingerprint, ours))
+}
+
+/// Whether `fingerprint` is among `alerts` (a v2 alert list), active, not inhibited, and
+/// silenced by none but `ours`.
+fn fires(alerts: &[serde_json::Value], fingerprint: &str, ours: &[String]) -> bool {
+    let Some(alert) =
+        alerts.iter().find(|a| a.get("fingerprint").and_then(serde_json::Value::as_str) == Some(fingerprint))
+    else {
+        return false;
+    };
+    let status = &alert["status"];
+    let ids = |k: &str| -> Vec<String> {
+        status[k].as_array().map_or_else(Vec::new, |a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+    };
+    let state = status["state"].as_str().unwrap_or("active");
+    let silenced_by_others = ids("silencedBy").iter().any(|id| !ours.contains(id));
+    matches!(state, "active" | "suppressed" | "unprocessed") && ids("inhibitedBy").is_empty() && !silenced_by_others
 }
 
 /// `{base}/api/v2/{path}`.
@@ -443,6 +468,18 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_silenced_by_ops_server_itself_still_fires() {
+        let alert = |state: &str, silenced: &[&str], inhibited: &[&str]| serde_json::json!({"fingerprint": "f1", "status": {"state": state, "silencedBy": silenced, "inhibitedBy": inhibited}});
+        let ours = vec!["s-ours".to_owned()];
+        assert!(fires(&[alert("active", &[], &[])], "f1", &ours));
+        assert!(fires(&[alert("suppressed", &["s-ours"], &[])], "f1", &ours));
+        assert!(!fires(&[alert("suppressed", &["s-ours", "s-person"], &[])], "f1", &ours), "a person silenced it too");
+        assert!(!fires(&[alert("suppressed", &[], &["f0"])], "f1", &ours), "inhibited");
+        assert!(!fires(&[alert("active", &[], &[])], "f2", &ours), "gone");
+        assert!(fires(&[alert("unprocessed", &[], &[])], "f1", &ours), "received, not yet grouped");
+    }
+
+    #[test]
     fn severities_map_watchdog_and_info_stay_quiet() {
         let config = AlertmanagerConfig::default();
         let sev = |name: &str, s: Option<&str>| config.severity_of(name, s);
@@ -455,6 +492,14 @@ mod tests {
         let ignoring =
             AlertmanagerConfig { low_severity: ops_core::config::LowSeverity::Ignore, ..AlertmanagerConfig::default() };
         assert_eq!(ignoring.severity_of("Info", Some("info")), None);
+        // The generated rules' `priority` label wins over `severity` (ServiceDown is P1).
+        let labels = |p: &str, s: &str| {
+            BTreeMap::from([("priority".to_owned(), p.to_owned()), ("severity".to_owned(), s.to_owned())])
+        };
+        assert_eq!(config.severity_of_alert("ServiceDown", &labels("P1", "critical")), Some(ops_core::Severity::P1));
+        assert_eq!(config.severity_of_alert("X", &labels("p3", "critical")), Some(ops_core::Severity::P3));
+        assert_eq!(config.severity_of_alert("X", &labels("urgent", "critical")), Some(ops_core::Severity::P2));
+        assert_eq!(config.severity_of_alert("Watchdog", &labels("P1", "none")), None);
         // A P4 never pages: triage takes the alert's own severity over the runbook's.
         let problem = parse_alerts(ALERTS.as_bytes()).unwrap()[2].problem(Some(ops_core::Severity::P4));
         let overrides = BTreeMap::new();

@@ -1,6 +1,6 @@
 //! A PostgreSQL server: the runbooks' `pg_isready`, the connection count against
 //! `max_connections` ("8 of 10" is a warning), and `pg_stat_activity` for long-running queries
-//! and sessions idle in a transaction.
+//! and sessions idle in a transaction; how long a trivial query takes is its `latency`.
 
 use std::time::Duration;
 
@@ -64,6 +64,11 @@ async fn check(db: &dyn Database, mut report: ProbeReport, t: &PostgresThreshold
     }
     let summary = match db.connections().await {
         Ok(stats) => {
+            // How fast the server answers a trivial query on an open connection (`latency`,
+            // what the generated DBQueryLatency rule reads).
+            #[allow(clippy::cast_precision_loss)]
+            let ms = stats.round_trip_micros as f64 / 1000.0;
+            report.observe(Observation::new("latency", ms, Unit::Milliseconds));
             let (observations, problem) = connections(&stats, t);
             observations.into_iter().for_each(|o| report.observe(o));
             problem.into_iter().for_each(|p| report.problem(p));

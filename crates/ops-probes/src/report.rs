@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// What was probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeKind {
     /// The container engine itself.
@@ -70,6 +71,7 @@ impl std::fmt::Display for ProbeKind {
 
 /// Unit of an [`Observation`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Unit {
     /// Seconds.
@@ -105,6 +107,7 @@ impl Unit {
 
 /// One measured value, with its unit (`ttfb` 412 ms, `disk_used` 71.3 %).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Observation {
     /// snake_case name (`ttfb`, `connections_used`, `hit_rate`); with `labels` it is unique.
     pub name: String,
@@ -134,6 +137,7 @@ impl Observation {
 
 /// One problem a probe found: what it is, which runbook applies, and the evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// The runbook that applies; triage derives the severity from it.
     pub runbook: Runbook,
@@ -174,6 +178,7 @@ impl Problem {
 
 /// What a probe saw. Never carries a secret: targets are redacted (`postgres://app:***@db/app`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProbeReport {
     /// Unique within one triage run: `{kind}:{name}` (`http:api`, `container:shop-db-1`, `host`).
     pub name: String,

@@ -34,6 +34,7 @@ impl std::fmt::Debug for Resolved {
 
 /// What an action step would touch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionPreview {
     /// One line: `restart shop-db-1, then 2 dependents: shop-api-1, shop-web-1`.
     pub summary: String,
@@ -51,6 +52,7 @@ pub struct ActionPreview {
 
 /// What applying an action step did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionResult {
     /// Every target done.
     pub ok: bool,

@@ -112,6 +112,7 @@ impl Catalog {
 
 /// The runbook an incident names and how to run it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Remedy {
     /// The runbook.
     pub runbook: String,

@@ -29,6 +29,7 @@ use crate::run::{
 
 /// What the caller gives a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunOptions {
     /// Parameter values (`database = "main"`); the rest come from the incident or defaults.

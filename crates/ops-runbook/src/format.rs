@@ -46,6 +46,7 @@ pub struct Runbook {
 /// What a parameter holds, which says where its value comes from when a triage incident or
 /// an alert starts the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ParamKind {
     /// A `[databases]` name (from a `postgres:NAME` check); empty: the only one, or `main`.
@@ -64,6 +65,7 @@ pub enum ParamKind {
 
 /// One parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Param {
     /// What it holds.
@@ -85,6 +87,8 @@ pub struct Param {
 
 /// Who must agree before an action step acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = StepApproval))]
 #[serde(rename_all = "kebab-case")]
 pub enum Approval {
     /// Nobody beyond whoever started an applying run.

@@ -12,6 +12,7 @@ use crate::actions::{ActionPreview, ActionResult};
 
 /// Planned or applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Read everything, change nothing.
@@ -22,6 +23,7 @@ pub enum Mode {
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// A plan: nothing was changed.
@@ -65,6 +67,7 @@ impl RunStatus {
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum StepOutcome {
     /// Done as it should (a check ran, whatever it found; an action succeeded).
@@ -87,6 +90,7 @@ pub enum StepOutcome {
 
 /// One guard's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GuardVerdict {
     /// `unless`, `budget`, `cooldown`, `approval`, `lock`.
     pub guard: String,
@@ -100,6 +104,7 @@ pub struct GuardVerdict {
 
 /// A check's result as a run keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResult {
     /// `postgres:main`.
     pub name: String,
@@ -119,6 +124,7 @@ pub struct CheckResult {
 
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepRecord {
     /// 1-based position in the runbook.
     pub index: u32,
@@ -163,6 +169,7 @@ pub struct StepRecord {
 
 /// What started a run from triage or an alert.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentRef {
     /// The triage runbook or alert name (`database-down`, `ServiceDown`).
     pub runbook: String,
@@ -175,6 +182,7 @@ pub struct IncidentRef {
 
 /// One escalation sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Escalation {
     /// When.
     pub time: DateTime<Utc>,
@@ -188,6 +196,7 @@ pub struct Escalation {
 
 /// A run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     /// `run-20261202T114500Z-7f3a9c`.
     pub id: String,

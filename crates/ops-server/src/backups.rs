@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::jobs::{JobStatus, Refusal};
+use crate::openapi::{BackupList, ErrorBody, JobAccepted, RestoreBody};
 use crate::state::AppState;
 
 fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
@@ -28,7 +29,7 @@ fn spawn_job<F>(
     kind: &str,
     exclusive: Option<&str>,
     work: F,
-) -> Result<(StatusCode, Json<Value>), ApiError>
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError>
 where
     F: Future<Output = (Result<Value, ops_core::Error>, bool)> + Send + 'static,
 {
@@ -57,7 +58,8 @@ where
             Err(e) => jobs_state.jobs.finish(&job_id, JobStatus::Failed, None, Some(error_value(&e))),
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id, "status": "queued", "href": format!("/api/v1/jobs/{id}") }))))
+    let href = format!("/api/v1/jobs/{id}");
+    Ok((StatusCode::ACCEPTED, Json(JobAccepted { job: id, status: "queued".into(), href })))
 }
 
 /// The options in a JSON body, or their defaults for an empty body.
@@ -74,9 +76,12 @@ pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// `?database=NAME`: one database's backups.
-#[derive(Debug, Default, Deserialize)]
+/// `?database=NAME`: a `[databases.NAME]` entry (the only one, or `main`, when absent).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DatabaseQuery {
+    /// The database's name in the config.
     database: Option<String>,
 }
 
@@ -86,23 +91,30 @@ fn database_name(ctx: &ops_core::Context, requested: Option<&str>) -> Result<Str
     Ok(ops_backup::target::database_name(ctx, requested)?)
 }
 
+/// The backups in storage, newest first, of every database or one.
+#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", params(DatabaseQuery),
+    responses((status = 200, body = BackupList), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Query(q): Query<DatabaseQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BackupList>, ApiError> {
     let ctx = context(&state)?;
     let mut entries = ops_backup::list(&ctx).await?;
     if let Some(name) = q.database.as_deref() {
         let name = database_name(&ctx, Some(name))?;
         entries = ops_backup::catalog::of_database(entries, &name);
     }
-    Ok(Json(json!({ "backups": entries })))
+    Ok(Json(BackupList { backups: entries }))
 }
 
+/// Starts a backup of one database as a job.
+#[utoipa::path(post, path = "/api/v1/backups", tag = "backups",
+    request_body(content = Option<ops_backup::BackupOptions>, content_type = "application/json"),
+    responses((status = 202, body = JobAccepted), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn start_backup(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let ctx = context(&state)?;
     let opts: ops_backup::BackupOptions = options(&body)?;
     opts.validate()?;
@@ -139,11 +151,15 @@ pub(crate) async fn backup_recorded(
     r.map(|r| to_value(&r))
 }
 
+/// Verifies a backup (`latest` or an id) as a job: checksum, archive and a restore test.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/verify", tag = "backups",
+    params(("id" = String, Path, description = "A backup id or `latest`"), DatabaseQuery),
+    responses((status = 202, body = JobAccepted), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn verify(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<DatabaseQuery>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let ctx = context(&state)?;
     // An id or `latest`, nothing else, before any job starts.
     match ops_backup::source::SourceSpec::parse(&id)? {
@@ -165,10 +181,14 @@ pub(crate) async fn verify(
     })
 }
 
+/// Starts a DR drill as a job: the backup restored into a scratch server and checked.
+#[utoipa::path(post, path = "/api/v1/dr-tests", tag = "backups",
+    request_body(content = Option<ops_backup::DrillOptions>, content_type = "application/json"),
+    responses((status = 202, body = JobAccepted), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn dr_test(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let ctx = context(&state)?;
     let opts: ops_backup::DrillOptions = options(&body)?;
     opts.validate()?;
@@ -216,11 +236,16 @@ pub(crate) fn options_and_flag<T: serde::de::DeserializeOwned>(body: &[u8], flag
     Ok((options, set))
 }
 
+/// Restores a backup over a live database as a job; without `"confirm": true` the plan is
+/// returned in a 422.
+#[utoipa::path(post, path = "/api/v1/restores", tag = "backups",
+    request_body(content = RestoreBody, content_type = "application/json"),
+    responses((status = 202, body = JobAccepted), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn restore(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let ctx = context(&state)?;
     // The restore options plus `"confirm": true`.
     let (mut options, confirm): (ops_backup::RestoreOptions, bool) = options_and_flag(&body, "confirm")?;
@@ -253,10 +278,12 @@ struct RestoreRequest {
     options: ops_backup::RestoreOptions,
 }
 
-pub(crate) async fn job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    state
-        .jobs
-        .get(&id)
-        .map(|j| Json(to_value(&j)))
-        .ok_or_else(|| ApiError::Core(ops_core::Error::not_found(format!("no job {id}"))))
+/// A job's status, progress and report.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "backups", params(("id" = String, Path, description = "The job's id")),
+    responses((status = 200, body = crate::jobs::Job), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::jobs::Job>, ApiError> {
+    state.jobs.get(&id).map(Json).ok_or_else(|| ApiError::Core(ops_core::Error::not_found(format!("no job {id}"))))
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobState)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Accepted, waiting for a slot of its kind.
@@ -23,7 +24,7 @@ pub enum JobStatus {
 }
 
 /// One job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
     /// Id.
     pub id: String,

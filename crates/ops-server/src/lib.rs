@@ -31,6 +31,8 @@
 //!   entries with their next due time and last run; one entry's ledger. The entries run in
 //!   the background ([`scheduler`]).
 //!
+//! - `GET /api/v1/openapi.json` (read): the OpenAPI 3.1 document of these routes (module `openapi`).
+//!
 //! Keys come from `API_KEYS` (read) and `ADMIN_KEYS` (read and act), comma-separated so old
 //! and new keys overlap during a rotation, sent as `Authorization: Bearer KEY` or
 //! `X-API-Key: KEY`, compared in constant time.
@@ -58,6 +60,7 @@ mod error;
 mod incidents;
 mod jobs;
 mod metrics;
+mod openapi;
 mod perf;
 mod rate;
 mod routes;

@@ -17,11 +17,13 @@ struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabel {
     job: String,
+    kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobResultLabels {
     job: String,
+    kind: String,
     result: String,
 }
 
@@ -128,7 +130,11 @@ impl Metrics {
             job_last_success.clone(),
         );
         let job_runs = Family::<JobResultLabels, Counter>::default();
-        registry.register("job_runs", "Scheduled runs this process ended, by job and result", job_runs.clone());
+        registry.register(
+            "job_runs",
+            "Scheduled runs this process ended, by job, its kind and result",
+            job_runs.clone(),
+        );
         let job_missed = Family::<JobLabel, Counter>::default();
         registry.register(
             "job_missed",
@@ -158,24 +164,24 @@ impl Metrics {
 
     /// Counts a scheduled run this process ended (`success`, `failure`, `skipped`) and moves
     /// its last-run time.
-    pub fn record_job(&self, job: &str, result: &str, at: chrono::DateTime<chrono::Utc>) {
-        let labels = JobResultLabels { job: job.to_owned(), result: result.to_owned() };
+    pub fn record_job(&self, job: &str, kind: &str, result: &str, at: chrono::DateTime<chrono::Utc>) {
+        let labels = JobResultLabels { job: job.to_owned(), kind: kind.to_owned(), result: result.to_owned() };
         self.job_runs.get_or_create(&labels).inc();
-        self.set_job_last(job, result, at);
+        self.set_job_last(job, kind, result, at);
     }
 
     /// Sets the last time `job` ended with `result`, unless a later one is known (the ledger
     /// is refreshed after runs this process saw).
-    pub fn set_job_last(&self, job: &str, result: &str, at: chrono::DateTime<chrono::Utc>) {
+    pub fn set_job_last(&self, job: &str, kind: &str, result: &str, at: chrono::DateTime<chrono::Utc>) {
         #[allow(clippy::cast_precision_loss)]
         let secs = at.timestamp_millis() as f64 / 1000.0;
-        let gauge =
-            self.job_last_run.get_or_create(&JobResultLabels { job: job.to_owned(), result: result.to_owned() });
+        let labels = JobResultLabels { job: job.to_owned(), kind: kind.to_owned(), result: result.to_owned() };
+        let gauge = self.job_last_run.get_or_create(&labels);
         if gauge.get() < secs {
             gauge.set(secs);
         }
         if result == "success" {
-            let gauge = self.job_last_success.get_or_create(&JobLabel { job: job.to_owned() });
+            let gauge = self.job_last_success.get_or_create(&JobLabel { job: job.to_owned(), kind: kind.to_owned() });
             if gauge.get() < secs {
                 gauge.set(secs);
             }
@@ -183,8 +189,8 @@ impl Metrics {
     }
 
     /// Counts due times of `job` that did not run on time.
-    pub fn record_missed(&self, job: &str, n: u64) {
-        self.job_missed.get_or_create(&JobLabel { job: job.to_owned() }).inc_by(n);
+    pub fn record_missed(&self, job: &str, kind: &str, n: u64) {
+        self.job_missed.get_or_create(&JobLabel { job: job.to_owned(), kind: kind.to_owned() }).inc_by(n);
     }
 
     /// Counts one request refused for its key's rate.

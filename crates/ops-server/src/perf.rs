@@ -6,10 +6,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::openapi::{ActionAnswer, ActionBody, ErrorBody};
 use crate::state::AppState;
 
 fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
@@ -17,7 +18,8 @@ fn context(state: &AppState) -> Result<ops_core::Context, ApiError> {
 }
 
 /// `?section=pg&section=redis&samples=5`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct PerfQuery {
     /// Comma-separated sections (`pg,redis`); all when absent.
@@ -27,10 +29,12 @@ pub(crate) struct PerfQuery {
 }
 
 /// `GET /api/v1/perf`: the whole report, as `opsctl perf analyze --json`.
+#[utoipa::path(get, path = "/api/v1/perf", tag = "checks", params(PerfQuery),
+    responses((status = 200, body = ops_perf::PerfReport), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn analyze(
     State(state): State<Arc<AppState>>,
     Query(q): Query<PerfQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let sections = match &q.section {
         None => Vec::new(),
         Some(list) => list
@@ -44,7 +48,7 @@ pub(crate) async fn analyze(
     }
     let opts = ops_perf::PerfOptions { sections, http_samples: q.samples };
     let report = state.perf(opts, crate::checks::not_before(false)).await?;
-    Ok(Json(json!(&*report)))
+    Ok(Json(&*report).into_response())
 }
 
 /// Body of `POST /api/v1/actions`: the action (`{"action": "kill-idle", "older-than-secs":
@@ -62,17 +66,20 @@ fn action_request(body: &[u8]) -> Result<ActionRequest, ApiError> {
 
 /// `POST /api/v1/actions` (admin): the plan, or with `"apply": true` the result. The audit
 /// log's actor names the key by a fingerprint, never the key.
+#[utoipa::path(post, path = "/api/v1/actions", tag = "checks",
+    request_body(content = ActionBody, content_type = "application/json"),
+    responses((status = 200, body = ActionAnswer), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn act(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionAnswer>, ApiError> {
     let req = action_request(&body)?;
     let ctx = context(&state)?;
     let plan = ops_act::plan(&ctx, &req.action).await?;
     if !req.apply || plan.targets.is_empty() {
-        return Ok(Json(json!({ "applied": false, "plan": plan })));
+        return Ok(Json(ActionAnswer { applied: false, plan: Some(plan), report: None }));
     }
     let report = ops_act::apply(&ctx, &plan, &crate::auth::actor(&headers)).await?;
-    Ok(Json(json!({ "applied": true, "report": report })))
+    Ok(Json(ActionAnswer { applied: true, plan: None, report: Some(report) }))
 }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Access, access_for, presented_key};
 use crate::error::ApiError;
+use crate::openapi::{ConfigAnswer, ErrorBody};
 use crate::state::AppState;
 use crate::{backups, checks, incidents, perf, runbooks, status};
 
@@ -35,7 +36,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/report", get(incidents::report))
         .route("/api/v1/status", get(status::internal))
         .route("/api/v1/schedule", get(crate::scheduler::list))
-        .route("/api/v1/schedule/{name}/runs", get(crate::scheduler::runs));
+        .route("/api/v1/schedule/{name}/runs", get(crate::scheduler::runs))
+        .route("/api/v1/openapi.json", get(openapi_json));
     let admin = Router::new()
         .route("/api/v1/config/reload", post(reload_config))
         .route("/api/v1/backups", post(backups::start_backup))
@@ -74,6 +76,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), request_timeout))
         .with_state(state)
 }
@@ -94,6 +97,58 @@ async fn request_timeout(State(state): State<Arc<AppState>>, req: Request, next:
         Ok(r) => r,
         Err(_) => ApiError::RequestTimeout(limit).into_response(),
     }
+}
+
+/// The most of a non-JSON error body (an extractor's rejection) kept as the message.
+const MAX_REJECTION_MESSAGE: usize = 1024;
+
+/// Every error of an `/api/v1` route is the JSON error body the OpenAPI document promises:
+/// axum's own rejections (a query that does not parse, a JSON body of the wrong type, a
+/// method the route does not have) answer plain text, so they are rewrapped here, with the
+/// same status and their text, cut short, as the message (a server error's text is logged,
+/// and the caller gets only its status's reason).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/v1/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b[..b.len().min(MAX_REJECTION_MESSAGE)]).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let kind = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        s if s.is_server_error() => "internal",
+        _ => "invalid-input",
+    };
+    // A server error's own text may name internals: it goes to the log, not the caller.
+    let message = if status.is_server_error() {
+        if !text.is_empty() {
+            tracing::error!(status = status.as_u16(), error = %text, "a request failed inside the server");
+        }
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut out = (status, Json(json!({ "error": { "kind": kind, "message": message } }))).into_response();
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 /// Takes one request from the key's budget (`server.rate-limit-per-second`).
@@ -197,15 +252,28 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::Header
     resp
 }
 
-async fn get_config(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// The running configuration, secrets as `***`.
+#[utoipa::path(get, path = "/api/v1/config", tag = "config",
+    responses((status = 200, body = ConfigAnswer<'static>), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn get_config(State(state): State<Arc<AppState>>) -> Response {
     let running = state.running();
-    Json(json!({ "config": &*running.config }))
+    Json(ConfigAnswer { reloaded: None, config: &running.config }).into_response()
 }
 
-async fn reload_config(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// Re-reads the config file; a bad file is refused (422, located) and the running config kept.
+#[utoipa::path(post, path = "/api/v1/config/reload", tag = "config",
+    responses((status = 200, body = ConfigAnswer<'static>), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn reload_config(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let running = state.reload().map_err(ApiError::Config)?;
     tracing::info!("configuration reloaded");
-    Ok(Json(json!({ "reloaded": true, "config": &*running.config })))
+    Ok(Json(ConfigAnswer { reloaded: Some(true), config: &running.config }).into_response())
+}
+
+/// This document: every `/api/v1` route, OpenAPI 3.1.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "config",
+    responses((status = 200, description = "The OpenAPI document", body = Object), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn openapi_json() -> Json<&'static Value> {
+    crate::openapi::answer()
 }
 
 async fn not_found() -> (StatusCode, Json<Value>) {

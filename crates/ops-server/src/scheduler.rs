@@ -144,7 +144,12 @@ async fn record_unrecorded(state: &AppState, store: &dyn StateStore, unrecorded:
         unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).collect();
     for (i, row) in rows.iter().enumerate() {
         match store.claim_scheduled_run(row).await {
-            Ok(true) => state.metrics.record_job(&row.job, "failure", row.finished_at.unwrap_or(row.started_at)),
+            Ok(true) => {
+                // The kind of the entry of that name now (the config may have been reloaded).
+                let kind = state.running().config.schedule.iter().find(|e| e.name == row.job).map(|e| e.job.as_str());
+                let at = row.finished_at.unwrap_or(row.started_at);
+                state.metrics.record_job(&row.job, kind.unwrap_or("unknown"), "failure", at);
+            }
             Ok(false) => {}
             Err(_) => {
                 // Still down: keep them for the next time.
@@ -193,7 +198,8 @@ async fn refresh_metrics_every(state: Arc<AppState>) {
                     if let Ok(rows) = store.scheduled_runs(&q).await
                         && let Some(row) = rows.first()
                     {
-                        state.metrics.set_job_last(&entry.name, result, row.finished_at.unwrap_or(row.started_at));
+                        let at = row.finished_at.unwrap_or(row.started_at);
+                        state.metrics.set_job_last(&entry.name, entry.job.as_str(), result, at);
                     }
                 }
             }
@@ -373,7 +379,7 @@ async fn claim_and_run(
         Catch::OnTime => 0,
     };
     if missed_now > 0 {
-        state.metrics.record_missed(&entry.name, u64::from(missed_now));
+        state.metrics.record_missed(&entry.name, entry.job.as_str(), u64::from(missed_now));
     }
     if status == "missed" {
         return;
@@ -438,7 +444,7 @@ async fn claim_and_run(
         None => tracing::info!(job = %entry.name, status = %row.status, "scheduled run ended"),
     }
     if recorded {
-        state.metrics.record_job(&entry.name, outcome.status, end);
+        state.metrics.record_job(&entry.name, entry.job.as_str(), outcome.status, end);
     }
 }
 
@@ -525,7 +531,8 @@ async fn try_acquire(
     }
     // The server's own slot, shared with the API's jobs (a backup of the same database).
     let exclusive = match entry.job {
-        JobKind::Runbook => entry.runbook.as_ref().map(|name| format!("runbook {name}")),
+        // The entry's parameters as it gives them (the run resolves the rest).
+        JobKind::Runbook => entry.runbook.as_ref().map(|name| crate::runbooks::exclusive_key(name, &entry.params)),
         kind if kind.on_database() => database_of(state, entry).map(|db| format!("database {db}")),
         _ => None,
     };
@@ -843,32 +850,39 @@ async fn run_runbook(
 }
 
 /// `GET /api/v1/schedule`: every entry with its next due time, last run and last success.
+#[utoipa::path(get, path = "/api/v1/schedule", tag = "schedule",
+    responses((status = 200, body = crate::openapi::ScheduleList), (status = "4XX", body = crate::openapi::ErrorBody), (status = "5XX", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-) -> Result<axum::Json<Value>, crate::error::ApiError> {
+) -> Result<axum::Json<crate::openapi::ScheduleList>, crate::error::ApiError> {
     let entries = state.running().config.schedule.clone();
     let store = state.state_store().await?;
     let jobs = ops_core::schedule::overview(&entries, store.as_ref(), Utc::now()).await?;
-    Ok(axum::Json(json!({ "jobs": jobs })))
+    Ok(axum::Json(crate::openapi::ScheduleList { jobs }))
 }
 
 /// `?limit=N` of a ledger listing.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunsQuery {
+    /// At most this many (default 50, at most 1000).
     limit: Option<usize>,
 }
 
 /// `GET /api/v1/schedule/{name}/runs`: one entry's ledger, newest first.
+#[utoipa::path(get, path = "/api/v1/schedule/{name}/runs", tag = "schedule",
+    params(("name" = String, Path, description = "The entry's name"), RunsQuery),
+    responses((status = 200, body = crate::openapi::ScheduledRunList), (status = "4XX", body = crate::openapi::ErrorBody), (status = "5XX", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn runs(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     axum::extract::Path(name): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<RunsQuery>,
-) -> Result<axum::Json<Value>, crate::error::ApiError> {
+) -> Result<axum::Json<crate::openapi::ScheduledRunList>, crate::error::ApiError> {
     if !state.running().config.schedule.iter().any(|e| e.name == name) {
         return Err(ops_core::Error::not_found("no [[schedule]] entry by that name").into());
     }
     let store = state.state_store().await?;
     let q = ScheduleQuery { job: Some(name), status: None, limit: q.limit.unwrap_or(50).clamp(1, 1000) };
-    Ok(axum::Json(json!({ "runs": store.scheduled_runs(&q).await? })))
+    Ok(axum::Json(crate::openapi::ScheduledRunList { runs: store.scheduled_runs(&q).await? }))
 }

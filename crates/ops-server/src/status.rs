@@ -14,9 +14,10 @@ use chrono::Utc;
 use ops_status::model::ComponentStatus;
 use ops_status::render;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::error::ApiError;
+use crate::openapi::{Cancelled, ComponentState, ErrorBody, InternalStatus, OverrideSet};
 use crate::state::AppState;
 
 /// No scripts, no frames, no forms; styles only inline (the page has no JavaScript at all).
@@ -98,59 +99,70 @@ pub(crate) async fn json_document(
 }
 
 /// `GET /api/v1/status`: the components with why they have their status (internal).
-pub(crate) async fn internal(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/status", tag = "status",
+    responses((status = 200, body = InternalStatus), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub(crate) async fn internal(State(state): State<Arc<AppState>>) -> Result<Json<InternalStatus>, ApiError> {
     let board = state.board().await?;
     let current = board.current(Utc::now()).await?;
-    let components: Vec<Value> = current
-        .iter()
-        .map(|(c, status, reason, since)| {
-            json!({ "name": c.name, "status": status, "reason": reason, "since": since, "checks": c.checks })
-        })
+    let components = current
+        .into_iter()
+        .map(|(c, status, reason, since)| ComponentState { name: c.name, status, reason, since, checks: c.checks })
         .collect();
     let overrides = board.overrides().await?;
     let maintenances = board.maintenances().await?;
-    Ok(Json(json!({ "components": components, "overrides": overrides, "maintenances": maintenances })))
+    Ok(Json(InternalStatus { components, overrides, maintenances }))
 }
 
 /// `{"component": "API", "status": "major_outage"}`, `"status": null` to clear.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OverrideBody {
+    /// A component of `[[status.components]]`.
     component: String,
+    /// The status shown instead of the derived one; `null` clears the override.
     status: Option<ComponentStatus>,
 }
 
 /// `POST /api/v1/status/overrides`.
+#[utoipa::path(post, path = "/api/v1/status/overrides", tag = "status",
+    request_body(content = OverrideBody, content_type = "application/json"),
+    responses((status = 200, body = OverrideSet), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn set_override(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Json(b): Json<OverrideBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OverrideSet>, ApiError> {
     let board = state.board().await?;
     let cleared = board.set_override(&b.component, b.status, &crate::auth::actor(&headers), Utc::now()).await?;
     state.page_changed().await;
-    Ok(Json(json!({ "component": b.component, "status": b.status, "cleared": cleared })))
+    Ok(Json(OverrideSet { component: b.component, status: b.status, cleared }))
 }
 
 /// `POST /api/v1/status/maintenances`.
+#[utoipa::path(post, path = "/api/v1/status/maintenances", tag = "status",
+    request_body(content = ops_status::build::MaintenanceRequest, content_type = "application/json"),
+    responses((status = 201, body = ops_status::model::Maintenance), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn add_maintenance(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Json(b): Json<ops_status::build::MaintenanceRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ops_status::model::Maintenance>), ApiError> {
     let board = state.board().await?;
     let m = board.schedule_maintenance(&b, &crate::auth::actor(&headers), Utc::now()).await?;
     state.page_changed().await;
-    Ok((StatusCode::CREATED, Json(json!(m))))
+    Ok((StatusCode::CREATED, Json(m)))
 }
 
 /// `DELETE /api/v1/status/maintenances/{id}`.
+#[utoipa::path(delete, path = "/api/v1/status/maintenances/{id}", tag = "status",
+    params(("id" = String, Path, description = "The maintenance's id")),
+    responses((status = 200, body = Cancelled), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub(crate) async fn cancel_maintenance(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Cancelled>, ApiError> {
     let board = state.board().await?;
     board.cancel_maintenance(&id).await?;
     state.page_changed().await;
-    Ok(Json(json!({ "cancelled": id })))
+    Ok(Json(Cancelled { cancelled: id }))
 }

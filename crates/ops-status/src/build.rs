@@ -27,6 +27,7 @@ const MAX_INCIDENTS: usize = 50;
 
 /// What the page is built from; the caller gives it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusOptions {
     /// The page's title.
     pub title: String,
@@ -56,6 +57,7 @@ impl StatusOptions {
 
 /// A maintenance window to plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceRequest {
     /// Public title.

@@ -57,6 +57,7 @@ pub fn files(page: &StatusPage) -> Vec<ExportFile> {
 
 /// What an export or a publication wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportReport {
     /// Where (a directory, or the store's location).
     pub target: String,

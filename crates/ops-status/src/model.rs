@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A component's status, in Atlassian Statuspage's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentStatus {
     /// Working.
@@ -59,6 +60,7 @@ impl ComponentStatus {
 
 /// The page's overall indicator, as Statuspage's `status.json` says it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Indicator {
     /// `none`, `minor`, `major`, `critical`, `maintenance`.
     pub indicator: String,
@@ -68,6 +70,7 @@ pub struct Indicator {
 
 /// One day of a component's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Day {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
@@ -81,6 +84,7 @@ pub struct Day {
 
 /// One component on the page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Component {
     /// Stable id (from the name).
     pub id: String,
@@ -105,6 +109,7 @@ pub struct Component {
 
 /// A public update of an incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicUpdate {
     /// Stable id.
     pub id: String,
@@ -118,6 +123,7 @@ pub struct PublicUpdate {
 
 /// An incident as the public sees it: its public title and public updates only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicIncident {
     /// The incident's id.
     pub id: String,
@@ -145,6 +151,7 @@ pub struct PublicIncident {
 
 /// A maintenance window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Maintenance {
     /// `mnt-…`.
     pub id: String,
@@ -180,6 +187,7 @@ impl Maintenance {
 
 /// A person's override of a component's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Override {
     /// The status shown instead of the derived one.
     pub status: ComponentStatus,
@@ -191,6 +199,7 @@ pub struct Override {
 
 /// The whole page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusPage {
     /// The page's title.
     pub title: String,

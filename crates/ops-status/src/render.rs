@@ -250,6 +250,7 @@ fn status_label(status: &str) -> &'static str {
 
 /// Where the page's links point: `/status/feed.atom` on the server, `feed.atom` in an export.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Links {
     /// The Atom feed.
     pub feed: String,
@@ -258,12 +259,14 @@ pub struct Links {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct DayView {
     class: &'static str,
     title: String,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct ComponentView {
     id: String,
     name: String,
@@ -276,6 +279,7 @@ struct ComponentView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct UpdateView {
     label: &'static str,
     body: String,
@@ -284,6 +288,7 @@ struct UpdateView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct IncidentView {
     id: String,
     name: String,
@@ -297,6 +302,7 @@ struct IncidentView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct MaintenanceView {
     id: String,
     title: String,
@@ -307,6 +313,7 @@ struct MaintenanceView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct PageView {
     title: String,
     indicator: String,

@@ -22,6 +22,7 @@ use crate::{Error, Result};
 
 /// The facts about one certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CertificateInfo {
     /// Subject distinguished name (`CN=example.com, O=Example`).
     pub subject: String,
@@ -32,6 +33,7 @@ pub struct CertificateInfo {
     /// DNS subject alternative names.
     pub dns_names: Vec<String>,
     /// IP address subject alternative names.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub ip_addresses: Vec<IpAddr>,
     /// Start of validity.
     pub not_before: DateTime<Utc>,
@@ -56,6 +58,7 @@ pub struct CertificateInfo {
 
 /// Type and size of a public key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicKeyInfo {
     /// Key algorithm.
     pub key_type: KeyType,
@@ -67,6 +70,7 @@ pub struct PublicKeyInfo {
 
 /// Key algorithm of a public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum KeyType {

@@ -14,6 +14,7 @@ use crate::trust::TrustStore;
 
 /// Why a chain is not valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ChainProblem {
@@ -70,6 +71,7 @@ impl std::fmt::Display for ChainProblem {
 
 /// The verdict on a presented chain: a path to a trusted root, valid for the host name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainVerification {
     /// A path to a trusted root was built and the leaf covers the host name.
     pub valid: bool,
@@ -83,6 +85,7 @@ pub struct ChainVerification {
 
 /// Order and linkage of the certificates of one PEM bundle (`fullchain.pem`, `chain.pem`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainOrder {
     /// Each certificate is issued by the next one.
     pub in_order: bool,

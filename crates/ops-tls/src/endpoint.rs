@@ -29,6 +29,7 @@ use self::verifier::Recorded;
 
 /// What an endpoint check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndpointReport {
     /// `host:port` as checked (`[v6]:port` for IPv6).
     pub target: String,
@@ -94,6 +95,7 @@ impl EndpointReport {
 
 /// Why no TLS session was established.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionFailure {
     /// The step that failed.
     pub stage: ConnectionStage,
@@ -105,6 +107,7 @@ pub struct ConnectionFailure {
 
 /// A step of an endpoint check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectionStage {
     /// Name resolution.

@@ -31,8 +31,10 @@ const MAX_DEPTH: usize = 16;
 
 /// What a check of one PEM file found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileReport {
     /// The file (or the label given to [`check_pem`]).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: PathBuf,
     /// The worst of [`findings`](Self::findings), `ok` when there are none.
     pub status: Status,
@@ -56,8 +58,10 @@ pub struct FileReport {
 
 /// What a check of a file or directory found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PathReport {
     /// The file or directory checked.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: PathBuf,
     /// The worst status of its files and findings.
     pub status: Status,
@@ -66,6 +70,7 @@ pub struct PathReport {
     /// One report per certificate file, in path order.
     pub files: Vec<FileReport>,
     /// Files looked at but not checked: key files (never read) and files without a certificate.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub skipped: Vec<PathBuf>,
     /// Earliest `notAfter` over all files.
     pub earliest_expiry: Option<DateTime<Utc>>,

@@ -54,6 +54,7 @@ pub fn help(name: &str) -> Option<&'static str> {
 
 /// One sample: a series name, its labels in a stable order, and a value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricSample {
     /// Series name.
     pub name: &'static str,

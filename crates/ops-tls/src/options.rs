@@ -11,6 +11,7 @@ use crate::{Error, Result};
 /// How to check a certificate. Defaults are the runbooks' values: warn below 30 days, critical
 /// below 14 days or expired, 10 s to connect and finish the handshake, Mozilla's roots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CheckOptions {
     /// A certificate with fewer days left than this is `warn`.
@@ -21,6 +22,7 @@ pub struct CheckOptions {
     pub timeout_ms: u64,
     /// PEM file of the CA certificates to trust instead of the bundled Mozilla roots
     /// (`webpki-roots`), for private CAs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub ca_file: Option<PathBuf>,
     /// The name the certificate must be valid for. Endpoints: also the SNI sent (default: the
     /// target's host). Files: no name is checked when unset.

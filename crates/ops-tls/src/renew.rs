@@ -21,11 +21,13 @@ const OUTPUT_TAIL_BYTES: usize = 4096;
 
 /// What to check, what to run, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RenewOptions {
     /// Endpoints to check (`host`, `host:port`, `https://host/`).
     pub endpoints: Vec<String>,
     /// PEM files or directories to check (certbot's `live/`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub paths: Vec<PathBuf>,
     /// Commands to run, in order, when renewal is due (`certbot renew` in `certbot`, then
     /// `nginx -s reload` in `nginx`). A failing command stops the ones after it.
@@ -88,6 +90,7 @@ impl RenewOptions {
 
 /// One command run inside a container, without a shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RenewCommand {
     /// Container name or id (`certbot`).
@@ -101,6 +104,7 @@ pub struct RenewCommand {
 
 /// The report of one checked target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum TargetReport {
     /// An endpoint.
@@ -140,6 +144,7 @@ impl TargetReport {
 
 /// What renewal would do, decided from a check of every target. Running nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenewPlan {
     /// Whether the commands are to run.
     pub run: bool,
@@ -159,6 +164,7 @@ pub struct RenewPlan {
 
 /// How one command ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandOutcome {
     /// Container it ran in.
     pub container: String,
@@ -186,6 +192,7 @@ impl CommandOutcome {
 
 /// Before and after a renewal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenewReport {
     /// The second check's worst status when commands ran and succeeded; `critical` when a command
     /// failed; the first check's worst status when nothing ran.

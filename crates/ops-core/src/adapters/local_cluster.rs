@@ -57,16 +57,20 @@ const DRILL_SETTINGS: &[(&str, &str)] = &[
 
 /// The server programs of one major version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerPrograms {
     /// Their major version.
     pub major: u32,
     /// `initdb --version` output.
     pub version: String,
     /// `initdb`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub initdb: PathBuf,
     /// `pg_ctl`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub pg_ctl: PathBuf,
     /// `postgres`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub postgres: PathBuf,
 }
 
@@ -218,6 +222,7 @@ pub async fn run_as() -> Result<Option<RunAs>> {
 
 /// What the report says about a local cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterInfo {
     /// The data directory (removed by the time the report exists).
     pub data_dir: String,

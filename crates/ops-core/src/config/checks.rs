@@ -12,6 +12,7 @@ use crate::vocab::{Runbook, Severity};
 
 /// `[probes]`: how probes run and what they call a problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProbesConfig {
     /// Probes triage runs at the same time.
@@ -58,6 +59,7 @@ impl Default for ProbesConfig {
 
 /// `[probes.container]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ContainerThresholds {
     /// A container that restarted this many times within `restart-window-secs` is crash-looping.
@@ -93,6 +95,7 @@ impl Default for ContainerThresholds {
 
 /// `[probes.http]`: the runbooks' TTFB thresholds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HttpThresholds {
     /// Time to first byte over this is `warn`, milliseconds.
@@ -109,6 +112,7 @@ impl Default for HttpThresholds {
 
 /// `[probes.postgres]`: the runbooks' "8 of 10 connections" rule, as shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PostgresThresholds {
     /// Connections at or over this share of `max_connections` is `warn`, percent.
@@ -134,6 +138,7 @@ impl Default for PostgresThresholds {
 
 /// `[probes.redis]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RedisThresholds {
     /// Hit rate under this is `warn`, percent.
@@ -162,6 +167,7 @@ impl Default for RedisThresholds {
 
 /// `[probes.queue]`: queue lengths (`LLEN`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct QueueThresholds {
     /// A queue longer than this is `warn`.
@@ -178,6 +184,7 @@ impl Default for QueueThresholds {
 
 /// `[probes.host]`: disks, memory and load of the machine the probes run on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostThresholds {
     /// Disk use over this is `warn`, percent.
@@ -193,6 +200,7 @@ pub struct HostThresholds {
     /// 5-minute load per core over this is `critical`.
     pub load_critical_per_core: f64,
     /// Mount points to check; empty means every real filesystem, plus the Docker data root.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub mounts: Vec<PathBuf>,
 }
 
@@ -212,6 +220,7 @@ impl Default for HostThresholds {
 
 /// `[probes.logs]`: the runbooks' `docker compose logs | grep -i error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LogThresholds {
     /// How far back to read, seconds.
@@ -243,6 +252,7 @@ impl Default for LogThresholds {
 
 /// `[probes.tls]`: the runbooks' certificate thresholds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TlsThresholds {
     /// Fewer days left than this is `warn`.
@@ -250,6 +260,7 @@ pub struct TlsThresholds {
     /// Fewer days left than this, or expired, is `critical`.
     pub critical_days: u32,
     /// PEM file of CA certificates to trust instead of the bundled Mozilla roots.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -261,6 +272,7 @@ impl Default for TlsThresholds {
 
 /// `[probes.backup]`: the runbooks' RPO.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BackupThresholds {
     /// The newest complete backup older than this is a problem, hours.
@@ -275,6 +287,7 @@ impl Default for BackupThresholds {
 
 /// `[[tcp]]`: a port that must accept connections.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TcpCheckConfig {
     /// Short name (`smtp`).
@@ -289,6 +302,7 @@ pub struct TcpCheckConfig {
 
 /// `[[dns]]`: a name that must resolve (to the expected addresses, when given).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DnsCheckConfig {
     /// The host name (`example.com`).
@@ -303,6 +317,7 @@ pub struct DnsCheckConfig {
 /// alerts to `POST /api/v1/alertmanager`, and in which ops-server silences a target while a
 /// runbook acts on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AlertmanagerConfig {
     /// Base URL (`http://alertmanager:9093`): read by triage, used for silences and to check
@@ -341,6 +356,7 @@ impl Default for AlertmanagerConfig {
 
 /// What an alert of a low severity (`none`, `info`) is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LowSeverity {
     /// Recorded as P4: on the incident, never paging.
     #[default]
@@ -371,6 +387,25 @@ impl AlertmanagerConfig {
         })
     }
 
+    /// The severity of an alert from its labels: its `priority` label (`P1` … `P4`, as the
+    /// generated rules set) when it has one, else what its `severity` label stands for
+    /// ([`Self::severity_of`]). `None` for an alert ignored by name or by low severity.
+    #[must_use]
+    pub fn severity_of_alert(
+        &self,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Option<Severity> {
+        let by_label = self.severity_of(name, labels.get("severity").map(String::as_str))?;
+        Some(match labels.get("priority").map(|p| p.trim().to_ascii_uppercase()).as_deref() {
+            Some("P1") => Severity::P1,
+            Some("P2") => Severity::P2,
+            Some("P3") => Severity::P3,
+            Some("P4") => Severity::P4,
+            _ => by_label,
+        })
+    }
+
     /// Whether an Alertmanager URL is configured (probe, silences, re-checks).
     #[must_use]
     pub fn has_url(&self) -> bool {
@@ -380,6 +415,7 @@ impl AlertmanagerConfig {
 
 /// `[[status-pages]]`: an upstream provider's Atlassian Statuspage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StatusPageConfig {
     /// Short name (`stellar`).
@@ -394,6 +430,7 @@ pub struct StatusPageConfig {
 
 /// `[[tls-renew]]`: one renewal command, run by `opsctl tls renew` in a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TlsRenewConfig {
     /// Container (name or Compose service): `certbot`, then `nginx`.
@@ -406,6 +443,7 @@ pub struct TlsRenewConfig {
 
 /// `[triage]`: how findings become incidents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TriageConfig {
     /// Severity per rule (runbook name), replacing the default: `{ cache-down = "P2" }`.
@@ -419,6 +457,7 @@ pub struct TriageConfig {
 
 /// `[triage.escalation]`: the runbooks' escalation rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct EscalationConfig {
     /// Minutes a finding of a severity may stay open before it goes up one level
@@ -438,12 +477,15 @@ impl Default for EscalationConfig {
 
 /// `[perf]`: performance analysis (`opsctl perf analyze`) and guarded remediation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PerfConfig {
     /// Directory keeping the previous snapshot of cumulative statistics, so reports cover the
     /// window since the last run; no deltas when unset.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub state_dir: Option<PathBuf>,
     /// JSON-lines file every applied action is appended to.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub audit_log: PathBuf,
     /// Rows shown per list (slowest queries, largest keys).
     pub top: usize,
@@ -473,6 +515,7 @@ impl Default for PerfConfig {
 
 /// `[perf.postgres]`: the runbooks' query thresholds and the usual DBA rules of thumb.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PerfPostgresThresholds {
     /// Mean execution time over this is `warn`, milliseconds (runbooks: 20).
@@ -534,6 +577,7 @@ impl Default for PerfPostgresThresholds {
 
 /// `[perf.redis]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PerfRedisThresholds {
     /// Keys sampled (SCAN) to find the largest.
@@ -550,6 +594,7 @@ impl Default for PerfRedisThresholds {
 
 /// `[perf.containers]`: CPU and memory per container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PerfContainerThresholds {
     /// CPU over this is `warn`, percent of one core.
@@ -569,6 +614,7 @@ impl Default for PerfContainerThresholds {
 
 /// `[perf.containers.services.NAME]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServiceMemoryThresholds {
     /// Memory over this is `warn`, MB.
@@ -579,6 +625,7 @@ pub struct ServiceMemoryThresholds {
 
 /// `[perf.http]`: latency sampling of the `[[http]]` endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PerfHttpConfig {
     /// Requests per endpoint.

@@ -24,6 +24,7 @@ pub struct ConfigSource<'a> {
 /// A configuration error, located as precisely as possible. Never contains a value, only
 /// names, so it cannot leak a secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigError {
     /// The file, or `environment` for an environment variable.
     pub file: String,

@@ -30,6 +30,7 @@ pub use schedule::{CatchUpPolicy, JobKind, MAX_SCHEDULES, OverlapPolicy, Schedul
 
 /// The whole configuration of one operated stack.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OpsConfig {
     /// Names the stack.
@@ -80,6 +81,7 @@ pub struct OpsConfig {
 
 /// `[incidents]`: when triage opens and resolves an incident, and how often people hear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IncidentsConfig {
     /// Whether triage (`opsctl triage`, the server's background triage) records incidents in
@@ -94,6 +96,7 @@ pub struct IncidentsConfig {
     pub update_every_mins: BTreeMap<Severity, u64>,
     /// A directory of templates replacing the built-in messages: `initial.txt`, `update.txt`,
     /// `resolved.txt`, `reminder.txt` (MiniJinja).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub templates_dir: Option<PathBuf>,
 }
 
@@ -111,6 +114,7 @@ impl Default for IncidentsConfig {
 
 /// `[status]`: the public status page of `ops-server` and `opsctl status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StatusConfig {
     /// The page's title (default: the project's name and "status").
@@ -144,6 +148,7 @@ impl Default for StatusConfig {
 
 /// One component of the status page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StatusComponentConfig {
     /// Its public name (`API`).
@@ -158,6 +163,7 @@ pub struct StatusComponentConfig {
 /// `[status.publish]`: an object store of its own (another bucket or provider), so the page
 /// stays up when this host is down.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PublishConfig {
     /// `s3://bucket/prefix` or a directory.
@@ -186,6 +192,7 @@ impl PublishConfig {
 
 /// `[state]`: the durable store of runs, budgets, approvals and the audit mirror.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StateConfig {
     /// `sqlite:///var/lib/ops/state.db` (the default: one file) or `postgres://…` (several
@@ -204,9 +211,11 @@ pub const DEFAULT_STATE_URL: &str = "sqlite:///var/lib/ops/state.db";
 
 /// `[runbooks]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunbooksConfig {
     /// A directory of runbook files (`*.md`); one with a built-in's name replaces it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub dir: Option<PathBuf>,
     /// Seconds a server run waits at a manual step for its approval (default 3600).
     pub approval_timeout_secs: u64,
@@ -234,6 +243,7 @@ impl Default for RunbooksConfig {
 
 /// `[project]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProjectConfig {
     /// Human name of the stack, used in notifications.
@@ -244,6 +254,7 @@ pub struct ProjectConfig {
 
 /// `[docker]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DockerConfig {
     /// Engine address (`unix:///var/run/docker.sock`, `tcp://host:2375`); the binaries fill it
@@ -255,6 +266,7 @@ pub struct DockerConfig {
 
 /// `[databases.NAME]`: one PostgreSQL database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/dbname`.
@@ -303,6 +315,7 @@ impl Default for DatabaseConfig {
 
 /// `[databases.NAME.post-restore]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PostRestoreConfig {
     /// Container (name or Compose service) to run it in.
@@ -313,6 +326,7 @@ pub struct PostRestoreConfig {
 
 /// `[caches.NAME]`: one Redis instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheConfig {
     /// `redis://:password@host:port/db` (or `rediss://`).
@@ -325,6 +339,7 @@ pub struct CacheConfig {
 
 /// `[storage]`: the backup destination(s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StorageConfig {
     /// `s3://bucket/prefix`, `file:///dir` or a plain directory path.
@@ -340,6 +355,7 @@ pub struct StorageConfig {
     /// S3 secret key; the binaries fill it from `AWS_SECRET_ACCESS_KEY` when unset.
     pub secret_access_key: Option<Secret>,
     /// Optional second destination on the local disk.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub local_dir: Option<PathBuf>,
     /// Days to keep backups in `local-dir`.
     pub retention_days: u32,
@@ -419,6 +435,7 @@ pub(crate) fn parse_storage_url(raw: &str) -> Result<StorageLocation, String> {
 
 /// `[notify]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NotifyConfig {
     /// Webhook URLs (Slack-compatible) that receive every notification.
@@ -437,6 +454,7 @@ impl Default for NotifyConfig {
 
 /// `[[http]]`: one HTTP health endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HttpCheckConfig {
     /// Short name (`api`).
@@ -466,6 +484,7 @@ pub struct HttpCheckConfig {
 /// `expect-json = { pointer = "/status", equals = "ok" }`: the JSON body's value at an RFC 6901
 /// pointer must equal a value (or just exist, without `equals`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JsonExpectation {
     /// `/status`, `/checks/db/ok`.
@@ -476,6 +495,7 @@ pub struct JsonExpectation {
 
 /// `[[tls]]`: one TLS endpoint or certificate file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TlsCheckConfig {
     /// Short name (`site`).
@@ -483,6 +503,7 @@ pub struct TlsCheckConfig {
     /// `host:port` to connect to.
     pub endpoint: Option<String>,
     /// A PEM file or a directory of them (a certbot `live/` tree).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub file: Option<PathBuf>,
     /// The name the certificate must be valid for (default: the endpoint's host).
     pub server_name: Option<String>,
@@ -494,6 +515,7 @@ pub struct TlsCheckConfig {
 
 /// `[server]`: the HTTP API.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerConfig {
     /// Address to listen on; default `127.0.0.1:9187`.
@@ -507,8 +529,10 @@ pub struct ServerConfig {
     pub triage_interval_secs: Option<u64>,
     /// PEM certificate chain for HTTPS; with `tls-key`. Required to listen on an address
     /// other than loopback (or `--insecure-listen`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for HTTPS.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub tls_key: Option<PathBuf>,
     /// Connections served at once (default 512); more wait in the listen backlog.
     pub max_connections: Option<usize>,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a scheduled entry runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum JobKind {
     /// A backup of `database` (`opsctl backup run`).
@@ -57,6 +58,7 @@ impl JobKind {
 
 /// What happens when a run is due while the same job, or one sharing a lock, still runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum OverlapPolicy {
     /// The run is recorded as skipped (the default).
@@ -68,6 +70,7 @@ pub enum OverlapPolicy {
 
 /// What happens to runs that fell due while no `ops-server` was running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum CatchUpPolicy {
     /// The latest missed run runs once at start; earlier ones are counted as missed (the
@@ -80,6 +83,7 @@ pub enum CatchUpPolicy {
 
 /// One `[[schedule]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ScheduleConfig {
     /// Names the entry in the ledger, metrics and `opsctl schedule` (`backup-main`):
@@ -121,6 +125,7 @@ pub struct ScheduleConfig {
     pub params: BTreeMap<String, String>,
     /// Where a `perf` job writes its report (a file, replaced at each run); without it the
     /// report goes to the webhooks.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub output: Option<PathBuf>,
     /// The text of a `key-rotation-reminder`.
     pub message: Option<String>,

@@ -10,6 +10,7 @@ use crate::Result;
 
 /// The answer to PING. Authentication problems are answers, told apart like redis-cli does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum CachePing {
     /// `PONG`.
@@ -25,6 +26,7 @@ pub enum CachePing {
 
 /// Parsed `INFO`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CacheInfo {
     /// `redis_version`.
     pub version: String,
@@ -95,6 +97,7 @@ impl CacheInfo {
 
 /// Length of one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueLength {
     /// Key name.
     pub name: String,
@@ -104,6 +107,7 @@ pub struct QueueLength {
 
 /// The size of one key, as `MEMORY USAGE key SAMPLES 0` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeySize {
     /// The key (bytes that are not UTF-8 shown as `\xNN`).
     pub key: String,
@@ -115,6 +119,7 @@ pub struct KeySize {
 
 /// The largest keys of a bounded sample of the keyspace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeySample {
     /// The largest keys sampled, largest first.
     pub largest: Vec<KeySize>,

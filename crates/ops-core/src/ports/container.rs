@@ -16,6 +16,7 @@ pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// The engine answering, and the API version both sides agreed on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuntimeInfo {
     /// Engine version (`20.10.24`).
     pub version: String,
@@ -27,6 +28,7 @@ pub struct RuntimeInfo {
 
 /// Which containers to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerFilter {
     /// Include stopped containers.
     pub all: bool,
@@ -40,6 +42,7 @@ pub struct ContainerFilter {
 
 /// Coarse container state, as `docker ps` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerState {
     /// Created, never started.
@@ -79,6 +82,7 @@ impl ContainerState {
 
 /// Healthcheck result of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// The image defines no healthcheck.
@@ -93,6 +97,7 @@ pub enum HealthStatus {
 
 /// One line of `docker ps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerSummary {
     /// Full container id.
     pub id: String,
@@ -114,6 +119,7 @@ pub struct ContainerSummary {
 
 /// What `docker inspect` tells about a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerDetails {
     /// Full container id.
     pub id: String,
@@ -153,6 +159,7 @@ pub struct ContainerDetails {
 
 /// Which logs to fetch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogOptions {
     /// Only the last N lines.
     pub tail: Option<usize>,
@@ -164,6 +171,7 @@ pub struct LogOptions {
 
 /// Stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     /// Standard output.
@@ -174,6 +182,7 @@ pub enum LogStream {
 
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// Its stream.
     pub stream: LogStream,
@@ -186,6 +195,7 @@ pub struct LogLine {
 /// A command to run inside a running container. Arguments are passed as an array, never
 /// through a shell.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecSpec {
     /// Program and arguments.
     pub cmd: Vec<String>,
@@ -201,6 +211,7 @@ pub struct ExecSpec {
 
 /// What an exec printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecOutput {
     /// Exit code.
     pub exit_code: i64,
@@ -212,6 +223,7 @@ pub struct ExecOutput {
 
 /// One-shot resource usage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerStats {
     /// CPU use in percent of one core (200 % = two cores busy), like `docker stats`.
     pub cpu_percent: f64,
@@ -223,6 +235,7 @@ pub struct ContainerStats {
 
 /// Restart policy of a container started with [`ContainerRuntime::run_ephemeral`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// Never restart.
@@ -236,6 +249,7 @@ pub enum RestartPolicy {
 
 /// A healthcheck for a container started with [`ContainerRuntime::run_ephemeral`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Healthcheck {
     /// Command, run without a shell (`["pg_isready", "-U", "postgres"]`).
     pub cmd: Vec<String>,
@@ -249,6 +263,7 @@ pub struct Healthcheck {
 
 /// A container to start for a while (a drill database, a helper) and remove afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunSpec {
     /// Image, which must exist locally or be pullable.
     pub image: String,
@@ -272,6 +287,7 @@ pub struct RunSpec {
 
 /// A container started by [`ContainerRuntime::run_ephemeral`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunningContainer {
     /// Container id.
     pub id: String,
@@ -283,6 +299,7 @@ pub struct RunningContainer {
 
 /// Disk used by the engine, like the totals of `docker system df`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiskUsage {
     /// Bytes used by images.
     pub images_bytes: u64,
@@ -294,6 +311,7 @@ pub struct DiskUsage {
 
 /// What a prune would remove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EnginePruneTarget {
     /// A stopped container.
@@ -326,6 +344,7 @@ impl EnginePruneTarget {
 
 /// The plan of a prune, computed without removing anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnginePrunePlan {
     /// Items to remove.
     pub targets: Vec<EnginePruneTarget>,
@@ -341,6 +360,7 @@ impl EnginePrunePlan {
 
 /// What a prune removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnginePruneReport {
     /// Items removed.
     pub removed: Vec<EnginePruneTarget>,

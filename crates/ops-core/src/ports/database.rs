@@ -16,6 +16,7 @@ use crate::Result;
 
 /// Whether the server takes connections, distinguished like `pg_isready`'s exit codes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum Readiness {
     /// Accepting connections (`pg_isready` exit 0; wrong credentials still count: the server
@@ -36,6 +37,7 @@ pub enum Readiness {
 
 /// PostgreSQL server version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerVersion {
     /// Major version (15).
     pub major: u32,
@@ -53,6 +55,7 @@ impl fmt::Display for ServerVersion {
 
 /// One user table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableInfo {
     /// Schema (`public`).
     pub schema: String,
@@ -76,6 +79,7 @@ impl TableInfo {
 
 /// Connections against the server's limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionStats {
     /// `max_connections`.
     pub max_connections: u32,
@@ -85,10 +89,15 @@ pub struct ConnectionStats {
     pub total: u32,
     /// Client backends by `pg_stat_activity.state` (`active`, `idle`, `idle in transaction`).
     pub by_state: BTreeMap<String, u32>,
+    /// The round trip of a trivial query on an open connection, in microseconds: how fast
+    /// the server answers, without the cost of connecting.
+    #[serde(default)]
+    pub round_trip_micros: u64,
 }
 
 /// Dump format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DumpFormat {
     /// Plain SQL (`pg_dump -Fp`), restorable with `psql`.
@@ -100,6 +109,7 @@ pub enum DumpFormat {
 
 /// Options of [`Database::dump`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DumpOptions {
     /// Format.
     pub format: DumpFormat,
@@ -146,16 +156,20 @@ pub enum LockAttempt {
 
 /// The PostgreSQL client programs chosen for a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PgClient {
     /// Their major version (equal to the server's).
     pub major: u32,
     /// `pg_dump --version` output.
     pub version: String,
     /// `pg_dump`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub pg_dump: PathBuf,
     /// `psql`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub psql: PathBuf,
     /// `pg_restore`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub pg_restore: PathBuf,
 }
 
@@ -189,6 +203,7 @@ impl fmt::Debug for DumpStream {
 
 /// How a restore ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreOutcome {
     /// Target database.
     pub database: String,
@@ -350,6 +365,7 @@ pub trait Database: Send + Sync {
 /// `pg_stat_activity` shows it, with what the guarded actions need to recognise it again: a pid
 /// is reused, a pid with the same `backend_start` is the same session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Backend {
     /// Process id.
     pub pid: i32,
@@ -444,6 +460,7 @@ pub mod fixtures {
 
 /// Every backend of the server, and the pid of the session that listed them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendList {
     /// `pg_backend_pid()` of the connection used (never a target of an action).
     pub own_pid: i32,
@@ -453,6 +470,7 @@ pub struct BackendList {
 
 /// What [`Database::signal_backend`] sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendSignal {
     /// `pg_cancel_backend`: cancel the running query, keep the session.
@@ -465,6 +483,7 @@ pub enum BackendSignal {
 /// since it was planned is left alone. The backend must also be a client backend and not the
 /// signalling session itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendCheck {
     /// The session's `backend_start` (same pid and same start: same session).
     pub backend_start: Option<chrono::DateTime<chrono::Utc>>,
@@ -482,6 +501,7 @@ pub struct BackendCheck {
 
 /// What [`Database::signal_backend`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum SignalOutcome {
     /// The checks held and the signal was sent; `delivered` is the function's answer.
@@ -500,6 +520,7 @@ pub enum SignalOutcome {
 
 /// Cumulative statistics of one normalized statement (`pg_stat_statements`, summed over users).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatementStats {
     /// `queryid`.
     pub queryid: i64,
@@ -520,6 +541,7 @@ pub struct StatementStats {
 
 /// One user table: size, tuples, scans and maintenance (`pg_stat_user_tables`, `pg_class`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableStats {
     /// Schema.
     pub schema: String,
@@ -574,6 +596,7 @@ impl TableStats {
 
 /// One index of a user table, with what is needed to tell duplicates (`pg_index`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IndexStats {
     /// Schema.
     pub schema: String,
@@ -615,6 +638,7 @@ pub struct IndexStats {
 
 /// One sequence and its limit (`pg_sequence`, and the column it feeds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SequenceStats {
     /// Schema.
     pub schema: String,
@@ -642,6 +666,7 @@ pub struct SequenceStats {
 
 /// Database-wide numbers of [`PerfSnapshot`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatabaseStats {
     /// `server_version_num` (150008).
     pub version_num: u32,
@@ -678,6 +703,7 @@ pub struct DatabaseStats {
 /// Everything performance analysis judges, read on one connection in a fixed number of
 /// catalog queries (never one per table), taking no table locks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerfSnapshot {
     /// The database.
     pub database: String,

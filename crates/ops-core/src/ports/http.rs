@@ -9,6 +9,7 @@ use crate::Result;
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,

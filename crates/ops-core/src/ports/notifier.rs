@@ -9,6 +9,7 @@ use crate::Result;
 
 /// How loud a notification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NotificationLevel {
     /// Something worked (a backup succeeded).
@@ -21,6 +22,7 @@ pub enum NotificationLevel {
 
 /// A message for people, with structured fields for machines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notification {
     /// One line: what happened (`backup of main failed`).
     pub title: String,
@@ -34,6 +36,7 @@ pub struct Notification {
 
 /// A delivered notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delivery {
     /// Where it went, without secrets.
     pub target: String,

@@ -14,6 +14,7 @@ pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// Options of [`ObjectStore::put`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutOptions {
     /// Expected size, if known (for example the previous backup's), so multipart uploads can
     /// pick a part size that keeps under 10,000 parts.
@@ -24,6 +25,7 @@ pub struct PutOptions {
 
 /// What [`ObjectStore::put`] stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutReport {
     /// Key, relative to the store's prefix.
     pub key: String,
@@ -37,6 +39,7 @@ pub struct PutReport {
 
 /// One stored object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ObjectMeta {
     /// Key, relative to the store's prefix.
     pub key: String,

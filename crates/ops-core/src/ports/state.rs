@@ -15,6 +15,7 @@ use crate::audit::AuditEntry;
 
 /// One stored run: the columns it is found by, and its document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredRun {
     /// Unique id (`run-20261202T114500Z-7f3a`).
     pub id: String,
@@ -32,6 +33,7 @@ pub struct StoredRun {
 
 /// Which runs to list, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunQuery {
     /// Only runs of this runbook.
     pub runbook: Option<String>,
@@ -47,6 +49,7 @@ pub const MAX_LISTED: usize = 1000;
 /// A use of a budgeted action asked for: at most `max` uses of `key` in `window_secs`, and
 /// none within `cooldown_secs` of the last one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetRequest {
     /// What is budgeted: `restart:container:indexer` (the action and its target).
     pub key: String,
@@ -64,6 +67,7 @@ pub struct BudgetRequest {
 
 /// The store's answer to a [`BudgetRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetDecision {
     /// The use was recorded; the action may go ahead.
     pub granted: bool,
@@ -79,6 +83,8 @@ pub struct BudgetDecision {
 
 /// A person's approval of a run's waiting step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = StoredApproval))]
 pub struct Approval {
     /// The run.
     pub run_id: String,
@@ -92,6 +98,7 @@ pub struct Approval {
 
 /// One stored incident: the columns it is found by, and its document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredIncident {
     /// Unique id (`inc-20261202T114500Z-7f3a09bc`).
     pub id: String,
@@ -117,6 +124,7 @@ pub struct StoredIncident {
 
 /// An event to append to an incident's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEvent {
     /// When it happened.
     pub time: DateTime<Utc>,
@@ -128,6 +136,7 @@ pub struct NewEvent {
 
 /// Which incidents to list, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentQuery {
     /// Only incidents not resolved.
     pub unresolved: bool,
@@ -139,6 +148,7 @@ pub struct IncidentQuery {
 
 /// One event of an incident's append-only log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredEvent {
     /// Its place in the log, from 1; given by the store.
     pub seq: u64,
@@ -155,6 +165,7 @@ pub const MAX_EVENTS: u64 = 20_000;
 
 /// Samples of one component's status on one UTC day (for the status page's history).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentDay {
     /// The component's name.
     pub component: String,
@@ -172,6 +183,7 @@ pub const COMPONENT_STATUSES: [&str; 5] =
 /// One run of a scheduled job in the ledger: claimed by one replica for its due time, so a
 /// run happens once however many replicas share the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduledRun {
     /// The `[[schedule]]` entry's name.
     pub job: String,
@@ -198,6 +210,7 @@ pub struct ScheduledRun {
 
 /// Which ledger rows to list, newest due time first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleQuery {
     /// Only this job's rows.
     pub job: Option<String>,
@@ -378,6 +391,15 @@ pub trait StateStore: Send + Sync {
     /// # Errors
     /// `Unavailable` when the write fails.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Deletes the leases whose names start with `prefix` that expired before `now`: leases
+    /// taken to remember something (an alert already taken) rather than to hold it. The count
+    /// deleted.
+    ///
+    /// # Errors
+    /// `Unavailable` when the write fails.
+    async fn prune_leases(&self, prefix: &str, now: DateTime<Utc>) -> Result<u64>;
+
     /// Claims a scheduled run: inserts its ledger row unless one exists for the same job
     /// and due time (another replica claimed it, or it was recorded as missed); trims the
     /// job's ledger to [`MAX_LEDGER_PER_JOB`] rows. `true` when this caller got it.

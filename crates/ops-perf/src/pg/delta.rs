@@ -12,6 +12,7 @@ use crate::Window;
 
 /// What the state directory keeps under `pg-{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub(crate) struct Counters {
     postmaster_start: DateTime<Utc>,
     stats_reset: Option<DateTime<Utc>>,
@@ -22,6 +23,7 @@ pub(crate) struct Counters {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct StatementCounters {
     calls: u64,
     total_ms: f64,
@@ -29,6 +31,7 @@ struct StatementCounters {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct TableCounters {
     seq_scan: u64,
     seq_tup_read: u64,

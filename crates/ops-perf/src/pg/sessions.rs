@@ -127,6 +127,7 @@ fn connections(s: &PerfSnapshot, p: &PostgresThresholds, t: &PerfPostgresThresho
         reserved_connections: s.stats.reserved_connections,
         total: by_state.values().sum(),
         by_state,
+        round_trip_micros: 0,
     };
     let (values, problem) = ops_probes::postgres::connections(&stats, p);
     let mut f = match problem {

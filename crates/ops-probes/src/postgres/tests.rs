@@ -13,6 +13,7 @@ fn stats(total: u32, max: u32, reserved: u32) -> ConnectionStats {
         reserved_connections: reserved,
         total,
         by_state: BTreeMap::from([("active".to_owned(), 1), ("idle".to_owned(), total.saturating_sub(1))]),
+        round_trip_micros: 1500,
     }
 }
 
@@ -140,6 +141,7 @@ async fn a_refused_login_is_down_and_a_healthy_server_says_so() {
         Ok(BackendList { own_pid: 9, backends: vec![own, session(10, "active", 1, 1)] })
     });
     let r = probe("main", &url(), &db, &PostgresThresholds::default(), Duration::from_secs(1)).await;
+    assert_eq!(r.observation("latency"), Some(1.5), "{r:?}");
     assert_eq!(r.status, Status::Ok);
     assert_eq!(r.message, "accepting connections; 3 of 100 connections in use");
     assert_eq!(r.observation("connections_used"), Some(3.0));

@@ -13,6 +13,8 @@ use crate::{ProbeKind, ProbeReport};
 
 /// One thing to act on: a failing check, its runbook, and what it breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TriageIncident))]
 pub struct Incident {
     /// The most urgent severity of the cause and its consequences.
     pub severity: Severity,
@@ -44,6 +46,7 @@ pub struct Incident {
 
 /// A problem shown under an incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Effect {
     /// The check (`http:api`).
     pub check: String,

@@ -22,6 +22,7 @@ use crate::{ProbeKind, ProbeReport};
 
 /// Options of [`triage`]; the defaults come from `[probes]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TriageOptions {
     /// Probes at the same time (default `probes.concurrency`).
@@ -34,6 +35,7 @@ pub struct TriageOptions {
 
 /// What triage found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriageReport {
     /// The most urgent incident's severity; `None` when nothing is wrong.
     pub severity: Option<Severity>,

@@ -485,12 +485,14 @@ impl Database for PostgresDatabase {
         // One connection for both queries: back to back on the pool, the second could open
         // another connection while the first is still being returned, and count it.
         let mut conn = self.admin.acquire().await.map_err(|e| db_err(e, "connection limits"))?;
+        let asked = std::time::Instant::now();
         let limits = sqlx::query(
             "SELECT current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4",
         )
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| db_err(e, "connection limits"))?;
+        let round_trip_micros = u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX);
         let rows = sqlx::query(
             "SELECT coalesce(state, 'unknown')::text, count(*)::int8 FROM pg_stat_activity \
              WHERE backend_type = 'client backend' GROUP BY 1",
@@ -505,6 +507,7 @@ impl Database for PostgresDatabase {
             reserved_connections: u32::try_from(limits.get::<i32, _>(1)).unwrap_or(0),
             total: by_state.values().sum(),
             by_state,
+            round_trip_micros,
         })
     }
 

@@ -863,6 +863,24 @@ impl StateStore for SqlStateStore {
         Ok(())
     }
 
+    async fn prune_leases(&self, prefix: &str, now: DateTime<Utc>) -> Result<u64> {
+        // A prefix of ASCII letters, digits, `:` and `-` only.
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-')) {
+            return Err(Error::invalid_input("a lease prefix is letters, digits, ':' and '-'"));
+        }
+        // Compared exactly in both engines: neither LIKE (SQLite ignores case) nor a range
+        // (PostgreSQL's collations may order punctuation in ways a prefix does not).
+        let length = i32::try_from(prefix.len()).map_err(|_| Error::invalid_input("a lease prefix that long"))?;
+        let done = sqlx::query("DELETE FROM ops_leases WHERE substr(name, 1, $1) = $2 AND expires_at < $3")
+            .bind(length)
+            .bind(prefix)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("pruning leases", &e))?;
+        Ok(done.rows_affected())
+    }
+
     async fn claim_scheduled_run(&self, run: &ScheduledRun) -> Result<bool> {
         let detail = serde_json::to_string(&run.detail).map_err(|e| Error::internal(format!("ledger row: {e}")))?;
         let mut tx = self.pool.begin().await.map_err(|e| self.err("claiming a scheduled run", &e))?;
