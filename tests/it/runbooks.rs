@@ -703,3 +703,78 @@ headers = {{ Authorization = "Bearer {{{{secret.admin-key}}}}" }}
     let (_, table, _) = s.opsctl(&["runbook", "show-run", run["id"].as_str().unwrap()]).await;
     assert!(!table.to_string().contains(SECRET));
 }
+
+/// `opsctl stack down` plans, then stops the stack each service before what it depends on;
+/// `opsctl stack up` brings it back in dependency order (each after what it depends on is
+/// running and healthy), then runs every check. Both are in the audit log.
+#[tokio::test]
+async fn stack_down_and_up_follow_the_dependency_order() {
+    let s = ComposeStack::up("").await;
+    // The services of a plan's targets or a report's outcomes, in order.
+    let order = |list: &Value, field: &str| -> Vec<String> {
+        list.as_array()
+            .unwrap_or_else(|| panic!("not a list: {list:#}"))
+            .iter()
+            .map(|t| t[field].as_str().unwrap().trim_start_matches(&format!("container:{}-", s.project)).to_owned())
+            .collect()
+    };
+    let before = |list: &[String], a: &str, b: &str| {
+        let at = |x: &str| list.iter().position(|s| s.starts_with(x)).unwrap_or_else(|| panic!("{x} in {list:?}"));
+        at(a) < at(b)
+    };
+
+    // The plan: every running service, each before what it depends on; nothing stopped.
+    let (code, plan, err) = s.opsctl(&["stack", "down"]).await;
+    assert_eq!(code, 0, "{err} {plan:#}");
+    assert_eq!(plan["applied"], false);
+    let down = order(&plan["plan"]["targets"], "id");
+    assert_eq!(down.len(), 4, "{down:?}");
+    for (a, b) in [("api", "db"), ("api", "redis"), ("indexer", "db")] {
+        assert!(before(&down, a, b), "{a} stops before {b}: {down:?}");
+    }
+    assert_eq!(s.state("db").await.0, ContainerState::Running, "a plan changes nothing");
+
+    let (code, v, err) = s.opsctl(&["stack", "down", "--apply"]).await;
+    assert_eq!(code, 0, "{err} {v:#}");
+    assert_eq!(v["applied"], true);
+    let mut ended = Vec::new();
+    for service in ["db", "redis", "api", "indexer"] {
+        let d = s.rt.inspect(&s.container(service)).await.unwrap();
+        assert_eq!(d.state, ContainerState::Exited, "{service}");
+        ended.push((service, d.finished_at.unwrap()));
+    }
+    let at = |list: &[(&str, chrono::DateTime<chrono::Utc>)], x: &str| list.iter().find(|(s, _)| *s == x).unwrap().1;
+    for (a, b) in [("api", "db"), ("api", "redis"), ("indexer", "db")] {
+        assert!(at(&ended, a) <= at(&ended, b), "{a} stopped before {b}: {ended:?}");
+    }
+
+    // Up: in dependency order, each once what it needs runs; then the checks.
+    let (code, v, err) = s.opsctl(&["stack", "up", "--apply"]).await;
+    assert!(code <= 1, "{err} {v:#}");
+    assert_eq!(v["applied"], true, "{v:#}");
+    let up = order(&v["report"]["outcomes"], "target");
+    for (a, b) in [("db", "api"), ("redis", "api"), ("db", "indexer")] {
+        assert!(before(&up, a, b), "{a} starts before {b}: {up:?}");
+    }
+    let mut started = Vec::new();
+    for service in ["db", "redis", "api", "indexer"] {
+        let (state, at) = s.state(service).await;
+        assert_eq!(state, ContainerState::Running, "{service}");
+        started.push((service, at.unwrap()));
+    }
+    for (a, b) in [("db", "api"), ("redis", "api"), ("db", "indexer")] {
+        assert!(at(&started, a) < at(&started, b), "{a} started before {b}: {started:?}");
+    }
+    assert_eq!(s.health().await, 200, "the API answers with its database");
+    let probes = v["checks"]["probes"].as_array().unwrap();
+    for name in ["postgres:main", "redis:main", "http:api"] {
+        let p = probes.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} in {probes:#?}"));
+        assert_eq!(p["status"], "ok", "{p:#}");
+    }
+    let actions: Vec<String> = s.audit().iter().map(|e| e.action.clone()).collect();
+    assert!(actions.iter().any(|a| a == "stop-stack") && actions.iter().any(|a| a == "start-stack"), "{actions:?}");
+
+    // Nothing left to do either way, said plainly.
+    let (code, v, _) = s.opsctl(&["stack", "up"]).await;
+    assert_eq!((code, v["plan"]["targets"].as_array().map(Vec::len)), (0, Some(0)), "{v:#}");
+}

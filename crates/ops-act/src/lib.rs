@@ -94,6 +94,9 @@ pub enum Action {
     /// Start every stopped service container of the stack, each after what it depends on
     /// (the full-stack restart after a reboot).
     StartStack {},
+    /// Stop every running service container of the stack, each before what it depends on
+    /// (the reverse of [`Action::StartStack`]: the stack down before host maintenance).
+    StopStack {},
     /// Remove stopped containers and dangling images outside the operated stack
     /// (`docker system prune` that never removes a stopped service of the stack).
     EnginePrune {
@@ -139,7 +142,7 @@ impl Action {
             | Self::Start { service }
             | Self::Stop { service, .. }
             | Self::RestartDependents { service } => check_range("service length", service.len(), 1, 255).map(drop),
-            Self::StartStack {} => Ok(()),
+            Self::StartStack {} | Self::StopStack {} => Ok(()),
             Self::EnginePrune { label } => {
                 check_range("label length", label.as_deref().map_or(0, str::len), 0, 255).map(drop)
             }
@@ -160,6 +163,7 @@ impl Action {
             Self::RestartDependents { .. } => "restart-dependents",
             Self::Stop { .. } => "stop",
             Self::StartStack {} => "start-stack",
+            Self::StopStack {} => "stop-stack",
             Self::EnginePrune { .. } => "engine-prune",
         }
     }

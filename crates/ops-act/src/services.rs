@@ -3,10 +3,10 @@
 //! [`plan`] only reads; [`apply`] does exactly what a plan lists, re-checking each target first,
 //! and appends one audit entry per target it touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use ops_core::ports::{Cache, ContainerRuntime, ContainerState, ContainerSummary};
+use ops_core::ports::{Cache, ContainerRuntime, ContainerState, ContainerSummary, HealthStatus};
 use ops_core::{Context, Error, ErrorKind, Result};
 use serde_json::json;
 
@@ -51,6 +51,7 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
         Action::RestartDependents { service } => plan_restart_dependents(ctx, action, service).await,
         Action::Stop { service, with_dependents } => plan_stop(ctx, action, service, *with_dependents).await,
         Action::StartStack {} => plan_start_stack(ctx, action).await,
+        Action::StopStack {} => plan_stop_stack(ctx, action).await,
         Action::EnginePrune { label } => plan_engine_prune(ctx, action, label.as_deref()).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
     }
@@ -70,7 +71,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
         Action::RedisSetPolicy { cache, policy } => apply_policy(ctx, plan, cache.as_deref(), policy, audit).await,
         Action::Restart { .. } | Action::RestartDependents { .. } => apply_in_order(ctx, plan, audit, false).await,
         Action::Start { .. } | Action::StartStack {} => apply_in_order(ctx, plan, audit, true).await,
-        Action::Stop { .. } => apply_stop(ctx, plan, audit).await,
+        Action::Stop { .. } | Action::StopStack {} => apply_stop(ctx, plan, audit).await,
         Action::EnginePrune { label } => apply_engine_prune(ctx, plan, label.as_deref(), audit).await,
         other => Err(Error::invalid_input(format!("{} is a database action, not a stack action", other.name()))),
     }
@@ -322,7 +323,7 @@ async fn apply_in_order(ctx: &Context, plan: &ActionPlan, audit: &Audit, start_o
 }
 
 // ---------------------------------------------------------------------------------------------
-// start, stop, start-stack
+// start, stop, start-stack, stop-stack
 
 fn new_plan(action: &Action) -> ActionPlan {
     ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() }
@@ -391,18 +392,24 @@ async fn plan_stop(ctx: &Context, action: &Action, service: &str, with_dependent
     Ok(plan)
 }
 
-async fn plan_start_stack(ctx: &Context, action: &Action) -> Result<ActionPlan> {
-    // Without a project every container of the host would be "the stack".
+/// The stack of the configured Compose project (without one every container of the host would
+/// be "the stack").
+async fn project_stack(ctx: &Context, action: &Action) -> Result<Stack> {
     if ctx.config.project.compose_project.is_none() {
-        return Err(Error::invalid_input("start-stack needs project.compose-project: the stack is that project"));
+        return Err(Error::invalid_input(format!(
+            "{} needs project.compose-project: the stack is that project",
+            action.name()
+        )));
     }
-    let all = Stack::read(ctx).await?;
-    let mut plan = new_plan(action);
-    // Every stopped service container, each after what it depends on: the dependents of the
-    // whole stack, in start order, are the stack in start order.
+    Stack::read(ctx).await
+}
+
+/// Every container of the stack, each after what it depends on: the dependents of the whole
+/// stack, in start order, are the stack in start order (then any left out by a cycle, noted).
+fn start_order<'a>(all: &'a Stack, notes: &mut Vec<String>) -> Vec<&'a ContainerSummary> {
     let roots: Vec<&ContainerSummary> = all.containers.iter().filter(|c| depends_on(c).is_empty()).collect();
     let (rest, cycle) = all.dependents(&roots);
-    plan.notes.extend(cycle);
+    notes.extend(cycle);
     let mut ordered: Vec<&ContainerSummary> = roots;
     ordered.extend(rest);
     for c in &all.containers {
@@ -410,17 +417,85 @@ async fn plan_start_stack(ctx: &Context, action: &Action) -> Result<ActionPlan> 
             ordered.push(c);
         }
     }
+    ordered
+}
+
+async fn plan_stop_stack(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+    let all = project_stack(ctx, action).await?;
+    let mut plan = new_plan(action);
+    // The reverse of the start order: nothing stops before what depends on it.
+    let ordered = start_order(&all, &mut plan.notes);
+    for c in ordered.into_iter().rev() {
+        if c.state == ContainerState::Running {
+            plan.targets.push(Target { id: format!("container:{}", c.name), details: container_details(c, "stop") });
+        }
+    }
+    plan.summary = match plan.targets.len() {
+        0 => "no container of the stack is running: nothing to do".to_owned(),
+        n => format!(
+            "stop {n} container{}, each before what it depends on: {}",
+            if n == 1 { "" } else { "s" },
+            plan.targets.iter().map(target_name).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Ok(plan)
+}
+
+/// The containers whose newest record in the audit log is a stop this tool made (`stop`,
+/// `stop-stack`): stopped on purpose, so brought back by `start-stack` whatever their exit
+/// code. Empty when there is no audit log yet (a plan creates nothing).
+fn stopped_by_us(ctx: &Context) -> BTreeSet<String> {
+    let path = &ctx.config.perf.audit_log;
+    if !path.exists() {
+        return BTreeSet::new();
+    }
+    let Ok(entries) = ops_core::audit::AuditLog::open(path).and_then(|log| log.read()) else {
+        return BTreeSet::new();
+    };
+    let mut last: BTreeMap<String, bool> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.result == "ok") {
+        if let Some(name) = e.target.strip_prefix("container:") {
+            last.insert(name.to_owned(), matches!(e.action.as_str(), "stop" | "stop-stack"));
+        }
+    }
+    last.into_iter().filter_map(|(name, stopped)| stopped.then_some(name)).collect()
+}
+
+async fn plan_start_stack(ctx: &Context, action: &Action) -> Result<ActionPlan> {
+    let all = project_stack(ctx, action).await?;
+    let mut plan = new_plan(action);
+    // Every stopped service container, each after what it depends on.
+    let ordered = start_order(&all, &mut plan.notes);
     let rt = stack::runtime(ctx)?;
+    // What the other services need running (a service), and what they need to have finished
+    // (a one-shot job: a migration, a seeder), by the conditions of their `depends_on`.
+    let (mut needed, mut jobs) = (BTreeSet::new(), BTreeSet::new());
+    for c in &all.containers {
+        let label = c.labels.get(stack::COMPOSE_DEPENDS_ON_LABEL).map(String::as_str).unwrap_or_default();
+        for (service, condition) in stack::parse_depends_on_conditions(label) {
+            if condition == "service_completed_successfully" {
+                jobs.insert(service)
+            } else {
+                needed.insert(service)
+            };
+        }
+    }
+    let ours = stopped_by_us(ctx);
     for c in ordered {
         if c.state == ContainerState::Running {
             continue;
         }
-        // A job that finished by itself (exit 0, no restart policy: a migration, a seeder) is
-        // not a service to bring back.
+        // A job that finished by itself (exit 0, no restart policy) is not a service to bring
+        // back; a container this tool stopped (`stop`, `stop-stack`), one the others need
+        // running, or one with a healthcheck is a service, whatever its exit code (PostgreSQL
+        // exits 0 on a stop).
+        let service = c.labels.get(ops_core::ports::COMPOSE_SERVICE_LABEL).cloned().unwrap_or_else(|| c.name.clone());
         if let Ok(d) = rt.inspect(&c.id).await
             && d.exit_code == Some(0)
             && matches!(d.restart_policy.as_str(), "no" | "")
             && d.state == ContainerState::Exited
+            && !ours.contains(&c.name)
+            && (jobs.contains(&service) || (!needed.contains(&service) && d.health == HealthStatus::None))
         {
             plan.notes.push(format!("{} finished by itself (exit 0, no restart policy): left alone", c.name));
             continue;

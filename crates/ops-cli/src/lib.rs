@@ -87,6 +87,10 @@ pub enum Command {
     Redis(RedisCommand),
     /// Restart a container (and, in order, what depends on it), planned first.
     Restart(RestartArgs),
+    /// The whole stack (`project.compose-project`): start it in dependency order, waiting for
+    /// each service's health, then run every check; or stop it in reverse order. Planned first.
+    #[command(subcommand)]
+    Stack(StackCommand),
     /// Runbooks as code: list, show, check, plan and run them (check, guard, act, verify,
     /// escalate); runs are kept in the state store.
     #[command(subcommand)]
@@ -431,6 +435,25 @@ pub enum RedisCommand {
     },
 }
 
+/// `opsctl stack …`.
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Start every stopped service of the stack, each after what it depends on and once that
+    /// is running (healthy, with a healthcheck), then run every check (after a reboot). A
+    /// service whose container finished by itself (exit 0, no restart policy) is left alone.
+    Up {
+        /// Do it (default: print the plan only).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Stop every running service of the stack, each before what it depends on.
+    Down {
+        /// Do it (default: print the plan only).
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
 /// `opsctl restart` options.
 #[derive(Debug, clap::Args)]
 pub struct RestartArgs {
@@ -742,6 +765,7 @@ where
         Command::Pg(cmd) => runtime().and_then(|rt| rt.block_on(perf::pg(&cli, cmd, env, out))),
         Command::Redis(cmd) => runtime().and_then(|rt| rt.block_on(perf::redis(&cli, cmd, env, out))),
         Command::Restart(args) => runtime().and_then(|rt| rt.block_on(perf::restart(&cli, args, env, out))),
+        Command::Stack(cmd) => runtime().and_then(|rt| rt.block_on(perf::stack(&cli, cmd, env, out))),
         Command::Runbook(cmd) => runtime().and_then(|rt| rt.block_on(runbooks::runbook(&cli, cmd, env, out))),
         Command::Incident(cmd) => runtime().and_then(|rt| rt.block_on(incidents::incident(&cli, cmd, env, out))),
         Command::Status(cmd) => runtime().and_then(|rt| rt.block_on(incidents::status(&cli, cmd, env, out))),

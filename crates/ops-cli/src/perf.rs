@@ -13,7 +13,7 @@ use ops_perf::PerfOptions;
 
 use crate::checks::code_of;
 use crate::render::write_json;
-use crate::{Cli, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, exit, perf_render};
+use crate::{Cli, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, StackCommand, exit, perf_render};
 
 /// `10m`, `90s`, `1h`, `2h30m`, or plain seconds.
 pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -114,6 +114,49 @@ pub(crate) async fn restart(
 ) -> Result<Outcome> {
     let action = Action::Restart { service: args.service.clone(), with_dependents: args.with_dependents };
     act(cli, env, out, action, args.apply).await
+}
+
+/// `opsctl stack up|down`: the `start-stack` and `stop-stack` actions; after `up --apply`,
+/// every check, as after a reboot (the exit code is the checks' severity, or 1 when a start
+/// failed).
+pub(crate) async fn stack(
+    cli: &Cli,
+    cmd: &StackCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let (action, apply) = match cmd {
+        StackCommand::Up { apply } => (Action::StartStack {}, *apply),
+        StackCommand::Down { apply } => (Action::StopStack {}, *apply),
+    };
+    if !apply || matches!(action, Action::StopStack {}) {
+        return act(cli, env, out, action, apply).await;
+    }
+    let ctx = context(cli, env)?;
+    let plan = ops_act::plan(&ctx, &action).await?;
+    let report =
+        if plan.targets.is_empty() { None } else { Some(ops_act::apply(&ctx, &plan, &crate::actor(env)).await?) };
+    let checks = ops_probes::triage(&ctx, &ops_probes::TriageOptions::default()).await;
+    if cli.json {
+        let mut answer = serde_json::json!({ "applied": report.is_some(), "checks": checks });
+        match &report {
+            Some(r) => answer["report"] = serde_json::to_value(r).unwrap_or_default(),
+            None => answer["plan"] = serde_json::to_value(&plan).unwrap_or_default(),
+        }
+        write_json(out, &answer)?;
+    } else {
+        match &report {
+            Some(r) => perf_render::applied(out, r)?,
+            None => perf_render::plan(out, &plan, false)?,
+        }
+        writeln!(out)?;
+        crate::checks_render::triage(out, &checks, false, &[])?;
+    }
+    let code = match &report {
+        Some(r) if !r.ok() => exit::FINDINGS,
+        _ => ops_core::exit::code_of_severity(checks.severity),
+    };
+    Ok(Outcome { code })
 }
 
 #[cfg(test)]

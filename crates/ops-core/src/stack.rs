@@ -37,6 +37,23 @@ pub fn parse_depends_on(label: &str) -> Vec<String> {
     out
 }
 
+/// The services named in a Compose `depends_on` label with their conditions
+/// (`service_started`, `service_healthy`, `service_completed_successfully`; `service_started`
+/// when the label names none, as older Compose versions write it).
+#[must_use]
+pub fn parse_depends_on_conditions(label: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in label.split(',') {
+        let mut parts = item.split(':').map(str::trim);
+        let service = parts.next().unwrap_or_default();
+        let condition = parts.next().filter(|c| !c.is_empty()).unwrap_or("service_started");
+        if !service.is_empty() && !out.iter().any(|(s, _)| s == service) {
+            out.push((service.to_owned(), condition.to_owned()));
+        }
+    }
+    out
+}
+
 /// The services `c` depends on, from its Compose label.
 #[must_use]
 pub fn depends_on(c: &ContainerSummary) -> Vec<String> {
@@ -429,6 +446,16 @@ mod tests {
         assert_eq!(parse_depends_on("db:service_healthy:false,redis:service_started:false"), ["db", "redis"]);
         assert_eq!(parse_depends_on("db,redis, db"), ["db", "redis"]);
         assert!(parse_depends_on("").is_empty());
+        let pair = |s: &str, c: &str| (s.to_owned(), c.to_owned());
+        assert_eq!(
+            parse_depends_on_conditions("db:service_healthy:false,migrate:service_completed_successfully:false"),
+            [pair("db", "service_healthy"), pair("migrate", "service_completed_successfully")]
+        );
+        assert_eq!(
+            parse_depends_on_conditions("db,redis"),
+            [pair("db", "service_started"), pair("redis", "service_started")]
+        );
+        assert!(parse_depends_on_conditions("").is_empty());
     }
 
     #[test]

@@ -73,12 +73,13 @@ pub struct ActionResult {
 
 /// The actions of `ops-act` a runbook may name (a pid is not a runbook's to know, so no
 /// `terminate`).
-pub const ACT: [&str; 10] = [
+pub const ACT: [&str; 11] = [
     "restart",
     "restart-dependents",
     "start",
     "stop",
     "start-stack",
+    "stop-stack",
     "engine-prune",
     "kill-idle",
     "cancel-slow",
@@ -339,7 +340,7 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
                 }
                 ops_act::Action::RedisSetPolicy { cache, .. } => format!("cache:{}", ctx.cache(cache.as_deref())?.0),
                 ops_act::Action::EnginePrune { .. } => "engine".to_owned(),
-                ops_act::Action::StartStack {} => {
+                ops_act::Action::StartStack {} | ops_act::Action::StopStack {} => {
                     format!("stack:{}", ctx.config.project.compose_project.clone().unwrap_or_default())
                 }
             };
