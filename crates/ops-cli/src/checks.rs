@@ -45,6 +45,14 @@ pub(crate) async fn triage(
             ops_runbook::Catalog::built_in()?
         }
     };
+    // Recording (unless --no-record) includes the release ledger, which triage keeps in the
+    // state store as it looks at the containers.
+    if !args.no_record
+        && ctx.config.incidents.record
+        && let Err(e) = ctx.open_state().await
+    {
+        let _ = writeln!(std::io::stderr(), "warning: the state store is not usable, nothing is recorded: {e}");
+    }
     let Some(every) = args.watch else {
         let report = ops_probes::triage(&ctx, &opts).await;
         let remedies = remedies(&catalog, &report);

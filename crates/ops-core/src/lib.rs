@@ -28,6 +28,7 @@ pub mod ids;
 pub mod limits;
 pub mod ports;
 pub mod private_fs;
+pub mod releases;
 pub mod schedule;
 pub mod secret;
 pub mod stack;

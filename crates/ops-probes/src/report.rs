@@ -219,6 +219,10 @@ pub struct ProbeReport {
     /// for checks that are not network probes (host, containers, databases, backups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange_ok: Option<bool>,
+    /// For a container: the version it runs (image, image id, configuration hash), which
+    /// triage records in the release ledger (`ops_core::releases`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ops_core::releases::Version>,
 }
 
 impl ProbeReport {
@@ -241,6 +245,7 @@ impl ProbeReport {
             depends_on: Vec::new(),
             aliases: Vec::new(),
             exchange_ok: None,
+            release: None,
         }
     }
 

@@ -480,8 +480,10 @@ impl AppState {
         self.last_triage
             .get((), not_before, async {
                 let running = self.running();
-                let ctx = running.context.as_ref().map_err(Clone::clone)?;
-                let report = ops_probes::triage(ctx, &ops_probes::TriageOptions::default()).await;
+                let mut ctx = running.context.as_ref().map_err(Clone::clone)?.clone();
+                // With the state store, triage keeps the release ledger.
+                ctx.state = self.state_store().await.ok();
+                let report = ops_probes::triage(&ctx, &ops_probes::TriageOptions::default()).await;
                 self.metrics.record_triage(&report);
                 if running.config.incidents.record {
                     match self.desk().await {

@@ -77,6 +77,10 @@ pub struct ContainerThresholds {
     /// Containers that are services: stopped with exit code 0 and no restart policy, they are
     /// down, not a finished job. The containers of `databases` and `caches` always are.
     pub services: Vec<String>,
+    /// A service whose version (image or configuration) changed this many minutes ago or
+    /// less was deployed recently: triage says so, and an urgent incident rooted in it names
+    /// a rollback first.
+    pub deploy_window_mins: u64,
 }
 
 impl Default for ContainerThresholds {
@@ -89,6 +93,7 @@ impl Default for ContainerThresholds {
             critical: Vec::new(),
             ignore: Vec::new(),
             services: Vec::new(),
+            deploy_window_mins: 30,
         }
     }
 }

@@ -117,6 +117,22 @@ pub struct ContainerSummary {
     pub labels: BTreeMap<String, String>,
 }
 
+/// What `docker image inspect` tells about an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImageInfo {
+    /// `sha256:…`.
+    pub id: String,
+    /// Its tags (`shop/api:1.4`).
+    pub repo_tags: Vec<String>,
+    /// Its registry digests (`shop/api@sha256:…`); none for an image built or imported here.
+    pub repo_digests: Vec<String>,
+    /// When it was built.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Bytes.
+    pub size_bytes: u64,
+}
+
 /// What `docker inspect` tells about a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -127,6 +143,17 @@ pub struct ContainerDetails {
     pub name: String,
     /// Image as given at creation.
     pub image: String,
+    /// The image's id (`sha256:…`): what runs, whatever its tag now points at.
+    #[serde(default)]
+    pub image_id: String,
+    /// When the container was created (a deploy recreates it).
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// A hash of the configuration that makes the service what it is: environment variable
+    /// names (never values), command, entrypoint, user, working directory, mounts, restart
+    /// policy and limits. Two containers with the same image and hash run the same version.
+    #[serde(default)]
+    pub config_hash: String,
     /// State.
     pub state: ContainerState,
     /// Healthcheck status.
@@ -439,6 +466,12 @@ pub trait ContainerRuntime: Send + Sync {
     /// # Errors
     /// `NotFound` when no such container exists.
     async fn remove(&self, container: &str, force: bool) -> Result<()>;
+
+    /// An image the engine holds, by id or reference.
+    ///
+    /// # Errors
+    /// `NotFound` when the engine does not hold it, `Unavailable`.
+    async fn image(&self, image: &str) -> Result<ImageInfo>;
 
     /// Disk used by images, containers, volumes and build cache.
     ///

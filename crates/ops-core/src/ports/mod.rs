@@ -16,8 +16,8 @@ pub use cache::{Cache, CacheInfo, CachePing, KeySample, KeySize, QueueLength};
 pub use container::{
     COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
     ContainerStats, ContainerSummary, DiskUsage, EnginePrunePlan, EnginePruneReport, EnginePruneTarget, ExecOutput,
-    ExecSpec, HealthStatus, Healthcheck, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec, RunningContainer,
-    RuntimeInfo,
+    ExecSpec, HealthStatus, Healthcheck, ImageInfo, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec,
+    RunningContainer, RuntimeInfo,
 };
 pub use database::{
     Backend, BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DatabaseConnector, DatabaseStats,

@@ -188,7 +188,62 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
     let mut probes: Vec<ProbeReport> =
         futures::stream::iter(jobs).buffer_unordered(concurrency).flat_map(futures::stream::iter).collect().await;
     probes.sort_by(|a, b| a.name.cmp(&b.name));
-    finish(probes, cfg, started_at, clock.elapsed())
+    let deploys = record_releases(ctx, &mut probes).await;
+    let mut report = finish(probes, cfg, started_at, clock.elapsed());
+    advise_rollback(&mut report, &deploys);
+    report
+}
+
+/// Records the versions the containers run in the release ledger (when a state store is
+/// open), and says on each container deployed within `probes.container.deploy-window-mins`
+/// that it was: `deployed 4 min ago (image changed from A to B)`. The recent deploys.
+async fn record_releases(ctx: &Context, probes: &mut [ProbeReport]) -> Vec<ops_core::releases::Deploy> {
+    let Some(store) = ctx.state.as_deref() else { return Vec::new() };
+    let project = ctx.config.project.compose_project.clone().unwrap_or_default();
+    let seen: Vec<(String, ops_core::releases::Version)> = probes
+        .iter()
+        .filter(|p| p.kind == ProbeKind::Container)
+        .filter_map(|p| Some((p.name.strip_prefix("container:")?.to_owned(), p.release.clone()?)))
+        .collect();
+    if seen.is_empty() {
+        return Vec::new();
+    }
+    // A store that fails leaves the ledger as it was: triage's verdicts do not depend on it
+    // (the store's own failure shows in what records incidents).
+    let Ok(ledger) = ops_core::releases::record(store, &project, seen).await else { return Vec::new() };
+    let now = Utc::now();
+    let minutes = i64::try_from(ctx.config.probes.container.deploy_window_mins).unwrap_or(i64::MAX / 120_000);
+    let window = chrono::Duration::minutes(minutes.min(525_600));
+    let mut deploys = Vec::new();
+    for p in probes.iter_mut().filter(|p| p.kind == ProbeKind::Container) {
+        let Some(service) = p.name.strip_prefix("container:") else { continue };
+        if let Some(deploy) = ledger.get(service).and_then(|r| r.recent_deploy(now, window)) {
+            p.evidence.insert(0, deploy.describe(now));
+            deploys.push(deploy);
+        }
+    }
+    deploys
+}
+
+/// amn.gg's rule: an urgent incident (P1, P2) while a service was deployed recently rolls
+/// back first ("stability before forensics"); said on each, naming the deploys.
+fn advise_rollback(report: &mut TriageReport, deploys: &[ops_core::releases::Deploy]) {
+    if deploys.is_empty() {
+        return;
+    }
+    let now = Utc::now();
+    for incident in report.incidents.iter_mut().filter(|i| i.severity <= Severity::P2) {
+        for d in deploys {
+            let advice = format!(
+                "{} was {}: consider rolling it back first (stability before forensics)",
+                d.service,
+                d.describe(now)
+            );
+            if !incident.advice.contains(&advice) {
+                incident.advice.insert(0, advice);
+            }
+        }
+    }
 }
 
 /// The engine first: its data root is a disk the host probe checks, and without it there are

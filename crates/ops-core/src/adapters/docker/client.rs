@@ -23,7 +23,8 @@ use tokio::sync::OnceCell;
 use crate::ports::container::{
     COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
     ContainerStats, ContainerSummary, DiskUsage, EnginePrunePlan, EnginePruneReport, EnginePruneTarget, ExecOutput,
-    ExecSpec, HealthStatus, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
+    ExecSpec, HealthStatus, ImageInfo, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec, RunningContainer,
+    RuntimeInfo,
 };
 use crate::{Error, ErrorKind, Result};
 
@@ -103,6 +104,14 @@ fn map_err(e: bollard::errors::Error, what: &str) -> Error {
     }
 }
 
+/// The time at `key` of a bollard answer, which has it as a string, or as a date when its
+/// `time` feature is on (another crate of the build may turn it on): read from the answer's
+/// serialized form, where the field's own serializer writes RFC 3339 either way.
+fn time_field<T: serde::Serialize>(answer: &T, key: &str) -> Option<DateTime<Utc>> {
+    let v = serde_json::to_value(answer).ok()?;
+    parse_time(v.get(key)?.as_str())
+}
+
 fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
     let s = s?;
     // The engine reports the zero time for "never".
@@ -170,6 +179,48 @@ pub(crate) fn memory_usage(s: &ContainerStatsResponse) -> (u64, u64) {
     (usage.saturating_sub(cache), m.limit.unwrap_or(0))
 }
 
+/// The hash of what makes a container's service what it is, apart from its image: the
+/// environment's variable names (never their values: secrets), command, entrypoint, user,
+/// working directory, mounts, restart policy and limits; sha256 of their canonical JSON.
+fn config_hash(
+    config: &bollard::models::ContainerConfig,
+    host: &bollard::models::HostConfig,
+    mounts: &[bollard::models::MountPoint],
+) -> String {
+    use sha2::Digest as _;
+    let mut env: Vec<&str> =
+        config.env.iter().flatten().map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k)).collect();
+    env.sort_unstable();
+    let mut mounts: Vec<String> = mounts
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}:{}:{}",
+                m.typ.as_ref().map(ToString::to_string).unwrap_or_default(),
+                m.name.as_deref().or(m.source.as_deref()).unwrap_or_default(),
+                m.destination.as_deref().unwrap_or_default(),
+                if m.rw.unwrap_or(true) { "rw" } else { "ro" }
+            )
+        })
+        .collect();
+    mounts.sort_unstable();
+    let canonical = serde_json::json!({
+        "env": env,
+        "cmd": config.cmd,
+        "entrypoint": config.entrypoint,
+        "user": config.user,
+        "working_dir": config.working_dir,
+        "mounts": mounts,
+        "restart": host.restart_policy.as_ref().and_then(|p| p.name.as_ref()).map(ToString::to_string),
+        "memory": host.memory,
+        "nano_cpus": host.nano_cpus,
+        "cpu_shares": host.cpu_shares,
+        "pids_limit": host.pids_limit,
+    });
+    let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[async_trait]
 impl ContainerRuntime for DockerRuntime {
     async fn ping(&self) -> Result<RuntimeInfo> {
@@ -214,15 +265,20 @@ impl ContainerRuntime for DockerRuntime {
     async fn inspect(&self, container: &str) -> Result<ContainerDetails> {
         let d = self.client().await?;
         let c = self.bounded(&format!("inspect {container}"), d.inspect_container(container, None)).await?;
+        let created_at = time_field(&c, "Created");
         let state = c.state.unwrap_or_default();
         let health = state.health.unwrap_or_default();
         let config = c.config.unwrap_or_default();
         let host = c.host_config.unwrap_or_default();
-        let labels: BTreeMap<String, String> = config.labels.unwrap_or_default().into_iter().collect();
+        let labels: BTreeMap<String, String> = config.labels.clone().unwrap_or_default().into_iter().collect();
+        let config_hash = config_hash(&config, &host, c.mounts.as_deref().unwrap_or_default());
         Ok(ContainerDetails {
             id: c.id.unwrap_or_default(),
             name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
-            image: config.image.unwrap_or_default(),
+            image: config.image.clone().unwrap_or_default(),
+            image_id: c.image.unwrap_or_default(),
+            created_at,
+            config_hash,
             state: state.status.map_or(ContainerState::Unknown, |s| ContainerState::parse(s.as_ref())),
             health: match health.status {
                 Some(HealthStatusEnum::STARTING) => HealthStatus::Starting,
@@ -473,6 +529,19 @@ impl ContainerRuntime for DockerRuntime {
         let d = self.client().await?;
         let opts = RemoveContainerOptionsBuilder::new().force(force).v(true).build();
         self.bounded(&format!("remove {container}"), d.remove_container(container, Some(opts))).await
+    }
+
+    async fn image(&self, image: &str) -> Result<ImageInfo> {
+        let d = self.client().await?;
+        let i = self.bounded(&format!("inspect image {image}"), d.inspect_image(image)).await?;
+        let created_at = time_field(&i, "Created");
+        Ok(ImageInfo {
+            id: i.id.unwrap_or_default(),
+            repo_tags: i.repo_tags.unwrap_or_default(),
+            repo_digests: i.repo_digests.unwrap_or_default(),
+            created_at,
+            size_bytes: i.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        })
     }
 
     async fn disk_usage(&self) -> Result<DiskUsage> {
