@@ -98,6 +98,30 @@ async fn triage_database_stopped_is_p1_with_the_api_failure_as_consequence() {
     );
 }
 
+/// Removes, even when the test fails, the containers whose names start with `.0` and the
+/// images `.1`: a stopped container left behind would be an incident for every later triage
+/// of all Compose projects on the host.
+struct Leftovers(String, Vec<String>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let quiet = |args: &[&str]| {
+            let _ = std::process::Command::new("docker").args(args).output();
+        };
+        let listed = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("name={}", self.0)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for id in listed.split_whitespace() {
+            quiet(&["rm", "-f", "-v", id]);
+        }
+        for image in &self.1 {
+            quiet(&["rmi", "-f", image]);
+        }
+    }
+}
+
 /// `docker ARGS`, which must succeed; its standard output.
 fn docker(args: &[&str]) -> String {
     let out = std::process::Command::new("docker").args(args).output().expect("docker runs");
@@ -122,10 +146,7 @@ async fn triage_records_releases_and_names_a_recent_deploy() {
     docker(&["run", "--name", &maker, "ops-test/base:bookworm", "true"]);
     docker(&["commit", &maker, &image("v2")]);
     docker(&["rm", &maker]);
-    let cleanup = || {
-        let _ = std::process::Command::new("docker").args(["rm", "-f", &name]).output();
-        let _ = std::process::Command::new("docker").args(["rmi", &image("v1"), &image("v2")]).output();
-    };
+    let _leftovers = Leftovers(name.clone(), vec![image("v1"), image("v2")]);
     let run = |tag: &str, cmd: &[&str]| {
         let mut args = vec!["run", "-d", "--name", &name];
         let (p, s) = (format!("com.docker.compose.project={project}"), "com.docker.compose.service=web".to_owned());
@@ -193,5 +214,185 @@ async fn triage_records_releases_and_names_a_recent_deploy() {
     );
     assert_ne!(web.current.image_id, web.previous[0].image_id);
     assert!(!serde_json::to_string(&ledger).unwrap().contains("hunter2"));
-    cleanup();
+}
+
+/// `opsctl --config … --json ARGS` in-process: exit code and the JSON it printed.
+async fn opsctl(config: &std::path::Path, args: &[&str]) -> (u8, serde_json::Value) {
+    let mut argv: Vec<String> = vec!["opsctl".into(), "--config".into(), config.display().to_string(), "--json".into()];
+    argv.extend(args.iter().map(|s| (*s).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        let env = std::collections::BTreeMap::from([("USER".to_owned(), "oncall".to_owned())]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = ops_cli::run(argv, &env, &mut out, &mut err);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| serde_json::json!({ "raw": text, "err": String::from_utf8_lossy(&err) }));
+        (code, json)
+    })
+    .await
+    .unwrap()
+}
+
+/// Rollback on a real engine: v1 (an image with `/ok`) runs; v2 (without it) is deployed and
+/// exits at once. `opsctl rollback web --apply` brings v1 back under the same name with the
+/// same labels, environment, mounts, limits and restart policy (compared field by field); a
+/// rollback to a version that also fails goes back to the version it started from; a service
+/// the ledger does not know, or a version it never ran, is refused with the reason.
+#[tokio::test]
+async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one() {
+    harness::require_docker().await;
+    let project = harness::unique("rb").to_lowercase();
+    let name = format!("{project}-web-1");
+    let image = |tag: &str| format!("opsit/{project}:{tag}");
+    let maker = format!("{project}-maker");
+    // v1 has /ok and FLAVOR=one in its image; v2 has FLAVOR=two and no /ok.
+    docker(&["run", "--name", &maker, "ops-test/base:bookworm", "touch", "/ok"]);
+    docker(&["commit", "--change", "ENV FLAVOR=one", &maker, &image("v1")]);
+    docker(&["rm", &maker]);
+    docker(&["run", "--name", &maker, "ops-test/base:bookworm", "true"]);
+    docker(&["commit", "--change", "ENV FLAVOR=two", &maker, &image("v2")]);
+    docker(&["rm", &maker]);
+    let mut leftovers = Leftovers(name.clone(), vec![image("v1"), image("v2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let run = |tag: &str| {
+        let (p, s) = (format!("com.docker.compose.project={project}"), "com.docker.compose.service=web".to_owned());
+        let (img, bind) = (image(tag), format!("{}:/data:ro", data.display()));
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &p,
+            "--label",
+            &s,
+            "--label",
+            "team=shop",
+            "-e",
+            "APP_MODE=prod",
+            "-v",
+            &bind,
+            "-v",
+            "/cache",
+            "--memory",
+            "64m",
+            "--restart",
+            "on-failure:2",
+            &img,
+            "sh",
+            "-c",
+            "test -f /ok && exec sleep 300",
+        ]);
+    };
+    let inspect = || -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&docker(&["inspect", &name])).unwrap()[0].clone()
+    };
+    let config = dir.path().join("ops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[project]\ncompose-project = \"{project}\"\n[state]\nurl = \"sqlite://{d}/state.db\"\n[perf]\n\
+             audit-log = \"{d}/audit.jsonl\"\n{host}",
+            d = dir.path().display(),
+            host = harness::CALM_HOST
+        ),
+    )
+    .unwrap();
+
+    // Nothing known yet: refused with the reason.
+    run("v1");
+    let (code, v) = opsctl(&config, &["rollback", "web"]).await;
+    assert_ne!(code, 0, "{v}");
+    assert!(v.to_string().contains("no version in the release ledger yet"), "{v}");
+    let (_, _) = opsctl(&config, &["triage", "--no-logs"]).await;
+    let (code, v) = opsctl(&config, &["rollback", "web"]).await;
+    assert_ne!(code, 0, "only one version known: {v}");
+    assert!(v.to_string().contains("has no version before"), "{v}");
+
+    // v2 is deployed and fails; triage sees it.
+    docker(&["rm", "-f", &name]);
+    run("v2");
+    harness::eventually("v2 exited", Duration::from_secs(30), || async {
+        (docker(&["inspect", "-f", "{{.State.Status}}", &name]) == "exited").then_some(())
+    })
+    .await;
+    let (_, _) = opsctl(&config, &["triage", "--no-logs"]).await;
+    let failed = inspect();
+
+    // The plan names both versions and changes nothing.
+    let (code, plan) = opsctl(&config, &["rollback", "web"]).await;
+    assert_eq!(code, 0, "{plan:#}");
+    let t = &plan["plan"]["targets"][0]["details"];
+    assert!(
+        t["from"].as_str().unwrap().starts_with(&image("v2")) && t["to"].as_str().unwrap().starts_with(&image("v1")),
+        "{plan:#}"
+    );
+    assert_eq!(inspect()["Id"], failed["Id"], "a plan changes nothing");
+    let (code, v) = opsctl(&config, &["rollback", "web", "--to", "opsit/never:1"]).await;
+    assert_ne!(code, 0, "{v}");
+    assert!(v.to_string().contains("never ran"), "{v}");
+
+    // Applied: v1 again, alike.
+    let (code, v) = opsctl(&config, &["rollback", "web", "--apply"]).await;
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["report"]["outcomes"][0]["ok"], true, "{v:#}");
+    let now = inspect();
+    assert_eq!(now["State"]["Status"], "running", "{now:#}");
+    assert_ne!(now["Id"], failed["Id"]);
+    assert_eq!(now["Config"]["Image"], image("v1"));
+    // The environment given, with the image's own default from v1 (not v2's).
+    let env = |c: &serde_json::Value| -> Vec<String> {
+        c["Config"]["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_owned()).collect()
+    };
+    let has = |c: &serde_json::Value, e: &str| env(c).iter().any(|x| x == e);
+    assert!(has(&now, "APP_MODE=prod") && has(&now, "FLAVOR=one") && !has(&now, "FLAVOR=two"), "{:?}", env(&now));
+    // The anonymous volume is the same one, taken over.
+    let cache = |c: &serde_json::Value| {
+        c["Mounts"].as_array().unwrap().iter().find(|m| m["Destination"] == "/cache").map(|m| m["Name"].clone())
+    };
+    assert!(cache(&failed).is_some() && cache(&now) == cache(&failed), "{:?} {:?}", cache(&failed), cache(&now));
+    for pointer in [
+        "/Config/Labels/team",
+        "/Config/Cmd",
+        "/HostConfig/Binds",
+        "/HostConfig/Memory",
+        "/HostConfig/RestartPolicy",
+        "/HostConfig/NetworkMode",
+    ] {
+        assert_eq!(now.pointer(pointer), failed.pointer(pointer), "{pointer}");
+    }
+    let kept = docker(&["ps", "-a", "--filter", &format!("name={name}-ops-rollback"), "--format", "{{.Names}}"]);
+    assert!(kept.is_empty(), "the replaced container is gone once the rollback is ready: {kept}");
+    // The ledger knows: v2 is what a rollback left, so no default target is left, and the
+    // rollback itself is no deploy to roll back.
+    let (code, v) = opsctl(&config, &["rollback", "web"]).await;
+    assert!(code != 0 && v.to_string().contains("has no version before"), "{v}");
+    let (_, triage) = opsctl(&config, &["triage", "--no-logs"]).await;
+    assert!(!triage.to_string().contains("rolling it back first"), "{triage:#}");
+
+    // A rollback to a version that fails too goes back to where it started.
+    let running = inspect();
+    let (code, v) = opsctl(&config, &["rollback", "web", "--to", &image("v2"), "--apply"]).await;
+    assert_eq!(code, 1, "{v:#}");
+    let result = v["report"]["outcomes"][0]["result"].as_str().unwrap().to_owned();
+    assert!(result.contains("did not become ready") && result.contains("went back to"), "{result}");
+    let back = inspect();
+    assert_eq!((back["Id"].clone(), back["State"]["Status"].clone()), (running["Id"].clone(), "running".into()));
+    let audit = ops_core::audit::AuditLog::open(&dir.path().join("audit.jsonl")).unwrap().read().unwrap();
+    let rollbacks: Vec<&str> = audit.iter().filter(|e| e.action == "rollback").map(|e| e.result.as_str()).collect();
+    assert_eq!(rollbacks.len(), 4, "intent and outcome of each: {rollbacks:?}");
+
+    // A version a rollback may need is never pruned, even once its tag moved on (dangling).
+    let v1_id = back["Image"].as_str().unwrap().to_owned();
+    leftovers.1.push(v1_id.clone());
+    docker(&["rm", "-f", &name]);
+    docker(&["tag", "ops-test/base:bookworm", &image("v1")]);
+    let loaded = ops_core::config::load(Some(&config), &std::collections::BTreeMap::new()).unwrap();
+    let mut ctx = Context::from_config(loaded.config).unwrap();
+    ctx.open_state().await.unwrap();
+    let prune = ops_act::plan(&ctx, &ops_act::Action::EnginePrune { label: None }).await.unwrap();
+    assert!(!prune.targets.iter().any(|t| t.id == format!("image:{v1_id}")), "{prune:#?}");
+    assert!(prune.notes.iter().any(|n| n.contains("release ledger: kept")), "{prune:#?}");
 }

@@ -16,6 +16,7 @@ use ops_core::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub mod pg;
+mod rollback;
 pub mod services;
 
 use ops_core::audit::Audit;
@@ -97,6 +98,17 @@ pub enum Action {
     /// Stop every running service container of the stack, each before what it depends on
     /// (the reverse of [`Action::StartStack`]: the stack down before host maintenance).
     StopStack {},
+    /// Put a service back on the version before (or `to`) from the release ledger: its
+    /// container recreated alike on the older image, waited for, and the version it came
+    /// from put back when it does not become ready.
+    Rollback {
+        /// Container name or Compose service (one container).
+        service: String,
+        /// An image reference or image id prefix (7 or more) of a version in the ledger
+        /// (default: the one before the running one).
+        #[serde(default)]
+        to: Option<String>,
+    },
     /// Remove stopped containers and dangling images outside the operated stack
     /// (`docker system prune` that never removes a stopped service of the stack).
     EnginePrune {
@@ -143,6 +155,10 @@ impl Action {
             | Self::Stop { service, .. }
             | Self::RestartDependents { service } => check_range("service length", service.len(), 1, 255).map(drop),
             Self::StartStack {} | Self::StopStack {} => Ok(()),
+            Self::Rollback { service, to } => {
+                check_range("service length", service.len(), 1, 255)?;
+                to.as_ref().map_or(Ok(()), |t| check_range("version length", t.len(), 1, 255).map(drop))
+            }
             Self::EnginePrune { label } => {
                 check_range("label length", label.as_deref().map_or(0, str::len), 0, 255).map(drop)
             }
@@ -164,6 +180,7 @@ impl Action {
             Self::Stop { .. } => "stop",
             Self::StartStack {} => "start-stack",
             Self::StopStack {} => "stop-stack",
+            Self::Rollback { .. } => "rollback",
             Self::EnginePrune { .. } => "engine-prune",
         }
     }
@@ -243,6 +260,7 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
             crate::pg::plan(ctx, action).await
         }
+        Action::Rollback { service, to } => crate::rollback::plan(ctx, action, service, to.as_deref()).await,
         _ => crate::services::plan(ctx, action).await,
     }
 }
@@ -259,6 +277,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, actor: &str) -> Result<Acti
         Action::Terminate { .. } | Action::KillIdle { .. } | Action::CancelSlow { .. } | Action::Vacuum { .. } => {
             crate::pg::apply(ctx, plan, &audit).await?
         }
+        Action::Rollback { .. } => crate::rollback::apply(ctx, plan, &audit).await?,
         _ => crate::services::apply(ctx, plan, &audit).await?,
     };
     Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.log().path().to_owned() })

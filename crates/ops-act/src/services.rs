@@ -590,6 +590,25 @@ async fn labelled(rt: &dyn ContainerRuntime, label: &str) -> Result<std::collect
     Ok(rt.list_containers(&filter).await?.into_iter().map(|c| c.id).collect())
 }
 
+/// The image ids of every version in the release ledger (every project): what a rollback
+/// may need. `None` when the ledger cannot be read (no state store, or it fails): then no
+/// image is pruned, since which ones it protects is unknown.
+async fn released_images(ctx: &Context) -> Option<BTreeSet<String>> {
+    let store = ctx.state.as_deref()?;
+    let mut ids = BTreeSet::new();
+    for (_, doc) in store.documents(ops_core::releases::COLLECTION).await.ok()? {
+        if let Ok(r) = serde_json::from_value::<ops_core::releases::ServiceReleases>(doc) {
+            ids.extend(std::iter::once(r.current).chain(r.previous).map(|v| v.image_id));
+        }
+    }
+    Some(ids)
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.trim_start_matches("sha256:");
+    &id[..id.len().min(12)]
+}
+
 /// A prune's candidates: the engine's, without the stack's containers, and with a label only
 /// the stopped containers carrying it.
 async fn prune_candidates(
@@ -602,6 +621,7 @@ async fn prune_candidates(
         Some(l) => Some(labelled(rt, l).await?),
         None => None,
     };
+    let released = released_images(ctx).await;
     let mut notes = Vec::new();
     let mut out = Vec::new();
     for t in rt.prune_plan().await?.targets {
@@ -616,7 +636,25 @@ async fn prune_candidates(
                 }
             }
             ops_core::ports::EnginePruneTarget::Image { .. } if only.is_some() => continue,
-            ops_core::ports::EnginePruneTarget::Image { .. } => {}
+            ops_core::ports::EnginePruneTarget::Image { id, .. } => {
+                // An image a service ran (the version a rollback goes back to) stays, even
+                // untagged once its tag moved on.
+                match &released {
+                    Some(ids) if ids.contains(id) => {
+                        notes.push(format!("image {} is a version in the release ledger: kept", short_id(id)));
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        notes.push(format!(
+                            "image {}: kept, the release ledger (state.url) cannot be read to tell whether a \
+                             rollback needs it",
+                            short_id(id)
+                        ));
+                        continue;
+                    }
+                }
+            }
         }
         out.push(t);
     }

@@ -87,6 +87,10 @@ pub enum Command {
     Redis(RedisCommand),
     /// Restart a container (and, in order, what depends on it), planned first.
     Restart(RestartArgs),
+    /// Put a service back on the version before (or `--to`), from the release ledger triage
+    /// keeps: recreated alike on the older image, waited for, and put back on the version it
+    /// came from when it does not become ready. Planned first.
+    Rollback(RollbackArgs),
     /// The whole stack (`project.compose-project`): start it in dependency order, waiting for
     /// each service's health, then run every check; or stop it in reverse order. Planned first.
     #[command(subcommand)]
@@ -454,6 +458,20 @@ pub enum StackCommand {
     },
 }
 
+/// `opsctl rollback` options.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Container name or Compose service (one container).
+    pub service: String,
+    /// The version to go to: an image reference or an image id prefix (7 or more) the ledger
+    /// knows [default: the one before the running one]
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Do it (default: print the plan only).
+    #[arg(long)]
+    pub apply: bool,
+}
+
 /// `opsctl restart` options.
 #[derive(Debug, clap::Args)]
 pub struct RestartArgs {
@@ -765,6 +783,7 @@ where
         Command::Pg(cmd) => runtime().and_then(|rt| rt.block_on(perf::pg(&cli, cmd, env, out))),
         Command::Redis(cmd) => runtime().and_then(|rt| rt.block_on(perf::redis(&cli, cmd, env, out))),
         Command::Restart(args) => runtime().and_then(|rt| rt.block_on(perf::restart(&cli, args, env, out))),
+        Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(perf::rollback(&cli, args, env, out))),
         Command::Stack(cmd) => runtime().and_then(|rt| rt.block_on(perf::stack(&cli, cmd, env, out))),
         Command::Runbook(cmd) => runtime().and_then(|rt| rt.block_on(runbooks::runbook(&cli, cmd, env, out))),
         Command::Incident(cmd) => runtime().and_then(|rt| rt.block_on(incidents::incident(&cli, cmd, env, out))),

@@ -13,7 +13,9 @@ use ops_perf::PerfOptions;
 
 use crate::checks::code_of;
 use crate::render::write_json;
-use crate::{Cli, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, StackCommand, exit, perf_render};
+use crate::{
+    Cli, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, RollbackArgs, StackCommand, exit, perf_render,
+};
 
 /// `10m`, `90s`, `1h`, `2h30m`, or plain seconds.
 pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -51,7 +53,14 @@ async fn act(
     action: Action,
     apply: bool,
 ) -> Result<Outcome> {
-    let ctx = context(cli, env)?;
+    let mut ctx = context(cli, env)?;
+    match action {
+        // A rollback reads the release ledger.
+        Action::Rollback { .. } => ctx.open_state().await?,
+        // A prune keeps the images it names (and every image when it cannot be read).
+        Action::EnginePrune { .. } => drop(ctx.open_state().await),
+        _ => {}
+    }
     let plan = ops_act::plan(&ctx, &action).await?;
     if !apply || plan.targets.is_empty() {
         if cli.json {
@@ -113,6 +122,17 @@ pub(crate) async fn restart(
     out: &mut dyn Write,
 ) -> Result<Outcome> {
     let action = Action::Restart { service: args.service.clone(), with_dependents: args.with_dependents };
+    act(cli, env, out, action, args.apply).await
+}
+
+/// `opsctl rollback`.
+pub(crate) async fn rollback(
+    cli: &Cli,
+    args: &RollbackArgs,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let action = Action::Rollback { service: args.service.clone(), to: args.to.clone() };
     act(cli, env, out, action, args.apply).await
 }
 

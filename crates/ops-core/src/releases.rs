@@ -51,6 +51,12 @@ pub struct Version {
     pub first_seen: DateTime<Utc>,
     /// When it was last seen.
     pub last_seen: DateTime<Utc>,
+    /// A rollback left this version: never the version a rollback goes to by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rolled_back_from: bool,
+    /// It runs because of a rollback: not a deploy to roll back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_rollback: bool,
 }
 
 impl Version {
@@ -66,6 +72,8 @@ impl Version {
             created_at: d.created_at,
             first_seen: now,
             last_seen: now,
+            rolled_back_from: false,
+            by_rollback: false,
         }
     }
 
@@ -147,6 +155,9 @@ impl ServiceReleases {
     /// The change to the current version when it happened within `window` before `now`.
     #[must_use]
     pub fn recent_deploy(&self, now: DateTime<Utc>, window: Duration) -> Option<Deploy> {
+        if self.current.by_rollback {
+            return None;
+        }
         let from = self.previous.first()?;
         let deploy = Deploy { service: self.service.clone(), from: from.clone(), to: self.current.clone() };
         (now - deploy.at() <= window).then_some(deploy)
@@ -213,6 +224,16 @@ pub async fn record(
     let mut ledger = load(store, project).await?;
     for (service, version) in seen {
         let before = ledger.remove(&service);
+        // A sighting of a container older than the one the ledger has (another replica saw
+        // the newer one first) does not turn the clock back.
+        if let Some(b) = &before
+            && !b.current.same_as(&version)
+            && let (Some(seen_at), Some(known_at)) = (version.created_at, b.current.created_at)
+            && seen_at < known_at
+        {
+            ledger.insert(service, b.clone());
+            continue;
+        }
         let stale = before.as_ref().is_none_or(|b| {
             !b.current.same_as(&version)
                 || version.last_seen - b.current.last_seen >= SEEN_EVERY
@@ -227,6 +248,31 @@ pub async fn record(
         ledger.insert(service, after);
     }
     Ok(ledger)
+}
+
+/// Records a rollback of `service` to `to` from the version `from`: `to` current (run by a
+/// rollback, so never advised against), `from` marked as rolled back from (never a default
+/// target again).
+///
+/// # Errors
+/// The store's.
+pub async fn record_rollback(
+    store: &dyn StateStore,
+    project: &str,
+    service: &str,
+    mut to: Version,
+    from: &Version,
+) -> Result<ServiceReleases> {
+    let before = load(store, project).await?.remove(service);
+    to.by_rollback = true;
+    let mut after = advance(before, service, to);
+    after.current.by_rollback = true;
+    for v in after.previous.iter_mut().filter(|v| v.same_as(from)) {
+        v.rolled_back_from = true;
+    }
+    let doc = serde_json::to_value(&after).map_err(|e| crate::Error::internal(format!("release ledger: {e}")))?;
+    store.put_document(COLLECTION, &key(project, service), &doc).await?;
+    Ok(after)
 }
 
 #[cfg(test)]
@@ -245,6 +291,8 @@ mod tests {
             created_at: Some(at),
             first_seen: at,
             last_seen: at,
+            rolled_back_from: false,
+            by_rollback: false,
         }
     }
 

@@ -23,6 +23,10 @@ pub const COMPOSE_DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
 /// not services.
 pub const COMPOSE_ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 
+/// What a rollback adds to the name of the container it puts aside until its replacement is
+/// ready (`shop-api-1-ops-rollback-1767225600`): not a member of the stack.
+pub const ASIDE_MARK: &str = "-ops-rollback-";
+
 /// The services named in a Compose `depends_on` label, in order, without duplicates:
 /// `db:service_healthy:false,redis:service_started:false` gives `db`, `redis` (older Compose
 /// versions write just `db,redis`).
@@ -94,6 +98,7 @@ impl Stack {
             ..Default::default()
         };
         let mut containers = runtime(ctx)?.list_containers(&filter).await?;
+        containers.retain(|c| !c.name.contains(ASIDE_MARK));
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Self { containers })
     }

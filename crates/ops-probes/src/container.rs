@@ -83,7 +83,8 @@ pub async fn discover(
         filter.labels.insert(COMPOSE_PROJECT_LABEL.to_owned(), None);
     }
     let mut containers = rt.list_containers(&filter).await?;
-    containers.retain(|c| !is_oneoff(c) && !listed(&t.ignore, c));
+    // A container a rollback put aside is not a member of the stack.
+    containers.retain(|c| !is_oneoff(c) && !listed(&t.ignore, c) && !c.name.contains(ops_core::stack::ASIDE_MARK));
     containers.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(containers)
 }

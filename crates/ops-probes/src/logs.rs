@@ -56,7 +56,7 @@ impl OwnActions {
             .filter_map(|e| {
                 let containers = match e.action.as_str() {
                     "terminate" | "kill-idle" | "cancel-slow" | "restore-swap" | "restore-in-place" => Vec::new(),
-                    "restart" | "restart-dependents" | "start" | "stop" | "start-stack" | "stop-stack" => {
+                    "restart" | "restart-dependents" | "start" | "stop" | "start-stack" | "stop-stack" | "rollback" => {
                         vec![e.target.strip_prefix("container:")?.to_owned()]
                     }
                     _ => return None,

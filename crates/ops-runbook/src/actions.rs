@@ -73,7 +73,8 @@ pub struct ActionResult {
 
 /// The actions of `ops-act` a runbook may name (a pid is not a runbook's to know, so no
 /// `terminate`).
-pub const ACT: [&str; 11] = [
+pub const ACT: [&str; 12] = [
+    "rollback",
     "restart",
     "restart-dependents",
     "start",
@@ -326,7 +327,8 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
                 ops_act::Action::Restart { service, .. }
                 | ops_act::Action::RestartDependents { service }
                 | ops_act::Action::Start { service }
-                | ops_act::Action::Stop { service, .. } => {
+                | ops_act::Action::Stop { service, .. }
+                | ops_act::Action::Rollback { service, .. } => {
                     let stack = ops_core::stack::Stack::read(ctx).await?;
                     let names: Vec<String> = stack.find(service)?.iter().map(|c| c.name.clone()).collect();
                     format!("container:{}", names.join(","))

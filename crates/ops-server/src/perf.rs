@@ -75,7 +75,9 @@ pub(crate) async fn act(
     body: axum::body::Bytes,
 ) -> Result<Json<ActionAnswer>, ApiError> {
     let req = action_request(&body)?;
-    let ctx = context(&state)?;
+    let mut ctx = context(&state)?;
+    // A rollback reads the release ledger.
+    ctx.state = state.state_store().await.ok();
     let plan = ops_act::plan(&ctx, &req.action).await?;
     if !req.apply || plan.targets.is_empty() {
         return Ok(Json(ActionAnswer { applied: false, plan: Some(plan), report: None }));

@@ -467,6 +467,31 @@ pub trait ContainerRuntime: Send + Sync {
     /// `NotFound` when no such container exists.
     async fn remove(&self, container: &str, force: bool) -> Result<()>;
 
+    /// Removes a container (with `force`, also a running one) and keeps its volumes, anonymous
+    /// ones included: what a replacement created with [`create_like`](Self::create_like) took
+    /// over.
+    ///
+    /// # Errors
+    /// `NotFound` when no such container exists.
+    async fn remove_keeping_volumes(&self, container: &str, force: bool) -> Result<()>;
+
+    /// Creates (not starts) a container named `name` with the configuration of `like` (labels,
+    /// environment, command, mounts and its anonymous volumes, networks and their aliases,
+    /// ports, restart policy, limits) on `image` instead of its own: what a rollback or a
+    /// redeploy runs. What `like` only had from its own image (its environment defaults,
+    /// command, entrypoint, healthcheck, labels) is left to `image`'s. `like` must no longer
+    /// hold `name` (rename it first). The new container's id.
+    ///
+    /// # Errors
+    /// `NotFound` (no such container or image), `Conflict` (name taken), `Unavailable`.
+    async fn create_like(&self, like: &str, image: &str, name: &str) -> Result<String>;
+
+    /// Renames a container.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (name taken), `Unavailable`.
+    async fn rename(&self, container: &str, new_name: &str) -> Result<()>;
+
     /// An image the engine holds, by id or reference.
     ///
     /// # Errors

@@ -104,6 +104,114 @@ fn map_err(e: bollard::errors::Error, what: &str) -> Error {
     }
 }
 
+/// The create body of a container like the one `inspect` describes (the engine's own JSON),
+/// on `image`: its `Config` with the image replaced, its `HostConfig`, and an endpoint per
+/// network with the same aliases, links and addresses asked for. What the engine made up for
+/// the old container is left out: its hostname when that was its id, and the aliases that
+/// are its id.
+fn create_body_like(
+    inspect: &serde_json::Value,
+    image_config: Option<&serde_json::Value>,
+    image: &str,
+) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let id = inspect.get("Id")?.as_str()?;
+    let short = &id[..id.len().min(12)];
+    let mut body = inspect.get("Config")?.clone();
+    let config = body.as_object_mut()?;
+    // What came from the old image is left to the new one's defaults.
+    if let Some(own) = image_config.and_then(Value::as_object) {
+        for key in ["Cmd", "Entrypoint", "WorkingDir", "User", "Healthcheck", "StopSignal", "Shell"] {
+            if own.get(key).is_some_and(|v| Some(v) == config.get(key)) {
+                config.remove(key);
+            }
+        }
+        if let (Some(Value::Array(env)), Some(Value::Array(theirs))) = (config.get_mut("Env"), own.get("Env")) {
+            env.retain(|e| !theirs.contains(e));
+        }
+        for key in ["Labels", "ExposedPorts", "Volumes"] {
+            if let (Some(Value::Object(map)), Some(Value::Object(theirs))) = (config.get_mut(key), own.get(key)) {
+                map.retain(|k, v| theirs.get(k) != Some(v));
+            }
+        }
+    }
+    config.insert("Image".to_owned(), Value::String(image.to_owned()));
+    if config.get("Hostname").and_then(Value::as_str) == Some(short) {
+        config.remove("Hostname");
+    }
+    config.remove("MacAddress");
+    let mut host = inspect.get("HostConfig")?.clone();
+    // In another container's network namespace, the engine gave it that container's names
+    // and refuses them (and published ports) at create.
+    if host.get("NetworkMode").and_then(Value::as_str).is_some_and(|m| m.starts_with("container:")) {
+        for key in ["Hostname", "Domainname", "ExposedPorts"] {
+            config.remove(key);
+        }
+    }
+    // Its anonymous volumes (an image's VOLUME, Compose's `- /data`) are taken over by name,
+    // as Compose does on a recreate: a new container would get new, empty ones.
+    let binds: Vec<String> = host
+        .get("Binds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.as_str()?.split(':').nth(1).map(str::to_owned))
+        .collect();
+    let targets: Vec<String> = host
+        .get("Mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("Target")?.as_str().map(str::to_owned))
+        .collect();
+    let mut taken = Vec::new();
+    for m in inspect.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
+        let (Some("volume"), Some(name), Some(dest)) = (
+            m.get("Type").and_then(Value::as_str),
+            m.get("Name").and_then(Value::as_str),
+            m.get("Destination").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if binds.iter().any(|b| b == dest) || targets.iter().any(|t| t == dest) {
+            continue;
+        }
+        let read_only = m.get("RW").and_then(Value::as_bool) == Some(false);
+        taken.push(serde_json::json!({ "Type": "volume", "Source": name, "Target": dest, "ReadOnly": read_only }));
+    }
+    if !taken.is_empty() {
+        let host = host.as_object_mut()?;
+        let mounts = host.entry("Mounts").or_insert_with(|| Value::Array(Vec::new()));
+        if !mounts.is_array() {
+            *mounts = Value::Array(Vec::new());
+        }
+        mounts.as_array_mut()?.extend(taken);
+    }
+    config.insert("HostConfig".to_owned(), host);
+    let mut endpoints = serde_json::Map::new();
+    let networks = inspect.pointer("/NetworkSettings/Networks").and_then(serde_json::Value::as_object);
+    for (net, ep) in networks.into_iter().flatten() {
+        let aliases: Vec<serde_json::Value> = ep
+            .get("Aliases")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|a| a.as_str().is_some_and(|a| a != short && a != id))
+            .cloned()
+            .collect();
+        let mut e = serde_json::Map::new();
+        e.insert("Aliases".to_owned(), serde_json::Value::Array(aliases));
+        for key in ["Links", "IPAMConfig", "DriverOpts"] {
+            if let Some(v) = ep.get(key).filter(|v| !v.is_null()) {
+                e.insert(key.to_owned(), v.clone());
+            }
+        }
+        endpoints.insert(net.clone(), serde_json::Value::Object(e));
+    }
+    config.insert("NetworkingConfig".to_owned(), serde_json::json!({ "EndpointsConfig": endpoints }));
+    Some(body)
+}
+
 /// The time at `key` of a bollard answer, which has it as a string, or as a date when its
 /// `time` feature is on (another crate of the build may turn it on): read from the answer's
 /// serialized form, where the field's own serializer writes RFC 3339 either way.
@@ -191,31 +299,45 @@ fn config_hash(
     let mut env: Vec<&str> =
         config.env.iter().flatten().map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k)).collect();
     env.sort_unstable();
+    // An anonymous volume is new with every container: its place counts, not its name.
+    let anonymous = |n: &str| n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit());
     let mut mounts: Vec<String> = mounts
         .iter()
         .map(|m| {
+            let source = m.name.as_deref().or(m.source.as_deref()).unwrap_or_default();
             format!(
                 "{}:{}:{}:{}",
                 m.typ.as_ref().map(ToString::to_string).unwrap_or_default(),
-                m.name.as_deref().or(m.source.as_deref()).unwrap_or_default(),
+                if anonymous(source) { "(anonymous)" } else { source },
                 m.destination.as_deref().unwrap_or_default(),
                 if m.rw.unwrap_or(true) { "rw" } else { "ro" }
             )
         })
         .collect();
     mounts.sort_unstable();
+    // What engines and API versions write differently for "unset" is one value here.
+    let text = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let list = |l: &Option<Vec<String>>| l.clone().filter(|l| !l.is_empty());
+    let limit = |n: Option<i64>| n.filter(|n| *n > 0);
+    let restart = host
+        .restart_policy
+        .as_ref()
+        .and_then(|p| p.name.as_ref())
+        .map(ToString::to_string)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "no".to_owned());
     let canonical = serde_json::json!({
         "env": env,
-        "cmd": config.cmd,
-        "entrypoint": config.entrypoint,
-        "user": config.user,
-        "working_dir": config.working_dir,
+        "cmd": list(&config.cmd),
+        "entrypoint": list(&config.entrypoint),
+        "user": text(&config.user),
+        "working_dir": text(&config.working_dir),
         "mounts": mounts,
-        "restart": host.restart_policy.as_ref().and_then(|p| p.name.as_ref()).map(ToString::to_string),
-        "memory": host.memory,
-        "nano_cpus": host.nano_cpus,
-        "cpu_shares": host.cpu_shares,
-        "pids_limit": host.pids_limit,
+        "restart": restart,
+        "memory": limit(host.memory),
+        "nano_cpus": limit(host.nano_cpus),
+        "cpu_shares": limit(host.cpu_shares),
+        "pids_limit": limit(host.pids_limit),
     });
     let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -529,6 +651,36 @@ impl ContainerRuntime for DockerRuntime {
         let d = self.client().await?;
         let opts = RemoveContainerOptionsBuilder::new().force(force).v(true).build();
         self.bounded(&format!("remove {container}"), d.remove_container(container, Some(opts))).await
+    }
+
+    async fn remove_keeping_volumes(&self, container: &str, force: bool) -> Result<()> {
+        let d = self.client().await?;
+        let opts = RemoveContainerOptionsBuilder::new().force(force).v(false).build();
+        self.bounded(&format!("remove {container}"), d.remove_container(container, Some(opts))).await
+    }
+
+    async fn create_like(&self, like: &str, image: &str, name: &str) -> Result<String> {
+        let d = self.client().await?;
+        let what = format!("create {name} like {like}");
+        let old = self.bounded(&what, d.inspect_container(like, None)).await?;
+        // The old image's own configuration: what the container only had from it.
+        let old_image = match old.image.as_deref() {
+            Some(id) => self.bounded(&what, d.inspect_image(id)).await.ok(),
+            None => None,
+        };
+        let image_config = old_image.and_then(|i| serde_json::to_value(&i).ok()).and_then(|v| v.get("Config").cloned());
+        let body = create_body_like(&serde_json::to_value(&old).unwrap_or_default(), image_config.as_ref(), image)
+            .ok_or_else(|| Error::internal(format!("{what}: the engine's description of {like} is incomplete")))?;
+        let body: ContainerCreateBody = serde_json::from_value(body)
+            .map_err(|e| Error::internal(format!("{what}: its configuration does not carry over ({e})")))?;
+        let opts = CreateContainerOptionsBuilder::new().name(name).build();
+        Ok(self.bounded(&what, d.create_container(Some(opts), body)).await?.id)
+    }
+
+    async fn rename(&self, container: &str, new_name: &str) -> Result<()> {
+        let d = self.client().await?;
+        let opts = bollard::query_parameters::RenameContainerOptionsBuilder::new().name(new_name).build();
+        self.bounded(&format!("rename {container} to {new_name}"), d.rename_container(container, opts)).await
     }
 
     async fn image(&self, image: &str) -> Result<ImageInfo> {

@@ -1,0 +1,332 @@
+//! `rollback`: a service back to the version before (or a named one) from the release ledger
+//! (`ops_core::releases`), amn.gg's "roll back first, stability before forensics".
+//!
+//! - **Plan.** The service's one container, the version it runs, and the version to go to:
+//!   `to` (an image reference or an id prefix of a version in the ledger), else the one before
+//!   the running one. Refused, with the reason: no version in the ledger, none before, the
+//!   same version, or its image gone from the engine.
+//! - **Apply.** Re-checked first (a container that changed since the plan is skipped); its
+//!   intent in the audit log; the container stopped and renamed aside (kept), a new one
+//!   created like it (name, labels, environment, mounts, networks, ports, restart policy,
+//!   limits) on the older image, started and waited for (running, healthy with a
+//!   healthcheck, and still running 5 s later). Ready: the kept one is removed. Not ready: the new one is removed and the
+//!   kept one renamed back and started: the service is on the version it came from.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use ops_core::audit::Audit;
+use ops_core::ports::{ContainerState, ImageInfo};
+use ops_core::releases::Version;
+use ops_core::stack::{self, Stack};
+use ops_core::{Context, Error, ErrorKind, Result};
+use serde_json::json;
+
+use crate::{Action, ActionPlan, Outcome, Target};
+
+/// How long a stop may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the rolled-back container has to run (and be healthy).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time between two looks.
+const POLL: Duration = Duration::from_millis(500);
+/// How long the rolled-back container must keep running once ready: one without a
+/// healthcheck that dies a second after its start is not a service back.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// The plan of a rollback of `service`.
+///
+/// # Errors
+/// `InvalidInput` (not one container, nothing to go back to, the same version), `NotFound`
+/// (no such service, nothing in the ledger, the image gone), `Unavailable` (no engine, no
+/// state store).
+pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Option<&str>) -> Result<ActionPlan> {
+    let store = ctx.state().map_err(|_| {
+        Error::unavailable("rollback reads the release ledger: the state store (state.url) is not open")
+    })?;
+    let rt = stack::runtime(ctx)?;
+    let all = Stack::read(ctx).await?;
+    let found = all.find(service)?;
+    let [c] = found.as_slice() else {
+        return Err(Error::invalid_input(format!(
+            "{service} has {} containers: a rollback replaces one (name one container)",
+            found.len()
+        )));
+    };
+    let name = c.compose_service.clone().unwrap_or_else(|| c.name.clone());
+    let project = ctx.config.project.compose_project.clone().unwrap_or_default();
+    let ledger = ops_core::releases::load(store.as_ref(), &project).await?;
+    let Some(r) = ledger.get(&name) else {
+        return Err(Error::not_found(format!(
+            "{name} has no version in the release ledger yet: triage records it (opsctl triage)"
+        )));
+    };
+    // A rollback that was cut off left its container aside: that is for a person to sort out.
+    let aside = format!("{}{}", c.name, stack::ASIDE_MARK);
+    let every = rt.list_containers(&ops_core::ports::ContainerFilter { all: true, ..Default::default() }).await?;
+    if let Some(left) = every.iter().find(|o| o.name.starts_with(&aside)) {
+        return Err(Error::conflict(format!(
+            "{} was put aside by a rollback that did not finish: start it again or remove it (docker rm {}) first",
+            left.name, left.name
+        )));
+    }
+    let d = rt.inspect(&c.id).await?;
+    let running = Version::of(&d, None, Utc::now());
+    let versions: Vec<&Version> = std::iter::once(&r.current).chain(&r.previous).collect();
+    let target = match to {
+        Some(want) => {
+            let id = want.trim_start_matches("sha256:");
+            let matches: Vec<&Version> = versions
+                .iter()
+                .filter(|v| {
+                    v.image == want || (id.len() >= 7 && v.image_id.trim_start_matches("sha256:").starts_with(id))
+                })
+                .copied()
+                .collect();
+            let known = || versions.iter().map(|v| v.label()).collect::<Vec<_>>().join(", ");
+            let first = matches
+                .first()
+                .copied()
+                .ok_or_else(|| Error::not_found(format!("{name} never ran {want:?}; the ledger has: {}", known())))?;
+            if matches.iter().any(|m| m.image_id != first.image_id) {
+                return Err(Error::invalid_input(format!(
+                    "{want:?} names several versions of {name}: give an image id instead ({})",
+                    matches.iter().map(|m| m.label()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            first
+        }
+        // The version before the running one (the ledger's current when the container changed
+        // since triage last looked), skipping the ones a rollback left and those with the
+        // running image (a configuration change is not rolled back by an image).
+        None => {
+            let before: Vec<&Version> =
+                if r.current.same_as(&running) { r.previous.iter().collect() } else { versions };
+            before.into_iter().find(|v| !v.rolled_back_from && v.image_id != running.image_id).ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "{name} has no version before {} to roll back to (none with another image that a rollback \
+                     did not leave)",
+                    running.label()
+                ))
+            })?
+        }
+    };
+    if target.image_id == running.image_id {
+        return Err(Error::invalid_input(format!("{name} already runs the image of {}", target.label())));
+    }
+    let image = match rt.image(&target.image_id).await {
+        Ok(image) => image,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(Error::not_found(format!(
+                "the image of {} is gone from the engine: pull or rebuild it to roll back to it",
+                target.label()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let reference = reference(target, &image);
+    let mut plan =
+        ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() };
+    if target.config_hash != running.config_hash {
+        plan.notes.push(
+            "the configuration differs between the two versions too: the rollback changes the image and keeps \
+             the container's current configuration"
+                .to_owned(),
+        );
+    }
+    plan.targets.push(Target {
+        id: format!("container:{}", d.name),
+        details: [
+            ("container", d.name.clone()),
+            ("service", name.clone()),
+            ("from", running.label()),
+            ("from-image-id", running.image_id.clone()),
+            ("to", target.label()),
+            ("to-image-id", target.image_id.clone()),
+            ("image", reference),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+    });
+    plan.summary = format!("roll {name} back from {} to {}", running.label(), target.label());
+    Ok(plan)
+}
+
+/// The reference to create the container with: the version's own tag while it still names
+/// that image, else the image id (the tag moved on: `:latest` after a deploy).
+fn reference(v: &Version, image: &ImageInfo) -> String {
+    if image.repo_tags.contains(&v.image) { v.image.clone() } else { v.image_id.clone() }
+}
+
+/// Applies a rollback plan (see the module).
+///
+/// # Errors
+/// `Unavailable` when the audit log cannot be written; the rest are outcomes.
+pub(crate) async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
+    // In a task of its own: a caller that goes away (a request's time limit, a closed
+    // terminal) does not cut a rollback off between putting the old container aside and
+    // putting it back.
+    let (ctx, plan, audit) = (ctx.clone(), plan.clone(), audit.clone());
+    tokio::spawn(async move { apply_all(&ctx, &plan, &audit).await })
+        .await
+        .map_err(|e| Error::internal(format!("the rollback stopped unexpectedly: {e}")))?
+}
+
+async fn apply_all(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Vec<Outcome>> {
+    let rt = stack::runtime(ctx)?;
+    let mut outcomes = Vec::new();
+    for target in &plan.targets {
+        let get = |k: &str| target.details.get(k).cloned().unwrap_or_default();
+        let (name, image, from_id) = (get("container"), get("image"), get("from-image-id"));
+        let fail = |result: String, before: serde_json::Value| Outcome {
+            target: target.id.clone(),
+            ok: false,
+            result,
+            before,
+            after: serde_json::Value::Null,
+        };
+        // Re-checked at the moment of acting.
+        let d = match rt.inspect(&name).await {
+            Ok(d) => d,
+            Err(e) => {
+                outcomes.push(fail(format!("skipped: cannot inspect it: {e}"), serde_json::Value::Null));
+                continue;
+            }
+        };
+        let before = json!({ "image": d.image, "image_id": d.image_id, "state": stack::snapshot(d.state, d.health, d.started_at) });
+        if d.image_id != from_id {
+            outcomes.push(fail(format!("skipped: it runs {} now, not the planned version", d.image), before));
+            continue;
+        }
+        // The tag the plan chose may have moved since: then the image by its id.
+        let to_id = get("to-image-id");
+        let image = match rt.image(&image).await {
+            Ok(i) if i.id == to_id => image,
+            _ => to_id.clone(),
+        };
+        let kept = format!("{name}{}{}", stack::ASIDE_MARK, Utc::now().timestamp());
+        let intent = json!({ "image": image, "image_id": get("to-image-id"), "old_container_aside_as": kept });
+        audit.record("rollback", &target.id, before.clone(), intent, "started")?;
+        let was_running = matches!(d.state, ContainerState::Running | ContainerState::Restarting);
+        let outcome = replace(rt, &name, &kept, &image, was_running, &get("from")).await;
+        let outcome = Outcome { target: target.id.clone(), before, ..outcome };
+        audit.record("rollback", &outcome.target, outcome.before.clone(), outcome.after.clone(), &outcome.result)?;
+        if outcome.ok {
+            // The ledger knows at once: the version left is never the default target again,
+            // and this one is no deploy to roll back.
+            if let (Ok(store), Ok(now)) = (ctx.state(), rt.inspect(&name).await) {
+                let project = ctx.config.project.compose_project.clone().unwrap_or_default();
+                let (to, from) = (Version::of(&now, None, Utc::now()), Version::of(&d, None, Utc::now()));
+                let _ = ops_core::releases::record_rollback(store.as_ref(), &project, &get("service"), to, &from).await;
+            }
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Whether `name`, ready, keeps running for [`SETTLE`] without a restart; why not.
+async fn settled(rt: &dyn ops_core::ports::ContainerRuntime, name: &str) -> std::result::Result<(), String> {
+    let first = rt.inspect(name).await.map_err(|e| e.to_string())?;
+    tokio::time::sleep(SETTLE).await;
+    let then = rt.inspect(name).await.map_err(|e| e.to_string())?;
+    if then.state == ContainerState::Running && then.started_at == first.started_at {
+        Ok(())
+    } else {
+        let code = then.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
+        Err(format!("it did not keep running for {} s after it started ({:?}{code})", SETTLE.as_secs(), then.state)
+            .to_lowercase())
+    }
+}
+
+/// Replaces `name` with a container like it on `image`; puts the old one back when the new
+/// one does not become ready. `before` is filled by the caller.
+async fn replace(
+    rt: &dyn ops_core::ports::ContainerRuntime,
+    name: &str,
+    kept: &str,
+    image: &str,
+    was_running: bool,
+    from: &str,
+) -> Outcome {
+    let outcome = |ok: bool, result: String, after: serde_json::Value| Outcome {
+        target: String::new(),
+        ok,
+        result,
+        before: serde_json::Value::Null,
+        after,
+    };
+    let kept = kept.to_owned();
+    // Stopped whatever it is doing (a crash loop restarts by itself otherwise).
+    if let Err(e) = rt.stop(name, STOP_TIMEOUT).await
+        && rt.inspect(name).await.is_ok_and(|d| d.state != ContainerState::Exited)
+    {
+        return outcome(false, format!("not rolled back: stopping it failed: {e}"), serde_json::Value::Null);
+    }
+    if let Err(e) = rt.rename(name, &kept).await {
+        let back = if was_running { rt.start(name).await.err() } else { None };
+        let also = back.map(|e| format!("; starting it again failed too: {e}")).unwrap_or_default();
+        return outcome(
+            false,
+            format!("not rolled back: renaming it aside failed: {e}{also}"),
+            serde_json::Value::Null,
+        );
+    }
+    let created = match rt.create_like(&kept, image, name).await {
+        Ok(id) => rt.start(&id).await.map(|()| id),
+        Err(e) => Err(e),
+    };
+    let ready = match &created {
+        Ok(_) => {
+            let wait = stack::Wait { timeout: READY_TIMEOUT, poll: POLL, fail_on_exit: true };
+            let r = stack::wait_ready(rt, name, wait).await;
+            if r.ok { settled(rt, name).await.map(|()| r.state) } else { Err(r.detail) }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match ready {
+        Ok(state) => {
+            // Its volumes, anonymous ones included, are the new container's now.
+            let removed = rt.remove_keeping_volumes(&kept, true).await;
+            let note = removed.err().map(|e| format!(" (the old container {kept} stays: {e})")).unwrap_or_default();
+            outcome(true, format!("ok{note}"), json!({ "image": image, "state": state }))
+        }
+        Err(why) => {
+            // Back to the version it came from.
+            let mut steps = Vec::new();
+            // Only the container this rollback created (by its id), never another that took
+            // the name meanwhile; its volumes stay (they are the old container's too).
+            if let Ok(id) = &created
+                && let Err(e) = rt.remove_keeping_volumes(id, true).await
+            {
+                steps.push(format!("removing the new container failed: {e}"));
+            }
+            let back = match rt.rename(&kept, name).await {
+                Ok(()) => name.to_owned(),
+                Err(e) => {
+                    steps.push(format!("renaming {kept} back failed: {e}"));
+                    kept.clone()
+                }
+            };
+            if was_running {
+                let wait = stack::Wait { timeout: READY_TIMEOUT, poll: POLL, fail_on_exit: true };
+                match rt.start(&back).await {
+                    Ok(()) => {
+                        let r = stack::wait_ready(rt, &back, wait).await;
+                        if !r.ok {
+                            steps.push(format!("{from} does not become ready either: {}", r.detail));
+                        }
+                    }
+                    Err(e) => steps.push(format!("starting {from} again failed: {e}")),
+                }
+            }
+            let went = if steps.is_empty() { format!("went back to {from}") } else { steps.join("; ") };
+            outcome(
+                false,
+                format!("the rolled-back container did not become ready ({why}): {went}"),
+                serde_json::Value::Null,
+            )
+        }
+    }
+}
