@@ -18,8 +18,9 @@ pub(crate) fn plan(out: &mut dyn Write, p: &ActionPlan, due: bool) -> Result<()>
     writeln!(out, "plan: {}", p.summary)?;
     for t in &p.targets {
         writeln!(out, "  {}", t.id)?;
+        let width = t.details.keys().map(String::len).max().unwrap_or(0).max(12);
         for (k, v) in &t.details {
-            writeln!(out, "      {k:<12} {}", v.replace('\n', " "))?;
+            writeln!(out, "      {k:<width$} {}", v.replace('\n', " "))?;
         }
     }
     for n in &p.notes {
