@@ -301,6 +301,22 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     )
     .unwrap();
 
+    // A Watchtower-like auto-updater (its label), outside the stack.
+    let watchtower = format!("{project}-updater");
+    let _updater = Leftovers(watchtower.clone(), Vec::new());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &watchtower,
+        "--label",
+        "com.centurylinklabs.watchtower=true",
+        "ops-test/base:bookworm",
+        "sleep",
+        "300",
+    ]);
+    let paused = || docker(&["inspect", "-f", "{{.State.Paused}}", &watchtower]) == "true";
+
     // Nothing known yet: refused with the reason.
     run("v1");
     let (code, v) = opsctl(&config, &["rollback", "web"]).await;
@@ -330,6 +346,8 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
         "{plan:#}"
     );
     assert_eq!(inspect()["Id"], failed["Id"], "a plan changes nothing");
+    assert!(plan["plan"]["notes"].to_string().contains(&format!("auto-updater {watchtower} is paused")), "{plan:#}");
+    assert!(!paused(), "a plan pauses nothing");
     let (code, v) = opsctl(&config, &["rollback", "web", "--to", "opsit/never:1"]).await;
     assert_ne!(code, 0, "{v}");
     assert!(v.to_string().contains("never ran"), "{v}");
@@ -338,6 +356,13 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     let (code, v) = opsctl(&config, &["rollback", "web", "--apply"]).await;
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["report"]["outcomes"][0]["ok"], true, "{v:#}");
+    // The updater stays paused: it would deploy v2 again.
+    assert!(paused(), "{v:#}");
+    assert!(
+        v["report"]["outcomes"][0]["result"].as_str().unwrap().contains(&format!("{watchtower} left paused")),
+        "{v:#}"
+    );
+    docker(&["unpause", &watchtower]);
     let now = inspect();
     assert_eq!(now["State"]["Status"], "running", "{now:#}");
     assert_ne!(now["Id"], failed["Id"]);
@@ -378,11 +403,15 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     assert_eq!(code, 1, "{v:#}");
     let result = v["report"]["outcomes"][0]["result"].as_str().unwrap().to_owned();
     assert!(result.contains("did not become ready") && result.contains("went back to"), "{result}");
+    assert!(result.contains(&format!("{watchtower} resumed")) && !paused(), "{result}");
     let back = inspect();
     assert_eq!((back["Id"].clone(), back["State"]["Status"].clone()), (running["Id"].clone(), "running".into()));
     let audit = ops_core::audit::AuditLog::open(&dir.path().join("audit.jsonl")).unwrap().read().unwrap();
     let rollbacks: Vec<&str> = audit.iter().filter(|e| e.action == "rollback").map(|e| e.result.as_str()).collect();
     assert_eq!(rollbacks.len(), 4, "intent and outcome of each: {rollbacks:?}");
+    let updater: Vec<&str> =
+        audit.iter().filter(|e| e.action.ends_with("-updater")).map(|e| e.action.as_str()).collect();
+    assert_eq!(updater, ["pause-updater", "pause-updater", "unpause-updater"], "{updater:?}");
 
     // A version a rollback may need is never pruned, even once its tag moved on (dangling).
     let v1_id = back["Image"].as_str().unwrap().to_owned();

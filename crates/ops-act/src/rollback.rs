@@ -9,7 +9,11 @@
 //!   intent in the audit log; the container stopped and renamed aside (kept), a new one
 //!   created like it (name, labels, environment, mounts, networks, ports, restart policy,
 //!   limits) on the older image, started and waited for (running, healthy with a
-//!   healthcheck, and still running 5 s later). Ready: the kept one is removed. Not ready: the new one is removed and the
+//!   healthcheck, and still running 5 s later). Ready: the kept one is removed.
+//! - **Auto-updaters.** A running Watchtower (or a fork: its `com.centurylinklabs.watchtower`
+//!   label, or `watchtower` in its image) is paused for the rollback; left paused after one
+//!   that succeeded (it would deploy the image rolled back from again), with the command to
+//!   resume it, and resumed after one that did not. Not ready: the new one is removed and the
 //!   kept one renamed back and started: the service is on the version it came from.
 
 use std::time::Duration;
@@ -149,8 +153,31 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
         .map(|(k, v)| (k.to_owned(), v))
         .collect(),
     });
+    for u in updaters(rt).await? {
+        plan.notes.push(format!(
+            "image auto-updater {u} is paused during the rollback and left paused after it succeeds (it would \
+             deploy the image rolled back from again)"
+        ));
+    }
     plan.summary = format!("roll {name} back from {} to {}", running.label(), target.label());
     Ok(plan)
+}
+
+/// The label Watchtower (and its forks) put on their own container.
+const WATCHTOWER_LABEL: &str = "com.centurylinklabs.watchtower";
+
+/// The running image auto-updaters of the host: Watchtower and its forks.
+async fn updaters(rt: &dyn ops_core::ports::ContainerRuntime) -> Result<Vec<String>> {
+    let running = rt.list_containers(&ops_core::ports::ContainerFilter::default()).await?;
+    Ok(running
+        .into_iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .filter(|c| {
+            c.labels.get(WATCHTOWER_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                || c.image.to_ascii_lowercase().contains("watchtower")
+        })
+        .map(|c| c.name)
+        .collect())
 }
 
 /// The reference to create the container with: the version's own tag while it still names
@@ -209,7 +236,39 @@ async fn apply_all(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
         let intent = json!({ "image": image, "image_id": get("to-image-id"), "old_container_aside_as": kept });
         audit.record("rollback", &target.id, before.clone(), intent, "started")?;
         let was_running = matches!(d.state, ContainerState::Running | ContainerState::Restarting);
-        let outcome = replace(rt, &name, &kept, &image, was_running, &get("from")).await;
+        // Auto-updaters first: one that redeploys while this runs would undo it.
+        let mut paused = Vec::new();
+        for u in updaters(rt).await.unwrap_or_default() {
+            let done = rt.pause(&u).await;
+            let result = done.as_ref().map_or_else(ToString::to_string, |()| "ok".to_owned());
+            audit.record(
+                "pause-updater",
+                &format!("container:{u}"),
+                json!({ "for": target.id }),
+                json!({}),
+                &result,
+            )?;
+            if done.is_ok() {
+                paused.push(u);
+            }
+        }
+        let mut outcome = replace(rt, &name, &kept, &image, was_running, &get("from")).await;
+        for u in &paused {
+            if outcome.ok {
+                outcome.result.push_str(&format!(
+                    "; {u} left paused: it would deploy the image rolled back from again (docker unpause {u} once \
+                     that image is fixed)"
+                ));
+            } else {
+                let done = rt.unpause(u).await;
+                let result = done.as_ref().map_or_else(ToString::to_string, |()| "ok".to_owned());
+                audit.record("unpause-updater", &format!("container:{u}"), json!({}), json!({}), &result)?;
+                outcome.result.push_str(&match done {
+                    Ok(()) => format!("; {u} resumed"),
+                    Err(e) => format!("; {u} is still paused ({e}): docker unpause {u}"),
+                });
+            }
+        }
         let outcome = Outcome { target: target.id.clone(), before, ..outcome };
         audit.record("rollback", &outcome.target, outcome.before.clone(), outcome.after.clone(), &outcome.result)?;
         if outcome.ok {

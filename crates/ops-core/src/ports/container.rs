@@ -486,6 +486,18 @@ pub trait ContainerRuntime: Send + Sync {
     /// `NotFound` (no such container or image), `Conflict` (name taken), `Unavailable`.
     async fn create_like(&self, like: &str, image: &str, name: &str) -> Result<String>;
 
+    /// Freezes a running container's processes (`docker pause`).
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (not running), `Unavailable`.
+    async fn pause(&self, container: &str) -> Result<()>;
+
+    /// Thaws a paused container (`docker unpause`).
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (not paused), `Unavailable`.
+    async fn unpause(&self, container: &str) -> Result<()>;
+
     /// Renames a container.
     ///
     /// # Errors

@@ -677,6 +677,16 @@ impl ContainerRuntime for DockerRuntime {
         Ok(self.bounded(&what, d.create_container(Some(opts), body)).await?.id)
     }
 
+    async fn pause(&self, container: &str) -> Result<()> {
+        let d = self.client().await?;
+        self.bounded(&format!("pause {container}"), d.pause_container(container)).await
+    }
+
+    async fn unpause(&self, container: &str) -> Result<()> {
+        let d = self.client().await?;
+        self.bounded(&format!("unpause {container}"), d.unpause_container(container)).await
+    }
+
     async fn rename(&self, container: &str, new_name: &str) -> Result<()> {
         let d = self.client().await?;
         let opts = bollard::query_parameters::RenameContainerOptionsBuilder::new().name(new_name).build();
