@@ -252,7 +252,7 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     docker(&["run", "--name", &maker, "ops-test/base:bookworm", "true"]);
     docker(&["commit", "--change", "ENV FLAVOR=two", &maker, &image("v2")]);
     docker(&["rm", &maker]);
-    let mut leftovers = Leftovers(name.clone(), vec![image("v1"), image("v2")]);
+    let mut leftovers = Leftovers(project.clone(), vec![image("v1"), image("v2")]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -303,7 +303,6 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
 
     // A Watchtower-like auto-updater (its label), outside the stack.
     let watchtower = format!("{project}-updater");
-    let _updater = Leftovers(watchtower.clone(), Vec::new());
     docker(&[
         "run",
         "-d",
@@ -316,6 +315,26 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
         "300",
     ]);
     let paused = || docker(&["inspect", "-f", "{{.State.Paused}}", &watchtower]) == "true";
+    // A worker of the stack that depends on web: restarted after the rollback.
+    let worker = format!("{project}-worker-1");
+    let (p, d) =
+        (format!("com.docker.compose.project={project}"), "com.docker.compose.depends_on=web:service_started:false");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &worker,
+        "--label",
+        &p,
+        "--label",
+        "com.docker.compose.service=worker",
+        "--label",
+        d,
+        "ops-test/base:bookworm",
+        "sleep",
+        "300",
+    ]);
+    let worker_started = || docker(&["inspect", "-f", "{{.State.StartedAt}}", &worker]);
 
     // Nothing known yet: refused with the reason.
     run("v1");
@@ -353,9 +372,14 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     assert!(v.to_string().contains("never ran"), "{v}");
 
     // Applied: v1 again, alike.
+    let worker_before = worker_started();
     let (code, v) = opsctl(&config, &["rollback", "web", "--apply"]).await;
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["report"]["outcomes"][0]["ok"], true, "{v:#}");
+    // The worker restarted after it, running.
+    let outcomes = v["report"]["outcomes"].as_array().unwrap();
+    assert!(outcomes.iter().any(|o| o["target"] == format!("container:{worker}") && o["ok"] == true), "{v:#}");
+    assert_ne!(worker_started(), worker_before, "the dependent restarted");
     // The updater stays paused: it would deploy v2 again.
     assert!(paused(), "{v:#}");
     assert!(

@@ -10,6 +10,8 @@
 //!   created like it (name, labels, environment, mounts, networks, ports, restart policy,
 //!   limits) on the older image, started and waited for (running, healthy with a
 //!   healthcheck, and still running 5 s later). Ready: the kept one is removed.
+//! - **Dependents.** After a rollback that worked, what depends on the service restarts in
+//!   order (as `restart-dependents`), each with its own outcome.
 //! - **Auto-updaters.** A running Watchtower (or a fork: its `com.centurylinklabs.watchtower`
 //!   label, or `watchtower` in its image) is paused for the rollback; left paused after one
 //!   that succeeded (it would deploy the image rolled back from again), with the command to
@@ -271,6 +273,7 @@ async fn apply_all(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
         }
         let outcome = Outcome { target: target.id.clone(), before, ..outcome };
         audit.record("rollback", &outcome.target, outcome.before.clone(), outcome.after.clone(), &outcome.result)?;
+        let rolled_back = outcome.ok;
         if outcome.ok {
             // The ledger knows at once: the version left is never the default target again,
             // and this one is no deploy to roll back.
@@ -281,6 +284,18 @@ async fn apply_all(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
             }
         }
         outcomes.push(outcome);
+        // What depends on it restarts, in order, against the version back (the same steps
+        // as `restart-dependents`, each its own outcome and audit record).
+        if rolled_back {
+            let dependents = Action::RestartDependents { service: get("service") };
+            match crate::services::plan(ctx, &dependents).await {
+                Ok(p) if !p.targets.is_empty() => outcomes.extend(crate::services::apply(ctx, &p, audit).await?),
+                Ok(_) => {}
+                Err(e) => {
+                    outcomes.push(fail(format!("its dependents were not restarted: {e}"), serde_json::Value::Null))
+                }
+            }
+        }
     }
     Ok(outcomes)
 }
