@@ -69,7 +69,7 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
     };
     // A rollback that was cut off left its container aside: that is for a person to sort out.
     let aside = format!("{}{}", c.name, stack::ASIDE_MARK);
-    let every = rt.list_containers(&ops_core::ports::ContainerFilter { all: true, ..Default::default() }).await?;
+    let every = every(rt).await?;
     if let Some(left) = every.iter().find(|o| o.name.starts_with(&aside)) {
         return Err(Error::conflict(format!(
             "{} was put aside by a rollback that did not finish: start it again or remove it (docker rm {}) first",
@@ -155,7 +155,7 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
         .map(|(k, v)| (k.to_owned(), v))
         .collect(),
     });
-    for u in updaters(rt).await? {
+    for u in updaters(&every) {
         plan.notes.push(format!(
             "image auto-updater {u} is paused during the rollback and left paused after it succeeds (it would \
              deploy the image rolled back from again)"
@@ -168,18 +168,22 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
 /// The label Watchtower (and its forks) put on their own container.
 const WATCHTOWER_LABEL: &str = "com.centurylinklabs.watchtower";
 
-/// The running image auto-updaters of the host: Watchtower and its forks.
-async fn updaters(rt: &dyn ops_core::ports::ContainerRuntime) -> Result<Vec<String>> {
-    let running = rt.list_containers(&ops_core::ports::ContainerFilter::default()).await?;
-    Ok(running
-        .into_iter()
+/// The running image auto-updaters among `containers`: Watchtower and its forks.
+fn updaters(containers: &[ops_core::ports::ContainerSummary]) -> Vec<String> {
+    containers
+        .iter()
         .filter(|c| c.state == ContainerState::Running)
         .filter(|c| {
             c.labels.get(WATCHTOWER_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("true"))
                 || c.image.to_ascii_lowercase().contains("watchtower")
         })
-        .map(|c| c.name)
-        .collect())
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Every container of the host, stopped ones included.
+async fn every(rt: &dyn ops_core::ports::ContainerRuntime) -> Result<Vec<ops_core::ports::ContainerSummary>> {
+    rt.list_containers(&ops_core::ports::ContainerFilter { all: true, ..Default::default() }).await
 }
 
 /// The reference to create the container with: the version's own tag while it still names
@@ -240,7 +244,7 @@ async fn apply_all(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
         let was_running = matches!(d.state, ContainerState::Running | ContainerState::Restarting);
         // Auto-updaters first: one that redeploys while this runs would undo it.
         let mut paused = Vec::new();
-        for u in updaters(rt).await.unwrap_or_default() {
+        for u in updaters(&every(rt).await.unwrap_or_default()) {
             let done = rt.pause(&u).await;
             let result = done.as_ref().map_or_else(ToString::to_string, |()| "ok".to_owned());
             audit.record(

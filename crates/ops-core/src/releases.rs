@@ -210,18 +210,18 @@ pub async fn load(store: &dyn StateStore, project: &str) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
-/// Records the versions seen running (service, version) for `project`; the ledger after, by
-/// service. A document is written when its version changed, or when it was last written
-/// over five minutes ago.
+/// Records the versions seen running (service, version) for `project` on `ledger` (as
+/// [`load`] read it); the ledger after, by service. A document is written when its version
+/// changed, or when it was last written over five minutes ago.
 ///
 /// # Errors
 /// The store's.
 pub async fn record(
     store: &dyn StateStore,
     project: &str,
+    mut ledger: BTreeMap<String, ServiceReleases>,
     seen: Vec<(String, Version)>,
 ) -> Result<BTreeMap<String, ServiceReleases>> {
-    let mut ledger = load(store, project).await?;
     for (service, version) in seen {
         let before = ledger.remove(&service);
         // A sighting of a container older than the one the ledger has (another replica saw

@@ -176,12 +176,8 @@ async fn probe_one(
         }
     };
     let now = Utc::now();
-    // The version it runs, for the release ledger (the registry digest when its image has one).
-    let digest = match rt.image(&d.image_id).await {
-        Ok(image) => image.repo_digests.into_iter().next(),
-        Err(_) => None,
-    };
-    report.release = Some(ops_core::releases::Version::of(&d, digest, now));
+    // The version it runs, for the release ledger (which looks up a new version's digest).
+    report.release = Some(ops_core::releases::Version::of(&d, None, now));
     for problem in assess(&d, now, t) {
         report.problem(problem);
     }

@@ -193,7 +193,6 @@ fn dependencies_resolve_within_the_project() {
 
 fn runtime_with(containers: Vec<ContainerSummary>) -> MockContainerRuntime {
     let mut rt = MockContainerRuntime::new();
-    rt.expect_image().returning(|_| Err(ops_core::Error::not_found("no such image")));
     rt.expect_list_containers().returning(move |filter| {
         assert!(filter.all, "stopped containers count");
         Ok(containers.clone())
@@ -256,7 +255,6 @@ async fn probe_all_reports_every_container_of_the_project() {
 #[tokio::test]
 async fn all_projects_means_every_compose_container() {
     let mut rt = MockContainerRuntime::new();
-    rt.expect_image().returning(|_| Err(ops_core::Error::not_found("no such image")));
     rt.expect_list_containers().returning(|filter| {
         assert_eq!(filter.compose_project, None);
         assert_eq!(filter.labels.get(COMPOSE_PROJECT_LABEL), Some(&None), "only Compose containers");
@@ -281,7 +279,6 @@ async fn a_project_without_containers_is_down() {
 #[tokio::test]
 async fn an_unlistable_engine_is_reported_under_the_engine() {
     let mut rt = MockContainerRuntime::new();
-    rt.expect_image().returning(|_| Err(ops_core::Error::not_found("no such image")));
     rt.expect_list_containers().returning(|_| Err(ops_core::Error::unavailable("docker engine unreachable")));
     let reports = probe_all(&rt, Some("shop"), &ContainerThresholds::default(), Duration::from_secs(1)).await;
     assert_eq!(reports.len(), 1);
@@ -292,7 +289,6 @@ async fn an_unlistable_engine_is_reported_under_the_engine() {
 #[tokio::test]
 async fn the_engine_down_is_critical() {
     let mut rt = MockContainerRuntime::new();
-    rt.expect_image().returning(|_| Err(ops_core::Error::not_found("no such image")));
     rt.expect_ping().returning(|| Err(ops_core::Error::unavailable("no such socket (is dockerd running?)")));
     let (report, info) = engine(&rt, Duration::from_secs(1)).await;
     assert!(info.is_none());
@@ -301,7 +297,6 @@ async fn the_engine_down_is_critical() {
     assert!(report.message.contains("is dockerd running?"), "{}", report.message);
 
     let mut rt = MockContainerRuntime::new();
-    rt.expect_image().returning(|_| Err(ops_core::Error::not_found("no such image")));
     rt.expect_ping().returning(|| {
         Ok(RuntimeInfo {
             version: "20.10.24".to_owned(),

@@ -200,7 +200,7 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
 async fn record_releases(ctx: &Context, probes: &mut [ProbeReport]) -> Vec<ops_core::releases::Deploy> {
     let Some(store) = ctx.state.as_deref() else { return Vec::new() };
     let project = ctx.config.project.compose_project.clone().unwrap_or_default();
-    let seen: Vec<(String, ops_core::releases::Version)> = probes
+    let mut seen: Vec<(String, ops_core::releases::Version)> = probes
         .iter()
         .filter(|p| p.kind == ProbeKind::Container)
         .filter_map(|p| Some((p.name.strip_prefix("container:")?.to_owned(), p.release.clone()?)))
@@ -210,7 +210,18 @@ async fn record_releases(ctx: &Context, probes: &mut [ProbeReport]) -> Vec<ops_c
     }
     // A store that fails leaves the ledger as it was: triage's verdicts do not depend on it
     // (the store's own failure shows in what records incidents).
-    let Ok(ledger) = ops_core::releases::record(store, &project, seen).await else { return Vec::new() };
+    let Ok(known) = ops_core::releases::load(store, &project).await else { return Vec::new() };
+    // A version not seen before gets its registry digest (one image lookup per deploy, not
+    // one per container per triage).
+    if let Some(rt) = ctx.containers.as_deref() {
+        for (service, version) in &mut seen {
+            if known.get(service.as_str()).is_none_or(|r| !r.current.same_as(version)) {
+                version.repo_digest =
+                    rt.image(&version.image_id).await.ok().and_then(|i| i.repo_digests.into_iter().next());
+            }
+        }
+    }
+    let Ok(ledger) = ops_core::releases::record(store, &project, known, seen).await else { return Vec::new() };
     let now = Utc::now();
     let minutes = i64::try_from(ctx.config.probes.container.deploy_window_mins).unwrap_or(i64::MAX / 120_000);
     let window = chrono::Duration::minutes(minutes.min(525_600));
