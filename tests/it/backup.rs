@@ -452,6 +452,7 @@ async fn backup_prune_takes_its_policy_from_the_caller_and_audits_each_deletion(
         primary: Some(daily.clone()),
         local: Some(daily),
         actor: Some("opsctl:it@host".into()),
+        only: None,
     };
     ops_backup::prune(&s.ctx, &opts, chrono::Utc::now()).await.unwrap();
     assert!(s.audit_records().is_empty(), "a dry run changes nothing and records nothing");

@@ -8,6 +8,7 @@ mod alerts;
 mod backup;
 mod checks;
 mod cli;
+mod disk;
 mod docker;
 mod drill;
 mod harness;

@@ -101,7 +101,7 @@ async fn triage_database_stopped_is_p1_with_the_api_failure_as_consequence() {
 /// Removes, even when the test fails, the containers whose names start with `.0` and the
 /// images `.1`: a stopped container left behind would be an incident for every later triage
 /// of all Compose projects on the host.
-struct Leftovers(String, Vec<String>);
+pub(crate) struct Leftovers(pub(crate) String, pub(crate) Vec<String>);
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
@@ -122,8 +122,19 @@ impl Drop for Leftovers {
     }
 }
 
+/// Networks removed when the test ends, even when it fails.
+struct Networks(Vec<String>);
+
+impl Drop for Networks {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = std::process::Command::new("docker").args(["network", "rm", n]).output();
+        }
+    }
+}
+
 /// `docker ARGS`, which must succeed; its standard output.
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let out = std::process::Command::new("docker").args(args).output().expect("docker runs");
     assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -252,13 +263,21 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     docker(&["run", "--name", &maker, "ops-test/base:bookworm", "true"]);
     docker(&["commit", "--change", "ENV FLAVOR=two", &maker, &image("v2")]);
     docker(&["rm", &maker]);
+    // Two networks (Docker 20.10 takes one at create: the other is connected after), removed
+    // after the containers (dropped after `leftovers`).
+    let (front, back) = (format!("{project}-front"), format!("{project}-back"));
+    let _networks = Networks(vec![front.clone(), back.clone()]);
+    docker(&["network", "create", &front]);
+    docker(&["network", "create", &back]);
     let mut leftovers = Leftovers(project.clone(), vec![image("v1"), image("v2")]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
+    let image_id = |tag: &str| docker(&["image", "inspect", "-f", "{{.Id}}", &image(tag)]);
     let run = |tag: &str| {
         let (p, s) = (format!("com.docker.compose.project={project}"), "com.docker.compose.service=web".to_owned());
         let (img, bind) = (image(tag), format!("{}:/data:ro", data.display()));
+        let recorded = format!("com.docker.compose.image={}", image_id(tag));
         docker(&[
             "run",
             "-d",
@@ -268,6 +287,8 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
             &p,
             "--label",
             &s,
+            "--label",
+            &recorded,
             "--label",
             "team=shop",
             "-e",
@@ -280,11 +301,16 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
             "64m",
             "--restart",
             "on-failure:2",
+            "--network",
+            &front,
+            "--network-alias",
+            "web-front",
             &img,
             "sh",
             "-c",
             "test -f /ok && exec sleep 300",
         ]);
+        docker(&["network", "connect", "--alias", "web-back", &back, &name]);
     };
     let inspect = || -> serde_json::Value {
         serde_json::from_str::<serde_json::Value>(&docker(&["inspect", &name])).unwrap()[0].clone()
@@ -371,6 +397,47 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     assert_ne!(code, 0, "{v}");
     assert!(v.to_string().contains("never ran"), "{v}");
 
+    // Were web a database's container, a backup holding that database's lock refuses it. The
+    // local lock file is enough to tell (a backup on this host holds it first).
+    let locked = dir.path().join("locked.toml");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::write(
+        &locked,
+        format!(
+            "{}
+[databases.main]
+url = \"postgres://app@127.0.0.1:9/app\"
+container = \"{name}\"
+[storage]
+\
+             url = \"{}\"
+",
+            std::fs::read_to_string(&config).unwrap(),
+            backups.display()
+        ),
+    )
+    .unwrap();
+    let mut held = std::fs::File::create(backups.join(".ops-app.lock")).unwrap();
+    held.try_lock().unwrap();
+    std::io::Write::write_all(
+        &mut held,
+        br#"{"pid": 4242, "operation": "backup", "started_at": "2026-12-03T02:00:00Z"}"#,
+    )
+    .unwrap();
+    let (code, v) = opsctl(&locked, &["rollback", "web"]).await;
+    assert_ne!(code, 0, "{v}");
+    assert!(
+        v.to_string().contains(
+            "a backup, restore or drill of app is already running since 2026-12-03 02:00:00 UTC (backup by pid 4242)"
+        ) && v.to_string().contains("is the container of database main"),
+        "{v}"
+    );
+    drop(held);
+    let (code, v) = opsctl(&locked, &["rollback", "web"]).await;
+    assert_eq!(code, 0, "the lock let go, a database that does not answer has no backup running: {v}");
+    assert!(v["plan"]["notes"].to_string().contains("database main"), "{v:#}");
+
     // Applied: v1 again, alike.
     let worker_before = worker_started();
     let (code, v) = opsctl(&config, &["rollback", "web", "--apply"]).await;
@@ -412,6 +479,20 @@ async fn rollback_brings_the_version_before_back_alike_and_undoes_a_failing_one(
     ] {
         assert_eq!(now.pointer(pointer), failed.pointer(pointer), "{pointer}");
     }
+    assert_eq!(now["Config"]["Labels"]["com.docker.compose.image"], image_id("v1"), "Compose's record of the image");
+    // Both networks, each with its alias.
+    let aliases = |c: &serde_json::Value, net: &str| -> Vec<String> {
+        c["NetworkSettings"]["Networks"][net]["Aliases"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let nets = |c: &serde_json::Value| -> Vec<String> {
+        c["NetworkSettings"]["Networks"].as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(nets(&now), nets(&failed), "{:#}", now["NetworkSettings"]);
+    assert!(aliases(&now, &front).contains(&"web-front".to_owned()), "{:#}", now["NetworkSettings"]);
+    assert!(aliases(&now, &back).contains(&"web-back".to_owned()), "{:#}", now["NetworkSettings"]);
     let kept = docker(&["ps", "-a", "--filter", &format!("name={name}-ops-rollback"), "--format", "{{.Names}}"]);
     assert!(kept.is_empty(), "the replaced container is gone once the rollback is ready: {kept}");
     // The ledger knows: v2 is what a rollback left, so no default target is left, and the

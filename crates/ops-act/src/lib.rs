@@ -7,6 +7,7 @@
 //!
 //! [`pg`]: terminate a backend, kill idle sessions, cancel slow queries, `VACUUM`.
 //! [`services`]: Redis `maxmemory-policy`, restarting a container with its dependents in order.
+//! `disk`: freeing disk space item by item, with estimates (`disk-clean`).
 //! New actions go here, as a variant of [`Action`] with a plan and an apply in the module of
 //! the system they touch.
 
@@ -15,10 +16,12 @@ use std::collections::BTreeMap;
 use ops_core::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 
+mod disk;
 pub mod pg;
 mod rollback;
 pub mod services;
 
+pub use disk::{DEFAULT_JOURNAL_KEEP_DAYS, DEFAULT_LOGS_OVER_BYTES, DiskItem, estimate as disk_estimate};
 use ops_core::audit::Audit;
 
 /// What to do. Serialized with an `action` tag, the body of `POST /api/v1/actions`.
@@ -117,6 +120,31 @@ pub enum Action {
         #[serde(default)]
         label: Option<String>,
     },
+    /// Free disk space item by item, each with an estimate: stopped containers outside the
+    /// stack, dangling (or all unused) images the release ledger does not keep, build cache,
+    /// container logs over a size, backups beyond retention, old journald files, the apt
+    /// cache, and unused anonymous volumes only when asked.
+    DiskClean {
+        /// Only these items (default: all but volumes).
+        #[serde(default)]
+        only: Vec<DiskItem>,
+        /// Also unused anonymous volumes (never one the stack's Compose project owns).
+        #[serde(default)]
+        volumes: bool,
+        /// Every unused image, not only dangling ones (`docker image prune -a`).
+        #[serde(default)]
+        all_images: bool,
+        /// Only containers, images, logs and volumes carrying this label (`key` or
+        /// `key=value`).
+        #[serde(default)]
+        label: Option<String>,
+        /// Truncate container logs larger than this many bytes (default 100 MiB).
+        #[serde(default)]
+        logs_over_bytes: Option<u64>,
+        /// journald keeps this many days (default 3).
+        #[serde(default)]
+        journal_keep_days: Option<u64>,
+    },
     /// Restart a container, and then, in order, the containers that depend on it.
     Restart {
         /// Container name or Compose service.
@@ -162,6 +190,12 @@ impl Action {
             Self::EnginePrune { label } => {
                 check_range("label length", label.as_deref().map_or(0, str::len), 0, 255).map(drop)
             }
+            Self::DiskClean { only, label, logs_over_bytes, journal_keep_days, .. } => {
+                check_range("only", only.len(), 0, DiskItem::ALL.len())?;
+                check_range("label length", label.as_deref().map_or(0, str::len), 0, 255)?;
+                check_range("logs-over-bytes", logs_over_bytes.unwrap_or(1 << 20), 1 << 20, 1 << 50)?;
+                check_range("journal-keep-days", journal_keep_days.unwrap_or(1), 1, 3650).map(drop)
+            }
         }
     }
 
@@ -182,6 +216,7 @@ impl Action {
             Self::StopStack {} => "stop-stack",
             Self::Rollback { .. } => "rollback",
             Self::EnginePrune { .. } => "engine-prune",
+            Self::DiskClean { .. } => "disk-clean",
         }
     }
 }
@@ -261,6 +296,7 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
             crate::pg::plan(ctx, action).await
         }
         Action::Rollback { service, to } => crate::rollback::plan(ctx, action, service, to.as_deref()).await,
+        Action::DiskClean { .. } => crate::disk::plan(ctx, action).await,
         _ => crate::services::plan(ctx, action).await,
     }
 }
@@ -278,6 +314,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, actor: &str) -> Result<Acti
             crate::pg::apply(ctx, plan, &audit).await?
         }
         Action::Rollback { .. } => crate::rollback::apply(ctx, plan, &audit).await?,
+        Action::DiskClean { .. } => crate::disk::apply(ctx, plan, &audit).await?,
         _ => crate::services::apply(ctx, plan, &audit).await?,
     };
     Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.log().path().to_owned() })

@@ -4,12 +4,14 @@
 //! - **Plan.** The service's one container, the version it runs, and the version to go to:
 //!   `to` (an image reference or an id prefix of a version in the ledger), else the one before
 //!   the running one. Refused, with the reason: no version in the ledger, none before, the
-//!   same version, or its image gone from the engine.
+//!   same version, its image gone from the engine, or (for a database's container) a
+//!   backup, restore or drill of that database holding its lock.
 //! - **Apply.** Re-checked first (a container that changed since the plan is skipped); its
 //!   intent in the audit log; the container stopped and renamed aside (kept), a new one
 //!   created like it (name, labels, environment, mounts, networks, ports, restart policy,
 //!   limits) on the older image, started and waited for (running, healthy with a
-//!   healthcheck, and still running 5 s later). Ready: the kept one is removed.
+//!   healthcheck, and still running 5 s later). Ready: the kept one is removed. The
+//!   database's lock is held throughout when the service is a database's container.
 //! - **Dependents.** After a rollback that worked, what depends on the service restarts in
 //!   order (as `restart-dependents`), each with its own outcome.
 //! - **Auto-updaters.** A running Watchtower (or a fork: its `com.centurylinklabs.watchtower`
@@ -77,6 +79,10 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
         )));
     }
     let d = rt.inspect(&c.id).await?;
+    let mut lock_notes = Vec::new();
+    // Refused while a backup, restore or drill of its database runs (the locks are let go
+    // at once: apply takes them again for the whole rollback).
+    drop(database_locks(ctx, &d.name, &name, &mut lock_notes).await?);
     let running = Version::of(&d, None, Utc::now());
     let versions: Vec<&Version> = std::iter::once(&r.current).chain(&r.previous).collect();
     let target = match to {
@@ -132,7 +138,7 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
     };
     let reference = reference(target, &image);
     let mut plan =
-        ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() };
+        ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: lock_notes };
     if target.config_hash != running.config_hash {
         plan.notes.push(
             "the configuration differs between the two versions too: the rollback changes the image and keeps \
@@ -163,6 +169,42 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
     }
     plan.summary = format!("roll {name} back from {} to {}", running.label(), target.label());
     Ok(plan)
+}
+
+/// The operation locks of the databases whose container is `container` (or its Compose
+/// service `service`), the lock backups, restores and drills take: a rollback never replaces a
+/// database's container under one of them, and none starts during a rollback. A database that
+/// does not answer has nothing running against it: a note, not a refusal.
+///
+/// # Errors
+/// `Conflict` naming what holds the lock.
+async fn database_locks(
+    ctx: &Context,
+    container: &str,
+    service: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ops_backup::lock::OperationLock>> {
+    let mut held = Vec::new();
+    for (name, cfg) in &ctx.config.databases {
+        if !cfg.container.as_deref().is_some_and(|c| c == container || c == service) {
+            continue;
+        }
+        let (_, db) = ctx.database(Some(name))?;
+        let local = ops_backup::target::local_dir(ctx);
+        match ops_backup::lock::acquire(db.as_ref(), local.as_deref(), "rollback").await {
+            Ok(lock) => held.push(lock),
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                return Err(Error::conflict(format!(
+                    "{e}: {container} is the container of database {name}, and a rollback would cut it off; \
+                     roll back once it has finished"
+                )));
+            }
+            Err(e) => notes.push(format!(
+                "database {name} ({container}) does not answer, so no backup or restore runs against it: {e}"
+            )),
+        }
+    }
+    Ok(held)
 }
 
 /// The label Watchtower (and its forks) put on their own container.
@@ -232,6 +274,15 @@ async fn apply_all(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
             outcomes.push(fail(format!("skipped: it runs {} now, not the planned version", d.image), before));
             continue;
         }
+        // Held until the rollback ends: no backup, restore or drill of its database starts
+        // while its container is being replaced.
+        let _locks = match database_locks(ctx, &name, &get("service"), &mut Vec::new()).await {
+            Ok(locks) => locks,
+            Err(e) => {
+                outcomes.push(fail(format!("skipped: {e}"), before));
+                continue;
+            }
+        };
         // The tag the plan chose may have moved since: then the image by its id.
         let to_id = get("to-image-id");
         let image = match rt.image(&image).await {

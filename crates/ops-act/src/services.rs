@@ -593,7 +593,7 @@ async fn labelled(rt: &dyn ContainerRuntime, label: &str) -> Result<std::collect
 /// The image ids of every version in the release ledger (every project): what a rollback
 /// may need. `None` when the ledger cannot be read (no state store, or it fails): then no
 /// image is pruned, since which ones it protects is unknown.
-async fn released_images(ctx: &Context) -> Option<BTreeSet<String>> {
+pub(crate) async fn released_images(ctx: &Context) -> Option<BTreeSet<String>> {
     let store = ctx.state.as_deref()?;
     let mut ids = BTreeSet::new();
     for (_, doc) in store.documents(ops_core::releases::COLLECTION).await.ok()? {
@@ -611,7 +611,7 @@ fn short_id(id: &str) -> &str {
 
 /// A prune's candidates: the engine's, without the stack's containers, and with a label only
 /// the stopped containers carrying it.
-async fn prune_candidates(
+pub(crate) async fn prune_candidates(
     ctx: &Context,
     label: Option<&str>,
 ) -> Result<(Vec<ops_core::ports::EnginePruneTarget>, Vec<String>)> {

@@ -216,6 +216,9 @@ pub struct PruneOptions {
     pub local: Option<RetentionPolicy>,
     /// Who asks, for the audit log (`opsctl:root@host`).
     pub actor: Option<String>,
+    /// Delete only these backups (`location` and id, as a plan a person saw listed them), and
+    /// of them only those the plan made now still deletes; `None`: whatever it deletes.
+    pub only: Option<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl PruneOptions {
@@ -230,6 +233,7 @@ impl PruneOptions {
                 primary: Some(RetentionPolicy::default()),
                 local: Some(RetentionPolicy::default()),
                 actor: None,
+                only: None,
             };
         };
         let gfs = RetentionPolicy {
@@ -245,6 +249,7 @@ impl PruneOptions {
             primary: Some(if primary_is_local { local.clone() } else { gfs }),
             local: Some(local),
             actor: None,
+            only: None,
         }
     }
 }
@@ -303,7 +308,9 @@ pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Re
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
         if let Some(audit) = audit.as_ref().filter(|_| !dry_run) {
-            for d in decisions.iter().filter(|d| d.action == Verdict::Delete) {
+            let listed =
+                |d: &&Decision| opts.only.as_ref().is_none_or(|o| o.contains(&(location.clone(), d.id.to_string())));
+            for d in decisions.iter().filter(|d| d.action == Verdict::Delete).filter(listed) {
                 let before = serde_json::json!({
                     "backup_id": d.id.to_string(),
                     "database": d.database,

@@ -95,6 +95,12 @@ pub enum Command {
     /// each service's health, then run every check; or stop it in reverse order. Planned first.
     #[command(subcommand)]
     Stack(StackCommand),
+    /// Disk space: what can be freed, item by item with an estimate (`plan`), and freeing it
+    /// (`clean --apply`) with what each item freed and `df` before and after: stopped
+    /// containers, dangling images, build cache, container logs over a size, backups beyond
+    /// retention, journald, the apt cache; unused anonymous volumes only with `--volumes`.
+    #[command(subcommand)]
+    Disk(DiskCommand),
     /// Runbooks as code: list, show, check, plan and run them (check, guard, act, verify,
     /// escalate); runs are kept in the state store.
     #[command(subcommand)]
@@ -458,6 +464,49 @@ pub enum StackCommand {
     },
 }
 
+/// `opsctl disk …`.
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// What a cleanup would free, item by item, with an estimate each; nothing is changed.
+    Plan(DiskArgs),
+    /// Free it: prints the plan, and with `--apply` frees each item (re-checked first) and
+    /// reports what each freed and `df` before and after.
+    Clean {
+        /// What to clean.
+        #[command(flatten)]
+        args: DiskArgs,
+        /// Do it (default: print the plan only).
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+/// What `opsctl disk plan|clean` looks at.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiskArgs {
+    /// Only these items (repeat or comma-separate): containers, images, build-cache, volumes,
+    /// logs, backups, journal, apt [default: all but volumes]
+    #[arg(long, value_name = "ITEM", value_delimiter = ',')]
+    pub only: Vec<ops_act::DiskItem>,
+    /// Also unused anonymous volumes (never one the stack's Compose project owns, never a
+    /// named volume).
+    #[arg(long)]
+    pub volumes: bool,
+    /// Every image no container uses, not only dangling ones (`docker image prune -a`); images
+    /// the release ledger keeps for a rollback stay either way.
+    #[arg(long)]
+    pub all_images: bool,
+    /// Only containers, images, logs and volumes carrying this label.
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    pub label: Option<String>,
+    /// Truncate container logs larger than this [default: 100MiB]
+    #[arg(long, value_name = "SIZE", value_parser = ops_core::units::parse_bytes)]
+    pub logs_over: Option<u64>,
+    /// journald keeps this many days [default: 3]
+    #[arg(long, value_name = "DAYS")]
+    pub journal_keep_days: Option<u64>,
+}
+
 /// `opsctl rollback` options.
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
@@ -785,6 +834,7 @@ where
         Command::Restart(args) => runtime().and_then(|rt| rt.block_on(perf::restart(&cli, args, env, out))),
         Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(perf::rollback(&cli, args, env, out))),
         Command::Stack(cmd) => runtime().and_then(|rt| rt.block_on(perf::stack(&cli, cmd, env, out))),
+        Command::Disk(cmd) => runtime().and_then(|rt| rt.block_on(perf::disk(&cli, cmd, env, out))),
         Command::Runbook(cmd) => runtime().and_then(|rt| rt.block_on(runbooks::runbook(&cli, cmd, env, out))),
         Command::Incident(cmd) => runtime().and_then(|rt| rt.block_on(incidents::incident(&cli, cmd, env, out))),
         Command::Status(cmd) => runtime().and_then(|rt| rt.block_on(incidents::status(&cli, cmd, env, out))),

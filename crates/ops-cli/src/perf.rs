@@ -14,7 +14,8 @@ use ops_perf::PerfOptions;
 use crate::checks::code_of;
 use crate::render::write_json;
 use crate::{
-    Cli, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, RollbackArgs, StackCommand, exit, perf_render,
+    Cli, DiskCommand, Outcome, PerfCommand, PgCommand, RedisCommand, RestartArgs, RollbackArgs, StackCommand, exit,
+    perf_render,
 };
 
 /// `10m`, `90s`, `1h`, `2h30m`, or plain seconds.
@@ -58,7 +59,7 @@ async fn act(
         // A rollback reads the release ledger.
         Action::Rollback { .. } => ctx.open_state().await?,
         // A prune keeps the images it names (and every image when it cannot be read).
-        Action::EnginePrune { .. } => drop(ctx.open_state().await),
+        Action::EnginePrune { .. } | Action::DiskClean { .. } => drop(ctx.open_state().await),
         _ => {}
     }
     let plan = ops_act::plan(&ctx, &action).await?;
@@ -177,6 +178,54 @@ pub(crate) async fn stack(
         _ => ops_core::exit::code_of_severity(checks.severity),
     };
     Ok(Outcome { code })
+}
+
+/// `opsctl disk plan|clean`: the `disk-clean` action, with `df` of every filesystem it frees
+/// space on, before and after.
+pub(crate) async fn disk(
+    cli: &Cli,
+    cmd: &DiskCommand,
+    env: &BTreeMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let (args, apply) = match cmd {
+        DiskCommand::Plan(args) => (args, false),
+        DiskCommand::Clean { args, apply } => (args, *apply),
+    };
+    let action = Action::DiskClean {
+        only: args.only.clone(),
+        volumes: args.volumes,
+        all_images: args.all_images,
+        label: args.label.clone(),
+        logs_over_bytes: args.logs_over,
+        journal_keep_days: args.journal_keep_days,
+    };
+    let mut ctx = context(cli, env)?;
+    drop(ctx.open_state().await);
+    let plan = ops_act::plan(&ctx, &action).await?;
+    if !apply || plan.targets.is_empty() {
+        if cli.json {
+            write_json(out, &serde_json::json!({ "applied": false, "plan": plan }))?;
+        } else {
+            perf_render::disk_plan(out, &plan, matches!(cmd, DiskCommand::Clean { .. }))?;
+        }
+        return Ok(Outcome { code: exit::OK });
+    }
+    let filesystems = perf_render::filesystems(&plan);
+    let before = perf_render::df(&filesystems);
+    let report = ops_act::apply(&ctx, &plan, &crate::actor(env)).await?;
+    let after = perf_render::df(&filesystems);
+    if cli.json {
+        let df: Vec<serde_json::Value> = filesystems
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(fs, (b, a))| serde_json::json!({ "filesystem": fs, "before": b, "after": a }))
+            .collect();
+        write_json(out, &serde_json::json!({ "applied": true, "report": report, "df": df }))?;
+    } else {
+        perf_render::disk_applied(out, &report, &filesystems, &before, &after)?;
+    }
+    Ok(Outcome { code: if report.ok() { exit::OK } else { exit::FINDINGS } })
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod adapters;
 pub mod audit;
 pub mod config;
 mod context;
+pub mod diskspace;
 pub mod error;
 pub mod exit;
 pub mod ids;

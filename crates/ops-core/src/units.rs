@@ -25,6 +25,32 @@ pub fn human_bytes_f64(bytes: f64) -> String {
     human_bytes(if bytes.is_finite() && bytes > 0.0 { bytes.round() as u64 } else { 0 })
 }
 
+/// The reverse of [`human_bytes`] for what a person types: `500`, `64k`, `100M`, `100MiB`,
+/// `1.5G`, `2 GiB` (1024-based; `KB`/`MB`/`GB` read the same).
+///
+/// # Errors
+/// A message naming what was expected.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{s:?} is not an amount of bytes (like 100MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB)")),
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
 /// `45 s`, `4 min`, `2 h 5 min`, `3 d 4 h`: an age or a span.
 #[must_use]
 pub fn human_duration(d: Duration) -> String {
@@ -82,6 +108,17 @@ pub fn percent(part: u64, whole: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_amounts_read_as_typed() {
+        use super::parse_bytes;
+        assert_eq!(parse_bytes("500"), Ok(500));
+        assert_eq!(parse_bytes("64k"), Ok(65_536));
+        assert_eq!(parse_bytes("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_bytes("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert!(parse_bytes("ten").is_err() && parse_bytes("5 parsecs").is_err() && parse_bytes("").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -14,6 +14,7 @@ use ops_core::{Runbook, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 use crate::support::within;
+pub use ops_core::diskspace::DiskStats;
 use ops_core::units::{human_bytes, human_duration, percent};
 
 /// One line of `/proc/mounts`.
@@ -183,52 +184,6 @@ fn holding<'m>(mounts: &'m [Mount], path: &Path) -> Option<&'m Mount> {
 /// its mount point.
 fn device_key(m: &Mount) -> String {
     if m.source.starts_with('/') { m.source.clone() } else { format!("{}@{}", m.source, m.path.display()) }
-}
-
-/// Space and inodes of one filesystem, from `statvfs(2)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DiskStats {
-    /// Size.
-    pub total_bytes: u64,
-    /// Used (size minus free blocks).
-    pub used_bytes: u64,
-    /// Available to unprivileged users (free minus the root reserve).
-    pub available_bytes: u64,
-    /// Inodes in all (0 when the filesystem has no fixed count, like btrfs).
-    pub inodes_total: u64,
-    /// Free inodes.
-    pub inodes_free: u64,
-    /// Mounted read-only.
-    pub read_only: bool,
-}
-
-impl DiskStats {
-    /// Use in percent the way `df` computes `Use%`: used over used plus available, so the
-    /// reserve for root counts as full.
-    #[must_use]
-    pub fn used_percent(&self) -> f64 {
-        percent(self.used_bytes, self.used_bytes + self.available_bytes)
-    }
-
-    /// Inodes in use in percent, when the filesystem counts them.
-    #[must_use]
-    pub fn inodes_used_percent(&self) -> Option<f64> {
-        (self.inodes_total > 0)
-            .then(|| percent(self.inodes_total - self.inodes_free.min(self.inodes_total), self.inodes_total))
-    }
-}
-
-fn statvfs(path: &Path) -> std::io::Result<DiskStats> {
-    let s = rustix::fs::statvfs(path)?;
-    let block = s.f_frsize.max(1);
-    Ok(DiskStats {
-        total_bytes: s.f_blocks.saturating_mul(block),
-        used_bytes: s.f_blocks.saturating_sub(s.f_bfree).saturating_mul(block),
-        available_bytes: s.f_bavail.saturating_mul(block),
-        inodes_total: s.f_files,
-        inodes_free: s.f_ffree,
-        read_only: s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
-    })
 }
 
 /// Observations of one filesystem (labelled `mount`) and its `disk-full` problem: space or
@@ -471,7 +426,7 @@ async fn check(
         .iter()
         .map(|target| {
             let path = target.path.clone();
-            tokio::task::spawn_blocking(move || statvfs(&path))
+            tokio::task::spawn_blocking(move || ops_core::diskspace::stats(&path))
         })
         .collect();
     let mut disks = Vec::new();

@@ -73,7 +73,7 @@ pub struct ActionResult {
 
 /// The actions of `ops-act` a runbook may name (a pid is not a runbook's to know, so no
 /// `terminate`).
-pub const ACT: [&str; 12] = [
+pub const ACT: [&str; 13] = [
     "rollback",
     "restart",
     "restart-dependents",
@@ -82,6 +82,7 @@ pub const ACT: [&str; 12] = [
     "start-stack",
     "stop-stack",
     "engine-prune",
+    "disk-clean",
     "kill-idle",
     "cancel-slow",
     "vacuum",
@@ -342,6 +343,8 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
                 }
                 ops_act::Action::RedisSetPolicy { cache, .. } => format!("cache:{}", ctx.cache(cache.as_deref())?.0),
                 ops_act::Action::EnginePrune { .. } => "engine".to_owned(),
+                // One host's disks, whatever the items.
+                ops_act::Action::DiskClean { .. } => "host".to_owned(),
                 ops_act::Action::StartStack {} | ops_act::Action::StopStack {} => {
                     format!("stack:{}", ctx.config.project.compose_project.clone().unwrap_or_default())
                 }

@@ -336,6 +336,98 @@ pub struct DiskUsage {
     pub reclaimable_bytes: u64,
 }
 
+/// What the engine stores, item by item (`docker system df -v`), read from `/system/df` in
+/// the shape of the engine's API version: arrays up to API 1.51 (Docker 20.10 to 28), per-kind
+/// usage objects with `Items` from 1.52 on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EngineDisk {
+    /// Bytes of every image layer, each counted once.
+    pub layers_bytes: u64,
+    /// Images.
+    pub images: Vec<DiskImage>,
+    /// Containers, running or not.
+    pub containers: Vec<DiskContainer>,
+    /// Volumes.
+    pub volumes: Vec<DiskVolume>,
+    /// Build cache records (BuildKit).
+    pub build_cache: Vec<BuildCacheRecord>,
+}
+
+/// One image in [`EngineDisk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DiskImage {
+    /// Image id (`sha256:…`).
+    pub id: String,
+    /// Its tags (none: dangling).
+    pub tags: Vec<String>,
+    /// Bytes of all its layers.
+    pub size_bytes: u64,
+    /// Bytes of its layers other images share too (removing it frees the rest).
+    pub shared_bytes: u64,
+    /// Containers (running or not) created from it.
+    pub containers: u64,
+    /// The image it was built on locally (legacy builder), empty for a pulled one.
+    pub parent_id: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One container in [`EngineDisk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DiskContainer {
+    /// Id.
+    pub id: String,
+    /// Name (without the leading `/`).
+    pub name: String,
+    /// The id of its image.
+    pub image_id: String,
+    /// `running`, `exited`, `created`, ….
+    pub state: String,
+    /// Bytes of its writable layer.
+    pub size_rw: u64,
+    /// Names of the volumes it mounts.
+    pub volumes: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One volume in [`EngineDisk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DiskVolume {
+    /// Name.
+    pub name: String,
+    /// Driver (`local`).
+    pub driver: String,
+    /// Labels (`com.docker.compose.project`, `com.docker.volume.anonymous`).
+    pub labels: BTreeMap<String, String>,
+    /// Bytes, when the engine measured it (`local` volumes).
+    pub size_bytes: Option<u64>,
+    /// Containers (running or not) that mount it, when the engine counted them.
+    pub ref_count: Option<u64>,
+}
+
+/// One BuildKit cache record in [`EngineDisk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BuildCacheRecord {
+    /// Id.
+    pub id: String,
+    /// `regular`, `internal`, `frontend`, `source.local`, ….
+    pub kind: String,
+    /// Used by a build running now.
+    pub in_use: bool,
+    /// Shared with an image (removing the record frees nothing the image still holds).
+    pub shared: bool,
+    /// Bytes.
+    pub size_bytes: u64,
+    /// When a build last used it.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 /// What a prune would remove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -515,6 +607,40 @@ pub trait ContainerRuntime: Send + Sync {
     /// # Errors
     /// `Unavailable` when the engine cannot be reached.
     async fn disk_usage(&self) -> Result<DiskUsage>;
+
+    /// Everything the engine stores, item by item, with sizes (`docker system df -v`).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine cannot be reached, `Unsupported` over a transport this
+    /// call does not speak (only `unix://` and `tcp://`/`http://`).
+    async fn disk_report(&self) -> Result<EngineDisk>;
+
+    /// Removes an image that no container (running or not) uses: each of its tags, then the
+    /// image (`docker rmi` without `--force`).
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (a container uses it, or a child image), `Unavailable`.
+    async fn remove_image(&self, image: &str) -> Result<()>;
+
+    /// Removes a volume no container uses (`docker volume rm` without `--force`).
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (in use), `Unavailable`.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+
+    /// Removes the build cache no build uses that was last used before `last_used_before`
+    /// (`docker builder prune --all --filter until=…`): the bytes the engine says it freed.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn prune_build_cache(&self, last_used_before: DateTime<Utc>) -> Result<u64>;
+
+    /// The file a container's log is written to on the engine's host (`json-file` and
+    /// `local` drivers), `None` with another driver.
+    ///
+    /// # Errors
+    /// `NotFound` when no such container exists.
+    async fn log_file(&self, container: &str) -> Result<Option<String>>;
 
     /// What a prune would remove (stopped containers and dangling images, like
     /// `docker system prune` without volumes), without removing anything.

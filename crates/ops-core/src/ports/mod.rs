@@ -14,10 +14,10 @@ pub mod state;
 
 pub use cache::{Cache, CacheInfo, CachePing, KeySample, KeySize, QueueLength};
 pub use container::{
-    COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
-    ContainerStats, ContainerSummary, DiskUsage, EnginePrunePlan, EnginePruneReport, EnginePruneTarget, ExecOutput,
-    ExecSpec, HealthStatus, Healthcheck, ImageInfo, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec,
-    RunningContainer, RuntimeInfo,
+    BuildCacheRecord, COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter,
+    ContainerRuntime, ContainerState, ContainerStats, ContainerSummary, DiskContainer, DiskImage, DiskUsage,
+    DiskVolume, EngineDisk, EnginePrunePlan, EnginePruneReport, EnginePruneTarget, ExecOutput, ExecSpec, HealthStatus,
+    Healthcheck, ImageInfo, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec, RunningContainer, RuntimeInfo,
 };
 pub use database::{
     Backend, BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DatabaseConnector, DatabaseStats,

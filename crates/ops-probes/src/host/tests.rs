@@ -75,6 +75,7 @@ fn disk(used_gib: u64, avail_gib: u64) -> DiskStats {
         inodes_total: 1000,
         inodes_free: 900,
         read_only: false,
+        fs_id: 1,
     }
 }
 

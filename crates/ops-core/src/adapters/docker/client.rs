@@ -22,11 +22,14 @@ use tokio::sync::OnceCell;
 
 use crate::ports::container::{
     COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, ContainerDetails, ContainerFilter, ContainerRuntime, ContainerState,
-    ContainerStats, ContainerSummary, DiskUsage, EnginePrunePlan, EnginePruneReport, EnginePruneTarget, ExecOutput,
-    ExecSpec, HealthStatus, ImageInfo, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec, RunningContainer,
-    RuntimeInfo,
+    ContainerStats, ContainerSummary, DiskUsage, EngineDisk, EnginePrunePlan, EnginePruneReport, EnginePruneTarget,
+    ExecOutput, ExecSpec, HealthStatus, ImageInfo, LogLine, LogOptions, LogStream, RestartPolicy, RunSpec,
+    RunningContainer, RuntimeInfo,
 };
 use crate::{Error, ErrorKind, Result};
+
+/// Label Docker Compose puts on a container with the id of the image it was created from.
+const COMPOSE_IMAGE_LABEL: &str = "com.docker.compose.image";
 
 /// Label put on every container started by [`DockerRuntime::run_ephemeral`].
 pub const EPHEMERAL_LABEL: &str = "ops.ephemeral";
@@ -210,6 +213,24 @@ fn create_body_like(
     }
     config.insert("NetworkingConfig".to_owned(), serde_json::json!({ "EndpointsConfig": endpoints }));
     Some(body)
+}
+
+/// Leaves in a create body only the network its `NetworkMode` names (else the first), and
+/// returns the others with their endpoint settings, to connect once it exists.
+pub(super) fn split_networks(body: &mut serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let mode = body.pointer("/HostConfig/NetworkMode").and_then(serde_json::Value::as_str).map(str::to_owned);
+    let Some(endpoints) =
+        body.pointer_mut("/NetworkingConfig/EndpointsConfig").and_then(serde_json::Value::as_object_mut)
+    else {
+        return Vec::new();
+    };
+    if endpoints.len() <= 1 {
+        return Vec::new();
+    }
+    let primary =
+        mode.filter(|m| endpoints.contains_key(m)).or_else(|| endpoints.keys().next().cloned()).unwrap_or_default();
+    let others: Vec<String> = endpoints.keys().filter(|k| **k != primary).cloned().collect();
+    others.into_iter().filter_map(|k| endpoints.remove(&k).map(|e| (k, e))).collect()
 }
 
 /// The time at `key` of a bollard answer, which has it as a string, or as a date when its
@@ -669,12 +690,34 @@ impl ContainerRuntime for DockerRuntime {
             None => None,
         };
         let image_config = old_image.and_then(|i| serde_json::to_value(&i).ok()).and_then(|v| v.get("Config").cloned());
-        let body = create_body_like(&serde_json::to_value(&old).unwrap_or_default(), image_config.as_ref(), image)
+        let mut body = create_body_like(&serde_json::to_value(&old).unwrap_or_default(), image_config.as_ref(), image)
             .ok_or_else(|| Error::internal(format!("{what}: the engine's description of {like} is incomplete")))?;
+        // Compose's record of the image its container runs: the older one's id now.
+        if let Some(Some(label)) = body
+            .pointer_mut("/Labels")
+            .and_then(serde_json::Value::as_object_mut)
+            .map(|l| l.get_mut(COMPOSE_IMAGE_LABEL))
+            && let Ok(Some(id)) = self.bounded(&what, d.inspect_image(image)).await.map(|i| i.id)
+        {
+            *label = serde_json::Value::String(id);
+        }
+        // Before API 1.44 a create takes one network: the others are connected afterwards.
+        let v = d.client_version();
+        let later = if (v.major_version, v.minor_version) < (1, 44) { split_networks(&mut body) } else { Vec::new() };
         let body: ContainerCreateBody = serde_json::from_value(body)
             .map_err(|e| Error::internal(format!("{what}: its configuration does not carry over ({e})")))?;
         let opts = CreateContainerOptionsBuilder::new().name(name).build();
-        Ok(self.bounded(&what, d.create_container(Some(opts), body)).await?.id)
+        let id = self.bounded(&what, d.create_container(Some(opts), body)).await?.id;
+        for (net, endpoint) in later {
+            let endpoint_config = serde_json::from_value(endpoint).ok();
+            let req = bollard::models::NetworkConnectRequest { container: id.clone(), endpoint_config };
+            if let Err(e) = self.bounded(&format!("connect {name} to {net}"), d.connect_network(&net, req)).await {
+                // Half made is not made: the caller puts the old one back.
+                let _ = self.remove(&id, true).await;
+                return Err(e);
+            }
+        }
+        Ok(id)
     }
 
     async fn pause(&self, container: &str) -> Result<()> {
@@ -725,6 +768,63 @@ impl ContainerRuntime for DockerRuntime {
             containers_bytes: containers.iter().map(|c| to_u64(c.size_rw)).sum(),
             reclaimable_bytes: plan.total_bytes(),
         })
+    }
+
+    async fn disk_report(&self) -> Result<EngineDisk> {
+        let d = self.client().await?;
+        let path = format!("/v{}/system/df?verbose=1", d.client_version());
+        // The engine measures every writable layer and volume for this answer: slow on a big
+        // host, so it gets a minute at least.
+        let limit = self.timeout.max(Duration::from_secs(60));
+        let answer = tokio::time::timeout(limit, super::df::get_json(&self.host, &path))
+            .await
+            .map_err(|_| Error::timeout("docker system df", limit))??;
+        Ok(super::df::parse(&answer))
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let d = self.client().await?;
+        let info = self.bounded(&format!("inspect image {image}"), d.inspect_image(image)).await?;
+        let id = info.id.unwrap_or_else(|| image.to_owned());
+        let opts = || RemoveImageOptionsBuilder::new().force(false).build();
+        // Untagging the last tag removes the image; an image with several tags can only be
+        // removed by id with --force, which would also remove one a container uses.
+        for tag in info.repo_tags.unwrap_or_default().iter().filter(|t| *t != "<none>:<none>") {
+            self.bounded(&format!("untag {tag}"), d.remove_image(tag, Some(opts()), None)).await?;
+        }
+        match self.bounded(&format!("remove image {id}"), d.remove_image(&id, Some(opts()), None)).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let d = self.client().await?;
+        let opts = bollard::query_parameters::RemoveVolumeOptionsBuilder::new().force(false).build();
+        self.bounded(&format!("remove volume {name}"), d.remove_volume(name, Some(opts))).await
+    }
+
+    async fn prune_build_cache(&self, last_used_before: DateTime<Utc>) -> Result<u64> {
+        let d = self.client().await?;
+        // As a duration: what Docker 20.10 takes (later engines take a timestamp too). Rounded
+        // up, so that nothing used after `last_used_before` goes.
+        let ago = (Utc::now() - last_used_before).num_milliseconds().max(0);
+        let secs = (ago + 999) / 1000;
+        let filters = HashMap::from([("until".to_owned(), vec![format!("{}s", secs.max(1))])]);
+        let opts = bollard::query_parameters::PruneBuildOptionsBuilder::new().all(true).filters(&filters).build();
+        // Removing gigabytes of cache takes a while.
+        let limit = self.timeout.max(Duration::from_secs(300));
+        let answer = tokio::time::timeout(limit, d.prune_build(Some(opts)))
+            .await
+            .map_err(|_| Error::timeout("docker builder prune", limit))?
+            .map_err(|e| map_err(e, "docker builder prune"))?;
+        Ok(to_u64(answer.space_reclaimed))
+    }
+
+    async fn log_file(&self, container: &str) -> Result<Option<String>> {
+        let d = self.client().await?;
+        let c = self.bounded(&format!("inspect {container}"), d.inspect_container(container, None)).await?;
+        Ok(c.log_path.filter(|p| !p.is_empty()))
     }
 
     async fn prune_plan(&self) -> Result<EnginePrunePlan> {
@@ -781,7 +881,8 @@ impl ContainerRuntime for DockerRuntime {
                                 ContainerState::Exited | ContainerState::Created | ContainerState::Dead
                             ) =>
                         {
-                            self.remove(id, false).await
+                            // Like `docker container prune`: its volumes, anonymous ones too, stay.
+                            self.remove_keeping_volumes(id, false).await
                         }
                         Ok(d) => Err(Error::conflict(format!("container {} is {:?} now", d.name, d.state))),
                         Err(e) => Err(e),

@@ -2,6 +2,7 @@
 //! Engine API (bollard), with the API version negotiated so engines from 20.10 on work.
 
 mod client;
+mod df;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,6 @@
 use bollard::models::{ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerStatsResponse};
 
-use super::client::{cpu_percent, memory_usage};
+use super::client::{cpu_percent, memory_usage, split_networks};
 
 fn sample(total: u64, system: u64, pre_total: u64, pre_system: u64, cpus: u32) -> ContainerStatsResponse {
     let cpu = |t, s| ContainerCpuStats {
@@ -36,4 +36,26 @@ fn memory_excludes_inactive_cache() {
         ..Default::default()
     };
     assert_eq!(memory_usage(&s), (70, 1000));
+}
+
+#[test]
+fn one_network_at_create_the_others_after() {
+    let mut body = serde_json::json!({
+        "HostConfig": {"NetworkMode": "shop_back"},
+        "NetworkingConfig": {"EndpointsConfig": {
+            "shop_front": {"Aliases": ["web"]},
+            "shop_back": {"Aliases": ["api"]},
+            "monitoring": {"Aliases": []}
+        }}
+    });
+    let later = split_networks(&mut body);
+    let kept: Vec<&String> = body["NetworkingConfig"]["EndpointsConfig"].as_object().unwrap().keys().collect();
+    assert_eq!(kept, ["shop_back"], "the one NetworkMode names");
+    let mut later: Vec<(String, serde_json::Value)> = later;
+    later.sort_by(|a, b| a.0.cmp(&b.0));
+    let names: Vec<&str> = later.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["monitoring", "shop_front"]);
+    assert_eq!(later[1].1["Aliases"][0], "web", "each keeps its aliases");
+    let mut single = serde_json::json!({"NetworkingConfig": {"EndpointsConfig": {"bridge": {}}}});
+    assert!(split_networks(&mut single).is_empty());
 }
