@@ -300,3 +300,79 @@ async fn disk_clean_frees_what_the_plan_estimates_and_keeps_what_is_protected() 
     assert!(!left.iter().any(|i| i.contains(&run)), "{again:#}");
     drop((leftovers, volumes));
 }
+
+/// Re-checked at the moment of acting: a dangling image a container took between the plan and
+/// the apply is skipped and stays, and the engine port does not untag an image a container
+/// uses (an image with two tags would otherwise lose them to `docker rmi TAG` one by one).
+#[tokio::test]
+async fn disk_clean_skips_an_image_a_container_took_since_the_plan() {
+    harness::require_docker().await;
+    let run = harness::unique("disk-recheck").to_lowercase();
+    let label = format!("ops.it.disk={run}");
+    let base = "ops-test/base:bookworm";
+    let mut leftovers = Leftovers(run.clone(), Vec::new());
+    let maker = format!("{run}-maker");
+    docker(&["run", "--name", &maker, base, "sh", "-c", "head -c 1000000 /dev/urandom > /blob"]);
+    let taken = docker(&["commit", "--change", &format!("LABEL {label}"), &maker]);
+    let tagged = docker(&["commit", "--change", &format!("LABEL {label}-tagged"), &maker]);
+    docker(&["rm", &maker]);
+    leftovers.1.extend([taken.clone(), tagged.clone()]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[project]\ncompose-project = \"{run}\"\n[state]\nurl = \"sqlite://{d}/state.db\"\n[perf]\n\
+             audit-log = \"{d}/audit.jsonl\"\n",
+            d = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let cfg = ops_core::config::load(Some(&config), &BTreeMap::new()).unwrap().config;
+    let mut ctx = ops_core::Context::from_config(cfg).unwrap();
+    ctx.open_state().await.unwrap();
+    let action = ops_act::Action::DiskClean {
+        only: vec![ops_act::DiskItem::Images],
+        volumes: false,
+        all_images: false,
+        label: Some(label.clone()),
+        logs_over_bytes: None,
+        journal_keep_days: None,
+    };
+    let plan = ops_act::plan(&ctx, &action).await.unwrap();
+    let short = taken.trim_start_matches("sha256:")[..12].to_owned();
+    assert_eq!(plan.targets.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![format!("image:{short}")]);
+
+    // A container takes the image after the plan was shown.
+    let late = format!("{run}-late");
+    docker(&["create", "--name", &late, &taken, "true"]);
+    let report = ops_act::apply(&ctx, &plan, "oncall").await.unwrap();
+    assert!(!report.ok(), "{report:#?}");
+    let o = &report.outcomes[0];
+    assert!(o.result.starts_with("skipped:"), "{o:#?}");
+    let exists = |what: &str| {
+        std::process::Command::new("docker").args(["image", "inspect", what]).output().unwrap().status.success()
+    };
+    assert!(exists(&taken), "the image a container took stays");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"disk-clean\"") && l.contains("skipped")), "{audit}");
+
+    // The port: an image with two tags that a container uses keeps both.
+    let (one, two) = (format!("opsit/{run}:one"), format!("opsit/{run}:two"));
+    docker(&["tag", &tagged, &one]);
+    docker(&["tag", &tagged, &two]);
+    let user = format!("{run}-user");
+    docker(&["create", "--name", &user, &one, "true"]);
+    let rt = ops_core::stack::runtime(&ctx).unwrap();
+    let err = rt.remove_image(&tagged).await.unwrap_err();
+    assert_eq!(err.kind(), ops_core::ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains(&user), "names the container: {err}");
+    assert!(exists(&one) && exists(&two), "no tag was taken off an image in use");
+    // With the container gone, both tags and the image go.
+    docker(&["rm", &user]);
+    rt.remove_image(&tagged).await.unwrap();
+    assert!(!exists(&one) && !exists(&two) && !exists(&tagged));
+    docker(&["rm", &late]);
+    drop(leftovers);
+}

@@ -142,11 +142,6 @@ fn labelled(spec: &Spec<'_>, labels: &BTreeMap<String, String>) -> bool {
     spec.label.is_none_or(|(k, v)| labels.get(k).is_some_and(|have| v.is_none_or(|v| have == v)))
 }
 
-fn short_id(id: &str) -> &str {
-    let id = id.trim_start_matches("sha256:");
-    &id[..id.len().min(12)]
-}
-
 /// The Docker data root when the engine's files are on this machine (a local socket and the
 /// directory here): what lets logs be truncated and space be measured.
 async fn local_root(ctx: &Context, rt: &dyn ContainerRuntime) -> Option<PathBuf> {
@@ -197,7 +192,7 @@ fn removable_volume(ctx: &Context, df: &EngineDisk, v: &ops_core::ports::DiskVol
 
 /// The images a cleanup may remove now: no container uses them (but those in `leaving`), no
 /// other image is built on them, the ledger does not keep them; dangling only unless
-/// `all_images`. `None` when the ledger cannot be read.
+/// `all_images`.
 fn removable_images<'d>(
     df: &'d EngineDisk,
     released: &BTreeSet<String>,
@@ -216,13 +211,13 @@ fn removable_images<'d>(
 
 /// The archived journal files older than `keep_days` (what `--vacuum-time` deletes; the
 /// active file of each journal stays): their bytes.
-fn journal_estimate(roots: &[&Path], keep_days: u64, now: std::time::SystemTime) -> u64 {
+fn journal_estimate(roots: &[&Path], keep_days: u64, now: std::time::SystemTime) -> std::result::Result<u64, String> {
     let cutoff = now.checked_sub(Duration::from_secs(keep_days.saturating_mul(86_400)));
     let mut bytes = 0u64;
     for root in roots {
-        let Ok(machines) = std::fs::read_dir(root) else { continue };
+        let Some(machines) = read_dir(root)? else { continue };
         for dir in machines.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-            let Ok(files) = std::fs::read_dir(&dir) else { continue };
+            let Some(files) = read_dir(&dir)? else { continue };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
                 let archived = name.ends_with(".journal~") || (name.ends_with(".journal") && name.contains('@'));
@@ -233,15 +228,24 @@ fn journal_estimate(roots: &[&Path], keep_days: u64, now: std::time::SystemTime)
             }
         }
     }
-    bytes
+    Ok(bytes)
+}
+
+/// A directory's entries; `None` when it does not exist, the reason when it cannot be read.
+fn read_dir(dir: &Path) -> std::result::Result<Option<std::fs::ReadDir>, String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{} cannot be read: {e}", dir.display())),
+    }
 }
 
 /// What `apt-get clean` deletes: downloaded packages (complete and partial) and the package
 /// cache files.
-fn apt_estimate(root: &Path) -> u64 {
+fn apt_estimate(root: &Path) -> std::result::Result<u64, String> {
     let mut bytes = 0u64;
     for dir in [root.join("archives"), root.join("archives/partial"), root.to_path_buf()] {
-        let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        let Some(files) = read_dir(&dir)? else { continue };
         for f in files.flatten() {
             let name = f.file_name().to_string_lossy().into_owned();
             let cleaned = if dir == root { name.ends_with(".bin") } else { name != "lock" };
@@ -250,7 +254,7 @@ fn apt_estimate(root: &Path) -> u64 {
             }
         }
     }
-    bytes
+    Ok(bytes)
 }
 
 /// What `action` (disk-clean) would free, item by item, without changing anything.
@@ -265,22 +269,34 @@ pub(crate) async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
         ActionPlan { action: action.clone(), targets: Vec::new(), summary: String::new(), notes: Vec::new() };
     let engine_items =
         [DiskItem::Containers, DiskItem::Images, DiskItem::BuildCache, DiskItem::Volumes, DiskItem::Logs];
-    if engine_items.iter().any(|i| spec.items.contains(i)) {
-        plan_engine(ctx, &spec, now, &mut plan).await?;
+    // A part that cannot be read is a note, and the others are still planned; with nothing
+    // to plan at all, its error.
+    let mut failed: Option<Error> = None;
+    if engine_items.iter().any(|i| spec.items.contains(i))
+        && let Err(e) = plan_engine(ctx, &spec, now, &mut plan).await
+    {
+        plan.notes.push(format!("engine: not looked at: {e}"));
+        failed.get_or_insert(e);
     }
-    if spec.items.contains(&DiskItem::Backups) {
-        plan_backups(ctx, now, &mut plan).await?;
+    if spec.items.contains(&DiskItem::Backups)
+        && let Err(e) = plan_backups(ctx, now, &mut plan).await
+    {
+        plan.notes.push(format!("backups: not looked at: {e}"));
+        failed.get_or_insert(e);
     }
     if spec.items.contains(&DiskItem::Journal) {
         if on_path("journalctl") {
             let roots = JOURNAL_DIRS.map(Path::new);
-            let bytes = journal_estimate(&roots, spec.journal_keep_days, std::time::SystemTime::now());
             let fs = JOURNAL_DIRS.iter().map(Path::new).find(|p| p.is_dir());
-            if bytes > 0 {
-                let keep = spec.journal_keep_days.to_string();
-                plan.targets.push(target("journal".to_owned(), bytes, fs, &[("keep-days", keep)]));
-            } else {
-                plan.notes.push(format!("journal: no archived file older than {} days", spec.journal_keep_days));
+            match journal_estimate(&roots, spec.journal_keep_days, std::time::SystemTime::now()) {
+                Ok(0) => {
+                    plan.notes.push(format!("journal: no archived file older than {} days", spec.journal_keep_days));
+                }
+                Ok(bytes) => {
+                    let keep = spec.journal_keep_days.to_string();
+                    plan.targets.push(target("journal".to_owned(), bytes, fs, &[("keep-days", keep)]));
+                }
+                Err(e) => plan.notes.push(format!("journal: not looked at: {e}")),
             }
         } else {
             plan.notes.push("journal: no journalctl on this machine".to_owned());
@@ -288,15 +304,21 @@ pub(crate) async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
     }
     if spec.items.contains(&DiskItem::Apt) {
         if on_path("apt-get") {
-            let bytes = apt_estimate(Path::new(APT_CACHE));
-            if bytes > 0 {
-                plan.targets.push(target("apt-cache".to_owned(), bytes, Some(Path::new(APT_CACHE)), &[]));
-            } else {
-                plan.notes.push("apt: the cache is empty".to_owned());
+            match apt_estimate(Path::new(APT_CACHE)) {
+                Ok(0) => plan.notes.push("apt: the cache is empty".to_owned()),
+                Ok(bytes) => {
+                    plan.targets.push(target("apt-cache".to_owned(), bytes, Some(Path::new(APT_CACHE)), &[]));
+                }
+                Err(e) => plan.notes.push(format!("apt: not looked at: {e}")),
             }
         } else {
             plan.notes.push("apt: no apt-get on this machine".to_owned());
         }
+    }
+    if plan.targets.is_empty()
+        && let Some(e) = failed
+    {
+        return Err(e);
     }
     let total: u64 = plan.targets.iter().map(estimate).sum();
     plan.summary = match plan.targets.len() {
@@ -368,13 +390,13 @@ async fn plan_engine(ctx: &Context, spec: &Spec<'_>, now: DateTime<Utc>, plan: &
                     let bytes = i.size_bytes.saturating_sub(i.shared_bytes);
                     let tags = if i.tags.is_empty() { "<none>".to_owned() } else { i.tags.join(",") };
                     let extra = [("id", i.id.clone()), ("tags", tags)];
-                    plan.targets.push(target(format!("image:{}", short_id(&i.id)), bytes, fs, &extra));
+                    plan.targets.push(target(format!("image:{}", crate::services::short_id(&i.id)), bytes, fs, &extra));
                 }
             }
         }
     }
     if spec.items.contains(&DiskItem::BuildCache) {
-        let free: Vec<_> = df.build_cache.iter().filter(|b| !b.in_use && !b.shared).collect();
+        let free: Vec<_> = df.build_cache.iter().filter(|b| b.reclaimable()).collect();
         let bytes: u64 = free.iter().map(|b| b.size_bytes).sum();
         if bytes > 0 {
             let extra = [("records", free.len().to_string()), ("last-used-before", now.to_rfc3339())];
@@ -446,7 +468,7 @@ async fn plan_backups(ctx: &Context, now: DateTime<Utc>, plan: &mut ActionPlan) 
                 .and_then(|b| b.copies.iter().find(|c| c.location == dest.location))
                 .and_then(|c| c.size_bytes)
                 .unwrap_or(0);
-            let fs = local.as_deref().filter(|l| dest.location == l.display().to_string());
+            let fs = local.as_deref().filter(|l| dest.location == format!("file://{}", l.display()));
             let extra = [
                 ("location", dest.location.clone()),
                 ("backup", d.id.to_string()),
@@ -490,8 +512,8 @@ async fn run(argv: &[&str]) -> std::result::Result<(), String> {
     }
 }
 
-/// The live state an item is re-checked against, read once per apply and again after a
-/// removal that changes it.
+/// The live state an item is re-checked against: read once per apply (`/system/df` takes
+/// a while on a large engine), and kept up to date with what the apply removed.
 struct Live {
     df: Option<EngineDisk>,
     released: Option<Option<BTreeSet<String>>>,
@@ -605,7 +627,9 @@ async fn apply_one(
                 return Err(Skip("no longer a stopped container outside the stack".to_owned()));
             };
             let report = rt.prune(&ops_core::ports::EnginePrunePlan { targets: vec![item] }).await?;
-            live.df = None;
+            if let Some(df) = live.df.as_mut() {
+                df.containers.retain(|c| c.id != id);
+            }
             match report.skipped.first() {
                 Some((_, why)) => Err(Skip(why.clone())),
                 None => Ok(None),
@@ -623,8 +647,11 @@ async fn apply_one(
             if !removable_images(df, &released, &BTreeSet::new(), spec).iter().any(|i| i.id == id) {
                 return Err(Skip("in use, kept by the release ledger, or tagged since the plan".to_owned()));
             }
+            // The engine re-checks the containers at the moment of removing (see `remove_image`).
             rt.remove_image(&id).await?;
-            live.df = None;
+            if let Some(df) = live.df.as_mut() {
+                df.images.retain(|i| i.id != id);
+            }
             Ok(None)
         }
         "build-cache" => {
@@ -632,7 +659,9 @@ async fn apply_one(
                 .map_err(|e| Failed(Error::invalid_input(format!("build-cache: last-used-before: {e}"))))?
                 .with_timezone(&Utc);
             let freed = rt.prune_build_cache(before).await?;
-            live.df = None;
+            if let Some(df) = live.df.as_mut() {
+                df.build_cache.retain(|b| !b.reclaimable());
+            }
             Ok(Some(freed))
         }
         "volume" => {
@@ -645,7 +674,9 @@ async fn apply_one(
                 return Err(Skip("a container uses it now".to_owned()));
             }
             rt.remove_volume(&name).await?;
-            live.df = None;
+            if let Some(df) = live.df.as_mut() {
+                df.volumes.retain(|v| v.name != name);
+            }
             Ok(None)
         }
         "log" => {
@@ -658,7 +689,8 @@ async fn apply_one(
                 }
                 Err(e) => return Err(Failed(e)),
             }
-            let bytes = diskspace::file_bytes(Path::new(&path)).unwrap_or(0);
+            let bytes = diskspace::file_bytes(Path::new(&path))
+                .map_err(|e| Skip(format!("its log file cannot be measured now: {e}")))?;
             if bytes <= spec.logs_over {
                 return Err(Skip(format!("{} now, not over {}", human_bytes(bytes), human_bytes(spec.logs_over))));
             }
@@ -856,9 +888,15 @@ mod tests {
         file(&m.join("user-1000@0005f-0002.journal~"), 8_192, 10);
         file(&m.join("system@0005f-0003.journal"), 4_096, 1);
         file(&m.join("system.journal"), 16_384, 10);
-        let bytes = journal_estimate(&[root.path(), Path::new("/nonexistent")], 3, std::time::SystemTime::now());
+        let now = std::time::SystemTime::now();
+        let bytes = journal_estimate(&[root.path(), Path::new("/nonexistent")], 3, now).unwrap();
         assert_eq!(bytes, 40_960 + 8_192, "archived and older than 3 days; never the active file");
-        assert_eq!(journal_estimate(&[root.path()], 30, std::time::SystemTime::now()), 0);
+        assert_eq!(journal_estimate(&[root.path()], 30, now).unwrap(), 0);
+        // A directory that cannot be read is said, not taken for an empty one.
+        let not_a_dir = root.path().join("plain");
+        file(&not_a_dir, 10, 0);
+        let err = journal_estimate(&[&not_a_dir], 3, now).unwrap_err();
+        assert!(err.contains("plain") && err.contains("cannot be read"), "{err}");
     }
 
     #[test]
@@ -870,6 +908,7 @@ mod tests {
         file(&root.path().join("archives/lock"), 4_096, 0);
         file(&root.path().join("pkgcache.bin"), 12_288, 0);
         file(&root.path().join("keep.txt"), 4_096, 0);
-        assert_eq!(apt_estimate(root.path()), 8_192 + 4_096 + 12_288);
+        assert_eq!(apt_estimate(root.path()).unwrap(), 8_192 + 4_096 + 12_288);
+        assert!(apt_estimate(&root.path().join("keep.txt")).is_err(), "a cache that cannot be read");
     }
 }

@@ -10,8 +10,9 @@
 //!   intent in the audit log; the container stopped and renamed aside (kept), a new one
 //!   created like it (name, labels, environment, mounts, networks, ports, restart policy,
 //!   limits) on the older image, started and waited for (running, healthy with a
-//!   healthcheck, and still running 5 s later). Ready: the kept one is removed. The
-//!   database's lock is held throughout when the service is a database's container.
+//!   healthcheck, and still running 5 s later). Ready: the kept one is removed. When the
+//!   service is a database's container, its local lock file is held throughout (the advisory
+//!   lock is checked, not held: a session on the server being stopped would hold it up).
 //! - **Dependents.** After a rollback that worked, what depends on the service restarts in
 //!   order (as `restart-dependents`), each with its own outcome.
 //! - **Auto-updaters.** A running Watchtower (or a fork: its `com.centurylinklabs.watchtower`
@@ -80,9 +81,9 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
     }
     let d = rt.inspect(&c.id).await?;
     let mut lock_notes = Vec::new();
-    // Refused while a backup, restore or drill of its database runs (the locks are let go
-    // at once: apply takes them again for the whole rollback).
-    drop(database_locks(ctx, &d.name, &name, &mut lock_notes).await?);
+    // Refused while a backup, restore or drill of its database runs (looked at only: apply
+    // takes the local lock for the whole rollback).
+    database_locks(ctx, &d.name, &name, &mut lock_notes, false).await?;
     let running = Version::of(&d, None, Utc::now());
     let versions: Vec<&Version> = std::iter::once(&r.current).chain(&r.previous).collect();
     let target = match to {
@@ -171,37 +172,63 @@ pub(crate) async fn plan(ctx: &Context, action: &Action, service: &str, to: Opti
     Ok(plan)
 }
 
-/// The operation locks of the databases whose container is `container` (or its Compose
-/// service `service`), the lock backups, restores and drills take: a rollback never replaces a
-/// database's container under one of them, and none starts during a rollback. A database that
-/// does not answer has nothing running against it: a note, not a refusal.
+/// The databases whose container is `container` (or its Compose service `service`), checked
+/// for the lock backups, restores and drills take: a rollback never replaces a database's
+/// container under one of them. With `hold`, the local lock file of each is held (until the
+/// returned locks drop) so that none starts on this host during the rollback; the advisory
+/// lock is only checked, since a session held on the server being stopped would hold the stop
+/// up. A database that does not answer has nothing running against it: a note, not a refusal.
 ///
 /// # Errors
-/// `Conflict` naming what holds the lock.
+/// `Conflict` naming what holds the lock; the errors of the lock file and of the database but
+/// for its not answering.
 async fn database_locks(
     ctx: &Context,
     container: &str,
     service: &str,
     notes: &mut Vec<String>,
+    hold: bool,
 ) -> Result<Vec<ops_backup::lock::OperationLock>> {
     let mut held = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let local = ops_backup::target::local_dir(ctx);
     for (name, cfg) in &ctx.config.databases {
         if !cfg.container.as_deref().is_some_and(|c| c == container || c == service) {
             continue;
         }
         let (_, db) = ctx.database(Some(name))?;
-        let local = ops_backup::target::local_dir(ctx);
-        match ops_backup::lock::acquire(db.as_ref(), local.as_deref(), "rollback").await {
-            Ok(lock) => held.push(lock),
+        // Two entries for one database share its lock: taken once.
+        if !seen.insert(db.name().to_owned()) {
+            continue;
+        }
+        let mut tries = 0;
+        let got = loop {
+            let got = if hold {
+                ops_backup::lock::acquire_local(db.as_ref(), local.as_deref(), "rollback").await.map(Some)
+            } else {
+                ops_backup::lock::check_free(db.as_ref(), local.as_deref()).await.map(|()| None)
+            };
+            // Another rollback's look at the lock lasts a moment: tried again before refusing.
+            match got {
+                Err(e) if hold && e.kind() == ErrorKind::Conflict && tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => break other,
+            }
+        };
+        match got {
+            Ok(lock) => held.extend(lock),
             Err(e) if e.kind() == ErrorKind::Conflict => {
                 return Err(Error::conflict(format!(
                     "{e}: {container} is the container of database {name}, and a rollback would cut it off; \
                      roll back once it has finished"
                 )));
             }
-            Err(e) => notes.push(format!(
+            Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) => notes.push(format!(
                 "database {name} ({container}) does not answer, so no backup or restore runs against it: {e}"
             )),
+            Err(e) => return Err(e),
         }
     }
     Ok(held)
@@ -276,7 +303,7 @@ async fn apply_all(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
         }
         // Held until the rollback ends: no backup, restore or drill of its database starts
         // while its container is being replaced.
-        let _locks = match database_locks(ctx, &name, &get("service"), &mut Vec::new()).await {
+        let _locks = match database_locks(ctx, &name, &get("service"), &mut Vec::new(), true).await {
             Ok(locks) => locks,
             Err(e) => {
                 outcomes.push(fail(format!("skipped: {e}"), before));

@@ -604,7 +604,8 @@ pub(crate) async fn released_images(ctx: &Context) -> Option<BTreeSet<String>> {
     Some(ids)
 }
 
-fn short_id(id: &str) -> &str {
+/// The first 12 hex digits of an id, as `docker` shows it.
+pub(crate) fn short_id(id: &str) -> &str {
     let id = id.trim_start_matches("sha256:");
     &id[..id.len().min(12)]
 }

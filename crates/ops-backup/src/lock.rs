@@ -24,7 +24,7 @@ struct Holder {
 #[derive(Debug)]
 pub struct OperationLock {
     _file: Option<File>,
-    _db: Box<dyn HeldLock>,
+    _db: Option<Box<dyn HeldLock>>,
 }
 
 fn busy(database: &str, since: Option<DateTime<Utc>>, who: Option<String>) -> Error {
@@ -77,7 +77,68 @@ pub async fn acquire(db: &dyn Database, local_dir: Option<&Path>, operation: &st
     let name = db.name().to_owned();
     let file = local_dir.map(|d| lock_file(d, &name, operation)).transpose()?;
     match db.try_lock(&format!("ops:{name}")).await? {
-        LockAttempt::Acquired(guard) => Ok(OperationLock { _file: file, _db: guard }),
+        LockAttempt::Acquired(guard) => Ok(OperationLock { _file: file, _db: Some(guard) }),
         LockAttempt::Busy { since, holder } => Err(busy(&name, since, holder)),
     }
+}
+
+/// Whether the lock file in `dir` is free, read without writing to it: a shared lock taken
+/// and let go (it conflicts with the exclusive one an operation holds).
+fn file_free(dir: &Path, database: &str) -> Result<()> {
+    let path = dir.join(format!(".ops-{database}.lock"));
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::from(e).context(format!("opening {}", path.display()))),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder: Option<Holder> = serde_json::from_str(&text).ok();
+            Err(busy(
+                database,
+                holder.as_ref().map(|h| h.started_at),
+                holder.map(|h| format!("{} by pid {}", h.operation, h.pid)),
+            ))
+        }
+        Err(TryLockError::Error(e)) => Err(Error::from(e).context(format!("locking {}", path.display()))),
+    }
+}
+
+/// Whether a backup, restore or drill of `db` runs now (on this host by the lock file, on any
+/// host by the advisory lock), taking neither for longer than the look.
+///
+/// # Errors
+/// `Conflict` naming who holds it; the errors of the lock file and of the database.
+pub async fn check_free(db: &dyn Database, local_dir: Option<&Path>) -> Result<()> {
+    let name = db.name().to_owned();
+    if let Some(dir) = local_dir {
+        file_free(dir, &name)?;
+    }
+    match db.try_lock(&format!("ops:{name}")).await? {
+        LockAttempt::Acquired(guard) => {
+            drop(guard);
+            Ok(())
+        }
+        LockAttempt::Busy { since, holder } => Err(busy(&name, since, holder)),
+    }
+}
+
+/// For an operation that stops the database's server (a rollback of its container): the
+/// advisory lock is checked and let go (a session held on a server being stopped would hold
+/// the stop up), and the local lock file is held, so that no backup, restore or drill starts
+/// on this host meanwhile. Without a local directory only the check is made.
+///
+/// # Errors
+/// Those of [`check_free`] and of the lock file.
+pub async fn acquire_local(db: &dyn Database, local_dir: Option<&Path>, operation: &str) -> Result<OperationLock> {
+    let name = db.name().to_owned();
+    let file = local_dir.map(|d| lock_file(d, &name, operation)).transpose()?;
+    match db.try_lock(&format!("ops:{name}")).await? {
+        LockAttempt::Acquired(guard) => drop(guard),
+        LockAttempt::Busy { since, holder } => return Err(busy(&name, since, holder)),
+    }
+    Ok(OperationLock { _file: file, _db: None })
 }

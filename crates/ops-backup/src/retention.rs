@@ -356,7 +356,8 @@ pub async fn prune(ctx: &Context, opts: &PruneOptions, now: DateTime<Utc>) -> Re
                 }
             }
         }
-        let (swept, sweep_error) = if dry_run {
+        // A prune limited to listed backups deletes those only: no sweep of anything else.
+        let (swept, sweep_error) = if dry_run || opts.only.is_some() {
             (0, None)
         } else {
             match store.sweep_incomplete(SWEEP_AFTER).await {

@@ -469,8 +469,8 @@ pub enum StackCommand {
 pub enum DiskCommand {
     /// What a cleanup would free, item by item, with an estimate each; nothing is changed.
     Plan(DiskArgs),
-    /// Free it: prints the plan, and with `--apply` frees each item (re-checked first) and
-    /// reports what each freed and `df` before and after.
+    /// Free it: without `--apply` prints the plan; with `--apply` frees each item
+    /// (re-checked first) and prints what each freed and `df` before and after.
     Clean {
         /// What to clean.
         #[command(flatten)]

@@ -428,6 +428,15 @@ pub struct BuildCacheRecord {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+impl BuildCacheRecord {
+    /// Whether a prune without `--all` removes it: no build uses it, no image shares it, and
+    /// it is not one of BuildKit's internal or frontend records.
+    #[must_use]
+    pub fn reclaimable(&self) -> bool {
+        !self.in_use && !self.shared && !matches!(self.kind.as_str(), "internal" | "frontend")
+    }
+}
+
 /// What a prune would remove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -616,10 +625,11 @@ pub trait ContainerRuntime: Send + Sync {
     async fn disk_report(&self) -> Result<EngineDisk>;
 
     /// Removes an image that no container (running or not) uses: each of its tags, then the
-    /// image (`docker rmi` without `--force`).
+    /// image (`docker rmi` without `--force`). Nothing is untagged when a container uses it;
+    /// it stops at a tag that names another image by then.
     ///
     /// # Errors
-    /// `NotFound`, `Conflict` (a container uses it, or a child image), `Unavailable`.
+    /// `NotFound`, `Conflict` (a container uses it, a child image, a tag moved), `Unavailable`.
     async fn remove_image(&self, image: &str) -> Result<()>;
 
     /// Removes a volume no container uses (`docker volume rm` without `--force`).
@@ -628,15 +638,17 @@ pub trait ContainerRuntime: Send + Sync {
     /// `NotFound`, `Conflict` (in use), `Unavailable`.
     async fn remove_volume(&self, name: &str) -> Result<()>;
 
-    /// Removes the build cache no build uses that was last used before `last_used_before`
-    /// (`docker builder prune --all --filter until=…`): the bytes the engine says it freed.
+    /// Removes the build cache no build uses and no image shares, but for BuildKit's internal
+    /// and frontend records ([`BuildCacheRecord::reclaimable`]), last used before
+    /// `last_used_before` (`docker builder prune --filter until=…`, without `--all`): the
+    /// bytes the engine says it freed.
     ///
     /// # Errors
     /// `Unavailable`.
     async fn prune_build_cache(&self, last_used_before: DateTime<Utc>) -> Result<u64>;
 
-    /// The file a container's log is written to on the engine's host (`json-file` and
-    /// `local` drivers), `None` with another driver.
+    /// The file a container's log is written to on the engine's host (the `json-file`
+    /// driver; `None` with another, such as `local`, whose files the engine does not name).
     ///
     /// # Errors
     /// `NotFound` when no such container exists.

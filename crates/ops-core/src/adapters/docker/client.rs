@@ -787,9 +787,27 @@ impl ContainerRuntime for DockerRuntime {
         let info = self.bounded(&format!("inspect image {image}"), d.inspect_image(image)).await?;
         let id = info.id.unwrap_or_else(|| image.to_owned());
         let opts = || RemoveImageOptionsBuilder::new().force(false).build();
+        // Untagging a tag of an image with several never asks whether a container uses it:
+        // asked here first, so that an image in use keeps every tag.
+        let ancestor = HashMap::from([("ancestor".to_owned(), vec![id.clone()])]);
+        let users = self
+            .bounded(
+                &format!("list the containers of image {image}"),
+                d.list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&ancestor).build())),
+            )
+            .await?;
+        if let Some(c) = users.iter().find(|c| c.image_id.as_deref() == Some(id.as_str())) {
+            let name = c.names.as_ref().and_then(|n| n.first()).map_or("a container", |n| n.trim_start_matches('/'));
+            return Err(Error::conflict(format!("image {image} is used by container {name}")));
+        }
         // Untagging the last tag removes the image; an image with several tags can only be
-        // removed by id with --force, which would also remove one a container uses.
+        // removed by id with --force, which would also remove one a container uses. A tag moved
+        // to another image since is left alone, and the image stays.
         for tag in info.repo_tags.unwrap_or_default().iter().filter(|t| *t != "<none>:<none>") {
+            let now = self.bounded(&format!("inspect image {tag}"), d.inspect_image(tag)).await?;
+            if now.id.as_deref() != Some(id.as_str()) {
+                return Err(Error::conflict(format!("tag {tag} names another image now")));
+            }
             self.bounded(&format!("untag {tag}"), d.remove_image(tag, Some(opts()), None)).await?;
         }
         match self.bounded(&format!("remove image {id}"), d.remove_image(&id, Some(opts()), None)).await {
@@ -810,8 +828,10 @@ impl ContainerRuntime for DockerRuntime {
         // up, so that nothing used after `last_used_before` goes.
         let ago = (Utc::now() - last_used_before).num_milliseconds().max(0);
         let secs = (ago + 999) / 1000;
+        // Without `all`, BuildKit keeps the records an image still holds (removing them frees
+        // nothing) and its internal and frontend ones: what `reclaimable_build_cache` counts.
         let filters = HashMap::from([("until".to_owned(), vec![format!("{}s", secs.max(1))])]);
-        let opts = bollard::query_parameters::PruneBuildOptionsBuilder::new().all(true).filters(&filters).build();
+        let opts = bollard::query_parameters::PruneBuildOptionsBuilder::new().all(false).filters(&filters).build();
         // Removing gigabytes of cache takes a while.
         let limit = self.timeout.max(Duration::from_secs(300));
         let answer = tokio::time::timeout(limit, d.prune_build(Some(opts)))
