@@ -33,6 +33,14 @@ fn busy(database: &str, since: Option<DateTime<Utc>>, who: Option<String>) -> Er
     Error::conflict(format!("a backup, restore or drill of {database} is already running since {since}{who}"))
 }
 
+/// The `Conflict` naming who holds a busy lock file, as its holder wrote itself in.
+fn held_by(file: &mut File, database: &str) -> Error {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let holder: Option<Holder> = serde_json::from_str(&text).ok();
+    busy(database, holder.as_ref().map(|h| h.started_at), holder.map(|h| format!("{} by pid {}", h.operation, h.pid)))
+}
+
 fn lock_file(dir: &Path, database: &str, operation: &str) -> Result<File> {
     ops_core::private_fs::create_dir_all(dir)
         .map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
@@ -53,16 +61,7 @@ fn lock_file(dir: &Path, database: &str, operation: &str) -> Result<File> {
             file.flush()?;
             Ok(file)
         }
-        Err(TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder: Option<Holder> = serde_json::from_str(&text).ok();
-            Err(busy(
-                database,
-                holder.as_ref().map(|h| h.started_at),
-                holder.map(|h| format!("{} by pid {}", h.operation, h.pid)),
-            ))
-        }
+        Err(TryLockError::WouldBlock) => Err(held_by(&mut file, database)),
         Err(TryLockError::Error(e)) => Err(Error::from(e).context(format!("locking {}", path.display()))),
     }
 }
@@ -93,16 +92,7 @@ fn file_free(dir: &Path, database: &str) -> Result<()> {
     };
     match file.try_lock_shared() {
         Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder: Option<Holder> = serde_json::from_str(&text).ok();
-            Err(busy(
-                database,
-                holder.as_ref().map(|h| h.started_at),
-                holder.map(|h| format!("{} by pid {}", h.operation, h.pid)),
-            ))
-        }
+        Err(TryLockError::WouldBlock) => Err(held_by(&mut file, database)),
         Err(TryLockError::Error(e)) => Err(Error::from(e).context(format!("locking {}", path.display()))),
     }
 }
