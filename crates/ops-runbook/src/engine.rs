@@ -162,6 +162,8 @@ const fn passes(s: Status) -> bool {
 
 /// Default longest wait of a `wait` step.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Between two tries of a failing `verify` within its settle window.
+const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
 /// Most checks one step runs (`http:*` of a large configuration).
 const MAX_CHECKS: usize = 64;
 /// Evidence lines kept per step.
@@ -437,7 +439,7 @@ impl<'a> Exec<'a> {
                 self.check(i, step, check, pattern.as_deref(), *since_mins).await
             }
             StepKind::Wait { check, interval } => self.wait(i, step, check, *interval).await,
-            StepKind::Verify { checks } => self.verify(i, step, checks).await,
+            StepKind::Verify { checks, settle } => self.verify(i, step, checks, *settle).await,
             StepKind::Manual { instruction } => self.manual(i, step, instruction).await,
             StepKind::Escalate { message } => self.escalate_step(i, step, message),
             StepKind::Action { name, args } => self.action(i, step, name, args).await,
@@ -652,7 +654,7 @@ impl<'a> Exec<'a> {
         }
     }
 
-    async fn verify(&mut self, i: usize, step: &Step, checks: &[String]) -> Verdict {
+    async fn verify(&mut self, i: usize, step: &Step, checks: &[String], settle: Duration) -> Verdict {
         let mut names = Vec::new();
         for c in checks {
             match self.check_names(c) {
@@ -667,15 +669,26 @@ impl<'a> Exec<'a> {
             return Verdict::Go;
         }
         let timeout = self.timeout(step, Duration::from_secs(self.ctx.config.probes.timeout_secs.max(1)));
-        let (reports, errors) = self.run_checks(&names, timeout, &NamedOptions::default()).await;
-        let state = self.state_of(&reports, &errors);
-        self.record_checks(i, &reports, &state);
-        let failing: Vec<String> = reports
-            .iter()
-            .filter(|r| !passes(r.status))
-            .map(|r| format!("{} {}", r.name, r.status))
-            .chain(errors.iter().cloned())
-            .collect();
+        // Applied, a failing check is tried again until the settle window ends: a service
+        // restarted a moment ago may reset the first connection. A plan looks once.
+        let deadline = Instant::now() + settle;
+        let mut tries = 0u32;
+        let (state, failing) = loop {
+            tries += 1;
+            let (reports, errors) = self.run_checks(&names, timeout, &NamedOptions::default()).await;
+            let state = self.state_of(&reports, &errors);
+            let failing: Vec<String> = reports
+                .iter()
+                .filter(|r| !passes(r.status))
+                .map(|r| format!("{} {}", r.name, r.status))
+                .chain(errors.iter().cloned())
+                .collect();
+            if failing.is_empty() || self.mode == Mode::Plan || Instant::now() + VERIFY_INTERVAL > deadline {
+                self.record_checks(i, &reports, &state);
+                break (state, failing);
+            }
+            tokio::time::sleep(VERIFY_INTERVAL).await;
+        };
         if self.mode == Mode::Plan {
             let rec = &mut self.run.steps[i];
             rec.outcome = StepOutcome::WouldRun;
@@ -690,10 +703,15 @@ impl<'a> Exec<'a> {
         let ok = failing.is_empty();
         let rec = &mut self.run.steps[i];
         rec.outcome = if ok { StepOutcome::Ok } else { StepOutcome::Failed };
-        rec.detail = if ok {
-            format!("{} passed", names.join(", "))
-        } else {
-            format!("verification failed: {}", failing.join(", "))
+        rec.detail = match (ok, tries) {
+            (true, 1) => format!("{} passed", names.join(", ")),
+            (true, n) => format!("{} passed after {n} tries", names.join(", ")),
+            (false, 1) => format!("verification failed: {}", failing.join(", ")),
+            (false, n) => format!(
+                "verification failed: {} (still after {n} tries in {})",
+                failing.join(", "),
+                ops_core::units::human_duration(settle)
+            ),
         };
         let detail = rec.detail.clone();
         self.states.insert(step.id.clone(), state);
@@ -1224,7 +1242,7 @@ fn default_title(s: &Step) -> String {
         }
         StepKind::Wait { check, .. } => format!("wait for {check}"),
         StepKind::Manual { .. } => "a person acts".to_owned(),
-        StepKind::Verify { checks } => format!("verify {}", checks.join(", ")),
+        StepKind::Verify { checks, .. } => format!("verify {}", checks.join(", ")),
         StepKind::Escalate { .. } => "escalate".to_owned(),
     }
 }

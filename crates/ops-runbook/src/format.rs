@@ -156,6 +156,9 @@ pub enum StepKind {
     Verify {
         /// The checks (`http:*` is every `[[http]]` check).
         checks: Vec<String>,
+        /// How long a failing check may take to pass before the run fails: a service just
+        /// restarted may refuse the first connection.
+        settle: Duration,
     },
     /// Tell people now, with the run's evidence, and hand over.
     Escalate {
@@ -236,6 +239,9 @@ const COMMON_KEYS: [&str; 5] = ["id", "title", "when", "on-failure", "timeout-se
 /// Keys of the guards (action steps only).
 const GUARD_KEYS: [&str; 6] = ["unless", "budget", "budget-window-mins", "cooldown-secs", "approval", "lock"];
 /// The keys that say what kind a step is.
+/// A `verify` step's default settle window, seconds.
+pub const VERIFY_SETTLE_SECS: u64 = 30;
+
 const KIND_KEYS: [&str; 6] = ["check", "action", "wait", "manual", "verify", "escalate"];
 
 /// Longest runbook file: runbooks are read by people.
@@ -487,7 +493,9 @@ fn parse_step(h: &Header, earlier: &[Step], id: &str, mut t: toml::Table, line: 
             for c in &checks {
                 check_check_name(c, h)?;
             }
-            StepKind::Verify { checks }
+            allowed.insert("settle-secs".to_owned());
+            let settle = Duration::from_secs(get_u64(&t, "settle-secs", 3600)?.unwrap_or(VERIFY_SETTLE_SECS));
+            StepKind::Verify { checks, settle }
         }
         _ => {
             let name = get_str(&t, "action")?.ok_or("action must be a string")?;
