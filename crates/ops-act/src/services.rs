@@ -767,6 +767,8 @@ mod tests {
             error: None,
             compose_service: None,
             labels: BTreeMap::new(),
+            env_names: Vec::new(),
+            published_ports: Vec::new(),
         }
     }
 

@@ -340,6 +340,10 @@ pub(crate) async fn probe(
     let cfg = config(cli, env)?;
     let limit = |t: &Option<u64>| Duration::from_secs(t.unwrap_or(cfg.probes.timeout_secs).max(1));
     let report = match cmd {
+        ProbeCommand::Check { names, timeout } => {
+            let limit = limit(timeout);
+            return probe_checks(cli, cfg, names, limit, out).await;
+        }
         ProbeCommand::Http { url, expect_status, expect_body, follow_redirects, ca_file, timeout } => {
             let mut net = ops_probes::NetOptions::from_config(&cfg.probes);
             net.timeout = limit(timeout);
@@ -399,6 +403,38 @@ pub(crate) async fn probe(
         checks_render::probe(out, &report)?;
     }
     Ok(Outcome { code: code_of([report.status]) })
+}
+
+/// `opsctl probe check NAME…`: configured checks by name, one report each (a Compose
+/// service's check, one per container).
+async fn probe_checks(
+    cli: &Cli,
+    cfg: OpsConfig,
+    names: &[String],
+    limit: Duration,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let ctx = Context::from_config(cfg)?;
+    let opts = ops_probes::named::NamedOptions::default();
+    let runs = names
+        .iter()
+        .take(ops_core::limits::MAX_CONCURRENCY)
+        .map(|n| ops_probes::named::probe_named(&ctx, n, limit, &opts));
+    let mut reports = Vec::new();
+    for r in futures::future::join_all(runs).await {
+        reports.extend(r?);
+    }
+    if cli.json {
+        match reports.as_slice() {
+            [one] => write_json(out, one)?,
+            many => write_json(out, &many)?,
+        }
+    } else {
+        for r in &reports {
+            checks_render::probe(out, r)?;
+        }
+    }
+    Ok(Outcome { code: code_of(reports.iter().map(|r| r.status)) })
 }
 
 /// `host:port` of a URL, to name an ad-hoc probe without its credentials.

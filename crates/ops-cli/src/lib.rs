@@ -597,6 +597,17 @@ pub enum ProbeCommand {
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: Option<u64>,
     },
+    /// Configured checks by the names triage gives them (`sql:indexer-lag`, `exec:nginx-config`,
+    /// `access-log:nginx`, `http:api`, `container:db`), each with the configuration's
+    /// thresholds.
+    Check {
+        /// One or more check names.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Seconds each check may take [default: probes.timeout-secs]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: Option<u64>,
+    },
     /// A TLS endpoint (`host:port`) or a PEM file or directory.
     Tls {
         /// `host:port`, `host`, or a path.

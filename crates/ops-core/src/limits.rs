@@ -11,6 +11,8 @@ use crate::{Error, Result};
 pub const MAX_PROBE_TIMEOUT_SECS: u64 = 3600;
 /// Most requests per endpoint in a performance analysis.
 pub const MAX_HTTP_SAMPLES: usize = 1000;
+/// Most bytes a log check reads from the end of a file or a container's log.
+pub const MAX_LOG_READ_BYTES: u64 = 256 << 20;
 /// Most probes run at once.
 pub const MAX_CONCURRENCY: usize = 256;
 /// Longest interval between two runs of a repeated check (`--watch`).

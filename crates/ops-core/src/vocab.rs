@@ -166,11 +166,21 @@ pub enum Runbook {
     BackupStale,
     /// A probe could not tell (timed out, unusable answer).
     ProbeFailed,
+    /// A data check's value is past its threshold: the indexer behind, payments stuck.
+    DataStale,
+    /// A check command in a container failed (`nginx -t`, `caddy validate`).
+    CommandFailed,
+    /// A container lacks configuration it needs (a required environment variable).
+    ConfigError,
+    /// A log line bursts (reconnect storms, rate-limit lines).
+    LogBurst,
+    /// One client sends an outsized share of the requests.
+    SuspiciousTraffic,
 }
 
 impl Runbook {
     /// Every runbook, in declaration order.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 31] = [
         Self::DockerDown,
         Self::ContainerDown,
         Self::CrashLoop,
@@ -197,6 +207,11 @@ impl Runbook {
         Self::UpstreamIncident,
         Self::BackupStale,
         Self::ProbeFailed,
+        Self::DataStale,
+        Self::CommandFailed,
+        Self::ConfigError,
+        Self::LogBurst,
+        Self::SuspiciousTraffic,
     ];
 
     /// The stable kebab-case name (`database-down`).
@@ -229,6 +244,11 @@ impl Runbook {
             Self::UpstreamIncident => "upstream-incident",
             Self::BackupStale => "backup-stale",
             Self::ProbeFailed => "probe-failed",
+            Self::DataStale => "data-stale",
+            Self::CommandFailed => "command-failed",
+            Self::ConfigError => "config-error",
+            Self::LogBurst => "log-burst",
+            Self::SuspiciousTraffic => "suspicious-traffic",
         }
     }
 }

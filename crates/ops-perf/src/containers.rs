@@ -235,6 +235,8 @@ mod tests {
             error: None,
             compose_service: None,
             labels: BTreeMap::new(),
+            env_names: Vec::new(),
+            published_ports: Vec::new(),
         }
     }
 

@@ -207,6 +207,15 @@ async fn probe_one(
             }
         }
     }
+    // A port it could not bind: who holds it (the runbooks' `lsof -i :PORT`).
+    if d.state != ContainerState::Running
+        && d.error.as_deref().is_some_and(|e| e.contains("address already in use") || e.contains("already allocated"))
+    {
+        for port in &d.published_ports {
+            let held = crate::ports::holders(*port);
+            report.evidence.extend(held.iter().map(|h| format!("port {port} is held by {}", h.describe())));
+        }
+    }
     let broken = report.problems.iter().any(|p| p.runbook != Runbook::MemoryPressure && p.status >= Status::Warn);
     if broken {
         let options = LogOptions { tail: Some(LOG_LINES), ..Default::default() };
@@ -287,6 +296,20 @@ pub fn assess(d: &ContainerDetails, now: DateTime<Utc>, t: &ContainerThresholds)
             ),
         )),
         ContainerState::Running | ContainerState::Removing | ContainerState::Unknown => {}
+    }
+    let required =
+        t.required_env.iter().filter(|(k, _)| **k == d.name || d.compose_service.as_deref() == Some(k.as_str()));
+    let missing: Vec<&str> = required
+        .flat_map(|(_, names)| names.iter())
+        .filter(|n| d.env_names.binary_search(n).is_err())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        problems.push(Problem::new(
+            Runbook::ConfigError,
+            Status::Critical,
+            format!("missing required environment: {} (probes.container.required-env)", missing.join(", ")),
+        ));
     }
     let window = Duration::from_secs(t.restart_window_secs);
     let recent_start = age(d.started_at, now).is_some_and(|a| a <= window);

@@ -37,7 +37,9 @@ pub async fn probe(check: &HttpCheckConfig, thresholds: &HttpThresholds, options
     report.depends_on.clone_from(&check.depends_on);
     let limit = check.timeout_secs.map_or(options.timeout, Duration::from_secs);
 
-    let (trace, result) = net::get(check.url.expose(), check.follow_redirects, BODY_KEPT, limit, options).await;
+    let headers: Vec<(&str, &str)> = check.headers.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+    let (trace, result) =
+        net::get_with(check.url.expose(), &headers, check.follow_redirects, BODY_KEPT, limit, options).await;
     observe_phases(&mut report, &trace);
     report.exchange_ok = Some(match &result {
         Ok(response) => status_problem(check, response).is_none() && body_problem(check, &response.body).is_none(),
@@ -121,20 +123,25 @@ fn status_line(status: StatusCode) -> String {
 /// What is wrong with a response: its status, body or JSON field (`api-down` critical, with the
 /// body's first characters as evidence) and its time to first byte (`slow-responses`).
 fn judge(check: &HttpCheckConfig, thresholds: &HttpThresholds, response: &Response, ttfb: Duration) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let evidence = || {
-        let snippet = net::snippet(&response.body, SNIPPET_CHARS);
-        if snippet.is_empty() { Vec::new() } else { vec![snippet] }
-    };
-    if let Some(reason) = status_problem(check, response) {
-        problems.push(Problem::new(Runbook::ApiDown, Status::Critical, reason).with_evidence(evidence()));
-    } else if let Some(reason) = body_problem(check, &response.body) {
-        problems.push(Problem::new(Runbook::ApiDown, Status::Critical, reason).with_evidence(evidence()));
-    }
+    let mut problems = judge_answer(check, response);
     let warn_ms = check.ttfb_warn_ms.unwrap_or(thresholds.ttfb_warn_ms);
     let critical_ms = check.ttfb_critical_ms.unwrap_or(thresholds.ttfb_critical_ms);
     problems.extend(ttfb_problem(ttfb, warn_ms, critical_ms));
     problems
+}
+
+/// What is wrong with an answer's status, body or JSON field (`api-down` critical): the
+/// judgement of an answer without timings (a request made from inside a container).
+pub(crate) fn judge_answer(check: &HttpCheckConfig, response: &Response) -> Vec<Problem> {
+    let evidence = || {
+        let snippet = net::snippet(&response.body, SNIPPET_CHARS);
+        if snippet.is_empty() { Vec::new() } else { vec![snippet] }
+    };
+    status_problem(check, response)
+        .or_else(|| body_problem(check, &response.body))
+        .map(|reason| Problem::new(Runbook::ApiDown, Status::Critical, reason).with_evidence(evidence()))
+        .into_iter()
+        .collect()
 }
 
 /// Why the status is not a success, if it is not.

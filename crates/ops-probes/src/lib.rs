@@ -12,19 +12,26 @@
 //! [`logs`] (error lines in recent container logs). Network probes: [`http`] (timed phases),
 //! [`tcp`], [`dns`], [`alertmanager`], [`status_page`]. [`tls`] wraps `ops-tls`, [`backup`]
 //! checks the age of the newest backup, and [`triage`](mod@triage) runs them all and rates the result.
+//! The checks the runbooks still ran by hand: [`sql`] (a read-only query's value), [`exec`]
+//! (a command in a container, and HTTP/TCP checks from inside one), [`log_analysis`]
+//! (pattern bursts, an access log's top clients), [`ports`] (who holds a port).
 
 pub mod alertmanager;
 pub mod backup;
 pub mod container;
 pub mod dns;
+pub mod exec;
 pub mod host;
 pub mod http;
+pub mod log_analysis;
 pub mod logs;
 pub mod named;
 mod net;
+pub mod ports;
 pub mod postgres;
 pub mod redis;
 mod report;
+pub mod sql;
 pub mod status_page;
 mod support;
 pub mod tcp;

@@ -11,7 +11,7 @@ use crate::ProbeReport;
 
 /// The kinds a check name may start with, as `kind:name` or (`host`, `engine`,
 /// `alertmanager`, `backup`) alone.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 18] = [
     "postgres",
     "redis",
     "queue",
@@ -26,6 +26,10 @@ pub const KINDS: [&str; 14] = [
     "container",
     "logs",
     "backup",
+    "sql",
+    "exec",
+    "log-pattern",
+    "access-log",
 ];
 
 /// A parsed check name.
@@ -48,7 +52,8 @@ impl<'a> CheckName<'a> {
         if !KINDS.contains(&kind) {
             return Err(Error::invalid_input(format!("unknown check kind {kind:?}: one of {}", KINDS.join(", "))));
         }
-        let needs_name = matches!(kind, "http" | "tcp" | "dns" | "tls" | "status-page" | "container" | "logs");
+        let needs_name =
+            !matches!(kind, "postgres" | "redis" | "queue" | "alertmanager" | "host" | "engine" | "backup");
         if needs_name && name.is_empty() {
             return Err(Error::invalid_input(format!("a {kind} check needs a name: {kind}:NAME")));
         }
@@ -117,11 +122,35 @@ pub async fn probe_named(
         }
         "http" => {
             let c = cfg.http.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[http]]"))?;
-            one(crate::http::probe(c, &cfg.probes.http, &net).await)
+            match &c.from_container {
+                Some(inside) => one(crate::exec::http_probe(ctx, c, inside, timeout).await),
+                None => one(crate::http::probe(c, &cfg.probes.http, &net).await),
+            }
         }
         "tcp" => {
             let c = cfg.tcp.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[tcp]]"))?;
-            one(crate::tcp::probe(c, &net).await)
+            match &c.from_container {
+                Some(inside) => one(crate::exec::tcp_probe(ctx, c, inside, timeout).await),
+                None => one(crate::tcp::probe(c, &net).await),
+            }
+        }
+        "sql" => {
+            let c = cfg.sql.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[sql]]"))?;
+            let (db_name, db) = ctx.database(c.database.as_deref())?;
+            one(crate::sql::probe(c, db_name, db.as_ref(), timeout).await)
+        }
+        "exec" => {
+            let c = cfg.exec.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[exec]]"))?;
+            one(crate::exec::probe(ctx, c, timeout).await)
+        }
+        "log-pattern" => {
+            let c =
+                cfg.log_patterns.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[log-patterns]]"))?;
+            one(crate::log_analysis::pattern_probe(ctx, c, timeout).await)
+        }
+        "access-log" => {
+            let c = cfg.access_logs.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[access-logs]]"))?;
+            one(crate::log_analysis::access_probe(ctx, c, timeout).await)
         }
         "dns" => {
             let c = cfg.dns.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[dns]]"))?;

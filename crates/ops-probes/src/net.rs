@@ -293,13 +293,27 @@ pub(crate) async fn get(
     limit: Duration,
     options: &NetOptions,
 ) -> (Trace, Result<Response, Failure>) {
+    get_with(url, &[], follow, keep, limit, options).await
+}
+
+/// [`get`] with extra request headers, sent as sensitive values (hyper never prints them) and
+/// only to the URL's own origin: a redirect elsewhere drops them, as it drops credentials.
+pub(crate) async fn get_with(
+    url: &str,
+    headers: &[(&str, &str)],
+    follow: bool,
+    keep: usize,
+    limit: Duration,
+    options: &NetOptions,
+) -> (Trace, Result<Response, Failure>) {
     let mut trace = Trace::default();
     let url = match parse_url(url) {
         Ok(url) => url,
         Err(reason) => return (trace, Err(Failure::Unusable(reason))),
     };
     let started = Instant::now();
-    let result = match tokio::time::timeout(limit, get_following(url, follow, keep, options, &mut trace)).await {
+    let result = match tokio::time::timeout(limit, get_following(url, headers, follow, keep, options, &mut trace)).await
+    {
         Ok(result) => result,
         Err(_) => {
             Err(Failure::TimedOut(format!("no response within {:.1} s ({})", limit.as_secs_f64(), trace.doing())))
@@ -347,14 +361,17 @@ pub(crate) fn parse_url(raw: &str) -> Result<Url, String> {
 
 async fn get_following(
     mut url: Url,
+    headers: &[(&str, &str)],
     follow: bool,
     keep: usize,
     options: &NetOptions,
     trace: &mut Trace,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
+    let origin = url.origin();
     loop {
-        let response = get_once(&url, keep, options, trace).await?;
+        let extra = if url.origin() == origin { headers } else { &[] };
+        let response = get_once(&url, extra, keep, options, trace).await?;
         if !(follow && response.status.is_redirection() && trace.redirects < MAX_REDIRECTS) {
             return Ok(response.into());
         }
@@ -396,7 +413,13 @@ impl From<RawResponse> for Response {
     }
 }
 
-async fn get_once(url: &Url, keep: usize, options: &NetOptions, trace: &mut Trace) -> Result<RawResponse, Failure> {
+async fn get_once(
+    url: &Url,
+    headers: &[(&str, &str)],
+    keep: usize,
+    options: &NetOptions,
+    trace: &mut Trace,
+) -> Result<RawResponse, Failure> {
     let tls = match url.scheme() {
         "https" => Some(tls_config(options.ca_file.as_deref()).map_err(Failure::Unusable)?),
         _ => None,
@@ -421,7 +444,7 @@ async fn get_once(url: &Url, keep: usize, options: &NetOptions, trace: &mut Trac
     let tcp = connect_any(&addrs).await.map_err(Failure::Unreachable)?;
     trace.connect = Some(t.elapsed());
 
-    let request = build_request(url)?;
+    let request = build_request(url, headers)?;
     let mut response = match tls {
         None => exchange(tcp, request, keep, trace).await?,
         Some(config) => {
@@ -448,7 +471,7 @@ async fn get_once(url: &Url, keep: usize, options: &NetOptions, trace: &mut Trac
     Ok(response)
 }
 
-fn build_request(url: &Url) -> Result<Request<Empty<Bytes>>, Failure> {
+fn build_request(url: &Url, headers: &[(&str, &str)]) -> Result<Request<Empty<Bytes>>, Failure> {
     let mut target = url.path().to_owned();
     if let Some(query) = url.query() {
         target.push('?');
@@ -472,6 +495,15 @@ fn build_request(url: &Url) -> Result<Request<Empty<Bytes>>, Failure> {
             .map_err(|_| Failure::Unusable("invalid credentials in the URL".to_owned()))?;
         value.set_sensitive(true);
         request.headers_mut().insert(AUTHORIZATION, value);
+    }
+    for (name, value) in headers {
+        // The configuration checked both when it loaded; the messages name the header only.
+        let name = hyper::header::HeaderName::try_from(*name)
+            .map_err(|_| Failure::Unusable(format!("invalid header name {name:?}")))?;
+        let mut value = HeaderValue::try_from(*value)
+            .map_err(|_| Failure::Unusable(format!("the value of header {name} is not a valid header value")))?;
+        value.set_sensitive(true);
+        request.headers_mut().insert(name, value);
     }
     Ok(request)
 }

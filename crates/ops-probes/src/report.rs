@@ -38,6 +38,14 @@ pub enum ProbeKind {
     Tls,
     /// The age of the newest backup.
     Backup,
+    /// A read-only SQL query's value.
+    Sql,
+    /// A command run in a container.
+    Exec,
+    /// A pattern's count in a log.
+    LogPattern,
+    /// An access log's clients.
+    AccessLog,
 }
 
 impl ProbeKind {
@@ -59,6 +67,10 @@ impl ProbeKind {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
             Self::Backup => "backup",
+            Self::Sql => "sql",
+            Self::Exec => "exec",
+            Self::LogPattern => "log-pattern",
+            Self::AccessLog => "access-log",
         }
     }
 }

@@ -46,7 +46,16 @@ pub async fn probe(check: &TcpCheckConfig, options: &NetOptions) -> ProbeReport 
     report.exchange_ok = Some(matches!(outcome, Ok(Ok(_))));
     match outcome {
         Ok(Ok(message)) => report.message = message,
-        Ok(Err(reason)) => report.problem(Problem::new(Runbook::PortClosed, Status::Critical, reason)),
+        Ok(Err(reason)) => {
+            // A local port that refuses: is it held by a process listening elsewhere (another
+            // address, the other IP family)? The runbooks' `lsof -i :PORT`.
+            let evidence: Vec<String> = if is_local(&host) {
+                crate::ports::holders(port).iter().map(|h| format!("port {port} is held by {}", h.describe())).collect()
+            } else {
+                Vec::new()
+            };
+            report.problem(Problem::new(Runbook::PortClosed, Status::Critical, reason).with_evidence(evidence));
+        }
         Err(_) => {
             let doing = if resolving { format!("resolving {host}") } else { format!("connecting to {host}:{port}") };
             report.problem(Problem::new(
@@ -57,6 +66,13 @@ pub async fn probe(check: &TcpCheckConfig, options: &NetOptions) -> ProbeReport 
         }
     }
     report.finish(started.elapsed())
+}
+
+/// Whether `host` is this machine: a loopback name or address, or an unspecified one.
+fn is_local(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
 /// [`probe`] of an ad-hoc `host:port`, named after it.

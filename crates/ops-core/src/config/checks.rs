@@ -81,6 +81,10 @@ pub struct ContainerThresholds {
     /// less was deployed recently: triage says so, and an urgent incident rooted in it names
     /// a rollback first.
     pub deploy_window_mins: u64,
+    /// Environment variable names a container or Compose service must have
+    /// (`{ api = ["DATABASE_URL", "SECRET_KEY"] }`): a missing one is `config-error`. Only
+    /// names are read, never values.
+    pub required_env: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ContainerThresholds {
@@ -94,6 +98,7 @@ impl Default for ContainerThresholds {
             ignore: Vec::new(),
             services: Vec::new(),
             deploy_window_mins: 30,
+            required_env: BTreeMap::new(),
         }
     }
 }
@@ -302,6 +307,125 @@ pub struct TcpCheckConfig {
     /// A failure of this check is a P1.
     pub critical: bool,
     /// Checks this one depends on (`postgres:main`, `container:db`).
+    pub depends_on: Vec<String>,
+    /// Connect from inside this container (name or Compose service), through `docker exec`
+    /// (`nc`, or `bash`'s `/dev/tcp`), so its network's service names resolve as the app sees
+    /// them.
+    pub from_container: Option<String>,
+}
+
+/// `[[sql]]`: a read-only query whose single value is judged, the runbooks'
+/// `SELECT MAX(ledger_sequence) FROM events` and "payments pending over 30 minutes".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SqlCheckConfig {
+    /// Short name (`indexer-lag`).
+    pub name: String,
+    /// A `[databases]` name (default: the only one, or `main`).
+    pub database: Option<String>,
+    /// One `SELECT` (or `WITH … SELECT`, `VALUES`) returning one value: a number, a time (its
+    /// age in seconds is judged) or an interval (seconds). Anything that writes is refused
+    /// when the configuration loads, and it runs in a read-only transaction anyway.
+    pub query: String,
+    /// The value (or age) over this is `warn`.
+    pub warn_above: Option<f64>,
+    /// The value (or age) over this is `critical`.
+    pub critical_above: Option<f64>,
+    /// The value under this is `warn` (events in the last 2 hours: a gap).
+    pub warn_below: Option<f64>,
+    /// The value under this is `critical`.
+    pub critical_below: Option<f64>,
+    /// Seconds the query may run (its `statement_timeout`; default `probes.timeout-secs`).
+    pub timeout_secs: Option<u64>,
+    /// The runbook of a value past a threshold (default `data-stale`).
+    pub runbook: Option<Runbook>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+    /// Checks this one depends on (default: the database's `postgres:` check).
+    pub depends_on: Vec<String>,
+}
+
+/// `[[exec]]`: a command run in a container (`nginx -t`, `caddy validate`), argv only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExecCheckConfig {
+    /// Short name (`nginx-config`).
+    pub name: String,
+    /// Container (name or Compose service).
+    pub container: String,
+    /// Program and arguments, run without a shell (`["nginx", "-t"]`).
+    pub command: Vec<String>,
+    /// The exit code of success (default 0).
+    pub expect_exit: i64,
+    /// Text its output (stdout and stderr) must contain (`syntax is ok`).
+    pub expect_output: Option<String>,
+    /// Seconds it may run (default `probes.timeout-secs`).
+    pub timeout_secs: Option<u64>,
+    /// The runbook of a failure (default `command-failed`).
+    pub runbook: Option<Runbook>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+    /// Checks this one depends on (default: its container's check).
+    pub depends_on: Vec<String>,
+}
+
+/// `[[log-patterns]]`: how often a line matches a pattern within a window, in a container's
+/// log or a file (the runbooks' `docker logs --tail=500 backend | grep -c "🔌"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogPatternConfig {
+    /// Short name (`socket-storm`).
+    pub name: String,
+    /// A container (name or Compose service) whose log is read; or `file`.
+    pub container: Option<String>,
+    /// A log file on this host, read from its end; or `container`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub file: Option<PathBuf>,
+    /// Regular expression a line matches (case-sensitive; `(?i)` for not).
+    pub pattern: String,
+    /// The window, minutes (default 5).
+    pub window_mins: Option<u64>,
+    /// This many matching lines in the window is `warn`.
+    pub warn_count: u64,
+    /// This many is `critical`.
+    pub critical_count: u64,
+    /// Bytes read from the end of the file or log at most (default 16 MiB).
+    pub max_bytes: Option<u64>,
+    /// The runbook of a burst (default `log-burst`).
+    pub runbook: Option<Runbook>,
+    /// Checks this one depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// `[[access-logs]]`: who sends the requests, from an access log in common or combined
+/// format (the runbooks' `tail -n 10000 access.log | awk '{print $1}' | sort | uniq -c`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AccessLogConfig {
+    /// Short name (`nginx`).
+    pub name: String,
+    /// A container (name or Compose service) whose log is the access log; or `file`.
+    pub container: Option<String>,
+    /// The access log file on this host; or `container`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub file: Option<PathBuf>,
+    /// The newest lines read (default 10000, as the runbooks' `tail -n 10000`).
+    pub lines: Option<u64>,
+    /// Bytes read from the end at most (default 16 MiB).
+    pub max_bytes: Option<u64>,
+    /// Clients listed (default 10).
+    pub top: Option<usize>,
+    /// One client over this share of the requests is `warn`, percent (default 30).
+    pub warn_share_percent: Option<f64>,
+    /// One client over this share is `critical`, percent (default 60).
+    pub critical_share_percent: Option<f64>,
+    /// Fewer requests than this are not judged (default 100).
+    pub min_requests: Option<u64>,
+    /// Checks this one depends on.
     pub depends_on: Vec<String>,
 }
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, HttpCheckConfig, NotifyConfig,
-    OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig, RunbooksConfig, ServerConfig, StateConfig,
-    StatusPageConfig, StorageConfig, TcpCheckConfig, TlsCheckConfig, TlsRenewConfig,
+    AccessLogConfig, AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, ExecCheckConfig,
+    HttpCheckConfig, LogPatternConfig, NotifyConfig, OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig,
+    RunbooksConfig, ServerConfig, SqlCheckConfig, StateConfig, StatusPageConfig, StorageConfig, TcpCheckConfig,
+    TlsCheckConfig, TlsRenewConfig,
 };
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
@@ -181,6 +182,10 @@ interpolate_fields!(OpsConfig {
     tls,
     tcp,
     dns,
+    sql,
+    exec,
+    log_patterns,
+    access_logs,
     alertmanager,
     status_pages,
     tls_renew,
@@ -199,8 +204,12 @@ interpolate_fields!(PostRestoreConfig { container, command });
 interpolate_fields!(CacheConfig { url, container, queues });
 interpolate_fields!(StorageConfig { url, endpoint, region, access_key_id, secret_access_key, local_dir });
 interpolate_fields!(NotifyConfig { webhooks });
-interpolate_fields!(HttpCheckConfig { name, url, expect_body, depends_on });
-interpolate_fields!(TcpCheckConfig { name, address, depends_on });
+interpolate_fields!(HttpCheckConfig { name, url, expect_body, depends_on, headers, from_container });
+interpolate_fields!(TcpCheckConfig { name, address, depends_on, from_container });
+interpolate_fields!(SqlCheckConfig { name, database, depends_on });
+interpolate_fields!(ExecCheckConfig { name, container, command, expect_output, depends_on });
+interpolate_fields!(LogPatternConfig { name, container, file, depends_on });
+interpolate_fields!(AccessLogConfig { name, container, file, depends_on });
 interpolate_fields!(DnsCheckConfig { name, expect });
 interpolate_fields!(AlertmanagerConfig { url, webhook_keys });
 interpolate_fields!(StatusPageConfig { name, url, affects });

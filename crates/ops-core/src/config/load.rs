@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::interpolate::{Interpolate, InterpolationError, expand};
+use super::read_only;
 use super::{AlertmanagerConfig, OpsConfig, StorageConfig, StorageLocation};
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
@@ -397,6 +398,9 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         if !is_host_port(&check.address) {
             return Err(err(&["tcp", &idx, "address"], "must be host:port, for example db:5432".into()));
         }
+        if check.from_container.as_deref().is_some_and(str::is_empty) {
+            return Err(err(&["tcp", &idx, "from-container"], "names a container or Compose service".into()));
+        }
     }
     for (i, check) in cfg.dns.iter().enumerate() {
         let idx = i.to_string();
@@ -405,6 +409,126 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         }
         if let Some(bad) = check.expect.iter().position(|a| a.parse::<std::net::IpAddr>().is_err()) {
             return Err(err(&["dns", &idx, "expect"], format!("entry {} is not an IP address", bad + 1)));
+        }
+    }
+    for (i, check) in cfg.http.iter().enumerate() {
+        let idx = i.to_string();
+        for name in check.headers.keys() {
+            check_header(name).map_err(|m| err(&["http", &idx, "headers"], m))?;
+        }
+        if let Some(bad) =
+            check.headers.iter().find(|(_, v)| v.expose().bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f))
+        {
+            return Err(err(&["http", &idx, "headers"], format!("the value of {} has a control character", bad.0)));
+        }
+        if check.from_container.as_deref().is_some_and(str::is_empty) {
+            return Err(err(&["http", &idx, "from-container"], "names a container or Compose service".into()));
+        }
+    }
+    for (i, check) in cfg.sql.iter().enumerate() {
+        let idx = i.to_string();
+        named(&mut seen, "sql", &idx, i, &check.name, &err)?;
+        read_only::check(&check.query).map_err(|m| err(&["sql", &idx, "query"], format!("the query {m}")))?;
+        if [check.warn_above, check.critical_above, check.warn_below, check.critical_below].iter().all(Option::is_none)
+        {
+            return Err(err(
+                &["sql", &idx, "name"],
+                "needs a threshold: warn-above / critical-above (a value or an age in seconds), or warn-below / critical-below".into(),
+            ));
+        }
+        if let (Some(w), Some(c)) = (check.warn_above, check.critical_above)
+            && w > c
+        {
+            return Err(err(&["sql", &idx, "warn-above"], "must not be over critical-above".into()));
+        }
+        if let (Some(w), Some(c)) = (check.warn_below, check.critical_below)
+            && w < c
+        {
+            return Err(err(&["sql", &idx, "warn-below"], "must not be under critical-below".into()));
+        }
+        if let Some(db) = &check.database
+            && !cfg.databases.contains_key(db)
+        {
+            return Err(err(&["sql", &idx, "database"], "names no [databases] entry".into()));
+        }
+        if check.timeout_secs.is_some_and(|t| t == 0 || t > crate::limits::MAX_PROBE_TIMEOUT_SECS) {
+            return Err(err(
+                &["sql", &idx, "timeout-secs"],
+                format!("must be between 1 and {}", crate::limits::MAX_PROBE_TIMEOUT_SECS),
+            ));
+        }
+    }
+    for (i, check) in cfg.exec.iter().enumerate() {
+        let idx = i.to_string();
+        named(&mut seen, "exec", &idx, i, &check.name, &err)?;
+        if check.container.trim().is_empty() {
+            return Err(err(&["exec", &idx, "container"], "names a container or Compose service".into()));
+        }
+        if check.command.first().is_none_or(|c| c.trim().is_empty()) {
+            return Err(err(
+                &["exec", &idx, "command"],
+                "is a program and its arguments, like [\"nginx\", \"-t\"]".into(),
+            ));
+        }
+        if check.timeout_secs.is_some_and(|t| t == 0 || t > crate::limits::MAX_PROBE_TIMEOUT_SECS) {
+            return Err(err(
+                &["exec", &idx, "timeout-secs"],
+                format!("must be between 1 and {}", crate::limits::MAX_PROBE_TIMEOUT_SECS),
+            ));
+        }
+    }
+    for (i, check) in cfg.log_patterns.iter().enumerate() {
+        let idx = i.to_string();
+        named(&mut seen, "log-pattern", &idx, i, &check.name, &err)?;
+        source(check.container.as_deref(), check.file.as_deref())
+            .map_err(|m| err(&["log-patterns", &idx, "name"], m))?;
+        if let Err(e) = regex::RegexBuilder::new(&check.pattern).size_limit(1 << 20).build() {
+            let first = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+            return Err(err(&["log-patterns", &idx, "pattern"], format!("is not a valid regular expression: {first}")));
+        }
+        if check.pattern.is_empty() {
+            return Err(err(&["log-patterns", &idx, "pattern"], "is empty: every line would match".into()));
+        }
+        if check.warn_count == 0 && check.critical_count == 0
+            || check.critical_count != 0 && check.warn_count > check.critical_count
+        {
+            return Err(err(
+                &["log-patterns", &idx, "warn-count"],
+                "needs warn-count <= critical-count, not both 0".into(),
+            ));
+        }
+        if check.window_mins.is_some_and(|w| w == 0 || w > 7 * 24 * 60) {
+            return Err(err(&["log-patterns", &idx, "window-mins"], "must be between 1 and 10080 (a week)".into()));
+        }
+        check_max_bytes(check.max_bytes).map_err(|m| err(&["log-patterns", &idx, "max-bytes"], m))?;
+    }
+    for (i, check) in cfg.access_logs.iter().enumerate() {
+        let idx = i.to_string();
+        named(&mut seen, "access-log", &idx, i, &check.name, &err)?;
+        source(check.container.as_deref(), check.file.as_deref())
+            .map_err(|m| err(&["access-logs", &idx, "name"], m))?;
+        check_max_bytes(check.max_bytes).map_err(|m| err(&["access-logs", &idx, "max-bytes"], m))?;
+        if check.lines.is_some_and(|l| l == 0 || l > 10_000_000) {
+            return Err(err(&["access-logs", &idx, "lines"], "must be between 1 and 10000000".into()));
+        }
+        if check.top.is_some_and(|t| t == 0 || t > 1000) {
+            return Err(err(&["access-logs", &idx, "top"], "must be between 1 and 1000".into()));
+        }
+        for (key, v) in
+            [("warn-share-percent", check.warn_share_percent), ("critical-share-percent", check.critical_share_percent)]
+        {
+            if v.is_some_and(|v| !(v > 0.0 && v <= 100.0)) {
+                return Err(err(&["access-logs", &idx, key], "must be over 0 and at most 100".into()));
+            }
+        }
+    }
+    for (key, names) in &cfg.probes.container.required_env {
+        if let Some(bad) = names.iter().find(|n| n.is_empty() || n.contains('=')) {
+            let _ = bad;
+            return Err(err(
+                &["probes", "container", "required-env"],
+                format!("{key}: a variable name is empty or has an ="),
+            ));
         }
     }
     if let Some(am) = &cfg.alertmanager {
@@ -621,6 +745,64 @@ fn validate_thresholds(cfg: &OpsConfig) -> Result<(), (Vec<&'static str>, String
     if let Err(e) = regex::RegexBuilder::new(&p.logs.pattern).case_insensitive(true).build() {
         let first = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
         return Err((vec!["probes", "logs", "pattern"], format!("is not a valid regular expression: {first}")));
+    }
+    Ok(())
+}
+
+/// A check's name: present, and unique among the checks of every kind.
+fn named<E>(
+    seen: &mut BTreeMap<String, String>,
+    kind: &str,
+    idx: &str,
+    i: usize,
+    name: &str,
+    err: &impl Fn(&[&str], String) -> E,
+) -> Result<(), E> {
+    let table = match kind {
+        "log-pattern" => "log-patterns",
+        "access-log" => "access-logs",
+        other => other,
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(err(
+            &[table, idx, "name"],
+            format!("every [[{table}]] entry needs a name of letters, digits, - _ ."),
+        ));
+    }
+    if let Some(first) = seen.insert(format!("{kind}:{name}"), format!("[[{table}]] entry {i}")) {
+        return Err(err(&[table, idx, "name"], format!("duplicate check name: {first} has the same one")));
+    }
+    Ok(())
+}
+
+/// Exactly one of a container and a file.
+fn source(container: Option<&str>, file: Option<&std::path::Path>) -> Result<(), String> {
+    match (container.filter(|c| !c.is_empty()), file) {
+        (Some(_), None) => Ok(()),
+        (None, Some(f)) if f.is_absolute() => Ok(()),
+        (None, Some(_)) => Err("file must be an absolute path".into()),
+        _ => Err("give exactly one of container or file".into()),
+    }
+}
+
+fn check_max_bytes(v: Option<u64>) -> Result<(), String> {
+    match v {
+        Some(b) if b < 4096 || b > crate::limits::MAX_LOG_READ_BYTES => {
+            Err(format!("must be between 4096 and {}", crate::limits::MAX_LOG_READ_BYTES))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An HTTP header name a check may set: a token, and none the request itself owns.
+fn check_header(name: &str) -> Result<(), String> {
+    let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err("a header name is empty or not a token (letters, digits, -)".into());
+    }
+    let owned = ["host", "connection", "content-length", "transfer-encoding", "upgrade", "te", "trailer"];
+    if owned.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("{name} is set by the request itself"));
     }
     Ok(())
 }

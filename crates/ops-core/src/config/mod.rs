@@ -7,6 +7,7 @@
 mod checks;
 mod interpolate;
 mod load;
+mod read_only;
 mod schedule;
 #[cfg(test)]
 mod tests;
@@ -20,10 +21,11 @@ use crate::Severity;
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 pub use checks::{
-    AlertmanagerConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig, HostThresholds,
-    HttpThresholds, LogThresholds, LowSeverity, PerfConfig, PerfContainerThresholds, PerfHttpConfig,
-    PerfPostgresThresholds, PerfRedisThresholds, PostgresThresholds, ProbesConfig, QueueThresholds, RedisThresholds,
-    ServiceMemoryThresholds, StatusPageConfig, TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
+    AccessLogConfig, AlertmanagerConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig,
+    ExecCheckConfig, HostThresholds, HttpThresholds, LogPatternConfig, LogThresholds, LowSeverity, PerfConfig,
+    PerfContainerThresholds, PerfHttpConfig, PerfPostgresThresholds, PerfRedisThresholds, PostgresThresholds,
+    ProbesConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds, SqlCheckConfig, StatusPageConfig,
+    TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
 };
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
 pub use schedule::{CatchUpPolicy, JobKind, MAX_SCHEDULES, OverlapPolicy, ScheduleConfig};
@@ -53,6 +55,14 @@ pub struct OpsConfig {
     pub tcp: Vec<TcpCheckConfig>,
     /// Names that must resolve (`[[dns]]`).
     pub dns: Vec<DnsCheckConfig>,
+    /// Read-only queries whose value is judged (`[[sql]]`).
+    pub sql: Vec<SqlCheckConfig>,
+    /// Commands run in containers (`[[exec]]`).
+    pub exec: Vec<ExecCheckConfig>,
+    /// Pattern counts in a log (`[[log-patterns]]`).
+    pub log_patterns: Vec<LogPatternConfig>,
+    /// Clients of an access log (`[[access-logs]]`).
+    pub access_logs: Vec<AccessLogConfig>,
     /// An Alertmanager whose firing alerts triage reports.
     pub alertmanager: Option<AlertmanagerConfig>,
     /// Upstream providers' status pages (`[[status-pages]]`).
@@ -479,6 +489,12 @@ pub struct HttpCheckConfig {
     pub ttfb_critical_ms: Option<u64>,
     /// Checks this one depends on (`postgres:main`, `container:db`, `redis:main`).
     pub depends_on: Vec<String>,
+    /// Request headers (`{ "X-Shkeeper-Api-Key" = "${SHKEEPER_API_KEY}" }`): values are
+    /// secrets, shown as `***` everywhere and never sent to another origin on a redirect.
+    pub headers: BTreeMap<String, Secret>,
+    /// Request from inside this container (name or Compose service), through `docker exec`
+    /// (`curl` or `wget`), so its network's service names resolve as the app sees them.
+    pub from_container: Option<String>,
 }
 
 /// `expect-json = { pointer = "/status", equals = "ok" }`: the JSON body's value at an RFC 6901

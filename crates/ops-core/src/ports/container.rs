@@ -41,7 +41,7 @@ pub struct ContainerFilter {
 }
 
 /// Coarse container state, as `docker ps` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerState {
@@ -60,6 +60,7 @@ pub enum ContainerState {
     /// Could not be stopped or removed.
     Dead,
     /// A state this version does not know.
+    #[default]
     Unknown,
 }
 
@@ -81,11 +82,12 @@ impl ContainerState {
 }
 
 /// Healthcheck result of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// The image defines no healthcheck.
+    #[default]
     None,
     /// Within the start period.
     Starting,
@@ -134,7 +136,7 @@ pub struct ImageInfo {
 }
 
 /// What `docker inspect` tells about a container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerDetails {
     /// Full container id.
@@ -182,6 +184,13 @@ pub struct ContainerDetails {
     pub compose_service: Option<String>,
     /// All labels.
     pub labels: BTreeMap<String, String>,
+    /// The names of its environment variables, sorted (values are never kept: secrets).
+    #[serde(default)]
+    pub env_names: Vec<String>,
+    /// Host ports it publishes or asks to publish (its port bindings, also when it could not
+    /// start), TCP only, sorted.
+    #[serde(default)]
+    pub published_ports: Vec<u16>,
 }
 
 /// Which logs to fetch.
@@ -544,7 +553,8 @@ pub trait ContainerRuntime: Send + Sync {
     /// `NotFound` when no such container exists.
     async fn restart(&self, container: &str, timeout: Duration) -> Result<()>;
 
-    /// Runs a command in a running container and collects its output.
+    /// Runs a command in a running container and collects its output (the first MiB of each
+    /// stream).
     ///
     /// # Errors
     /// `NotFound`, `Conflict` (container not running), `Timeout`.

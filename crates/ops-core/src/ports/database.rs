@@ -359,6 +359,32 @@ pub trait Database: Send + Sync {
     /// # Errors
     /// `NotFound` when the table does not exist, `Unavailable`, `Auth`.
     async fn vacuum(&self, table: Option<(String, String)>, analyze: bool) -> Result<()>;
+
+    /// The single value of a read-only query: run in a `READ ONLY` transaction that is rolled
+    /// back, with `statement_timeout` and `lock_timeout` set to `timeout`, as one prepared
+    /// statement (so never two statements). The `[[sql]]` checks.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the answer is not one row of one column, or of a type that is not
+    /// a number, a time or an interval (`SqlValue::Null` for a `NULL`); `Timeout`;
+    /// `Unavailable`, `Auth`; `Internal` for an error of the query itself (its message, which
+    /// names no value of the configuration).
+    async fn query_value(&self, query: &str, timeout: Duration) -> Result<SqlValue>;
+}
+
+/// The single value a `[[sql]]` check's query returned.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case", tag = "type", content = "value")]
+pub enum SqlValue {
+    /// A number (integer, floating point or `numeric`).
+    Number(f64),
+    /// A point in time (`timestamptz`; `timestamp` and `date` are read as UTC).
+    Time(chrono::DateTime<chrono::Utc>),
+    /// A duration (`interval`; a month counts 30 days), seconds.
+    Interval(f64),
+    /// SQL `NULL` (`max()` of an empty table).
+    Null,
 }
 
 /// One backend process of the server (any type: client, autovacuum, walsender, …), as

@@ -38,6 +38,8 @@ fn details(state: ContainerState) -> ContainerDetails {
         error: None,
         compose_service: Some("api".to_owned()),
         labels: BTreeMap::new(),
+        env_names: Vec::new(),
+        published_ports: Vec::new(),
     }
 }
 
@@ -308,4 +310,20 @@ async fn the_engine_down_is_critical() {
     assert_eq!(report.status, Status::Ok);
     assert_eq!(report.message, "docker 20.10.24 answers (API 1.41), data root /var/lib/docker");
     assert_eq!(info.unwrap().root_dir.as_deref(), Some("/var/lib/docker"));
+}
+
+#[test]
+fn a_missing_required_variable_is_named_and_no_value_is_read() {
+    let mut d = details(ContainerState::Running);
+    d.env_names = vec!["DATABASE_URL".to_owned(), "PATH".to_owned()];
+    let t = ContainerThresholds {
+        required_env: BTreeMap::from([("api".to_owned(), vec!["DATABASE_URL".to_owned(), "SECRET_KEY".to_owned()])]),
+        ..ContainerThresholds::default()
+    };
+    let problems = assess(&d, now(), &t);
+    assert_eq!(kinds(&problems), [(Runbook::ConfigError, Status::Critical)]);
+    assert!(problems[0].message.contains("SECRET_KEY") && !problems[0].message.contains("DATABASE_URL"));
+    d.env_names.push("SECRET_KEY".to_owned());
+    d.env_names.sort();
+    assert!(assess(&d, now(), &t).is_empty());
 }

@@ -120,22 +120,77 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
         let limit = check
             .timeout_secs
             .map_or(outer, |s| Duration::from_secs(s.min(ops_core::limits::MAX_PROBE_TIMEOUT_SECS) + 2));
+        let job = match &check.from_container {
+            Some(inside) => crate::exec::http_probe(ctx, check, inside, timeout).boxed(),
+            None => crate::http::probe(check, &cfg.probes.http, net).boxed(),
+        };
         jobs.push(bounded(
             ProbeKind::Http,
             &check.name,
             check.url.redacted(),
-            limit,
-            crate::http::probe(check, &cfg.probes.http, net).map(|r| vec![r]),
+            limit + Duration::from_secs(2),
+            job.map(|r| vec![r]),
         ));
     }
     for check in &cfg.tcp {
+        let job = match &check.from_container {
+            Some(inside) => crate::exec::tcp_probe(ctx, check, inside, timeout).boxed(),
+            None => crate::tcp::probe(check, net).boxed(),
+        };
         jobs.push(bounded(
             ProbeKind::Tcp,
             &check.name,
             check.address.clone(),
-            outer,
-            crate::tcp::probe(check, net).map(|r| vec![r]),
+            outer + Duration::from_secs(2),
+            job.map(|r| vec![r]),
         ));
+    }
+    for check in &cfg.sql {
+        let limit = check
+            .timeout_secs
+            .map_or(outer, |s| Duration::from_secs(s.min(ops_core::limits::MAX_PROBE_TIMEOUT_SECS) + 2));
+        jobs.push(bounded(ProbeKind::Sql, &check.name, String::new(), limit + Duration::from_secs(2), async move {
+            match ctx.database(check.database.as_deref()) {
+                Ok((db_name, db)) => vec![crate::sql::probe(check, db_name, db.as_ref(), timeout).await],
+                Err(e) => {
+                    let mut r = ProbeReport::new(ProbeKind::Sql, &check.name, String::new());
+                    r.problem(crate::Problem::new(ops_core::Runbook::ProbeFailed, Status::Unknown, e.to_string()));
+                    vec![r.finish(Duration::ZERO)]
+                }
+            }
+        }));
+    }
+    for check in &cfg.exec {
+        let limit = check
+            .timeout_secs
+            .map_or(outer, |s| Duration::from_secs(s.min(ops_core::limits::MAX_PROBE_TIMEOUT_SECS) + 2));
+        jobs.push(bounded(
+            ProbeKind::Exec,
+            &check.name,
+            check.container.clone(),
+            limit + Duration::from_secs(2),
+            crate::exec::probe(ctx, check, timeout).map(|r| vec![r]),
+        ));
+    }
+    if !opts.skip_logs {
+        for check in &cfg.log_patterns {
+            jobs.push(bounded(
+                ProbeKind::LogPattern,
+                &check.name,
+                String::new(),
+                outer,
+                crate::log_analysis::pattern_probe(ctx, check, timeout).map(|r| vec![r]),
+            ));
+        }
+        for check in &cfg.access_logs {
+            jobs.push(bounded(
+                ProbeKind::AccessLog,
+                &check.name,
+                String::new(),
+                outer,
+                crate::log_analysis::access_probe(ctx, check, timeout).map(|r| vec![r]),
+            ));
+        }
     }
     for check in &cfg.dns {
         jobs.push(bounded(

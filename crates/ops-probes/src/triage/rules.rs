@@ -67,6 +67,23 @@ pub fn default_severity(runbook: Runbook, status: Status) -> Severity {
             }
         }
         R::ProbeFailed => P4,
+        // The runbooks: an indexer behind (IndexerLag) and stuck payments are a feature
+        // broken; a broken proxy configuration or a missing variable takes its service down at
+        // the next restart; a reconnect storm is amn.gg's Sev 2.
+        R::DataStale | R::CommandFailed | R::ConfigError | R::LogBurst => {
+            if critical {
+                P2
+            } else {
+                P3
+            }
+        }
+        R::SuspiciousTraffic => {
+            if critical {
+                P3
+            } else {
+                P4
+            }
+        }
     }
 }
 

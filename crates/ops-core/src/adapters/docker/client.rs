@@ -297,6 +297,14 @@ pub(crate) fn cpu_percent(s: &ContainerStatsResponse) -> f64 {
     cpu_delta as f64 / sys_delta as f64 * cpus as f64 * 100.0
 }
 
+/// Bytes of an exec's stdout and of its stderr kept.
+const EXEC_OUTPUT_KEPT: usize = 1 << 20;
+
+fn keep_bounded(into: &mut Vec<u8>, more: &[u8]) {
+    let room = EXEC_OUTPUT_KEPT.saturating_sub(into.len());
+    into.extend_from_slice(&more[..more.len().min(room)]);
+}
+
 /// Memory in use the way `docker stats` shows it: usage minus inactive page cache.
 pub(crate) fn memory_usage(s: &ContainerStatsResponse) -> (u64, u64) {
     let Some(m) = s.memory_stats.as_ref() else { return (0, 0) };
@@ -415,6 +423,21 @@ impl ContainerRuntime for DockerRuntime {
         let host = c.host_config.unwrap_or_default();
         let labels: BTreeMap<String, String> = config.labels.clone().unwrap_or_default().into_iter().collect();
         let config_hash = config_hash(&config, &host, c.mounts.as_deref().unwrap_or_default());
+        // Names only: a value is dropped here and never leaves the adapter.
+        let mut env_names: Vec<String> =
+            config.env.iter().flatten().map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_owned()).collect();
+        env_names.sort_unstable();
+        env_names.dedup();
+        let mut published_ports: Vec<u16> = host
+            .port_bindings
+            .iter()
+            .flatten()
+            .filter(|(port, _)| port.ends_with("/tcp"))
+            .flat_map(|(_, bindings)| bindings.iter().flatten())
+            .filter_map(|b| b.host_port.as_deref().and_then(|p| p.parse().ok()))
+            .collect();
+        published_ports.sort_unstable();
+        published_ports.dedup();
         Ok(ContainerDetails {
             id: c.id.unwrap_or_default(),
             name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
@@ -450,6 +473,8 @@ impl ContainerRuntime for DockerRuntime {
             error: state.error.filter(|e| !e.is_empty()),
             compose_service: labels.get(COMPOSE_SERVICE_LABEL).cloned(),
             labels,
+            env_names,
+            published_ports,
         })
     }
 
@@ -539,9 +564,10 @@ impl ContainerRuntime for DockerRuntime {
             if let StartExecResults::Attached { mut output, .. } = started {
                 while let Some(item) = output.next().await {
                     match item? {
-                        LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                        // Kept up to a bound each, the rest read and dropped.
+                        LogOutput::StdErr { message } => keep_bounded(&mut stderr, &message),
                         LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                            stdout.extend_from_slice(&message);
+                            keep_bounded(&mut stdout, &message);
                         }
                         LogOutput::StdIn { .. } => {}
                     }

@@ -18,8 +18,8 @@ use super::restrict;
 use crate::adapters::tail;
 use crate::ports::database::{
     BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock,
-    LockAttempt, PerfSnapshot, PgClient, Readiness, RestoreOutcome, ServerVersion, SignalOutcome, Snapshot, TableInfo,
-    TableStats,
+    LockAttempt, PerfSnapshot, PgClient, Readiness, RestoreOutcome, ServerVersion, SignalOutcome, Snapshot, SqlValue,
+    TableInfo, TableStats,
 };
 use crate::ports::object_store::ByteReader;
 use crate::secret::SecretUrl;
@@ -767,4 +767,128 @@ impl Database for PostgresDatabase {
         let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, "vacuum"))?;
         super::perf::vacuum_on(&mut conn, table, analyze).await
     }
+
+    async fn query_value(&self, query: &str, timeout: Duration) -> Result<SqlValue> {
+        let work = async {
+            let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, "connect"))?;
+            let value = value_on(&mut conn, query, timeout).await;
+            // Whatever happened, nothing of the transaction stays, and a connection that
+            // cannot roll back is not given back to the pool.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.detach();
+            }
+            value
+        };
+        // The server's own timeout ends the statement; this bounds the connect and a server
+        // that stopped answering.
+        let outer = timeout.saturating_add(self.options.timeout);
+        tokio::time::timeout(outer, work).await.map_err(|_| Error::timeout("the query", outer))?
+    }
+}
+
+/// One value of `query` in a read-only transaction (left open: the caller rolls it back).
+async fn value_on(conn: &mut PgConnection, query: &str, timeout: Duration) -> Result<SqlValue> {
+    use futures::TryStreamExt as _;
+    use sqlx::{TypeInfo as _, ValueRef as _};
+    sqlx::query("BEGIN TRANSACTION READ ONLY").execute(&mut *conn).await.map_err(|e| db_err(e, "begin"))?;
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128).to_string();
+    sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)")
+        .bind(&ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db_err(e, "set the timeouts"))?;
+    let mut rows = Vec::new();
+    {
+        // A prepared statement is one statement: `SELECT 1; DROP …` is refused by the server.
+        let mut stream = sqlx::query(query).fetch(&mut *conn);
+        while let Some(row) = stream.try_next().await.map_err(|e| query_err(e, timeout))? {
+            rows.push(row);
+            if rows.len() > 1 {
+                break;
+            }
+        }
+    }
+    let row = match rows.as_slice() {
+        [row] => row,
+        [] => return Err(Error::invalid_input("the query returned no row: it must return exactly one value")),
+        _ => {
+            return Err(Error::invalid_input("the query returned more than one row: it must return exactly one value"));
+        }
+    };
+    if row.columns().len() != 1 {
+        return Err(Error::invalid_input(format!(
+            "the query returned {} columns: it must return exactly one value",
+            row.columns().len()
+        )));
+    }
+    let raw = row.try_get_raw(0).map_err(|e| db_err(e, "read the value"))?;
+    if raw.is_null() {
+        return Ok(SqlValue::Null);
+    }
+    let type_name = raw.type_info().name().to_owned();
+    let get = |e: sqlx::Error| db_err(e, "read the value");
+    Ok(match type_name.as_str() {
+        "INT2" => SqlValue::Number(f64::from(row.try_get::<i16, _>(0).map_err(get)?)),
+        "INT4" => SqlValue::Number(f64::from(row.try_get::<i32, _>(0).map_err(get)?)),
+        #[allow(clippy::cast_precision_loss)] // an age or a count: f64's 53 bits are plenty
+        "INT8" => SqlValue::Number(row.try_get::<i64, _>(0).map_err(get)? as f64),
+        "FLOAT4" => SqlValue::Number(f64::from(row.try_get::<f32, _>(0).map_err(get)?)),
+        "FLOAT8" => SqlValue::Number(row.try_get::<f64, _>(0).map_err(get)?),
+        "NUMERIC" => {
+            let bytes = raw.as_bytes().map_err(|e| Error::internal(format!("read the value: {e}")))?;
+            SqlValue::Number(numeric_to_f64(bytes).ok_or_else(|| Error::invalid_input("the query returned NaN"))?)
+        }
+        "TIMESTAMPTZ" => SqlValue::Time(row.try_get::<chrono::DateTime<chrono::Utc>, _>(0).map_err(get)?),
+        "TIMESTAMP" => SqlValue::Time(row.try_get::<chrono::NaiveDateTime, _>(0).map_err(get)?.and_utc()),
+        "DATE" => SqlValue::Time(
+            row.try_get::<chrono::NaiveDate, _>(0).map_err(get)?.and_time(chrono::NaiveTime::MIN).and_utc(),
+        ),
+        "INTERVAL" => {
+            let i = row.try_get::<sqlx::postgres::types::PgInterval, _>(0).map_err(get)?;
+            #[allow(clippy::cast_precision_loss)]
+            let micros = i.microseconds as f64;
+            SqlValue::Interval(f64::from(i.months) * 30.0 * 86_400.0 + f64::from(i.days) * 86_400.0 + micros / 1e6)
+        }
+        other => {
+            return Err(Error::invalid_input(format!(
+                "the query returned a value of type {other}: a number, a time or an interval is judged (cast it, like ::float8)"
+            )));
+        }
+    })
+}
+
+/// A query's own failure: its statement timeout is a `Timeout`, the rest as [`db_err`] says.
+fn query_err(e: sqlx::Error, timeout: Duration) -> Error {
+    if let sqlx::Error::Database(d) = &e {
+        match d.code().as_deref() {
+            Some("57014") => return Error::timeout("the query (statement_timeout)", timeout),
+            Some("55P03") => return Error::timeout("the query (lock_timeout)", timeout),
+            Some("25006") => return Error::invalid_input(format!("the query tried to write: {}", d.message())),
+            _ => {}
+        }
+    }
+    db_err(e, "the query")
+}
+
+/// PostgreSQL's binary `numeric`: digit count, weight, sign, scale, then base-10000 digits.
+fn numeric_to_f64(b: &[u8]) -> Option<f64> {
+    let word = |i: usize| b.get(i..i + 2).map(|w| u16::from_be_bytes([w[0], w[1]]));
+    let ndigits = usize::from(word(0)?);
+    #[allow(clippy::cast_possible_wrap)]
+    let weight = i32::from(word(2)? as i16);
+    let sign = word(4)?;
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xD000 => return Some(f64::INFINITY),
+        0xF000 => return Some(f64::NEG_INFINITY),
+        _ => return None,
+    }
+    let mut value = 0.0f64;
+    for i in 0..ndigits {
+        let digit = f64::from(word(8 + 2 * i)?);
+        #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+        let exp = weight - i as i32;
+        value += digit * 10_000f64.powi(exp);
+    }
+    Some(if sign == 0x4000 { -value } else { value })
 }
