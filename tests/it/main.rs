@@ -6,6 +6,7 @@
 
 mod alerts;
 mod backup;
+mod by_hand;
 mod checks;
 mod cli;
 mod disk;

@@ -473,6 +473,7 @@ async fn tcp_open_and_closed_ports() {
         address: format!("localhost:{}", open.port()),
         critical: true,
         depends_on: vec!["container:api".into()],
+        from_container: None,
     };
     let r = tcp::probe(&c, &options()).await;
     assert_eq!(r.status, Status::Ok, "{r:#?}");

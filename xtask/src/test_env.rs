@@ -53,7 +53,7 @@ pub const S3_IMAGE: &str = "ops-test/s3:latest";
 /// Packages debootstrapped into the base image. In bookworm `postgresql-contrib-15` is only a
 /// virtual package provided by `postgresql-15` (pg_stat_statements etc. ship inside it), and
 /// debootstrap cannot resolve virtual packages, so it is not listed.
-const BASE_INCLUDE: &str = "postgresql-15,redis-server,ca-certificates,procps,busybox";
+const BASE_INCLUDE: &str = "postgresql-15,redis-server,ca-certificates,procps,busybox,wget,systemd,systemd-sysv";
 const SUITE: &str = "bookworm";
 
 const S3S_FS_VERSION: &str = "0.14.1";
@@ -110,6 +110,7 @@ pub fn run(opts: &Options) -> Result<()> {
     steps.run("seaweedfs (second S3 server)", || ensure_seaweedfs(&env))?;
     steps.run("docker compose v2 plugin", || ensure_compose(&env))?;
     steps.run("schemathesis (API tester)", || ensure_schemathesis(&env))?;
+    steps.run("python test servers (aiosmtpd, celery, flower)", || ensure_pytools(&env))?;
     steps.run("node.js + npm", || ensure_node(&env))?;
     steps.run(&format!("npm ci {BROWSER_DIR}"), || ensure_browser_modules(&env))?;
 
@@ -312,6 +313,30 @@ fn ensure_schemathesis(env: &Env) -> Result<String> {
     std::os::unix::fs::symlink(&bin, SCHEMATHESIS_BIN).with_context(|| format!("linking {SCHEMATHESIS_BIN}"))?;
     let v = version().context("schemathesis does not run after pip install")?;
     Ok(format!("installed ({})", v.trim()))
+}
+
+/// The Python servers the checks are tested against: aiosmtpd (SMTP with STARTTLS and AUTH),
+/// Celery (a real worker on the test Redis) and Flower (its HTTP API). Pinned, in a venv of
+/// their own; `tests/it/harness.rs` names the same path.
+const PYTOOLS_PACKAGES: [&str; 4] = ["aiosmtpd==1.4.6", "celery==5.5.3", "redis==5.2.1", "flower==2.0.1"];
+const PYTOOLS_VENV: &str = "/opt/ops-test/pytools";
+
+fn ensure_pytools(env: &Env) -> Result<String> {
+    let stamp = Path::new(PYTOOLS_VENV).join(".ops-test-packages");
+    let wanted = PYTOOLS_PACKAGES.join(" ");
+    if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == wanted) {
+        return Ok(format!("exists ({wanted})"));
+    }
+    let log = env.log("pip-pytools.log")?;
+    println!("test-env: pip install {wanted} into {PYTOOLS_VENV} (log {})", log.display());
+    cmd::logged(Command::new("python3").args(["-m", "venv", "--clear", PYTOOLS_VENV]), &log)?;
+    let pip = Path::new(PYTOOLS_VENV).join("bin").join("pip");
+    cmd::logged(Command::new(&pip).args(["install", "--disable-pip-version-check", "-q"]).args(PYTOOLS_PACKAGES), &log)?;
+    let python = Path::new(PYTOOLS_VENV).join("bin").join("python");
+    cmd::logged(Command::new(&python).args(["-c", "import aiosmtpd, celery, flower, redis"]), &log)
+        .context("the python test servers do not import after pip install")?;
+    fs::write(&stamp, format!("{wanted}\n")).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(format!("installed ({wanted})"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -67,7 +67,15 @@ pub(crate) fn config_summary(out: &mut dyn Write, file: Option<&str>, cfg: &OpsC
     let hooks: Vec<String> = cfg.notify.webhooks.iter().map(ToString::to_string).collect();
     row(out, "notify", &if hooks.is_empty() { "(no webhooks)".to_owned() } else { hooks.join(", ") })?;
     for h in &cfg.http {
-        row(out, "http", &format!("{}: {}{}", h.name, h.url, if h.critical { " (critical)" } else { "" }))?;
+        let mut extra = String::new();
+        if !h.headers.is_empty() {
+            let names: Vec<&str> = h.headers.keys().map(String::as_str).collect();
+            extra.push_str(&format!(" with {}", names.join(", ")));
+        }
+        if let Some(c) = &h.from_container {
+            extra.push_str(&format!(" from inside {c}"));
+        }
+        row(out, "http", &format!("{}: {}{extra}{}", h.name, h.url, if h.critical { " (critical)" } else { "" }))?;
     }
     for t in &cfg.tls {
         let target =
@@ -76,6 +84,21 @@ pub(crate) fn config_summary(out: &mut dyn Write, file: Option<&str>, cfg: &OpsC
     }
     for t in &cfg.tcp {
         row(out, "tcp", &format!("{}: {}{}", t.name, t.address, if t.critical { " (critical)" } else { "" }))?;
+    }
+    for q in &cfg.sql {
+        let db = q.database.as_deref().unwrap_or("the database");
+        row(out, "sql", &format!("{} on {db}{}", q.name, if q.critical { " (critical)" } else { "" }))?;
+    }
+    for e in &cfg.exec {
+        row(out, "exec", &format!("{}: in {}: {}", e.name, e.container, e.command.join(" ")))?;
+    }
+    for l in &cfg.log_patterns {
+        let source = l.file.as_ref().map_or_else(|| format!("container {}", l.container.as_deref().unwrap_or_default()), |f| f.display().to_string());
+        row(out, "log pattern", &format!("{}: {source}", l.name))?;
+    }
+    for l in &cfg.access_logs {
+        let source = l.file.as_ref().map_or_else(|| format!("container {}", l.container.as_deref().unwrap_or_default()), |f| f.display().to_string());
+        row(out, "access log", &format!("{}: {source}", l.name))?;
     }
     for d in &cfg.dns {
         let expect = if d.expect.is_empty() { String::new() } else { format!(" -> {}", d.expect.join(", ")) };

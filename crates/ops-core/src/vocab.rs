@@ -176,11 +176,19 @@ pub enum Runbook {
     LogBurst,
     /// One client sends an outsized share of the requests.
     SuspiciousTraffic,
+    /// Mail cannot be sent: the server refuses, its TLS fails, or our login is refused.
+    EmailFailing,
+    /// Prometheus scrape targets are down.
+    TargetsDown,
+    /// Background workers (Celery) are offline or their queue grows.
+    WorkersDown,
+    /// A systemd unit failed, restarts, or is not running.
+    UnitFailed,
 }
 
 impl Runbook {
     /// Every runbook, in declaration order.
-    pub const ALL: [Self; 31] = [
+    pub const ALL: [Self; 35] = [
         Self::DockerDown,
         Self::ContainerDown,
         Self::CrashLoop,
@@ -212,6 +220,10 @@ impl Runbook {
         Self::ConfigError,
         Self::LogBurst,
         Self::SuspiciousTraffic,
+        Self::EmailFailing,
+        Self::TargetsDown,
+        Self::WorkersDown,
+        Self::UnitFailed,
     ];
 
     /// The stable kebab-case name (`database-down`).
@@ -249,6 +261,10 @@ impl Runbook {
             Self::ConfigError => "config-error",
             Self::LogBurst => "log-burst",
             Self::SuspiciousTraffic => "suspicious-traffic",
+            Self::EmailFailing => "email-failing",
+            Self::TargetsDown => "targets-down",
+            Self::WorkersDown => "workers-down",
+            Self::UnitFailed => "unit-failed",
         }
     }
 }

@@ -140,17 +140,25 @@ fn http_tools(url: &str, follow: bool, secs: u64) -> Vec<Tool> {
         curl.extend(["-L".to_owned(), "--max-redirs".to_owned(), crate::net::MAX_REDIRECTS.to_string()]);
     }
     curl.extend(["-w".to_owned(), "\n%{http_code}".to_owned(), "--".to_owned(), url.to_owned()]);
-    let wget = |prefix: &[&str]| {
-        let mut argv: Vec<String> = prefix.iter().map(|s| (*s).to_owned()).collect();
-        argv.extend(["-S", "-q", "-O", "-", "-T"].map(str::to_owned));
+    // `-S` prints each response head on stderr (not with `-q` in GNU wget); one try only in
+    // GNU wget (busybox's has no `-t`: a usage answer moves on to the next tool).
+    let wget = |gnu: bool| {
+        let mut argv: Vec<String> = if gnu { vec!["wget".to_owned()] } else { vec!["busybox".to_owned(), "wget".to_owned()] };
+        argv.extend(["-S", "-O", "-", "-T"].map(str::to_owned));
         argv.push(secs.clone());
+        if gnu {
+            argv.extend(["-t", "1"].map(str::to_owned));
+            if !follow {
+                argv.extend(["--max-redirect", "0"].map(str::to_owned));
+            }
+        }
         argv.push(url.to_owned());
         argv
     };
     vec![
         Tool { argv: curl, kind: ToolKind::Curl },
-        Tool { argv: wget(&["wget"]), kind: ToolKind::Wget },
-        Tool { argv: wget(&["busybox", "wget"]), kind: ToolKind::Wget },
+        Tool { argv: wget(true), kind: ToolKind::Wget },
+        Tool { argv: wget(false), kind: ToolKind::Wget },
     ]
 }
 
@@ -181,7 +189,11 @@ async fn run_first(
         let name = tool.argv[..if tool.argv[0] == "busybox" { 2 } else { 1 }].join(" ");
         let spec = ExecSpec { cmd: tool.argv, timeout: Some(limit), ..ExecSpec::default() };
         let out = rt.exec(container, &spec).await.map_err(|e| e.to_string())?;
-        if matches!(out.exit_code, 126 | 127) {
+        // Not installed (126/127), or a tool of that name that takes other options (busybox
+        // as `wget`): the next one.
+        let usage = out.exit_code != 0
+            && ["unrecognized option", "invalid option", "unknown option", "Usage:"].iter().any(|m| out.stderr.contains(m));
+        if matches!(out.exit_code, 126 | 127) || usage {
             tried.push(name);
             continue;
         }

@@ -14,7 +14,8 @@
 //! checks the age of the newest backup, and [`triage`](mod@triage) runs them all and rates the result.
 //! The checks the runbooks still ran by hand: [`sql`] (a read-only query's value), [`exec`]
 //! (a command in a container, and HTTP/TCP checks from inside one), [`log_analysis`]
-//! (pattern bursts, an access log's top clients), [`ports`] (who holds a port).
+//! (pattern bursts, an access log's top clients), [`ports`] (who holds a port), [`smtp`]
+//! (a mail server up to the login).
 
 pub mod alertmanager;
 pub mod backup;
@@ -31,6 +32,7 @@ pub mod ports;
 pub mod postgres;
 pub mod redis;
 mod report;
+pub mod smtp;
 pub mod sql;
 pub mod status_page;
 mod support;

@@ -11,7 +11,7 @@ use crate::ProbeReport;
 
 /// The kinds a check name may start with, as `kind:name` or (`host`, `engine`,
 /// `alertmanager`, `backup`) alone.
-pub const KINDS: [&str; 18] = [
+pub const KINDS: [&str; 19] = [
     "postgres",
     "redis",
     "queue",
@@ -30,6 +30,7 @@ pub const KINDS: [&str; 18] = [
     "exec",
     "log-pattern",
     "access-log",
+    "smtp",
 ];
 
 /// A parsed check name.
@@ -138,6 +139,10 @@ pub async fn probe_named(
             let c = cfg.sql.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[sql]]"))?;
             let (db_name, db) = ctx.database(c.database.as_deref())?;
             one(crate::sql::probe(c, db_name, db.as_ref(), timeout).await)
+        }
+        "smtp" => {
+            let c = cfg.smtp.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[smtp]]"))?;
+            one(crate::smtp::probe(c, &net).await)
         }
         "exec" => {
             let c = cfg.exec.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[exec]]"))?;

@@ -46,6 +46,8 @@ pub enum ProbeKind {
     LogPattern,
     /// An access log's clients.
     AccessLog,
+    /// A mail server.
+    Smtp,
 }
 
 impl ProbeKind {
@@ -71,6 +73,7 @@ impl ProbeKind {
             Self::Exec => "exec",
             Self::LogPattern => "log-pattern",
             Self::AccessLog => "access-log",
+            Self::Smtp => "smtp",
         }
     }
 }

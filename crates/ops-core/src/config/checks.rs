@@ -429,6 +429,51 @@ pub struct AccessLogConfig {
     pub depends_on: Vec<String>,
 }
 
+/// `[[smtp]]`: a mail server's conversation up to the login (the runbooks' `nodemailer
+/// verify()`): connect, banner, EHLO, STARTTLS with the certificate checked like the TLS
+/// checks, AUTH when a user is given, QUIT.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SmtpCheckConfig {
+    /// Short name (`mail`).
+    pub name: String,
+    /// `host:port` (`smtp.example.com:587`).
+    pub address: String,
+    /// `starttls` (default: required), `implicit` (TLS from the first byte, port 465) or
+    /// `none` (plain; only for a relay on a private network).
+    pub tls: SmtpTls,
+    /// The name the certificate must cover (default: the address's host).
+    pub server_name: Option<String>,
+    /// PEM file of CA certificates to trust (default `probes.tls.ca-file`, else the Mozilla roots).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub ca_file: Option<PathBuf>,
+    /// Log in as this user (AUTH PLAIN or LOGIN, only over TLS).
+    pub username: Option<String>,
+    /// Its password (`${SMTP_PASS}`), shown as `***` everywhere.
+    pub password: Option<crate::secret::Secret>,
+    /// Seconds the whole conversation may take (default `probes.timeout-secs`).
+    pub timeout_secs: Option<u64>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+    /// Checks this one depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// How an SMTP check speaks TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpTls {
+    /// Plain first, then STARTTLS, which the server must offer.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+    /// No TLS at all (a relay on a private network); AUTH is then refused.
+    None,
+}
+
 /// `[[dns]]`: a name that must resolve (to the expected addresses, when given).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

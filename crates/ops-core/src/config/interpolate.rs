@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::{
     AccessLogConfig, AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, ExecCheckConfig,
     HttpCheckConfig, LogPatternConfig, NotifyConfig, OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig,
-    RunbooksConfig, ServerConfig, SqlCheckConfig, StateConfig, StatusPageConfig, StorageConfig, TcpCheckConfig,
+    RunbooksConfig, ServerConfig, SmtpCheckConfig, SqlCheckConfig, StateConfig, StatusPageConfig, StorageConfig, TcpCheckConfig,
     TlsCheckConfig, TlsRenewConfig,
 };
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
@@ -183,6 +183,7 @@ interpolate_fields!(OpsConfig {
     tcp,
     dns,
     sql,
+    smtp,
     exec,
     log_patterns,
     access_logs,
@@ -207,6 +208,7 @@ interpolate_fields!(NotifyConfig { webhooks });
 interpolate_fields!(HttpCheckConfig { name, url, expect_body, depends_on, headers, from_container });
 interpolate_fields!(TcpCheckConfig { name, address, depends_on, from_container });
 interpolate_fields!(SqlCheckConfig { name, database, depends_on });
+interpolate_fields!(SmtpCheckConfig { name, address, server_name, ca_file, username, password, depends_on });
 interpolate_fields!(ExecCheckConfig { name, container, command, expect_output, depends_on });
 interpolate_fields!(LogPatternConfig { name, container, file, depends_on });
 interpolate_fields!(AccessLogConfig { name, container, file, depends_on });

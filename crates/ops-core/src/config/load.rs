@@ -458,6 +458,25 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    for (i, check) in cfg.smtp.iter().enumerate() {
+        let idx = i.to_string();
+        named(&mut seen, "smtp", &idx, i, &check.name, &err)?;
+        if !is_host_port(&check.address) {
+            return Err(err(&["smtp", &idx, "address"], "must be host:port, for example smtp.example.com:587".into()));
+        }
+        if check.password.is_some() && check.username.is_none() {
+            return Err(err(&["smtp", &idx, "username"], "a password needs a username".into()));
+        }
+        if check.username.is_some() && check.tls == super::SmtpTls::None {
+            return Err(err(&["smtp", &idx, "tls"], "a login over plain text is refused: use starttls or implicit".into()));
+        }
+        if check.timeout_secs.is_some_and(|t| t == 0 || t > crate::limits::MAX_PROBE_TIMEOUT_SECS) {
+            return Err(err(
+                &["smtp", &idx, "timeout-secs"],
+                format!("must be between 1 and {}", crate::limits::MAX_PROBE_TIMEOUT_SECS),
+            ));
+        }
+    }
     for (i, check) in cfg.exec.iter().enumerate() {
         let idx = i.to_string();
         named(&mut seen, "exec", &idx, i, &check.name, &err)?;

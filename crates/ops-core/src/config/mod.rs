@@ -24,7 +24,7 @@ pub use checks::{
     AccessLogConfig, AlertmanagerConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig,
     ExecCheckConfig, HostThresholds, HttpThresholds, LogPatternConfig, LogThresholds, LowSeverity, PerfConfig,
     PerfContainerThresholds, PerfHttpConfig, PerfPostgresThresholds, PerfRedisThresholds, PostgresThresholds,
-    ProbesConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds, SqlCheckConfig, StatusPageConfig,
+    ProbesConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds, SmtpCheckConfig, SmtpTls, SqlCheckConfig, StatusPageConfig,
     TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
 };
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
@@ -57,6 +57,8 @@ pub struct OpsConfig {
     pub dns: Vec<DnsCheckConfig>,
     /// Read-only queries whose value is judged (`[[sql]]`).
     pub sql: Vec<SqlCheckConfig>,
+    /// Mail servers (`[[smtp]]`).
+    pub smtp: Vec<SmtpCheckConfig>,
     /// Commands run in containers (`[[exec]]`).
     pub exec: Vec<ExecCheckConfig>,
     /// Pattern counts in a log (`[[log-patterns]]`).

@@ -160,6 +160,18 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
             }
         }));
     }
+    for check in &cfg.smtp {
+        let limit = check
+            .timeout_secs
+            .map_or(outer, |s| Duration::from_secs(s.min(ops_core::limits::MAX_PROBE_TIMEOUT_SECS) + 2));
+        jobs.push(bounded(
+            ProbeKind::Smtp,
+            &check.name,
+            check.address.clone(),
+            limit,
+            crate::smtp::probe(check, net).map(|r| vec![r]),
+        ));
+    }
     for check in &cfg.exec {
         let limit = check
             .timeout_secs

@@ -69,8 +69,16 @@ pub fn default_severity(runbook: Runbook, status: Status) -> Severity {
         R::ProbeFailed => P4,
         // The runbooks: an indexer behind (IndexerLag) and stuck payments are a feature
         // broken; a broken proxy configuration or a missing variable takes its service down at
-        // the next restart; a reconnect storm is amn.gg's Sev 2.
-        R::DataStale | R::CommandFailed | R::ConfigError | R::LogBurst => {
+        // the next restart; a reconnect storm and email delivery are amn.gg's Sev 2; workers
+        // offline, a failed unit (Caddy, the runner) and scrape targets down break a feature.
+        R::DataStale
+        | R::CommandFailed
+        | R::ConfigError
+        | R::LogBurst
+        | R::EmailFailing
+        | R::TargetsDown
+        | R::WorkersDown
+        | R::UnitFailed => {
             if critical {
                 P2
             } else {
