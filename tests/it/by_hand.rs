@@ -510,3 +510,357 @@ async fn log_analysis_matches_awk_and_counts_bursts() {
     assert_eq!(r["status"], "warn", "{r:#}");
     assert!(r["message"].as_str().unwrap().starts_with("40 lines matching"), "{r:#}");
 }
+
+/// A CA (`ca.pem` in `dir`) and a leaf for `mail.test` valid from `from` to `to` days from
+/// today, written as `{prefix}.pem` and `{prefix}.key`.
+fn mail_pki(dir: &std::path::Path, leaves: &[(&str, i64, i64)]) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use chrono::Datelike as _;
+    let day = |days: i64| {
+        let d = chrono::Utc::now().date_naive() + chrono::Duration::days(days);
+        rcgen::date_time_ymd(d.year(), u8::try_from(d.month()).unwrap(), u8::try_from(d.day()).unwrap())
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "Mail Test Root");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    (ca.not_before, ca.not_after) = (day(-400), day(3650));
+    std::fs::write(dir.join("ca.pem"), ca.clone().self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    for (prefix, from, to) in leaves {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["mail.test".to_owned()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "mail.test");
+        (p.not_before, p.not_after) = (day(*from), day(*to));
+        std::fs::write(dir.join(format!("{prefix}.pem")), p.signed_by(&key, &issuer).unwrap().pem()).unwrap();
+        std::fs::write(dir.join(format!("{prefix}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// aiosmtpd with STARTTLS required and AUTH (user `ops`, password `pw`), on `port`.
+fn smtp_server(dir: &std::path::Path, leaf: &str, port: u16, password: &str) -> Child {
+    const SCRIPT: &str = r#"
+import sys, ssl, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, cert, key, password = sys.argv[1:5]
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+def auth(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"ops" and data.password == password.encode()
+    return AuthResult(success=ok, handled=False)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+c = Controller(Handler(), hostname="127.0.0.1", port=int(port), tls_context=ctx, require_starttls=True,
+               authenticator=auth, auth_require_tls=True, server_hostname="mail.test")
+c.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+    let python = harness::pytool("python");
+    let child = Command::new(python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(port.to_string())
+        .arg(dir.join(format!("{leaf}.pem")))
+        .arg(dir.join(format!("{leaf}.key")))
+        .arg(password)
+        .spawn()
+        .expect("aiosmtpd");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Child(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("aiosmtpd did not listen on {port}");
+}
+
+/// `[[smtp]]` against aiosmtpd: ok with STARTTLS and AUTH; a wrong password is a refused login,
+/// an expired certificate a TLS failure, a closed port a refused connection; the password
+/// never shows.
+#[tokio::test]
+async fn smtp_checks_tell_refused_tls_and_login_failures_apart() {
+    const PASSWORD: &str = "smtp-pass-8c7b6a5d4e";
+    let dir = tempfile::tempdir().unwrap();
+    mail_pki(dir.path(), &[("good", -1, 90), ("expired", -60, -1)]);
+    let (good, expired, closed) = (harness::free_port(), harness::free_port(), harness::free_port());
+    let _good = smtp_server(dir.path(), "good", good, PASSWORD);
+    let _expired = smtp_server(dir.path(), "expired", expired, PASSWORD);
+    let entry = |name: &str, port: u16| {
+        format!(
+            "[[smtp]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\nserver-name = \"mail.test\"\n\
+             ca-file = \"{}\"\nusername = \"ops\"\npassword = \"${{SMTP_PASS}}\"\n\n",
+            dir.path().join("ca.pem").display()
+        )
+    };
+    let config = write_config(
+        &dir,
+        &[entry("mail", good), entry("expired", expired), entry("closed", closed)].concat(),
+    );
+    let env = [("SMTP_PASS", PASSWORD)];
+    let (code, r, text) = check(&config, "smtp:mail", &env).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("ok")), "{r:#}");
+    assert!(r["message"].as_str().unwrap().contains("STARTTLS, login as ops accepted"), "{r:#}");
+    let stages: Vec<&str> = r["observations"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    for s in ["connect", "banner", "ehlo", "tls", "auth", "total"] {
+        assert!(stages.contains(&s), "{stages:?}");
+    }
+    assert!(!text.contains(PASSWORD));
+
+    let (code, r, text) = check(&config, "smtp:mail", &[("SMTP_PASS", "not-the-password")]).await;
+    assert_eq!((code, problem_runbooks(&r)), (2, vec!["email-failing".to_owned()]), "{r:#}");
+    assert!(r["message"].as_str().unwrap().starts_with("login refused: 535"), "{r:#}");
+    assert!(!text.contains("not-the-password"));
+
+    let (_, r, text) = check(&config, "smtp:expired", &env).await;
+    let message = r["message"].as_str().unwrap();
+    assert!(message.starts_with("TLS failed:") && message.to_lowercase().contains("expired"), "{r:#}");
+    assert!(!text.contains(PASSWORD));
+
+    let (_, r, _) = check(&config, "smtp:closed", &env).await;
+    assert!(r["message"].as_str().unwrap().starts_with("cannot connect: connection refused"), "{r:#}");
+}
+
+/// `[[prometheus]]` against Debian's Prometheus scraping one target that answers and one that
+/// does not: the down job is named with its instance and error.
+#[tokio::test]
+async fn prometheus_targets_up_and_down_by_job() {
+    let app = axum::Router::new().route("/metrics", get(|| async { "# TYPE up_test gauge\nup_test 1\n" }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let closed = harness::free_port();
+    let port = harness::free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n\
+         \x20 - job_name: api\n    static_configs:\n      - targets: ['{up}']\n\
+         \x20 - job_name: worker\n    static_configs:\n      - targets: ['127.0.0.1:{closed}']\n"
+    );
+    let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    let prom = harness::Daemon::start(
+        "prometheus",
+        &["--config.file={dir}/prometheus.yml", "--storage.tsdb.path={dir}/data", &listen],
+        &[("prometheus.yml", &config)],
+        port,
+        "/-/ready",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &format!("[[prometheus]]\nname = \"main\"\nurl = \"{}\"\n", prom.url));
+    let c = config.clone();
+    let r = harness::eventually("both targets scraped", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move {
+            let (_, r, _) = check(&c, "prometheus:main", &[]).await;
+            let obs = |n: &str| r["observations"].as_array().unwrap().iter().find(|o| o["name"] == n).map(|o| o["value"].clone());
+            (obs("targets_up") == Some(1.0.into()) && obs("targets_down") == Some(1.0.into())).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(problem_runbooks(&r), ["targets-down"], "{r:#}");
+    assert_eq!(r["status"], "critical", "the whole worker job is down: {r:#}");
+    let problem = &r["problems"][0];
+    assert_eq!(problem["message"], "job worker: 1 of 1 targets down");
+    assert!(problem["evidence"][0].as_str().unwrap().contains(&format!("127.0.0.1:{closed}")), "{r:#}");
+}
+
+/// `[[celery]]` against a real Celery worker and Flower on the test Redis: online, then the
+/// worker stopped and a backlog growing.
+#[tokio::test]
+async fn celery_workers_online_then_stopped_with_a_backlog() {
+    const FLOWER_PASSWORD: &str = "flower-pw-1a2b3c4d";
+    let (_redis, redis_port) = harness::redis(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tasks.py"),
+        "from celery import Celery\napp = Celery('tasks', broker='redis://127.0.0.1:{port}/0')\n\
+         app.conf.worker_send_task_events = True\n@app.task\ndef add(x, y):\n    return x + y\n"
+            .replace("{port}", &redis_port.to_string()),
+    )
+    .unwrap();
+    let celery = harness::pytool("celery");
+    let spawn = |args: &[&str]| {
+        Child(
+            Command::new(&celery)
+                .current_dir(dir.path())
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join(format!("{}.log", args[2]))).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let flower_port = harness::free_port();
+    let mut worker = spawn(&["-A", "tasks", "worker", "--concurrency=1", "--hostname=w1@%h", "-E", "--without-mingle", "--without-gossip"]);
+    let _flower = spawn(&[
+        "-A",
+        "tasks",
+        "flower",
+        &format!("--port={flower_port}"),
+        "--address=127.0.0.1",
+        &format!("--basic-auth=ops:{FLOWER_PASSWORD}"),
+    ]);
+    let config = write_config(
+        &dir,
+        &format!(
+            "[caches.main]\nurl = \"redis://127.0.0.1:{redis_port}\"\n\n[probes.queue]\nwarn = 5\ncritical = 50\n\n\
+             [[celery]]\nname = \"worker\"\nflower-url = \"http://ops:{FLOWER_PASSWORD}@127.0.0.1:{flower_port}\"\n"
+        ),
+    );
+    let c = config.clone();
+    let r = harness::eventually("Flower sees the worker online", Duration::from_secs(60), || {
+        let c = c.clone();
+        async move {
+            let (_, r, text) = check(&c, "celery:worker", &[]).await;
+            assert!(!text.contains(FLOWER_PASSWORD));
+            (r["status"] == "ok").then_some(r)
+        }
+    })
+    .await;
+    assert!(r["message"].as_str().unwrap().starts_with("1 workers online: w1@"), "{r:#}");
+
+    // The worker stops (a clean shutdown sends worker-offline); tasks keep coming.
+    let _ = Command::new("kill").args(["-TERM", &worker.0.id().to_string()]).status();
+    let _ = worker.0.wait();
+    let python = harness::pytool("python");
+    let sent = Command::new(python)
+        .current_dir(dir.path())
+        .args(["-c", "from tasks import add\nfor i in range(60): add.delay(i, i)"])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let c = config.clone();
+    let r = harness::eventually("the worker reported offline", Duration::from_secs(60), || {
+        let c = c.clone();
+        async move {
+            let (_, r, _) = check(&c, "celery:worker", &[]).await;
+            problem_runbooks(&r).contains(&"workers-down".to_owned()).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r["status"], "critical", "{r:#}");
+    let runbooks = problem_runbooks(&r);
+    assert!(runbooks.contains(&"queue-backlog".to_owned()), "{r:#}");
+    let length = r["observations"].as_array().unwrap().iter().find(|o| o["name"] == "queue_length").unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert!(length >= 60.0, "{length}");
+}
+
+/// `[[systemd]]` against a real systemd (PID 1 in a container of the test image, with SYS_ADMIN):
+/// a unit that runs, one that failed with its exit status, one restarting, and a timer's next
+/// trigger.
+#[tokio::test]
+async fn systemd_units_active_failed_restarting_and_a_timer() {
+    harness::require_docker().await;
+    let project = harness::unique("opsit-systemd").to_lowercase();
+    let name = harness::unique("opsit-init");
+    let _guard = harness::Cleanup(name.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        // systemd as PID 1 needs CAP_SYS_ADMIN (mounts); not --privileged, which asks for every
+        // capability and fails where the engine itself runs without some.
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--tmpfs",
+        "/tmp",
+        "--label",
+        "ops.it=by_hand",
+        "--label",
+        &format!("com.docker.compose.project={project}"),
+        "--label",
+        "com.docker.compose.service=host",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+        "--stop-signal",
+        "SIGRTMIN+3",
+        harness::BASE_IMAGE,
+        "/sbin/init",
+    ]);
+    let units = [
+        ("good.service", "[Service]\nExecStart=/bin/sleep infinity\n"),
+        ("bad.service", "[Service]\nExecStart=/bin/sh -c 'exit 3'\n"),
+        ("flappy.service", "[Service]\nExecStart=/bin/sh -c 'sleep 0.2; exit 1'\nRestart=always\nRestartSec=1\n"),
+        ("tick.service", "[Service]\nType=oneshot\nExecStart=/bin/true\n"),
+        ("tick.timer", "[Timer]\nOnCalendar=hourly\n[Install]\nWantedBy=timers.target\n"),
+    ];
+    // systemd is up when systemctl answers.
+    let ready = harness::eventually("systemd answers", Duration::from_secs(60), || {
+        let name = name.clone();
+        async move {
+            let out = Command::new("docker").args(["exec", &name, "systemctl", "is-system-running"]).output().ok()?;
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            matches!(state.as_str(), "running" | "degraded").then_some(state)
+        }
+    })
+    .await;
+    assert!(!ready.is_empty());
+    for (unit, text) in units {
+        let path = format!("/etc/systemd/system/{unit}");
+        let out = Command::new("docker")
+            .args(["exec", "-i", &name, "tee", &path])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(text.as_bytes())?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(out.success());
+    }
+    docker(&["exec", &name, "systemctl", "daemon-reload"]);
+    docker(&["exec", &name, "systemctl", "start", "good.service", "flappy.service", "tick.timer"]);
+    let _ = Command::new("docker").args(["exec", &name, "systemctl", "start", "bad.service"]).output();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "[project]\ncompose-project = \"{project}\"\n\n\
+             [[systemd]]\nunit = \"good.service\"\ncontainer = \"host\"\n\n\
+             [[systemd]]\nunit = \"bad.service\"\ncontainer = \"host\"\n\n\
+             [[systemd]]\nunit = \"flappy.service\"\ncontainer = \"host\"\n\n\
+             [[systemd]]\nunit = \"tick.timer\"\ncontainer = \"host\"\n\n\
+             [[systemd]]\nunit = \"missing.service\"\ncontainer = \"host\"\n"
+        ),
+    );
+    let (code, r, _) = check(&config, "systemd:good", &[]).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("ok")), "{r:#}");
+    assert!(r["message"].as_str().unwrap().starts_with("active (running)"), "{r:#}");
+    let (_, r, _) = check(&config, "systemd:bad", &[]).await;
+    assert_eq!(problem_runbooks(&r), ["unit-failed"], "{r:#}");
+    assert!(r["message"].as_str().unwrap().starts_with("failed (result exit-code, exit status 3)"), "{r:#}");
+    let c = config.clone();
+    let r = harness::eventually("flappy restarting", Duration::from_secs(20), || {
+        let c = c.clone();
+        async move {
+            let (_, r, _) = check(&c, "systemd:flappy", &[]).await;
+            r["message"].as_str().unwrap().starts_with("restarting:").then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r["status"], "critical", "{r:#}");
+    let (_, r, _) = check(&config, "systemd:tick.timer", &[]).await;
+    assert_eq!(r["status"], "ok", "{r:#}");
+    let next = r["observations"].as_array().unwrap().iter().find(|o| o["name"] == "next_trigger_in").unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert!((0.0..=3600.0).contains(&next), "hourly: the next trigger within the hour, {next}");
+    let (_, r, _) = check(&config, "systemd:missing", &[]).await;
+    assert!(r["message"].as_str().unwrap().contains("not-found"), "{r:#}");
+}

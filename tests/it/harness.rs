@@ -367,6 +367,18 @@ pub async fn start(rt: &DockerRuntime, spec: &ops_core::ports::RunSpec) -> (Stri
     (c.name, Cleanup(c.id))
 }
 
+/// A program of the Python test servers' venv (aiosmtpd, celery, flower; installed by `cargo
+/// xtask test-env`), or a failure saying how to get it.
+pub fn pytool(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new("/opt/ops-test/pytools/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask test-env` (it installs aiosmtpd, celery and flower from PyPI)",
+        path.display()
+    );
+    path
+}
+
 /// A program of Debian's Prometheus packages (installed by `cargo xtask test-env`), or a
 /// failure saying how to get it: a test that needs it never skips.
 pub fn prometheus_tool(name: &str) -> std::path::PathBuf {

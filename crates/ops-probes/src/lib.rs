@@ -15,10 +15,12 @@
 //! The checks the runbooks still ran by hand: [`sql`] (a read-only query's value), [`exec`]
 //! (a command in a container, and HTTP/TCP checks from inside one), [`log_analysis`]
 //! (pattern bursts, an access log's top clients), [`ports`] (who holds a port), [`smtp`]
-//! (a mail server up to the login).
+//! (a mail server up to the login), [`prometheus`] (scrape targets), [`celery`] (workers and
+//! queues), [`systemd`] (units and timers).
 
 pub mod alertmanager;
 pub mod backup;
+pub mod celery;
 pub mod container;
 pub mod dns;
 pub mod exec;
@@ -30,11 +32,13 @@ pub mod named;
 mod net;
 pub mod ports;
 pub mod postgres;
+pub mod prometheus;
 pub mod redis;
 mod report;
 pub mod smtp;
 pub mod sql;
 pub mod status_page;
+pub mod systemd;
 mod support;
 pub mod tcp;
 pub mod tls;

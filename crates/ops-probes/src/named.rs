@@ -11,7 +11,7 @@ use crate::ProbeReport;
 
 /// The kinds a check name may start with, as `kind:name` or (`host`, `engine`,
 /// `alertmanager`, `backup`) alone.
-pub const KINDS: [&str; 19] = [
+pub const KINDS: [&str; 22] = [
     "postgres",
     "redis",
     "queue",
@@ -31,6 +31,9 @@ pub const KINDS: [&str; 19] = [
     "log-pattern",
     "access-log",
     "smtp",
+    "prometheus",
+    "celery",
+    "systemd",
 ];
 
 /// A parsed check name.
@@ -143,6 +146,18 @@ pub async fn probe_named(
         "smtp" => {
             let c = cfg.smtp.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[smtp]]"))?;
             one(crate::smtp::probe(c, &net).await)
+        }
+        "prometheus" => {
+            let c = cfg.prometheus.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[prometheus]]"))?;
+            one(crate::prometheus::probe(c, &net).await)
+        }
+        "celery" => {
+            let c = cfg.celery.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[celery]]"))?;
+            one(crate::celery::probe(ctx, c, &cfg.probes.queue, &net, timeout).await)
+        }
+        "systemd" => {
+            let c = cfg.systemd.iter().find(|c| c.check_name() == check.name).ok_or_else(|| unknown("[[systemd]]"))?;
+            one(crate::systemd::probe(ctx, c, timeout).await)
         }
         "exec" => {
             let c = cfg.exec.iter().find(|c| c.name == check.name).ok_or_else(|| unknown("[[exec]]"))?;

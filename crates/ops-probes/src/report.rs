@@ -48,6 +48,12 @@ pub enum ProbeKind {
     AccessLog,
     /// A mail server.
     Smtp,
+    /// Prometheus's scrape targets.
+    Prometheus,
+    /// Celery workers and their queues.
+    Celery,
+    /// A systemd unit or timer.
+    Systemd,
 }
 
 impl ProbeKind {
@@ -74,6 +80,9 @@ impl ProbeKind {
             Self::LogPattern => "log-pattern",
             Self::AccessLog => "access-log",
             Self::Smtp => "smtp",
+            Self::Prometheus => "prometheus",
+            Self::Celery => "celery",
+            Self::Systemd => "systemd",
         }
     }
 }

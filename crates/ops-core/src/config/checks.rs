@@ -474,6 +474,77 @@ pub enum SmtpTls {
     None,
 }
 
+/// `[[prometheus]]`: a Prometheus whose scrape targets must be up (the runbooks'
+/// `curl localhost:9090/api/v1/targets | grep -c '"health":"up"'`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PrometheusCheckConfig {
+    /// Short name (`main`).
+    pub name: String,
+    /// Base URL (`http://localhost:9090`).
+    pub url: SecretUrl,
+    /// Jobs whose targets are judged; every job when empty.
+    pub jobs: Vec<String>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+    /// Checks this one depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// `[[celery]]`: Celery workers online, through Flower's API when configured, else their
+/// containers; and their queues' lengths in Redis.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CeleryCheckConfig {
+    /// Short name (`worker`).
+    pub name: String,
+    /// Flower's base URL (`http://flower:5555`; credentials in the URL are a secret).
+    pub flower_url: Option<SecretUrl>,
+    /// Containers or Compose services of the workers: counted when there is no Flower.
+    pub workers: Vec<String>,
+    /// Fewer workers online than this is `critical` (default 1).
+    pub min_workers: Option<u32>,
+    /// A `[caches]` name whose lists are the queues (default: the only one, or `main`).
+    pub cache: Option<String>,
+    /// The queues (default `["celery"]`), judged by `[probes.queue]`.
+    pub queues: Vec<String>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+    /// Checks this one depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// `[[systemd]]`: a systemd unit of the host (Caddy, a CI runner) or its timer (a backup
+/// timer), the runbooks' `systemctl status caddy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SystemdCheckConfig {
+    /// The unit (`caddy.service`, `backup.timer`); also the check's name unless `name` is set.
+    pub unit: String,
+    /// Short name (default: the unit without `.service`).
+    pub name: Option<String>,
+    /// Ask the systemd of this container (name or Compose service) instead of the host's, by
+    /// `docker exec systemctl`.
+    pub container: Option<String>,
+    /// This many restarts (`NRestarts`) or more is `warn` (default 3).
+    pub restarts_warn: Option<u32>,
+    /// A failure of this check is a P1.
+    pub critical: bool,
+    /// Checks this one depends on.
+    pub depends_on: Vec<String>,
+}
+
+impl SystemdCheckConfig {
+    /// The check's name: `name`, else the unit without `.service`.
+    #[must_use]
+    pub fn check_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.unit.strip_suffix(".service").unwrap_or(&self.unit).to_owned())
+    }
+}
+
 /// `[[dns]]`: a name that must resolve (to the expected addresses, when given).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    AccessLogConfig, AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, ExecCheckConfig,
+    AccessLogConfig, CeleryCheckConfig, PrometheusCheckConfig, SystemdCheckConfig, AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, ExecCheckConfig,
     HttpCheckConfig, LogPatternConfig, NotifyConfig, OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig,
     RunbooksConfig, ServerConfig, SmtpCheckConfig, SqlCheckConfig, StateConfig, StatusPageConfig, StorageConfig, TcpCheckConfig,
     TlsCheckConfig, TlsRenewConfig,
@@ -184,6 +184,9 @@ interpolate_fields!(OpsConfig {
     dns,
     sql,
     smtp,
+    prometheus,
+    celery,
+    systemd,
     exec,
     log_patterns,
     access_logs,
@@ -208,6 +211,9 @@ interpolate_fields!(NotifyConfig { webhooks });
 interpolate_fields!(HttpCheckConfig { name, url, expect_body, depends_on, headers, from_container });
 interpolate_fields!(TcpCheckConfig { name, address, depends_on, from_container });
 interpolate_fields!(SqlCheckConfig { name, database, depends_on });
+interpolate_fields!(PrometheusCheckConfig { name, url, jobs, depends_on });
+interpolate_fields!(CeleryCheckConfig { name, flower_url, workers, cache, queues, depends_on });
+interpolate_fields!(SystemdCheckConfig { unit, name, container, depends_on });
 interpolate_fields!(SmtpCheckConfig { name, address, server_name, ca_file, username, password, depends_on });
 interpolate_fields!(ExecCheckConfig { name, container, command, expect_output, depends_on });
 interpolate_fields!(LogPatternConfig { name, container, file, depends_on });

@@ -477,6 +477,36 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    for (i, check) in cfg.prometheus.iter().enumerate() {
+        let idx = i.to_string();
+        named(&mut seen, "prometheus", &idx, i, &check.name, &err)?;
+        check_url(check.url.expose(), &["http", "https"], true).map_err(|m| err(&["prometheus", &idx, "url"], m))?;
+    }
+    for (i, check) in cfg.celery.iter().enumerate() {
+        let idx = i.to_string();
+        named(&mut seen, "celery", &idx, i, &check.name, &err)?;
+        if let Some(url) = &check.flower_url {
+            check_url(url.expose(), &["http", "https"], true).map_err(|m| err(&["celery", &idx, "flower-url"], m))?;
+        } else if check.workers.is_empty() {
+            return Err(err(&["celery", &idx, "workers"], "give flower-url, or the workers' containers".into()));
+        }
+        if let Some(c) = &check.cache
+            && !cfg.caches.contains_key(c)
+        {
+            return Err(err(&["celery", &idx, "cache"], "names no [caches] entry".into()));
+        }
+    }
+    for (i, check) in cfg.systemd.iter().enumerate() {
+        let idx = i.to_string();
+        let unit_ok = !check.unit.is_empty()
+            && check.unit.len() <= 256
+            && check.unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@:\\".contains(c))
+            && !check.unit.starts_with('-');
+        if !unit_ok {
+            return Err(err(&["systemd", &idx, "unit"], "must be a unit name, like caddy.service or backup.timer".into()));
+        }
+        named(&mut seen, "systemd", &idx, i, &check.check_name(), &err)?;
+    }
     for (i, check) in cfg.exec.iter().enumerate() {
         let idx = i.to_string();
         named(&mut seen, "exec", &idx, i, &check.name, &err)?;

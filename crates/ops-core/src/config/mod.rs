@@ -21,7 +21,7 @@ use crate::Severity;
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 pub use checks::{
-    AccessLogConfig, AlertmanagerConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig,
+    AccessLogConfig, AlertmanagerConfig, CeleryCheckConfig, PrometheusCheckConfig, SystemdCheckConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig,
     ExecCheckConfig, HostThresholds, HttpThresholds, LogPatternConfig, LogThresholds, LowSeverity, PerfConfig,
     PerfContainerThresholds, PerfHttpConfig, PerfPostgresThresholds, PerfRedisThresholds, PostgresThresholds,
     ProbesConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds, SmtpCheckConfig, SmtpTls, SqlCheckConfig, StatusPageConfig,
@@ -59,6 +59,12 @@ pub struct OpsConfig {
     pub sql: Vec<SqlCheckConfig>,
     /// Mail servers (`[[smtp]]`).
     pub smtp: Vec<SmtpCheckConfig>,
+    /// Prometheus scrape targets (`[[prometheus]]`).
+    pub prometheus: Vec<PrometheusCheckConfig>,
+    /// Celery workers and queues (`[[celery]]`).
+    pub celery: Vec<CeleryCheckConfig>,
+    /// systemd units and timers (`[[systemd]]`).
+    pub systemd: Vec<SystemdCheckConfig>,
     /// Commands run in containers (`[[exec]]`).
     pub exec: Vec<ExecCheckConfig>,
     /// Pattern counts in a log (`[[log-patterns]]`).

@@ -172,6 +172,37 @@ pub async fn triage(ctx: &Context, opts: &TriageOptions) -> TriageReport {
             crate::smtp::probe(check, net).map(|r| vec![r]),
         ));
     }
+    for check in &cfg.prometheus {
+        jobs.push(bounded(
+            ProbeKind::Prometheus,
+            &check.name,
+            check.url.redacted(),
+            outer,
+            crate::prometheus::probe(check, net).map(|r| vec![r]),
+        ));
+    }
+    for check in &cfg.celery {
+        jobs.push(bounded(
+            ProbeKind::Celery,
+            &check.name,
+            String::new(),
+            outer,
+            crate::celery::probe(ctx, check, &cfg.probes.queue, net, timeout).map(|r| vec![r]),
+        ));
+    }
+    for check in &cfg.systemd {
+        let name = check.check_name();
+        jobs.push(
+            async move {
+                let limit = outer;
+                match tokio::time::timeout(limit, crate::systemd::probe(ctx, check, timeout)).await {
+                    Ok(r) => vec![r],
+                    Err(_) => vec![ProbeReport::timed_out(ProbeKind::Systemd, &name, check.unit.clone(), limit)],
+                }
+            }
+            .boxed(),
+        );
+    }
     for check in &cfg.exec {
         let limit = check
             .timeout_secs
