@@ -153,7 +153,11 @@ async fn http_headers_reach_the_server_and_the_secret_never_shows() {
                 get(move |h: HeaderMap| async move {
                     let key = h.get("x-shkeeper-api-key").map(|v| v.to_str().unwrap().to_owned());
                     seen.lock().unwrap().push(key.clone());
-                    if key.as_deref() == Some(SECRET) { (StatusCode::OK, "ok") } else { (StatusCode::UNAUTHORIZED, "no") }
+                    if key.as_deref() == Some(SECRET) {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::UNAUTHORIZED, "no")
+                    }
                 }),
             )
             .route(
@@ -349,14 +353,14 @@ impl Drop for Child {
 }
 
 fn python_listener(address: &str, port: u16) -> Child {
-    let child = Command::new("python3")
+    let child = Child(Command::new("python3")
         .args(["-c", "import socket,sys,time; s=socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(); time.sleep(600)", address, &port.to_string()])
         .spawn()
-        .expect("python3");
+        .expect("python3"));
     // Until it listens.
     for _ in 0..100 {
-        if ops_probes::ports::holders(port).iter().any(|h| h.pid == child.id()) {
-            return Child(child);
+        if ops_probes::ports::holders(port).iter().any(|h| h.pid == child.0.id()) {
+            return child;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -405,10 +409,7 @@ async fn a_port_held_by_another_process_names_it() {
     let config = write_config(&dir, &format!("[project]\ncompose-project = \"{project}\"\n"));
     let (_, r, _) = check(&config, "container:web", &[]).await;
     let evidence = r.to_string();
-    assert!(
-        evidence.contains(&format!("port {taken} is held by pid {} (python3", squatter.0.id())),
-        "{r:#}"
-    );
+    assert!(evidence.contains(&format!("port {taken} is held by pid {} (python3", squatter.0.id())), "{r:#}");
 }
 
 /// `[[access-logs]]` top clients equal `awk '{print $1}' | sort | uniq -c | sort -rn | head` on
@@ -458,7 +459,10 @@ async fn log_analysis_matches_awk_and_counts_bursts() {
     let awk = Command::new("bash")
         .arg("-c")
         .env("LC_ALL", "C")
-        .arg(format!("tail -n 10000 {} | awk '{{print $1}}' | sort | uniq -c | sort -k1,1rn -k2,2 | head", log.display()))
+        .arg(format!(
+            "tail -n 10000 {} | awk '{{print $1}}' | sort | uniq -c | sort -k1,1rn -k2,2 | head",
+            log.display()
+        ))
         .output()
         .unwrap();
     let theirs: Vec<(u64, String)> = String::from_utf8(awk.stdout)
@@ -514,8 +518,8 @@ async fn log_analysis_matches_awk_and_counts_bursts() {
 /// A CA (`ca.pem` in `dir`) and a leaf for `mail.test` valid from `from` to `to` days from
 /// today, written as `{prefix}.pem` and `{prefix}.key`.
 fn mail_pki(dir: &std::path::Path, leaves: &[(&str, i64, i64)]) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     use chrono::Datelike as _;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let day = |days: i64| {
         let d = chrono::Utc::now().date_naive() + chrono::Duration::days(days);
         rcgen::date_time_ymd(d.year(), u8::try_from(d.month()).unwrap(), u8::try_from(d.day()).unwrap())
@@ -560,18 +564,20 @@ while True:
     time.sleep(3600)
 "#;
     let python = harness::pytool("python");
-    let child = Command::new(python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(port.to_string())
-        .arg(dir.join(format!("{leaf}.pem")))
-        .arg(dir.join(format!("{leaf}.key")))
-        .arg(password)
-        .spawn()
-        .expect("aiosmtpd");
+    let child = Child(
+        Command::new(python)
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(port.to_string())
+            .arg(dir.join(format!("{leaf}.pem")))
+            .arg(dir.join(format!("{leaf}.key")))
+            .arg(password)
+            .spawn()
+            .expect("aiosmtpd"),
+    );
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Child(child);
+            return child;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -596,10 +602,8 @@ async fn smtp_checks_tell_refused_tls_and_login_failures_apart() {
             dir.path().join("ca.pem").display()
         )
     };
-    let config = write_config(
-        &dir,
-        &[entry("mail", good), entry("expired", expired), entry("closed", closed)].concat(),
-    );
+    let config =
+        write_config(&dir, &[entry("mail", good), entry("expired", expired), entry("closed", closed)].concat());
     let env = [("SMTP_PASS", PASSWORD)];
     let (code, r, text) = check(&config, "smtp:mail", &env).await;
     assert_eq!((code, r["status"].as_str()), (0, Some("ok")), "{r:#}");
@@ -655,7 +659,9 @@ async fn prometheus_targets_up_and_down_by_job() {
         let c = c.clone();
         async move {
             let (_, r, _) = check(&c, "prometheus:main", &[]).await;
-            let obs = |n: &str| r["observations"].as_array().unwrap().iter().find(|o| o["name"] == n).map(|o| o["value"].clone());
+            let obs = |n: &str| {
+                r["observations"].as_array().unwrap().iter().find(|o| o["name"] == n).map(|o| o["value"].clone())
+            };
             (obs("targets_up") == Some(1.0.into()) && obs("targets_down") == Some(1.0.into())).then_some(r)
         }
     })
@@ -694,7 +700,16 @@ async fn celery_workers_online_then_stopped_with_a_backlog() {
         )
     };
     let flower_port = harness::free_port();
-    let mut worker = spawn(&["-A", "tasks", "worker", "--concurrency=1", "--hostname=w1@%h", "-E", "--without-mingle", "--without-gossip"]);
+    let mut worker = spawn(&[
+        "-A",
+        "tasks",
+        "worker",
+        "--concurrency=1",
+        "--hostname=w1@%h",
+        "-E",
+        "--without-mingle",
+        "--without-gossip",
+    ]);
     let _flower = spawn(&[
         "-A",
         "tasks",

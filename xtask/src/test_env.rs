@@ -331,7 +331,10 @@ fn ensure_pytools(env: &Env) -> Result<String> {
     println!("test-env: pip install {wanted} into {PYTOOLS_VENV} (log {})", log.display());
     cmd::logged(Command::new("python3").args(["-m", "venv", "--clear", PYTOOLS_VENV]), &log)?;
     let pip = Path::new(PYTOOLS_VENV).join("bin").join("pip");
-    cmd::logged(Command::new(&pip).args(["install", "--disable-pip-version-check", "-q"]).args(PYTOOLS_PACKAGES), &log)?;
+    cmd::logged(
+        Command::new(&pip).args(["install", "--disable-pip-version-check", "-q"]).args(PYTOOLS_PACKAGES),
+        &log,
+    )?;
     let python = Path::new(PYTOOLS_VENV).join("bin").join("python");
     cmd::logged(Command::new(&python).args(["-c", "import aiosmtpd, celery, flower, redis"]), &log)
         .context("the python test servers do not import after pip install")?;

@@ -93,11 +93,17 @@ pub(crate) fn config_summary(out: &mut dyn Write, file: Option<&str>, cfg: &OpsC
         row(out, "exec", &format!("{}: in {}: {}", e.name, e.container, e.command.join(" ")))?;
     }
     for l in &cfg.log_patterns {
-        let source = l.file.as_ref().map_or_else(|| format!("container {}", l.container.as_deref().unwrap_or_default()), |f| f.display().to_string());
+        let source = l.file.as_ref().map_or_else(
+            || format!("container {}", l.container.as_deref().unwrap_or_default()),
+            |f| f.display().to_string(),
+        );
         row(out, "log pattern", &format!("{}: {source}", l.name))?;
     }
     for l in &cfg.access_logs {
-        let source = l.file.as_ref().map_or_else(|| format!("container {}", l.container.as_deref().unwrap_or_default()), |f| f.display().to_string());
+        let source = l.file.as_ref().map_or_else(
+            || format!("container {}", l.container.as_deref().unwrap_or_default()),
+            |f| f.display().to_string(),
+        );
         row(out, "access log", &format!("{}: {source}", l.name))?;
     }
     for d in &cfg.dns {

@@ -20,7 +20,11 @@ use crate::support::within;
 const MAX_ANSWER: usize = 1024 * 1024;
 
 /// Workers by name and whether each is online, or why they cannot be told.
-async fn workers(ctx: &Context, check: &CeleryCheckConfig, options: &NetOptions) -> Result<BTreeMap<String, bool>, String> {
+async fn workers(
+    ctx: &Context,
+    check: &CeleryCheckConfig,
+    options: &NetOptions,
+) -> Result<BTreeMap<String, bool>, String> {
     if let Some(url) = &check.flower_url {
         let url = format!("{}/api/workers?status=true", url.expose().trim_end_matches('/'));
         let (_, body) = net::get_document(&url, MAX_ANSWER, options).await;
@@ -49,7 +53,8 @@ pub async fn probe(
     options: &NetOptions,
     timeout: Duration,
 ) -> ProbeReport {
-    let target = check.flower_url.as_ref().map_or_else(|| format!("workers {}", check.workers.join(", ")), |u| u.redacted());
+    let target =
+        check.flower_url.as_ref().map_or_else(|| format!("workers {}", check.workers.join(", ")), |u| u.redacted());
     let mut base = ProbeReport::new(ProbeKind::Celery, &check.name, target);
     base.critical = check.critical;
     base.depends_on.clone_from(&check.depends_on);
@@ -68,7 +73,8 @@ pub async fn probe(
                     report.observe(Observation::new("workers_offline", offline.len() as f64, Unit::Count));
                 }
                 if online.len() < min as usize {
-                    let gone = if offline.is_empty() { String::new() } else { format!(" ({} offline)", offline.join(", ")) };
+                    let gone =
+                        if offline.is_empty() { String::new() } else { format!(" ({} offline)", offline.join(", ")) };
                     report.problem(Problem::new(
                         Runbook::WorkersDown,
                         Status::Critical,
@@ -87,8 +93,9 @@ pub async fn probe(
             Err(reason) => report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, reason)),
         }
         let queues = if check.queues.is_empty() { vec!["celery".to_owned()] } else { check.queues.clone() };
-        match ctx.cache(check.cache.as_deref()) {
-            Ok((_, cache)) => match cache.queue_lengths(&queues).await {
+        // No cache configured: the workers alone.
+        if let Ok((_, cache)) = ctx.cache(check.cache.as_deref()) {
+            match cache.queue_lengths(&queues).await {
                 Ok(lengths) => {
                     let (observations, problems) = crate::redis::backlog(&lengths, queue_thresholds);
                     observations.into_iter().for_each(|o| report.observe(o));
@@ -105,9 +112,7 @@ pub async fn probe(
                     Status::Unknown,
                     format!("could not read queue lengths: {e}"),
                 )),
-            },
-            // No cache configured: the workers alone.
-            Err(_) => {}
+            }
         }
         report
     })

@@ -143,7 +143,8 @@ fn http_tools(url: &str, follow: bool, secs: u64) -> Vec<Tool> {
     // `-S` prints each response head on stderr (not with `-q` in GNU wget); one try only in
     // GNU wget (busybox's has no `-t`: a usage answer moves on to the next tool).
     let wget = |gnu: bool| {
-        let mut argv: Vec<String> = if gnu { vec!["wget".to_owned()] } else { vec!["busybox".to_owned(), "wget".to_owned()] };
+        let mut argv: Vec<String> =
+            if gnu { vec!["wget".to_owned()] } else { vec!["busybox".to_owned(), "wget".to_owned()] };
         argv.extend(["-S", "-O", "-", "-T"].map(str::to_owned));
         argv.push(secs.clone());
         if gnu {
@@ -192,7 +193,9 @@ async fn run_first(
         // Not installed (126/127), or a tool of that name that takes other options (busybox
         // as `wget`): the next one.
         let usage = out.exit_code != 0
-            && ["unrecognized option", "invalid option", "unknown option", "Usage:"].iter().any(|m| out.stderr.contains(m));
+            && ["unrecognized option", "invalid option", "unknown option", "Usage:"]
+                .iter()
+                .any(|m| out.stderr.contains(m));
         if matches!(out.exit_code, 126 | 127) || usage {
             tried.push(name);
             continue;
@@ -216,7 +219,7 @@ fn wget_status(stderr: &str) -> Option<u16> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("HTTP/"))
         .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .last()
+        .next_back()
 }
 
 /// An `[[http]]` check with `from-container`: the request made inside that container. Judged

@@ -108,8 +108,12 @@ pub async fn probe(check: &PrometheusCheckConfig, options: &NetOptions) -> Probe
             evidence.push(format!("… and {} more", job.down.len() - SHOWN));
         }
         report.problem(
-            Problem::new(Runbook::TargetsDown, status, format!("job {name}: {} of {total} targets down", job.down.len()))
-                .with_evidence(evidence),
+            Problem::new(
+                Runbook::TargetsDown,
+                status,
+                format!("job {name}: {} of {total} targets down", job.down.len()),
+            )
+            .with_evidence(evidence),
         );
     }
     if report.problems.is_empty() {

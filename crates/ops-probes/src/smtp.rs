@@ -57,9 +57,10 @@ async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<S
             return Err("the server closed the connection".to_owned());
         }
         let line = line.trim_end();
-        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| {
-            format!("not an SMTP reply: {:?}", clip(line, 80))
-        })?;
+        let code: u16 = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("not an SMTP reply: {:?}", clip(line, 80)))?;
         lines.push(line.get(4..).unwrap_or_default().to_owned());
         if line.as_bytes().get(3) != Some(&b'-') {
             return Ok((code, lines));
@@ -202,14 +203,20 @@ async fn converse(
     }
 }
 
-async fn greet<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, report: &mut ProbeReport) -> Result<String, Failed> {
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    r: &mut BufReader<S>,
+    report: &mut ProbeReport,
+) -> Result<String, Failed> {
     let t = Instant::now();
     let lines = expect(Stage::Banner, reply(r).await, &[220])?;
     report.observe(Observation::new("banner", net::millis(t.elapsed()), Unit::Milliseconds));
     Ok(lines.first().cloned().unwrap_or_default())
 }
 
-async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, report: &mut ProbeReport) -> Result<Vec<String>, Failed> {
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    r: &mut BufReader<S>,
+    report: &mut ProbeReport,
+) -> Result<Vec<String>, Failed> {
     let t = Instant::now();
     let lines = expect(Stage::Ehlo, command(r, &format!("EHLO {}", helo_name())).await, &[250])?;
     report.observe(Observation::new("ehlo", net::millis(t.elapsed()), Unit::Milliseconds));

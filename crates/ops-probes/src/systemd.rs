@@ -27,7 +27,12 @@ const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,Result,NRestarts,Exe
 StateChangeTimestamp,ActiveEnterTimestamp,Unit,LastTriggerUSec,NextElapseUSecRealtime,Description";
 
 /// `systemctl show` of `unit` (here, or in `container`): its properties.
-async fn show(ctx: &Context, container: Option<&str>, unit: &str, timeout: Duration) -> Result<BTreeMap<String, String>, String> {
+async fn show(
+    ctx: &Context,
+    container: Option<&str>,
+    unit: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, String>, String> {
     let argv = vec![
         "systemctl".to_owned(),
         "show".to_owned(),
@@ -151,11 +156,19 @@ fn judge(unit: &str, p: &BTreeMap<String, String>, restarts_warn: u32, now: Date
     if timer {
         if let Some(last) = timestamp(get("LastTriggerUSec")) {
             #[allow(clippy::cast_precision_loss)]
-            report.observe(Observation::new("last_trigger_age", now.signed_duration_since(last).num_seconds() as f64, Unit::Seconds));
+            report.observe(Observation::new(
+                "last_trigger_age",
+                now.signed_duration_since(last).num_seconds() as f64,
+                Unit::Seconds,
+            ));
         }
         if let Some(next) = timestamp(get("NextElapseUSecRealtime")) {
             #[allow(clippy::cast_precision_loss)]
-            report.observe(Observation::new("next_trigger_in", next.signed_duration_since(now).num_seconds() as f64, Unit::Seconds));
+            report.observe(Observation::new(
+                "next_trigger_in",
+                next.signed_duration_since(now).num_seconds() as f64,
+                Unit::Seconds,
+            ));
             report.evidence.push(format!("next trigger {}", next.to_rfc3339()));
         }
     }
@@ -166,9 +179,16 @@ fn judge(unit: &str, p: &BTreeMap<String, String>, restarts_warn: u32, now: Date
         ("2", s) => format!(", killed by signal {s}"),
         (_, s) => format!(", exit status {s}"),
     };
-    let critical = |report: &mut ProbeReport, m: String| report.problem(Problem::new(Runbook::UnitFailed, Status::Critical, m));
+    let critical =
+        |report: &mut ProbeReport, m: String| report.problem(Problem::new(Runbook::UnitFailed, Status::Critical, m));
     if get("LoadState") != "loaded" {
-        critical(report, format!("{unit} is {} (no such unit?)", if get("LoadState").is_empty() { "not loaded" } else { get("LoadState") }));
+        critical(
+            report,
+            format!(
+                "{unit} is {} (no such unit?)",
+                if get("LoadState").is_empty() { "not loaded" } else { get("LoadState") }
+            ),
+        );
     } else if active == "failed" {
         critical(report, format!("failed (result {result}{exit}){}", ago(changed, now)));
     } else if active == "activating" && sub == "auto-restart" {
@@ -185,7 +205,10 @@ fn judge(unit: &str, p: &BTreeMap<String, String>, restarts_warn: u32, now: Date
     } else {
         report.message = format!("{active} ({sub}){}", ago(changed, now));
         if timer && let Some(next) = timestamp(get("NextElapseUSecRealtime")) {
-            report.message.push_str(&format!(", next trigger in {}", ops_core::units::human_duration(next.signed_duration_since(now).to_std().unwrap_or_default())));
+            report.message.push_str(&format!(
+                ", next trigger in {}",
+                ops_core::units::human_duration(next.signed_duration_since(now).to_std().unwrap_or_default())
+            ));
         }
     }
 }
@@ -210,7 +233,13 @@ mod tests {
         let loaded = [("LoadState", "loaded")];
         let v = |extra: &[(&str, &str)]| verdict("caddy.service", &[&loaded[..], extra].concat());
         assert_eq!(v(&[("ActiveState", "active"), ("SubState", "running")]).0, Status::Ok);
-        let (s, m) = v(&[("ActiveState", "failed"), ("SubState", "failed"), ("Result", "exit-code"), ("ExecMainCode", "1"), ("ExecMainStatus", "3")]);
+        let (s, m) = v(&[
+            ("ActiveState", "failed"),
+            ("SubState", "failed"),
+            ("Result", "exit-code"),
+            ("ExecMainCode", "1"),
+            ("ExecMainStatus", "3"),
+        ]);
         assert_eq!((s, m.starts_with("failed (result exit-code, exit status 3)")), (Status::Critical, true), "{m}");
         let (s, m) = v(&[("ActiveState", "activating"), ("SubState", "auto-restart"), ("NRestarts", "7")]);
         assert_eq!((s, m.starts_with("restarting: 7 restarts")), (Status::Critical, true), "{m}");

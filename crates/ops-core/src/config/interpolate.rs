@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    AccessLogConfig, CeleryCheckConfig, PrometheusCheckConfig, SystemdCheckConfig, AlertmanagerConfig, CacheConfig, DatabaseConfig, DnsCheckConfig, DockerConfig, ExecCheckConfig,
-    HttpCheckConfig, LogPatternConfig, NotifyConfig, OpsConfig, PerfConfig, PostRestoreConfig, ProjectConfig,
-    RunbooksConfig, ServerConfig, SmtpCheckConfig, SqlCheckConfig, StateConfig, StatusPageConfig, StorageConfig, TcpCheckConfig,
-    TlsCheckConfig, TlsRenewConfig,
+    AccessLogConfig, AlertmanagerConfig, CacheConfig, CeleryCheckConfig, DatabaseConfig, DnsCheckConfig, DockerConfig,
+    ExecCheckConfig, HttpCheckConfig, LogPatternConfig, NotifyConfig, OpsConfig, PerfConfig, PostRestoreConfig,
+    ProjectConfig, PrometheusCheckConfig, RunbooksConfig, ServerConfig, SmtpCheckConfig, SqlCheckConfig, StateConfig,
+    StatusPageConfig, StorageConfig, SystemdCheckConfig, TcpCheckConfig, TlsCheckConfig, TlsRenewConfig,
 };
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 

@@ -424,6 +424,12 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         if check.from_container.as_deref().is_some_and(str::is_empty) {
             return Err(err(&["http", &idx, "from-container"], "names a container or Compose service".into()));
         }
+        if check.from_container.is_some() && !check.headers.is_empty() {
+            return Err(err(
+                &["http", &idx, "headers"],
+                "cannot be sent from inside a container: they would show in its process list".into(),
+            ));
+        }
     }
     for (i, check) in cfg.sql.iter().enumerate() {
         let idx = i.to_string();
@@ -468,7 +474,10 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             return Err(err(&["smtp", &idx, "username"], "a password needs a username".into()));
         }
         if check.username.is_some() && check.tls == super::SmtpTls::None {
-            return Err(err(&["smtp", &idx, "tls"], "a login over plain text is refused: use starttls or implicit".into()));
+            return Err(err(
+                &["smtp", &idx, "tls"],
+                "a login over plain text is refused: use starttls or implicit".into(),
+            ));
         }
         if check.timeout_secs.is_some_and(|t| t == 0 || t > crate::limits::MAX_PROBE_TIMEOUT_SECS) {
             return Err(err(
@@ -503,7 +512,10 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
             && check.unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@:\\".contains(c))
             && !check.unit.starts_with('-');
         if !unit_ok {
-            return Err(err(&["systemd", &idx, "unit"], "must be a unit name, like caddy.service or backup.timer".into()));
+            return Err(err(
+                &["systemd", &idx, "unit"],
+                "must be a unit name, like caddy.service or backup.timer".into(),
+            ));
         }
         named(&mut seen, "systemd", &idx, i, &check.check_name(), &err)?;
     }
@@ -836,7 +848,7 @@ fn source(container: Option<&str>, file: Option<&std::path::Path>) -> Result<(),
 
 fn check_max_bytes(v: Option<u64>) -> Result<(), String> {
     match v {
-        Some(b) if b < 4096 || b > crate::limits::MAX_LOG_READ_BYTES => {
+        Some(b) if !(4096..=crate::limits::MAX_LOG_READ_BYTES).contains(&b) => {
             Err(format!("must be between 4096 and {}", crate::limits::MAX_LOG_READ_BYTES))
         }
         _ => Ok(()),

@@ -21,11 +21,12 @@ use crate::Severity;
 use crate::secret::{Secret, SecretUrl, WebhookUrl};
 
 pub use checks::{
-    AccessLogConfig, AlertmanagerConfig, CeleryCheckConfig, PrometheusCheckConfig, SystemdCheckConfig, BackupThresholds, ContainerThresholds, DnsCheckConfig, EscalationConfig,
-    ExecCheckConfig, HostThresholds, HttpThresholds, LogPatternConfig, LogThresholds, LowSeverity, PerfConfig,
-    PerfContainerThresholds, PerfHttpConfig, PerfPostgresThresholds, PerfRedisThresholds, PostgresThresholds,
-    ProbesConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds, SmtpCheckConfig, SmtpTls, SqlCheckConfig, StatusPageConfig,
-    TcpCheckConfig, TlsRenewConfig, TlsThresholds, TriageConfig,
+    AccessLogConfig, AlertmanagerConfig, BackupThresholds, CeleryCheckConfig, ContainerThresholds, DnsCheckConfig,
+    EscalationConfig, ExecCheckConfig, HostThresholds, HttpThresholds, LogPatternConfig, LogThresholds, LowSeverity,
+    PerfConfig, PerfContainerThresholds, PerfHttpConfig, PerfPostgresThresholds, PerfRedisThresholds,
+    PostgresThresholds, ProbesConfig, PrometheusCheckConfig, QueueThresholds, RedisThresholds, ServiceMemoryThresholds,
+    SmtpCheckConfig, SmtpTls, SqlCheckConfig, StatusPageConfig, SystemdCheckConfig, TcpCheckConfig, TlsRenewConfig,
+    TlsThresholds, TriageConfig,
 };
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, resolve};
 pub use schedule::{CatchUpPolicy, JobKind, MAX_SCHEDULES, OverlapPolicy, ScheduleConfig};
