@@ -846,12 +846,13 @@ async fn systemd_units_active_failed_restarting_and_a_timer() {
     let config = write_config(
         &dir,
         &format!(
-            "[project]\ncompose-project = \"{project}\"\n\n\
+            "[project]\ncompose-project = \"{project}\"\n\n[perf]\naudit-log = \"{}\"\n\n\
              [[systemd]]\nunit = \"good.service\"\ncontainer = \"host\"\n\n\
              [[systemd]]\nunit = \"bad.service\"\ncontainer = \"host\"\n\n\
              [[systemd]]\nunit = \"flappy.service\"\ncontainer = \"host\"\n\n\
              [[systemd]]\nunit = \"tick.timer\"\ncontainer = \"host\"\n\n\
-             [[systemd]]\nunit = \"missing.service\"\ncontainer = \"host\"\n"
+             [[systemd]]\nunit = \"missing.service\"\ncontainer = \"host\"\n",
+            dir.path().join("audit.jsonl").display()
         ),
     );
     let (code, r, _) = check(&config, "systemd:good", &[]).await;
@@ -878,4 +879,35 @@ async fn systemd_units_active_failed_restarting_and_a_timer() {
     assert!((0.0..=3600.0).contains(&next), "hourly: the next trigger within the hour, {next}");
     let (_, r, _) = check(&config, "systemd:missing", &[]).await;
     assert!(r["message"].as_str().unwrap().contains("not-found"), "{r:#}");
+
+    // restart-unit: a configured unit, planned, restarted (a new main pid), audited; any other
+    // unit refused.
+    let config_s = config.display().to_string();
+    let (plan, applied, refused) = tokio::task::spawn_blocking(move || {
+        (
+            opsctl(&["--config", &config_s, "--json", "restart-unit", "good"], &[]),
+            opsctl(&["--config", &config_s, "--json", "restart-unit", "good", "--apply"], &[]),
+            opsctl(&["--config", &config_s, "restart-unit", "ssh.service", "--apply"], &[]),
+        )
+    })
+    .await
+    .unwrap();
+    let plan: Value = serde_json::from_str(&plan.1).unwrap();
+    assert_eq!(plan["plan"]["targets"][0]["id"], "unit:good.service", "{plan:#}");
+    assert_eq!(applied.0, 0, "{} {}", applied.1, applied.2);
+    let report: Value = serde_json::from_str(&applied.1).unwrap();
+    let outcome = &report["report"]["outcomes"][0];
+    assert_eq!((outcome["ok"].as_bool(), outcome["result"].as_str()), (Some(true), Some("ok")), "{report:#}");
+    assert_ne!(outcome["before"]["pid"], outcome["after"]["pid"], "{outcome:#}");
+    assert_eq!(outcome["after"]["active"], "active");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let results: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "restart-unit")
+        .map(|e| e["result"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(results, ["started", "ok"]);
+    assert_ne!(refused.0, 0);
+    assert!(refused.2.contains("only a configured unit may be restarted"), "{}", refused.2);
 }

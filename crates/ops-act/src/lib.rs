@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 mod disk;
 pub mod pg;
 mod rollback;
+mod systemd;
 pub mod services;
 
 pub use disk::{DEFAULT_JOURNAL_KEEP_DAYS, DEFAULT_LOGS_OVER_BYTES, DiskItem, estimate as disk_estimate};
@@ -145,6 +146,12 @@ pub enum Action {
         #[serde(default)]
         journal_keep_days: Option<u64>,
     },
+    /// `systemctl restart` of a unit configured in `[[systemd]]` (by its check name or unit),
+    /// waited for until it is active again.
+    RestartUnit {
+        /// The `[[systemd]]` entry's name (`caddy`) or unit (`caddy.service`).
+        unit: String,
+    },
     /// Restart a container, and then, in order, the containers that depend on it.
     Restart {
         /// Container name or Compose service.
@@ -183,6 +190,7 @@ impl Action {
             | Self::Stop { service, .. }
             | Self::RestartDependents { service } => check_range("service length", service.len(), 1, 255).map(drop),
             Self::StartStack {} | Self::StopStack {} => Ok(()),
+            Self::RestartUnit { unit } => check_range("unit length", unit.len(), 1, 256).map(drop),
             Self::Rollback { service, to } => {
                 check_range("service length", service.len(), 1, 255)?;
                 to.as_ref().map_or(Ok(()), |t| check_range("version length", t.len(), 1, 255).map(drop))
@@ -217,6 +225,7 @@ impl Action {
             Self::Rollback { .. } => "rollback",
             Self::EnginePrune { .. } => "engine-prune",
             Self::DiskClean { .. } => "disk-clean",
+            Self::RestartUnit { .. } => "restart-unit",
         }
     }
 }
@@ -297,6 +306,7 @@ pub async fn plan(ctx: &Context, action: &Action) -> Result<ActionPlan> {
         }
         Action::Rollback { service, to } => crate::rollback::plan(ctx, action, service, to.as_deref()).await,
         Action::DiskClean { .. } => crate::disk::plan(ctx, action).await,
+        Action::RestartUnit { unit } => crate::systemd::plan(ctx, action, unit).await,
         _ => crate::services::plan(ctx, action).await,
     }
 }
@@ -315,6 +325,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, actor: &str) -> Result<Acti
         }
         Action::Rollback { .. } => crate::rollback::apply(ctx, plan, &audit).await?,
         Action::DiskClean { .. } => crate::disk::apply(ctx, plan, &audit).await?,
+        Action::RestartUnit { .. } => crate::systemd::apply(ctx, plan, &audit).await?,
         _ => crate::services::apply(ctx, plan, &audit).await?,
     };
     Ok(ActionReport { plan: plan.clone(), outcomes, audit_log: audit.log().path().to_owned() })

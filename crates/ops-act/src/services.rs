@@ -77,7 +77,7 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
     }
 }
 
-fn record(audit: &Audit, action: &Action, outcome: &Outcome) -> Result<()> {
+pub(crate) fn record(audit: &Audit, action: &Action, outcome: &Outcome) -> Result<()> {
     audit.record(action.name(), &outcome.target, outcome.before.clone(), outcome.after.clone(), &outcome.result)
 }
 

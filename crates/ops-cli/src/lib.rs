@@ -87,6 +87,15 @@ pub enum Command {
     Redis(RedisCommand),
     /// Restart a container (and, in order, what depends on it), planned first.
     Restart(RestartArgs),
+    /// Restart a systemd unit configured in `[[systemd]]` (`caddy`), planned first; waits until
+    /// it is active again.
+    RestartUnit {
+        /// The `[[systemd]]` entry's name or unit.
+        unit: String,
+        /// Do it (default: print the plan only).
+        #[arg(long)]
+        apply: bool,
+    },
     /// Put a service back on the version before (or `--to`), from the release ledger triage
     /// keeps: recreated alike on the older image, waited for, and put back on the version it
     /// came from when it does not become ready. Planned first.
@@ -843,6 +852,9 @@ where
         Command::Pg(cmd) => runtime().and_then(|rt| rt.block_on(perf::pg(&cli, cmd, env, out))),
         Command::Redis(cmd) => runtime().and_then(|rt| rt.block_on(perf::redis(&cli, cmd, env, out))),
         Command::Restart(args) => runtime().and_then(|rt| rt.block_on(perf::restart(&cli, args, env, out))),
+        Command::RestartUnit { unit, apply } => runtime().and_then(|rt| {
+            rt.block_on(perf::act(&cli, env, out, ops_act::Action::RestartUnit { unit: unit.clone() }, *apply))
+        }),
         Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(perf::rollback(&cli, args, env, out))),
         Command::Stack(cmd) => runtime().and_then(|rt| rt.block_on(perf::stack(&cli, cmd, env, out))),
         Command::Disk(cmd) => runtime().and_then(|rt| rt.block_on(perf::disk(&cli, cmd, env, out))),

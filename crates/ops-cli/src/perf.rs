@@ -47,7 +47,7 @@ pub(crate) async fn perf(
 }
 
 /// Plans an action, and applies it with `--apply`.
-async fn act(
+pub(crate) async fn act(
     cli: &Cli,
     env: &BTreeMap<String, String>,
     out: &mut dyn Write,

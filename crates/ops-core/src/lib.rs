@@ -33,6 +33,7 @@ pub mod releases;
 pub mod schedule;
 pub mod secret;
 pub mod stack;
+pub mod systemd;
 pub mod units;
 pub mod vocab;
 

@@ -1,6 +1,7 @@
 //! `[[systemd]]`: a systemd unit (the runbooks' `systemctl status caddy`, `systemctl status
 //! gitea-runner`) or timer (a backup timer), read with `systemctl show --property=…` (argv,
-//! never a shell) on this host, or by `docker exec` in a container that runs systemd.
+//! never a shell; through `ops_core::systemd`) on this host, or by `docker exec` in a container
+//! that runs systemd.
 //!
 //! - not loaded (no such unit): `unit-failed` critical;
 //! - `failed`: critical, with its result and last exit status;
@@ -16,72 +17,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ops_core::config::SystemdCheckConfig;
-use ops_core::ports::ExecSpec;
+use ops_core::systemd::show;
 use ops_core::{Context, Runbook, Status};
 
 use crate::report::{Observation, ProbeKind, ProbeReport, Problem, Unit};
 use crate::support::within;
 
-/// Properties read of every unit.
-const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainStatus,ExecMainCode,\
-StateChangeTimestamp,ActiveEnterTimestamp,Unit,LastTriggerUSec,NextElapseUSecRealtime,Description";
-
-/// `systemctl show` of `unit` (here, or in `container`): its properties.
-async fn show(
-    ctx: &Context,
-    container: Option<&str>,
-    unit: &str,
-    timeout: Duration,
-) -> Result<BTreeMap<String, String>, String> {
-    let argv = vec![
-        "systemctl".to_owned(),
-        "show".to_owned(),
-        format!("--property={PROPERTIES}"),
-        "--timestamp=utc".to_owned(),
-        "--".to_owned(),
-        unit.to_owned(),
-    ];
-    let (code, stdout, stderr) = match container {
-        Some(name) => {
-            let rt = ops_core::stack::runtime(ctx).map_err(|e| e.to_string())?;
-            let stack = ops_core::stack::Stack::read(ctx).await.map_err(|e| e.to_string())?;
-            let found = stack.find(name).map_err(|e| e.to_string())?;
-            let c = found.first().ok_or_else(|| format!("no container {name}"))?;
-            let out = rt
-                .exec(&c.name, &ExecSpec { cmd: argv, timeout: Some(timeout), ..ExecSpec::default() })
-                .await
-                .map_err(|e| e.to_string())?;
-            (out.exit_code, out.stdout, out.stderr)
-        }
-        None => {
-            let out = tokio::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .env("SYSTEMD_PAGER", "")
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .map_err(|e| format!("cannot run systemctl: {e}"))?;
-            (
-                i64::from(out.status.code().unwrap_or(-1)),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        }
-    };
-    if code != 0 {
-        let why = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no reason given");
-        return Err(format!("systemctl show failed (exit {code}): {}", crate::evidence_line(why)));
-    }
-    Ok(stdout
-        .lines()
-        .take(256)
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.trim().to_owned())))
-        .collect())
-}
-
 /// A systemd timestamp (`Thu 2026-12-03 14:00:00 UTC`, with `--timestamp=utc`).
-fn timestamp(text: &str) -> Option<DateTime<Utc>> {
+pub fn timestamp(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
     if text.is_empty() || text == "n/a" || text == "0" {
         return None;
@@ -114,8 +57,8 @@ pub async fn probe(ctx: &Context, check: &SystemdCheckConfig, timeout: Duration)
     within(base, timeout, |mut report| async move {
         let props = match show(ctx, check.container.as_deref(), &check.unit, timeout).await {
             Ok(p) => p,
-            Err(reason) => {
-                report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, reason));
+            Err(e) => {
+                report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, crate::evidence_line(&e.to_string())));
                 return report;
             }
         };

@@ -73,9 +73,10 @@ pub struct ActionResult {
 
 /// The actions of `ops-act` a runbook may name (a pid is not a runbook's to know, so no
 /// `terminate`).
-pub const ACT: [&str; 13] = [
+pub const ACT: [&str; 14] = [
     "rollback",
     "restart",
+    "restart-unit",
     "restart-dependents",
     "start",
     "stop",
@@ -343,6 +344,7 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
                 }
                 ops_act::Action::RedisSetPolicy { cache, .. } => format!("cache:{}", ctx.cache(cache.as_deref())?.0),
                 ops_act::Action::EnginePrune { .. } => "engine".to_owned(),
+                ops_act::Action::RestartUnit { unit } => format!("unit:{}", ops_core::systemd::configured(ctx, unit)?.unit),
                 // One host's disks, whatever the items.
                 ops_act::Action::DiskClean { .. } => "host".to_owned(),
                 ops_act::Action::StartStack {} | ops_act::Action::StopStack {} => {
