@@ -79,7 +79,9 @@ async fn sql_checks_judge_the_newest_rows_age_and_never_write() {
              [[sql]]\nname = \"indexer-lag\"\nquery = \"SELECT max(created_at) FROM events\"\nwarn-above = 300\ncritical-above = 600\n\n\
              [[sql]]\nname = \"lag-seconds\"\nquery = \"SELECT extract(epoch FROM now() - max(created_at)) FROM events\"\nwarn-above = 300\ncritical-above = 600\n\n\
              [[sql]]\nname = \"sneaky\"\nquery = \"SELECT bump()\"\nwarn-above = 1000\n\n\
-             [[sql]]\nname = \"two-rows\"\nquery = \"SELECT ledger_sequence FROM events UNION ALL SELECT 2\"\nwarn-above = 1\n",
+             [[sql]]\nname = \"two-rows\"\nquery = \"SELECT ledger_sequence FROM events UNION ALL SELECT 2\"\nwarn-above = 1\n\n\
+             [[sql]]\nname = \"forever\"\nquery = \"SELECT 'infinity'::timestamptz\"\nwarn-above = 1\n\n\
+             [[sql]]\nname = \"slow\"\nquery = \"SELECT 1 FROM pg_sleep(5)\"\nwarn-above = 1\ntimeout-secs = 1\n",
             pg.url("postgres", "postgres", "app")
         ),
     );
@@ -103,6 +105,12 @@ async fn sql_checks_judge_the_newest_rows_age_and_never_write() {
     assert_eq!(psql(&pg, "SELECT count(*) FROM events"), "1", "nothing was written");
     let (_, r, _) = check(&config, "sql:two-rows", &[]).await;
     assert!(r["message"].as_str().unwrap().contains("more than one row"), "{r:#}");
+    let (_, r, _) = check(&config, "sql:forever", &[]).await;
+    assert_eq!(r["status"], "unknown", "{r:#}");
+    assert!(r["message"].as_str().unwrap().contains("infinity"), "{r:#}");
+    let (_, r, _) = check(&config, "sql:slow", &[]).await;
+    assert_eq!(r["status"], "unknown", "{r:#}");
+    assert!(r["message"].as_str().unwrap().contains("statement_timeout"), "{r:#}");
 
     // A write in the configuration is refused when it loads, naming file, line and key.
     let bad = write_config(
@@ -847,12 +855,14 @@ async fn systemd_units_active_failed_restarting_and_a_timer() {
         &dir,
         &format!(
             "[project]\ncompose-project = \"{project}\"\n\n[perf]\naudit-log = \"{}\"\n\n\
+             [state]\nurl = \"sqlite://{}/state.db\"\n\n\
              [[systemd]]\nunit = \"good.service\"\ncontainer = \"host\"\n\n\
              [[systemd]]\nunit = \"bad.service\"\ncontainer = \"host\"\n\n\
              [[systemd]]\nunit = \"flappy.service\"\ncontainer = \"host\"\n\n\
              [[systemd]]\nunit = \"tick.timer\"\ncontainer = \"host\"\n\n\
              [[systemd]]\nunit = \"missing.service\"\ncontainer = \"host\"\n",
-            dir.path().join("audit.jsonl").display()
+            dir.path().join("audit.jsonl").display(),
+            dir.path().display()
         ),
     );
     let (code, r, _) = check(&config, "systemd:good", &[]).await;
@@ -910,4 +920,23 @@ async fn systemd_units_active_failed_restarting_and_a_timer() {
     assert_eq!(results, ["started", "ok"]);
     assert_ne!(refused.0, 0);
     assert!(refused.2.contains("only a configured unit may be restarted"), "{}", refused.2);
+
+    // The built-in unit-failed runbook, from the incident's check: a stopped unit is restarted
+    // and verified.
+    docker(&["exec", &name, "systemctl", "stop", "good.service"]);
+    let (_, r, _) = check(&config, "systemd:good", &[]).await;
+    assert_eq!(problem_runbooks(&r), ["unit-failed"], "{r:#}");
+    let config_s = config.display().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        opsctl(
+            &["--config", &config_s, "--json", "runbook", "run", "unit-failed", "--param", "unit=good", "--apply"],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!((code, run["status"].as_str()), (0, Some("succeeded")), "{run:#} {err}");
+    let (_, r, _) = check(&config, "systemd:good", &[]).await;
+    assert_eq!(r["status"], "ok", "{r:#}");
 }

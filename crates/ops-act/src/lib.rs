@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 mod disk;
 pub mod pg;
 mod rollback;
-mod systemd;
 pub mod services;
+mod systemd;
 
 pub use disk::{DEFAULT_JOURNAL_KEEP_DAYS, DEFAULT_LOGS_OVER_BYTES, DiskItem, estimate as disk_estimate};
 use ops_core::audit::Audit;

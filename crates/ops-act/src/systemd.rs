@@ -80,7 +80,12 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
     let before = match show(ctx, container, &unit.unit, CALL).await {
         Ok(p) if p.get("LoadState").map(String::as_str) == Some("loaded") => p,
         Ok(_) => {
-            let o = outcome(false, "skipped: the unit is no longer loaded".to_owned(), serde_json::Value::Null, serde_json::Value::Null);
+            let o = outcome(
+                false,
+                "skipped: the unit is no longer loaded".to_owned(),
+                serde_json::Value::Null,
+                serde_json::Value::Null,
+            );
             crate::services::record(audit, &plan.action, &o)?;
             return Ok(vec![o]);
         }
@@ -92,15 +97,29 @@ pub async fn apply(ctx: &Context, plan: &ActionPlan, audit: &Audit) -> Result<Ve
     };
     // The intent first: a restart whose record cannot be written does not happen.
     audit.record(plan.action.name(), &target, state(&before), serde_json::Value::Null, "started")?;
-    let (code, _, stderr) = match systemctl(ctx, container, &["restart", "--", &unit.unit], CALL).await {
-        Ok(r) => r,
-        Err(e) => (-1, String::new(), e.to_string()),
-    };
-    let o = if code == 0 {
-        wait_active(ctx, container, &unit.unit, &before).await
-    } else {
-        let why = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no reason given").to_owned();
-        (false, format!("systemctl restart failed (exit {code}): {why}"), serde_json::Value::Null)
+    let o = match systemctl(ctx, container, &["restart", "--", &unit.unit], CALL).await {
+        // A oneshot's start job ends when its command does: systemctl's answer is the run's.
+        Ok((0, _, _)) if before.get("Type").map(String::as_str) == Some("oneshot") => {
+            let after = show(ctx, container, &unit.unit, CALL).await.unwrap_or_default();
+            let ok = after.get("Result").map(String::as_str) == Some("success");
+            let result = if ok {
+                "ok".to_owned()
+            } else {
+                format!("the run failed: result {}", after.get("Result").cloned().unwrap_or_default())
+            };
+            (ok, result, state(&after))
+        }
+        Ok((0, _, _)) => wait_active(ctx, container, &unit.unit, &before).await,
+        Ok((code, _, stderr)) => {
+            let why = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no reason given").to_owned();
+            (false, format!("systemctl restart failed (exit {code}): {why}"), serde_json::Value::Null)
+        }
+        Err(e) if e.kind() == ops_core::ErrorKind::Timeout => (
+            false,
+            format!("systemctl restart did not answer within {} s: the restart may still be under way", CALL.as_secs()),
+            serde_json::Value::Null,
+        ),
+        Err(e) => (false, format!("systemctl restart could not run: {e}"), serde_json::Value::Null),
     };
     let o = outcome(o.0, o.1, state(&before), o.2);
     crate::services::record(audit, &plan.action, &o)?;

@@ -11,7 +11,7 @@ use crate::ports::ExecSpec;
 use crate::{Context, Error, Result};
 
 /// Properties [`show`] reads.
-pub const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainStatus,ExecMainCode,\
+pub const PROPERTIES: &str = "Id,Type,LoadState,ActiveState,SubState,Result,NRestarts,ExecMainStatus,ExecMainCode,\
 ExecMainPID,StateChangeTimestamp,ActiveEnterTimestamp,Unit,LastTriggerUSec,NextElapseUSecRealtime,Description";
 
 /// Properties of a unit, by name.
@@ -71,7 +71,10 @@ pub async fn show(ctx: &Context, container: Option<&str>, unit: &str, timeout: D
         systemctl(ctx, container, &["show", &property, "--timestamp=utc", "--", unit], timeout).await?;
     if code != 0 {
         let why = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no reason given");
-        return Err(Error::unavailable(format!("systemctl show failed (exit {code}): {}", why.chars().take(200).collect::<String>())));
+        return Err(Error::unavailable(format!(
+            "systemctl show failed (exit {code}): {}",
+            why.chars().take(200).collect::<String>()
+        )));
     }
     Ok(stdout
         .lines()
@@ -87,8 +90,6 @@ pub async fn show(ctx: &Context, container: Option<&str>, unit: &str, timeout: D
 /// `InvalidInput` when none is configured by that name.
 pub fn configured<'a>(ctx: &'a Context, name: &str) -> Result<&'a SystemdCheckConfig> {
     ctx.config.systemd.iter().find(|c| c.check_name() == name || c.unit == name).ok_or_else(|| {
-        Error::invalid_input(format!(
-            "no [[systemd]] entry named {name:?}: only a configured unit may be restarted"
-        ))
+        Error::invalid_input(format!("no [[systemd]] entry named {name:?}: only a configured unit may be restarted"))
     })
 }

@@ -212,7 +212,7 @@ async fn probe_one(
         && d.error.as_deref().is_some_and(|e| e.contains("address already in use") || e.contains("already allocated"))
     {
         for port in &d.published_ports {
-            let held = crate::ports::holders(*port);
+            let held = crate::ports::holders_of(*port).await;
             report.evidence.extend(held.iter().map(|h| format!("port {port} is held by {}", h.describe())));
         }
     }

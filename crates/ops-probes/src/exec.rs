@@ -139,7 +139,9 @@ fn http_tools(url: &str, follow: bool, secs: u64) -> Vec<Tool> {
     if follow {
         curl.extend(["-L".to_owned(), "--max-redirs".to_owned(), crate::net::MAX_REDIRECTS.to_string()]);
     }
-    curl.extend(["-w".to_owned(), "\n%{http_code}".to_owned(), "--".to_owned(), url.to_owned()]);
+    // The status on stderr (curl 7.63 and later): the body on stdout may be cut at the
+    // engine's output bound, and may end in digits of its own.
+    curl.extend(["-w".to_owned(), "%{stderr}\n%{http_code}\n".to_owned(), "--".to_owned(), url.to_owned()]);
     // `-S` prints each response head on stderr (not with `-q` in GNU wget); one try only in
     // GNU wget (busybox's has no `-t`: a usage answer moves on to the next tool).
     let wget = |gnu: bool| {
@@ -171,6 +173,13 @@ fn tcp_tools(host: &str, port: u16, secs: u64) -> Vec<Tool> {
             kind: ToolKind::Tcp,
         },
         // A constant script; host and port are positional arguments, never part of the text.
+        // Under `timeout`, so a connection that hangs ends in the container too.
+        Tool {
+            argv: ["timeout", &secs, "bash", "-c", "exec 3<>\"/dev/tcp/$0/$1\"", host, &port.to_string()]
+                .map(str::to_owned)
+                .to_vec(),
+            kind: ToolKind::Tcp,
+        },
         Tool {
             argv: ["bash", "-c", "exec 3<>\"/dev/tcp/$0/$1\"", host, &port.to_string()].map(str::to_owned).to_vec(),
             kind: ToolKind::Tcp,
@@ -205,12 +214,10 @@ async fn run_first(
     Err(format!("{container} has none of {} to make the request with", tried.join(", ")))
 }
 
-/// The status code of a curl `-w "\n%{http_code}"` answer, and the body before it.
-fn curl_answer(stdout: &str) -> (Option<u16>, &str) {
-    match stdout.rsplit_once('\n') {
-        Some((body, code)) => (code.trim().parse().ok().filter(|c| *c != 0), body),
-        None => (stdout.trim().parse().ok().filter(|c| *c != 0), ""),
-    }
+/// The status code curl wrote last on stderr (`-w "%{stderr}\n%{http_code}\n"`; `000` when
+/// there was no answer).
+fn curl_status(stderr: &str) -> Option<u16> {
+    stderr.lines().map(str::trim).rfind(|l| !l.is_empty())?.parse().ok().filter(|c| *c != 0)
 }
 
 /// The status of the last response head a `wget -S` printed (`  HTTP/1.1 200 OK`).
@@ -259,10 +266,7 @@ pub async fn http_probe(ctx: &Context, check: &HttpCheckConfig, container: &str,
         };
         report.observe(Observation::new("total", crate::net::millis(started.elapsed()), Unit::Milliseconds));
         let (status, body) = match kind {
-            ToolKind::Curl => {
-                let (code, body) = curl_answer(&out.stdout);
-                (code, body.to_owned())
-            }
+            ToolKind::Curl => (curl_status(&out.stderr), out.stdout.clone()),
             _ => (wget_status(&out.stderr), out.stdout.clone()),
         };
         report.exchange_ok = Some(false);
@@ -359,8 +363,8 @@ mod tests {
 
     #[test]
     fn answers_of_the_tools_are_read() {
-        assert_eq!(curl_answer("{\"ok\":true}\n200"), (Some(200), "{\"ok\":true}"));
-        assert_eq!(curl_answer("\n000"), (None, ""));
+        assert_eq!(curl_status("\n200\n"), Some(200));
+        assert_eq!(curl_status("curl: (6) Could not resolve host: indexer\n000\n"), None);
         let wget =
             "  HTTP/1.1 301 Moved\n  Location: /x\n  HTTP/1.1 503 Service Unavailable\nwget: server returned error";
         assert_eq!(wget_status(wget), Some(503));
@@ -370,7 +374,8 @@ mod tests {
     #[test]
     fn the_tcp_script_is_a_constant_and_the_target_its_arguments() {
         let tools = tcp_tools("x; rm -rf /", 1, 3);
-        assert_eq!(tools[1].argv[2], "exec 3<>\"/dev/tcp/$0/$1\"");
-        assert_eq!(tools[1].argv[3], "x; rm -rf /");
+        assert_eq!(tools[2].argv[2], "exec 3<>\"/dev/tcp/$0/$1\"");
+        assert_eq!(tools[2].argv[3], "x; rm -rf /");
+        assert_eq!(tools[1].argv[..3], ["timeout", "3", "bash"]);
     }
 }

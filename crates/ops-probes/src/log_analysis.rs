@@ -5,7 +5,8 @@
 //!
 //! A file is read from its end, at most `max-bytes` (16 MiB by default), and its first, cut
 //! line dropped; a container's log is read through the engine (`--since` the window, or the
-//! last `lines`). Nothing is ever read whole.
+//! last `lines`; at most 50,000 lines, the newest within `max-bytes` kept). Nothing is ever
+//! read whole.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -22,8 +23,10 @@ use crate::support::{clip, evidence_line, within};
 
 /// Bytes read from the end of a file by default.
 const DEFAULT_MAX_BYTES: u64 = 16 << 20;
-/// Lines asked of the engine at most for a container's log.
-const MAX_CONTAINER_LINES: usize = 200_000;
+/// Lines asked of the engine at most for a container's log (the engine applies it).
+const MAX_CONTAINER_LINES: usize = 50_000;
+/// Characters of a client address shown (evidence, the metric label).
+const CLIENT_CHARS: usize = 64;
 /// Matching lines kept as evidence.
 const SAMPLES: usize = 5;
 
@@ -79,19 +82,24 @@ async fn lines_of(
     let stack = ops_core::stack::Stack::read(ctx).await.map_err(|e| e.to_string())?;
     let found = stack.find(name).map_err(|e| e.to_string())?;
     let mut all = Vec::new();
-    let mut bytes = 0u64;
     let mut cut = false;
     for c in found {
+        // The engine sends the last `tail` lines (a bound on what it sends), oldest first;
+        // of those, the newest that fit in `max_bytes` are kept.
         let lines = rt.logs(&c.id, &options).await.map_err(|e| e.to_string())?;
         cut |= options.tail.is_some_and(|t| lines.len() >= t);
-        for l in lines {
-            bytes += l.text.len() as u64 + 1;
-            if bytes > max_bytes {
-                cut = true;
-                break;
-            }
-            all.push((l.timestamp, l.text));
-        }
+        let mut bytes = 0u64;
+        let keep = lines
+            .iter()
+            .rev()
+            .take_while(|l| {
+                bytes += l.text.len() as u64 + 1;
+                bytes <= max_bytes
+            })
+            .count();
+        cut |= keep < lines.len();
+        let first = lines.len() - keep;
+        all.extend(lines.into_iter().skip(first).map(|l| (l.timestamp, l.text)));
     }
     Ok((all, cut))
 }
@@ -225,10 +233,14 @@ pub fn top_clients<'a>(lines: impl IntoIterator<Item = &'a str>, top: usize) -> 
             total += 1;
         }
     }
-    let mut list: Vec<ClientCount> =
-        counts.into_iter().map(|(client, requests)| ClientCount { client: client.to_owned(), requests }).collect();
-    list.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.client.cmp(&b.client)));
+    let mut list: Vec<(&str, u64)> = counts.into_iter().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     list.truncate(top);
+    // A log line's first field is whatever was written there: shown clipped and redacted.
+    let list = list
+        .into_iter()
+        .map(|(client, requests)| ClientCount { client: clip(&evidence_line(client), CLIENT_CHARS), requests })
+        .collect();
     (list, total)
 }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Directory entries of `/proc` and of one process's `fd` read at most: a bound on the walk.
+/// Directory entries read at most in one walk (processes and their descriptors together).
 const MAX_ENTRIES: usize = 200_000;
 
 /// A process listening on a port.
@@ -43,6 +43,11 @@ pub fn holders(port: u16) -> Vec<PortHolder> {
     holders_in(Path::new("/proc"), port)
 }
 
+/// [`holders`] on a blocking thread, for async callers (the walk reads many small files).
+pub async fn holders_of(port: u16) -> Vec<PortHolder> {
+    tokio::task::spawn_blocking(move || holders(port)).await.unwrap_or_default()
+}
+
 fn holders_in(proc: &Path, port: u16) -> Vec<PortHolder> {
     let mut sockets: BTreeMap<u64, (String, u32)> = BTreeMap::new();
     for (file, v6) in [("net/tcp", false), ("net/tcp6", true)] {
@@ -56,11 +61,20 @@ fn holders_in(proc: &Path, port: u16) -> Vec<PortHolder> {
         return Vec::new();
     }
     let mut found = Vec::new();
+    let mut budget = MAX_ENTRIES;
     let Ok(entries) = std::fs::read_dir(proc) else { return found };
-    for entry in entries.flatten().take(MAX_ENTRIES) {
+    for entry in entries.flatten() {
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-        for fd in fds.flatten().take(MAX_ENTRIES) {
+        for fd in fds.flatten() {
+            if budget == 0 {
+                break;
+            }
+            budget -= 1;
             let Ok(target) = std::fs::read_link(fd.path()) else { continue };
             let Some(inode) = target
                 .to_str()

@@ -58,7 +58,11 @@ pub async fn probe(ctx: &Context, check: &SystemdCheckConfig, timeout: Duration)
         let props = match show(ctx, check.container.as_deref(), &check.unit, timeout).await {
             Ok(p) => p,
             Err(e) => {
-                report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, crate::evidence_line(&e.to_string())));
+                report.problem(Problem::new(
+                    Runbook::ProbeFailed,
+                    Status::Unknown,
+                    crate::evidence_line(&e.to_string()),
+                ));
                 return report;
             }
         };

@@ -50,7 +50,11 @@ pub async fn probe(check: &TcpCheckConfig, options: &NetOptions) -> ProbeReport 
             // A local port that refuses: is it held by a process listening elsewhere (another
             // address, the other IP family)? The runbooks' `lsof -i :PORT`.
             let evidence: Vec<String> = if is_local(&host) {
-                crate::ports::holders(port).iter().map(|h| format!("port {port} is held by {}", h.describe())).collect()
+                crate::ports::holders_of(port)
+                    .await
+                    .iter()
+                    .map(|h| format!("port {port} is held by {}", h.describe()))
+                    .collect()
             } else {
                 Vec::new()
             };

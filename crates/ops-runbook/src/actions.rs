@@ -344,7 +344,9 @@ pub async fn plan(ctx: &Context, action: &Resolved) -> Result<(ActionPreview, Op
                 }
                 ops_act::Action::RedisSetPolicy { cache, .. } => format!("cache:{}", ctx.cache(cache.as_deref())?.0),
                 ops_act::Action::EnginePrune { .. } => "engine".to_owned(),
-                ops_act::Action::RestartUnit { unit } => format!("unit:{}", ops_core::systemd::configured(ctx, unit)?.unit),
+                ops_act::Action::RestartUnit { unit } => {
+                    format!("unit:{}", ops_core::systemd::configured(ctx, unit)?.unit)
+                }
                 // One host's disks, whatever the items.
                 ops_act::Action::DiskClean { .. } => "host".to_owned(),
                 ops_act::Action::StartStack {} | ops_act::Action::StopStack {} => {

@@ -34,6 +34,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("full-stack-restart.md", include_str!("../runbooks/full-stack-restart.md")),
     ("restore-database.md", include_str!("../runbooks/restore-database.md")),
     ("backup-stale.md", include_str!("../runbooks/backup-stale.md")),
+    ("unit-failed.md", include_str!("../runbooks/unit-failed.md")),
     ("docker-down.md", include_str!("../runbooks/docker-down.md")),
 ];
 
@@ -155,6 +156,7 @@ impl Catalog {
                 crate::format::ParamKind::Database => from(&["postgres"]),
                 crate::format::ParamKind::Cache => from(&["redis", "queue"]),
                 crate::format::ParamKind::Service => from(&["container", "logs"]),
+                crate::format::ParamKind::Unit => from(&["systemd"]),
                 crate::format::ParamKind::Check
                     if p.of.as_deref().is_none_or(|of| check.split(':').next() == Some(of)) =>
                 {

@@ -1282,7 +1282,8 @@ pub fn resolve_params(ctx: &Context, rb: &Runbook, opts: &RunOptions) -> Result<
             match (p.kind, kind) {
                 (ParamKind::Database, "postgres")
                 | (ParamKind::Cache, "redis" | "queue")
-                | (ParamKind::Service, "container" | "logs") => Some(rest.to_owned()),
+                | (ParamKind::Service, "container" | "logs")
+                | (ParamKind::Unit, "systemd") => Some(rest.to_owned()),
                 (ParamKind::Check, kind) if !i.check.is_empty() && p.of.as_deref().is_none_or(|of| of == kind) => {
                     Some(i.check.clone())
                 }
@@ -1320,6 +1321,7 @@ pub fn resolve_params(ctx: &Context, rb: &Runbook, opts: &RunOptions) -> Result<
         match p.kind {
             ParamKind::Database => drop(ctx.database(Some(&value))?),
             ParamKind::Cache => drop(ctx.cache(Some(&value))?),
+            ParamKind::Unit => drop(ops_core::systemd::configured(ctx, &value)?),
             _ => {}
         }
         out.insert(name.clone(), value);

@@ -57,6 +57,8 @@ pub enum ParamKind {
     Service,
     /// A check name (the incident's check).
     Check,
+    /// A `[[systemd]]` entry's name (from `systemd:NAME`).
+    Unit,
     /// Free text.
     Text,
     /// A number.
@@ -238,10 +240,10 @@ impl From<LoadError> for ops_core::Error {
 const COMMON_KEYS: [&str; 5] = ["id", "title", "when", "on-failure", "timeout-secs"];
 /// Keys of the guards (action steps only).
 const GUARD_KEYS: [&str; 6] = ["unless", "budget", "budget-window-mins", "cooldown-secs", "approval", "lock"];
-/// The keys that say what kind a step is.
 /// A `verify` step's default settle window, seconds.
 pub const VERIFY_SETTLE_SECS: u64 = 30;
 
+/// The keys that say what kind a step is.
 const KIND_KEYS: [&str; 6] = ["check", "action", "wait", "manual", "verify", "escalate"];
 
 /// Longest runbook file: runbooks are read by people.

@@ -215,7 +215,7 @@ interpolate_fields!(PrometheusCheckConfig { name, url, jobs, depends_on });
 interpolate_fields!(CeleryCheckConfig { name, flower_url, workers, cache, queues, depends_on });
 interpolate_fields!(SystemdCheckConfig { unit, name, container, depends_on });
 interpolate_fields!(SmtpCheckConfig { name, address, server_name, ca_file, username, password, depends_on });
-interpolate_fields!(ExecCheckConfig { name, container, command, expect_output, depends_on });
+interpolate_fields!(ExecCheckConfig { name, container, depends_on });
 interpolate_fields!(LogPatternConfig { name, container, file, depends_on });
 interpolate_fields!(AccessLogConfig { name, container, file, depends_on });
 interpolate_fields!(DnsCheckConfig { name, expect });

@@ -416,13 +416,26 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         for name in check.headers.keys() {
             check_header(name).map_err(|m| err(&["http", &idx, "headers"], m))?;
         }
-        if let Some(bad) =
-            check.headers.iter().find(|(_, v)| v.expose().bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f))
-        {
-            return Err(err(&["http", &idx, "headers"], format!("the value of {} has a control character", bad.0)));
+        // What an HTTP header value may hold: visible ASCII, spaces and tabs.
+        let printable = |v: &str| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+        if let Some(bad) = check.headers.iter().find(|(_, v)| !printable(v.expose())) {
+            return Err(err(
+                &["http", &idx, "headers"],
+                format!("the value of {} may hold only visible ASCII, spaces and tabs", bad.0),
+            ));
         }
         if check.from_container.as_deref().is_some_and(str::is_empty) {
             return Err(err(&["http", &idx, "from-container"], "names a container or Compose service".into()));
+        }
+        // In a container the URL is an argument of curl or wget: in its process list and in
+        // the engine's record of the exec. A URL with a secret in it stays on this side.
+        if check.from_container.is_some() && crate::secret::redact_url(check.url.expose()) != check.url.expose() {
+            return Err(err(
+                &["http", &idx, "from-container"],
+                "cannot be used with a URL holding credentials or a token: they would show in the container's \
+                 process list"
+                    .into(),
+            ));
         }
         if check.from_container.is_some() && !check.headers.is_empty() {
             return Err(err(
@@ -435,6 +448,10 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         let idx = i.to_string();
         named(&mut seen, "sql", &idx, i, &check.name, &err)?;
         read_only::check(&check.query).map_err(|m| err(&["sql", &idx, "query"], format!("the query {m}")))?;
+        let thresholds = [check.warn_above, check.critical_above, check.warn_below, check.critical_below];
+        if thresholds.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(err(&["sql", &idx, "name"], "thresholds must be finite numbers".into()));
+        }
         if [check.warn_above, check.critical_above, check.warn_below, check.critical_below].iter().all(Option::is_none)
         {
             return Err(err(
@@ -524,6 +541,14 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
         named(&mut seen, "exec", &idx, i, &check.name, &err)?;
         if check.container.trim().is_empty() {
             return Err(err(&["exec", &idx, "container"], "names a container or Compose service".into()));
+        }
+        if check.command.iter().chain(check.expect_output.iter()).any(|a| a.contains("${")) {
+            return Err(err(
+                &["exec", &idx, "command"],
+                "may not use ${…}: a value from the environment would show in the container's process list and in \
+                 the check's output"
+                    .into(),
+            ));
         }
         if check.command.first().is_none_or(|c| c.trim().is_empty()) {
             return Err(err(
@@ -810,7 +835,8 @@ fn validate_thresholds(cfg: &OpsConfig) -> Result<(), (Vec<&'static str>, String
     Ok(())
 }
 
-/// A check's name: present, and unique among the checks of every kind.
+/// A check's name: present, and unique among the checks of its kind (`kind:name` is what
+/// triage and runbooks name).
 fn named<E>(
     seen: &mut BTreeMap<String, String>,
     kind: &str,

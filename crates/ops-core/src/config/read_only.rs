@@ -4,7 +4,10 @@
 //! so a write fails on the server anyway; this check refuses it earlier, with the file and
 //! key, and also refuses what a read-only transaction allows but a check must not do:
 //! signalling backends, taking advisory locks, changing settings, reading server files.
-//! Words inside string literals, quoted identifiers and comments are not looked at.
+//! Words inside string literals and comments are not looked at; quoted identifiers are names
+//! like any other. A word list is never complete: run checks as a role that may only read
+//! (`GRANT pg_read_all_data`, or `SELECT` on the tables they read), so the server refuses what
+//! this check cannot foresee.
 
 /// Statement words that write, lock, or change the session.
 const REFUSED_WORDS: [&str; 30] = [
@@ -41,7 +44,7 @@ const REFUSED_WORDS: [&str; 30] = [
 ];
 
 /// Functions with effects a read-only transaction still allows, or that read the server's files.
-const REFUSED_FUNCTION_PREFIXES: [&str; 17] = [
+const REFUSED_FUNCTION_PREFIXES: [&str; 29] = [
     "pg_terminate_backend",
     "pg_cancel_backend",
     "pg_advisory",
@@ -59,6 +62,20 @@ const REFUSED_FUNCTION_PREFIXES: [&str; 17] = [
     "lo_",
     "dblink",
     "pg_notify",
+    // These run the SQL text they are given, which this check never sees.
+    "query_to_xml",
+    "cursor_to_xml",
+    "table_to_xml",
+    "schema_to_xml",
+    "database_to_xml",
+    "xpath",
+    // Allowed in a read-only transaction, and not a check's to do.
+    "pg_stat_reset",
+    "pg_create_",
+    "pg_drop_",
+    "pg_replication_slot",
+    "txid_current",
+    "pg_current_xact_id",
 ];
 
 /// `Ok` when `query` is one statement that starts with `SELECT`, `WITH`, `VALUES` or `TABLE`
@@ -76,7 +93,8 @@ pub(crate) fn check(query: &str) -> Result<(), String> {
         if REFUSED_WORDS.contains(&w.as_str()) {
             return Err(format!("is not read-only: {} is refused in a check", w.to_uppercase()));
         }
-        if let Some(f) = REFUSED_FUNCTION_PREFIXES.iter().find(|p| w.starts_with(*p)) {
+        let name = w.strip_prefix('"').unwrap_or(w);
+        if let Some(f) = REFUSED_FUNCTION_PREFIXES.iter().find(|p| name.starts_with(*p)) {
             return Err(format!("calls {}…, which a check may not", f.trim_end_matches('_')));
         }
     }
@@ -100,8 +118,17 @@ fn words_outside_literals(q: &str) -> Result<Vec<String>, String> {
     while i < b.len() {
         let c = b[i];
         match c {
-            b'\'' | b'"' => {
-                let close = find_close(b, i + 1, c).ok_or("has an unclosed quote")?;
+            b'\'' => {
+                // `E'…'` (or `e'…'`) escapes with a backslash; a standard string does not.
+                let escaped = i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !is_word(b[i - 2]));
+                let close = find_close(b, i + 1, c, escaped).ok_or("has an unclosed quote")?;
+                i = close + 1;
+            }
+            b'"' => {
+                // A quoted identifier is a name like any other: `"pg_terminate_backend"(…)`.
+                let close = find_close(b, i + 1, c, false).ok_or("has an unclosed quote")?;
+                // Marked with its quote: never a keyword, but a function name all the same.
+                out.push(format!("\"{}", q[i + 1..close].replace("\"\"", "\"").to_ascii_lowercase()));
                 i = close + 1;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -130,7 +157,7 @@ fn words_outside_literals(q: &str) -> Result<Vec<String>, String> {
             }
             _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+                while i < b.len() && is_word(b[i]) {
                     i += 1;
                 }
                 out.push(q[start..i].to_ascii_lowercase());
@@ -141,8 +168,13 @@ fn words_outside_literals(q: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// The index of the quote closing one opened before `from` (a doubled quote is a literal one).
-fn find_close(b: &[u8], mut from: usize, quote: u8) -> Option<usize> {
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+/// The index of the quote closing one opened before `from` (a doubled quote is a literal
+/// one; with `escaped`, a backslash escapes the next byte, as in PostgreSQL's `E'…'`).
+fn find_close(b: &[u8], mut from: usize, quote: u8, escaped: bool) -> Option<usize> {
     while from < b.len() {
         if b[from] == quote {
             if b.get(from + 1) == Some(&quote) {
@@ -151,9 +183,7 @@ fn find_close(b: &[u8], mut from: usize, quote: u8) -> Option<usize> {
             }
             return Some(from);
         }
-        // E'…' strings escape with a backslash; in a standard string it is a plain character,
-        // and treating it as an escape only ends the literal later, never earlier.
-        if b[from] == b'\\' && quote == b'\'' {
+        if escaped && b[from] == b'\\' {
             from += 2;
             continue;
         }
@@ -192,5 +222,18 @@ mod tests {
         assert!(refused("SELECT * FROM t FOR SHARE").contains("FOR SHARE"));
         assert!(refused("SELECT 'unclosed").contains("unclosed"));
         assert!(refused("  ").contains("empty"));
+        // Ways around a word list: a quoted name, a backslash that ends nothing in a standard
+        // string, SQL run from a string.
+        assert!(refused("SELECT \"pg_terminate_backend\"(pid) FROM pg_stat_activity").contains("pg_terminate_backend"));
+        assert!(
+            refused("SELECT 'x\\', pg_terminate_backend(pid) -- '\nFROM pg_stat_activity")
+                .contains("pg_terminate_backend")
+        );
+        assert!(
+            refused("SELECT query_to_xml('select pg_terminate_backend(1)', true, true, '')").contains("query_to_xml")
+        );
+        assert!(refused("SELECT pg_stat_reset()").contains("pg_stat_reset"));
+        // An escaped quote inside E'…' does not end it.
+        assert_eq!(check("SELECT E'it\\'s; drop' AS t"), Ok(()));
     }
 }

@@ -422,3 +422,69 @@ fn schedule_entries_parse_and_bad_ones_name_their_line_and_key() {
     let e = load_text(&text, &BTreeMap::new()).unwrap_err();
     assert!(e.to_string().contains("less than the time between two runs (300 s)"), "{e}");
 }
+
+#[test]
+fn checks_done_by_hand_refuse_what_would_leak_or_write() {
+    let no = |text: &str| load_text(text, &env(&[("TOKEN", "tok-9f8e7d6c")])).unwrap_err();
+    let e = no("[[sql]]\nname = \"lag\"\nquery = \"UPDATE t SET x = 1\"\nwarn-above = 1\n");
+    assert_eq!((e.key.as_deref(), e.line), (Some("sql.0.query"), Some(3)), "{e}");
+    let e = no("[[sql]]\nname = \"lag\"\nquery = \"SELECT 1\"\nwarn-above = nan\n");
+    assert!(e.message.contains("finite"), "{e}");
+    let e = no("[[sql]]\nname = \"lag\"\nquery = \"SELECT 1\"\n");
+    assert!(e.message.contains("needs a threshold"), "{e}");
+    // A URL with a secret, or headers, never become a curl argument in a container.
+    let e = no("[[http]]\nname = \"a\"\nurl = \"http://u:${TOKEN}@api/h\"\nfrom-container = \"web\"\n");
+    assert_eq!(e.key.as_deref(), Some("http.0.from-container"), "{e}");
+    assert!(!e.to_string().contains("tok-9f8e7d6c"), "{e}");
+    let e = no("[[http]]\nname = \"a\"\nurl = \"http://api/h?token=${TOKEN}\"\nfrom-container = \"web\"\n");
+    assert_eq!(e.key.as_deref(), Some("http.0.from-container"), "{e}");
+    let e = no(
+        "[[http]]\nname = \"a\"\nurl = \"http://api/h\"\nfrom-container = \"web\"\nheaders = { X-Key = \"${TOKEN}\" }\n",
+    );
+    assert_eq!(e.key.as_deref(), Some("http.0.headers"), "{e}");
+    let e = no("[[http]]\nname = \"a\"\nurl = \"http://api/h\"\nheaders = { \"Bad Name\" = \"x\" }\n");
+    assert_eq!(e.key.as_deref(), Some("http.0.headers"), "{e}");
+    let e = no("[[http]]\nname = \"a\"\nurl = \"http://api/h\"\nheaders = { X-Key = \"caf\u{e9}\" }\n");
+    assert!(e.message.contains("visible ASCII"), "{e}");
+    let e = no("[[exec]]\nname = \"t\"\ncontainer = \"web\"\ncommand = [\"curl\", \"-H\", \"${TOKEN}\"]\n");
+    assert_eq!(e.key.as_deref(), Some("exec.0.command"), "{e}");
+    assert!(!e.to_string().contains("tok-9f8e7d6c"), "{e}");
+    let e = no(
+        "[[smtp]]\nname = \"m\"\naddress = \"mail:25\"\ntls = \"none\"\nusername = \"u\"\npassword = \"${TOKEN}\"\n",
+    );
+    assert_eq!(e.key.as_deref(), Some("smtp.0.tls"), "{e}");
+    let e = no("[[log-patterns]]\nname = \"x\"\nfile = \"relative.log\"\npattern = \"a\"\nwarn-count = 1\n");
+    assert!(e.message.contains("absolute"), "{e}");
+    let e = no("[[systemd]]\nunit = \"-sshd\"\n");
+    assert_eq!(e.key.as_deref(), Some("systemd.0.unit"), "{e}");
+    // And a good set loads, the header and password kept secret.
+    let ok = load_text(
+        "[[http]]\nname = \"a\"\nurl = \"http://api/h\"\nheaders = { X-Key = \"${TOKEN}\" }\n\n\
+         [[smtp]]\nname = \"m\"\naddress = \"mail:587\"\nusername = \"u\"\npassword = \"${TOKEN}\"\n\n\
+         [[systemd]]\nunit = \"caddy.service\"\n",
+        &env(&[("TOKEN", "tok-9f8e7d6c")]),
+    )
+    .unwrap();
+    assert_eq!(ok.systemd[0].check_name(), "caddy");
+    assert!(!serde_json::to_string(&ok).unwrap().contains("tok-9f8e7d6c"));
+    assert!(!format!("{ok:?}").contains("tok-9f8e7d6c"));
+}
+
+#[test]
+fn the_example_file_loads() {
+    let text = include_str!("../../../../ops.example.toml");
+    let mut env: BTreeMap<String, String> = text
+        .match_indices("${")
+        .filter_map(|(i, _)| {
+            let name: String = text[i + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let value = if name.contains("WEBHOOK") { "https://hooks.example.com/x" } else { "examplesecret" };
+            (!name.is_empty()).then(|| (name, value.to_owned()))
+        })
+        .collect();
+    // As its comment says: the S3 credentials from the environment.
+    env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), "examplesecret".into());
+    let cfg = load_text(text, &env).unwrap_or_else(|e| panic!("ops.example.toml: {e}"));
+    assert_eq!((cfg.sql.len(), cfg.exec.len(), cfg.log_patterns.len()), (1, 1, 1));
+    assert!(cfg.http.iter().any(|h| h.from_container.as_deref() == Some("api")));
+}

@@ -769,14 +769,15 @@ impl Database for PostgresDatabase {
     }
 
     async fn query_value(&self, query: &str, timeout: Duration) -> Result<SqlValue> {
+        // A connection of its own, closed at the end, never one of the pool: a check dropped
+        // between BEGIN and ROLLBACK (its caller's time ran out) cannot hand a connection still
+        // in a read-only or aborted transaction to the next user, and nothing a query took
+        // (a session lock) outlives it.
         let work = async {
-            let mut conn = self.pool.acquire().await.map_err(|e| db_err(e, "connect"))?;
+            let mut conn = self.connect.connect().await.map_err(|e| db_err(e, "connect"))?;
             let value = value_on(&mut conn, query, timeout).await;
-            // Whatever happened, nothing of the transaction stays, and a connection that
-            // cannot roll back is not given back to the pool.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                conn.detach();
-            }
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+            let _ = conn.close().await;
             value
         };
         // The server's own timeout ends the statement; this bounds the connect and a server
@@ -838,11 +839,12 @@ async fn value_on(conn: &mut PgConnection, query: &str, timeout: Duration) -> Re
             let bytes = raw.as_bytes().map_err(|e| Error::internal(format!("read the value: {e}")))?;
             SqlValue::Number(numeric_to_f64(bytes).ok_or_else(|| Error::invalid_input("the query returned NaN"))?)
         }
-        "TIMESTAMPTZ" => SqlValue::Time(row.try_get::<chrono::DateTime<chrono::Utc>, _>(0).map_err(get)?),
-        "TIMESTAMP" => SqlValue::Time(row.try_get::<chrono::NaiveDateTime, _>(0).map_err(get)?.and_utc()),
-        "DATE" => SqlValue::Time(
-            row.try_get::<chrono::NaiveDate, _>(0).map_err(get)?.and_time(chrono::NaiveTime::MIN).and_utc(),
-        ),
+        // Read from the wire format, not through chrono's decoders: `infinity` (and a date
+        // past chrono's range) must be an error, not a panic.
+        "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" => {
+            let bytes = raw.as_bytes().map_err(|e| Error::internal(format!("read the value: {e}")))?;
+            SqlValue::Time(time_of(&type_name, bytes)?)
+        }
         "INTERVAL" => {
             let i = row.try_get::<sqlx::postgres::types::PgInterval, _>(0).map_err(get)?;
             #[allow(clippy::cast_precision_loss)]
@@ -855,6 +857,27 @@ async fn value_on(conn: &mut PgConnection, query: &str, timeout: Duration) -> Re
             )));
         }
     })
+}
+
+/// A `timestamptz`/`timestamp` (microseconds since 2000-01-01 UTC, i64) or `date` (days since
+/// 2000-01-01, i32) in PostgreSQL's binary format; `timestamp` and `date` read as UTC.
+fn time_of(type_name: &str, b: &[u8]) -> Result<chrono::DateTime<chrono::Utc>> {
+    let epoch = chrono::DateTime::<chrono::Utc>::from_timestamp(946_684_800, 0).unwrap_or_default();
+    let out_of_range = || Error::invalid_input("the query returned infinity or a time out of range");
+    let shifted = if type_name == "DATE" {
+        let days = i32::from_be_bytes(b.try_into().map_err(|_| out_of_range())?);
+        if days == i32::MAX || days == i32::MIN {
+            return Err(out_of_range());
+        }
+        chrono::Duration::try_days(i64::from(days))
+    } else {
+        let micros = i64::from_be_bytes(b.try_into().map_err(|_| out_of_range())?);
+        if micros == i64::MAX || micros == i64::MIN {
+            return Err(out_of_range());
+        }
+        Some(chrono::Duration::microseconds(micros))
+    };
+    shifted.and_then(|d| epoch.checked_add_signed(d)).ok_or_else(out_of_range)
 }
 
 /// A query's own failure: its statement timeout is a `Timeout`, the rest as [`db_err`] says.
