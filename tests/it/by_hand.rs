@@ -75,14 +75,15 @@ async fn sql_checks_judge_the_newest_rows_age_and_never_write() {
     let config = write_config(
         &dir,
         &format!(
-            "[databases.main]\nurl = \"{}\"\n\n\
+            "[databases.main]\nurl = \"{}\"\n\n[state]\nurl = \"sqlite://{}/state.db\"\n\n\
              [[sql]]\nname = \"indexer-lag\"\nquery = \"SELECT max(created_at) FROM events\"\nwarn-above = 300\ncritical-above = 600\n\n\
              [[sql]]\nname = \"lag-seconds\"\nquery = \"SELECT extract(epoch FROM now() - max(created_at)) FROM events\"\nwarn-above = 300\ncritical-above = 600\n\n\
              [[sql]]\nname = \"sneaky\"\nquery = \"SELECT bump()\"\nwarn-above = 1000\n\n\
              [[sql]]\nname = \"two-rows\"\nquery = \"SELECT ledger_sequence FROM events UNION ALL SELECT 2\"\nwarn-above = 1\n\n\
              [[sql]]\nname = \"forever\"\nquery = \"SELECT 'infinity'::timestamptz\"\nwarn-above = 1\n\n\
              [[sql]]\nname = \"slow\"\nquery = \"SELECT 1 FROM pg_sleep(5)\"\nwarn-above = 1\ntimeout-secs = 1\n",
-            pg.url("postgres", "postgres", "app")
+            pg.url("postgres", "postgres", "app"),
+            dir.path().display()
         ),
     );
     for (age, want) in [(0, "ok"), (400, "warn"), (700, "critical")] {
@@ -98,6 +99,39 @@ async fn sql_checks_judge_the_newest_rows_age_and_never_write() {
             assert!((seen - f64::from(age)).abs() < 30.0, "{name}: {seen} for {age}");
         }
     }
+    // The API and /metrics have it as triage does: critical, its age a value.
+    let env = BTreeMap::from([("API_KEYS".to_owned(), "read-key-0123456789".to_owned())]);
+    let loaded = ops_core::config::load(Some(&config), &env).unwrap();
+    let state = ops_server::AppState::from_config(loaded.config, Some(config.clone()), env);
+    let get = |uri: &'static str, key: bool| {
+        let state = Arc::clone(&state);
+        async move {
+            use tower::ServiceExt as _;
+            let mut req = axum::http::Request::builder().uri(uri);
+            if key {
+                req = req.header("authorization", "Bearer read-key-0123456789");
+            }
+            let resp = ops_server::app(state).oneshot(req.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+            String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap().to_vec()).unwrap()
+        }
+    };
+    let probes: Value = serde_json::from_str(&get("/api/v1/probes?kind=sql", true).await).unwrap();
+    let lag = probes["probes"].as_array().unwrap().iter().find(|p| p["name"] == "sql:indexer-lag").unwrap();
+    assert_eq!(lag["status"], "critical", "{probes:#}");
+    let metrics = get("/metrics", false).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ops_probe_status{probe=\"sql:indexer-lag\",kind=\"sql\"") && l.ends_with(" 2")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ops_probe_value{probe=\"sql:indexer-lag\"") && l.contains("name=\"age_seconds\"")),
+        "{metrics}"
+    );
+
     // Written in a function, the write fails in the read-only transaction.
     let (_, r, _) = check(&config, "sql:sneaky", &[]).await;
     assert_eq!(r["status"], "unknown", "{r:#}");

@@ -778,3 +778,65 @@ async fn stack_down_and_up_follow_the_dependency_order() {
     let (code, v, _) = s.opsctl(&["stack", "up"]).await;
     assert_eq!((code, v["plan"]["targets"].as_array().map(Vec::len)), (0, Some(0)), "{v:#}");
 }
+
+/// A `verify` step tries a failing check again within its settle window (a service that has
+/// just restarted refuses its first connections), and fails at once without one.
+#[tokio::test]
+async fn a_verify_step_waits_out_its_settle_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let books = dir.path().join("runbooks");
+    std::fs::create_dir_all(&books).unwrap();
+    for (name, settle) in [("late", 20), ("impatient", 0)] {
+        std::fs::write(
+            books.join(format!("{name}.md")),
+            format!(
+                "# {name}\n\n```runbook\nname = \"{name}\"\ntitle = \"{name}\"\n```\n\n\
+                 ```step\nid = \"verify\"\nverify = [\"tcp:late\"]\nsettle-secs = {settle}\n```\n"
+            ),
+        )
+        .unwrap();
+    }
+    let config = dir.path().join("ops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[state]\nurl = \"sqlite://{d}/state.db\"\n\n[perf]\naudit-log = \"{d}/audit.jsonl\"\n\n\
+             [runbooks]\ndir = \"{}\"\n\n[[tcp]]\nname = \"late\"\naddress = \"127.0.0.1:{port}\"\n",
+            harness::CALM_HOST,
+            books.display(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = |name: &'static str| {
+        let config = config.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let argv = ["opsctl", "--config", &config, "--json", "runbook", "run", name, "--apply"];
+            let code = ops_cli::run(argv, &BTreeMap::new(), &mut out, &mut err);
+            let run: Value = serde_json::from_slice(&out)
+                .unwrap_or_else(|e| panic!("{e}: {} {}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err)));
+            (code, run)
+        })
+    };
+    // Nothing listens: without a window the run fails on the first try.
+    let started = std::time::Instant::now();
+    let (code, r) = run("impatient").await.unwrap();
+    assert_eq!((code, r["status"].as_str()), (1, Some("failed")), "{r:#}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(step(&r, "verify")["detail"].as_str().unwrap().starts_with("verification failed: tcp:late"), "{r:#}");
+    // The port opens 3 s into the run: the window sees it.
+    let opener = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    let (code, r) = run("late").await.unwrap();
+    opener.abort();
+    assert_eq!((code, r["status"].as_str()), (0, Some("succeeded")), "{r:#}");
+    let detail = step(&r, "verify")["detail"].as_str().unwrap();
+    assert!(detail.starts_with("tcp:late passed after ") && !detail.contains("after 1 tries"), "{detail}");
+}
