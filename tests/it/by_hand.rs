@@ -452,6 +452,34 @@ async fn a_port_held_by_another_process_names_it() {
     let (_, r, _) = check(&config, "container:web", &[]).await;
     let evidence = r.to_string();
     assert!(evidence.contains(&format!("port {taken} is held by pid {} (python3", squatter.0.id())), "{r:#}");
+
+    // The holder is another container (the old one still running after a botched deploy):
+    // named.
+    let shared = harness::free_port();
+    let (old, new) = (harness::unique("opsit-old"), harness::unique("opsit-new"));
+    let _guards = (harness::Cleanup(old.clone()), harness::Cleanup(new.clone()));
+    for (name, service) in [(&old, "old"), (&new, "new")] {
+        docker(&[
+            "create",
+            "--name",
+            name,
+            "--label",
+            "ops.it=by_hand",
+            "--label",
+            &format!("com.docker.compose.project={project}"),
+            "--label",
+            &format!("com.docker.compose.service={service}"),
+            "-p",
+            &format!("127.0.0.1:{shared}:80"),
+            harness::BASE_IMAGE,
+            "sleep",
+            "600",
+        ]);
+    }
+    docker(&["start", &old]);
+    assert!(!Command::new("docker").args(["start", &new]).output().unwrap().status.success());
+    let (_, r, _) = check(&config, "container:new", &[]).await;
+    assert!(r.to_string().contains(&format!("port {shared} is published by container {old}")), "{r:#}");
 }
 
 /// `[[access-logs]]` top clients equal `awk '{print $1}' | sort | uniq -c | sort -rn | head` on

@@ -493,7 +493,11 @@ async fn snapshot(s: &ComposeStack) -> (Vec<(ContainerState, Option<chrono::Date
 #[tokio::test]
 async fn plans_of_every_built_in_runbook_complete_and_change_nothing() {
     let page = statuspage("none").await;
-    let s = ComposeStack::up(&format!("\n[[status-pages]]\nname = \"upstream\"\nurl = \"{page}\"\n")).await;
+    // A unit whose systemd cannot be asked (the indexer runs no systemd): the plan says so.
+    let s = ComposeStack::up(&format!(
+        "\n[[status-pages]]\nname = \"upstream\"\nurl = \"{page}\"\n\n[[systemd]]\nunit = \"caddy.service\"\ncontainer = \"indexer\"\n"
+    ))
+    .await;
     // A stack with something to do: the database down, so the plans reach their actions.
     assert!(s.compose(&["stop", "db"]).status.success());
     let before = snapshot(&s).await;
@@ -511,6 +515,7 @@ async fn plans_of_every_built_in_runbook_complete_and_change_nothing() {
                 &["--param", "service=indexer"]
             }
             "queue-backlog" => &["--param", "service=indexer"],
+            "unit-failed" => &["--param", "unit=caddy"],
             _ => &[],
         };
         let mut args = vec!["runbook", "plan", name.as_str()];

@@ -214,6 +214,11 @@ async fn probe_one(
         for port in &d.published_ports {
             let held = crate::ports::holders_of(*port).await;
             report.evidence.extend(held.iter().map(|h| format!("port {port} is held by {}", h.describe())));
+            // Another container's published port (its docker-proxy, or no process at all
+            // without the userland proxy): name the container.
+            if let Some(other) = publisher(rt, &c.id, *port).await {
+                report.evidence.push(format!("port {port} is published by container {other}"));
+            }
         }
     }
     let broken = report.problems.iter().any(|p| p.runbook != Runbook::MemoryPressure && p.status >= Status::Warn);
@@ -231,6 +236,21 @@ async fn probe_one(
         None => healthy_message(&d, now),
     };
     report
+}
+
+/// Containers inspected at most when looking for the one that publishes a port.
+const PUBLISHERS_INSPECTED: usize = 64;
+
+/// The running container, other than `except`, that publishes host `port`.
+async fn publisher(rt: &dyn ContainerRuntime, except: &str, port: u16) -> Option<String> {
+    let filter = ops_core::ports::ContainerFilter { all: false, ..Default::default() };
+    let running = rt.list_containers(&filter).await.ok()?;
+    for c in running.iter().filter(|c| c.id != except).take(PUBLISHERS_INSPECTED) {
+        if rt.inspect(&c.id).await.is_ok_and(|d| d.published_ports.contains(&port)) {
+            return Some(c.name.clone());
+        }
+    }
+    None
 }
 
 /// What is wrong with a container, from `docker inspect` alone (memory needs its stats).
