@@ -89,6 +89,25 @@ pub(crate) fn config_summary(out: &mut dyn Write, file: Option<&str>, cfg: &OpsC
         let db = q.database.as_deref().unwrap_or("the database");
         row(out, "sql", &format!("{} on {db}{}", q.name, if q.critical { " (critical)" } else { "" }))?;
     }
+    for m in &cfg.smtp {
+        let login = m.username.as_ref().map(|u| format!(", login as {u}")).unwrap_or_default();
+        let tls = format!("{:?}", m.tls).to_lowercase();
+        row(out, "smtp", &format!("{}: {} ({tls}{login})", m.name, m.address))?;
+    }
+    for p in &cfg.prometheus {
+        row(out, "prometheus", &format!("{}: {}", p.name, p.url))?;
+    }
+    for c in &cfg.celery {
+        let via = c
+            .flower_url
+            .as_ref()
+            .map_or_else(|| format!("workers {}", c.workers.join(", ")), |u| format!("Flower {u}"));
+        row(out, "celery", &format!("{}: {via}", c.name))?;
+    }
+    for u in &cfg.systemd {
+        let place = u.container.as_ref().map_or_else(|| "this host".to_owned(), |c| format!("container {c}"));
+        row(out, "systemd", &format!("{}: {} on {place}", u.check_name(), u.unit))?;
+    }
     for e in &cfg.exec {
         row(out, "exec", &format!("{}: in {}: {}", e.name, e.container, e.command.join(" ")))?;
     }

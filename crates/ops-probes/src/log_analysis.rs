@@ -285,7 +285,9 @@ pub async fn access_probe(ctx: &Context, check: &AccessLogConfig, timeout: Durat
         }
         let top_share = top.first().map_or(0.0, |c| share(c.requests));
         report.observe(Observation::new("top_share", top_share, Unit::Percent));
-        let listing: Vec<String> = top.iter().map(|c| format!("{:>7} {}", c.requests, c.client)).collect();
+        // Most requests last, as `sort -n | tail` prints them: the lines a summary keeps (the
+        // newest of a log) are then the top clients.
+        let listing: Vec<String> = top.iter().rev().map(|c| format!("{:>7} {}", c.requests, c.client)).collect();
         let min = check.min_requests.unwrap_or(100);
         let (warn, critical) = (check.warn_share_percent.unwrap_or(30.0), check.critical_share_percent.unwrap_or(60.0));
         let status = match top.first() {

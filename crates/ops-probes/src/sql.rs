@@ -58,17 +58,19 @@ fn judge(check: &SqlCheckConfig, value: SqlValue, report: &mut ProbeReport) {
         SqlValue::Time(t) => {
             #[allow(clippy::cast_precision_loss)]
             let age = Utc::now().signed_duration_since(t).num_milliseconds() as f64 / 1000.0;
+            let at = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let shown = if age >= 0.0 {
-                format!("{} ago ({})", ops_core::units::human_duration(secs_of(age)), t.to_rfc3339())
+                format!("{} old ({at})", ops_core::units::human_duration(secs_of(age)))
             } else {
-                format!("{} in the future", t.to_rfc3339())
+                format!("in the future ({at})")
             };
             (age, shown, Observation::new("age", age, Unit::Seconds))
         }
     };
     report.observe(obs);
     let runbook = check.runbook.unwrap_or(Runbook::DataStale);
-    let what = if matches!(value, SqlValue::Time(_)) { "age" } else { "value" };
+    // A time reads as its age ("7 min old (…)"), a number or interval as "value …".
+    let what = if matches!(value, SqlValue::Time(_)) { "" } else { "value " };
     let limit_text = |l: f64| match value {
         SqlValue::Time(_) | SqlValue::Interval(_) => ops_core::units::human_duration(secs_of(l)),
         _ => format_number(l),
@@ -83,9 +85,9 @@ fn judge(check: &SqlCheckConfig, value: SqlValue, report: &mut ProbeReport) {
     .find_map(|(hit, status, side)| hit.map(|l| (status, side, l)));
     match verdict {
         Some((status, side, l)) => {
-            report.problem(Problem::new(runbook, status, format!("{what} {shown}: {side} {}", limit_text(l))));
+            report.problem(Problem::new(runbook, status, format!("{what}{shown}: {side} {}", limit_text(l))));
         }
-        None => report.message = format!("{what} {shown}"),
+        None => report.message = format!("{what}{shown}"),
     }
 }
 
@@ -127,7 +129,7 @@ mod tests {
         assert_eq!(status(&c, ago(10)).0, Status::Ok);
         let (s, m) = status(&c, ago(400));
         assert_eq!(s, Status::Warn);
-        assert!(m.starts_with("age 6 min") && m.contains("over 5 min"), "{m}");
+        assert!(m.starts_with("6 min old (") && m.ends_with("): over 5 min"), "{m}");
         assert_eq!(status(&c, ago(700)).0, Status::Critical);
         assert_eq!(status(&c, SqlValue::Number(601.0)).0, Status::Critical);
         assert_eq!(status(&c, SqlValue::Number(300.0)).0, Status::Ok, "at the threshold is not over it");
