@@ -9,7 +9,7 @@ use crate::Problem;
 
 /// Runbooks whose critical problem means "this check failed" (not merely degraded). A failure
 /// of a check marked `critical = true` is a P1 whatever the rule says.
-const FAILURES: [Runbook; 12] = [
+const FAILURES: [Runbook; 19] = [
     Runbook::DockerDown,
     Runbook::ContainerDown,
     Runbook::CrashLoop,
@@ -22,6 +22,13 @@ const FAILURES: [Runbook; 12] = [
     Runbook::PortClosed,
     Runbook::TlsExpiring,
     Runbook::TlsInvalid,
+    Runbook::DataStale,
+    Runbook::CommandFailed,
+    Runbook::ConfigError,
+    Runbook::EmailFailing,
+    Runbook::TargetsDown,
+    Runbook::WorkersDown,
+    Runbook::UnitFailed,
 ];
 
 /// The default severity of a problem: the runbooks' escalation matrix.
@@ -144,6 +151,25 @@ mod tests {
         assert_eq!(sev(Runbook::ProbeFailed, Status::Unknown, false), Severity::P4);
         // ...unless the check that could not tell is critical.
         assert_eq!(sev(Runbook::ProbeFailed, Status::Unknown, true), Severity::P1);
+        // The checks the runbooks ran by hand: a feature broken at their critical level (the
+        // indexer behind, email, workers, a unit), degraded at their warn level; a failing
+        // check marked critical is an outage; one client's share of the traffic pages no one.
+        for rb in [
+            Runbook::DataStale,
+            Runbook::CommandFailed,
+            Runbook::ConfigError,
+            Runbook::LogBurst,
+            Runbook::EmailFailing,
+            Runbook::TargetsDown,
+            Runbook::WorkersDown,
+            Runbook::UnitFailed,
+        ] {
+            assert_eq!(sev(rb, Status::Critical, false), Severity::P2, "{rb}");
+            assert_eq!(sev(rb, Status::Warn, false), Severity::P3, "{rb}");
+        }
+        assert_eq!(sev(Runbook::EmailFailing, Status::Critical, true), Severity::P1);
+        assert_eq!(sev(Runbook::SuspiciousTraffic, Status::Critical, false), Severity::P3);
+        assert_eq!(sev(Runbook::SuspiciousTraffic, Status::Warn, false), Severity::P4);
     }
 
     #[test]
