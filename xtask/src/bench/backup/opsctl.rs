@@ -27,13 +27,20 @@ pub(super) struct Ctx {
     pub(super) pg_id: String,
     pub(super) s3_id: String,
     pub(super) s3_port: u16,
+    pub(super) seaweed_port: u16,
+    pub(super) seaweed_pid: u32,
+    /// The AWS CLI (`target/bench/awscli/bin/aws`).
+    pub(super) aws: PathBuf,
     pub(super) ticks_per_sec: f64,
 }
 
 impl Ctx {
     pub(super) fn snapshot(&self) -> CpuSnapshot {
         let pg = container_cpu_secs(&self.pg_id);
-        let s3 = container_cpu_secs(&self.s3_id);
+        // One S3 server works in a case; the other idles.
+        let s3 = container_cpu_secs(&self.s3_id)
+            .zip(process_cpu_secs(self.seaweed_pid, self.ticks_per_sec))
+            .map(|(a, b)| a + b);
         CpuSnapshot { machine: machine_busy_secs(self.ticks_per_sec), pg, s3 }
     }
 
@@ -103,19 +110,66 @@ impl Ctx {
         format!("url = {}\n", toml_str(&dir.to_string_lossy()))
     }
 
-    pub(super) fn s3_storage(&self, prefix: &str) -> String {
+    pub(super) fn endpoint(&self, server: S3Server) -> String {
+        let port = match server {
+            S3Server::S3sFs => self.s3_port,
+            S3Server::Seaweed => self.seaweed_port,
+        };
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub(super) fn s3_storage(&self, server: S3Server, prefix: &str) -> String {
         format!(
             "url = {}\nendpoint = {}\naccess-key-id = {}\nsecret-access-key = {}\n",
             toml_str(&format!("s3://{BUCKET}/{prefix}")),
-            toml_str(&format!("http://127.0.0.1:{}", self.s3_port)),
+            toml_str(&self.endpoint(server)),
             toml_str(S3_ACCESS_KEY),
             toml_str(S3_SECRET_KEY),
         )
     }
 
-    pub(super) fn s3_clear(&self, prefix: &str) -> Result<()> {
-        cmd::capture(docker().args(["exec", &self.s3_id, "rm", "-rf", &format!("/data/{BUCKET}/{prefix}")]))?;
+    pub(super) fn s3_clear(&self, server: S3Server, prefix: &str) -> Result<()> {
+        match server {
+            S3Server::S3sFs => {
+                cmd::capture(docker().args(["exec", &self.s3_id, "rm", "-rf", &format!("/data/{BUCKET}/{prefix}")]))?;
+            }
+            S3Server::Seaweed => {
+                let url = format!("s3://{BUCKET}/{prefix}/");
+                cmd::capture(aws_cmd(&self.aws, &self.endpoint(server)).args(["s3", "rm", "--recursive", &url]))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The size of an object, from the server (`aws s3api head-object`).
+    pub(super) fn s3_size(&self, server: S3Server, key: &str) -> Result<u64> {
+        let out = cmd::capture(aws_cmd(&self.aws, &self.endpoint(server)).args([
+            "s3api",
+            "head-object",
+            "--bucket",
+            BUCKET,
+            "--key",
+            key,
+            "--query",
+            "ContentLength",
+            "--output",
+            "text",
+        ]))?;
+        out.trim().parse().with_context(|| format!("head-object answered {out:?}"))
+    }
+
+    /// Runs `a | b | c …`, each under /usr/bin/time, the last one's stdout into `out`.
+    pub(super) fn run_timed_chain(&self, cmds: &[Command], out: Stdio) -> Result<Sample> {
+        let files: Vec<PathBuf> = (0..cmds.len()).map(|i| self.work.join(format!("time-chain-{i}.txt"))).collect();
+        let mut timed: Vec<Command> = cmds.iter().zip(&files).map(|(c, f)| under_time(c, f)).collect();
+        let start = Instant::now();
+        chain_into(&mut timed, out, &self.log)?;
+        let secs = start.elapsed().as_secs_f64();
+        let mut cpu = 0.0;
+        for f in &files {
+            cpu += read_usage(f)?.cpu_secs;
+        }
+        Ok(Sample { secs, client_cpu: Some(cpu), ..Sample::default() })
     }
 
     pub(super) fn psql_file(&self, sql: &str, name: &str, vars: &[(&str, u64)]) -> Result<Command> {
@@ -210,18 +264,30 @@ impl Ctx {
                 }
                 Ok(s)
             }
-            Kind::OpsGzipS3 => {
+            Kind::OpsGzipS3(server) => {
                 let prefix = format!("runs-{round}");
-                let config = self.write_config("s3-gzip.toml", PG_DB, &self.s3_storage(&prefix))?;
+                let config = self.write_config("s3-gzip.toml", PG_DB, &self.s3_storage(server, &prefix))?;
+                let name = format!("backup-gzip-s3-{}", server.label().to_lowercase());
                 let mut json = String::new();
                 let mut s = self.metered(|| {
-                    let (s, j) =
-                        self.run_opsctl("backup-gzip-s3", &config, &["backup", "run", "--compression", "gzip"])?;
+                    let (s, j) = self.run_opsctl(&name, &config, &["backup", "run", "--compression", "gzip"])?;
                     json = j;
                     Ok(s)
                 })?;
                 s.size = json_u64(&json, "size_bytes");
-                self.s3_clear(&prefix)?;
+                self.s3_clear(server, &prefix)?;
+                Ok(s)
+            }
+            Kind::SeedsGzipS3(server) => {
+                // SE-IR RB-006 and amn.gg: `pg_dump | gzip | aws s3 cp - s3://bucket/…`.
+                let prefix = format!("seeds-{round}");
+                let key = format!("{prefix}/{PG_DB}.sql.gz");
+                let mut upload = aws_cmd(&self.aws, &self.endpoint(server));
+                upload.args(["s3", "cp", "-", &format!("s3://{BUCKET}/{key}")]);
+                let chain = [self.pg.pg_dump(), Command::new("gzip"), upload];
+                let mut s = self.metered(|| self.run_timed_chain(&chain, Stdio::from(log_file(&self.log)?)))?;
+                s.size = Some(self.s3_size(server, &key)?);
+                self.s3_clear(server, &prefix)?;
                 Ok(s)
             }
         }

@@ -9,10 +9,17 @@ use super::*;
 pub(super) struct Guard {
     pub(super) containers: Vec<String>,
     pub(super) dirs: Vec<PathBuf>,
+    /// Servers started on the host (SeaweedFS): killed first.
+    pub(super) children: Vec<Child>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+            println!("bench: cleanup: stopped pid {}", child.id());
+        }
         for id in self.containers.iter().rev() {
             let ok = cmd::succeeds(Command::new("docker").args(["rm", "-f", "-v", id]));
             let short = &id[..id.len().min(12)];
@@ -83,6 +90,42 @@ pub(super) fn pipe_into(producer: &mut Command, consumer: &mut Command, stdout: 
     }
     if !prod_status.success() {
         return Err(failed(&format!("`{}` (in `{shown}`)", cmd::display(producer)), prod_status, log));
+    }
+    Ok(())
+}
+
+/// Runs `a | b | c …` by connecting their stdio, the last one's stdout into `stdout`; each is
+/// reaped whatever happened to the others, and the first that failed is the error.
+pub(super) fn chain_into(cmds: &mut [Command], stdout: Stdio, log: &Path) -> Result<()> {
+    use std::io::Write as _;
+    let shown = cmds.iter().map(cmd::display).collect::<Vec<_>>().join(" | ");
+    writeln!(log_file(log)?, "\n$ {shown}")?;
+    let last = cmds.len().checked_sub(1).context("an empty pipeline")?;
+    let mut children: Vec<Child> = Vec::new();
+    let mut input = Stdio::null();
+    let mut stdout = Some(stdout);
+    for (i, c) in cmds.iter_mut().enumerate() {
+        let out = if i == last { stdout.take().unwrap_or_else(Stdio::null) } else { Stdio::piped() };
+        let spawned = c.stdin(input).stdout(out).stderr(log_file(log)?).spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                for mut ch in children {
+                    let _ = ch.kill();
+                    let _ = ch.wait();
+                }
+                return Err(anyhow!("could not start `{}`: {e}", cmd::display(c)));
+            }
+        };
+        input = if i == last { Stdio::null() } else { Stdio::from(child.stdout.take().context("no stdout pipe")?) };
+        children.push(child);
+    }
+    let statuses: Vec<std::io::Result<std::process::ExitStatus>> = children.iter_mut().map(Child::wait).collect();
+    for (c, status) in cmds.iter().zip(statuses) {
+        let status = status?;
+        if !status.success() {
+            return Err(failed(&format!("`{}` (in `{shown}`)", cmd::display(c)), status, log));
+        }
     }
     Ok(())
 }

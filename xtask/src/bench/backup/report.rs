@@ -132,7 +132,23 @@ pub(super) fn render(f: &Facts, cases: &[(Kind, Case)], restore: &RestoreOutcome
         "×",
     );
     target("zstd backup / `pg_dump > file`", ratio(med(Kind::OpsZstdFs), raw), TARGET_ZSTD_VS_RAW, true, "×");
-    let rss = [Kind::OpsGzipFs, Kind::OpsZstdFs, Kind::OpsGzipS3]
+    for server in [S3Server::S3sFs, S3Server::Seaweed] {
+        target(
+            &format!("gzip backup to S3 ({}) / `pg_dump > file`", server.label()),
+            ratio(med(Kind::OpsGzipS3(server)), raw),
+            TARGET_S3_VS_RAW,
+            true,
+            "×",
+        );
+        target(
+            &format!("`pg_dump | gzip | aws s3 cp -` / gzip backup to S3 ({})", server.label()),
+            ratio(med(Kind::SeedsGzipS3(server)), med(Kind::OpsGzipS3(server))),
+            TARGET_SPEEDUP_VS_SEEDS_S3,
+            false,
+            "×",
+        );
+    }
+    let rss = [Kind::OpsGzipFs, Kind::OpsZstdFs, Kind::OpsGzipS3(S3Server::S3sFs), Kind::OpsGzipS3(S3Server::Seaweed)]
         .iter()
         .filter_map(|k| get(*k).and_then(Case::max_rss_mib))
         .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));

@@ -3,6 +3,23 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// The two S3 servers the tests use: s3s-fs (a container, like the rest) and SeaweedFS (on
+/// the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum S3Server {
+    S3sFs,
+    Seaweed,
+}
+
+impl S3Server {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Self::S3sFs => "s3s-fs",
+            Self::Seaweed => "SeaweedFS",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Raw,
@@ -10,21 +27,33 @@ pub(super) enum Kind {
     RunbookZstd,
     OpsGzipFs,
     OpsZstdFs,
-    OpsGzipS3,
+    OpsGzipS3(S3Server),
+    /// The seeds' own: `pg_dump | gzip | aws s3 cp - s3://…`.
+    SeedsGzipS3(S3Server),
 }
 
 impl Kind {
-    pub(super) const ALL: [Self; 6] =
-        [Self::Raw, Self::RunbookGzip, Self::RunbookZstd, Self::OpsGzipFs, Self::OpsZstdFs, Self::OpsGzipS3];
+    pub(super) const ALL: [Self; 9] = [
+        Self::Raw,
+        Self::RunbookGzip,
+        Self::RunbookZstd,
+        Self::OpsGzipFs,
+        Self::OpsZstdFs,
+        Self::OpsGzipS3(S3Server::S3sFs),
+        Self::SeedsGzipS3(S3Server::S3sFs),
+        Self::OpsGzipS3(S3Server::Seaweed),
+        Self::SeedsGzipS3(S3Server::Seaweed),
+    ];
 
-    pub(super) fn label(self) -> &'static str {
+    pub(super) fn label(self) -> String {
         match self {
-            Self::Raw => "`pg_dump > file`",
-            Self::RunbookGzip => "`pg_dump | gzip > file`",
-            Self::RunbookZstd => "`pg_dump | zstd -T2 > file`",
-            Self::OpsGzipFs => "`opsctl backup run` gzip → dir",
-            Self::OpsZstdFs => "`opsctl backup run` zstd → dir",
-            Self::OpsGzipS3 => "`opsctl backup run` gzip → S3",
+            Self::Raw => "`pg_dump > file`".to_owned(),
+            Self::RunbookGzip => "`pg_dump | gzip > file`".to_owned(),
+            Self::RunbookZstd => "`pg_dump | zstd -T2 > file`".to_owned(),
+            Self::OpsGzipFs => "`opsctl backup run` gzip → dir".to_owned(),
+            Self::OpsZstdFs => "`opsctl backup run` zstd → dir".to_owned(),
+            Self::OpsGzipS3(s) => format!("`opsctl backup run` gzip → S3 ({})", s.label()),
+            Self::SeedsGzipS3(s) => format!("`pg_dump | gzip | aws s3 cp -` ({})", s.label()),
         }
     }
 }
@@ -146,6 +175,18 @@ pub(super) fn machine_busy_secs(ticks_per_sec: f64) -> Option<f64> {
     // user nice system idle iowait irq softirq steal (guest time is already in user)
     let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).copied().unwrap_or(0.0);
     Some(busy / ticks_per_sec)
+}
+
+/// CPU seconds a host process has used (`/proc/PID/stat`: utime + stime, its threads
+/// included).
+pub(super) fn process_cpu_secs(pid: u32, ticks_per_sec: f64) -> Option<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields start after its closing parenthesis.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks_per_sec)
 }
 
 /// CPU seconds a container has used (cgroup v2 `cpu.stat`, else v1 `cpuacct.usage`).
