@@ -26,6 +26,8 @@ pub(crate) const MAX_PARTS: u64 = 10_000;
 pub(crate) const MIN_PART: u64 = 5 * MIB;
 /// S3's largest allowed part.
 const MAX_PART: u64 = 5 * 1024 * MIB;
+/// Parts uploading at once while the next is read (memory: this many parts plus one).
+const UPLOADS_IN_FLIGHT: usize = 3;
 
 /// How to reach a bucket.
 #[derive(Clone)]
@@ -64,7 +66,8 @@ impl fmt::Debug for S3Options {
 }
 
 impl S3Options {
-    /// Options with the defaults: region `us-east-1`, 16 MiB parts, 1000 keys per page.
+    /// Options with the defaults: region `us-east-1`, 8 MiB parts (three upload while a fourth
+    /// is read: 32 MiB), 1000 keys per page.
     pub fn new(bucket: impl Into<String>, access_key_id: Secret, secret_access_key: Secret) -> Self {
         Self {
             bucket: bucket.into(),
@@ -74,7 +77,7 @@ impl S3Options {
             path_style: false,
             access_key_id,
             secret_access_key,
-            part_size: 16 * MIB,
+            part_size: 8 * MIB,
             list_page_size: 1000,
         }
     }
@@ -140,14 +143,18 @@ fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E>
 /// Reads until `buf` is full or the body ends; returns the bytes read.
 async fn fill(body: &mut ByteReader, buf: &mut Vec<u8>, limit: usize) -> Result<usize> {
     buf.clear();
-    let mut chunk = vec![0u8; 256 * 1024];
+    buf.reserve(limit);
     while buf.len() < limit {
-        let want = (limit - buf.len()).min(chunk.len());
-        let n = body.read(&mut chunk[..want]).await.map_err(|e| Error::from(e).context("reading the object body"))?;
+        // Straight into the part's buffer: no intermediate chunk to copy from.
+        let want = u64::try_from(limit - buf.len()).unwrap_or(u64::MAX);
+        let n = (&mut *body)
+            .take(want)
+            .read_buf(buf)
+            .await
+            .map_err(|e| Error::from(e).context("reading the object body"))?;
         if n == 0 {
             break;
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
     Ok(buf.len())
 }
@@ -334,6 +341,10 @@ impl S3Store {
         }
     }
 
+    /// Uploads the parts, [`UPLOADS_IN_FLIGHT`] at a time while the next one is read: the
+    /// network and the producer (compression) overlap, and memory stays bounded at
+    /// `UPLOADS_IN_FLIGHT + 1` parts. Each part's buffer moves into its request (no copy). A
+    /// failed part stops the others; the caller aborts the upload.
     async fn upload_parts(
         &self,
         full: &str,
@@ -343,38 +354,63 @@ impl S3Store {
         part_size: usize,
         hasher: &mut Sha256,
     ) -> Result<(u64, Vec<CompletedPart>)> {
+        struct Uploads(std::collections::VecDeque<tokio::task::JoinHandle<Result<CompletedPart>>>);
+        impl Drop for Uploads {
+            fn drop(&mut self) {
+                // On an error (or a dropped caller) nothing keeps uploading into an aborted upload.
+                for h in &self.0 {
+                    h.abort();
+                }
+            }
+        }
+        async fn finish_oldest(uploads: &mut Uploads, parts: &mut Vec<CompletedPart>) -> Result<()> {
+            if let Some(h) = uploads.0.pop_front() {
+                let part = h.await.map_err(|e| Error::internal(format!("a part upload task failed: {e}")))??;
+                parts.push(part);
+            }
+            Ok(())
+        }
+        let mut uploads = Uploads(std::collections::VecDeque::new());
         let mut parts = Vec::new();
         let mut size = 0u64;
         let mut current = first;
-        let mut next = Vec::with_capacity(part_size);
+        let mut number = 0i32;
         loop {
-            let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+            number = number.saturating_add(1);
             if u64::try_from(number).unwrap_or(u64::MAX) > MAX_PARTS {
                 return Err(Error::invalid_input(format!(
                     "{full}: object exceeds {MAX_PARTS} parts of {part_size} bytes; give a larger size hint"
                 )));
             }
             size += current.len() as u64;
-            let what = format!("upload part {number} of {full}");
-            let sent = self
+            let request = self
                 .client
                 .upload_part()
                 .bucket(&self.options.bucket)
                 .key(full)
                 .upload_id(upload_id)
                 .part_number(number)
-                .body(ByteStream::from(std::mem::take(&mut current)))
-                .send()
-                .await
-                .map_err(|e| sdk_err(e, &what))?;
-            parts.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build());
+                .body(ByteStream::from(std::mem::take(&mut current)));
+            let what = format!("upload part {number} of {full}");
+            uploads.0.push_back(tokio::spawn(async move {
+                let sent = request.send().await.map_err(|e| sdk_err(e, &what))?;
+                Ok(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build())
+            }));
+            if uploads.0.len() >= UPLOADS_IN_FLIGHT {
+                finish_oldest(&mut uploads, &mut parts).await?;
+            }
+            let mut next = Vec::with_capacity(part_size);
             let n = fill(body, &mut next, part_size).await?;
             if n == 0 {
-                return Ok((size, parts));
+                break;
             }
             hasher.update(&next);
-            std::mem::swap(&mut current, &mut next);
+            current = next;
         }
+        while !uploads.0.is_empty() {
+            finish_oldest(&mut uploads, &mut parts).await?;
+        }
+        Ok((size, parts))
     }
 }
 
