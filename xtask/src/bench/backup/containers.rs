@@ -156,7 +156,7 @@ pub(super) fn aws_cmd(aws: &Path, endpoint: &str) -> Command {
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .args(["--endpoint-url", endpoint, "--no-cli-pager", "--only-show-errors"]);
+        .args(["--endpoint-url", endpoint]);
     c
 }
 

@@ -135,7 +135,13 @@ impl Ctx {
             }
             S3Server::Seaweed => {
                 let url = format!("s3://{BUCKET}/{prefix}/");
-                cmd::capture(aws_cmd(&self.aws, &self.endpoint(server)).args(["s3", "rm", "--recursive", &url]))?;
+                cmd::capture(aws_cmd(&self.aws, &self.endpoint(server)).args([
+                    "s3",
+                    "rm",
+                    "--recursive",
+                    "--only-show-errors",
+                    &url,
+                ]))?;
             }
         }
         Ok(())
@@ -283,7 +289,7 @@ impl Ctx {
                 let prefix = format!("seeds-{round}");
                 let key = format!("{prefix}/{PG_DB}.sql.gz");
                 let mut upload = aws_cmd(&self.aws, &self.endpoint(server));
-                upload.args(["s3", "cp", "-", &format!("s3://{BUCKET}/{key}")]);
+                upload.args(["s3", "cp", "--only-show-errors", "-", &format!("s3://{BUCKET}/{key}")]);
                 let chain = [self.pg.pg_dump(), Command::new("gzip"), upload];
                 let mut s = self.metered(|| self.run_timed_chain(&chain, Stdio::from(log_file(&self.log)?)))?;
                 s.size = Some(self.s3_size(server, &key)?);
