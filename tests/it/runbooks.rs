@@ -784,8 +784,9 @@ async fn stack_down_and_up_follow_the_dependency_order() {
     assert_eq!((code, v["plan"]["targets"].as_array().map(Vec::len)), (0, Some(0)), "{v:#}");
 }
 
-/// A `verify` step tries a failing check again within its settle window (a service that has
-/// just restarted refuses its first connections), and fails at once without one.
+/// A `verify` step after a change (here a person's step) tries a failing check again within
+/// its settle window (a service that has just restarted refuses its first connections), and
+/// fails at once without one.
 #[tokio::test]
 async fn a_verify_step_waits_out_its_settle_window() {
     let dir = tempfile::tempdir().unwrap();
@@ -797,6 +798,7 @@ async fn a_verify_step_waits_out_its_settle_window() {
             books.join(format!("{name}.md")),
             format!(
                 "# {name}\n\n```runbook\nname = \"{name}\"\ntitle = \"{name}\"\n```\n\n\
+                 ```step\nid = \"by-hand\"\nmanual = \"start the service\"\n```\n\n\
                  ```step\nid = \"verify\"\nverify = [\"tcp:late\"]\nsettle-secs = {settle}\n```\n"
             ),
         )
@@ -818,7 +820,7 @@ async fn a_verify_step_waits_out_its_settle_window() {
         let config = config.display().to_string();
         tokio::task::spawn_blocking(move || {
             let (mut out, mut err) = (Vec::new(), Vec::new());
-            let argv = ["opsctl", "--config", &config, "--json", "runbook", "run", name, "--apply"];
+            let argv = ["opsctl", "--config", &config, "--json", "runbook", "run", name, "--apply", "--yes"];
             let code = ops_cli::run(argv, &BTreeMap::new(), &mut out, &mut err);
             let run: Value = serde_json::from_slice(&out)
                 .unwrap_or_else(|e| panic!("{e}: {} {}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err)));

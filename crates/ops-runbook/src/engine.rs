@@ -669,8 +669,15 @@ impl<'a> Exec<'a> {
             return Verdict::Go;
         }
         let timeout = self.timeout(step, Duration::from_secs(self.ctx.config.probes.timeout_secs.max(1)));
-        // Applied, a failing check is tried again until the settle window ends: a service
-        // restarted a moment ago may reset the first connection. A plan looks once.
+        // Applied after a change (an action that ran, a person's step), a failing check is
+        // tried again until the settle window ends: a service restarted a moment ago may reset
+        // the first connection. With nothing changed there is nothing to settle, and a plan
+        // looks once.
+        let changed = self.run.steps[..i].iter().any(|s| {
+            s.outcome == StepOutcome::Ok && (s.kind == "manual" || s.kind == "action")
+                || s.outcome == StepOutcome::Failed && s.kind == "action"
+        });
+        let settle = if changed { settle } else { Duration::ZERO };
         let deadline = Instant::now() + settle;
         let mut tries = 0u32;
         let (state, failing) = loop {

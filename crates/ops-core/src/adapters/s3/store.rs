@@ -26,7 +26,8 @@ pub(crate) const MAX_PARTS: u64 = 10_000;
 pub(crate) const MIN_PART: u64 = 5 * MIB;
 /// S3's largest allowed part.
 const MAX_PART: u64 = 5 * 1024 * MIB;
-/// Parts uploading at once while the next is read (memory: this many parts plus one).
+/// Parts uploading at once; the next part is read while all but one of them go, so at most
+/// this many part buffers are held.
 const UPLOADS_IN_FLIGHT: usize = 3;
 
 /// How to reach a bucket.
@@ -66,8 +67,8 @@ impl fmt::Debug for S3Options {
 }
 
 impl S3Options {
-    /// Options with the defaults: region `us-east-1`, 8 MiB parts (three upload while a fourth
-    /// is read: 32 MiB), 1000 keys per page.
+    /// Options with the defaults: region `us-east-1`, 8 MiB parts (at most three held: 24 MiB),
+    /// 1000 keys per page.
     pub fn new(bucket: impl Into<String>, access_key_id: Secret, secret_access_key: Secret) -> Self {
         Self {
             bucket: bucket.into(),
@@ -341,9 +342,9 @@ impl S3Store {
         }
     }
 
-    /// Uploads the parts, [`UPLOADS_IN_FLIGHT`] at a time while the next one is read: the
-    /// network and the producer (compression) overlap, and memory stays bounded at
-    /// `UPLOADS_IN_FLIGHT + 1` parts. Each part's buffer moves into its request (no copy). A
+    /// Uploads the parts, up to [`UPLOADS_IN_FLIGHT`] at a time, the next one read while the
+    /// others go: the network and the producer (compression) overlap, and at most
+    /// `UPLOADS_IN_FLIGHT` part buffers are held. Each part's buffer moves into its request (no copy). A
     /// failed part stops the others; the caller aborts the upload.
     async fn upload_parts(
         &self,
