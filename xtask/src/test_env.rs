@@ -53,7 +53,8 @@ pub const S3_IMAGE: &str = "ops-test/s3:latest";
 /// Packages debootstrapped into the base image. In bookworm `postgresql-contrib-15` is only a
 /// virtual package provided by `postgresql-15` (pg_stat_statements etc. ship inside it), and
 /// debootstrap cannot resolve virtual packages, so it is not listed.
-const BASE_INCLUDE: &str = "postgresql-15,redis-server,ca-certificates,procps,busybox,wget,systemd,systemd-sysv";
+const BASE_INCLUDE: &str =
+    "postgresql-15,redis-server,ca-certificates,procps,busybox,wget,netcat-openbsd,systemd,systemd-sysv";
 const SUITE: &str = "bookworm";
 
 const S3S_FS_VERSION: &str = "0.14.1";

@@ -94,24 +94,14 @@ pub async fn probe(
         }
         let queues = if check.queues.is_empty() { vec!["celery".to_owned()] } else { check.queues.clone() };
         // No cache configured: the workers alone.
-        if let Ok((_, cache)) = ctx.cache(check.cache.as_deref()) {
-            match cache.queue_lengths(&queues).await {
-                Ok(lengths) => {
-                    let (observations, problems) = crate::redis::backlog(&lengths, queue_thresholds);
-                    observations.into_iter().for_each(|o| report.observe(o));
-                    problems.into_iter().for_each(|p| report.problem(p));
-                    let shown: Vec<String> = lengths.iter().map(|q| format!("{} {}", q.name, q.length)).collect();
-                    if report.problems.is_empty() {
-                        report.message = format!("{}; queues: {}", report.message, shown.join(", "));
-                    } else {
-                        report.evidence.push(format!("queue lengths: {}", shown.join(", ")));
-                    }
-                }
-                Err(e) => report.problem(Problem::new(
-                    Runbook::ProbeFailed,
-                    Status::Unknown,
-                    format!("could not read queue lengths: {e}"),
-                )),
+        if let Ok((_, cache)) = ctx.cache(check.cache.as_deref())
+            && let Some(shown) =
+                crate::redis::observe_queues(&mut report, cache.as_ref(), &queues, queue_thresholds).await
+        {
+            if report.problems.is_empty() {
+                report.message = format!("{}; queues: {shown}", report.message);
+            } else {
+                report.evidence.push(format!("queue lengths: {shown}"));
             }
         }
         report

@@ -5,8 +5,8 @@
 //! app sees them?).
 //!
 //! An in-container request uses the first tool the container has: `curl`, `wget`, or
-//! `busybox wget` for HTTP; `nc -z`, or `bash`'s `/dev/tcp` for TCP (the script is a constant,
-//! host and port are its arguments). A tool that is not there (exit 126 or 127) is skipped.
+//! `busybox wget` for HTTP; `nc -z` for TCP. Never a shell. A tool that is not there (exit 126
+//! or 127) is skipped.
 
 use std::time::{Duration, Instant};
 
@@ -20,19 +20,17 @@ use crate::support::{clip, evidence_line, within};
 /// Output lines kept as evidence.
 const OUTPUT_LINES: usize = 10;
 
-/// The running container `name` (a container or a Compose service of the configured
-/// project) names, or why there is none (`Err(problem)`).
-async fn running_container(ctx: &Context, name: &str) -> Result<String, Problem> {
+/// The engine and the running container `name` (a container or a Compose service of the
+/// configured project) names, or why there is none (`Err(problem)`).
+async fn running_container<'c>(ctx: &'c Context, name: &str) -> Result<(&'c dyn ContainerRuntime, String), Problem> {
     let unknown = |m: String| Problem::new(Runbook::ProbeFailed, Status::Unknown, m);
+    let rt = ops_core::stack::runtime(ctx).map_err(|e| unknown(e.to_string()))?;
     let stack = ops_core::stack::Stack::read(ctx).await.map_err(|e| unknown(e.to_string()))?;
     let found = stack.find(name).map_err(|e| unknown(e.to_string()))?;
-    found.iter().find(|c| c.state == ContainerState::Running).map(|c| c.name.clone()).ok_or_else(|| {
+    let running = found.iter().find(|c| c.state == ContainerState::Running).map(|c| c.name.clone());
+    running.map(|c| (rt, c)).ok_or_else(|| {
         let c = found[0];
-        Problem::new(
-            Runbook::ProbeFailed,
-            Status::Unknown,
-            format!("container {} is {}: nothing runs in it", c.name, format!("{:?}", c.state).to_lowercase()),
-        )
+        unknown(format!("container {} is {}: nothing runs in it", c.name, format!("{:?}", c.state).to_lowercase()))
     })
 }
 
@@ -61,15 +59,8 @@ pub async fn probe(ctx: &Context, check: &ExecCheckConfig, timeout: Duration) ->
     };
     let limit = check.timeout_secs.map_or(timeout, Duration::from_secs);
     within(base, limit + Duration::from_secs(2), |mut report| async move {
-        let rt = match ops_core::stack::runtime(ctx) {
-            Ok(rt) => rt,
-            Err(e) => {
-                report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, e.to_string()));
-                return report;
-            }
-        };
-        let container = match running_container(ctx, &check.container).await {
-            Ok(c) => c,
+        let (rt, container) = match running_container(ctx, &check.container).await {
+            Ok(found) => found,
             Err(p) => {
                 report.problem(p);
                 return report;
@@ -167,24 +158,10 @@ fn http_tools(url: &str, follow: bool, secs: u64) -> Vec<Tool> {
 
 fn tcp_tools(host: &str, port: u16, secs: u64) -> Vec<Tool> {
     let secs = secs.max(1).to_string();
-    vec![
-        Tool {
-            argv: ["nc", "-z", "-w", &secs, host, &port.to_string()].map(str::to_owned).to_vec(),
-            kind: ToolKind::Tcp,
-        },
-        // A constant script; host and port are positional arguments, never part of the text.
-        // Under `timeout`, so a connection that hangs ends in the container too.
-        Tool {
-            argv: ["timeout", &secs, "bash", "-c", "exec 3<>\"/dev/tcp/$0/$1\"", host, &port.to_string()]
-                .map(str::to_owned)
-                .to_vec(),
-            kind: ToolKind::Tcp,
-        },
-        Tool {
-            argv: ["bash", "-c", "exec 3<>\"/dev/tcp/$0/$1\"", host, &port.to_string()].map(str::to_owned).to_vec(),
-            kind: ToolKind::Tcp,
-        },
-    ]
+    vec![Tool {
+        argv: ["nc", "-z", "-w", &secs, host, &port.to_string()].map(str::to_owned).to_vec(),
+        kind: ToolKind::Tcp,
+    }]
 }
 
 /// Runs the first tool the container has. `Err` when none is there or the engine refused.
@@ -241,15 +218,8 @@ pub async fn http_probe(ctx: &Context, check: &HttpCheckConfig, container: &str,
     within(base, limit + Duration::from_secs(3), |mut report| async move {
         let fail =
             |report: &mut ProbeReport, runbook, status, m: String| report.problem(Problem::new(runbook, status, m));
-        let rt = match ops_core::stack::runtime(ctx) {
-            Ok(rt) => rt,
-            Err(e) => {
-                fail(&mut report, Runbook::ProbeFailed, Status::Unknown, e.to_string());
-                return report;
-            }
-        };
-        let inside = match running_container(ctx, container).await {
-            Ok(c) => c,
+        let (rt, inside) = match running_container(ctx, container).await {
+            Ok(found) => found,
             Err(p) => {
                 report.problem(p);
                 return report;
@@ -315,15 +285,8 @@ pub async fn tcp_probe(ctx: &Context, check: &TcpCheckConfig, container: &str, t
                 return report;
             }
         };
-        let rt = match ops_core::stack::runtime(ctx) {
-            Ok(rt) => rt,
-            Err(e) => {
-                report.problem(Problem::new(Runbook::ProbeFailed, Status::Unknown, e.to_string()));
-                return report;
-            }
-        };
-        let inside = match running_container(ctx, container).await {
-            Ok(c) => c,
+        let (rt, inside) = match running_container(ctx, container).await {
+            Ok(found) => found,
             Err(p) => {
                 report.problem(p);
                 return report;
@@ -372,10 +335,9 @@ mod tests {
     }
 
     #[test]
-    fn the_tcp_script_is_a_constant_and_the_target_its_arguments() {
+    fn the_tcp_target_is_an_argument() {
         let tools = tcp_tools("x; rm -rf /", 1, 3);
-        assert_eq!(tools[2].argv[2], "exec 3<>\"/dev/tcp/$0/$1\"");
-        assert_eq!(tools[2].argv[3], "x; rm -rf /");
-        assert_eq!(tools[1].argv[..3], ["timeout", "3", "bash"]);
+        assert_eq!(tools.len(), 1);
+        assert_eq!(tools[0].argv, ["nc", "-z", "-w", "3", "x; rm -rf /", "1"]);
     }
 }

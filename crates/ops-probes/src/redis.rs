@@ -178,25 +178,40 @@ pub async fn queues(
     let mut base = ProbeReport::new(ProbeKind::Queue, name, url.redacted());
     base.depends_on.push(format!("{}:{name}", ProbeKind::Redis));
     within(base, timeout, |mut report| async move {
-        match cache.queue_lengths(queues).await {
-            Ok(lengths) => {
-                let (observations, problems) = backlog(&lengths, t);
-                observations.into_iter().for_each(|o| report.observe(o));
-                problems.into_iter().for_each(|p| report.problem(p));
-                if report.problems.is_empty() {
-                    let shown: Vec<String> = lengths.iter().map(|q| format!("{} {}", q.name, q.length)).collect();
-                    report.message = format!("queue lengths: {}", shown.join(", "));
-                }
-            }
-            Err(e) => report.problem(Problem::new(
-                Runbook::ProbeFailed,
-                Status::Unknown,
-                format!("could not read queue lengths: {e}"),
-            )),
+        if let Some(shown) = observe_queues(&mut report, cache, queues, t).await
+            && report.problems.is_empty()
+        {
+            report.message = format!("queue lengths: {shown}");
         }
         report
     })
     .await
+}
+
+/// Reads the lengths of `queues` into `report` (observations, a `queue-backlog` problem per
+/// queue over a threshold, `probe-failed` when they cannot be read); `name length, …` when read.
+pub(crate) async fn observe_queues(
+    report: &mut ProbeReport,
+    cache: &dyn Cache,
+    queues: &[String],
+    t: &QueueThresholds,
+) -> Option<String> {
+    match cache.queue_lengths(queues).await {
+        Ok(lengths) => {
+            let (observations, problems) = backlog(&lengths, t);
+            observations.into_iter().for_each(|o| report.observe(o));
+            problems.into_iter().for_each(|p| report.problem(p));
+            Some(lengths.iter().map(|q| format!("{} {}", q.name, q.length)).collect::<Vec<_>>().join(", "))
+        }
+        Err(e) => {
+            report.problem(Problem::new(
+                Runbook::ProbeFailed,
+                Status::Unknown,
+                format!("could not read queue lengths: {e}"),
+            ));
+            None
+        }
+    }
 }
 
 /// One `queue_length` observation per queue, labelled `queue`, and a `queue-backlog` problem

@@ -309,7 +309,7 @@ pub struct TcpCheckConfig {
     /// Checks this one depends on (`postgres:main`, `container:db`).
     pub depends_on: Vec<String>,
     /// Connect from inside this container (name or Compose service), through `docker exec`
-    /// (`nc`, or `bash`'s `/dev/tcp`), so its network's service names resolve as the app sees
+    /// (`nc -z`, an argv), so its network's service names resolve as the app sees
     /// them.
     pub from_container: Option<String>,
 }
