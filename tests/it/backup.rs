@@ -353,6 +353,72 @@ async fn backup_fails_loudly_when_the_s3_server_dies_mid_upload() {
     assert_nothing_stored(&s, false).await;
 }
 
+/// A backup in several parts to SeaweedFS, a server that checks each part's SHA-256: proven
+/// by the server's checksums instead of a read-back, and the copy still holds exactly the
+/// manifest's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_to_seaweedfs_is_proven_by_the_servers_part_checksums() {
+    let rt = require_docker().await;
+    let (pg, server) = tokio::join!(postgres(&[]), crate::harness::seaweed());
+    // About 45 MB of hex: several 8 MiB parts even gzip-compressed.
+    psql(
+        &rt,
+        &pg,
+        "app",
+        "CREATE TABLE blobs (id int PRIMARY KEY, a text, b text);
+         INSERT INTO blobs SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 13)::text)
+           FROM generate_series(1, 450000) g;",
+    )
+    .await;
+    let store = S3Store::new({
+        let mut o = S3Options::new("backups", Secret::new(S3_ACCESS_KEY), Secret::new(S3_SECRET_KEY));
+        o.endpoint = Some(server.endpoint.clone());
+        o.path_style = true;
+        o
+    })
+    .unwrap();
+    store.ensure_bucket().await.unwrap();
+    let mut config = OpsConfig::default();
+    config.databases.insert(
+        "main".to_owned(),
+        DatabaseConfig { url: SecretUrl::new(pg.url("postgres", "postgres", "app")), ..Default::default() },
+    );
+    config.storage = Some(StorageConfig {
+        url: "s3://backups/daily".to_owned(),
+        endpoint: Some(server.endpoint.clone()),
+        path_style: Some(true),
+        access_key_id: Some(Secret::new(S3_ACCESS_KEY)),
+        secret_access_key: Some(Secret::new(S3_SECRET_KEY)),
+        ..Default::default()
+    });
+    let audit = tempfile::tempdir().unwrap();
+    config.perf.audit_log = audit.path().join("audit.jsonl");
+    let ctx = Context::from_config(config).unwrap();
+
+    let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let copy = &report.destinations[0];
+    assert!(copy.parts >= 2, "{copy:?}");
+    assert_eq!(copy.verified_by, ops_backup::CopyCheck::ServerSha256, "{copy:?}");
+    let names: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["prepare", "dump", "verify-upload", "manifest"]);
+    // What the server proved, a read-back confirms: the stored bytes hash to the manifest's.
+    let v = verify(&ctx, None, "latest").await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.copies.len(), 1);
+    // No unfinished upload is left, the checksum probe's included.
+    let daily = S3Store::new({
+        let mut o = S3Options::new("backups", Secret::new(S3_ACCESS_KEY), Secret::new(S3_SECRET_KEY));
+        o.endpoint = Some(server.endpoint.clone());
+        o.path_style = true;
+        o.prefix = "daily".to_owned();
+        o
+    })
+    .unwrap();
+    assert_eq!(daily.pending_uploads().await.unwrap(), Vec::<String>::new());
+    let keys: Vec<String> = daily.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert!(keys.iter().all(|k| !k.contains("checksum-probe")), "{keys:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_of_an_unreadable_table_fails_and_leaves_nothing() {
     let s = stack(100).await;

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use ops_core::adapters::fs::FsStore;
 use ops_core::adapters::s3::{S3Options, S3Store};
-use ops_core::ports::{ContainerRuntime, ExecSpec, ObjectStore, PutOptions};
+use ops_core::ports::{ContainerRuntime, ExecSpec, ObjectStore, PutOptions, PutProof};
 use ops_core::{ErrorKind, Secret};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -51,14 +51,16 @@ async fn get_all(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
 }
 
 /// The contract every ObjectStore keeps. `part` is the multipart part size (ignored by stores
-/// without parts); `expect_parts` says whether large objects go up in several parts.
-async fn contract(store: &dyn ObjectStore, part: usize, expect_parts: bool) {
+/// without parts); `expect_parts` says whether large objects go up in several parts, and
+/// `big_proof` what the store proves about them.
+async fn contract(store: &dyn ObjectStore, part: usize, expect_parts: bool, big_proof: PutProof) {
     let small = b"-- PostgreSQL database dump complete\n".to_vec();
     let r =
         store.put("db/small.sql", Box::pin(std::io::Cursor::new(small.clone())), &PutOptions::default()).await.unwrap();
     assert_eq!(r.size, small.len() as u64);
     assert_eq!(r.sha256, hex::encode(Sha256::digest(&small)));
     assert_eq!(r.parts, 1);
+    assert_eq!(r.proof, PutProof::None, "a single request is read back");
     let meta = store.head("db/small.sql").await.unwrap().expect("exists");
     assert_eq!(meta.size, small.len() as u64);
     assert!(meta.last_modified.is_some());
@@ -70,9 +72,15 @@ async fn contract(store: &dyn ObjectStore, part: usize, expect_parts: bool) {
     assert_eq!(r.size, big.len() as u64);
     assert_eq!(r.sha256, hex::encode(Sha256::digest(&big)));
     assert_eq!(r.parts, if expect_parts { 3 } else { 1 });
+    assert_eq!(r.proof, big_proof);
     let back = get_all(store, "db/big.bin").await;
     assert_eq!(back.len(), big.len());
     assert!(back == big, "content differs");
+
+    // An empty object reads back empty (no byte 0 to ask a range of).
+    store.put("db/empty.bin", Box::pin(std::io::Cursor::new(Vec::new())), &PutOptions::default()).await.unwrap();
+    assert!(get_all(store, "db/empty.bin").await.is_empty());
+    store.delete("db/empty.bin").await.unwrap();
 
     // Listing by prefix, across page boundaries, sorted.
     for i in 0..7 {
@@ -112,7 +120,7 @@ async fn contract(store: &dyn ObjectStore, part: usize, expect_parts: bool) {
 async fn fs_object_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStore::new(dir.path().join("backups"));
-    contract(&store, 5 * MIB, false).await;
+    contract(&store, 5 * MIB, false, PutProof::None).await;
     assert!(store.location().starts_with("file://"));
 }
 
@@ -132,7 +140,8 @@ async fn s3_object_store_contract() {
     let store = s3_store(&endpoint, "ops-backups", "daily", S3_SECRET_KEY);
     store.ensure_bucket().await.unwrap();
     store.ensure_bucket().await.expect("idempotent");
-    contract(&store, 5 * MIB, true).await;
+    // s3s-fs takes a part whatever SHA-256 comes with it: its copies are read back.
+    contract(&store, 5 * MIB, true, PutProof::None).await;
     assert_eq!(store.location(), "s3://ops-backups/daily");
     // The failed multipart upload was aborted, not left to accumulate parts.
     match store.pending_uploads().await {
@@ -182,8 +191,10 @@ async fn object_store_seaweedfs_contract() {
     let store = s3_store(&server.endpoint, "ops-backups", "daily", S3_SECRET_KEY);
     store.ensure_bucket().await.unwrap();
     store.ensure_bucket().await.expect("idempotent");
-    contract(&store, 5 * MIB, true).await;
-    // SeaweedFS lists multipart uploads: the failed one was aborted.
+    // SeaweedFS refuses a part with a wrong SHA-256 and returns the checksum over the parts,
+    // which matched ours.
+    contract(&store, 5 * MIB, true, PutProof::ServerSha256).await;
+    // SeaweedFS lists multipart uploads: the failed one was aborted, and so was the probe.
     assert_eq!(store.pending_uploads().await.unwrap(), Vec::<String>::new());
     let other = s3_store(&server.endpoint, "ops-backups", "weekly", S3_SECRET_KEY);
     assert!(other.list("").await.unwrap().is_empty());
@@ -239,4 +250,36 @@ async fn object_store_seaweedfs_sweep_aborts_only_old_unfinished_uploads() {
     assert_eq!(store.sweep_incomplete(std::time::Duration::from_secs(1)).await.unwrap(), 1);
     assert!(store.pending_uploads().await.unwrap().is_empty());
     assert!(store.list("").await.unwrap().is_empty(), "nothing half-written is visible");
+}
+
+/// An object replaced while it downloads in ranges: the reader gets the old object whole or an
+/// error, never a mix of both versions.
+async fn replaced_mid_download_is_never_a_mix(store: &dyn ObjectStore) {
+    let (old, new) = (payload(40 * MIB, 7), payload(40 * MIB, 8));
+    store.put("mix/dump.bin", Box::pin(std::io::Cursor::new(old.clone())), &PutOptions::default()).await.unwrap();
+    let mut reader = store.get("mix/dump.bin").await.unwrap();
+    let mut first = vec![0u8; MIB];
+    reader.read_exact(&mut first).await.unwrap();
+    store.put("mix/dump.bin", Box::pin(std::io::Cursor::new(new)), &PutOptions::default()).await.unwrap();
+    let mut rest = Vec::new();
+    match reader.read_to_end(&mut rest).await {
+        Ok(_) => {
+            first.extend_from_slice(&rest);
+            assert!(first == old, "a download that ends must be the old object whole");
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    assert_eq!(get_all(store, "mix/dump.bin").await.len(), 40 * MIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_download_of_a_replaced_object_is_never_a_mix() {
+    let (_c, endpoint) = s3().await;
+    let store = s3_store(&endpoint, "ops-mix", "", S3_SECRET_KEY);
+    store.ensure_bucket().await.unwrap();
+    replaced_mid_download_is_never_a_mix(&store).await;
+    let server = crate::harness::seaweed().await;
+    let store = s3_store(&server.endpoint, "ops-mix", "", S3_SECRET_KEY);
+    store.ensure_bucket().await.unwrap();
+    replaced_mid_download_is_never_a_mix(&store).await;
 }

@@ -176,6 +176,44 @@ async fn restore_refuses_a_corrupted_backup_before_touching_anything() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
+/// A copy whose last full verification passed is checked by its SHA-256 alone before an
+/// in-place restore: the same bytes decompressed whole then. Other bytes are still refused
+/// before anything is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_in_place_of_a_verified_copy_checks_its_sha256_and_refuses_other_bytes() {
+    let s = stack(300).await;
+    let report = backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let opts = RestoreOptions { source: report.id.to_string(), in_place: true, ..Default::default() };
+    let before = restore::plan(&s.ctx, &opts).await.unwrap();
+    assert!(before.source.verified.is_none(), "never verified: the full check runs");
+    assert!(before.steps[0].contains("checksum, decompression, trailer"), "{:?}", before.steps);
+    assert!(ops_backup::verify(&s.ctx, None, report.id.as_str()).await.unwrap().ok);
+    let plan = restore::plan(&s.ctx, &opts).await.unwrap();
+    let vouched = plan.source.verified.as_ref().expect("the passed verification vouches for these bytes");
+    assert_eq!(vouched.sha256.as_deref(), Some(report.manifest.sha256.as_str()));
+    assert!(plan.steps[0].contains("by its SHA-256"), "{:?}", plan.steps);
+
+    // One byte changed after the verification: refused, the live database untouched.
+    let live = fingerprint(&s.rt, &s.pg, "app").await;
+    let path = s.local.path().join(&report.manifest.dump_key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = ops_backup::restore(&s.ctx, &plan, &opts, &NoProgress).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    assert!(e.message().contains("sha256 mismatch"), "{e}");
+    assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, live, "live database untouched");
+
+    // The same bytes again: restored in place after the SHA-256 check alone.
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    psql(&s.rt, &s.pg, "app", "TRUNCATE events").await;
+    let done = ops_backup::restore(&s.ctx, &plan, &opts, &NoProgress).await.unwrap();
+    assert!(done.check.ok, "{done:?}");
+    assert_eq!(fingerprint(&s.rt, &s.pg, "app").await, live);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_in_place_from_s3_runs_the_post_restore_command() {
     let s = stack(400).await;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ops_core::Context;
-use ops_core::ports::{DumpFormat, DumpOptions, Notification, NotificationLevel, ObjectStore, PutOptions};
+use ops_core::ports::{DumpFormat, DumpOptions, Notification, NotificationLevel, ObjectStore, PutOptions, PutProof};
 use serde::{Deserialize, Serialize};
 
 use crate::compress::Compression;
@@ -14,7 +14,7 @@ use crate::manifest::{MANIFEST_VERSION, Manifest, TableCount};
 use crate::naming::BackupId;
 use crate::notify::{NotificationOutcome, notify_all};
 use crate::pipeline::{CompressSettings, hash_object, stream_dump};
-use crate::progress::{Progress, ProgressEvent};
+use crate::progress::{PhaseClock, PhaseTime, Progress, ProgressEvent};
 use crate::{Error, Result, lock, target};
 
 /// Options of [`backup`].
@@ -46,6 +46,22 @@ pub struct DestinationReport {
     pub size_bytes: u64,
     /// Multipart parts (1 for a single request or a file).
     pub parts: u32,
+    /// How the copy was proven to hold the dump's bytes.
+    #[serde(default)]
+    pub verified_by: CopyCheck,
+}
+
+/// How a copy was proven to hold exactly the bytes of the dump (the SHA-256 in the manifest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyCheck {
+    /// Read back whole from the destination and hashed.
+    #[default]
+    ReadBack,
+    /// The S3 server checked every part's SHA-256 on arrival and its checksum over the parts
+    /// matched ours on completion ([`ops_core::ports::PutProof::ServerSha256`]); no read-back.
+    ServerSha256,
 }
 
 /// What a successful backup did.
@@ -62,6 +78,10 @@ pub struct BackupReport {
     pub compression_ratio: f64,
     /// Notifications sent.
     pub notifications: Vec<NotificationOutcome>,
+    /// Where the time went: each phase (`prepare`, `dump`, `verify-upload`, `manifest`) and
+    /// its seconds.
+    #[serde(default)]
+    pub phases: Vec<PhaseTime>,
 }
 
 /// Most compression threads a caller may ask for.
@@ -95,8 +115,9 @@ fn threads(opts: &BackupOptions) -> usize {
 }
 
 /// Dumps the database (`pg_dump`, the client matching the server's major version) through
-/// compression into every configured destination at once, reads every copy back to check its
-/// SHA-256, then writes the manifest beside each copy. Only one backup, restore or drill of a
+/// compression into every configured destination at once, proves every copy holds the dump's
+/// SHA-256 (an S3 server that checks each part's SHA-256 on arrival proves it itself; every
+/// other copy is read back and hashed), then writes the manifest beside each copy. Only one backup, restore or drill of a
 /// database runs at a time. Success and failure are sent to the configured webhooks.
 ///
 /// # Errors
@@ -247,6 +268,8 @@ async fn run(
     cancel: crate::pipeline::Cancel,
 ) -> Result<BackupReport> {
     let clock = Instant::now();
+    let phases = PhaseClock::new(progress, "prepare");
+    let progress = &phases;
     let server = db.server_version().await?;
     let extensions = db.extensions().await?;
     // Counts and dump from one snapshot: the manifest describes exactly what was dumped.
@@ -274,7 +297,10 @@ async fn run(
         Err::<BackupReport, Error>(e)
     };
     progress.event(ProgressEvent::Phase { name: "verify-upload".to_owned() });
-    for store in stores {
+    for (store, put) in stores.iter().zip(&streamed.puts) {
+        if put.proof == PutProof::ServerSha256 {
+            continue;
+        }
         match hash_object(store.as_ref(), &key).await {
             Ok((sha, size)) if sha == streamed.sha256 && size == streamed.compressed_bytes => {}
             Ok((sha, size)) => {
@@ -347,10 +373,15 @@ async fn run(
                 key: p.key.clone(),
                 size_bytes: p.size,
                 parts: p.parts,
+                verified_by: match p.proof {
+                    PutProof::ServerSha256 => CopyCheck::ServerSha256,
+                    PutProof::None => CopyCheck::ReadBack,
+                },
             })
             .collect(),
         manifest,
         compression_ratio,
         notifications: Vec::new(),
+        phases: phases.times(),
     })
 }

@@ -101,6 +101,9 @@ impl<W: Write + Send> Encoder for ZstdEncoder<W> {
     }
 }
 
+/// Bytes per zstd job when several threads compress.
+const ZSTD_JOB_BYTES: u32 = 4 * 1024 * 1024;
+
 /// An encoder writing into `sink` with `threads` compression threads (0 or 1: one).
 pub(crate) fn encoder<W: Write + Send + 'static>(
     compression: Compression,
@@ -120,6 +123,9 @@ pub(crate) fn encoder<W: Write + Send + 'static>(
             let mut e = zstd::stream::write::Encoder::new(sink, i32::try_from(level.min(19)).unwrap_or(3))?;
             if threads > 1 {
                 e.multithread(u32::try_from(threads).unwrap_or(1))?;
+                // Smaller jobs than zstd's default (8 MiB at level 3), each worker holding
+                // one: the peak memory roughly halves for the same speed (`zstd -T2 -B4MiB`).
+                e.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_BYTES))?;
             }
             Box::new(ZstdEncoder(e))
         }

@@ -48,12 +48,12 @@ pub mod source;
 pub mod target;
 pub mod verify;
 
-pub use backup::{BackupOptions, BackupReport, backup, backup_until};
+pub use backup::{BackupOptions, BackupReport, CopyCheck, backup, backup_until};
 pub use catalog::{BackupEntry, list};
 pub use drill::{DrillBackend, DrillOptions, DrillReport, dr_test};
 pub use error::{Error, ErrorKind, Result};
 pub use notify::NotificationOutcome;
-pub use progress::{NoProgress, Progress, ProgressEvent};
+pub use progress::{NoProgress, PhaseTime, Progress, ProgressEvent};
 pub use restore::{RestoreOptions, RestorePlan, RestoreReport, restore, restore_until};
 pub use retention::{PruneOptions, PruneReport, prune};
 pub use verify::{VerifyReport, verify};

@@ -276,13 +276,16 @@ pub(crate) async fn stream_dump(
 
 /// Reads an object back and returns its SHA-256 and size.
 pub(crate) async fn hash_object(store: &dyn ObjectStore, key: &str) -> Result<(String, u64)> {
-    let reader = store.get(key).await?;
+    hash_reader(store.get(key).await?, &format!("{key} back from {}", store.location())).await
+}
+
+/// The SHA-256 and size of everything `reader` yields; `what` names it in an error.
+pub(crate) async fn hash_reader(reader: ops_core::ports::ByteReader, what: &str) -> Result<(String, u64)> {
     let mut stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| Error::from(e).context(format!("reading {key} back from {}", store.location())))?;
+        let chunk = chunk.map_err(|e| Error::from(e).context(format!("reading {what}")))?;
         hasher.update(&chunk);
         size += chunk.len() as u64;
     }

@@ -192,10 +192,17 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
             steps.push(format!("rename {restore_database} to {live}"));
         }
         Strategy::InPlace => {
-            steps.push(format!(
-                "verify {} (checksum, decompression, trailer) before touching anything",
-                source.location
-            ));
+            steps.push(match &source.verified {
+                Some(v) => format!(
+                    "verify {} by its SHA-256 before touching anything (a full verification of the same bytes \
+                     passed at {}: decompressed whole, trailer found)",
+                    source.location,
+                    v.verified_at.format("%Y-%m-%d %H:%M:%SZ")
+                ),
+                None => {
+                    format!("verify {} (checksum, decompression, trailer) before touching anything", source.location)
+                }
+            });
             steps.extend(stop);
             steps.push(format!("terminate connections to {live}"));
             steps.push(format!("DROP DATABASE {live} (in place: there is no way back after this step)"));

@@ -37,6 +37,10 @@ pub struct Source {
     pub manifest: Option<Manifest>,
     /// Compression, from the manifest or the file name.
     pub compression: Compression,
+    /// The copy's last verification, when it was a passed full one of exactly these bytes
+    /// (the manifest's SHA-256): an in-place restore then checks the SHA-256 alone first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<crate::verify::VerificationRecord>,
     #[serde(skip)]
     pub(crate) reader: Option<SourceReader>,
 }
@@ -276,6 +280,7 @@ async fn from_object(ctx: &Context, requested: &str) -> Result<Source> {
         location: requested.to_owned(),
         manifest,
         compression,
+        verified: None,
         reader: Some(SourceReader::Store(Arc::clone(storage), key.to_owned())),
     })
 }
@@ -306,6 +311,7 @@ async fn from_path(requested: &str, path: PathBuf) -> Result<Source> {
         location: path.display().to_string(),
         manifest,
         compression,
+        verified: None,
         reader: Some(SourceReader::Path(path)),
     })
 }
@@ -318,9 +324,15 @@ async fn from_entry(ctx: &Context, requested: &str, entry: &catalog::BackupEntry
         let Some(copy) = entry.complete_copies().find(|c| c.location == location) else { continue };
         let key = copy.dump_key.clone().unwrap_or_default();
         let manifest = read_manifest(store.as_ref(), &entry.id).await?;
+        // A record that cannot be read vouches for nothing: the full check runs.
+        let verified = catalog::read_json::<crate::verify::VerificationRecord>(store.as_ref(), &entry.id.verify_key())
+            .await
+            .ok()
+            .filter(|v| v.vouches_for(&manifest.sha256));
         return Ok(Source {
             requested: requested.to_owned(),
             location: format!("{location}/{key}"),
+            verified,
             compression: manifest.compression,
             manifest: Some(manifest),
             reader: Some(SourceReader::Store(Arc::clone(store), key)),

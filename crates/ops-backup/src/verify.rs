@@ -26,6 +26,19 @@ pub struct VerificationRecord {
     pub ok: bool,
     /// What failed.
     pub problems: Vec<String>,
+    /// The SHA-256 of the compressed bytes a passing verification read to the end (decompressed
+    /// whole, trailer found): the same bytes need no second decompression to be trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl VerificationRecord {
+    /// Whether this record is a passed full verification of exactly the bytes whose SHA-256
+    /// is `sha256`.
+    #[must_use]
+    pub fn vouches_for(&self, sha256: &str) -> bool {
+        self.ok && self.sha256.as_deref() == Some(sha256)
+    }
 }
 
 /// The verification of one copy.
@@ -274,8 +287,21 @@ async fn verify_copy(store: &dyn ObjectStore, id: &BackupId) -> CopyVerification
 }
 
 /// Reads a restore source through once: checksum and size against its manifest (when it has
-/// one), full decompression, and the dump trailer. Returns the problems found.
+/// one), full decompression, and the dump trailer. A source whose copy a passed full
+/// verification vouches for ([`Source::verified`](crate::source::Source)) is only hashed: the
+/// same SHA-256 means the same bytes, which decompressed whole then. Returns the problems found.
 pub(crate) async fn check_source(source: &crate::source::Source) -> Result<Vec<String>> {
+    if let (Some(m), Some(_)) = (&source.manifest, &source.verified) {
+        let (sha256, size) = crate::pipeline::hash_reader(source.open().await?, &source.location).await?;
+        let mut problems = Vec::new();
+        if sha256 != m.sha256 {
+            problems.push(format!("sha256 mismatch: manifest {}, object {sha256}", m.sha256));
+        }
+        if size != m.size_bytes {
+            problems.push(format!("size mismatch: manifest {} bytes, object {size} bytes", m.size_bytes));
+        }
+        return Ok(problems);
+    }
     let reader = source.open().await?;
     let bridge = SyncIoBridge::new(reader);
     let compression = source.compression;
@@ -321,7 +347,12 @@ pub async fn verify(ctx: &Context, database: Option<&str>, wanted: &str) -> Resu
         } else {
             verify_copy(store.as_ref(), &entry.id).await
         };
-        let record = VerificationRecord { verified_at, ok: v.ok, problems: v.problems.clone() };
+        let record = VerificationRecord {
+            verified_at,
+            ok: v.ok,
+            problems: v.problems.clone(),
+            sha256: if v.ok { v.sha256.clone() } else { None },
+        };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::internal(e.to_string()))?;
         if let Err(e) =
             store.put(&entry.id.verify_key(), Box::pin(std::io::Cursor::new(json)), &PutOptions::default()).await

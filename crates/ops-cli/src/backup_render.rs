@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ops_backup::catalog::BackupEntry;
 use ops_backup::progress::{Progress, ProgressEvent};
 use ops_backup::retention::{PruneReport, Verdict};
-use ops_backup::{BackupReport, DrillReport, RestorePlan, RestoreReport, VerifyReport};
+use ops_backup::{BackupReport, CopyCheck, DrillReport, RestorePlan, RestoreReport, VerifyReport};
 use ops_core::Result;
 
 pub(crate) use ops_core::units::human_bytes as bytes;
@@ -82,12 +82,21 @@ pub(crate) fn backup_report(out: &mut dyn Write, r: &BackupReport) -> Result<()>
         m.compression,
         m.compression_level
     )?;
-    writeln!(out, "  duration     {:.1} s", m.duration_seconds)?;
+    let phases: Vec<String> = r.phases.iter().map(|p| format!("{} {:.1} s", p.name, p.seconds)).collect();
+    if phases.is_empty() {
+        writeln!(out, "  duration     {:.1} s", m.duration_seconds)?;
+    } else {
+        writeln!(out, "  duration     {:.1} s ({})", m.duration_seconds, phases.join(", "))?;
+    }
     writeln!(out, "  sha256       {}", m.sha256)?;
     for (i, d) in r.destinations.iter().enumerate() {
         let label = if i == 0 { "copies" } else { "" };
         let parts = if d.parts > 1 { format!(" ({} parts)", d.parts) } else { String::new() };
-        writeln!(out, "  {label:<12} {}/{}{parts}, read back and checked", d.location, d.key)?;
+        let check = match d.verified_by {
+            CopyCheck::ReadBack => "read back and checked",
+            CopyCheck::ServerSha256 => "every part's SHA-256 checked by the server",
+        };
+        writeln!(out, "  {label:<12} {}/{}{parts}, {check}", d.location, d.key)?;
     }
     let exact: Vec<String> =
         m.tables.iter().filter(|t| t.exact).map(|t| format!("{} {}", t.name, t.rows.unwrap_or(0))).collect();

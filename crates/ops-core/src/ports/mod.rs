@@ -27,7 +27,7 @@ pub use database::{
 };
 pub use http::{HttpClient, HttpRequest, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};
-pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport};
+pub use object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutProof, PutReport};
 pub use state::{
     Approval, BudgetDecision, BudgetRequest, COMPONENT_STATUSES, ComponentDay, IncidentQuery, MAX_EVENTS,
     MAX_LEDGER_PER_JOB, NewEvent, RunQuery, ScheduleQuery, ScheduledRun, StateStore, StoredEvent, StoredIncident,

@@ -35,6 +35,24 @@ pub struct PutReport {
     pub sha256: String,
     /// Parts uploaded (1 for a single request or a file).
     pub parts: u32,
+    /// What the store proved about the stored bytes, beyond answering "stored".
+    #[serde(default)]
+    pub proof: PutProof,
+}
+
+/// What a store proved about an object it stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum PutProof {
+    /// Nothing: the object must be read back to know it holds what was sent.
+    #[default]
+    None,
+    /// The server checked the SHA-256 of every part against the one computed here before
+    /// taking it (the store first saw it refuse a part with a wrong one), and its SHA-256 over
+    /// the part checksums, in order, matched the one computed here once the object was
+    /// complete: every byte stored is a byte sent, checked end to end.
+    ServerSha256,
 }
 
 /// One stored object.

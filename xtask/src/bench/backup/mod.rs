@@ -52,6 +52,7 @@ const TARGET_S3_VS_RAW: f64 = 1.3;
 const TARGET_SPEEDUP_VS_SEEDS_S3: f64 = 3.0;
 const TARGET_RSS_MIB: f64 = 64.0;
 const TARGET_RESTORE_VS_PSQL: f64 = 1.0;
+const TARGET_RESTORE_S3_VS_SEEDS: f64 = 0.9;
 
 /// Bytes per row in a plain dump of each generated table (measured), to size the dataset.
 const CUSTOMER_ROW_BYTES: f64 = 202.0;
@@ -330,6 +331,15 @@ mod tests {
         assert_eq!(json_f64(json, "restore_seconds"), Some(3.0));
         assert_eq!(json_f64(json, "x"), Some(-0.001));
         assert_eq!(json_f64(json, "missing"), None);
+    }
+
+    #[test]
+    fn opsctl_phases_and_strings() {
+        let json = r#"{"dump_key": "bench_x.sql.gz", "phases": [{"name": "prepare", "seconds": 0.25},
+            {"name": "dump", "seconds": 4.5}], "other": [{"name": "no"}]}"#;
+        assert_eq!(json_str(json, "dump_key").as_deref(), Some("bench_x.sql.gz"));
+        assert_eq!(json_phases(json), vec![("prepare".to_owned(), 0.25), ("dump".to_owned(), 4.5)]);
+        assert!(json_phases("{}").is_empty());
     }
 
     #[test]

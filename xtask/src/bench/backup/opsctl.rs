@@ -96,7 +96,11 @@ impl Ctx {
         let secs = start.elapsed().as_secs_f64();
         let u = read_usage(&usage)?;
         let json = fs::read_to_string(&out).unwrap_or_default();
-        Ok((Sample { secs, rss_kib: Some(u.max_rss_kib), client_cpu: Some(u.cpu_secs), ..Sample::default() }, json))
+        let phases = json_phases(&json);
+        Ok((
+            Sample { secs, rss_kib: Some(u.max_rss_kib), client_cpu: Some(u.cpu_secs), phases, ..Sample::default() },
+            json,
+        ))
     }
 
     pub(super) fn write_config(&self, name: &str, db: &str, storage: &str) -> Result<PathBuf> {

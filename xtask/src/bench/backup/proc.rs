@@ -194,3 +194,18 @@ pub(super) fn json_f64(json: &str, key: &str) -> Option<f64> {
         rest.chars().take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')).collect();
     number.parse().ok()
 }
+
+/// The first `"key": "text"` in a JSON text (no escapes expected: keys and names).
+pub(super) fn json_str(json: &str, key: &str) -> Option<String> {
+    let at = json.find(&format!("\"{key}\""))? + key.len() + 2;
+    let rest = json[at..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// opsctl's `"phases": [{"name": …, "seconds": …}, …]`, in order.
+pub(super) fn json_phases(json: &str) -> Vec<(String, f64)> {
+    let Some(at) = json.find("\"phases\"") else { return Vec::new() };
+    let rest = &json[at..];
+    let list = &rest[..rest.find(']').unwrap_or(rest.len())];
+    list.split('}').filter_map(|item| Some((json_str(item, "name")?, json_f64(item, "seconds")?))).collect()
+}

@@ -91,6 +91,10 @@ pub(super) fn render(f: &Facts, cases: &[(Kind, Case)], restore: &RestoreOutcome
             for case in [&r.psql, &r.in_place, &r.safe_swap, &r.drill, &r.verify] {
                 case_row(&mut out, case, None);
             }
+            for s3 in &r.s3 {
+                case_row(&mut out, &s3.seeds, None);
+                case_row(&mut out, &s3.ours, None);
+            }
         }
         RestoreOutcome::Failed { psql, error } => {
             case_row(&mut out, psql, None);
@@ -101,66 +105,116 @@ pub(super) fn render(f: &Facts, cases: &[(Kind, Case)], restore: &RestoreOutcome
         }
     }
 
-    let _ = writeln!(out, "\n| target | value | goal | result |");
-    let _ = writeln!(out, "|---|---|---|---|");
-    let mut target = |name: &str, value: Option<f64>, goal: f64, at_most: bool, unit: &str| {
+    let _ = writeln!(out, "\n| target | median | per round | goal | result |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    // A ratio of two cases: the ratio of their medians, and each round's own ratio (the spread).
+    let mut target = |name: &str, a: Option<&Case>, b: Option<&Case>, goal: f64, at_most: bool| {
         let op = if at_most { "≤" } else { "≥" };
-        match value {
-            Some(v) => {
-                let _ = writeln!(
-                    out,
-                    "| {} | {v:.2}{unit} | {op} {goal}{unit} | {} |",
-                    cell(name),
-                    verdict(v, goal, at_most)
-                );
+        let value =
+            a.and_then(Case::median).zip(b.and_then(Case::median)).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b);
+        let rounds: Vec<String> = match (a, b) {
+            (Some(a), Some(b)) => {
+                a.samples.iter().zip(&b.samples).map(|(x, y)| format!("{:.2}", x.secs / y.secs)).collect()
             }
-            None => {
-                let _ = writeln!(out, "| {} | – | {op} {goal}{unit} | not measured |", cell(name));
-            }
-        }
+            _ => Vec::new(),
+        };
+        let _ = match value {
+            Some(v) => writeln!(
+                out,
+                "| {} | {v:.2}× | {} | {op} {goal}× | {} |",
+                cell(name),
+                rounds.join(" / "),
+                verdict(v, goal, at_most)
+            ),
+            None => writeln!(out, "| {} | – | | {op} {goal}× | not measured |", cell(name)),
+        };
     };
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    };
-    target("gzip backup / `pg_dump > file`", ratio(med(Kind::OpsGzipFs), raw), TARGET_GZIP_VS_RAW, true, "×");
+    let raw_case = get(Kind::Raw);
+    target("gzip backup / `pg_dump > file`", get(Kind::OpsGzipFs), raw_case, TARGET_GZIP_VS_RAW, true);
     target(
         "`pg_dump | gzip` / gzip backup",
-        ratio(med(Kind::RunbookGzip), med(Kind::OpsGzipFs)),
+        get(Kind::RunbookGzip),
+        get(Kind::OpsGzipFs),
         TARGET_SPEEDUP_VS_RUNBOOK,
         false,
-        "×",
     );
-    target("zstd backup / `pg_dump > file`", ratio(med(Kind::OpsZstdFs), raw), TARGET_ZSTD_VS_RAW, true, "×");
+    target("zstd backup / `pg_dump > file`", get(Kind::OpsZstdFs), raw_case, TARGET_ZSTD_VS_RAW, true);
     for server in [S3Server::S3sFs, S3Server::Seaweed] {
         target(
             &format!("gzip backup to S3 ({}) / `pg_dump > file`", server.label()),
-            ratio(med(Kind::OpsGzipS3(server)), raw),
+            get(Kind::OpsGzipS3(server)),
+            raw_case,
             TARGET_S3_VS_RAW,
             true,
-            "×",
         );
         target(
             &format!("`pg_dump | gzip | aws s3 cp -` / gzip backup to S3 ({})", server.label()),
-            ratio(med(Kind::SeedsGzipS3(server)), med(Kind::OpsGzipS3(server))),
+            get(Kind::SeedsGzipS3(server)),
+            get(Kind::OpsGzipS3(server)),
             TARGET_SPEEDUP_VS_SEEDS_S3,
             false,
-            "×",
         );
     }
-    let rss = [Kind::OpsGzipFs, Kind::OpsZstdFs, Kind::OpsGzipS3(S3Server::S3sFs), Kind::OpsGzipS3(S3Server::Seaweed)]
-        .iter()
-        .filter_map(|k| get(*k).and_then(Case::max_rss_mib))
-        .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
-    target("peak RSS of `opsctl backup run`", rss, TARGET_RSS_MIB, true, " MiB");
-    let (in_place, safe_swap) = match restore {
-        RestoreOutcome::Measured(r) => {
-            (ratio(r.in_place.median(), r.psql.median()), ratio(r.safe_swap.median(), r.psql.median()))
+    if let RestoreOutcome::Measured(r) = restore {
+        target(
+            "restore (safe swap, the default) / `gunzip -c | psql`",
+            Some(&r.safe_swap),
+            Some(&r.psql),
+            TARGET_RESTORE_VS_PSQL,
+            true,
+        );
+        target(
+            "restore (`--in-place`) / `gunzip -c | psql`",
+            Some(&r.in_place),
+            Some(&r.psql),
+            TARGET_RESTORE_VS_PSQL,
+            true,
+        );
+        for s3 in &r.s3 {
+            target(
+                &format!("restore from S3 ({}) / `aws s3 cp - | gunzip | psql`", s3.server.label()),
+                Some(&s3.ours),
+                Some(&s3.seeds),
+                TARGET_RESTORE_S3_VS_SEEDS,
+                true,
+            );
         }
-        _ => (None, None),
+    }
+    let mut rss_cases: Vec<&Case> =
+        [Kind::OpsGzipFs, Kind::OpsZstdFs, Kind::OpsGzipS3(S3Server::S3sFs), Kind::OpsGzipS3(S3Server::Seaweed)]
+            .iter()
+            .filter_map(|k| get(*k))
+            .collect();
+    if let RestoreOutcome::Measured(r) = restore {
+        rss_cases.extend([&r.in_place, &r.safe_swap, &r.drill, &r.verify]);
+        rss_cases.extend(r.s3.iter().map(|s| &s.ours));
+    }
+    let rss = rss_cases
+        .iter()
+        .filter_map(|c| c.max_rss_mib())
+        .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
+    let _ = match rss {
+        Some(v) => writeln!(
+            out,
+            "| peak RSS of any `opsctl` backup or restore | {v:.1} MiB | | ≤ {TARGET_RSS_MIB} MiB | {} |",
+            verdict(v, TARGET_RSS_MIB, true)
+        ),
+        None => writeln!(
+            out,
+            "| peak RSS of any `opsctl` backup or restore | – | | ≤ {TARGET_RSS_MIB} MiB | not measured |"
+        ),
     };
-    target("restore (safe swap, the default) / `gunzip -c | psql`", safe_swap, TARGET_RESTORE_VS_PSQL, true, "×");
-    target("restore (`--in-place`) / `gunzip -c | psql`", in_place, TARGET_RESTORE_VS_PSQL, true, "×");
+
+    // Where opsctl's time went, from its own report.
+    let phased: Vec<&Case> = cases.iter().map(|(_, c)| c).filter(|c| !c.phase_medians().is_empty()).collect();
+    if !phased.is_empty() {
+        let _ = writeln!(out, "\n| opsctl case | phases (median s, from its JSON report) |");
+        let _ = writeln!(out, "|---|---|");
+        for c in phased {
+            let phases: Vec<String> = c.phase_medians().iter().map(|(n, v)| format!("{n} {v:.2}")).collect();
+            let _ = writeln!(out, "| {} | {} |", cell(&c.label), phases.join(", "));
+        }
+    }
 
     if let RestoreOutcome::Measured(r) = restore {
         let med = |v: &[f64]| median(v.to_vec()).map_or_else(|| "–".to_owned(), |m| format!("{m:.1} s"));

@@ -22,7 +22,20 @@ pub(super) struct Restores {
     /// `restore_seconds` and `rto_seconds` of each drill's own report.
     pub(super) drill_restore: Vec<f64>,
     pub(super) drill_rto: Vec<f64>,
+    /// Restores from each S3 server: the seeds' pipeline and ours.
+    pub(super) s3: Vec<S3Restores>,
 }
+
+/// `aws s3 cp s3://… - | gunzip | psql` against `opsctl restore latest` from the same object.
+#[derive(Debug)]
+pub(super) struct S3Restores {
+    pub(super) server: S3Server,
+    pub(super) seeds: Case,
+    pub(super) ours: Case,
+}
+
+/// Where the S3 restores read from: one gzip backup per server, written by opsctl.
+const RESTORE_PREFIX: &str = "restore-src";
 
 /// `gunzip -c BACKUP | psql` versus `opsctl restore latest` (in place and safe swap) into fresh
 /// databases, `opsctl dr-test latest --backend local` and `opsctl backup verify latest`, each
@@ -50,7 +63,25 @@ pub(super) fn measure_restore(ctx: &Ctx, runs: usize, expected: &str) -> Result<
         verify: Case::new("`opsctl backup verify latest` (in-place restore's first pass)"),
         drill_restore: Vec::new(),
         drill_rto: Vec::new(),
+        s3: Vec::new(),
     };
+    // One gzip backup on each S3 server: both pipelines restore that object.
+    let mut s3_keys = Vec::new();
+    for server in [S3Server::S3sFs, S3Server::Seaweed] {
+        let key = step(&format!("restore source on S3 ({})", server.label()), || {
+            let config = ctx.write_config("s3-restore-src.toml", PG_DB, &ctx.s3_storage(server, RESTORE_PREFIX))?;
+            let (_, json) = ctx.run_opsctl("restore-src", &config, &["backup", "run", "--compression", "gzip"])?;
+            let key = json_str(&json, "dump_key").context("no dump_key in opsctl's JSON report")?;
+            let note = format!("s3://{BUCKET}/{RESTORE_PREFIX}/{key}");
+            Ok((key, note))
+        })?;
+        s3_keys.push((server, key));
+        r.s3.push(S3Restores {
+            server,
+            seeds: Case::new(&format!("`aws s3 cp - | gunzip | psql` ({})", server.label())),
+            ours: Case::new(&format!("`opsctl restore latest` from S3 ({})", server.label())),
+        });
+    }
     let check = |db: &str| -> Result<()> {
         let got = ctx.pg.query(db, COUNT_SQL)?;
         if got != expected {
@@ -141,6 +172,53 @@ pub(super) fn measure_restore(ctx: &Ctx, runs: usize, expected: &str) -> Result<
             Ok((s, note))
         })?;
         r.verify.samples.push(sample);
+
+        for (i, (server, key)) in s3_keys.iter().enumerate() {
+            let db = format!("restore_s3seeds_{round}");
+            ctx.pg.query(PG_DB, &format!("CREATE DATABASE {db}"))?;
+            let label = r.s3[i].seeds.label.clone();
+            let sample = step(&format!("restore {round}/{runs}: {label}"), || {
+                // The seeds' restore: `aws s3 cp s3://bucket/key - | gunzip | psql`.
+                let mut download = aws_cmd(&ctx.aws, &ctx.endpoint(*server));
+                download.args([
+                    "s3",
+                    "cp",
+                    "--only-show-errors",
+                    &format!("s3://{BUCKET}/{RESTORE_PREFIX}/{key}"),
+                    "-",
+                ]);
+                let chain = [download, Command::new("gunzip"), ctx.pg.psql(&db)];
+                let s = ctx.metered(|| ctx.run_timed_chain(&chain, Stdio::from(log_file(&ctx.log)?)))?;
+                check(&db)?;
+                let note = format!("{}, row counts ok", s.note());
+                Ok((s, note))
+            })?;
+            r.s3[i].seeds.samples.push(sample);
+            drop_all(&db)?;
+
+            let db = format!("restore_s3ops_{round}");
+            ctx.pg.query(PG_DB, &format!("CREATE DATABASE {db}"))?;
+            let label = r.s3[i].ours.label.clone();
+            let result = step(&format!("restore {round}/{runs}: {label}"), || {
+                let config = ctx.write_config("restore-s3.toml", &db, &ctx.s3_storage(*server, RESTORE_PREFIX))?;
+                let name = format!("restore-s3-{}", server.label().to_lowercase());
+                let s = ctx.metered(|| {
+                    Ok(ctx.run_opsctl(&name, &config, &["restore", "latest", "--yes", "--database", "main"])?.0)
+                })?;
+                check(&db)?;
+                let note = format!("{}, row counts ok", s.note());
+                Ok((s, note))
+            });
+            let dropped = drop_all(&db);
+            match result {
+                Ok(s) => r.s3[i].ours.samples.push(s),
+                Err(e) => return Ok(failed(&r.psql, &label, &e)),
+            }
+            dropped?;
+        }
+    }
+    for (server, _) in &s3_keys {
+        ctx.s3_clear(*server, RESTORE_PREFIX)?;
     }
     Ok(RestoreOutcome::Measured(Box::new(r)))
 }

@@ -63,7 +63,7 @@ impl Kind {
 /// `pg_dump` or `psql`), the PostgreSQL and S3 containers (their cgroup), and the rest of the
 /// machine (`/proc/stat` minus those: docker-proxy forwarding the ports, and anything else
 /// running, which is noise).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Sample {
     pub(super) secs: f64,
     /// Output size in bytes.
@@ -74,6 +74,8 @@ pub(super) struct Sample {
     pub(super) pg_cpu: Option<f64>,
     pub(super) s3_cpu: Option<f64>,
     pub(super) rest_cpu: Option<f64>,
+    /// opsctl's own phases and their seconds (its JSON report's `phases`).
+    pub(super) phases: Vec<(String, f64)>,
 }
 
 impl Sample {
@@ -93,6 +95,10 @@ impl Sample {
         );
         if let Some(kib) = self.rss_kib {
             let _ = write!(note, ", peak RSS {} MiB", kib / 1024);
+        }
+        if !self.phases.is_empty() {
+            let phases: Vec<String> = self.phases.iter().map(|(n, s)| format!("{n} {s:.2}")).collect();
+            let _ = write!(note, "; phases (s): {}", phases.join(", "));
         }
         note
     }
@@ -119,6 +125,25 @@ impl Case {
 
     pub(super) fn size(&self) -> Option<u64> {
         self.samples.iter().rev().find_map(|s| s.size)
+    }
+
+    /// Each phase opsctl reported, with its median seconds over the runs, in order.
+    pub(super) fn phase_medians(&self) -> Vec<(String, f64)> {
+        let mut names: Vec<&str> = Vec::new();
+        for s in &self.samples {
+            for (n, _) in &s.phases {
+                if !names.contains(&n.as_str()) {
+                    names.push(n);
+                }
+            }
+        }
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let v = self.samples.iter().filter_map(|s| s.phases.iter().find(|(m, _)| m == n).map(|(_, v)| *v));
+                median(v.collect()).map(|m| (n.to_owned(), m))
+            })
+            .collect()
     }
 
     pub(super) fn max_rss_mib(&self) -> Option<f64> {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ports::object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport, validate_key};
+use crate::ports::object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutProof, PutReport, validate_key};
 use crate::{Error, Result};
 
 /// Names of in-progress writes start with this; they are never listed.
@@ -102,7 +102,7 @@ impl ObjectStore for FsStore {
                     return Err(io_err(e, format!("moving {key} into place")));
                 }
                 sync_dir(&dir).await?;
-                Ok(PutReport { key: key.to_owned(), size, sha256, parts: 1 })
+                Ok(PutReport { key: key.to_owned(), size, sha256, parts: 1, proof: PutProof::None })
             }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;

@@ -9,13 +9,13 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::ports::object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutReport, validate_key};
+use crate::ports::object_store::{ByteReader, ObjectMeta, ObjectStore, PutOptions, PutProof, PutReport, validate_key};
 use crate::secret::Secret;
 use crate::{Error, ErrorKind, Result};
 
@@ -26,6 +26,18 @@ pub(crate) const MAX_PARTS: u64 = 10_000;
 pub(crate) const MIN_PART: u64 = 5 * MIB;
 /// S3's largest allowed part.
 const MAX_PART: u64 = 5 * 1024 * MIB;
+/// Bytes per ranged request when an object is downloaded.
+const RANGE: u64 = 4 * MIB;
+/// Ranged requests of one download in flight: one stream from a server is often slower than
+/// its disk (s3s-fs: about 100 MB/s each), and a download is read back or restored while the
+/// next ranges arrive. At most this many ranges, plus two, are held (24 MiB).
+const RANGES_IN_FLIGHT: usize = 4;
+
+/// The total size in a `Content-Range` answer (`bytes 0-4194303/125000000`).
+fn range_total(content_range: Option<&str>) -> Option<u64> {
+    content_range?.rsplit('/').next()?.parse().ok()
+}
+
 /// Parts uploading at once; the next part is read while all but one of them go, so at most
 /// this many part buffers are held.
 const UPLOADS_IN_FLIGHT: usize = 3;
@@ -105,6 +117,31 @@ struct Unfinished {
 pub struct S3Store {
     client: Client,
     options: S3Options,
+    /// Whether the server refuses a part whose SHA-256 is wrong: found out once, on the first
+    /// multipart upload.
+    checks_parts: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+}
+
+/// The SHA-256 checksums of a multipart upload's parts, as S3 takes and returns them.
+#[derive(Default)]
+struct PartChecksums {
+    /// Raw digests, in part order.
+    digests: Vec<[u8; 32]>,
+}
+
+impl PartChecksums {
+    fn base64(digest: &[u8]) -> String {
+        aws_smithy_types::base64::encode(digest)
+    }
+
+    /// S3's checksum of a multipart object: the SHA-256 of the parts' digests, then `-N`.
+    fn composite(&self) -> String {
+        let mut h = Sha256::new();
+        for d in &self.digests {
+            h.update(d);
+        }
+        format!("{}-{}", Self::base64(&h.finalize()), self.digests.len())
+    }
 }
 
 fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E>, what: &str) -> Error {
@@ -200,7 +237,60 @@ impl S3Store {
         if let Some(endpoint) = &options.endpoint {
             conf = conf.endpoint_url(endpoint);
         }
-        Ok(Self { client: Client::from_conf(conf.build()), options })
+        Ok(Self {
+            client: Client::from_conf(conf.build()),
+            options,
+            checks_parts: std::sync::Arc::new(tokio::sync::OnceCell::new()),
+        })
+    }
+
+    /// Whether the server checks the SHA-256 sent with a part: a throwaway multipart upload
+    /// sends it one part with a wrong checksum, which a checking server refuses (`BadDigest`),
+    /// then is aborted. Asked once per store; any other answer counts as "does not check", so
+    /// the copy is read back instead. s3s-fs takes the wrong part; AWS S3 and SeaweedFS refuse
+    /// it.
+    async fn server_checks_parts(&self) -> bool {
+        *self
+            .checks_parts
+            .get_or_init(|| async {
+                let Ok(key) = self.full_key(".ops-checksum-probe") else { return false };
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.options.bucket)
+                    .key(&key)
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                    .send()
+                    .await;
+                let Some(upload_id) = created.ok().and_then(|c| c.upload_id().map(str::to_owned)) else {
+                    return false;
+                };
+                let wrong = PartChecksums::base64(&Sha256::digest(b"not these bytes"));
+                let sent = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.options.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .part_number(1)
+                    .checksum_sha256(wrong)
+                    .body(ByteStream::from_static(b"ops checksum probe"))
+                    .send()
+                    .await;
+                let refused = match sent {
+                    Ok(_) => false,
+                    Err(e) => {
+                        let code = e.code().unwrap_or_default().to_owned();
+                        let status = e.raw_response().map(|r| r.status().as_u16());
+                        matches!(code.as_str(), "BadDigest" | "XAmzContentChecksumMismatch" | "InvalidDigest")
+                            || (code.is_empty() && status == Some(400))
+                    }
+                };
+                self.abort(&key, &upload_id).await;
+                tracing::debug!(location = %self.location(), refused, "checksum probe");
+                refused
+            })
+            .await
     }
 
     /// Creates the bucket unless it exists (for fresh MinIO/R2 setups and tests).
@@ -288,19 +378,22 @@ impl S3Store {
         part_size: usize,
         hasher: &mut Sha256,
         content_type: Option<&str>,
-    ) -> Result<(u64, u32)> {
+    ) -> Result<(u64, u32, PutProof)> {
         let what = format!("multipart upload of {full}");
+        let checked = self.server_checks_parts().await;
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.options.bucket)
             .key(full)
             .set_content_type(content_type.map(str::to_owned))
+            .set_checksum_algorithm(checked.then_some(ChecksumAlgorithm::Sha256))
             .send()
             .await
             .map_err(|e| sdk_err(e, &what))?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
-        let result = self.upload_parts(full, &upload_id, first, body, part_size, hasher).await;
+        let mut sums = checked.then(PartChecksums::default);
+        let result = self.upload_parts(full, &upload_id, first, body, part_size, hasher, sums.as_mut()).await;
         match result {
             Ok((size, parts)) => {
                 let completed = CompletedMultipartUpload::builder().set_parts(Some(parts.clone())).build();
@@ -313,8 +406,19 @@ impl S3Store {
                     .multipart_upload(completed)
                     .send()
                     .await;
+                let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
                 match done {
-                    Ok(_) => Ok((size, u32::try_from(parts.len()).unwrap_or(u32::MAX))),
+                    Ok(out) => match sums {
+                        None => Ok((size, count, PutProof::None)),
+                        Some(sums) => {
+                            let proof = self.check_composite(full, &sums, out.checksum_sha256()).await;
+                            if proof.is_err() {
+                                // Completed, but not with the bytes sent: nothing may stay.
+                                let _ = self.client.delete_object().bucket(&self.options.bucket).key(full).send().await;
+                            }
+                            Ok((size, count, proof?))
+                        }
+                    },
                     Err(e) => {
                         self.abort(full, &upload_id).await;
                         Err(sdk_err(e, &what))
@@ -325,6 +429,36 @@ impl S3Store {
                 self.abort(full, &upload_id).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Compares the server's checksum of a completed multipart object (from the completion's
+    /// answer, else from `HeadObject` with checksums) with the one computed here. A server
+    /// that gives none proves nothing (the caller reads the copy back); a different one is an
+    /// integrity error.
+    async fn check_composite(&self, full: &str, sums: &PartChecksums, answered: Option<&str>) -> Result<PutProof> {
+        let expected = sums.composite();
+        let stored = match answered {
+            Some(c) => Some(c.to_owned()),
+            None => self
+                .client
+                .head_object()
+                .bucket(&self.options.bucket)
+                .key(full)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .map_err(|e| sdk_err(e, &format!("head of {full}")))?
+                .checksum_sha256()
+                .map(str::to_owned),
+        };
+        match stored {
+            None => Ok(PutProof::None),
+            // Some servers leave out the part count.
+            Some(c) if c == expected || Some(c.as_str()) == expected.split('-').next() => Ok(PutProof::ServerSha256),
+            Some(c) => Err(Error::integrity(format!(
+                "{full}: the server's SHA-256 of the parts is {c}, the parts sent have {expected}"
+            ))),
         }
     }
 
@@ -346,6 +480,7 @@ impl S3Store {
     /// others go: the network and the producer (compression) overlap, and at most
     /// `UPLOADS_IN_FLIGHT` part buffers are held. Each part's buffer moves into its request (no copy). A
     /// failed part stops the others; the caller aborts the upload.
+    #[allow(clippy::too_many_arguments)] // the upload's identity, its body, and the two digests kept
     async fn upload_parts(
         &self,
         full: &str,
@@ -354,6 +489,7 @@ impl S3Store {
         body: &mut ByteReader,
         part_size: usize,
         hasher: &mut Sha256,
+        mut sums: Option<&mut PartChecksums>,
     ) -> Result<(u64, Vec<CompletedPart>)> {
         struct Uploads(std::collections::VecDeque<tokio::task::JoinHandle<Result<CompletedPart>>>);
         impl Drop for Uploads {
@@ -384,6 +520,12 @@ impl S3Store {
                 )));
             }
             size += current.len() as u64;
+            // The server checks this part against its SHA-256 before taking it.
+            let checksum = sums.as_deref_mut().map(|sums| {
+                let digest: [u8; 32] = Sha256::digest(&current).into();
+                sums.digests.push(digest);
+                PartChecksums::base64(&digest)
+            });
             let request = self
                 .client
                 .upload_part()
@@ -391,11 +533,28 @@ impl S3Store {
                 .key(full)
                 .upload_id(upload_id)
                 .part_number(number)
+                .set_checksum_sha256(checksum.clone())
                 .body(ByteStream::from(std::mem::take(&mut current)));
             let what = format!("upload part {number} of {full}");
             uploads.0.push_back(tokio::spawn(async move {
-                let sent = request.send().await.map_err(|e| sdk_err(e, &what))?;
-                Ok(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag().map(str::to_owned)).build())
+                let sent = if checksum.is_some() {
+                    // The checksum header is signed and the server checks the body against
+                    // it: hashing the body a second time for the signature adds nothing.
+                    request.customize().disable_payload_signing().send().await
+                } else {
+                    request.send().await
+                };
+                let sent = sent.map_err(|e| sdk_err(e, &what))?;
+                if let (Some(ours), Some(theirs)) = (&checksum, sent.checksum_sha256())
+                    && ours != theirs
+                {
+                    return Err(Error::integrity(format!("{what}: the server has SHA-256 {theirs}, sent {ours}")));
+                }
+                Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(sent.e_tag().map(str::to_owned))
+                    .set_checksum_sha256(checksum)
+                    .build())
             }));
             if uploads.0.len() >= UPLOADS_IN_FLIGHT {
                 finish_oldest(&mut uploads, &mut parts).await?;
@@ -413,6 +572,39 @@ impl S3Store {
         }
         Ok((size, parts))
     }
+}
+
+/// One ranged request of a download, not started until polled.
+type RangeDownload = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bytes::Bytes>> + Send>>;
+
+/// One range of an object, whole; `If-Match` its ETag, when the first answer had one.
+async fn fetch_range(
+    client: Client,
+    bucket: String,
+    full: String,
+    etag: Option<String>,
+    start: u64,
+    end: u64,
+) -> Result<bytes::Bytes> {
+    let what = format!("download of {full} (bytes {start}-{end})");
+    let out = client
+        .get_object()
+        .bucket(&bucket)
+        .key(&full)
+        .range(format!("bytes={start}-{end}"))
+        .set_if_match(etag.clone())
+        .send()
+        .await
+        .map_err(|e| sdk_err(e, &what))?;
+    // Not every server honours `If-Match` (s3s-fs does not): the answer's own ETag must match too.
+    if etag.is_some() && out.e_tag() != etag.as_deref() {
+        return Err(Error::conflict(format!("{what}: the object was replaced during the download")));
+    }
+    let bytes = out.body.collect().await.map_err(|e| Error::unavailable(format!("{what}: {e}")))?.into_bytes();
+    if bytes.len() as u64 != end - start + 1 {
+        return Err(Error::unavailable(format!("{what}: the server sent {} bytes", bytes.len())));
+    }
+    Ok(bytes)
 }
 
 fn to_utc(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
@@ -438,7 +630,7 @@ impl ObjectStore for S3Store {
         let mut first = Vec::with_capacity(part_size.min(64 * 1024 * 1024));
         let n = fill(&mut body, &mut first, part_size).await?;
         hasher.update(&first);
-        let (size, parts) = if n < part_size {
+        let (size, parts, proof) = if n < part_size {
             // Fits in one request.
             let what = format!("upload of {full}");
             self.client
@@ -450,24 +642,97 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
                 .map_err(|e| sdk_err(e, &what))?;
-            (n as u64, 1)
+            (n as u64, 1, PutProof::None)
         } else {
             self.put_multipart(&full, first, &mut body, part_size, &mut hasher, options.content_type.as_deref()).await?
         };
-        Ok(PutReport { key: key.to_owned(), size, sha256: hex::encode(hasher.finalize()), parts })
+        Ok(PutReport { key: key.to_owned(), size, sha256: hex::encode(hasher.finalize()), parts, proof })
     }
 
+    /// Downloads in ranges of [`RANGE`], [`RANGES_IN_FLIGHT`] at once and handed on in order;
+    /// every range after the first must come from the same version of the object (`If-Match`
+    /// its ETag, and the same ETag in the answer) and be as long as asked. A server that ignores ranges sends the whole object
+    /// in one answer, which is streamed as it is.
     async fn get(&self, key: &str) -> Result<ByteReader> {
         let full = self.full_key(key)?;
-        let out = self
+        let what = format!("download of {full}");
+        let first = self
             .client
             .get_object()
             .bucket(&self.options.bucket)
             .key(&full)
+            .range(format!("bytes=0-{}", RANGE - 1))
             .send()
-            .await
-            .map_err(|e| sdk_err(e, &format!("download of {full}")))?;
-        Ok(Box::pin(out.body.into_async_read()))
+            .await;
+        let first = match first {
+            Ok(f) => f,
+            // An empty object has no byte 0: asked again, whole.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                let out = self
+                    .client
+                    .get_object()
+                    .bucket(&self.options.bucket)
+                    .key(&full)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err(e, &what))?;
+                return Ok(Box::pin(out.body.into_async_read()));
+            }
+            Err(e) => return Err(sdk_err(e, &what)),
+        };
+        let total = match range_total(first.content_range()) {
+            Some(total) if total > RANGE => total,
+            // The whole object came (small, or a server without ranges).
+            _ => return Ok(Box::pin(first.body.into_async_read())),
+        };
+        let etag = first.e_tag().map(str::to_owned);
+        let client = self.client.clone();
+        let bucket = self.options.bucket.clone();
+        let first_body = first.body;
+        let first_fetch = async move {
+            let bytes = first_body
+                .collect()
+                .await
+                .map_err(|e| Error::unavailable(format!("download of the first range: {e}")))?
+                .into_bytes();
+            if bytes.len() as u64 != RANGE {
+                return Err(Error::unavailable(format!(
+                    "download of the first range: the server sent {} bytes",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes)
+        };
+        let count = total.div_ceil(RANGE);
+        let range = move |i: u64| -> RangeDownload {
+            let (start, end) = (i * RANGE, ((i + 1) * RANGE).min(total) - 1);
+            Box::pin(fetch_range(client.clone(), bucket.clone(), full.clone(), etag.clone(), start, end))
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+        tokio::spawn(async move {
+            // Ranges are asked for only as earlier ones are handed on: memory stays bounded
+            // whatever the object's size.
+            let mut in_flight: futures::stream::FuturesOrdered<RangeDownload> = futures::stream::FuturesOrdered::new();
+            in_flight.push_back(Box::pin(first_fetch));
+            let mut next = 1;
+            while next < count && in_flight.len() < RANGES_IN_FLIGHT {
+                in_flight.push_back(range(next));
+                next += 1;
+            }
+            while let Some(done) = futures::StreamExt::next(&mut in_flight).await {
+                let failed = done.is_err();
+                // A reader that went away stops the download.
+                if tx.send(done.map_err(|e| std::io::Error::other(e.to_string()))).await.is_err() || failed {
+                    return;
+                }
+                if next < count {
+                    in_flight.push_back(range(next));
+                    next += 1;
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        Ok(Box::pin(tokio_util::io::StreamReader::new(Box::pin(stream))))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
