@@ -216,6 +216,15 @@ pub(super) fn render(f: &Facts, cases: &[(Kind, Case)], restore: &RestoreOutcome
         }
     }
 
+    if let RestoreOutcome::Measured(_) = restore {
+        let _ = writeln!(
+            out,
+            "\nThe restores read the last round's gzip backup, verified once before them (`opsctl backup verify`, as \
+             a schedule would): the in-place restore checks that copy's SHA-256 alone before dropping anything, \
+             instead of decompressing it twice (the `backup verify` row is what it costs when no verification \
+             vouches for the copy). Restores from S3 read an object `opsctl backup run` wrote to that server."
+        );
+    }
     if let RestoreOutcome::Measured(r) = restore {
         let med = |v: &[f64]| median(v.to_vec()).map_or_else(|| "–".to_owned(), |m| format!("{m:.1} s"));
         let _ = writeln!(

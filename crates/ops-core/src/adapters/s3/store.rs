@@ -30,7 +30,8 @@ const MAX_PART: u64 = 5 * 1024 * MIB;
 const RANGE: u64 = 4 * MIB;
 /// Ranged requests of one download in flight: one stream from a server is often slower than
 /// its disk (s3s-fs: about 100 MB/s each), and a download is read back or restored while the
-/// next ranges arrive. At most this many ranges, plus two, are held (24 MiB).
+/// next ranges arrive. At most this many ranges are held (16 MiB), as the segments they
+/// arrived in (no copy).
 const RANGES_IN_FLIGHT: usize = 4;
 
 /// The total size in a `Content-Range` answer (`bytes 0-4194303/125000000`).
@@ -508,6 +509,7 @@ impl S3Store {
             Ok(())
         }
         let mut uploads = Uploads(std::collections::VecDeque::new());
+        let pool = PartPool::default();
         let mut parts = Vec::new();
         let mut size = 0u64;
         let mut current = first;
@@ -534,7 +536,7 @@ impl S3Store {
                 .upload_id(upload_id)
                 .part_number(number)
                 .set_checksum_sha256(checksum.clone())
-                .body(ByteStream::from(std::mem::take(&mut current)));
+                .body(ByteStream::from(pool.wrap(std::mem::take(&mut current))));
             let what = format!("upload part {number} of {full}");
             uploads.0.push_back(tokio::spawn(async move {
                 let sent = if checksum.is_some() {
@@ -559,7 +561,7 @@ impl S3Store {
             if uploads.0.len() >= UPLOADS_IN_FLIGHT {
                 finish_oldest(&mut uploads, &mut parts).await?;
             }
-            let mut next = Vec::with_capacity(part_size);
+            let mut next = pool.take(part_size);
             let n = fill(body, &mut next, part_size).await?;
             if n == 0 {
                 break;
@@ -574,8 +576,65 @@ impl S3Store {
     }
 }
 
-/// One ranged request of a download, not started until polled.
-type RangeDownload = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bytes::Bytes>> + Send>>;
+/// The buffers of one upload's parts. A part's buffer comes back when its request is done with
+/// it and carries a later part: an upload holds [`UPLOADS_IN_FLIGHT`] buffers from start to
+/// end, instead of freeing and allocating one per part, which the allocator may keep as free
+/// memory beside the live buffers (glibc raises its mmap threshold after the first free).
+#[derive(Clone, Default)]
+struct PartPool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl PartPool {
+    /// An empty buffer of at least `capacity` bytes, a returned one when there is one.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let returned = self.0.lock().ok().and_then(|mut free| free.pop());
+        match returned {
+            Some(mut buf) => {
+                buf.clear();
+                buf.reserve(capacity);
+                buf
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// `buf` as a request body that returns to the pool when the last reference is dropped.
+    fn wrap(&self, buf: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(PooledPart { buf, pool: self.clone() })
+    }
+}
+
+struct PooledPart {
+    buf: Vec<u8>,
+    pool: PartPool,
+}
+
+impl AsRef<[u8]> for PooledPart {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledPart {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.pool.0.lock() {
+            free.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+/// One ranged request of a download, not started until polled: the segments it arrived in.
+type RangeDownload = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<bytes::Bytes>>> + Send>>;
+
+/// A range's body, whole: the segments as they arrived, `len` bytes in all.
+async fn whole_range(body: ByteStream, len: u64, what: &str) -> Result<Vec<bytes::Bytes>> {
+    let segments: Vec<bytes::Bytes> =
+        body.collect().await.map_err(|e| Error::unavailable(format!("{what}: {e}")))?.into_segments().collect();
+    let got: u64 = segments.iter().map(|b| b.len() as u64).sum();
+    if got != len {
+        return Err(Error::unavailable(format!("{what}: the server sent {got} bytes, not {len}")));
+    }
+    Ok(segments)
+}
 
 /// One range of an object, whole; `If-Match` its ETag, when the first answer had one.
 async fn fetch_range(
@@ -585,7 +644,7 @@ async fn fetch_range(
     etag: Option<String>,
     start: u64,
     end: u64,
-) -> Result<bytes::Bytes> {
+) -> Result<Vec<bytes::Bytes>> {
     let what = format!("download of {full} (bytes {start}-{end})");
     let out = client
         .get_object()
@@ -600,11 +659,7 @@ async fn fetch_range(
     if etag.is_some() && out.e_tag() != etag.as_deref() {
         return Err(Error::conflict(format!("{what}: the object was replaced during the download")));
     }
-    let bytes = out.body.collect().await.map_err(|e| Error::unavailable(format!("{what}: {e}")))?.into_bytes();
-    if bytes.len() as u64 != end - start + 1 {
-        return Err(Error::unavailable(format!("{what}: the server sent {} bytes", bytes.len())));
-    }
-    Ok(bytes)
+    whole_range(out.body, end - start + 1, &what).await
 }
 
 fn to_utc(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
@@ -689,26 +744,17 @@ impl ObjectStore for S3Store {
         let client = self.client.clone();
         let bucket = self.options.bucket.clone();
         let first_body = first.body;
+        let first_key = full.clone();
         let first_fetch = async move {
-            let bytes = first_body
-                .collect()
-                .await
-                .map_err(|e| Error::unavailable(format!("download of the first range: {e}")))?
-                .into_bytes();
-            if bytes.len() as u64 != RANGE {
-                return Err(Error::unavailable(format!(
-                    "download of the first range: the server sent {} bytes",
-                    bytes.len()
-                )));
-            }
-            Ok(bytes)
+            let what = format!("download of {first_key} (bytes 0-{})", RANGE - 1);
+            whole_range(first_body, RANGE, &what).await
         };
         let count = total.div_ceil(RANGE);
         let range = move |i: u64| -> RangeDownload {
             let (start, end) = (i * RANGE, ((i + 1) * RANGE).min(total) - 1);
             Box::pin(fetch_range(client.clone(), bucket.clone(), full.clone(), etag.clone(), start, end))
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         tokio::spawn(async move {
             // Ranges are asked for only as earlier ones are handed on: memory stays bounded
             // whatever the object's size.
@@ -720,10 +766,18 @@ impl ObjectStore for S3Store {
                 next += 1;
             }
             while let Some(done) = futures::StreamExt::next(&mut in_flight).await {
-                let failed = done.is_err();
-                // A reader that went away stops the download.
-                if tx.send(done.map_err(|e| std::io::Error::other(e.to_string()))).await.is_err() || failed {
-                    return;
+                let segments = match done {
+                    Ok(segments) => segments,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                };
+                for segment in segments {
+                    // A reader that went away stops the download.
+                    if tx.send(Ok(segment)).await.is_err() {
+                        return;
+                    }
                 }
                 if next < count {
                     in_flight.push_back(range(next));
