@@ -291,7 +291,9 @@ async fn verify_copy(store: &dyn ObjectStore, id: &BackupId) -> CopyVerification
 /// verification vouches for ([`Source::verified`](crate::source::Source)) is only hashed: the
 /// same SHA-256 means the same bytes, which decompressed whole then. Returns the problems found.
 pub(crate) async fn check_source(source: &crate::source::Source) -> Result<Vec<String>> {
-    if let (Some(m), Some(_)) = (&source.manifest, &source.verified) {
+    if let Some(m) =
+        source.manifest.as_ref().filter(|m| source.verified.as_ref().is_some_and(|v| v.vouches_for(&m.sha256)))
+    {
         let (sha256, size) = crate::pipeline::hash_reader(source.open().await?, &source.location).await?;
         let mut problems = Vec::new();
         if sha256 != m.sha256 {

@@ -35,7 +35,7 @@ const RANGE: u64 = 4 * MIB;
 const RANGES_IN_FLIGHT: usize = 4;
 
 /// The total size in a `Content-Range` answer (`bytes 0-4194303/125000000`).
-fn range_total(content_range: Option<&str>) -> Option<u64> {
+pub(crate) fn range_total(content_range: Option<&str>) -> Option<u64> {
     content_range?.rsplit('/').next()?.parse().ok()
 }
 
@@ -125,9 +125,9 @@ pub struct S3Store {
 
 /// The SHA-256 checksums of a multipart upload's parts, as S3 takes and returns them.
 #[derive(Default)]
-struct PartChecksums {
+pub(crate) struct PartChecksums {
     /// Raw digests, in part order.
-    digests: Vec<[u8; 32]>,
+    pub(crate) digests: Vec<[u8; 32]>,
 }
 
 impl PartChecksums {
@@ -136,7 +136,7 @@ impl PartChecksums {
     }
 
     /// S3's checksum of a multipart object: the SHA-256 of the parts' digests, then `-N`.
-    fn composite(&self) -> String {
+    pub(crate) fn composite(&self) -> String {
         let mut h = Sha256::new();
         for d in &self.digests {
             h.update(d);
@@ -247,7 +247,7 @@ impl S3Store {
 
     /// Whether the server checks the SHA-256 sent with a part: a throwaway multipart upload
     /// sends it one part with a wrong checksum, which a checking server refuses (`BadDigest`),
-    /// then is aborted. Asked once per store; any other answer counts as "does not check", so
+    /// then the same part with its right one, which it must take, then is aborted. Asked once per store; any other answer counts as "does not check", so
     /// the copy is read back instead. s3s-fs takes the wrong part; AWS S3 and SeaweedFS refuse
     /// it.
     async fn server_checks_parts(&self) -> bool {
@@ -266,30 +266,38 @@ impl S3Store {
                 let Some(upload_id) = created.ok().and_then(|c| c.upload_id().map(str::to_owned)) else {
                     return false;
                 };
-                let wrong = PartChecksums::base64(&Sha256::digest(b"not these bytes"));
-                let sent = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.options.bucket)
-                    .key(&key)
-                    .upload_id(&upload_id)
-                    .part_number(1)
-                    .checksum_sha256(wrong)
-                    .body(ByteStream::from_static(b"ops checksum probe"))
-                    .send()
-                    .await;
-                let refused = match sent {
-                    Ok(_) => false,
-                    Err(e) => {
-                        let code = e.code().unwrap_or_default().to_owned();
-                        let status = e.raw_response().map(|r| r.status().as_u16());
-                        matches!(code.as_str(), "BadDigest" | "XAmzContentChecksumMismatch" | "InvalidDigest")
-                            || (code.is_empty() && status == Some(400))
-                    }
+                const BODY: &[u8] = b"ops checksum probe";
+                // Both sent as real parts are: the checksum header signed, the payload not.
+                let part = |checksum: String| {
+                    self.client
+                        .upload_part()
+                        .bucket(&self.options.bucket)
+                        .key(&key)
+                        .upload_id(&upload_id)
+                        .part_number(1)
+                        .checksum_sha256(checksum)
+                        .body(ByteStream::from_static(BODY))
+                        .customize()
+                        .disable_payload_signing()
+                        .send()
                 };
+                let wrong = part(PartChecksums::base64(&Sha256::digest(b"not these bytes"))).await;
+                // Only a checksum error counts: a bare 400 may be a proxy or a policy.
+                let refused = wrong
+                    .as_ref()
+                    .err()
+                    .and_then(ProvideErrorMetadata::code)
+                    .is_some_and(|code| matches!(code, "BadDigest" | "XAmzContentChecksumMismatch"));
+                // The control: the same part with its right checksum is taken, and a checksum
+                // the server echoes is that one.
+                let right = PartChecksums::base64(&Sha256::digest(BODY));
+                let taken = refused
+                    && part(right.clone())
+                        .await
+                        .is_ok_and(|out| out.checksum_sha256().is_none_or(|echoed| echoed == right));
                 self.abort(&key, &upload_id).await;
-                tracing::debug!(location = %self.location(), refused, "checksum probe");
-                refused
+                tracing::debug!(location = %self.location(), refused, taken, "checksum probe");
+                refused && taken
             })
             .await
     }
@@ -441,7 +449,8 @@ impl S3Store {
         let expected = sums.composite();
         let stored = match answered {
             Some(c) => Some(c.to_owned()),
-            None => self
+            // An answer that cannot be had proves nothing either way: the copy is read back.
+            None => match self
                 .client
                 .head_object()
                 .bucket(&self.options.bucket)
@@ -449,9 +458,10 @@ impl S3Store {
                 .checksum_mode(ChecksumMode::Enabled)
                 .send()
                 .await
-                .map_err(|e| sdk_err(e, &format!("head of {full}")))?
-                .checksum_sha256()
-                .map(str::to_owned),
+            {
+                Ok(head) => head.checksum_sha256().map(str::to_owned),
+                Err(_) => None,
+            },
         };
         match stored {
             None => Ok(PutProof::None),
@@ -641,7 +651,7 @@ async fn fetch_range(
     client: Client,
     bucket: String,
     full: String,
-    etag: Option<String>,
+    (etag, version): (Option<String>, Option<String>),
     start: u64,
     end: u64,
 ) -> Result<Vec<bytes::Bytes>> {
@@ -652,6 +662,7 @@ async fn fetch_range(
         .key(&full)
         .range(format!("bytes={start}-{end}"))
         .set_if_match(etag.clone())
+        .set_version_id(version)
         .send()
         .await
         .map_err(|e| sdk_err(e, &what))?;
@@ -735,12 +746,26 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(sdk_err(e, &what)),
         };
-        let total = match range_total(first.content_range()) {
-            Some(total) if total > RANGE => total,
-            // The whole object came (small, or a server without ranges).
-            _ => return Ok(Box::pin(first.body.into_async_read())),
+        let total = match (first.content_range(), range_total(first.content_range())) {
+            // The whole object came: a server without ranges.
+            (None, _) => return Ok(Box::pin(first.body.into_async_read())),
+            (Some(_), Some(total)) if total <= RANGE => return Ok(Box::pin(first.body.into_async_read())),
+            (Some(_), Some(total)) if first.e_tag().is_some() => total,
+            // No total (`bytes 0-…/*`), or nothing to pin the later ranges to: one plain GET.
+            _ => {
+                let out = self
+                    .client
+                    .get_object()
+                    .bucket(&self.options.bucket)
+                    .key(&full)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err(e, &what))?;
+                return Ok(Box::pin(out.body.into_async_read()));
+            }
         };
         let etag = first.e_tag().map(str::to_owned);
+        let version = first.version_id().map(str::to_owned);
         let client = self.client.clone();
         let bucket = self.options.bucket.clone();
         let first_body = first.body;
@@ -752,7 +777,14 @@ impl ObjectStore for S3Store {
         let count = total.div_ceil(RANGE);
         let range = move |i: u64| -> RangeDownload {
             let (start, end) = (i * RANGE, ((i + 1) * RANGE).min(total) - 1);
-            Box::pin(fetch_range(client.clone(), bucket.clone(), full.clone(), etag.clone(), start, end))
+            Box::pin(fetch_range(
+                client.clone(),
+                bucket.clone(),
+                full.clone(),
+                (etag.clone(), version.clone()),
+                start,
+                end,
+            ))
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         tokio::spawn(async move {

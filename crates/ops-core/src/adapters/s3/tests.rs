@@ -1,4 +1,6 @@
-use super::store::{MAX_PARTS, MIN_PART, part_size_for};
+use sha2::{Digest, Sha256};
+
+use super::store::{MAX_PARTS, MIN_PART, PartChecksums, part_size_for, range_total};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -16,4 +18,18 @@ fn grows_so_parts_stay_under_the_limit() {
         // Even 50 % more data than hinted fits.
         assert!((size + size / 2).div_ceil(part) <= MAX_PARTS, "size {size} part {part}");
     }
+}
+
+#[test]
+fn composite_checksum_is_s3s_checksum_of_the_part_checksums() {
+    // Python: base64(sha256(sha256(b"first part") + sha256(b"second"))) + "-2".
+    let sums = PartChecksums { digests: vec![Sha256::digest(b"first part").into(), Sha256::digest(b"second").into()] };
+    assert_eq!(sums.composite(), "uuadpAct5xACtSaoxUcMYjjiBHFXWk36g7Y1st+cM/I=-2");
+}
+
+#[test]
+fn content_range_totals() {
+    assert_eq!(range_total(Some("bytes 0-4194303/125000000")), Some(125_000_000));
+    assert_eq!(range_total(Some("bytes 0-4194303/*")), None, "unknown total");
+    assert_eq!(range_total(None), None);
 }
