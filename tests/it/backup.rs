@@ -145,6 +145,34 @@ pub(crate) async fn stack(rows: u32) -> Stack {
     Stack { rt, pg, _s3: s3c, s3_id, local, _audit: audit, hooks, ctx }
 }
 
+/// A context backing up database `app` of `pg` to `s3://backups/daily` at `endpoint` (the
+/// bucket made first), and to `local_dir` too when given.
+pub(crate) async fn s3_context(pg: &Postgres, endpoint: &str, local_dir: Option<&std::path::Path>) -> Context {
+    let bucket = S3Store::new({
+        let mut o = S3Options::new("backups", Secret::new(S3_ACCESS_KEY), Secret::new(S3_SECRET_KEY));
+        o.endpoint = Some(endpoint.to_owned());
+        o.path_style = true;
+        o
+    })
+    .unwrap();
+    bucket.ensure_bucket().await.unwrap();
+    let mut config = OpsConfig::default();
+    config.databases.insert(
+        "main".to_owned(),
+        DatabaseConfig { url: SecretUrl::new(pg.url("postgres", "postgres", "app")), ..Default::default() },
+    );
+    config.storage = Some(StorageConfig {
+        url: "s3://backups/daily".to_owned(),
+        endpoint: Some(endpoint.to_owned()),
+        path_style: Some(true),
+        access_key_id: Some(Secret::new(S3_ACCESS_KEY)),
+        secret_access_key: Some(Secret::new(S3_SECRET_KEY)),
+        local_dir: local_dir.map(std::path::Path::to_path_buf),
+        ..Default::default()
+    });
+    Context::from_config(config).unwrap()
+}
+
 fn local_files(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -370,30 +398,7 @@ async fn backup_to_seaweedfs_is_proven_by_the_servers_part_checksums() {
            FROM generate_series(1, 450000) g;",
     )
     .await;
-    let store = S3Store::new({
-        let mut o = S3Options::new("backups", Secret::new(S3_ACCESS_KEY), Secret::new(S3_SECRET_KEY));
-        o.endpoint = Some(server.endpoint.clone());
-        o.path_style = true;
-        o
-    })
-    .unwrap();
-    store.ensure_bucket().await.unwrap();
-    let mut config = OpsConfig::default();
-    config.databases.insert(
-        "main".to_owned(),
-        DatabaseConfig { url: SecretUrl::new(pg.url("postgres", "postgres", "app")), ..Default::default() },
-    );
-    config.storage = Some(StorageConfig {
-        url: "s3://backups/daily".to_owned(),
-        endpoint: Some(server.endpoint.clone()),
-        path_style: Some(true),
-        access_key_id: Some(Secret::new(S3_ACCESS_KEY)),
-        secret_access_key: Some(Secret::new(S3_SECRET_KEY)),
-        ..Default::default()
-    });
-    let audit = tempfile::tempdir().unwrap();
-    config.perf.audit_log = audit.path().join("audit.jsonl");
-    let ctx = Context::from_config(config).unwrap();
+    let ctx = s3_context(&pg, &server.endpoint, None).await;
 
     let report = backup(&ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
     let copy = &report.destinations[0];

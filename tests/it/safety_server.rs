@@ -429,34 +429,8 @@ async fn safety_seaweedfs_dying_mid_upload_fails_the_backup_loudly() {
     .await;
     let server = std::sync::Arc::new(std::sync::Mutex::new(crate::harness::seaweed().await));
     let endpoint = server.lock().unwrap().endpoint.clone();
-    let bucket = ops_core::adapters::s3::S3Store::new({
-        let mut o = ops_core::adapters::s3::S3Options::new(
-            "backups",
-            Secret::new(crate::harness::S3_ACCESS_KEY),
-            Secret::new(crate::harness::S3_SECRET_KEY),
-        );
-        o.endpoint = Some(endpoint.clone());
-        o.path_style = true;
-        o
-    })
-    .unwrap();
-    bucket.ensure_bucket().await.unwrap();
     let local = tempfile::tempdir().unwrap();
-    let mut config = OpsConfig::default();
-    config.databases.insert(
-        "main".to_owned(),
-        DatabaseConfig { url: SecretUrl::new(pg.url("postgres", "postgres", "app")), ..Default::default() },
-    );
-    config.storage = Some(StorageConfig {
-        url: "s3://backups/daily".to_owned(),
-        endpoint: Some(endpoint),
-        path_style: Some(true),
-        access_key_id: Some(Secret::new(crate::harness::S3_ACCESS_KEY)),
-        secret_access_key: Some(Secret::new(crate::harness::S3_SECRET_KEY)),
-        local_dir: Some(local.path().to_path_buf()),
-        ..Default::default()
-    });
-    let ctx = ops_core::Context::from_config(config).unwrap();
+    let ctx = crate::backup::s3_context(&pg, &endpoint, Some(local.path())).await;
 
     /// Kills the S3 server at the first bytes of the dump.
     struct KillServer(Arc<std::sync::Mutex<crate::harness::Seaweed>>);

@@ -473,6 +473,19 @@ impl S3Store {
         }
     }
 
+    /// The whole object in one streamed answer.
+    async fn get_whole(&self, full: &str, what: &str) -> Result<ByteReader> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(|e| sdk_err(e, what))?;
+        Ok(Box::pin(out.body.into_async_read()))
+    }
+
     async fn abort(&self, full: &str, upload_id: &str) {
         let r = self
             .client
@@ -734,15 +747,7 @@ impl ObjectStore for S3Store {
             Ok(f) => f,
             // An empty object has no byte 0: asked again, whole.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                let out = self
-                    .client
-                    .get_object()
-                    .bucket(&self.options.bucket)
-                    .key(&full)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(e, &what))?;
-                return Ok(Box::pin(out.body.into_async_read()));
+                return self.get_whole(&full, &what).await;
             }
             Err(e) => return Err(sdk_err(e, &what)),
         };
@@ -753,15 +758,7 @@ impl ObjectStore for S3Store {
             (Some(_), Some(total)) if first.e_tag().is_some() => total,
             // No total (`bytes 0-…/*`), or nothing to pin the later ranges to: one plain GET.
             _ => {
-                let out = self
-                    .client
-                    .get_object()
-                    .bucket(&self.options.bucket)
-                    .key(&full)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(e, &what))?;
-                return Ok(Box::pin(out.body.into_async_read()));
+                return self.get_whole(&full, &what).await;
             }
         };
         let etag = first.e_tag().map(str::to_owned);
