@@ -216,3 +216,96 @@ async fn postgres_client_of_another_major_is_a_clear_error() {
     assert!(e.message().contains("PostgreSQL 99") && e.message().contains("postgresql-client-99"), "{e}");
     assert!(e.message().contains("15 at"), "names what was found: {e}");
 }
+
+/// [`fingerprint`](crate::backup::fingerprint) (rows and content of every table), every
+/// sequence's value, and the post-data objects (constraints, indexes, triggers).
+async fn contents(rt: &DockerRuntime, pg: &Postgres, database: &str) -> String {
+    let mut out = crate::backup::fingerprint(rt, pg, database).await.join("\n");
+    out.push_str(
+        &psql(
+            rt,
+            pg,
+            database,
+            "SELECT (SELECT string_agg(sequencename || '=' || coalesce(last_value::text, '-'), ',' ORDER BY sequencename) FROM pg_sequences),
+                    (SELECT string_agg(conname || ':' || contype::text, ',' ORDER BY conname) FROM pg_constraint WHERE connamespace = 'public'::regnamespace),
+                    (SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'),
+                    (SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal)",
+        )
+        .await,
+    );
+    out
+}
+
+#[tokio::test]
+async fn postgres_plain_restore_loads_the_data_over_parallel_sessions_with_the_same_result() {
+    let rt = require_docker().await;
+    let pg = postgres(&[]).await;
+    // Constraints, an index and a trigger that pg_dump puts after the data; a table of several
+    // units of rows; sequences; an empty table; a function whose body holds `\.` and COPY lines.
+    psql(
+        &rt,
+        &pg,
+        "app",
+        "CREATE TABLE parent (id serial PRIMARY KEY, name text UNIQUE);
+         CREATE TABLE child (id bigserial PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id),
+           note text CHECK (length(note) > 0), tags text[]);
+         CREATE INDEX child_parent ON child (parent_id);
+         CREATE TABLE empty_table (id int);
+         CREATE SEQUENCE standalone_seq START 42; SELECT nextval('standalone_seq');
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           -- a body with lines a COPY block would end on:
+           RAISE NOTICE '%', E'\\\\.\\nCOPY x FROM stdin;';
+           NEW.note := NEW.note || '!';
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER child_stamp BEFORE INSERT ON child FOR EACH ROW EXECUTE FUNCTION stamp();
+         INSERT INTO parent (name) SELECT 'p' || g FROM generate_series(1, 300) g;
+         INSERT INTO child (parent_id, note, tags)
+           SELECT 1 + g % 300, repeat(md5(g::text), 3) || E'\\ttab\\nline\\\\.', ARRAY['a' || g, 'b,c']
+           FROM generate_series(1, 40000) g;
+         CREATE VIEW busy AS SELECT parent_id, count(*) FROM child GROUP BY 1;",
+    )
+    .await;
+    let app = db(pg.url("postgres", "postgres", "app"));
+    let dump = app.dump(&DumpOptions::default()).await.unwrap();
+    let bytes = read_all(dump.reader).await;
+    (dump.completion).await.unwrap();
+    assert!(bytes.len() > 4 * 1024 * 1024, "several units of rows: {} bytes", bytes.len());
+    let want = contents(&rt, &pg, "app").await;
+
+    // The default: the schema in one session, the rows over two, the rest in a last one.
+    app.create_database("par").await.unwrap();
+    let par = app.restore("par", DumpFormat::Plain, Box::pin(std::io::Cursor::new(bytes.clone()))).await.unwrap();
+    assert_eq!(par.data_sessions, 2, "{par:?}");
+    assert_eq!(par.bytes, bytes.len() as u64);
+    assert_eq!(contents(&rt, &pg, "par").await, want);
+
+    // One session: the same database.
+    let mut opts = PostgresOptions::new(SecretUrl::new(pg.url("postgres", "postgres", "app")));
+    opts.restore_jobs = 1;
+    let one = PostgresDatabase::new(opts).unwrap();
+    one.create_database("seq").await.unwrap();
+    let seq = one.restore("seq", DumpFormat::Plain, Box::pin(std::io::Cursor::new(bytes.clone()))).await.unwrap();
+    assert_eq!(seq.data_sessions, 1);
+    assert_eq!(contents(&rt, &pg, "seq").await, want);
+
+    // A bad row in the middle of the big table fails the restore with the server's error;
+    // the other data session is stopped, and the post-data never runs.
+    let text = String::from_utf8(bytes).unwrap();
+    let at = text.find("COPY public.child").unwrap();
+    let row = at + text[at..].find('\n').unwrap() + 1 + 2 * 1024 * 1024;
+    let row = row + text[row..].find('\n').unwrap() + 1;
+    let broken = format!("{}not-a-number\tx\n{}", &text[..row], &text[row..]);
+    app.create_database("broken").await.unwrap();
+    let e = app
+        .restore("broken", DumpFormat::Plain, Box::pin(std::io::Cursor::new(broken.into_bytes())))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    assert!(e.message().contains("invalid input syntax for type bigint"), "{e}");
+    assert_eq!(
+        psql(&rt, &pg, "broken", "SELECT count(*) FROM pg_indexes WHERE indexname = 'child_parent'").await.trim(),
+        "0"
+    );
+}

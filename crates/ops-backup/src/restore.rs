@@ -139,6 +139,10 @@ pub struct RestoreReport {
     pub healthy: bool,
     /// Seconds from start to healthy.
     pub duration_seconds: f64,
+    /// psql sessions that loaded the table data at once (`restore-jobs`; 1 when the whole
+    /// dump ran in one session).
+    #[serde(default)]
+    pub data_sessions: usize,
 }
 
 /// Truncates a database name so `{name}{suffix}` fits PostgreSQL's 63 bytes.
@@ -239,10 +243,11 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
     })
 }
 
-async fn restore_into(db: &dyn Database, name: &str, source: &Source, progress: &dyn Progress) -> Result<()> {
+/// Restores into `name`; returns the sessions that loaded the table data.
+async fn restore_into(db: &dyn Database, name: &str, source: &Source, progress: &dyn Progress) -> Result<usize> {
     progress.event(ProgressEvent::Phase { name: "restore".to_owned() });
     let sql = source.open_sql().await?;
-    db.restore(name, DumpFormat::Plain, sql).await.map(drop)
+    db.restore(name, DumpFormat::Plain, sql).await.map(|o| o.data_sessions)
 }
 
 /// Terminates connections and renames, retrying when a client reconnects in between.
@@ -307,7 +312,7 @@ pub async fn restore_until(
     let (_, _, db) = target::database(ctx, Some(&plan.database_config_name))?;
     let _lock = lock::acquire(db.as_ref(), target::local_dir(ctx).as_deref(), "restore").await?;
 
-    let check = match plan.strategy {
+    let (check, sessions) = match plan.strategy {
         Strategy::SafeSwap => {
             // Everything up to the swap happens beside the live database, with the stack up.
             let check = tokio::select! {
@@ -388,6 +393,7 @@ pub async fn restore_until(
         healthy: health.iter().all(|h| h.ok),
         health,
         duration_seconds: clock.elapsed().as_secs_f64(),
+        data_sessions: sessions,
     })
 }
 
@@ -453,8 +459,8 @@ async fn drop_side(db: &dyn Database, name: &str) {
 }
 
 /// Creates the side database, restores into it in one pass that also checks the source, and
-/// verifies it; drops it on any failure.
-async fn prepare_side(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<RestoreCheck> {
+/// verifies it; drops it on any failure. Returns the check and the sessions that loaded the table data.
+async fn prepare_side(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<(RestoreCheck, usize)> {
     let new = &plan.restore_database;
     db.create_database(new).await?;
     let prepared = async {
@@ -472,7 +478,7 @@ async fn prepare_side(db: &dyn Database, plan: &RestorePlan, progress: &dyn Prog
                 problems.join("; ")
             )));
         }
-        restored?;
+        let sessions = restored?.data_sessions;
         progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
         let side = db.with_database(new)?;
         let check = check_restored(side.as_ref(), plan.source.manifest.as_ref(), plan.min_tables).await?;
@@ -480,7 +486,7 @@ async fn prepare_side(db: &dyn Database, plan: &RestorePlan, progress: &dyn Prog
         if !check.ok {
             return Err(Error::integrity(format!("restored database does not match: {}", check.problems.join("; "))));
         }
-        Ok(check)
+        Ok((check, sessions))
     }
     .await;
     match prepared {
@@ -517,19 +523,19 @@ async fn swap_names(db: &dyn Database, plan: &RestorePlan) -> Result<()> {
     Ok(())
 }
 
-async fn in_place(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<RestoreCheck> {
+async fn in_place(db: &dyn Database, plan: &RestorePlan, progress: &dyn Progress) -> Result<(RestoreCheck, usize)> {
     let live = &plan.database;
     db.terminate_connections(live).await?;
     db.drop_database(live).await?;
     db.create_database(live).await?;
-    restore_into(db, live, &plan.source, progress).await?;
+    let sessions = restore_into(db, live, &plan.source, progress).await?;
     progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
     let restored = db.with_database(live)?;
     let check = check_restored(restored.as_ref(), plan.source.manifest.as_ref(), plan.min_tables).await?;
     if !check.ok {
         return Err(Error::integrity(format!("restored database does not match: {}", check.problems.join("; "))));
     }
-    Ok(check)
+    Ok((check, sessions))
 }
 
 async fn run_post_restore(ctx: &Context, p: &PostRestoreConfig) -> Result<String> {

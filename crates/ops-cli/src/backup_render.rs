@@ -259,6 +259,9 @@ pub(crate) fn restore_report(out: &mut dyn Write, r: &RestoreReport) -> Result<(
     for h in &r.health {
         writeln!(out, "  health       {} {}: {}", if h.ok { "ok    " } else { "FAILED" }, h.check, h.detail)?;
     }
+    if r.data_sessions > 1 {
+        writeln!(out, "  loaded       table data over {} psql sessions at once", r.data_sessions)?;
+    }
     writeln!(out, "  duration     {:.1} s", r.duration_seconds)?;
     Ok(())
 }

@@ -127,7 +127,8 @@ impl Context {
         }
         #[cfg(feature = "postgres")]
         for (name, db) in &config.databases {
-            let opts = crate::adapters::postgres::PostgresOptions::new(db.url.clone());
+            let mut opts = crate::adapters::postgres::PostgresOptions::new(db.url.clone());
+            opts.restore_jobs = usize::try_from(db.restore_jobs).unwrap_or(1);
             let adapter = crate::adapters::postgres::PostgresDatabase::new(opts)
                 .map_err(|e| e.context(format!("databases.{name}")))?;
             ctx.databases.insert(name.clone(), Arc::new(adapter));

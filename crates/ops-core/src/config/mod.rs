@@ -283,6 +283,9 @@ pub struct DockerConfig {
     pub timeout_secs: Option<u64>,
 }
 
+/// Data sessions of a plain-dump restore unless configured: two, like `pg_restore --jobs 2`.
+pub const DEFAULT_RESTORE_JOBS: u32 = 2;
+
 /// `[databases.NAME]`: one PostgreSQL database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -303,6 +306,9 @@ pub struct DatabaseConfig {
     pub post_restore: Option<PostRestoreConfig>,
     /// PostgreSQL image for DR drills (`postgres:{major}` when unset).
     pub drill_image: Option<String>,
+    /// psql sessions loading a plain dump's table data at once during a restore (1: the
+    /// whole dump in one session and one transaction).
+    pub restore_jobs: u32,
 }
 
 impl OpsConfig {
@@ -328,6 +334,7 @@ impl Default for DatabaseConfig {
             dependents: Vec::new(),
             post_restore: None,
             drill_image: None,
+            restore_jobs: DEFAULT_RESTORE_JOBS,
         }
     }
 }

@@ -178,6 +178,16 @@ fn invalid_url_is_located_without_its_value() {
 }
 
 #[test]
+fn restore_jobs_are_bounded_and_located() {
+    let ok = load_text("[databases.main]\nurl = \"postgres://u@h/db\"\n", &BTreeMap::new()).unwrap();
+    assert_eq!(ok.databases["main"].restore_jobs, DEFAULT_RESTORE_JOBS);
+    let text = "[databases.main]\nurl = \"postgres://u@h/db\"\nrestore-jobs = 0\n";
+    let e = load_text(text, &BTreeMap::new()).unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("databases.main.restore-jobs")), "{e}");
+    assert!(e.message.contains("between 1 and 16"), "{e}");
+}
+
+#[test]
 fn array_table_entries_are_located_by_index() {
     let text = "[[http]]\nname = \"a\"\nurl = \"http://x/h\"\n\n[[http]]\nname = \"b\"\nurl = \"ftp://x/h\"\n";
     let e = load_text(text, &BTreeMap::new()).unwrap_err();

@@ -213,6 +213,9 @@ pub struct RestoreOutcome {
     pub bytes: u64,
     /// Wall time.
     pub duration: Duration,
+    /// Client sessions that loaded the table data at once: 1 when the whole dump ran in one
+    /// session (a custom archive, `restore-jobs` 1, a dump the splitter keeps whole).
+    pub data_sessions: usize,
 }
 
 /// One PostgreSQL database (the one named in its URL) and admin access to its server.

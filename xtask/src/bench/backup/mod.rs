@@ -162,9 +162,10 @@ pub fn backup(opts: &Options) -> Result<()> {
     })?;
 
     let (pg, pg_id) = step("start PostgreSQL", || start_postgres(&mut guard))?;
-    let (s3_id, s3_port) = step("start S3 (s3s-fs)", || {
-        let (id, port) = start_s3(&mut guard)?;
-        Ok(((id, port), format!("port {port}, bucket {BUCKET}")))
+    let (s3_id, s3_addr) = step("start S3 (s3s-fs)", || {
+        let (id, addr) = start_s3(&mut guard)?;
+        let note = format!("{addr}, bucket {BUCKET}");
+        Ok(((id, addr), note))
     })?;
     let (aws, _) = step("AWS CLI (PyPI, target/bench/awscli)", || {
         let (bin, version) = ensure_awscli(&bench_dir)?;
@@ -184,7 +185,7 @@ pub fn backup(opts: &Options) -> Result<()> {
         pg,
         pg_id,
         s3_id,
-        s3_port,
+        s3_addr,
         seaweed_port,
         seaweed_pid,
         aws,

@@ -26,7 +26,8 @@ pub(super) struct Ctx {
     pub(super) pg: Pg,
     pub(super) pg_id: String,
     pub(super) s3_id: String,
-    pub(super) s3_port: u16,
+    /// s3s-fs: `ip:port`.
+    pub(super) s3_addr: String,
     pub(super) seaweed_port: u16,
     pub(super) seaweed_pid: u32,
     /// The AWS CLI (`target/bench/awscli/bin/aws`).
@@ -115,11 +116,10 @@ impl Ctx {
     }
 
     pub(super) fn endpoint(&self, server: S3Server) -> String {
-        let port = match server {
-            S3Server::S3sFs => self.s3_port,
-            S3Server::Seaweed => self.seaweed_port,
-        };
-        format!("http://127.0.0.1:{port}")
+        match server {
+            S3Server::S3sFs => format!("http://{}", self.s3_addr),
+            S3Server::Seaweed => format!("http://127.0.0.1:{}", self.seaweed_port),
+        }
     }
 
     pub(super) fn s3_storage(&self, server: S3Server, prefix: &str) -> String {

@@ -34,12 +34,21 @@ pub struct PostgresOptions {
     pub timeout: Duration,
     /// Directories searched first for the client programs.
     pub client_dirs: Vec<PathBuf>,
+    /// psql sessions that load a plain dump's table data at once (1: the whole dump in one
+    /// session and one transaction).
+    pub restore_jobs: usize,
 }
 
 impl PostgresOptions {
-    /// Options with a 10 s timeout and the usual client directories.
+    /// Options with a 10 s timeout, the usual client directories and
+    /// [`DEFAULT_RESTORE_JOBS`](crate::config::DEFAULT_RESTORE_JOBS) data sessions.
     pub fn new(url: SecretUrl) -> Self {
-        Self { url, timeout: Duration::from_secs(10), client_dirs: Vec::new() }
+        Self {
+            url,
+            timeout: Duration::from_secs(10),
+            client_dirs: Vec::new(),
+            restore_jobs: crate::config::DEFAULT_RESTORE_JOBS as usize,
+        }
     }
 }
 
@@ -232,33 +241,6 @@ impl PostgresDatabase {
     }
 }
 
-/// Writes `\restrict KEY`, then the dump without its own restrict lines, in large writes;
-/// returns the dump's bytes read.
-async fn feed_restricted(
-    mut input: ByteReader,
-    stdin: &mut tokio::process::ChildStdin,
-    key: &str,
-) -> std::io::Result<u64> {
-    use tokio::io::AsyncWriteExt;
-    stdin.write_all(format!("\\restrict {key}\n").as_bytes()).await?;
-    let mut filter = restrict::RestrictFilter::default();
-    let mut buf = vec![0u8; RESTORE_BUF];
-    let mut out = Vec::with_capacity(RESTORE_BUF + 1024);
-    let mut total = 0u64;
-    loop {
-        let n = input.read(&mut buf).await?;
-        out.clear();
-        if n == 0 {
-            filter.finish(&mut out);
-            stdin.write_all(&out).await?;
-            return Ok(total);
-        }
-        total += n as u64;
-        filter.feed(&buf[..n], &mut out);
-        stdin.write_all(&out).await?;
-    }
-}
-
 pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -279,7 +261,7 @@ pub(super) fn percent_decode(s: &str) -> String {
 }
 
 /// Collects a child's stderr in the background, keeping the last 64 KiB.
-fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+pub(super) fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
     tokio::spawn(async move {
         let Some(mut stderr) = stderr else { return String::new() };
         let mut kept = Vec::new();
@@ -684,45 +666,53 @@ impl Database for PostgresDatabase {
             DumpFormat::Plain => &client.psql,
             DumpFormat::Custom => &client.pg_restore,
         };
-        let mut cmd = self.command(program, database);
-        match format {
-            DumpFormat::Plain => {
+        let name = program.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if format == DumpFormat::Plain {
+            // A plain dump is a psql script: psql runs in restricted mode, so the dump cannot
+            // run meta-commands (`\!`, `\copy … program`); see `restrict`. Its table data loads
+            // over `restore_jobs` sessions; see `plain`.
+            restrict::require_restrict(&client.version)?;
+            let command = || {
+                let mut cmd = self.command(program, database);
                 cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction"]);
                 cmd.arg(format!("--dbname={database}"));
-            }
-            DumpFormat::Custom => {
-                cmd.args(["--no-password", "--exit-on-error", "--single-transaction", "--no-owner"]);
-                cmd.arg(format!("--dbname={database}"));
-            }
+                cmd
+            };
+            let jobs = self.options.restore_jobs.max(1);
+            let (bytes, data_sessions) = super::plain::restore(input, &command, &name, jobs).await?;
+            return Ok(RestoreOutcome {
+                database: database.to_owned(),
+                client,
+                bytes,
+                duration: started.elapsed(),
+                data_sessions,
+            });
         }
-        // A plain dump is a psql script: psql runs in restricted mode, so the dump cannot run
-        // meta-commands (`\!`, `\copy … program`); see `restrict`.
-        let restrict_key = match format {
-            DumpFormat::Plain => {
-                restrict::require_restrict(&client.version)?;
-                Some(restrict::new_key()?)
-            }
-            DumpFormat::Custom => None,
-        };
+        let mut cmd = self.command(program, database);
+        cmd.args(["--no-password", "--exit-on-error", "--single-transaction", "--no-owner"]);
+        cmd.arg(format!("--dbname={database}"));
         cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", program.display())))?;
         let mut stdin = child.stdin.take().ok_or_else(|| Error::internal("restore client has no stdin"))?;
         let stderr = drain_stderr(child.stderr.take());
-        let copied = match restrict_key {
-            Some(key) => feed_restricted(input, &mut stdin, &key).await,
-            // Large writes: `tokio::io::copy` moves 8 KiB per write, which costs a syscall and
-            // often a wake-up each (the pipe is full while the server is busy).
-            None => tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RESTORE_BUF, input), &mut stdin).await,
-        };
+        // Large writes: `tokio::io::copy` moves 8 KiB per write, which costs a syscall and
+        // often a wake-up each (the pipe is full while the server is busy).
+        let copied =
+            tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RESTORE_BUF, input), &mut stdin).await;
         drop(stdin);
         let status = child.wait().await.map_err(|e| Error::from(e).context("wait for the restore client"))?;
         let err_text = stderr.await.unwrap_or_default();
-        let name = program.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         if !status.success() {
             return Err(Error::integrity(format!("{name} failed ({status}): {}", tail(&err_text, 2000))));
         }
         let bytes = copied.map_err(|e| Error::from(e).context(format!("feeding the dump to {name}")))?;
-        Ok(RestoreOutcome { database: database.to_owned(), client, bytes, duration: started.elapsed() })
+        Ok(RestoreOutcome {
+            database: database.to_owned(),
+            client,
+            bytes,
+            duration: started.elapsed(),
+            data_sessions: 1,
+        })
     }
 
     async fn perf_snapshot(&self) -> Result<PerfSnapshot> {

@@ -7,6 +7,7 @@
 
 mod client;
 mod perf;
+mod plain;
 mod programs;
 mod restrict;
 #[cfg(test)]
