@@ -26,7 +26,7 @@ pub struct BackupOptions {
     pub database: Option<String>,
     /// Compression.
     pub compression: Compression,
-    /// Compression level (gzip 1–9, zstd 1–19); gzip 2, zstd 3 when unset.
+    /// Compression level (gzip 1–9, zstd 1–19); gzip 1, zstd 3 when unset.
     pub level: Option<u32>,
     /// Compression threads; all available cores when unset.
     pub threads: Option<usize>,

@@ -787,7 +787,7 @@ pub struct BackupRunArgs {
     /// gzip (.sql.gz) or zstd (.sql.zst)
     #[arg(long, default_value = "gzip")]
     pub compression: ops_backup::compress::Compression,
-    /// Compression level [default: gzip 2, zstd 3]
+    /// Compression level [default: gzip 1, zstd 3]
     #[arg(long)]
     pub level: Option<u32>,
     /// Compression threads [default: all cores]
