@@ -73,9 +73,13 @@ pub(crate) trait Encoder: Write {
 
 struct GzipEncoder<W: Write + Send + 'static>(Box<dyn gzp::ZWriter<W>>);
 
+/// Largest write handed to gzp at once: its single-threaded writer compresses at most one
+/// member per call and would otherwise buffer the rest of a large write.
+const GZIP_WRITE_MAX: usize = 64 * 1024;
+
 impl<W: Write + Send + 'static> Write for GzipEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.0.write(&buf[..buf.len().min(GZIP_WRITE_MAX)])
     }
 
     fn flush(&mut self) -> io::Result<()> {

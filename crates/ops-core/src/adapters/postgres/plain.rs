@@ -22,8 +22,19 @@
 //! whole restore in one session, as does `jobs` 1. A statement the splitter cut wrongly
 //! (a function body containing an entry comment) cannot run: psql fails the restore.
 //!
-//! Memory: at most `2 × jobs` units wait for a session, and the unit being filled; a single
-//! row larger than a unit is held whole (psql and the server hold it whole too).
+//! Every later session starts with the header, then the last value of each one-line `SET`
+//! the first session ran after it (pg_dump writes `SET default_tablespace`, and with
+//! `--use-set-session-authorization` `SET SESSION AUTHORIZATION`, only when the value
+//! changes), so each statement runs in the session state it would have had in one session.
+//!
+//! Failure: a session that fails stops the sessions still loading, killed before they commit,
+//! and fails the restore. What committed before stays: the schema, and the data a session
+//! finished. The safe swap then drops its side database; an in-place restore leaves the
+//! recreated database partly loaded (one session left it empty), and says the restore failed.
+//!
+//! Memory: at most `2 × jobs` units wait for a session, `jobs` are being written and one is
+//! being filled, each at most [`UNIT_BYTES`] plus one row; a row longer than [`ROW_MAX`] ends
+//! the data section there, and that `COPY` and the rest run in the last session, streamed.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -39,6 +50,8 @@ use crate::{Error, Result};
 
 /// Target size of one unit of `COPY` rows.
 pub(super) const UNIT_BYTES: usize = 1024 * 1024;
+/// Longest `COPY` row a data unit holds; a longer one goes, streamed, to the last session.
+pub(super) const ROW_MAX: usize = 1024 * 1024;
 /// Longest line the splitter holds to look at (an entry comment, a `COPY` header).
 const LINE_MAX: usize = 64 * 1024;
 /// Largest header replayed at the start of every later session.
@@ -82,6 +95,10 @@ pub(super) struct Splitter {
     /// The header: the lines before the first entry comment.
     preamble: Vec<u8>,
     in_preamble: bool,
+    /// One-line `SET`s run by the first session after the header, the last of each name.
+    settings: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Data units handed out so far.
+    units: usize,
     /// The current line, held in `Pre` (while watching) and `Data`.
     line: Vec<u8>,
     /// The rest of the current (over-long) line passes straight to the sequential session.
@@ -104,6 +121,8 @@ impl Splitter {
             unit_bytes: unit_bytes.max(1),
             preamble: Vec::new(),
             in_preamble: true,
+            settings: Vec::new(),
+            units: 0,
             line: Vec::new(),
             pass_line: false,
             seq: Vec::new(),
@@ -113,9 +132,19 @@ impl Splitter {
         }
     }
 
-    /// The dump's header, replayed at the start of every session after the first.
-    pub(super) fn preamble(&self) -> &[u8] {
-        &self.preamble
+    /// What every session after the first starts with: the dump's header, then the last value
+    /// of every setting the first session changed after it.
+    pub(super) fn prelude(&self) -> Vec<u8> {
+        let mut out = self.preamble.clone();
+        for (_, line) in &self.settings {
+            out.extend_from_slice(line);
+        }
+        out
+    }
+
+    /// Whether any data unit was handed out (the data loaded over several sessions).
+    pub(super) fn split_data(&self) -> bool {
+        self.units > 0
     }
 
     /// Appends the events `input` gives to `events`.
@@ -160,13 +189,18 @@ impl Splitter {
             State::Copy => {
                 // A dump cut off inside its rows: the unit goes as it is, as psql would have
                 // run it; the dump's own checks (checksum, trailer) refuse the restore.
-                events.push(Event::Unit(std::mem::take(&mut self.unit)));
+                Self::push_unit(&mut self.units, events, std::mem::take(&mut self.unit));
                 self.state = State::Data;
             }
             State::Pre | State::Data if !self.line.is_empty() => self.end_line(events),
             _ => {}
         }
         self.flush_seq(events);
+    }
+
+    fn push_unit(units: &mut usize, events: &mut Vec<Event>, unit: Vec<u8>) {
+        *units += 1;
+        events.push(Event::Unit(unit));
     }
 
     fn flush_seq(&mut self, events: &mut Vec<Event>) {
@@ -210,6 +244,20 @@ impl Splitter {
                         self.preamble.extend_from_slice(&line);
                     }
                 }
+                if !self.in_preamble
+                    && self.parallel
+                    && let Some(name) = setting_name(text)
+                {
+                    let mut kept = text.to_vec();
+                    kept.push(b'\n');
+                    let count = self.settings.len();
+                    match self.settings.iter_mut().find(|(n, _)| n.as_slice() == name) {
+                        Some(entry) => entry.1 = kept,
+                        None if count < 64 => self.settings.push((name.to_vec(), kept)),
+                        // More distinct settings than any pg_dump writes: keep one session.
+                        None => self.parallel = false,
+                    }
+                }
                 if self.parallel && !self.in_preamble && entry_type(text) == Some(b"TABLE DATA".as_slice()) {
                     self.flush_seq(events);
                     events.push(Event::BeginData);
@@ -241,7 +289,7 @@ impl Splitter {
                 } else if is_setval(text) {
                     let mut unit = text.to_vec();
                     unit.push(b'\n');
-                    events.push(Event::Unit(unit));
+                    Self::push_unit(&mut self.units, events, unit);
                 } else {
                     self.end_data(events);
                     self.seq.extend_from_slice(&line);
@@ -256,8 +304,8 @@ impl Splitter {
         while let Some(i) = memchr::memchr(b'\n', input) {
             self.unit.extend_from_slice(&input[..=i]);
             input = &input[i + 1..];
-            if &self.unit[self.row_start..] == b"\\.\n" {
-                events.push(Event::Unit(std::mem::take(&mut self.unit)));
+            if matches!(&self.unit[self.row_start..], b"\\.\n" | b"\\.\r\n") {
+                Self::push_unit(&mut self.units, events, std::mem::take(&mut self.unit));
                 self.state = State::Data;
                 return input;
             }
@@ -268,11 +316,24 @@ impl Splitter {
                 next.extend_from_slice(&self.unit[self.row_start..]);
                 self.unit.truncate(self.row_start);
                 self.unit.extend_from_slice(b"\\.\n");
-                events.push(Event::Unit(std::mem::replace(&mut self.unit, next)));
+                Self::push_unit(&mut self.units, events, std::mem::replace(&mut self.unit, next));
             }
             self.row_start = self.unit.len();
         }
         self.unit.extend_from_slice(input);
+        if self.unit.len() - self.row_start > ROW_MAX {
+            // A row too long to hold: the rest of this block and the dump run, streamed, in the
+            // last session, after the data sessions have committed what they have.
+            let partial = self.unit.split_off(self.row_start);
+            if self.unit.len() > self.copy_header.len() {
+                self.unit.extend_from_slice(b"\\.\n");
+                Self::push_unit(&mut self.units, events, std::mem::take(&mut self.unit));
+            }
+            self.unit = Vec::new();
+            self.end_data(events);
+            self.seq.extend_from_slice(&self.copy_header);
+            self.seq.extend_from_slice(&partial);
+        }
         &[]
     }
 }
@@ -301,6 +362,25 @@ fn preamble_is_settings(preamble: &[u8]) -> bool {
     })
 }
 
+/// The name a one-line `SET` sets (`SET default_tablespace = '';` -> `default_tablespace`,
+/// `SET SESSION AUTHORIZATION 'x';` -> `SESSION AUTHORIZATION`); `set_config` calls are keyed
+/// by their whole first argument. None for anything else.
+fn setting_name(line: &[u8]) -> Option<&[u8]> {
+    if !(line.ends_with(b";") && memchr::memchr(b';', line) == Some(line.len() - 1)) {
+        return None;
+    }
+    if let Some(rest) = line.strip_prefix(b"SELECT pg_catalog.set_config(") {
+        let end = memchr::memchr(b',', rest)?;
+        return Some(&rest[..end]);
+    }
+    let rest = line.strip_prefix(b"SET ")?;
+    if rest.starts_with(b"SESSION AUTHORIZATION") {
+        return Some(&rest[..b"SESSION AUTHORIZATION".len()]);
+    }
+    let end = rest.iter().position(|b| *b == b' ' || *b == b'=')?;
+    Some(&rest[..end])
+}
+
 /// `SELECT pg_catalog.setval('name', 42, true);`: one literal (quotes doubled inside), a
 /// number and a boolean, nothing else.
 fn is_setval(line: &[u8]) -> bool {
@@ -323,7 +403,8 @@ fn is_setval(line: &[u8]) -> bool {
     matches!(&digits[n..], b", true);" | b", false);")
 }
 
-/// One psql session fed through its stdin.
+/// One psql session fed through its stdin. Dropped before [`Session::finish`], psql is
+/// killed before its stdin closes, so it never commits.
 struct Session {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -378,6 +459,14 @@ impl Session {
                 self.name,
                 crate::adapters::tail(&err_text, 2000)
             )))
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.start_kill();
         }
     }
 }
@@ -492,7 +581,6 @@ pub(super) async fn restore(
     let mut split = Splitter::new(jobs > 1, UNIT_BYTES);
     let mut seq = Some(Session::start(command(), name, b"").await?);
     let mut pool: Option<Pool> = None;
-    let mut data_sessions = 1;
     let mut buf = vec![0u8; READ_BUF];
     let mut out = Vec::with_capacity(READ_BUF + 1024);
     let mut events = Vec::new();
@@ -517,7 +605,7 @@ pub(super) async fn restore(
                 match event {
                     Event::Seq(bytes) => {
                         if seq.is_none() {
-                            seq = Some(Session::start(command(), name, split.preamble()).await?);
+                            seq = Some(Session::start(command(), name, &split.prelude()).await?);
                         }
                         if let Some(s) = seq.as_mut() {
                             s.write(&bytes).await?;
@@ -527,8 +615,7 @@ pub(super) async fn restore(
                         if let Some(s) = seq.take() {
                             s.finish().await?;
                         }
-                        pool = Some(Pool::start(jobs, command, name, split.preamble()).await?);
-                        data_sessions = jobs;
+                        pool = Some(Pool::start(jobs, command, name, &split.prelude()).await?);
                     }
                     Event::Unit(unit) => match pool.as_mut() {
                         Some(p) => p.send(unit).await?,
@@ -561,7 +648,7 @@ pub(super) async fn restore(
     if let Some(s) = seq.take() {
         s.finish().await?;
     }
-    Ok((total, data_sessions))
+    Ok((total, if split.split_data() { jobs } else { 1 }))
 }
 
 #[cfg(test)]
@@ -597,7 +684,7 @@ ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n\n--\n--
                 (_, e) => joined.push(e),
             }
         }
-        (joined, s.preamble().to_vec())
+        (joined, s.prelude())
     }
 
     fn text(e: &Event) -> String {
@@ -706,6 +793,54 @@ ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n\n--\n--
             "unit:COPY public.t (id, note) FROM stdin;\n1\tone\n2\t\\\\.\n3\t\\.x\n"
         );
         assert!(!events.contains(&Event::EndData));
+    }
+
+    #[test]
+    fn later_sessions_start_with_the_settings_the_first_one_changed_last() {
+        let dump = DUMP
+            .replace(
+                "CREATE TABLE public.t (",
+                "SET default_tablespace = fast;\nSET SESSION AUTHORIZATION 'app';\nCREATE TABLE public.t (",
+            )
+            .replace("CREATE FUNCTION", "SET default_tablespace = '';\nCREATE FUNCTION");
+        let mut s = Splitter::new(true, 1 << 20);
+        let mut events = Vec::new();
+        s.feed(dump.as_bytes(), &mut events);
+        s.finish(&mut events);
+        let prelude = String::from_utf8(s.prelude()).unwrap();
+        assert!(prelude.ends_with("--\nSET default_tablespace = '';\nSET SESSION AUTHORIZATION 'app';\n"), "{prelude}");
+        assert!(s.split_data());
+        assert_eq!(setting_name(b"SET search_path = public, pg_catalog;"), Some(&b"search_path"[..]));
+        assert_eq!(
+            setting_name(b"SELECT pg_catalog.set_config('search_path', '', false);"),
+            Some(&b"'search_path'"[..])
+        );
+        assert_eq!(setting_name(b"SET a = 1; DROP TABLE t;"), None);
+    }
+
+    #[test]
+    fn a_crlf_end_of_rows_ends_the_block() {
+        let dump = DUMP.replace("5\tfive\n\\.\n", "5\tfive\n\\.\r\n");
+        let (events, _) = split(dump.as_bytes(), 3, true, 1 << 20);
+        assert_eq!(
+            text(&events[2]),
+            "unit:COPY public.t (id, note) FROM stdin;\n1\tone\n2\t\\\\.\n3\t\\.x\n4\tfour\n5\tfive\n\\.\r\n"
+        );
+        assert_eq!(text(&events[5]), "end", "the setval and the post-data still follow: {events:?}");
+    }
+
+    #[test]
+    fn a_row_longer_than_a_unit_may_hold_streams_to_the_last_session() {
+        let long = "x".repeat(ROW_MAX + 10_000);
+        let dump = DUMP.replace("4\tfour\n", &format!("4\t{long}\n"));
+        let (events, _) = split(dump.as_bytes(), 4096, true, 1 << 20);
+        let got: Vec<String> = events.iter().map(text).collect();
+        assert_eq!(got[1], "begin");
+        assert_eq!(got[2], "unit:COPY public.t (id, note) FROM stdin;\n1\tone\n2\t\\\\.\n3\t\\.x\n\\.\n");
+        assert_eq!(got[3], "end");
+        let rest = &dump[dump.find("4\tx").unwrap()..];
+        assert_eq!(got[4], format!("seq:COPY public.t (id, note) FROM stdin;\n{rest}"));
+        assert_eq!(got.len(), 5);
     }
 
     #[test]
