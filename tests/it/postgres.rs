@@ -228,7 +228,7 @@ async fn contents(rt: &DockerRuntime, pg: &Postgres, database: &str) -> String {
             database,
             "SELECT (SELECT string_agg(sequencename || '=' || coalesce(last_value::text, '-'), ',' ORDER BY sequencename) FROM pg_sequences),
                     (SELECT string_agg(conname || ':' || contype::text, ',' ORDER BY conname) FROM pg_constraint WHERE connamespace = 'public'::regnamespace),
-                    (SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'),
+                    (SELECT string_agg(indexname || '@' || coalesce(tablespace, '-'), ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'),
                     (SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal)",
         )
         .await,
@@ -240,13 +240,28 @@ async fn contents(rt: &DockerRuntime, pg: &Postgres, database: &str) -> String {
 async fn postgres_plain_restore_loads_the_data_over_parallel_sessions_with_the_same_result() {
     let rt = require_docker().await;
     let pg = postgres(&[]).await;
+    // Everything in a tablespace of its own: pg_dump sets `default_tablespace` once, after its
+    // header, and every later session must start with it for the indexes to land there too.
+    for cmd in [
+        vec!["mkdir", "-p", "/var/lib/postgresql/fast"],
+        vec!["chown", "postgres:postgres", "/var/lib/postgresql/fast"],
+    ] {
+        let spec = ExecSpec {
+            cmd: cmd.into_iter().map(str::to_owned).collect(),
+            user: Some("root".into()),
+            ..Default::default()
+        };
+        assert_eq!(rt.exec(pg.id(), &spec).await.unwrap().exit_code, 0);
+    }
+    psql(&rt, &pg, "app", "CREATE TABLESPACE fast LOCATION '/var/lib/postgresql/fast'").await;
     // Constraints, an index and a trigger that pg_dump puts after the data; a table of several
     // units of rows; sequences; an empty table; a function whose body holds `\.` and COPY lines.
     psql(
         &rt,
         &pg,
         "app",
-        "CREATE TABLE parent (id serial PRIMARY KEY, name text UNIQUE);
+        "SET default_tablespace = fast;
+         CREATE TABLE parent (id serial PRIMARY KEY, name text UNIQUE);
          CREATE TABLE child (id bigserial PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id),
            note text CHECK (length(note) > 0), tags text[]);
          CREATE INDEX child_parent ON child (parent_id);
@@ -273,6 +288,7 @@ async fn postgres_plain_restore_loads_the_data_over_parallel_sessions_with_the_s
     (dump.completion).await.unwrap();
     assert!(bytes.len() > 4 * 1024 * 1024, "several units of rows: {} bytes", bytes.len());
     let want = contents(&rt, &pg, "app").await;
+    assert!(want.contains("child_parent@fast"), "{want}");
 
     // The default: the schema in one session, the rows over two, the rest in a last one.
     app.create_database("par").await.unwrap();
