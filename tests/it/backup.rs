@@ -107,35 +107,11 @@ pub(crate) async fn stack(rows: u32) -> Stack {
     let rt = require_docker().await;
     let (pg, (s3c, endpoint)) = tokio::join!(postgres(&[]), s3());
     psql(&rt, &pg, "app", &dataset(rows)).await;
-    let bucket = S3Store::new({
-        let mut o = S3Options::new("backups", Secret::new(S3_ACCESS_KEY), Secret::new(S3_SECRET_KEY));
-        o.endpoint = Some(endpoint.clone());
-        o.path_style = true;
-        o
-    })
-    .unwrap();
-    bucket.ensure_bucket().await.unwrap();
     let local = tempfile::tempdir().unwrap();
     let (hooks, hook_url) = webhook().await;
-    let mut config = OpsConfig::default();
+    let mut config = s3_config(&pg, &endpoint, Some(local.path())).await;
     config.project.name = "it".to_owned();
-    config.databases.insert(
-        "main".to_owned(),
-        DatabaseConfig {
-            url: SecretUrl::new(pg.url("postgres", "postgres", "app")),
-            key_tables: vec!["trades".to_owned(), "events".to_owned()],
-            ..Default::default()
-        },
-    );
-    config.storage = Some(StorageConfig {
-        url: "s3://backups/daily".to_owned(),
-        endpoint: Some(endpoint),
-        path_style: Some(true),
-        access_key_id: Some(Secret::new(S3_ACCESS_KEY)),
-        secret_access_key: Some(Secret::new(S3_SECRET_KEY)),
-        local_dir: Some(local.path().to_path_buf()),
-        ..Default::default()
-    });
+    config.databases.get_mut("main").unwrap().key_tables = vec!["trades".to_owned(), "events".to_owned()];
     config.notify.webhooks = vec![WebhookUrl::new(hook_url)];
     config.notify.retries = 0;
     let audit = tempfile::tempdir().unwrap();
@@ -148,6 +124,11 @@ pub(crate) async fn stack(rows: u32) -> Stack {
 /// A context backing up database `app` of `pg` to `s3://backups/daily` at `endpoint` (the
 /// bucket made first), and to `local_dir` too when given.
 pub(crate) async fn s3_context(pg: &Postgres, endpoint: &str, local_dir: Option<&std::path::Path>) -> Context {
+    Context::from_config(s3_config(pg, endpoint, local_dir).await).unwrap()
+}
+
+/// The configuration of [`s3_context`].
+async fn s3_config(pg: &Postgres, endpoint: &str, local_dir: Option<&std::path::Path>) -> OpsConfig {
     let bucket = S3Store::new({
         let mut o = S3Options::new("backups", Secret::new(S3_ACCESS_KEY), Secret::new(S3_SECRET_KEY));
         o.endpoint = Some(endpoint.to_owned());
@@ -170,7 +151,7 @@ pub(crate) async fn s3_context(pg: &Postgres, endpoint: &str, local_dir: Option<
         local_dir: local_dir.map(std::path::Path::to_path_buf),
         ..Default::default()
     });
-    Context::from_config(config).unwrap()
+    config
 }
 
 fn local_files(dir: &std::path::Path) -> Vec<String> {
