@@ -49,6 +49,7 @@ async fn drill_passes_on_a_real_backup_and_measures_rto_and_rpo() {
     let check = r.check.as_ref().unwrap();
     assert!(check.tables.iter().any(|t| t.table == "public.trades" && t.exact && t.found == Some(2000)), "{check:?}");
     assert!(r.rto_seconds > 0.0 && r.rto_seconds >= r.restore_seconds);
+    assert_eq!(r.data_sessions, ops_core::config::DEFAULT_RESTORE_JOBS, "{r:?}");
     assert!(r.backup_age_seconds.unwrap() < 600.0);
     assert!(r.notifications.iter().all(|n| n.delivered));
     assert!(r.container.is_some());
@@ -208,8 +209,14 @@ async fn drill_local_passes_on_a_real_backup() {
     require_local_postgres();
     let s = stack(2000).await;
     let b = backup(&s.ctx, &BackupOptions::default(), &NoProgress).await.unwrap();
-    let r = dr_test(&s.ctx, &local("latest"), &NoProgress, never()).await.unwrap();
+    // The drill loads the data over the database's own `restore-jobs` (three tables, three
+    // sessions), like a real restore would.
+    let mut config = (*s.ctx.config).clone();
+    config.databases.get_mut("main").unwrap().restore_jobs = 3;
+    let ctx = ops_core::Context::from_config(config).unwrap();
+    let r = dr_test(&ctx, &local("latest"), &NoProgress, never()).await.unwrap();
     assert!(r.passed, "{r:?}");
+    assert_eq!(r.data_sessions, 3, "{r:?}");
     assert_eq!(r.backend, DrillBackend::Local);
     assert_eq!(r.backup_id.as_deref(), Some(b.id.as_str()));
     assert!(r.container.is_none());

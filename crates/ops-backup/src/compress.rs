@@ -71,13 +71,16 @@ pub(crate) trait Encoder: Write {
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
 
-struct GzipEncoder<W: Write + Send + 'static>(Box<dyn gzp::ZWriter<W>>);
+/// gzip in members of [`MGZIP_BLOCK`]: `Z` is gzp's parallel writer, or for one thread its
+/// one-thread writer built here (gzp's own one-thread builder ignores the block size and
+/// writes 128 KiB members).
+struct GzipEncoder<Z: Write>(Z);
 
 /// Largest write handed to gzp at once: its single-threaded writer compresses at most one
 /// member per call and would otherwise buffer the rest of a large write.
 const GZIP_WRITE_MAX: usize = 64 * 1024;
 
-impl<W: Write + Send + 'static> Write for GzipEncoder<W> {
+impl<Z: Write> Write for GzipEncoder<Z> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(&buf[..buf.len().min(GZIP_WRITE_MAX)])
     }
@@ -87,9 +90,17 @@ impl<W: Write + Send + 'static> Write for GzipEncoder<W> {
     }
 }
 
-impl<W: Write + Send + 'static> Encoder for GzipEncoder<W> {
+impl<W: Write + Send + 'static> Encoder for GzipEncoder<Box<dyn gzp::ZWriter<W>>> {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
         self.0.finish().map(drop).map_err(|e| io::Error::other(format!("gzip: {e}")))
+    }
+}
+
+impl<W: Write + Send + 'static> Encoder for GzipEncoder<gzp::mgzip::MgzipSyncWriter<W>> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        // Compresses the last member and flushes the sink; dropping the writer afterwards
+        // has nothing left to write.
+        self.0.flush()
     }
 }
 
@@ -126,9 +137,14 @@ pub(crate) fn encoder<W: Write + Send + 'static>(
     sink: W,
 ) -> io::Result<Box<dyn Encoder>> {
     Ok(match compression {
+        Compression::Gzip if threads <= 1 => Box::new(GzipEncoder(gzp::mgzip::MgzipSyncWriter::with_capacity(
+            sink,
+            gzp::Compression::new(level.min(9)),
+            MGZIP_BLOCK,
+        ))),
         Compression::Gzip => {
             let z = gzp::ZBuilder::<gzp::deflate::Mgzip, W>::new()
-                .num_threads(if threads > 1 { threads } else { 0 })
+                .num_threads(threads)
                 .buffer_size(MGZIP_BLOCK)
                 .compression_level(gzp::Compression::new(level.min(9)))
                 .from_writer(sink);
@@ -159,7 +175,9 @@ pub(crate) fn decoder<'a, R: Read + 'a>(compression: Compression, inner: R) -> i
 mod tests {
     use super::*;
 
-    fn round_trip(c: Compression, threads: usize) {
+    /// Compresses a 6 MB dump-like text and checks that it decompresses to the same; returns
+    /// the compressed bytes.
+    fn round_trip(c: Compression, threads: usize) -> Vec<u8> {
         let text: Vec<u8> =
             (0..200_000).flat_map(|i| format!("INSERT INTO t VALUES ({i}, 'row {i}');\n").into_bytes()).collect();
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -183,12 +201,31 @@ mod tests {
         let mut back = Vec::new();
         decoder(c, &compressed[..]).unwrap().read_to_end(&mut back).unwrap();
         assert!(back == text, "{c} with {threads} threads round-trips");
+        compressed
+    }
+
+    /// The decompressed size of every gzip member of `gz`.
+    fn member_sizes(mut gz: &[u8]) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        while !gz.is_empty() {
+            let mut d = flate2::bufread::GzDecoder::new(gz);
+            let mut out = Vec::new();
+            d.read_to_end(&mut out).unwrap();
+            sizes.push(out.len());
+            gz = d.into_inner();
+        }
+        sizes
     }
 
     #[test]
     fn gzip_parallel_and_single() {
-        round_trip(Compression::Gzip, 2);
-        round_trip(Compression::Gzip, 1);
+        for threads in [2, 1, 0] {
+            let sizes = member_sizes(&round_trip(Compression::Gzip, threads));
+            // Members of `MGZIP_BLOCK` whatever the thread count, the last one shorter.
+            let (last, full) = sizes.split_last().unwrap();
+            assert!(full.len() > 10 && full.iter().all(|&s| s == MGZIP_BLOCK), "{threads} threads: {sizes:?}");
+            assert!(*last <= MGZIP_BLOCK, "{threads} threads: {sizes:?}");
+        }
     }
 
     #[test]

@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ops_core::ports::{
-    ContainerRuntime, Database, DatabaseConnector, DumpFormat, Notification, NotificationLevel, Readiness, RunSpec,
-};
+use ops_core::ports::{ContainerRuntime, Database, DumpFormat, Notification, NotificationLevel, Readiness, RunSpec};
 use ops_core::{Context, SecretUrl};
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +177,10 @@ pub struct DrillReport {
     pub rto_seconds: f64,
     /// Seconds the restore itself took.
     pub restore_seconds: f64,
+    /// psql sessions that loaded the table data at once (the database's `restore-jobs`, or
+    /// fewer when the dump has fewer tables); 0 when the restore did not finish.
+    #[serde(default)]
+    pub data_sessions: usize,
     /// Age of the newest complete backup when the drill ran: the measured RPO.
     pub backup_age_seconds: Option<f64>,
     /// RTO target.
@@ -269,6 +271,8 @@ pub async fn dr_test(
         _ => {}
     }
     let connector = ctx.connector.as_deref().ok_or_else(|| Error::unavailable("no database connector available"))?;
+    // The drill restores the way a real restore of this database would: same data sessions.
+    let connect = |url: &SecretUrl| connector.connect(url, db_config.restore_jobs);
     // One listing serves both the source and the RPO (the age of this database's newest
     // complete backup).
     let listing = catalog::index(ctx).await.ok();
@@ -310,6 +314,7 @@ pub async fn dr_test(
         check: None,
         rto_seconds: 0.0,
         restore_seconds: 0.0,
+        data_sessions: 0,
         backup_age_seconds,
         rto_target_secs: opts.rto_target_secs,
         rpo_target_secs: opts.rpo_target_secs,
@@ -334,10 +339,10 @@ pub async fn dr_test(
     let body = async {
         let drill = match &server {
             Server::Container(rt) => {
-                start_container(*rt, connector, &image, progress, &mut throwaway, &mut report).await?
+                start_container(*rt, &connect, &image, progress, &mut throwaway, &mut report).await?
             }
             Server::Local(programs, run_as) => {
-                start_local(programs, run_as.as_ref(), connector, progress, &mut throwaway, &mut report).await?
+                start_local(programs, run_as.as_ref(), &connect, progress, &mut throwaway, &mut report).await?
             }
         };
         drill.create_roles(&roles).await?;
@@ -404,7 +409,7 @@ pub async fn dr_test(
 /// Starts the drill container and waits until it accepts connections.
 async fn start_container(
     rt: &dyn ContainerRuntime,
-    connector: &dyn DatabaseConnector,
+    connect: &(dyn Fn(&SecretUrl) -> Result<Arc<dyn Database>> + Sync),
     image: &str,
     progress: &dyn Progress,
     throwaway: &mut Option<Throwaway>,
@@ -428,7 +433,7 @@ async fn start_container(
     report.container = Some(started.id.clone());
     let port = started.host_port.ok_or_else(|| Error::internal("the drill server's port was not published"))?;
     progress.event(ProgressEvent::Note { message: format!("drill server {} on 127.0.0.1:{port}", started.id) });
-    let drill = connector.connect(&SecretUrl::new(format!("postgres://postgres:{pw}@127.0.0.1:{port}/drill")))?;
+    let drill = connect(&SecretUrl::new(format!("postgres://postgres:{pw}@127.0.0.1:{port}/drill")))?;
     // Ready when it accepts connections (the first start initializes the cluster).
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -450,7 +455,7 @@ async fn start_container(
 async fn start_local(
     programs: &ServerPrograms,
     run_as: Option<&RunAs>,
-    connector: &dyn DatabaseConnector,
+    connect: &(dyn Fn(&SecretUrl) -> Result<Arc<dyn Database>> + Sync),
     progress: &dyn Progress,
     throwaway: &mut Option<Throwaway>,
     report: &mut DrillReport,
@@ -467,7 +472,7 @@ async fn start_local(
     let info = cluster.info();
     progress.event(ProgressEvent::Note { message: format!("drill cluster {} on 127.0.0.1:{port}", info.data_dir) });
     report.cluster = Some(info);
-    let drill = connector.connect(&SecretUrl::new(format!("postgres://postgres:{pw}@127.0.0.1:{port}/drill")))?;
+    let drill = connect(&SecretUrl::new(format!("postgres://postgres:{pw}@127.0.0.1:{port}/drill")))?;
     drill.create_database("drill").await?;
     Ok(drill)
 }
@@ -495,7 +500,7 @@ async fn restore_and_check(
         report.problems.extend(problems);
         return Ok(());
     }
-    restored?;
+    report.data_sessions = restored?.data_sessions;
     report.restore_seconds = restore_clock.elapsed().as_secs_f64();
     progress.event(ProgressEvent::Phase { name: "verify-restore".to_owned() });
     let check = check_restored(drill, src.manifest.as_ref(), min_tables).await?;

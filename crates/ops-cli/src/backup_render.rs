@@ -295,9 +295,10 @@ pub(crate) fn drill(out: &mut dyn Write, r: &DrillReport) -> Result<()> {
     }
     #[allow(clippy::cast_precision_loss)]
     let rto_ok = r.rto_seconds <= r.rto_target_secs as f64;
+    let sessions = if r.data_sessions > 1 { format!(" over {} psql sessions", r.data_sessions) } else { String::new() };
     writeln!(
         out,
-        "  RTO          {:.1} s to a verified copy (restore {:.1} s), target {} s: {}",
+        "  RTO          {:.1} s to a verified copy (restore {:.1} s{sessions}), target {} s: {}",
         r.rto_seconds,
         r.restore_seconds,
         r.rto_target_secs,
@@ -351,6 +352,7 @@ mod tests {
             check: None,
             rto_seconds: 12.0,
             restore_seconds: 9.0,
+            data_sessions: 2,
             backup_age_seconds: Some(60.0),
             rto_target_secs: 7200,
             rpo_target_secs: 86_400,

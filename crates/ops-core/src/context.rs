@@ -128,7 +128,7 @@ impl Context {
         #[cfg(feature = "postgres")]
         for (name, db) in &config.databases {
             let mut opts = crate::adapters::postgres::PostgresOptions::new(db.url.clone());
-            opts.restore_jobs = usize::try_from(db.restore_jobs).unwrap_or(1);
+            opts.restore_jobs = db.restore_jobs;
             let adapter = crate::adapters::postgres::PostgresDatabase::new(opts)
                 .map_err(|e| e.context(format!("databases.{name}")))?;
             ctx.databases.insert(name.clone(), Arc::new(adapter));

@@ -17,6 +17,8 @@ pub const MAX_LOG_READ_BYTES: u64 = 256 << 20;
 pub const MAX_CONCURRENCY: usize = 256;
 /// Longest interval between two runs of a repeated check (`--watch`).
 pub const MAX_INTERVAL_SECS: u64 = 86_400;
+/// Most psql sessions one restore loads a plain dump's data over (`restore-jobs`).
+pub const MAX_RESTORE_JOBS: usize = 16;
 /// Longest age or duration a caller may name (`--older-than`, `--longer-than`).
 pub const MAX_AGE_SECS: u64 = 366 * 86_400;
 

@@ -254,8 +254,9 @@ fn validate(cfg: &OpsConfig, file: &str, raw: &str) -> Result<(), ConfigError> {
     for (name, db) in &cfg.databases {
         check_url(db.url.expose(), &["postgres", "postgresql"], true)
             .map_err(|m| err(&["databases", name, "url"], m))?;
-        if !(1..=16).contains(&db.restore_jobs) {
-            return Err(err(&["databases", name, "restore-jobs"], "must be between 1 and 16".into()));
+        if !(1..=crate::limits::MAX_RESTORE_JOBS).contains(&db.restore_jobs) {
+            let max = crate::limits::MAX_RESTORE_JOBS;
+            return Err(err(&["databases", name, "restore-jobs"], format!("must be between 1 and {max}")));
         }
     }
     for (name, cache) in &cfg.caches {

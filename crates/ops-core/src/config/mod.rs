@@ -284,7 +284,7 @@ pub struct DockerConfig {
 }
 
 /// Data sessions of a plain-dump restore unless configured: two, like `pg_restore --jobs 2`.
-pub const DEFAULT_RESTORE_JOBS: u32 = 2;
+pub const DEFAULT_RESTORE_JOBS: usize = 2;
 
 /// `[databases.NAME]`: one PostgreSQL database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,7 +308,7 @@ pub struct DatabaseConfig {
     pub drill_image: Option<String>,
     /// psql sessions loading a plain dump's table data at once during a restore (1: the
     /// whole dump in one session and one transaction).
-    pub restore_jobs: u32,
+    pub restore_jobs: usize,
 }
 
 impl OpsConfig {

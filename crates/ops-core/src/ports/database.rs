@@ -758,9 +758,11 @@ pub struct PerfSnapshot {
 /// PostgreSQL).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait DatabaseConnector: Send + Sync {
-    /// An adapter for `url`; nothing connects until it is used.
+    /// An adapter for `url` whose restores load a plain dump over `restore_jobs` sessions
+    /// (see [`DatabaseConfig::restore_jobs`](crate::config::DatabaseConfig::restore_jobs));
+    /// nothing connects until it is used.
     ///
     /// # Errors
     /// `InvalidInput` for an unusable URL.
-    fn connect(&self, url: &crate::secret::SecretUrl) -> Result<std::sync::Arc<dyn Database>>;
+    fn connect(&self, url: &crate::secret::SecretUrl, restore_jobs: usize) -> Result<std::sync::Arc<dyn Database>>;
 }

@@ -35,7 +35,8 @@ pub struct PostgresOptions {
     /// Directories searched first for the client programs.
     pub client_dirs: Vec<PathBuf>,
     /// psql sessions that load a plain dump's table data at once (1: the whole dump in one
-    /// session and one transaction).
+    /// session and one transaction; at most [`MAX_RESTORE_JOBS`](crate::limits::MAX_RESTORE_JOBS),
+    /// larger values are clamped to it).
     pub restore_jobs: usize,
 }
 
@@ -47,7 +48,7 @@ impl PostgresOptions {
             url,
             timeout: Duration::from_secs(10),
             client_dirs: Vec::new(),
-            restore_jobs: crate::config::DEFAULT_RESTORE_JOBS as usize,
+            restore_jobs: crate::config::DEFAULT_RESTORE_JOBS,
         }
     }
 }
@@ -60,9 +61,10 @@ pub struct PostgresConnector {
 }
 
 impl crate::ports::database::DatabaseConnector for PostgresConnector {
-    fn connect(&self, url: &SecretUrl) -> Result<std::sync::Arc<dyn Database>> {
+    fn connect(&self, url: &SecretUrl, restore_jobs: usize) -> Result<std::sync::Arc<dyn Database>> {
         let mut options = PostgresOptions::new(url.clone());
         options.client_dirs.clone_from(&self.client_dirs);
+        options.restore_jobs = restore_jobs;
         Ok(std::sync::Arc::new(PostgresDatabase::new(options)?))
     }
 }
@@ -261,6 +263,22 @@ pub(super) fn percent_decode(s: &str) -> String {
 }
 
 /// Collects a child's stderr in the background, keeping the last 64 KiB.
+/// Waits for a client program (`name`: `pg_dump`, `psql`, `pg_restore`); a failure is an
+/// `Integrity` error with the end of what it wrote to stderr.
+pub(super) async fn wait_client(
+    child: &mut tokio::process::Child,
+    stderr: &mut tokio::task::JoinHandle<String>,
+    name: &str,
+) -> Result<()> {
+    let status = child.wait().await.map_err(|e| Error::from(e).context(format!("wait for {name}")))?;
+    let err_text = stderr.await.unwrap_or_default();
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::integrity(format!("{name} failed ({status}): {}", tail(&err_text, 2000))))
+    }
+}
+
 pub(super) fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
     tokio::spawn(async move {
         let Some(mut stderr) = stderr else { return String::new() };
@@ -645,16 +663,8 @@ impl Database for PostgresDatabase {
         let mut child =
             cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", client.pg_dump.display())))?;
         let stdout = child.stdout.take().ok_or_else(|| Error::internal("pg_dump has no stdout"))?;
-        let stderr = drain_stderr(child.stderr.take());
-        let completion = async move {
-            let status = child.wait().await.map_err(|e| Error::from(e).context("wait for pg_dump"))?;
-            let err_text = stderr.await.unwrap_or_default();
-            if status.success() {
-                Ok(())
-            } else {
-                Err(Error::integrity(format!("pg_dump failed ({status}): {}", tail(&err_text, 2000))))
-            }
-        };
+        let mut stderr = drain_stderr(child.stderr.take());
+        let completion = async move { wait_client(&mut child, &mut stderr, "pg_dump").await };
         Ok(DumpStream { reader: Box::pin(stdout), client, completion: Box::pin(completion) })
     }
 
@@ -678,7 +688,7 @@ impl Database for PostgresDatabase {
                 cmd.arg(format!("--dbname={database}"));
                 cmd
             };
-            let jobs = self.options.restore_jobs.max(1);
+            let jobs = self.options.restore_jobs.clamp(1, crate::limits::MAX_RESTORE_JOBS);
             let (bytes, data_sessions) = super::plain::restore(input, &command, &name, jobs).await?;
             return Ok(RestoreOutcome {
                 database: database.to_owned(),
@@ -694,17 +704,13 @@ impl Database for PostgresDatabase {
         cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", program.display())))?;
         let mut stdin = child.stdin.take().ok_or_else(|| Error::internal("restore client has no stdin"))?;
-        let stderr = drain_stderr(child.stderr.take());
+        let mut stderr = drain_stderr(child.stderr.take());
         // Large writes: `tokio::io::copy` moves 8 KiB per write, which costs a syscall and
         // often a wake-up each (the pipe is full while the server is busy).
         let copied =
             tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RESTORE_BUF, input), &mut stdin).await;
         drop(stdin);
-        let status = child.wait().await.map_err(|e| Error::from(e).context("wait for the restore client"))?;
-        let err_text = stderr.await.unwrap_or_default();
-        if !status.success() {
-            return Err(Error::integrity(format!("{name} failed ({status}): {}", tail(&err_text, 2000))));
-        }
+        wait_client(&mut child, &mut stderr, &name).await?;
         let bytes = copied.map_err(|e| Error::from(e).context(format!("feeding the dump to {name}")))?;
         Ok(RestoreOutcome {
             database: database.to_owned(),

@@ -250,12 +250,16 @@ impl Splitter {
                 {
                     let mut kept = text.to_vec();
                     kept.push(b'\n');
-                    let count = self.settings.len();
-                    match self.settings.iter_mut().find(|(n, _)| n.as_slice() == name) {
-                        Some(entry) => entry.1 = kept,
-                        None if count < 64 => self.settings.push((name.to_vec(), kept)),
+                    // Kept in the order of their last change, so the replay ends in the state
+                    // the first session was in (`SET ROLE` after `SET SESSION AUTHORIZATION`).
+                    if let Some(i) = self.settings.iter().position(|(n, _)| *n == name) {
+                        self.settings.remove(i);
+                    }
+                    if self.settings.len() < 64 {
+                        self.settings.push((name, kept));
+                    } else {
                         // More distinct settings than any pg_dump writes: keep one session.
-                        None => self.parallel = false,
+                        self.parallel = false;
                     }
                 }
                 if self.parallel && !self.in_preamble && entry_type(text) == Some(b"TABLE DATA".as_slice()) {
@@ -365,20 +369,25 @@ fn preamble_is_settings(preamble: &[u8]) -> bool {
 /// The name a one-line `SET` sets (`SET default_tablespace = '';` -> `default_tablespace`,
 /// `SET SESSION AUTHORIZATION 'x';` -> `SESSION AUTHORIZATION`); `set_config` calls are keyed
 /// by their whole first argument. None for anything else.
-fn setting_name(line: &[u8]) -> Option<&[u8]> {
+fn setting_name(line: &[u8]) -> Option<Vec<u8>> {
     if !(line.ends_with(b";") && memchr::memchr(b';', line) == Some(line.len() - 1)) {
         return None;
     }
-    if let Some(rest) = line.strip_prefix(b"SELECT pg_catalog.set_config(") {
+    let name = if let Some(rest) = line.strip_prefix(b"SELECT pg_catalog.set_config(") {
+        // `set_config('search_path', …)` sets the same thing as `SET search_path …`.
         let end = memchr::memchr(b',', rest)?;
-        return Some(&rest[..end]);
-    }
-    let rest = line.strip_prefix(b"SET ")?;
-    if rest.starts_with(b"SESSION AUTHORIZATION") {
-        return Some(&rest[..b"SESSION AUTHORIZATION".len()]);
-    }
-    let end = rest.iter().position(|b| *b == b' ' || *b == b'=')?;
-    Some(&rest[..end])
+        let quoted = &rest[..end];
+        quoted.strip_prefix(b"'").and_then(|q| q.strip_suffix(b"'")).unwrap_or(quoted)
+    } else {
+        let rest = line.strip_prefix(b"SET ")?;
+        if rest.starts_with(b"SESSION AUTHORIZATION") {
+            &rest[..b"SESSION AUTHORIZATION".len()]
+        } else {
+            &rest[..rest.iter().position(|b| *b == b' ' || *b == b'=')?]
+        }
+    };
+    // Setting names are case-insensitive.
+    Some(name.to_ascii_lowercase())
 }
 
 /// `SELECT pg_catalog.setval('name', 42, true);`: one literal (quotes doubled inside), a
@@ -449,17 +458,7 @@ impl Session {
 
     async fn finish_ref(&mut self) -> Result<()> {
         drop(self.stdin.take());
-        let status = self.child.wait().await.map_err(|e| Error::from(e).context("wait for the restore client"))?;
-        let err_text = (&mut self.stderr).await.unwrap_or_default();
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::integrity(format!(
-                "{} failed ({status}): {}",
-                self.name,
-                crate::adapters::tail(&err_text, 2000)
-            )))
-        }
+        super::client::wait_client(&mut self.child, &mut self.stderr, &self.name).await
     }
 }
 
@@ -512,34 +511,34 @@ impl Pool {
     async fn finish(self) -> Result<()> {
         let Self { tx, mut workers, failed } = self;
         drop(tx);
-        let mut first = None;
-        while let Some(done) = workers.join_next().await {
-            let r = done.unwrap_or_else(|e| Err(Error::internal(format!("restore session task: {e}"))));
-            if let Err(e) = r {
-                failed.cancel();
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        join_all(&mut workers, &failed).await.map_or(Ok(()), Err)
     }
 
     /// Stops every session (none commits) and returns the first failure.
     async fn first_error(&mut self) -> Error {
         self.failed.cancel();
-        let mut first = None;
-        while let Some(done) = self.workers.join_next().await {
-            if let Err(e) = done.unwrap_or_else(|e| Err(Error::internal(format!("restore session task: {e}")))) {
-                first.get_or_insert(e);
-            }
-        }
-        first.unwrap_or_else(|| Error::internal("the restore sessions stopped"))
+        join_all(&mut self.workers, &self.failed)
+            .await
+            .unwrap_or_else(|| Error::internal("the restore sessions stopped"))
     }
 
     /// Stops every session without committing.
     async fn abort(mut self) {
         self.failed.cancel();
-        while self.workers.join_next().await.is_some() {}
+        join_all(&mut self.workers, &self.failed).await;
     }
+}
+
+/// Waits for every session, stopping the others at the first failure; returns that failure.
+async fn join_all(workers: &mut tokio::task::JoinSet<Result<()>>, failed: &CancellationToken) -> Option<Error> {
+    let mut first = None;
+    while let Some(done) = workers.join_next().await {
+        if let Err(e) = done.unwrap_or_else(|e| Err(Error::internal(format!("restore session task: {e}")))) {
+            failed.cancel();
+            first.get_or_insert(e);
+        }
+    }
+    first
 }
 
 /// One data session: takes units until there are none, then commits. When another session
@@ -808,12 +807,14 @@ ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n\n--\n--
         s.feed(dump.as_bytes(), &mut events);
         s.finish(&mut events);
         let prelude = String::from_utf8(s.prelude()).unwrap();
-        assert!(prelude.ends_with("--\nSET default_tablespace = '';\nSET SESSION AUTHORIZATION 'app';\n"), "{prelude}");
+        // In the order of their last change: the tablespace changed after the authorization.
+        assert!(prelude.ends_with("--\nSET SESSION AUTHORIZATION 'app';\nSET default_tablespace = '';\n"), "{prelude}");
         assert!(s.split_data());
-        assert_eq!(setting_name(b"SET search_path = public, pg_catalog;"), Some(&b"search_path"[..]));
+        assert_eq!(setting_name(b"SET search_path = public, pg_catalog;"), Some(b"search_path".to_vec()));
+        assert_eq!(setting_name(b"SET Search_Path TO public;"), Some(b"search_path".to_vec()));
         assert_eq!(
             setting_name(b"SELECT pg_catalog.set_config('search_path', '', false);"),
-            Some(&b"'search_path'"[..])
+            Some(b"search_path".to_vec())
         );
         assert_eq!(setting_name(b"SET a = 1; DROP TABLE t;"), None);
     }

@@ -8,6 +8,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::upload_part::{UploadPartError, UploadPartOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
@@ -35,8 +36,8 @@ const RANGE: u64 = 4 * MIB;
 const RANGES_IN_FLIGHT: usize = 4;
 
 /// The total size in a `Content-Range` answer (`bytes 0-4194303/125000000`).
-pub(crate) fn range_total(content_range: Option<&str>) -> Option<u64> {
-    content_range?.rsplit('/').next()?.parse().ok()
+pub(crate) fn range_total(content_range: &str) -> Option<u64> {
+    content_range.rsplit('/').next()?.parse().ok()
 }
 
 /// Parts uploading at once; the next part is read while all but one of them go, so at most
@@ -269,17 +270,7 @@ impl S3Store {
                 const BODY: &[u8] = b"ops checksum probe";
                 // Both sent as real parts are: the checksum header signed, the payload not.
                 let part = |checksum: String| {
-                    self.client
-                        .upload_part()
-                        .bucket(&self.options.bucket)
-                        .key(&key)
-                        .upload_id(&upload_id)
-                        .part_number(1)
-                        .checksum_sha256(checksum)
-                        .body(ByteStream::from_static(BODY))
-                        .customize()
-                        .disable_payload_signing()
-                        .send()
+                    self.send_part(&key, &upload_id, 1, Some(checksum), ByteStream::from_static(BODY))
                 };
                 let wrong = part(PartChecksums::base64(&Sha256::digest(b"not these bytes"))).await;
                 // Only a checksum error counts: a bare 400 may be a proxy or a policy.
@@ -486,6 +477,29 @@ impl S3Store {
         Ok(Box::pin(out.body.into_async_read()))
     }
 
+    /// Sends part `number` of an upload. With a SHA-256 the header is signed and the server
+    /// checks the body against it, so the body is not hashed a second time for the signature.
+    fn send_part(
+        &self,
+        full: &str,
+        upload_id: &str,
+        number: i32,
+        checksum: Option<String>,
+        body: ByteStream,
+    ) -> impl Future<Output = std::result::Result<UploadPartOutput, SdkError<UploadPartError>>> + Send + 'static {
+        let signed = checksum.is_some();
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.options.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .part_number(number)
+            .set_checksum_sha256(checksum)
+            .body(body);
+        async move { if signed { request.customize().disable_payload_signing().send().await } else { request.send().await } }
+    }
+
     async fn abort(&self, full: &str, upload_id: &str) {
         let r = self
             .client
@@ -551,25 +565,16 @@ impl S3Store {
                 sums.digests.push(digest);
                 PartChecksums::base64(&digest)
             });
-            let request = self
-                .client
-                .upload_part()
-                .bucket(&self.options.bucket)
-                .key(full)
-                .upload_id(upload_id)
-                .part_number(number)
-                .set_checksum_sha256(checksum.clone())
-                .body(ByteStream::from(pool.wrap(std::mem::take(&mut current))));
+            let sending = self.send_part(
+                full,
+                upload_id,
+                number,
+                checksum.clone(),
+                ByteStream::from(pool.wrap(std::mem::take(&mut current))),
+            );
             let what = format!("upload part {number} of {full}");
             uploads.0.push_back(tokio::spawn(async move {
-                let sent = if checksum.is_some() {
-                    // The checksum header is signed and the server checks the body against
-                    // it: hashing the body a second time for the signature adds nothing.
-                    request.customize().disable_payload_signing().send().await
-                } else {
-                    request.send().await
-                };
-                let sent = sent.map_err(|e| sdk_err(e, &what))?;
+                let sent = sending.await.map_err(|e| sdk_err(e, &what))?;
                 if let (Some(ours), Some(theirs)) = (&checksum, sent.checksum_sha256())
                     && ours != theirs
                 {
@@ -751,11 +756,11 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(sdk_err(e, &what)),
         };
-        let total = match (first.content_range(), range_total(first.content_range())) {
-            // The whole object came: a server without ranges.
-            (None, _) => return Ok(Box::pin(first.body.into_async_read())),
-            (Some(_), Some(total)) if total <= RANGE => return Ok(Box::pin(first.body.into_async_read())),
-            (Some(_), Some(total)) if first.e_tag().is_some() => total,
+        // No range: the whole object came (a server without ranges).
+        let Some(content_range) = first.content_range() else { return Ok(Box::pin(first.body.into_async_read())) };
+        let total = match range_total(content_range) {
+            Some(total) if total <= RANGE => return Ok(Box::pin(first.body.into_async_read())),
+            Some(total) if first.e_tag().is_some() => total,
             // No total (`bytes 0-…/*`), or nothing to pin the later ranges to: one plain GET.
             _ => {
                 return self.get_whole(&full, &what).await;
