@@ -109,7 +109,7 @@ async fn postgres_database_contract() {
     // Plain dump, streamed, restored into a new database.
     let dump = app.dump(&DumpOptions::default()).await.unwrap();
     let client = dump.client.clone();
-    let bytes = read_all(dump.reader).await;
+    let bytes = read_all(dump.reader.into_async()).await;
     (dump.completion).await.unwrap();
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("PostgreSQL database dump complete"), "plain dump trailer");
@@ -129,7 +129,7 @@ async fn postgres_database_contract() {
 
     // Custom-format dump and pg_restore.
     let dump = app.dump(&DumpOptions { format: DumpFormat::Custom, ..Default::default() }).await.unwrap();
-    let bytes = read_all(dump.reader).await;
+    let bytes = read_all(dump.reader.into_async()).await;
     (dump.completion).await.unwrap();
     assert!(bytes.starts_with(b"PGDMP"), "custom archive header");
     app.create_database("restored_custom").await.unwrap();
@@ -166,7 +166,7 @@ async fn postgres_failed_dump_is_an_error_even_after_output() {
     .await;
     let limited = db(pg.url("limited", "limitedpw", "app"));
     let dump = limited.dump(&DumpOptions::default()).await.unwrap();
-    let bytes = read_all(dump.reader).await;
+    let bytes = read_all(dump.reader.into_async()).await;
     let e = (dump.completion).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity);
     assert!(e.message().contains("permission denied"), "{e}");
@@ -284,7 +284,7 @@ async fn postgres_plain_restore_loads_the_data_over_parallel_sessions_with_the_s
     .await;
     let app = db(pg.url("postgres", "postgres", "app"));
     let dump = app.dump(&DumpOptions::default()).await.unwrap();
-    let bytes = read_all(dump.reader).await;
+    let bytes = read_all(dump.reader.into_async()).await;
     (dump.completion).await.unwrap();
     assert!(bytes.len() > 4 * 1024 * 1024, "several units of rows: {} bytes", bytes.len());
     let want = contents(&rt, &pg, "app").await;

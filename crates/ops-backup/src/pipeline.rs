@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use ops_core::ports::{DumpStream, ObjectStore, PutOptions, PutReport};
+use ops_core::ports::{DumpOutput, DumpStream, ObjectStore, PutOptions, PutReport};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -33,6 +33,16 @@ use crate::{Error, Result};
 pub(crate) const DUMP_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
 const CHUNK: usize = 1024 * 1024;
 const TAIL: usize = 4096;
+/// Bytes of the dump read at once.
+const READ_BUF: usize = 256 * 1024;
+/// A read shorter than this found the pipe nearly empty: `pg_dump` is slower than we are.
+const SHORT_READ: usize = 64 * 1024;
+/// How long the reader waits after a short read, so the next read takes a batch. `pg_dump`
+/// writes 4 KiB at a time; reading each write as it comes cost a wake-up of this thread and of
+/// the runtime's I/O driver per write (38 000 reads of 8.6 KiB on average for a 331 MB dump,
+/// 0.4–0.8 CPU-seconds of two cores that PostgreSQL and the compression need). Its pipe holds
+/// 1 MiB (see the PostgreSQL adapter), 15 ms of a dump at 66 MB/s, so the wait never stalls it.
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// What went through the pipeline.
 #[derive(Debug, Clone)]
@@ -89,7 +99,7 @@ fn compress_blocking(
     raw: &AtomicU64,
 ) -> io::Result<Vec<u8>> {
     let mut enc = encoder(settings.compression, settings.level, settings.threads, sink)?;
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; READ_BUF];
     let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL);
     loop {
         let n = match input.read(&mut buf) {
@@ -100,9 +110,14 @@ fn compress_blocking(
         };
         enc.write_all(&buf[..n])?;
         raw.fetch_add(n as u64, Ordering::Relaxed);
-        tail.extend_from_slice(&buf[..n]);
+        // Only the last `TAIL` bytes are kept: no second copy of the dump.
+        let read = &buf[n.saturating_sub(TAIL)..n];
+        tail.extend_from_slice(read);
         if tail.len() > TAIL {
             tail.drain(..tail.len() - TAIL);
+        }
+        if n < SHORT_READ {
+            std::thread::sleep(BATCH_WAIT);
         }
     }
     enc.finish()?;
@@ -119,6 +134,15 @@ pub(crate) fn has_trailer(tail: &[u8]) -> bool {
 /// A signal that stops a backup: when it resolves, the dump's stream fails, so every
 /// destination discards what it received and the backup fails like any other.
 pub type Cancel = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// `pg_dump`'s output, failing from the moment `cancel` resolves.
 struct Cancellable {
@@ -155,15 +179,30 @@ pub(crate) async fn stream_dump(
 ) -> Result<Streamed> {
     let DumpStream { reader, completion, .. } = dump;
     let interrupted = Arc::new(AtomicBool::new(false));
-    let reader = Cancellable { inner: reader, cancel, fired: Arc::clone(&interrupted) };
     let raw = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-    let bridge = SyncIoBridge::new(reader);
+    let sink = ChannelSink { tx, buf: Vec::with_capacity(CHUNK) };
+    // Stops a pipe's reader when `cancel` resolves (a stream fails on its own; see
+    // `Cancellable`). Aborted when the backup ends.
+    let mut watch = None;
     let producer = {
         let raw = Arc::clone(&raw);
-        tokio::task::spawn_blocking(move || {
-            compress_blocking(bridge, settings, ChannelSink { tx, buf: Vec::with_capacity(CHUNK) }, &raw)
-        })
+        match reader {
+            DumpOutput::Pipe(pipe) => {
+                let fired = Arc::clone(&interrupted);
+                watch = Some(AbortOnDrop(tokio::spawn(async move {
+                    cancel.await;
+                    fired.store(true, Ordering::Relaxed);
+                })));
+                let pipe = pipe.stop_on(Arc::clone(&interrupted));
+                tokio::task::spawn_blocking(move || compress_blocking(pipe, settings, sink, &raw))
+            }
+            DumpOutput::Stream(stream) => {
+                let stream = Cancellable { inner: stream, cancel, fired: Arc::clone(&interrupted) };
+                let bridge = SyncIoBridge::new(stream);
+                tokio::task::spawn_blocking(move || compress_blocking(bridge, settings, sink, &raw))
+            }
+        }
     };
 
     let options = PutOptions { size_hint, content_type: Some("application/octet-stream".to_owned()) };
@@ -233,6 +272,7 @@ pub(crate) async fn stream_dump(
         verdict
     };
     let (verdict, results) = tokio::join!(fan, futures::future::join_all(puts));
+    drop(watch);
     let (raw_bytes, compressed_bytes, sha256) = match verdict {
         Ok(v) => v,
         Err(e) => {

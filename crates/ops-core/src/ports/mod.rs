@@ -21,9 +21,9 @@ pub use container::{
 };
 pub use database::{
     Backend, BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DatabaseConnector, DatabaseStats,
-    DumpFormat, DumpOptions, DumpStream, HeldLock, IndexStats, LockAttempt, PerfSnapshot, PgClient, Readiness,
-    RestoreOutcome, SequenceStats, ServerVersion, SignalOutcome, Snapshot, SqlValue, StatementStats, TableInfo,
-    TableStats,
+    DumpFormat, DumpOptions, DumpOutput, DumpStream, HeldLock, IndexStats, LockAttempt, PerfSnapshot, PgClient,
+    PipeReader, Readiness, RestoreOutcome, SequenceStats, ServerVersion, SignalOutcome, Snapshot, SqlValue,
+    StatementStats, TableInfo, TableStats,
 };
 pub use http::{HttpClient, HttpRequest, HttpResponse};
 pub use notifier::{Delivery, Notification, NotificationLevel, Notifier};

@@ -17,9 +17,9 @@ use super::programs::find_client;
 use super::restrict;
 use crate::adapters::tail;
 use crate::ports::database::{
-    BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DumpFormat, DumpOptions, DumpStream, HeldLock,
-    LockAttempt, PerfSnapshot, PgClient, Readiness, RestoreOutcome, ServerVersion, SignalOutcome, Snapshot, SqlValue,
-    TableInfo, TableStats,
+    BackendCheck, BackendList, BackendSignal, ConnectionStats, Database, DumpFormat, DumpOptions, DumpOutput,
+    DumpStream, HeldLock, LockAttempt, PerfSnapshot, PgClient, PipeReader, Readiness, RestoreOutcome, ServerVersion,
+    SignalOutcome, Snapshot, SqlValue, TableInfo, TableStats,
 };
 use crate::ports::object_store::ByteReader;
 use crate::secret::SecretUrl;
@@ -107,6 +107,11 @@ pub(super) fn db_err(e: sqlx::Error, what: &str) -> Error {
     };
     Error::new(kind, format!("{what}: {detail}"))
 }
+
+/// The pipe `pg_dump` writes into: 1 MiB (Linux's default `pipe-max-size`) holds 15 ms of a
+/// dump at 66 MB/s.
+#[cfg(target_os = "linux")]
+const DUMP_PIPE_BYTES: usize = 1 << 20;
 
 /// Read-ahead of a restore's input, so the client's stdin gets pipe-sized writes.
 const RESTORE_BUF: usize = 256 * 1024;
@@ -663,9 +668,19 @@ impl Database for PostgresDatabase {
         let mut child =
             cmd.spawn().map_err(|e| Error::from(e).context(format!("start {}", client.pg_dump.display())))?;
         let stdout = child.stdout.take().ok_or_else(|| Error::internal("pg_dump has no stdout"))?;
+        // pg_dump writes 4 KiB at a time. A pipe of `DUMP_PIPE_BYTES` holds what it writes
+        // while the reader waits to read in large batches (see `ops_backup::pipeline`), so
+        // neither side wakes the other for every write. Without it (a lower
+        // `/proc/sys/fs/pipe-max-size`) the dump is only slower.
+        #[cfg(target_os = "linux")]
+        if let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdout, DUMP_PIPE_BYTES) {
+            tracing::debug!(error = %e, "could not enlarge pg_dump's pipe");
+        }
+        // Off the runtime: see `DumpOutput::Pipe`.
+        let pipe = stdout.into_owned_fd().map_err(|e| Error::from(e).context("pg_dump's output pipe"))?;
         let mut stderr = drain_stderr(child.stderr.take());
         let completion = async move { wait_client(&mut child, &mut stderr, "pg_dump").await };
-        Ok(DumpStream { reader: Box::pin(stdout), client, completion: Box::pin(completion) })
+        Ok(DumpStream { reader: DumpOutput::Pipe(PipeReader::new(pipe)), client, completion: Box::pin(completion) })
     }
 
     async fn restore(&self, database: &str, format: DumpFormat, input: ByteReader) -> Result<RestoreOutcome> {
