@@ -178,6 +178,8 @@ async fn backup_round_trip_restores_an_identical_database() {
     assert!(m.extensions.contains(&"plpgsql".to_owned()));
     assert!(m.size_bytes > 0 && m.size_bytes < m.raw_size_bytes);
     assert_eq!(report.destinations.len(), 2);
+    // A directory, and an object small enough for one request: both are read back.
+    assert!(report.destinations.iter().all(|d| d.verified_by == ops_backup::CopyCheck::ReadBack), "{report:#?}");
     assert_eq!(report.notifications.len(), 1);
     assert!(report.notifications[0].delivered);
     let hook = s.hooks.0.lock().unwrap()[0].clone();

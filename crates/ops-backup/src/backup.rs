@@ -62,6 +62,9 @@ pub enum CopyCheck {
     /// The S3 server checked every part's SHA-256 on arrival and its checksum over the parts
     /// matched ours on completion ([`ops_core::ports::PutProof::ServerSha256`]); no read-back.
     ServerSha256,
+    /// The S3 server's multipart ETag, the MD5 of the MD5s of the parts it stored, matched
+    /// ours on completion ([`ops_core::ports::PutProof::ServerMd5`]); no read-back.
+    ServerMd5,
 }
 
 /// What a successful backup did.
@@ -298,7 +301,7 @@ async fn run(
     };
     progress.event(ProgressEvent::Phase { name: "verify-upload".to_owned() });
     for (store, put) in stores.iter().zip(&streamed.puts) {
-        if put.proof == PutProof::ServerSha256 {
+        if put.proof.by_server() {
             continue;
         }
         match hash_object(store.as_ref(), &key).await {
@@ -375,6 +378,7 @@ async fn run(
                 parts: p.parts,
                 verified_by: match p.proof {
                     PutProof::ServerSha256 => CopyCheck::ServerSha256,
+                    PutProof::ServerMd5 => CopyCheck::ServerMd5,
                     PutProof::None => CopyCheck::ReadBack,
                 },
             })

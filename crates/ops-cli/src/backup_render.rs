@@ -95,6 +95,7 @@ pub(crate) fn backup_report(out: &mut dyn Write, r: &BackupReport) -> Result<()>
         let check = match d.verified_by {
             CopyCheck::ReadBack => "read back and checked",
             CopyCheck::ServerSha256 => "every part's SHA-256 checked by the server",
+            CopyCheck::ServerMd5 => "the server's MD5 of every stored part matches",
         };
         writeln!(out, "  {label:<12} {}/{}{parts}, {check}", d.location, d.key)?;
     }

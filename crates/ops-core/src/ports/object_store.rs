@@ -53,6 +53,21 @@ pub enum PutProof {
     /// the part checksums, in order, matched the one computed here once the object was
     /// complete: every byte stored is a byte sent, checked end to end.
     ServerSha256,
+    /// The server checks no part checksum, but the ETag of the completed multipart object is
+    /// the MD5 of the MD5s of the parts it stored, in order, then `-N` (S3's multipart ETag,
+    /// which s3s-fs computes by reading every stored part again on completion), and it equals
+    /// the one computed here from the bytes sent: every byte stored is a byte sent, checked
+    /// end to end by a digest the server computed. Any other ETag proves nothing (the object
+    /// is read back).
+    ServerMd5,
+}
+
+impl PutProof {
+    /// Whether the server's own digest proved the stored bytes (no read-back needed).
+    #[must_use]
+    pub fn by_server(self) -> bool {
+        matches!(self, Self::ServerSha256 | Self::ServerMd5)
+    }
 }
 
 /// One stored object.

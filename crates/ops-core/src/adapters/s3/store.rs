@@ -124,6 +124,26 @@ pub struct S3Store {
     checks_parts: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
+/// What each part's digest is kept for: the proof on completion.
+pub(crate) enum PartDigests {
+    /// SHA-256, sent with each part (the server checks it on arrival) and compared with the
+    /// server's checksum over them on completion.
+    Sha256(PartChecksums),
+    /// MD5, kept here only and compared with the multipart ETag on completion
+    /// ([`PutProof::ServerMd5`]).
+    Md5(Vec<[u8; 16]>),
+}
+
+/// S3's multipart ETag: the MD5 of the parts' MD5s, lowercase hex, then `-N`.
+pub(crate) fn multipart_etag(md5s: &[[u8; 16]]) -> String {
+    use md5::Digest as _;
+    let mut h = md5::Md5::new();
+    for d in md5s {
+        h.update(d);
+    }
+    format!("{}-{}", hex::encode(h.finalize()), md5s.len())
+}
+
 /// The SHA-256 checksums of a multipart upload's parts, as S3 takes and returns them.
 #[derive(Default)]
 pub(crate) struct PartChecksums {
@@ -392,8 +412,9 @@ impl S3Store {
             .await
             .map_err(|e| sdk_err(e, &what))?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
-        let mut sums = checked.then(PartChecksums::default);
-        let result = self.upload_parts(full, &upload_id, first, body, part_size, hasher, sums.as_mut()).await;
+        let mut digests =
+            if checked { PartDigests::Sha256(PartChecksums::default()) } else { PartDigests::Md5(Vec::new()) };
+        let result = self.upload_parts(full, &upload_id, first, body, part_size, hasher, &mut digests).await;
         match result {
             Ok((size, parts)) => {
                 let completed = CompletedMultipartUpload::builder().set_parts(Some(parts.clone())).build();
@@ -408,17 +429,25 @@ impl S3Store {
                     .await;
                 let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
                 match done {
-                    Ok(out) => match sums {
-                        None => Ok((size, count, PutProof::None)),
-                        Some(sums) => {
-                            let proof = self.check_composite(full, &sums, out.checksum_sha256()).await;
-                            if proof.is_err() {
-                                // Completed, but not with the bytes sent: nothing may stay.
-                                let _ = self.client.delete_object().bucket(&self.options.bucket).key(full).send().await;
+                    Ok(out) => {
+                        let proof = match &digests {
+                            PartDigests::Sha256(sums) => self.check_composite(full, sums, out.checksum_sha256()).await,
+                            // Another ETag (not MD5-based, or not these bytes) proves
+                            // nothing: the copy is read back, which finds any difference.
+                            PartDigests::Md5(md5s) => {
+                                Ok(if out.e_tag().map(|t| t.trim_matches('"')) == Some(multipart_etag(md5s).as_str()) {
+                                    PutProof::ServerMd5
+                                } else {
+                                    PutProof::None
+                                })
                             }
-                            Ok((size, count, proof?))
+                        };
+                        if proof.is_err() {
+                            // Completed, but not with the bytes sent: nothing may stay.
+                            let _ = self.client.delete_object().bucket(&self.options.bucket).key(full).send().await;
                         }
-                    },
+                        Ok((size, count, proof?))
+                    }
                     Err(e) => {
                         self.abort(full, &upload_id).await;
                         Err(sdk_err(e, &what))
@@ -527,7 +556,7 @@ impl S3Store {
         body: &mut ByteReader,
         part_size: usize,
         hasher: &mut Sha256,
-        mut sums: Option<&mut PartChecksums>,
+        digests: &mut PartDigests,
     ) -> Result<(u64, Vec<CompletedPart>)> {
         struct Uploads(std::collections::VecDeque<tokio::task::JoinHandle<Result<CompletedPart>>>);
         impl Drop for Uploads {
@@ -559,12 +588,18 @@ impl S3Store {
                 )));
             }
             size += current.len() as u64;
-            // The server checks this part against its SHA-256 before taking it.
-            let checksum = sums.as_deref_mut().map(|sums| {
-                let digest: [u8; 32] = Sha256::digest(&current).into();
-                sums.digests.push(digest);
-                PartChecksums::base64(&digest)
-            });
+            let checksum = match digests {
+                // The server checks this part against its SHA-256 before taking it.
+                PartDigests::Sha256(sums) => {
+                    let digest: [u8; 32] = Sha256::digest(&current).into();
+                    sums.digests.push(digest);
+                    Some(PartChecksums::base64(&digest))
+                }
+                PartDigests::Md5(md5s) => {
+                    md5s.push(<md5::Md5 as md5::Digest>::digest(&current).into());
+                    None
+                }
+            };
             let sending = self.send_part(
                 full,
                 upload_id,

@@ -1,6 +1,6 @@
 use sha2::{Digest, Sha256};
 
-use super::store::{MAX_PARTS, MIN_PART, PartChecksums, part_size_for, range_total};
+use super::store::{MAX_PARTS, MIN_PART, PartChecksums, multipart_etag, part_size_for, range_total};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -25,6 +25,13 @@ fn composite_checksum_is_s3s_checksum_of_the_part_checksums() {
     // Python: base64(sha256(sha256(b"first part") + sha256(b"second"))) + "-2".
     let sums = PartChecksums { digests: vec![Sha256::digest(b"first part").into(), Sha256::digest(b"second").into()] };
     assert_eq!(sums.composite(), "uuadpAct5xACtSaoxUcMYjjiBHFXWk36g7Y1st+cM/I=-2");
+}
+
+#[test]
+fn multipart_etag_is_the_md5_of_the_part_md5s() {
+    // hashlib: md5(md5(b"part one").digest() + md5(b"part two").digest()).hexdigest() + "-2"
+    let md5s = [b"part one".as_slice(), b"part two"].map(|p| <md5::Md5 as md5::Digest>::digest(p).into());
+    assert_eq!(multipart_etag(&md5s), "0732917abc3288784e318ac0aab1757a-2");
 }
 
 #[test]
