@@ -167,13 +167,16 @@ catch-up = "skip"
     assert_eq!(down[0].status, "failure", "{down:?}");
     assert!(!down[0].error.as_deref().unwrap_or_default().is_empty());
     assert!(!format!("{down:?}").contains("s3cr3t-down"), "{down:?}");
-    let m = replica.metrics();
+    // A run's metrics are recorded just after its row and its locks: the run that succeeded
+    // may still be releasing its lock when the rows are all there.
+    let success = format!("ops_job_runs_total{{job=\"{}\",kind=\"backup\",result=\"success\"}}", ran.job);
+    let m = eventually("the successful run's metrics", Duration::from_secs(10), || async {
+        let m = replica.metrics();
+        sample(&m, &success).is_some().then_some(m)
+    })
+    .await;
     assert!(!m.contains("s3cr3t-down"));
-    assert_eq!(
-        sample(&m, &format!("ops_job_runs_total{{job=\"{}\",kind=\"backup\",result=\"success\"}}", ran.job)),
-        Some(1.0),
-        "{m}"
-    );
+    assert_eq!(sample(&m, &success), Some(1.0), "{m}");
     assert_eq!(
         sample(&m, &format!("ops_job_runs_total{{job=\"{}\",kind=\"backup\",result=\"skipped\"}}", skipped.job)),
         Some(1.0)

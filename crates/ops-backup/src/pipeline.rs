@@ -40,9 +40,13 @@ const SHORT_READ: usize = 64 * 1024;
 /// How long the reader waits after a short read, so the next read takes a batch. `pg_dump`
 /// writes 4 KiB at a time; reading each write as it comes cost a wake-up of this thread and of
 /// the runtime's I/O driver per write (38 000 reads of 8.6 KiB on average for a 331 MB dump,
-/// 0.4–0.8 CPU-seconds of two cores that PostgreSQL and the compression need). Its pipe holds
-/// 1 MiB (see the PostgreSQL adapter), 15 ms of a dump at 66 MB/s, so the wait never stalls it.
+/// 0.4–0.8 CPU-seconds of two cores that PostgreSQL and the compression need). Only for a
+/// pipe of at least [`BATCH_PIPE`] (the PostgreSQL adapter asks for 1 MiB): 2 ms of a dump at
+/// 500 MB/s. A smaller pipe (the kernel refused to enlarge it) would fill during the wait and
+/// stall `pg_dump`, so it is read as it comes.
 const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// The smallest pipe read in batches.
+const BATCH_PIPE: usize = 1 << 20;
 
 /// What went through the pipeline.
 #[derive(Debug, Clone)]
@@ -91,9 +95,11 @@ impl Write for ChannelSink {
     }
 }
 
-/// Reads the dump, keeps its last bytes, compresses. Runs on a blocking thread.
+/// Reads the dump, keeps its last bytes, compresses; `batch`: wait [`BATCH_WAIT`] after a
+/// short read. Runs on a blocking thread.
 fn compress_blocking(
     mut input: impl Read,
+    batch: bool,
     settings: CompressSettings,
     sink: ChannelSink,
     raw: &AtomicU64,
@@ -116,7 +122,7 @@ fn compress_blocking(
         if tail.len() > TAIL {
             tail.drain(..tail.len() - TAIL);
         }
-        if n < SHORT_READ {
+        if batch && n < SHORT_READ {
             std::thread::sleep(BATCH_WAIT);
         }
     }
@@ -194,13 +200,14 @@ pub(crate) async fn stream_dump(
                     cancel.await;
                     fired.store(true, Ordering::Relaxed);
                 })));
+                let batch = pipe.capacity().is_some_and(|c| c >= BATCH_PIPE);
                 let pipe = pipe.stop_on(Arc::clone(&interrupted));
-                tokio::task::spawn_blocking(move || compress_blocking(pipe, settings, sink, &raw))
+                tokio::task::spawn_blocking(move || compress_blocking(pipe, batch, settings, sink, &raw))
             }
             DumpOutput::Stream(stream) => {
                 let stream = Cancellable { inner: stream, cancel, fired: Arc::clone(&interrupted) };
                 let bridge = SyncIoBridge::new(stream);
-                tokio::task::spawn_blocking(move || compress_blocking(bridge, settings, sink, &raw))
+                tokio::task::spawn_blocking(move || compress_blocking(bridge, false, settings, sink, &raw))
             }
         }
     };

@@ -219,6 +219,15 @@ impl PipeReader {
         Self { file: fd.into(), stop: None }
     }
 
+    /// Bytes the pipe holds (`F_GETPIPE_SZ`); `None` where that cannot be known.
+    #[must_use]
+    pub fn capacity(&self) -> Option<usize> {
+        #[cfg(target_os = "linux")]
+        return rustix::pipe::fcntl_getpipe_size(&self.file).ok();
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
     /// Makes every read fail (`Interrupted` is not used: readers retry it) once `stop` is set.
     #[must_use]
     pub fn stop_on(mut self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {

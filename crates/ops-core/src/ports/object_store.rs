@@ -54,11 +54,11 @@ pub enum PutProof {
     /// complete: every byte stored is a byte sent, checked end to end.
     ServerSha256,
     /// The server checks no part checksum, but the ETag of the completed multipart object is
-    /// the MD5 of the MD5s of the parts it stored, in order, then `-N` (S3's multipart ETag,
-    /// which s3s-fs computes by reading every stored part again on completion), and it equals
-    /// the one computed here from the bytes sent: every byte stored is a byte sent, checked
-    /// end to end by a digest the server computed. Any other ETag proves nothing (the object
-    /// is read back).
+    /// the MD5 of the MD5s the server computed of the parts, in order, then `-N` (S3's
+    /// multipart ETag: most servers hash a part as it arrives; s3s-fs reads every stored part
+    /// again on completion), and it equals the one computed here from the bytes sent: the same
+    /// footing as [`Self::ServerSha256`], a digest computed here checked against one the
+    /// server computed. Any other ETag proves nothing (the object is read back).
     ServerMd5,
 }
 

@@ -267,7 +267,6 @@ pub(super) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Collects a child's stderr in the background, keeping the last 64 KiB.
 /// Waits for a client program (`name`: `pg_dump`, `psql`, `pg_restore`); a failure is an
 /// `Integrity` error with the end of what it wrote to stderr.
 pub(super) async fn wait_client(
@@ -284,6 +283,7 @@ pub(super) async fn wait_client(
     }
 }
 
+/// Collects a child's stderr in the background, keeping the last 64 KiB.
 pub(super) fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
     tokio::spawn(async move {
         let Some(mut stderr) = stderr else { return String::new() };

@@ -434,13 +434,16 @@ impl S3Store {
                             PartDigests::Sha256(sums) => self.check_composite(full, sums, out.checksum_sha256()).await,
                             // Another ETag (not MD5-based, or not these bytes) proves
                             // nothing: the copy is read back, which finds any difference.
-                            PartDigests::Md5(md5s) => {
-                                Ok(if out.e_tag().map(|t| t.trim_matches('"')) == Some(multipart_etag(md5s).as_str()) {
+                            PartDigests::Md5(md5s) => Ok(
+                                if out
+                                    .e_tag()
+                                    .is_some_and(|t| t.trim_matches('"').eq_ignore_ascii_case(&multipart_etag(md5s)))
+                                {
                                     PutProof::ServerMd5
                                 } else {
                                     PutProof::None
-                                })
-                            }
+                                },
+                            ),
                         };
                         if proof.is_err() {
                             // Completed, but not with the bytes sent: nothing may stay.
