@@ -75,3 +75,20 @@ pub struct Manifest {
     /// Installed extensions.
     pub extensions: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Manifest;
+
+    /// Found by the `manifest` fuzz target: without correctly rounded float parsing
+    /// (serde_json's `float_roundtrip`), a long decimal read back as another number after one
+    /// write.
+    #[test]
+    fn a_manifest_read_and_written_reads_back_the_same() {
+        let text = include_str!("../../../fuzz/seeds/manifest/long-float-duration.json");
+        let m: Manifest = serde_json::from_str(text).unwrap();
+        let again: Manifest = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(m, again);
+        assert!((m.duration_seconds - 1.222_222_222_222_222_2e27).abs() < 1e12, "{}", m.duration_seconds);
+    }
+}
