@@ -141,15 +141,6 @@ pub(crate) fn has_trailer(tail: &[u8]) -> bool {
 /// destination discards what it received and the backup fails like any other.
 pub type Cancel = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// `pg_dump`'s output, failing from the moment `cancel` resolves.
 struct Cancellable {
     inner: ops_core::ports::ByteReader,
@@ -196,7 +187,7 @@ pub(crate) async fn stream_dump(
         match reader {
             DumpOutput::Pipe(pipe) => {
                 let fired = Arc::clone(&interrupted);
-                watch = Some(AbortOnDrop(tokio::spawn(async move {
+                watch = Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                     cancel.await;
                     fired.store(true, Ordering::Relaxed);
                 })));
