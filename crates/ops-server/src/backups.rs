@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::jobs::{JobStatus, Refusal};
+use crate::jobs::JobStatus;
 use crate::openapi::{BackupList, ErrorBody, JobAccepted, RestoreBody};
 use crate::state::AppState;
 
@@ -33,10 +33,7 @@ fn spawn_job<F>(
 where
     F: Future<Output = (Result<Value, ops_core::Error>, bool)> + Send + 'static,
 {
-    let id = state.jobs.admit(kind, exclusive).map_err(|r| match r {
-        Refusal::Busy(m) => ApiError::Core(ops_core::Error::conflict(m)),
-        Refusal::Full(m) => ApiError::Core(ops_core::Error::unavailable(format!("{m}: try again later"))),
-    })?;
+    let id = state.jobs.admit(kind, exclusive).map_err(ApiError::from)?;
     let jobs_state = Arc::clone(state);
     let job_id = id.clone();
     let kind_owned = kind.to_owned();

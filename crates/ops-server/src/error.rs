@@ -20,11 +20,28 @@ pub enum ApiError {
     Core(ops_core::Error),
     /// The key's request rate is used up (429, with `Retry-After`).
     TooManyRequests(std::time::Duration),
+    /// The server's job queue is full (429, kind `queue-full`, with `Retry-After`): the
+    /// caller is asked to come back, as a Kubernetes API server does when its queues are full;
+    /// nothing was started.
+    QueueFull(String),
     /// The request took longer than `server.request-timeout-secs` (503).
     RequestTimeout(std::time::Duration),
     /// The server's own configuration could not be wired (500, kind `wiring`). Its message is
     /// shown: it names the configuration key an operator must fix, secrets as `***`.
     Wiring(crate::state::WiringError),
+}
+
+/// The wait a refused job is told to take: a verification takes seconds.
+const QUEUE_RETRY_SECS: u64 = 5;
+
+impl From<crate::jobs::Refusal> for ApiError {
+    /// Another job holds the same thing: 409 (`conflict`); the queue is full: 429.
+    fn from(r: crate::jobs::Refusal) -> Self {
+        match r {
+            crate::jobs::Refusal::Busy(m) => Self::Core(ops_core::Error::conflict(m)),
+            crate::jobs::Refusal::Full(m) => Self::QueueFull(m),
+        }
+    }
 }
 
 impl From<crate::state::WiringError> for ApiError {
@@ -52,6 +69,12 @@ impl IntoResponse for ApiError {
                 "rate-limited",
                 format!("too many requests for this key: retry in {} s", wait.as_secs().max(1)),
                 Some(json!({ "retry_after_secs": wait.as_secs().max(1) })),
+            ),
+            Self::QueueFull(m) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue-full",
+                format!("{m}: try again later"),
+                Some(json!({ "retry_after_secs": QUEUE_RETRY_SECS })),
             ),
             Self::RequestTimeout(limit) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -110,4 +133,21 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) 
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Core(ops_core::Error::invalid_input(format!("invalid request body: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::Refusal;
+
+    #[test]
+    fn a_refused_job_is_a_conflict_or_a_full_queue_never_a_server_error() {
+        let full =
+            ApiError::from(Refusal::Full("8 verifications are already queued or running".into())).into_response();
+        assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(full.headers()[header::RETRY_AFTER], "5");
+        let busy = ApiError::from(Refusal::Busy("job x is already working on main".into())).into_response();
+        assert_eq!(busy.status(), StatusCode::CONFLICT);
+        assert!(busy.headers().get(header::RETRY_AFTER).is_none());
+    }
 }

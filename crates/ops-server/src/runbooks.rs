@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::jobs::{JobStatus, Refusal};
+use crate::jobs::JobStatus;
 use crate::openapi::{
     Approved, ErrorBody, RunAccepted, RunList, RunbookDetail, RunbookList, RunbookSummary, StepSummary,
 };
@@ -154,10 +154,7 @@ pub(crate) async fn start(
     let resolved = ops_runbook::engine::resolve_params(&ctx, &rb, &opts)?;
     let run_id = ops_runbook::run::new_id(chrono::Utc::now());
     opts.run_id = Some(run_id.clone());
-    let job = state.jobs.admit("runbook", Some(&exclusive_key(&name, &resolved))).map_err(|r| match r {
-        Refusal::Busy(m) => ApiError::Core(ops_core::Error::conflict(m)),
-        Refusal::Full(m) => ApiError::Core(ops_core::Error::unavailable(format!("{m}: try again later"))),
-    })?;
+    let job = state.jobs.admit("runbook", Some(&exclusive_key(&name, &resolved))).map_err(ApiError::from)?;
     let timeout = std::time::Duration::from_secs(state.running().config.runbooks.approval_timeout_secs.max(1));
     let job_state = Arc::clone(&state);
     let job_id = job.clone();
