@@ -267,9 +267,9 @@ pub(crate) async fn stream_dump(
             }
         }
         drop(senders);
-        verdict
+        (verdict, broken)
     };
-    let (verdict, results) = tokio::join!(fan, futures::future::join_all(puts));
+    let ((verdict, broken), results) = tokio::join!(fan, futures::future::join_all(puts));
     drop(watch);
     let (raw_bytes, compressed_bytes, sha256) = match verdict {
         Ok(v) => v,
@@ -280,7 +280,12 @@ pub(crate) async fn stream_dump(
                     let _ = store.delete(key).await;
                 }
             }
-            return Err(e);
+            // A destination that stopped taking the stream says why itself (a full disk, a
+            // refused part), rather than only that it stopped.
+            return Err(match broken.and_then(|i| results.into_iter().nth(i).map(|r| (i, r))) {
+                Some((i, Err(cause))) => cause.context(format!("upload to {}", stores[i].location())),
+                _ => e,
+            });
         }
     };
     let mut reports = Vec::with_capacity(results.len());

@@ -508,15 +508,6 @@ fn build_request(url: &Url, headers: &[(&str, &str)]) -> Result<Request<Empty<By
     Ok(request)
 }
 
-/// Aborts the connection task when the request is done or dropped (timed out).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn exchange<S>(
     stream: S,
     request: Request<Empty<Bytes>>,
@@ -534,7 +525,8 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| no_response(e, &trace.authority))?;
-    let _driver = AbortOnDrop(tokio::spawn(async move {
+    // The connection task ends with the request, done or dropped (timed out).
+    let _driver = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         let _ = connection.await;
     }));
     let response = sender.send_request(request).await.map_err(|e| no_response(e, &trace.authority))?;

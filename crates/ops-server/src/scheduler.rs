@@ -25,6 +25,7 @@ use ops_core::config::{CatchUpPolicy, JobKind, OverlapPolicy, ScheduleConfig};
 use ops_core::ports::{ScheduleQuery, ScheduledRun, StateStore};
 use ops_core::schedule::CronSchedule;
 use serde_json::{Value, json};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::jobs::{JobStatus, Refusal};
 use crate::state::AppState;
@@ -70,15 +71,6 @@ fn fingerprint(s: &ScheduleConfig) -> String {
     format!("{} {}", s.cron.trim(), s.timezone.trim())
 }
 
-/// Aborts a task when dropped (a run that panicked must not keep renewing its locks).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Due times whose claim could not be written.
 type Unrecorded = Arc<std::sync::Mutex<std::collections::VecDeque<ScheduledRun>>>;
 
@@ -92,7 +84,7 @@ pub async fn run(state: Arc<AppState>, holder: String) {
     let mut stopping = state.stopping();
     let mut runs = tokio::task::JoinSet::new();
     let unrecorded: Unrecorded = Arc::default();
-    let _refresh = AbortOnDrop(tokio::spawn(refresh_metrics_every(Arc::clone(&state))));
+    let _refresh = AbortOnDropHandle::new(tokio::spawn(refresh_metrics_every(Arc::clone(&state))));
     tracing::info!(%holder, "scheduler started");
     loop {
         let entries = state.running().config.schedule.clone();
@@ -389,8 +381,13 @@ async fn claim_and_run(
     let (outcome, job_id) = match acquire(state, store.as_ref(), entry, &locks, &run_key, due).await {
         Err(busy) => (Outcome { status: "skipped", error: Some(busy), detail: Value::Null }, None),
         Ok(job_id) => {
-            let renew =
-                AbortOnDrop(renew_while_running(Arc::clone(&store), locks.clone(), run_key.clone(), holder.to_owned()));
+            // Aborted when dropped: a run that panicked must not keep renewing its locks.
+            let renew = AbortOnDropHandle::new(renew_while_running(
+                Arc::clone(&store),
+                locks.clone(),
+                run_key.clone(),
+                holder.to_owned(),
+            ));
             // A verification waits for one of the server's verification slots, renewing.
             let _slot = state.jobs.run_slot(&job_id, entry.job.as_str()).await;
             // A run that panics is a failed run, never one left `running`.
