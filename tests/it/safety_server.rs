@@ -260,6 +260,45 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// A stop while the S3 server has stopped answering (its container paused mid-upload): the
+/// backup ends within its grace periods, not at the S3 client's read timeout (120 s), and says
+/// which destination it abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_a_stop_while_a_destination_hangs_ends_promptly() {
+    // About 15 MB compressed: S3 parts are in flight when the server freezes.
+    let s = stack(20_000).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let progress = StopOnFirstBytes(std::sync::Mutex::new(Some(tx)));
+    let rt = crate::harness::require_docker().await;
+    let s3_id = s.s3_id.clone();
+    let cancel = Box::pin(async move {
+        let _ = rx.await;
+        rt.pause(&s3_id).await.unwrap();
+        // Long enough for the upload to be waiting on the frozen server.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    });
+    let started = Instant::now();
+    let e = ops_backup::backup_until(&s.ctx, &BackupOptions::default(), &progress, cancel).await.unwrap_err();
+    let took = started.elapsed();
+    s.rt.unpause(&s.s3_id).await.unwrap();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.message().contains("interrupted") && e.message().contains("abandoned"), "{e}");
+    assert!(e.message().contains("s3://backups/daily"), "names the destination: {e}");
+    assert!(!e.message().contains(&s.ctx.config.databases["main"].url.expose().to_string()), "{e}");
+    // 2 s before the stop, 10 s for the destinations, 10 s for the failure records.
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    // The destination that answered kept nothing partial and has the failure record.
+    assert!(leftovers(s.local.path()).is_empty(), "{:?}", leftovers(s.local.path()));
+    let names: Vec<String> = std::fs::read_dir(s.local.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".failed.json")), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".sql.gz")), "{names:?}");
+    let listed = ops_backup::list(&s.ctx).await.unwrap();
+    assert!(listed.iter().all(|b| !b.complete), "nothing looks complete: {listed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn safety_a_stop_mid_backup_fails_it_cleanly() {
     let s = stack(20_000).await;

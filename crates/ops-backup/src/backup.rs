@@ -240,8 +240,9 @@ async fn fresh_id(
     }
 }
 
-/// Leaves `{id}.failed.json` in every destination that takes it, so the failure is visible
-/// after this process is gone. Best effort: a destination may be why the backup failed.
+/// Leaves `{id}.failed.json` in every destination that takes it within [`RECORD_TIMEOUT`]
+/// (all at once), so the failure is visible after this process is gone. Best effort: a
+/// destination may be why the backup failed.
 async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database: &str, config_name: &str, e: &Error) {
     let record = crate::catalog::FailureRecord {
         failed_at: Utc::now(),
@@ -250,13 +251,30 @@ async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database
         error: e.to_string(),
     };
     let Ok(json) = serde_json::to_vec_pretty(&record) else { return };
-    for store in stores {
+    let key = id.failed_key();
+    let writes = stores.iter().map(|store| {
         let body = Box::pin(std::io::Cursor::new(json.clone()));
-        if let Err(err) = store.put(&id.failed_key(), body, &PutOptions::default()).await {
-            tracing::warn!(location = %store.location(), error = %err, "could not record the failed backup");
+        let key = &key;
+        async move {
+            match tokio::time::timeout(RECORD_TIMEOUT, store.put(key, body, &PutOptions::default())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(location = %store.location(), error = %err, "could not record the failed backup");
+                }
+                Err(_) => tracing::warn!(
+                    location = %store.location(),
+                    "could not record the failed backup: no answer within {} s",
+                    RECORD_TIMEOUT.as_secs()
+                ),
+            }
         }
-    }
+    });
+    futures::future::join_all(writes).await;
 }
+
+/// How long a destination may take to store a failure record: one that does not answer is
+/// likely why the backup failed, and a stop must not wait for its client's timeout.
+const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[allow(clippy::too_many_arguments)]
 async fn run(

@@ -24,6 +24,7 @@ use ops_core::ports::{DumpOutput, DumpStream, ObjectStore, PutOptions, PutReport
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio_util::sync::CancellationToken;
 
 use crate::compress::{Compression, encoder};
 use crate::progress::{Progress, ProgressEvent};
@@ -130,6 +131,13 @@ fn compress_blocking(
     Ok(tail)
 }
 
+/// How a stopped backup's error begins.
+const INTERRUPTED: &str = "backup interrupted (the process is stopping)";
+
+/// How long a stopped backup waits for its destinations to discard what they received (abort
+/// a multipart upload, remove a temp file) before it abandons one that does not answer.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Whether the last bytes of a plain dump carry the completion trailer.
 pub(crate) fn has_trailer(tail: &[u8]) -> bool {
     tail.windows(DUMP_TRAILER.len()).any(|w| w == DUMP_TRAILER)
@@ -176,26 +184,30 @@ pub(crate) async fn stream_dump(
 ) -> Result<Streamed> {
     let DumpStream { reader, completion, .. } = dump;
     let interrupted = Arc::new(AtomicBool::new(false));
+    let stopped = CancellationToken::new();
     let raw = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let sink = ChannelSink { tx, buf: Vec::with_capacity(CHUNK) };
-    // Stops a pipe's reader when `cancel` resolves (a stream fails on its own; see
-    // `Cancellable`). Aborted when the backup ends.
-    let mut watch = None;
+    // When `cancel` resolves: a pipe's reader stops at the flag, a stream fails at the token
+    // (see `Cancellable`), and the destinations get `STOP_GRACE`. Aborted when the backup ends.
+    let watch = {
+        let (fired, stopped) = (Arc::clone(&interrupted), stopped.clone());
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            cancel.await;
+            fired.store(true, Ordering::Relaxed);
+            stopped.cancel();
+        }))
+    };
     let producer = {
         let raw = Arc::clone(&raw);
         match reader {
             DumpOutput::Pipe(pipe) => {
-                let fired = Arc::clone(&interrupted);
-                watch = Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-                    cancel.await;
-                    fired.store(true, Ordering::Relaxed);
-                })));
                 let batch = pipe.capacity().is_some_and(|c| c >= BATCH_PIPE);
                 let pipe = pipe.stop_on(Arc::clone(&interrupted));
                 tokio::task::spawn_blocking(move || compress_blocking(pipe, batch, settings, sink, &raw))
             }
             DumpOutput::Stream(stream) => {
+                let cancel = Box::pin(stopped.clone().cancelled_owned());
                 let stream = Cancellable { inner: stream, cancel, fired: Arc::clone(&interrupted) };
                 let bridge = SyncIoBridge::new(stream);
                 tokio::task::spawn_blocking(move || compress_blocking(bridge, false, settings, sink, &raw))
@@ -204,9 +216,11 @@ pub(crate) async fn stream_dump(
     };
 
     let options = PutOptions { size_hint, content_type: Some("application/octet-stream".to_owned()) };
+    // Which destinations have answered (stored the object or failed).
+    let answered: Vec<AtomicBool> = stores.iter().map(|_| AtomicBool::new(false)).collect();
     let mut senders = Vec::with_capacity(stores.len());
     let mut puts = Vec::with_capacity(stores.len());
-    for store in stores {
+    for (store, answer) in stores.iter().zip(&answered) {
         let (dtx, drx) = mpsc::channel::<io::Result<Bytes>>(4);
         let stream = futures::stream::unfold(drx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         let body = StreamReader::new(Box::pin(stream));
@@ -214,18 +228,31 @@ pub(crate) async fn stream_dump(
         let options = options.clone();
         let store = Arc::clone(store);
         let key = key.to_owned();
-        puts.push(async move { store.put(&key, Box::pin(body), &options).await });
+        puts.push(async move {
+            let r = store.put(&key, Box::pin(body), &options).await;
+            answer.store(true, Ordering::Relaxed);
+            r
+        });
     }
 
     let fan = async {
         let mut hasher = Sha256::new();
         let mut compressed = 0u64;
         let mut broken = None;
+        // A stop while a destination does not take its chunk: the stream ends here, unfinished.
+        let mut cut = false;
         'chunks: while let Some(chunk) = rx.recv().await {
             hasher.update(&chunk);
             compressed += chunk.len() as u64;
             for (i, d) in senders.iter().enumerate() {
-                if d.send(Ok(chunk.clone())).await.is_err() {
+                let sent = tokio::select! {
+                    sent = d.send(Ok(chunk.clone())) => sent,
+                    () = stopped.cancelled() => {
+                        cut = true;
+                        break 'chunks;
+                    }
+                };
+                if sent.is_err() {
                     broken = Some(i);
                     break 'chunks;
                 }
@@ -234,13 +261,17 @@ pub(crate) async fn stream_dump(
         }
         drop(rx);
         let verdict: Result<(u64, u64, String)> = match broken {
+            None if cut => {
+                drop(completion);
+                Err(Error::unavailable(format!("{INTERRUPTED}; nothing was kept")))
+            }
             Some(i) => Err(Error::unavailable(format!("upload to {} stopped", stores[i].location()))),
             None => match producer.await {
                 Err(e) => Err(Error::internal(format!("compression thread failed: {e}"))),
                 Ok(Err(_)) if interrupted.load(Ordering::Relaxed) => {
                     // pg_dump dies of the closed pipe; the cause is the interruption.
                     drop(completion);
-                    Err(Error::unavailable("backup interrupted (the process is stopping); nothing was kept"))
+                    Err(Error::unavailable(format!("{INTERRUPTED}; nothing was kept")))
                 }
                 Ok(Err(e)) => {
                     // A read error from pg_dump's pipe, or a compression error. pg_dump's own
@@ -261,15 +292,43 @@ pub(crate) async fn stream_dump(
             },
         };
         if let Err(e) = &verdict {
-            // Make every destination fail, so none keeps a partial or truncated object.
-            for d in &senders {
-                let _ = d.send(Err(io::Error::other(e.to_string()))).await;
-            }
+            // Make every destination fail, so none keeps a partial or truncated object; all at
+            // once, so one that does not read holds up none of the others. A sender is dropped
+            // (end of stream) only after its error is delivered.
+            let message = e.to_string();
+            futures::future::join_all(senders.iter().map(|d| d.send(Err(io::Error::other(message.clone()))))).await;
         }
         drop(senders);
         (verdict, broken)
     };
-    let ((verdict, broken), results) = tokio::join!(fan, futures::future::join_all(puts));
+    let work = async { tokio::join!(fan, futures::future::join_all(puts)) };
+    let ((verdict, broken), results) = tokio::select! {
+        r = work => r,
+        () = async {
+            stopped.cancelled().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => {
+            // A destination stuck in a request (a server that stopped answering) would hold
+            // the stop up until its client's timeout: its request is dropped instead.
+            let hung: Vec<String> = stores
+                .iter()
+                .zip(&answered)
+                .filter(|(_, a)| !a.load(Ordering::Relaxed))
+                .map(|(s, _)| s.location())
+                .collect();
+            let grace = STOP_GRACE.as_secs();
+            return Err(Error::unavailable(if hung.is_empty() {
+                format!("{INTERRUPTED}; the dump did not stop within {grace} s and was abandoned; nothing was kept")
+            } else {
+                format!(
+                    "{INTERRUPTED}; {} did not answer within {grace} s, so its upload was abandoned: what \
+                     it left (an unfinished upload, or a dump without a manifest) is removed by \
+                     `opsctl backup prune` once it is a day old",
+                    hung.join(", ")
+                )
+            }));
+        }
+    };
     drop(watch);
     let (raw_bytes, compressed_bytes, sha256) = match verdict {
         Ok(v) => v,
