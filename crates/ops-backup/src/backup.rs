@@ -157,6 +157,15 @@ pub async fn backup_until(
         other => other,
     };
     let (id, started_at) = fresh_id(&stores, &prefix, opts.compression).await;
+    // Whether the backup was stopped while it ran: its failure records then get less time.
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cancel: crate::pipeline::Cancel = {
+        let stopping = Arc::clone(&stopping);
+        Box::pin(async move {
+            cancel.await;
+            stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
     let result = match lock {
         // The lock is held until the backup has run.
         Ok(_lock) => {
@@ -187,7 +196,9 @@ pub async fn backup_until(
     let text = if project.is_empty() { String::new() } else { format!("project {project}") };
     let outcomes = notify_all(ctx, &Notification { title, text, level, fields }).await;
     if let Err(e) = &result {
-        record_failure(&stores, &id, db.name(), config_name, e).await;
+        let limit =
+            if stopping.load(std::sync::atomic::Ordering::Relaxed) { STOPPING_RECORD_TIMEOUT } else { RECORD_TIMEOUT };
+        record_failure(&stores, &id, db.name(), config_name, e, limit).await;
     }
     result.map(|mut r| {
         r.notifications = outcomes;
@@ -240,10 +251,17 @@ async fn fresh_id(
     }
 }
 
-/// Leaves `{id}.failed.json` in every destination that takes it within [`RECORD_TIMEOUT`]
-/// (all at once), so the failure is visible after this process is gone. Best effort: a
+/// Leaves `{id}.failed.json` in every destination that takes it within `limit` (all at
+/// once), so the failure is visible after this process is gone. Best effort: a
 /// destination may be why the backup failed.
-async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database: &str, config_name: &str, e: &Error) {
+async fn record_failure(
+    stores: &[Arc<dyn ObjectStore>],
+    id: &BackupId,
+    database: &str,
+    config_name: &str,
+    e: &Error,
+    limit: std::time::Duration,
+) {
     let record = crate::catalog::FailureRecord {
         failed_at: Utc::now(),
         database: database.to_owned(),
@@ -256,7 +274,7 @@ async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database
         let body = Box::pin(std::io::Cursor::new(json.clone()));
         let key = &key;
         async move {
-            match tokio::time::timeout(RECORD_TIMEOUT, store.put(key, body, &PutOptions::default())).await {
+            match tokio::time::timeout(limit, store.put(key, body, &PutOptions::default())).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => {
                     tracing::warn!(location = %store.location(), error = %err, "could not record the failed backup");
@@ -264,7 +282,7 @@ async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database
                 Err(_) => tracing::warn!(
                     location = %store.location(),
                     "could not record the failed backup: no answer within {} s",
-                    RECORD_TIMEOUT.as_secs()
+                    limit.as_secs()
                 ),
             }
         }
@@ -272,9 +290,13 @@ async fn record_failure(stores: &[Arc<dyn ObjectStore>], id: &BackupId, database
     futures::future::join_all(writes).await;
 }
 
-/// How long a destination may take to store a failure record: one that does not answer is
-/// likely why the backup failed, and a stop must not wait for its client's timeout.
-const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a destination may take to store a failure record: one that does not answer in a
+/// minute is likely why the backup failed.
+const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The same for a backup that was stopped: the process is on its way out (a service manager
+/// kills it 90 s after SIGTERM by default), so it must not wait for a client's timeout.
+const STOPPING_RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
@@ -311,10 +333,7 @@ async fn run(
 
     let key_ref = &key;
     let cleanup = |e: Error| async move {
-        for s in stores {
-            let _ = s.delete(&id.manifest_key()).await;
-            let _ = s.delete(key_ref).await;
-        }
+        crate::pipeline::discard(stores, &[&id.manifest_key(), key_ref]).await;
         Err::<BackupReport, Error>(e)
     };
     progress.event(ProgressEvent::Phase { name: "verify-upload".to_owned() });

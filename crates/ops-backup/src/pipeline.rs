@@ -131,6 +131,30 @@ fn compress_blocking(
     Ok(tail)
 }
 
+/// How long removing what a failed backup left may take per object: best effort, since an
+/// object without its manifest is no backup and `backup prune` removes it after a day.
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes `keys` from `stores`, all at once, each within [`DISCARD_TIMEOUT`]; what does not go
+/// is logged.
+pub(crate) async fn discard<'a>(stores: impl IntoIterator<Item = &'a Arc<dyn ObjectStore>>, keys: &[&str]) {
+    let deletes = stores.into_iter().flat_map(|store| {
+        keys.iter().map(move |key| async move {
+            match tokio::time::timeout(DISCARD_TIMEOUT, store.delete(key)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(location = %store.location(), key, error = %e, "could not remove"),
+                Err(_) => tracing::warn!(
+                    location = %store.location(),
+                    key,
+                    "could not remove: no answer within {} s",
+                    DISCARD_TIMEOUT.as_secs()
+                ),
+            }
+        })
+    });
+    futures::future::join_all(deletes).await;
+}
+
 /// How a stopped backup's error begins.
 const INTERRUPTED: &str = "backup interrupted (the process is stopping)";
 
@@ -216,11 +240,13 @@ pub(crate) async fn stream_dump(
     };
 
     let options = PutOptions { size_hint, content_type: Some("application/octet-stream".to_owned()) };
-    // Which destinations have answered (stored the object or failed).
-    let answered: Vec<AtomicBool> = stores.iter().map(|_| AtomicBool::new(false)).collect();
+    // Per destination: its put has returned; it returned Ok (an object at `key`); the fan is
+    // waiting for it to take something, or has handed it the stream's end or error.
+    let flags = || stores.iter().map(|_| AtomicBool::new(false)).collect::<Vec<_>>();
+    let (answered, stored, waited_on) = (flags(), flags(), flags());
     let mut senders = Vec::with_capacity(stores.len());
     let mut puts = Vec::with_capacity(stores.len());
-    for (store, answer) in stores.iter().zip(&answered) {
+    for ((store, answer), ok) in stores.iter().zip(&answered).zip(&stored) {
         let (dtx, drx) = mpsc::channel::<io::Result<Bytes>>(4);
         let stream = futures::stream::unfold(drx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         let body = StreamReader::new(Box::pin(stream));
@@ -230,6 +256,7 @@ pub(crate) async fn stream_dump(
         let key = key.to_owned();
         puts.push(async move {
             let r = store.put(&key, Box::pin(body), &options).await;
+            ok.store(r.is_ok(), Ordering::Relaxed);
             answer.store(true, Ordering::Relaxed);
             r
         });
@@ -245,13 +272,16 @@ pub(crate) async fn stream_dump(
             hasher.update(&chunk);
             compressed += chunk.len() as u64;
             for (i, d) in senders.iter().enumerate() {
+                waited_on[i].store(true, Ordering::Relaxed);
                 let sent = tokio::select! {
-                    sent = d.send(Ok(chunk.clone())) => sent,
+                    biased;
                     () = stopped.cancelled() => {
                         cut = true;
                         break 'chunks;
                     }
+                    sent = d.send(Ok(chunk.clone())) => sent,
                 };
+                waited_on[i].store(false, Ordering::Relaxed);
                 if sent.is_err() {
                     broken = Some(i);
                     break 'chunks;
@@ -296,34 +326,48 @@ pub(crate) async fn stream_dump(
             // once, so one that does not read holds up none of the others. A sender is dropped
             // (end of stream) only after its error is delivered.
             let message = e.to_string();
+            for w in &waited_on {
+                w.store(true, Ordering::Relaxed);
+            }
             futures::future::join_all(senders.iter().map(|d| d.send(Err(io::Error::other(message.clone()))))).await;
         }
         drop(senders);
+        for w in &waited_on {
+            w.store(true, Ordering::Relaxed);
+        }
         (verdict, broken)
     };
     let work = async { tokio::join!(fan, futures::future::join_all(puts)) };
     let ((verdict, broken), results) = tokio::select! {
+        biased;
         r = work => r,
         () = async {
             stopped.cancelled().await;
             tokio::time::sleep(STOP_GRACE).await;
         } => {
             // A destination stuck in a request (a server that stopped answering) would hold
-            // the stop up until its client's timeout: its request is dropped instead.
+            // the stop up until its client's timeout: its request is dropped instead, and
+            // whatever reached `key` is removed.
             let hung: Vec<String> = stores
                 .iter()
-                .zip(&answered)
-                .filter(|(_, a)| !a.load(Ordering::Relaxed))
-                .map(|(s, _)| s.location())
+                .enumerate()
+                .filter(|(i, _)| !answered[*i].load(Ordering::Relaxed) && waited_on[*i].load(Ordering::Relaxed))
+                .map(|(_, s)| s.location())
                 .collect();
+            let at_key = stores
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| stored[*i].load(Ordering::Relaxed) || !answered[*i].load(Ordering::Relaxed))
+                .map(|(_, s)| s);
+            discard(at_key, &[key]).await;
             let grace = STOP_GRACE.as_secs();
             return Err(Error::unavailable(if hung.is_empty() {
                 format!("{INTERRUPTED}; the dump did not stop within {grace} s and was abandoned; nothing was kept")
             } else {
                 format!(
-                    "{INTERRUPTED}; {} did not answer within {grace} s, so its upload was abandoned: what \
-                     it left (an unfinished upload, or a dump without a manifest) is removed by \
-                     `opsctl backup prune` once it is a day old",
+                    "{INTERRUPTED}; no answer within {grace} s from {}, so the upload there was abandoned: \
+                     what it left (a temp file, an unfinished upload, or a dump without a manifest) is \
+                     removed by `opsctl backup prune` once it is a day old",
                     hung.join(", ")
                 )
             }));
@@ -334,11 +378,7 @@ pub(crate) async fn stream_dump(
         Ok(v) => v,
         Err(e) => {
             // A destination may have finished before the failure was known: remove it.
-            for (store, r) in stores.iter().zip(&results) {
-                if r.is_ok() {
-                    let _ = store.delete(key).await;
-                }
-            }
+            discard(stores.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(s, _)| s), &[key]).await;
             // A destination that stopped taking the stream says why itself (a full disk, a
             // refused part), rather than only that it stopped.
             return Err(match broken.and_then(|i| results.into_iter().nth(i).map(|r| (i, r))) {
@@ -358,13 +398,12 @@ pub(crate) async fn stream_dump(
         }
     }
     if let Some(e) = first_err {
-        for store in stores {
-            let _ = store.delete(key).await;
-        }
+        discard(stores, &[key]).await;
         return Err(e);
     }
     for (store, r) in stores.iter().zip(&reports) {
         if r.sha256 != sha256 || r.size != compressed_bytes {
+            discard(stores, &[key]).await;
             return Err(Error::integrity(format!(
                 "{} stored {} bytes with sha256 {}, expected {compressed_bytes} bytes with {sha256}",
                 store.location(),
